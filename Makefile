@@ -1,0 +1,44 @@
+# PoP edge appliance — developer entry points.
+#   make run     start the appliance on embedded defaults (loopback only, state under var/)
+#   make test    install everything into .venv, then lint, type-check and run the test suite
+#   make bench-sip   signalling benchmark against the sippy B2BUA (see bench/README.md)
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit system bench-sip install clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip==24.3.1
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/appliance run
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests --ignore=tests/system
+
+system: $(STAMP)
+	$(BIN)/pytest -q tests/system
+
+test: $(STAMP) lint typecheck
+	$(BIN)/pytest -q -p no:cacheprovider tests
+
+bench-sip: $(STAMP)
+	$(BIN)/python -m bench.sip
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,414 @@
+"""SIP messages (RFC 3261 §7): the header model, the parser and the serializer.
+
+Theory of operation. A message is a start line, an ordered list of header fields and a body. Each parsed
+field keeps the exact text it arrived as (name spelling, compact form, spacing, folding), so an unmodified
+message serializes back to identical bytes; a field added by the appliance is written in canonical form.
+Values are stored unfolded (RFC 3261 §7.3.1: folding is equivalent to a single SP) and parsed into typed
+views (:mod:`appliance.sip.headers`) only when asked for, which keeps the hot path to one split per line.
+
+``parse_message`` is total: it returns a :class:`Request` or :class:`Response` or raises
+:class:`DecodeError` carrying the status to answer with (400, 416, 505, 513) and the partially parsed
+message so that the endpoint can still address that answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Final
+
+from appliance.sip.errors import DecodeError, MessageTooLarge
+from appliance.sip.grammar import is_token
+from appliance.sip.headers import NameAddr, Via, parse_cseq, parse_name_addr, parse_via, split_list
+from appliance.sip.uri import uri_scheme
+
+SIP_VERSION: Final = "SIP/2.0"
+DEFAULT_MAX_SIZE: Final = 65535
+SUPPORTED_SCHEMES: Final = frozenset({"sip", "sips", "tel"})
+
+# RFC 3261 §7.3.3 and the compact forms registered since (RFC 3265, 3515, 3892, 3841, 4028, 4474).
+COMPACT_FORMS: Final = {
+    "i": "call-id", "m": "contact", "e": "content-encoding", "l": "content-length", "c": "content-type",
+    "f": "from", "s": "subject", "k": "supported", "t": "to", "v": "via", "o": "event", "r": "refer-to",
+    "b": "referred-by", "u": "allow-events", "x": "session-expires", "a": "accept-contact",
+    "j": "reject-contact", "d": "request-disposition", "y": "identity", "n": "identity-info",
+}  # fmt: skip
+
+# How a header is written when the appliance adds it.
+CANONICAL_NAMES: Final = {
+    "call-id": "Call-ID", "cseq": "CSeq", "www-authenticate": "WWW-Authenticate", "rack": "RAck",
+    "rseq": "RSeq", "min-se": "Min-SE", "mime-version": "MIME-Version", "sip-etag": "SIP-ETag",
+    "sip-if-match": "SIP-If-Match", "p-asserted-identity": "P-Asserted-Identity",
+}  # fmt: skip
+
+# Headers whose grammar is a comma-separated list, so several values may share one line (RFC 3261 §7.3.1).
+LIST_HEADERS: Final = frozenset({
+    "via", "contact", "route", "record-route", "allow", "supported", "require", "proxy-require",
+    "unsupported", "accept", "accept-encoding", "accept-language", "content-encoding", "content-language",
+    "allow-events", "path", "service-route", "in-reply-to", "p-asserted-identity",
+})  # fmt: skip
+
+# Headers that must appear at most once.
+SINGLE_HEADERS: Final = frozenset({
+    "call-id", "cseq", "from", "to", "max-forwards", "content-length", "content-type", "expires",
+    "session-expires", "min-se", "min-expires", "rseq", "rack",
+})  # fmt: skip
+
+_CANONICAL_CACHE: dict[str, str] = {}
+# Control characters other than HTAB are not allowed in a header block; CR and LF only as CRLF.
+_BAD_CTL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n")
+_FOLD: Final = re.compile(r"[ \t]*\r\n[ \t]+")
+_METHOD_RE: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
+
+
+def header_key(name: str) -> str:
+    """The lookup key of a header name: lower-case full form (``v`` → ``via``)."""
+    key = name.lower()
+    return COMPACT_FORMS.get(key, key)
+
+
+def canonical_name(key: str) -> str:
+    name = _CANONICAL_CACHE.get(key)
+    if name is None:
+        name = CANONICAL_NAMES.get(key) or "-".join(p.capitalize() for p in key.split("-"))
+        if len(_CANONICAL_CACHE) < 512:  # bounded: keys come from the wire
+            _CANONICAL_CACHE[key] = name
+    return name
+
+
+class Headers:
+    """Ordered, multi-valued header fields.
+
+    Each field is ``[key, value, raw]``: the lookup key (see :func:`header_key`), the unfolded value, and
+    the exact line(s) it arrived as (``None`` once modified or when added locally).
+    """
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: list[list[str | None]] | None = None) -> None:
+        self._fields: list[list[str | None]] = fields if fields is not None else []
+
+    @classmethod
+    def from_pairs(cls, pairs: list[tuple[str, str]]) -> Headers:
+        return cls([[header_key(n), v, None] for n, v in pairs])
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for key, value, _ in self._fields:
+            assert key is not None and value is not None
+            yield canonical_name(key), value
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __contains__(self, name: str) -> bool:
+        key = header_key(name)
+        return any(f[0] == key for f in self._fields)
+
+    def get(self, name: str) -> str | None:
+        """The first field's value (for a list header, the whole first line)."""
+        key = header_key(name)
+        for f in self._fields:
+            if f[0] == key:
+                return f[1]
+        return None
+
+    def get_lines(self, name: str) -> list[str]:
+        key = header_key(name)
+        return [f[1] for f in self._fields if f[0] == key]  # type: ignore[misc]
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of a header, list headers split at their commas."""
+        key = header_key(name)
+        values = [f[1] for f in self._fields if f[0] == key]
+        if key in LIST_HEADERS:
+            return [item for v in values for item in split_list(v)]  # type: ignore[arg-type]
+        return values  # type: ignore[return-value]
+
+    def add(self, name: str, value: str) -> None:
+        self._fields.append([header_key(name), value, None])
+
+    def prepend(self, name: str, value: str) -> None:
+        self._fields.insert(0, [header_key(name), value, None])
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every field of this name with one field, kept at the first one's position."""
+        key = header_key(name)
+        for i, f in enumerate(self._fields):
+            if f[0] == key:
+                self._fields[i] = [key, value, None]
+                self._fields[i + 1 :] = [g for g in self._fields[i + 1 :] if g[0] != key]
+                return
+        self._fields.append([key, value, None])
+
+    def remove(self, name: str) -> None:
+        key = header_key(name)
+        self._fields = [f for f in self._fields if f[0] != key]
+
+    def pop_first_value(self, name: str) -> str | None:
+        """Remove the first value of a list header (the top Via, the top Route) and return it."""
+        key = header_key(name)
+        for i, f in enumerate(self._fields):
+            if f[0] == key:
+                items = split_list(f[1])  # type: ignore[arg-type]
+                if len(items) <= 1:
+                    del self._fields[i]
+                else:
+                    self._fields[i] = [key, ", ".join(items[1:]), None]
+                return items[0] if items else None
+        return None
+
+    def copy(self) -> Headers:
+        return Headers([list(f) for f in self._fields])
+
+    def write(self, out: list[str]) -> None:
+        for key, value, raw in self._fields:
+            if raw is not None:
+                out.append(raw)
+            else:
+                out.append(f"{canonical_name(key)}: {value}")  # type: ignore[arg-type]
+
+
+class Message:
+    """Common part of requests and responses; see :class:`Request` and :class:`Response`."""
+
+    __slots__ = ("_via", "body", "headers")
+
+    def __init__(self, headers: Headers, body: bytes) -> None:
+        self.headers = headers
+        self.body = body
+        self._via: Via | None = None
+
+    # Lazily parsed views of the headers every layer needs. They raise DecodeError on a bad value.
+    @property
+    def top_via(self) -> Via:
+        if self._via is None:
+            first = self.headers.get("via")
+            if first is None:
+                raise DecodeError("Missing Via header")
+            top = split_list(first)
+            if not top:
+                raise DecodeError("Empty Via header")
+            self._via = parse_via(top[0])
+        return self._via
+
+    def invalidate(self) -> None:
+        """Forget cached views after the Via headers were changed."""
+        self._via = None
+
+    @property
+    def call_id(self) -> str:
+        value = self.headers.get("call-id")
+        if not value:
+            raise DecodeError("Missing Call-ID header")
+        return value
+
+    @property
+    def cseq(self) -> tuple[int, str]:
+        value = self.headers.get("cseq")
+        if value is None:
+            raise DecodeError("Missing CSeq header")
+        return parse_cseq(value)
+
+    @property
+    def from_(self) -> NameAddr:
+        value = self.headers.get("from")
+        if value is None:
+            raise DecodeError("Missing From header")
+        return parse_name_addr(value, what="From")
+
+    @property
+    def to(self) -> NameAddr:
+        value = self.headers.get("to")
+        if value is None:
+            raise DecodeError("Missing To header")
+        return parse_name_addr(value, what="To")
+
+    def set_body(self, body: bytes, content_type: str | None) -> None:
+        self.body = body
+        if content_type is not None:
+            self.headers.set("content-type", content_type)
+        elif not body:
+            self.headers.remove("content-type")
+        self.headers.set("content-length", str(len(body)))
+
+    def start_line(self) -> str:
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        out = [self.start_line()]
+        self.headers.write(out)
+        out.append("")
+        out.append("")
+        head = "\r\n".join(out).encode("utf-8")
+        return head + self.body if self.body else head
+
+
+class Request(Message):
+    __slots__ = ("method", "uri", "version")
+
+    def __init__(
+        self, method: str, uri: str, headers: Headers, body: bytes = b"", version: str = SIP_VERSION
+    ) -> None:
+        super().__init__(headers, body)
+        self.method = method
+        self.uri = uri
+        self.version = version
+
+    def start_line(self) -> str:
+        return f"{self.method} {self.uri} {self.version}"
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.uri}>"
+
+
+class Response(Message):
+    __slots__ = ("reason", "status", "version")
+
+    def __init__(
+        self, status: int, reason: str, headers: Headers, body: bytes = b"", version: str = SIP_VERSION
+    ) -> None:
+        super().__init__(headers, body)
+        self.status = status
+        self.reason = reason
+        self.version = version
+
+    def start_line(self) -> str:
+        return f"{self.version} {self.status} {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason}>"
+
+
+def parse_message(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE, stream: bool = False) -> Request | Response:
+    """Parse one whole message (one datagram, or one frame cut by :mod:`appliance.sip.stream`).
+
+    ``stream`` says the message came over a reliable stream, where Content-Length is mandatory
+    (RFC 3261 §18.3, §20.14).
+    """
+    if len(data) > max_size:
+        raise MessageTooLarge(len(data), max_size)
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        raise DecodeError("Missing empty line after the headers")
+    try:
+        head = data[:end].decode("utf-8")
+    except UnicodeDecodeError:
+        raise DecodeError("Header block is not valid UTF-8") from None
+    body = data[end + 4 :]
+    if _BAD_CTL.search(head):
+        raise DecodeError("Control character or bare CR/LF in the header block")
+    lines = head.split("\r\n")
+    start = lines[0]
+    message: Request | Response
+    if start.startswith("SIP/") or start[:4].upper() == "SIP/":
+        message = _parse_status_line(start)
+    else:
+        message = _parse_request_line(start)
+    message.headers = _parse_header_lines(lines, message)
+    _validate(message, body, stream)
+    return message
+
+
+def _parse_status_line(line: str) -> Response:
+    version, _, rest = line.partition(" ")
+    code, _, reason = rest.partition(" ")
+    if version.upper() != SIP_VERSION:
+        raise DecodeError(f"Version Not Supported ({version[:16]!r})", status=505)
+    if len(code) != 3 or not code.isdigit() or not 100 <= int(code) <= 699:
+        raise DecodeError("Malformed status line")
+    return Response(int(code), reason, Headers(), b"", version)
+
+
+def _parse_request_line(line: str) -> Request:
+    parts = line.split(" ")
+    if len(parts) != 3 or not all(parts):
+        raise DecodeError("Malformed request line")
+    method, uri, version = parts
+    if _METHOD_RE.match(method) is None:
+        raise DecodeError("Malformed method in request line")
+    if version.upper() != SIP_VERSION:
+        if version[:4].upper() == "SIP/":
+            raise DecodeError(f"Version Not Supported ({version[:16]!r})", status=505)
+        raise DecodeError("Malformed SIP version in request line")
+    return Request(method, uri, Headers(), b"", version)
+
+
+def _parse_header_lines(lines: list[str], message: Message) -> Headers:
+    fields: list[list[str | None]] = []
+    i = 1
+    n = len(lines)
+    while i < n:
+        raw = lines[i]
+        i += 1
+        if i < n and lines[i] and lines[i][0] in " \t":
+            # Folded value (RFC 3261 §7.3.1): gather continuation lines, keep the raw text for round trips.
+            j = i
+            while j < n and lines[j] and lines[j][0] in " \t":
+                j += 1
+            raw = "\r\n".join(lines[i - 1 : j])
+            i = j
+            value_src = _FOLD.sub(" ", raw)
+        else:
+            value_src = raw
+        name, colon, value = value_src.partition(":")
+        if not colon:
+            message.headers = Headers(fields)
+            raise DecodeError(f"Malformed header line {raw[:32]!r}", partial=message)
+        name = name.rstrip(" \t")
+        if not name or not is_token(name):
+            message.headers = Headers(fields)
+            raise DecodeError(f"Malformed header name {name[:32]!r}", partial=message)
+        key = name.lower()
+        fields.append([COMPACT_FORMS.get(key, key), value.strip(" \t"), raw])
+    return Headers(fields)
+
+
+def _validate(message: Request | Response, body: bytes, stream: bool) -> None:
+    """Mandatory headers (RFC 3261 §8.1.1), their syntax, singletons, Content-Length and body framing."""
+    headers = message.headers
+    counts: dict[str, int] = {}
+    for f in headers._fields:
+        key: str = f[0]  # type: ignore[assignment]
+        if key in SINGLE_HEADERS:
+            counts[key] = counts.get(key, 0) + 1
+    for key, count in counts.items():
+        if count > 1:
+            raise DecodeError(f"Duplicate {canonical_name(key)} header", partial=message)
+    for key in ("via", "from", "to", "call-id", "cseq"):
+        if counts.get(key) is None and key != "via" or key == "via" and headers.get("via") is None:
+            raise DecodeError(f"Missing {canonical_name(key)} header", partial=message)
+    try:
+        message.top_via  # noqa: B018 - parse and cache the top Via
+        number, method = message.cseq
+        message.from_  # noqa: B018
+        message.to  # noqa: B018
+    except DecodeError as exc:
+        exc.partial = message
+        raise
+    if isinstance(message, Request):
+        if method != message.method:
+            raise DecodeError("CSeq method does not match the request method", partial=message)
+        if message.top_via.branch is None:
+            # RFC 2543 peers without a branch are not supported: transactions are matched on it (§17.2.3).
+            raise DecodeError("Missing branch parameter in Via header", partial=message)
+        max_forwards = headers.get("max-forwards")
+        if max_forwards is not None and (not max_forwards.isdigit() or int(max_forwards) > 255):
+            raise DecodeError("Malformed Max-Forwards header", partial=message)
+        scheme = uri_scheme(message.uri)
+        if scheme is None:
+            raise DecodeError("Malformed Request-URI", partial=message)
+        if scheme not in SUPPORTED_SCHEMES:
+            raise DecodeError(f"Unsupported URI Scheme {scheme!r}", status=416, partial=message)
+    length_text = headers.get("content-length")
+    if length_text is None:
+        if stream:
+            raise DecodeError("Missing Content-Length header on a stream transport", partial=message)
+        message.body = body
+        return
+    if not length_text.isdigit():
+        raise DecodeError("Malformed Content-Length header", partial=message)
+    length = int(length_text)
+    if length > len(body):
+        raise DecodeError("Content-Length exceeds the body", partial=message)
+    # RFC 3261 §18.3: octets past Content-Length in a datagram are discarded.
+    message.body = body[:length]
