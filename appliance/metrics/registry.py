@@ -1,0 +1,274 @@
+"""The appliance's Prometheus metrics: what is counted, and the cheap methods that count it.
+
+Theory of operation. The B2BUA calls these methods several times per SIP message at hundreds of calls per
+second, so the hot path must cost next to nothing. A ``prometheus_client`` labelled child costs about
+400 ns per increment (argument checks plus a ``threading.Lock``); the control process is a single asyncio
+thread, so that lock buys nothing. Each :class:`Metrics` therefore keeps its values as plain ``int``
+slots in lists and dicts whose label sets are bound once at construction (a list indexed by response
+class, a dict keyed by method or route), and a collector registered in the instance's own
+:class:`~prometheus_client.CollectorRegistry` turns them into metric families only when scraped. An
+increment is then one index and one integer add (≈40 ns).
+
+Label values come only from the fixed sets below or, for reject reasons, from short snake_case names the
+code passes in, never from the wire: an unknown SIP method is counted as ``other``, so a peer cannot
+grow the label space.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Final
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+ROUTES: Final = ("cloud", "ivr", "agents", "pri", "trunk", "local", "none")
+"""Destination kinds that can take a call: ``local`` is a registered endpoint, ``none`` a failed call."""
+
+DIRECTIONS: Final = ("in", "out")
+
+METHODS: Final = (
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "UPDATE", "INFO", "SUBSCRIBE",
+    "NOTIFY", "REFER", "MESSAGE", "PUBLISH",
+)  # fmt: skip
+"""SIP methods counted under their own label; any other method is counted as ``other``."""
+
+REJECT_REASONS: Final = (
+    "malformed", "version", "uri_scheme", "too_large", "rate_limited", "loop", "too_many_hops",
+    "unknown_method", "auth_failed", "no_route", "overload",
+)  # fmt: skip
+"""Reasons the SIP endpoint rejects a message for; other snake_case reasons are accepted too."""
+
+MODES: Final = ("ONLINE", "SUSPECT", "SURVIVABLE", "RECOVERING")
+
+MAX_REJECT_REASONS: Final = 64
+"""Distinct reject reasons kept; past this, new reasons are counted as ``other`` (bounded label space)."""
+
+_REASON_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,47}\Z")
+_CLASS_LABELS: Final = ("1xx", "2xx", "3xx", "4xx", "5xx", "6xx")
+
+
+class Metrics:
+    """Every metric the control process exports, in a registry of its own.
+
+    The counting methods raise :class:`ValueError` on a route, direction, status, mode or reason outside
+    the documented sets: that is a bug in the caller, never something a peer can trigger.
+    Each :meth:`call_started` must be matched by one :meth:`call_ended` naming the route the call was on
+    when it ended (after any :meth:`call_routed`).
+    """
+
+    __slots__ = (
+        "_bindings",
+        "_calls_active",
+        "_calls_total",
+        "_failovers",
+        "_info",
+        "_mode",
+        "_rejects",
+        "_requests",
+        "_responses",
+        "_transactions",
+        "registry",
+    )
+
+    def __init__(
+        self, *, site: str = "", serial: str = "", version: str = "", process_metrics: bool = True
+    ) -> None:
+        """``site``, ``serial`` and ``version`` label ``appliance_info``; ``process_metrics`` adds the
+        standard ``process_*`` series (CPU, resident memory, open file descriptors) of this process."""
+        self.registry = CollectorRegistry()
+        self._info = (site, serial, version)
+        self._calls_active: dict[str, int] = dict.fromkeys(ROUTES, 0)
+        self._calls_total: dict[str, int] = dict.fromkeys(ROUTES, 0)
+        self._failovers: dict[tuple[str, str], int] = {}
+        # Index 0 is unused so that ``status // 100`` indexes directly.
+        self._responses: dict[str, list[int]] = {d: [0] * 7 for d in DIRECTIONS}
+        self._requests: dict[str, dict[str, int]] = {
+            d: dict.fromkeys((*METHODS, "other"), 0) for d in DIRECTIONS
+        }
+        self._rejects: dict[str, int] = dict.fromkeys(REJECT_REASONS, 0)
+        self._transactions = 0
+        self._bindings = 0
+        self._mode: str | None = None
+        self.registry.register(_Collector(self))
+        if process_metrics:
+            ProcessCollector(registry=self.registry)
+
+    # -- calls ---------------------------------------------------------------------------------------
+
+    def call_started(self, route: str) -> None:
+        """A new call was taken by ``route``."""
+        try:
+            self._calls_active[route] += 1
+        except KeyError:
+            raise ValueError(f"unknown route {route!r}") from None
+        self._calls_total[route] += 1
+
+    def call_routed(self, old_route: str, new_route: str) -> None:
+        """A live call failed over from ``old_route`` to ``new_route`` (e.g. cloud → ivr when the WAN died).
+
+        The call moves between the active gauges and is counted once more in ``appliance_calls_total``
+        under the new route (that counter counts each route that took a call, not distinct calls), and in
+        ``appliance_call_failovers_total{from_route,to_route}``.
+        """
+        active = self._calls_active
+        if old_route not in active or new_route not in active:
+            raise ValueError(f"unknown route in {old_route!r} -> {new_route!r}")
+        active[old_route] -= 1
+        active[new_route] += 1
+        self._calls_total[new_route] += 1
+        key = (old_route, new_route)
+        self._failovers[key] = self._failovers.get(key, 0) + 1
+
+    def call_ended(self, route: str) -> None:
+        """A call that was on ``route`` ended."""
+        try:
+            self._calls_active[route] -= 1
+        except KeyError:
+            raise ValueError(f"unknown route {route!r}") from None
+
+    # -- SIP -----------------------------------------------------------------------------------------
+
+    def request(self, direction: str, method: str) -> None:
+        """A SIP request was received (``"in"``) or sent (``"out"``). Methods are case-sensitive
+        (RFC 3261 §7.1); one not in :data:`METHODS` is counted as ``other``."""
+        try:
+            counts = self._requests[direction]
+        except KeyError:
+            raise ValueError(f"unknown direction {direction!r}") from None
+        if method in counts:
+            counts[method] += 1
+        else:
+            counts["other"] += 1
+
+    def response(self, direction: str, status: int) -> None:
+        """A SIP response with ``status`` (100 to 699) was received (``"in"``) or sent (``"out"``)."""
+        if not 100 <= status <= 699:
+            raise ValueError(f"status {status} is not a SIP status code")
+        try:
+            self._responses[direction][status // 100] += 1
+        except KeyError:
+            raise ValueError(f"unknown direction {direction!r}") from None
+
+    def reject(self, reason: str) -> None:
+        """The SIP endpoint rejected or dropped a message for ``reason`` (short snake_case)."""
+        rejects = self._rejects
+        if reason in rejects:
+            rejects[reason] += 1
+            return
+        if _REASON_RE.match(reason) is None:
+            raise ValueError(f"reject reason {reason!r} is not short snake_case")
+        if len(rejects) >= MAX_REJECT_REASONS:
+            rejects["other"] = rejects.get("other", 0) + 1
+        else:
+            rejects[reason] = 1
+
+    def transaction_started(self) -> None:
+        self._transactions += 1
+
+    def transaction_ended(self) -> None:
+        self._transactions -= 1
+
+    def set_transactions_active(self, count: int) -> None:
+        """Set ``appliance_sip_transactions_active`` outright (e.g. from the transaction table's size)."""
+        self._transactions = count
+
+    def set_registrar_bindings(self, count: int) -> None:
+        self._bindings = count
+
+    # -- appliance state -----------------------------------------------------------------------------
+
+    def set_mode(self, name: str) -> None:
+        """The survivability mode is now ``name`` (one of :data:`MODES`)."""
+        if name not in MODES:
+            raise ValueError(f"unknown mode {name!r}")
+        self._mode = name
+
+    def render(self) -> bytes:
+        """The whole registry in the Prometheus text exposition format (version 0.0.4)."""
+        return generate_latest(self.registry)
+
+
+class _Collector(Collector):
+    """Turns a :class:`Metrics` instance's plain counters into metric families at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self._m
+        # Reading private slots of the owning instance: this collector is part of Metrics.
+        active = GaugeMetricFamily(
+            "appliance_calls_active",
+            "Calls in progress, by the destination kind carrying them.",
+            labels=["route"],
+        )
+        total = CounterMetricFamily(
+            "appliance_calls_total",
+            "Calls taken, by destination kind (a failed-over call counts for each route that took it).",
+            labels=["route"],
+        )
+        for route in ROUTES:
+            active.add_metric([route], m._calls_active[route])
+            total.add_metric([route], m._calls_total[route])
+        yield active
+        yield total
+
+        failovers = CounterMetricFamily(
+            "appliance_call_failovers",
+            "Live calls moved from one destination kind to another.",
+            labels=["from_route", "to_route"],
+        )
+        for (old, new), n in m._failovers.items():
+            failovers.add_metric([old, new], n)
+        yield failovers
+
+        requests = CounterMetricFamily(
+            "appliance_sip_requests",
+            "SIP requests received (in) and sent (out).",
+            labels=["direction", "method"],
+        )
+        for direction, by_method in m._requests.items():
+            for method, n in by_method.items():
+                requests.add_metric([direction, method], n)
+        yield requests
+
+        responses = CounterMetricFamily(
+            "appliance_sip_responses",
+            "SIP responses received (in) and sent (out), by status class.",
+            labels=["direction", "class"],
+        )
+        for direction, by_class in m._responses.items():
+            for label, n in zip(_CLASS_LABELS, by_class[1:], strict=True):
+                responses.add_metric([direction, label], n)
+        yield responses
+
+        rejects = CounterMetricFamily(
+            "appliance_sip_rejects", "SIP messages rejected or dropped by the endpoint.", labels=["reason"]
+        )
+        for reason, n in m._rejects.items():
+            rejects.add_metric([reason], n)
+        yield rejects
+
+        yield GaugeMetricFamily(
+            "appliance_sip_transactions_active", "SIP transactions in progress.", value=m._transactions
+        )
+        yield GaugeMetricFamily(
+            "appliance_registrar_bindings", "Contacts registered with the local registrar.", value=m._bindings
+        )
+
+        mode = GaugeMetricFamily(
+            "appliance_mode", "Survivability mode: 1 for the current one, 0 for the others.", labels=["mode"]
+        )
+        for name in MODES:
+            mode.add_metric([name], 1 if name == m._mode else 0)
+        yield mode
+
+        info = GaugeMetricFamily(
+            "appliance_info", "Identity of this appliance (always 1).", labels=["site", "serial", "version"]
+        )
+        info.add_metric(list(m._info), 1)
+        yield info
