@@ -1,0 +1,271 @@
+"""Assembles the control process from its configuration and runs it until SIGTERM.
+
+This is wiring only: every decision lives in the sans-I/O parts (SIP endpoint, B2BUA, registrar, mode
+machine); this module builds them from :class:`~appliance.config.Config`, opens the sockets, the database
+and the metrics endpoint, and reports where each service listens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from appliance import __version__
+from appliance.calls.b2bua import B2bua
+from appliance.calls.context import SipContext
+from appliance.calls.local_media import SilenceMedia, StartSilence, StopStream
+from appliance.calls.routing import RoutingTable
+from appliance.config import Config
+from appliance.core import ApplianceCore
+from appliance.logs import SipTrace, setup_logging
+from appliance.media.ports import PortAllocator
+from appliance.media.silence import SilencePlayer
+from appliance.metrics import Metrics, MetricsServer, start_metrics_server
+from appliance.ratelimit import SourceRateLimiter
+from appliance.sdnotify import Notifier
+from appliance.sip.builder import IdFactory
+from appliance.sip.digest import DigestServer, ha1
+from appliance.sip.dialog import uri_to_peer
+from appliance.sip.endpoint import SipEndpoint
+from appliance.sip.errors import DecodeError
+from appliance.sip.events import Peer
+from appliance.sip.registrar import Registrar
+from appliance.sip.transaction import TimerSettings
+from appliance.sip.transport import SipTransports, load_tls_context
+from appliance.sip.uri import parse_sip_uri
+from appliance.store import Database, Outbox
+from appliance.wan.events import ModeChanged
+from appliance.wan.mode import ModeMachine
+
+log = logging.getLogger("appliance")
+
+
+@dataclass
+class Appliance:
+    """The running control process; :meth:`start` brings it up, :meth:`stop` takes it down."""
+
+    config: Config
+    state_dir: Path
+    listening: list[str] = field(default_factory=list)
+
+    async def start(self) -> None:
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.metrics = Metrics(site=cfg.site.name, serial=cfg.site.serial, version=__version__)
+        self.db = await Database.open(self.state_dir / "appliance.db")
+        self.outbox = Outbox(self.db)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+        limiter = None
+        if cfg.sip.rate_limit.enabled:
+            rl = cfg.sip.rate_limit
+            limiter = SourceRateLimiter(rate=rl.rate, burst=rl.burst, max_sources=rl.max_sources)
+        trace = SipTrace()
+        trace.enable_all(cfg.sip.trace)
+        t = cfg.sip.timers
+        endpoint = SipEndpoint(
+            timers=TimerSettings(t.t1, t.t2, t.t4),
+            ids=IdFactory(),
+            max_message_size=cfg.sip.max_message_size,
+            allow_source=limiter.allow if limiter is not None else None,
+            observer=self.metrics,
+            trace=self._tracer(trace) if cfg.sip.trace else None,
+        )
+        self.ctx = SipContext(
+            endpoint=endpoint,
+            ids=endpoint.ids,
+            domain=cfg.sip.domain,
+            user_agent=cfg.sip.user_agent,
+            session_expires=cfg.sip.session_timer.session_expires,
+            min_se=cfg.sip.session_timer.min_se,
+        )
+        now = loop.time()
+        c = cfg.cloud
+        self.mode = ModeMachine(
+            cloud_configured=c.configured,
+            probe_interval=c.probe_interval,
+            probe_timeout=c.probe_timeout,
+            probe_failures=c.probe_failures,
+            probe_successes=c.probe_successes,
+            hold_down=c.hold_down,
+            now=now,
+        )
+        self.metrics.set_mode(self.mode.mode.name)
+        self.registrar = self._registrar(cfg)
+        router = RoutingTable([(r.match, r.destinations) for r in cfg.routes], region=cfg.site.region)
+        self.media = SilenceMedia(
+            address=cfg.media.address, ports=PortAllocator(cfg.media.rtp_port_min, cfg.media.rtp_port_max)
+        )
+        b2bua = B2bua(
+            ctx=self.ctx,
+            router=router,
+            cloud_available=lambda: self.mode.routes_to_cloud,
+            cloud_trunk=c.trunk,
+            agents=self._agents,
+            media=self.media,
+            observer=self.metrics,
+        )
+        self.core = ApplianceCore(
+            ctx=self.ctx,
+            b2bua=b2bua,
+            mode=self.mode,
+            registrar=self.registrar,
+            cloud_trunk=parse_sip_uri(c.trunk) if c.trunk else None,
+            on_mode_change=self._mode_changed,
+        )
+        tls = None
+        if cfg.sip.tls_certificate:
+            tls = load_tls_context(cfg.sip.tls_certificate, cfg.sip.tls_private_key)
+        self.player = SilencePlayer(loop=loop)
+        self.transports = SipTransports(
+            self.core, max_message_size=cfg.sip.max_message_size, tls_context=tls, after_flush=self._media_commands
+        )
+        host = cfg.sip.listen
+        udp = await self.transports.listen_udp(host, cfg.sip.udp_port)
+        tcp = await self.transports.listen_stream("tcp", host, cfg.sip.tcp_port)
+        self.ctx.local.update(self.transports.addresses)
+        self.listening.append(f"SIP UDP        {udp[0]}:{udp[1]}")
+        self.listening.append(f"SIP TCP        {tcp[0]}:{tcp[1]}")
+        if tls is not None:
+            tls_addr = await self.transports.listen_stream("tls", host, cfg.sip.tls_port)
+            self.ctx.local.update(self.transports.addresses)
+            self.listening.append(f"SIP TLS        {tls_addr[0]}:{tls_addr[1]}")
+        self.listening.append(f"RTP            {cfg.media.address} ports {cfg.media.rtp_port_min}-{cfg.media.rtp_port_max}")
+        self.metrics_server: MetricsServer = await start_metrics_server(
+            self.metrics, cfg.metrics.listen, cfg.metrics.port
+        )
+        self.listening.append(f"metrics        http://{cfg.metrics.listen}:{self.metrics_server.port}/metrics")
+        self.listening.append(f"database       {self.state_dir / 'appliance.db'}")
+        self.listening.append(f"mode           {self.mode.mode.name}"
+                              + ("" if c.configured else " (no cloud configured)"))  # fmt: skip
+        self.transports.flush()  # the first probe, if a cloud is configured
+        self._spawn(self._housekeeping())
+        await self.outbox.append("appliance.started", {"version": __version__, "site": cfg.site.name})
+
+    def _registrar(self, cfg: Config) -> Registrar:
+        users = {u.username: u for u in cfg.registrar.users}
+        realm = cfg.sip.domain
+
+        def credentials(username: str, algorithm: str) -> str | None:
+            user = users.get(username)
+            if user is None:
+                return None
+            stored = user.ha1_sha256 if algorithm.upper().startswith("SHA-256") else user.ha1_md5
+            if stored:
+                return stored
+            return ha1(username, realm, user.password, algorithm) if user.password else None
+
+        r = cfg.registrar
+        digest = DigestServer(
+            realm=realm, secret=os.urandom(32), nonce_lifetime=r.nonce_lifetime, algorithms=r.algorithms
+        )
+        return Registrar(
+            domain=cfg.sip.domain,
+            digest=digest,
+            credentials=credentials,
+            min_expires=r.min_expires,
+            max_expires=r.max_expires,
+            default_expires=r.default_expires,
+            wall_clock=time.time,
+            ids=self.ctx.ids,
+        )
+
+    def _agents(self, group_name: str) -> list[tuple[str, Peer]]:
+        """Where to ring an agent group: every live binding of each member, or a member's own URI."""
+        group = next((g for g in self.config.agent_groups if g.name == group_name), None)
+        if group is None:
+            return []
+        now = asyncio.get_running_loop().time()
+        out: list[tuple[str, Peer]] = []
+        for member in group.members:
+            if ":" in member:
+                try:
+                    out.append((member, uri_to_peer(parse_sip_uri(member))))
+                except DecodeError:
+                    continue
+                continue
+            for binding in self.registrar.lookup(member, now):
+                # Send to where the REGISTER came from: a phone behind NAT is reachable there, not at its Contact.
+                out.append((binding.uri, Peer(binding.transport, binding.source[0], binding.source[1])))
+        return out
+
+    def _media_commands(self) -> None:
+        commands = self.media.commands
+        while commands:
+            cmd = commands.popleft()
+            if isinstance(cmd, StartSilence):
+                self.player.start(
+                    cmd.stream_id, (self.media.address, cmd.local_port), cmd.remote, cmd.payload_type, cmd.silence_octet
+                )
+            elif isinstance(cmd, StopStream):
+                self.player.stop(cmd.stream_id)
+
+    def _mode_changed(self, event: ModeChanged) -> None:
+        self.metrics.set_mode(event.new.name)
+        body = {"old": event.old.name, "new": event.new.name, "reason": event.reason}
+        self._spawn(self._append("mode.changed", body))
+
+    async def _append(self, kind: str, body: dict[str, object]) -> None:
+        await self.outbox.append(kind, body)
+
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _housekeeping(self) -> None:
+        """Gauges that are cheaper to sample once a second than to update per message."""
+        while True:
+            self.metrics.set_transactions_active(self.ctx.endpoint.transaction_count)
+            self.metrics.set_registrar_bindings(self.registrar.count)
+            await asyncio.sleep(1.0)
+
+    @staticmethod
+    def _tracer(trace: SipTrace) -> Callable[[str, Peer, bytes], None]:
+        def record(direction: str, peer: Peer, data: bytes) -> None:
+            trace.record(direction=direction, peer=str(peer), transport=peer.transport, data=data)
+
+        return record
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.transports.close()
+        self.player.close()
+        await self.metrics_server.close()
+        await self.db.close()
+
+
+async def serve(config: Config, state_dir: Path, *, announce: Callable[[str], None] = print) -> None:
+    """Run the appliance until SIGTERM or SIGINT."""
+    setup_logging(config.logging.level, config.logging.format)
+    appliance = Appliance(config, state_dir)
+    await appliance.start()
+    for line in appliance.listening:
+        announce(line)
+    announce("appliance ready")
+    notifier = Notifier.from_env()
+    if notifier is not None:
+        notifier.ready()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    watchdog = notifier.watchdog_interval() if notifier is not None else None
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=watchdog or 3600)
+        except TimeoutError:
+            if notifier is not None:
+                notifier.watchdog()
+    if notifier is not None:
+        notifier.stopping()
+    await appliance.stop()

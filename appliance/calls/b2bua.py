@@ -1,0 +1,375 @@
+"""The back-to-back user agent: every call is two legs joined by the call-control event set.
+
+Theory of operation. An initial INVITE is vetted (Max-Forwards, session-timer minimum), its called number is
+looked up in the routing table, and the call tries the route's destinations in order: the cloud trunk (only
+while the survivable-mode machine says the cloud is reachable), an explicit trunk, the local IVR, a local
+agent group (forked to every registered member at once: first to answer wins, the others are cancelled) or a
+PRI span. A destination that fails before answer hands the call to the next one; when none is left the caller
+gets the last failure. After answer the B2BUA only relays events between the two legs.
+
+Legs talk to the B2BUA through :meth:`Call.from_leg`; the B2BUA talks to legs through ``leg.handle``. Neither
+side knows the other's protocol. Leg timers (no-answer, session timers) sit in one heap here, beside the SIP
+endpoint's transaction timers.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from appliance.calls import causes
+from appliance.calls.causes import Cause
+from appliance.calls.context import ALLOW, SipContext
+from appliance.calls.events import (
+    Answer,
+    CallEvent,
+    Disconnect,
+    Fail,
+    Progress,
+    Redirect,
+    Ringing,
+    Setup,
+    Update,
+    UpdateAnswer,
+)
+from appliance.calls.sip_leg import LegState, SipLeg
+from appliance.sip.dialog import uri_to_peer
+from appliance.sip.errors import DecodeError
+from appliance.sip.events import Peer
+from appliance.sip.message import Request
+from appliance.sip.transaction import ServerTransaction
+from appliance.sip.uri import SipUri, TelUri, parse_sip_uri, parse_uri
+
+log = logging.getLogger("appliance.calls")
+
+ANSWERED_ELSEWHERE = Cause(16, 200, "Call completed elsewhere")
+
+
+class Destination(Protocol):
+    kind: str
+    target: str
+
+
+class RouteLike(Protocol):
+    @property
+    def destinations(self) -> Sequence[Destination]: ...
+
+
+class Router(Protocol):
+    """The routing table (see :mod:`appliance.calls.routing`)."""
+
+    def lookup(self, user_part: str) -> RouteLike | None: ...
+    def candidates(self, route: RouteLike, *, cloud_available: bool) -> list[Destination]: ...
+
+
+class CallObserver(Protocol):
+    def call_started(self, route: str) -> None: ...
+    def call_routed(self, old_route: str, new_route: str) -> None: ...
+    def call_ended(self, route: str) -> None: ...
+
+
+class LocalMedia(Protocol):
+    """Media the appliance terminates itself (the local IVR). ``answer`` raises :class:`MediaRefused`."""
+
+    def answer(self, stream_id: str, offer: bytes | None) -> bytes: ...
+    def stop(self, stream_id: str) -> None: ...
+
+
+class MediaRefused(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class Leg(Protocol):
+    call: Call
+    route_kind: str
+
+    def handle(self, event: CallEvent, now: float) -> None: ...
+
+
+class Call:
+    __slots__ = ("_b2bua", "a", "answered", "b", "candidates", "ended", "forks", "id", "last_cause", "route_kind", "setup")
+
+    def __init__(self, b2bua: B2bua, call_id: str, setup: Setup, candidates: list[Destination]) -> None:
+        self._b2bua = b2bua
+        self.id = call_id
+        self.setup = setup
+        self.candidates = candidates
+        self.a: Leg = None  # type: ignore[assignment]  # set right after construction
+        self.b: Leg | None = None
+        self.forks: list[Leg] = []
+        self.answered = False
+        self.ended = False
+        self.route_kind = "none"
+        self.last_cause: Cause = causes.NO_ROUTE
+
+    def from_leg(self, leg: Leg, event: CallEvent, now: float) -> None:
+        self._b2bua.call_event(self, leg, event, now)
+
+
+class LocalIvrLeg:
+    """The local IVR destination. Until the IVR engine lands it answers and plays silence."""
+
+    __slots__ = ("_b2bua", "call", "flow", "route_kind", "stream_id")
+
+    def __init__(self, b2bua: B2bua, call: Call, flow: str) -> None:
+        self._b2bua = b2bua
+        self.call = call
+        self.flow = flow
+        self.route_kind = "ivr"
+        self.stream_id = f"{call.id}:ivr"
+
+    def start(self, setup: Setup, now: float) -> None:
+        media = self._b2bua.media
+        try:
+            answer = media.answer(self.stream_id, setup.sdp)
+        except MediaRefused as exc:
+            self.call.from_leg(self, Fail(Cause.from_sip(exc.status, exc.reason)), now)
+            return
+        self.call.from_leg(self, Answer(answer), now)
+
+    def handle(self, event: CallEvent, now: float) -> None:
+        if isinstance(event, (Disconnect, Fail)):
+            self._b2bua.media.stop(self.stream_id)
+        elif isinstance(event, Update):
+            try:
+                answer = self._b2bua.media.answer(self.stream_id, event.sdp)
+            except MediaRefused as exc:
+                self.call.from_leg(self, Fail(Cause.from_sip(exc.status, exc.reason)), now)
+                return
+            self.call.from_leg(self, UpdateAnswer(answer), now)
+
+
+class B2bua:
+    def __init__(
+        self,
+        *,
+        ctx: SipContext,
+        router: Router,
+        cloud_available: Callable[[], bool],
+        cloud_trunk: str,
+        agents: Callable[[str], list[tuple[str, Peer]]],
+        media: LocalMedia,
+        observer: CallObserver,
+    ) -> None:
+        self.ctx = ctx
+        self.router = router
+        self.cloud_available = cloud_available
+        self.cloud_trunk = parse_sip_uri(cloud_trunk) if cloud_trunk else None
+        self.agents = agents
+        self.media = media
+        self.observer = observer
+        self.calls: dict[str, Call] = {}
+        self._legs: dict[tuple[str, str], SipLeg] = {}
+        self._heap: list[tuple[float, int, SipLeg]] = []
+        self._seq = itertools.count()
+
+    # -------------------------------------------------------------------------------- bookkeeping
+    def index_leg(self, call_id: str, local_tag: str, leg: SipLeg) -> None:
+        self._legs[(call_id, local_tag)] = leg
+
+    def find_leg(self, call_id: str, local_tag: str) -> SipLeg | None:
+        return self._legs.get((call_id, local_tag))
+
+    def leg_ended(self, leg: SipLeg) -> None:
+        txn = leg.invite_in or leg.invite
+        if txn is not None:
+            self._legs.pop((txn.request.call_id, leg.local_tag), None)
+
+    def arm(self, leg: SipLeg) -> None:
+        if leg.timer_due is not None:
+            heapq.heappush(self._heap, (leg.timer_due, next(self._seq), leg))
+
+    def get_timer(self) -> float | None:
+        heap = self._heap
+        while heap and (heap[0][2].timer_due != heap[0][0]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def handle_timer(self, now: float) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            due, _, leg = heapq.heappop(heap)
+            if leg.timer_due == due:
+                leg.on_timer(now)
+
+    @staticmethod
+    def called_user(request: Request) -> str:
+        try:
+            uri = parse_uri(request.uri)
+        except DecodeError:
+            return ""
+        if isinstance(uri, TelUri):
+            return uri.number
+        return uri.user or ""
+
+    # ----------------------------------------------------------------------------- new calls
+    def new_call(self, txn: ServerTransaction, now: float) -> None:
+        """An initial INVITE (no To tag) arrived."""
+        request = txn.request
+        mf = request.headers.get("max-forwards")
+        if mf is not None and int(mf) == 0:
+            txn.respond(483, to_tag=self.ctx.ids.tag())
+            return
+        se = request.headers.get("session-expires")
+        if se is not None:
+            value = se.split(";", 1)[0].strip()
+            if not value.isdigit():
+                txn.respond(400, "Malformed Session-Expires header", to_tag=self.ctx.ids.tag())
+                return
+            if int(value) < self.ctx.min_se:
+                # RFC 4028 §8.1: too small an interval is refused with our minimum.
+                txn.respond(422, to_tag=self.ctx.ids.tag(), extra=[("Min-SE", str(self.ctx.min_se))])
+                return
+        call_id = self.ctx.ids.call_id()
+        call = Call(self, call_id, Setup("", ""), [])
+        a = SipLeg(self, call, role="uas", peer=txn.peer, route_kind="inbound")
+        call.a = a
+        setup = a.accept_invite(txn, now)
+        call.setup = setup
+        route = self.router.lookup(setup.called)
+        if route is None:
+            call.last_cause = causes.NO_ROUTE
+        else:
+            call.candidates = self.router.candidates(route, cloud_available=self.cloud_available())
+        self.calls[call_id] = call
+        self.index_leg(request.call_id, a.local_tag, a)
+        self._next_destination(call, now)
+
+    def _next_destination(self, call: Call, now: float) -> None:
+        while call.candidates:
+            dest = call.candidates.pop(0)
+            if self._try_destination(call, dest, now):
+                return
+        self._end(call, Fail(call.last_cause), now)
+
+    def _try_destination(self, call: Call, dest: Destination, now: float) -> bool:
+        kind = dest.kind
+        setup = call.setup
+        if kind == "cloud":
+            if self.cloud_trunk is None or not self.cloud_available():
+                return False
+            return self._dial_trunk(call, self.cloud_trunk, setup, now, "cloud")
+        if kind == "trunk":
+            try:
+                trunk = parse_sip_uri(dest.target)
+            except DecodeError:
+                return False
+            return self._dial_trunk(call, trunk, setup, now, "trunk")
+        if kind == "ivr":
+            ivr = LocalIvrLeg(self, call, dest.target)
+            self._route(call, "ivr")
+            call.forks.append(ivr)
+            ivr.start(setup, now)
+            return True
+        if kind == "agents":
+            contacts = self.agents(dest.target)
+            if not contacts:
+                call.last_cause = causes.Cause(20, 480, "No agent registered")
+                return False
+            self._route(call, "agents")
+            for uri, peer in contacts:
+                leg = SipLeg(self, call, role="uac", peer=peer, route_kind="agents")
+                call.forks.append(leg)
+                leg.send_invite(setup, uri, now)
+            return True
+        # "pri": spans are driven by the PRI gateway, which is not part of this build yet.
+        log.info("call %s: destination %s:%s not available", call.id, kind, dest.target)
+        return False
+
+    def _dial_trunk(self, call: Call, trunk: SipUri, setup: Setup, now: float, kind: str) -> bool:
+        port = f":{trunk.port}" if trunk.port else ""
+        params = "".join(f";{k}" if v is None else f";{k}={v}" for k, v in trunk.params.items())
+        uri = f"{trunk.scheme}:{setup.called or 'anonymous'}@{trunk.host}{port}{params}"
+        leg = SipLeg(self, call, role="uac", peer=uri_to_peer(trunk), route_kind=kind)
+        self._route(call, kind)
+        call.forks.append(leg)
+        leg.send_invite(setup, uri, now)
+        return True
+
+    def _route(self, call: Call, kind: str) -> None:
+        if call.route_kind == "none":
+            self.observer.call_started(kind)
+        elif call.route_kind != kind:
+            self.observer.call_routed(call.route_kind, kind)
+        call.route_kind = kind
+
+    # --------------------------------------------------------------------------- event relay
+    def call_event(self, call: Call, leg: Leg, event: CallEvent, now: float) -> None:
+        if call.ended:
+            return
+        if leg is call.a:
+            if isinstance(event, Disconnect):
+                for other in [*call.forks, *([call.b] if call.b else [])]:
+                    other.handle(event, now)
+                self._finish(call)
+            elif call.b is not None:
+                call.b.handle(event, now)
+            return
+        if isinstance(event, (Ringing, Progress)):
+            if not call.answered and leg in call.forks:
+                call.a.handle(event, now)
+        elif isinstance(event, Answer):
+            if call.answered or leg not in call.forks:
+                leg.handle(Disconnect(ANSWERED_ELSEWHERE), now)
+                return
+            call.answered = True
+            call.b = leg
+            for other in call.forks:
+                if other is not leg:
+                    other.handle(Disconnect(ANSWERED_ELSEWHERE), now)
+            call.forks = []
+            if call.route_kind != leg.route_kind:
+                self._route(call, leg.route_kind)
+            call.a.handle(event, now)
+        elif isinstance(event, (Fail, Redirect)):
+            if leg in call.forks:
+                call.forks.remove(leg)
+                if isinstance(event, Fail):
+                    call.last_cause = event.cause
+                else:
+                    call.last_cause = Cause.from_sip(480, "Redirected")
+                if not call.forks and not call.answered:
+                    self._next_destination(call, now)
+        elif isinstance(event, Disconnect):
+            if leg is call.b:
+                call.a.handle(event, now)
+                self._finish(call)
+        elif leg is call.b:
+            call.a.handle(event, now)
+
+    def _end(self, call: Call, event: Fail, now: float) -> None:
+        call.a.handle(event, now)
+        if call.route_kind == "none":
+            self.observer.call_started("none")
+        self._finish(call)
+
+    def _finish(self, call: Call) -> None:
+        if call.ended:
+            return
+        call.ended = True
+        self.calls.pop(call.id, None)
+        self.observer.call_ended(call.route_kind)
+
+    # ------------------------------------------------------------------------------ SIP intake
+    def on_request(self, txn: ServerTransaction, now: float) -> None:
+        """Requests the core routed to call control: INVITE, BYE, UPDATE, INFO, in-dialog OPTIONS."""
+        request = txn.request
+        to_tag = request.to.tag
+        if to_tag is None:
+            if request.method == "INVITE":
+                self.new_call(txn, now)
+            else:
+                txn.respond(481 if request.method in ("BYE", "UPDATE", "INFO") else 405,
+                            to_tag=self.ctx.ids.tag(), extra=[("Allow", ALLOW)])  # fmt: skip
+            return
+        leg = self._legs.get((request.call_id, to_tag))
+        if leg is None or leg.state is LegState.ENDED and request.method != "BYE":
+            txn.respond(481)
+            return
+        leg.on_request(request, txn, now)
