@@ -107,7 +107,10 @@ class Transaction:
 
     __slots__ = ("_host", "_table", "branch", "key", "last_sent", "now", "peer", "request", "state", "timers")
 
-    kind: str = "transaction"
+    @property
+    def kind(self) -> str:
+        side = "server" if isinstance(self, ServerTransaction) else "client"
+        return f"{side}-{self.request.method.lower()}"
 
     def __init__(
         self,
@@ -172,7 +175,6 @@ class ClientTransaction(Transaction):
             S.CALLING if self.is_invite else S.TRYING,
             CLIENT_INVITE if self.is_invite else CLIENT_NON_INVITE,
         )
-        self.kind = "client-invite" if self.is_invite else "client"
         self.last_response: Response | None = None
         self.cancel_pending = False
         # Opaque slot for the TU (the call leg that owns this transaction), so events route without lookups.
@@ -289,7 +291,6 @@ class ServerTransaction(Transaction):
             S.PROCEEDING if self.is_invite else S.TRYING,
             SERVER_INVITE if self.is_invite else SERVER_NON_INVITE,
         )
-        self.kind = "server-invite" if self.is_invite else "server"
         self.last_response: Response | None = None
         self.local_tag: str | None = None
         self.tu_data: object = None
