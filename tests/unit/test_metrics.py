@@ -83,10 +83,9 @@ def test_requests_by_direction_and_method_with_unknown_methods_grouped() -> None
     assert value(m, "appliance_sip_requests_total", direction="in", method="INVITE") == 2
     assert value(m, "appliance_sip_requests_total", direction="out", method="BYE") == 1
     assert value(m, "appliance_sip_requests_total", direction="in", method="other") == 2
-    assert (
-        "appliance_sip_requests_total",
-        frozenset({("direction", "in"), ("method", "FROBNICATE")}),
-    ) not in (samples(m))
+    methods = {dict(k[1])["method"] for k in samples(m) if k[0] == "appliance_sip_requests_total"}
+    assert "FROBNICATE" not in methods
+    assert "invite" not in methods
     with pytest.raises(ValueError, match="direction"):
         m.request("sideways", "INVITE")
 
