@@ -1,0 +1,398 @@
+"""The appliance's configuration: frozen dataclasses with every default embedded.
+
+``Config()`` is the configuration ``make run`` starts on (DESIGN.md §5.1): every service on loopback, no
+cloud configured (so the appliance is in SURVIVABLE mode and answers calls with the default IVR flow).
+
+Each field declares its rule beside it (:mod:`appliance.config.rules`); a check that spans several fields
+lives in the owning class's ``cross_check``, which yields ``(relative path, message)`` pairs and is run by the
+loader only once every field of the object is valid. Adding a setting is one line here: the loader builds
+every class generically from its annotations (:mod:`appliance.config.load`).
+
+Objects built directly in code are not validated; only documents that pass through the loader are.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, Self
+
+from appliance.config.rules import (
+    NAME_RE,
+    REJECT,
+    USER_RE,
+    Rule,
+    choice,
+    even_integer,
+    expected,
+    header_text_check,
+    hex_digest,
+    host_check,
+    integer,
+    ip_address,
+    name,
+    non_empty_array,
+    non_empty_text,
+    number,
+    port,
+    region_check,
+    rule,
+    sip_uri_check,
+    sip_user,
+    text,
+    timezone_check,
+)
+
+Problem = tuple[str, str]
+"""A cross-field issue: the path relative to the checked object ("" for the object itself) and a message."""
+
+DestinationKind = Literal["cloud", "ivr", "agents", "pri", "trunk"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+DIGEST_ALGORITHMS = ("SHA-256", "MD5")
+
+
+class TextValue:
+    """A configuration value written in TOML as one string and parsed into a typed object."""
+
+    EXPECTED: ClassVar[str]
+
+    @classmethod
+    def parse(cls, text: str) -> Self:
+        """Parse ``text`` or raise ``ValueError`` whose message is the reason ("" when none is better)."""
+        raise NotImplementedError
+
+
+def _existing_file(v: str) -> str | None:
+    if v == "":
+        return None
+    if "\0" in v or not os.path.isfile(v):
+        return REJECT
+    return None
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    name: str = field(default="default", metadata=non_empty_text("a non-empty site name", max_len=64))
+    serial: str = field(
+        default="SIM-0001",
+        metadata=rule("a serial number of letters, digits, '-', '_' and '.'", text(pattern=r"[\w.\-]{1,64}")),
+    )
+    timezone: str = field(
+        default="UTC", metadata=rule('an IANA time zone name such as "Europe/Berlin"', timezone_check)
+    )
+    region: str = field(
+        default="DE",
+        metadata=rule('an ISO 3166 region code known to the numbering plan, such as "DE"', region_check),
+    )
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    """Per-source token bucket in front of the SIP parser."""
+
+    enabled: bool = True
+    rate: float = field(default=500.0, metadata=number(above=0))  # messages per second per source
+    burst: int = field(default=1000, metadata=integer(1))
+    max_sources: int = field(default=10000, metadata=integer(1))
+
+
+@dataclass(frozen=True)
+class TimerConfig:
+    """RFC 3261 §17 transaction timers, in seconds."""
+
+    t1: float = field(default=0.5, metadata=number(above=0))
+    t2: float = field(default=4.0, metadata=number(above=0))
+    t4: float = field(default=5.0, metadata=number(above=0))
+
+    def cross_check(self) -> Iterator[Problem]:
+        if self.t1 > self.t2:  # RFC 3261 §17.1.2.2: retransmissions back off from T1 up to T2
+            yield "t1", expected(f"at most t2 = {self.t2:g}", self.t1)
+
+
+@dataclass(frozen=True)
+class SessionTimerConfig:
+    """RFC 4028 session timers, in seconds; 90 s is the protocol's floor for Min-SE (§4)."""
+
+    session_expires: int = field(default=1800, metadata=integer(90, 86400))
+    min_se: int = field(default=90, metadata=integer(90, 86400))
+
+    def cross_check(self) -> Iterator[Problem]:
+        if self.min_se > self.session_expires:
+            yield "min_se", expected(f"at most session_expires = {self.session_expires}", self.min_se)
+
+
+@dataclass(frozen=True)
+class SipConfig:
+    listen: str = field(default="127.0.0.1", metadata=ip_address())
+    udp_port: int = field(default=5060, metadata=port())
+    tcp_port: int = field(default=5060, metadata=port())
+    tls_port: int = field(default=5061, metadata=port())
+    tls_certificate: str = field(
+        default="", metadata=rule("the path of an existing file (or empty)", _existing_file)
+    )
+    tls_private_key: str = field(
+        default="", metadata=rule("the path of an existing file (or empty)", _existing_file)
+    )
+    max_message_size: int = field(default=65535, metadata=integer(1024, 262144))
+    user_agent: str = field(
+        default="PoP-Appliance/0.1",
+        metadata=rule("a printable string of 1 to 128 characters", header_text_check),
+    )
+    domain: str = field(default="localhost", metadata=rule("a host name or IP address", host_check))
+    trace: bool = False
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    timers: TimerConfig = field(default_factory=TimerConfig)
+    session_timer: SessionTimerConfig = field(default_factory=SessionTimerConfig)
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls_certificate)
+
+    def cross_check(self) -> Iterator[Problem]:
+        # A certificate without its key (or the reverse) cannot serve TLS: refuse rather than start without.
+        if self.tls_certificate and not self.tls_private_key:
+            yield "tls_private_key", "required when tls_certificate is set"
+        if self.tls_private_key and not self.tls_certificate:
+            yield "tls_certificate", "required when tls_private_key is set"
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    address: str = field(default="127.0.0.1", metadata=ip_address())
+    # RTP takes the even port and RTCP the odd one above it (RFC 3550 §11), so the range starts even.
+    rtp_port_min: int = field(default=20000, metadata=even_integer(1024, 65534))
+    rtp_port_max: int = field(default=29999, metadata=integer(1025, 65535))
+
+    def cross_check(self) -> Iterator[Problem]:
+        if self.rtp_port_min >= self.rtp_port_max:
+            yield "rtp_port_max", expected(f"more than rtp_port_min = {self.rtp_port_min}", self.rtp_port_max)
+
+
+@dataclass(frozen=True)
+class CloudConfig:
+    """Where the cloud contact centre is and how the WAN monitor probes it."""
+
+    trunk: str = field(default="", metadata=rule('"" (no cloud) or a sip: or sips: URI', sip_uri_check))
+    probe_interval: float = field(default=5.0, metadata=number(above=0))
+    probe_timeout: float = field(default=2.0, metadata=number(above=0))
+    probe_failures: int = field(default=3, metadata=integer(1))
+    probe_successes: int = field(default=2, metadata=integer(1))
+    hold_down: float = field(default=30.0, metadata=number(least=0))
+
+    @property
+    def configured(self) -> bool:
+        """False when no trunk is set: the appliance then stays in SURVIVABLE mode (DESIGN.md §5.1)."""
+        return self.trunk != ""
+
+
+@dataclass(frozen=True)
+class UserConfig:
+    """A local SIP user (phone or agent) that registers with the appliance's registrar."""
+
+    username: str = field(metadata=sip_user())
+    password: str = field(
+        default="",
+        metadata=rule("a string of at most 256 characters", lambda v: None if len(v) <= 256 else REJECT),
+    )
+    ha1_md5: str = field(default="", metadata=hex_digest(32))
+    ha1_sha256: str = field(default="", metadata=hex_digest(64))
+
+    def cross_check(self) -> Iterator[Problem]:
+        if not (self.password or self.ha1_md5 or self.ha1_sha256):
+            yield "", "expected at least one of password, ha1_md5 or ha1_sha256; got none"
+
+
+@dataclass(frozen=True)
+class RegistrarConfig:
+    """RFC 3261 §10 registrar and RFC 8760 digest authentication; expiry values in seconds."""
+
+    min_expires: int = field(default=60, metadata=integer(1))
+    max_expires: int = field(default=3600, metadata=integer(1))
+    default_expires: int = field(default=3600, metadata=integer(1))
+    nonce_lifetime: float = field(default=300.0, metadata=number(above=0))
+    algorithms: tuple[str, ...] = field(
+        default=DIGEST_ALGORITHMS,
+        metadata=non_empty_array('a non-empty array of "SHA-256" and "MD5"', item=choice(DIGEST_ALGORITHMS)),
+    )
+    users: tuple[UserConfig, ...] = ()
+
+    def cross_check(self) -> Iterator[Problem]:
+        if self.min_expires > self.max_expires:
+            yield "max_expires", expected(f"at least min_expires = {self.min_expires}", self.max_expires)
+        elif not self.min_expires <= self.default_expires <= self.max_expires:
+            words = f"from min_expires = {self.min_expires} to max_expires = {self.max_expires}"
+            yield "default_expires", expected(words, self.default_expires)
+        yield from _duplicates("algorithms[{}]", self.algorithms, "an algorithm named once")
+        yield from _duplicates("users[{}].username", [u.username for u in self.users], "a unique user name")
+
+
+@dataclass(frozen=True)
+class Destination(TextValue):
+    """Where a route sends a call.
+
+    Written ``cloud``, ``ivr:<flow>``, ``agents:<group>``, ``pri:<span number>`` or ``trunk:<sip uri>``;
+    ``str()`` gives that text back.
+    """
+
+    EXPECTED: ClassVar[str] = (
+        'a destination "cloud", "ivr:<flow>", "agents:<group>", "pri:<span number>" or "trunk:<sip uri>"'
+    )
+
+    kind: DestinationKind
+    target: str
+
+    @classmethod
+    def parse(cls, text: str) -> Self:
+        kind, colon, target = text.partition(":")
+        if kind == "cloud":
+            if colon:
+                raise ValueError('"cloud" takes no target')
+            return cls("cloud", "")
+        if not colon:
+            raise ValueError(REJECT)
+        if kind in {"ivr", "agents"}:
+            if NAME_RE.fullmatch(target) is None:
+                raise ValueError(f"{kind} name must be letters, digits, '_', '-' and '.'")
+            return cls("ivr" if kind == "ivr" else "agents", target)
+        if kind == "pri":
+            if not target.isascii() or not target.isdigit() or not 1 <= int(target) <= 255:
+                raise ValueError("span number must be an integer from 1 to 255")
+            return cls("pri", str(int(target)))
+        if kind == "trunk":
+            reason = sip_uri_check(target) if target else "missing URI"
+            if reason is not None:
+                raise ValueError(reason)
+            return cls("trunk", target)
+        raise ValueError(REJECT)
+
+    def __str__(self) -> str:
+        return self.kind if self.kind == "cloud" else f"{self.kind}:{self.target}"
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    """Calls whose called number matches ``match`` go to the first available of ``destinations``."""
+
+    match: str = field(
+        metadata=rule(
+            '"*" or "+" followed by up to 15 digits, optionally ending with "*"',
+            text(pattern=r"\*|\+[0-9]{1,15}\*?"),
+        )
+    )
+    destinations: tuple[Destination, ...] = field(
+        metadata=non_empty_array("a non-empty array of destinations")
+    )
+
+
+def _member_check(v: str) -> str | None:
+    if USER_RE.fullmatch(v) is not None:
+        return None
+    if v.startswith(("sip:", "sips:")):
+        return sip_uri_check(v)
+    return REJECT
+
+
+@dataclass(frozen=True)
+class AgentGroupConfig:
+    name: str = field(metadata=name())
+    members: tuple[str, ...] = field(
+        metadata=non_empty_array(
+            "a non-empty array of agents", item=Rule("a SIP user name or a sip: or sips: URI", _member_check)
+        )
+    )
+    strategy: Literal["ring-all", "sequential"] = "ring-all"
+    ring_timeout: float = field(default=20.0, metadata=number(above=0))  # seconds
+
+
+@dataclass(frozen=True)
+class ServiceListen:
+    """Where a TCP service (metrics, NOC SSH, sync API) listens."""
+
+    listen: str = field(metadata=ip_address())
+    port: int = field(metadata=port())
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: LogLevel = "info"
+    format: Literal["json", "text"] = "json"
+
+
+def _default_routes() -> tuple[RouteConfig, ...]:
+    return (RouteConfig("*", (Destination("cloud", ""), Destination("ivr", "default"))),)
+
+
+@dataclass(frozen=True)
+class Config:
+    site: SiteConfig = field(default_factory=SiteConfig)
+    sip: SipConfig = field(default_factory=SipConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
+    cloud: CloudConfig = field(default_factory=CloudConfig)
+    registrar: RegistrarConfig = field(default_factory=RegistrarConfig)
+    routes: tuple[RouteConfig, ...] = field(
+        default_factory=_default_routes, metadata=non_empty_array("a non-empty array of routes")
+    )
+    agent_groups: tuple[AgentGroupConfig, ...] = ()
+    metrics: ServiceListen = field(default_factory=lambda: ServiceListen("127.0.0.1", 9464))
+    noc: ServiceListen = field(default_factory=lambda: ServiceListen("127.0.0.1", 2222))
+    sync: ServiceListen = field(default_factory=lambda: ServiceListen("127.0.0.1", 8443))
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    state_dir: str = field(default="var", metadata=non_empty_text("a directory path"))
+
+    def agent_group(self, group: str) -> AgentGroupConfig | None:
+        return next((g for g in self.agent_groups if g.name == group), None)
+
+    def cross_check(self) -> Iterator[Problem]:
+        yield from _duplicates(
+            "routes[{}].match", [r.match for r in self.routes], "a match used by one route"
+        )
+        groups = [g.name for g in self.agent_groups]
+        yield from _duplicates("agent_groups[{}].name", groups, "a unique group name")
+        known = ", ".join(f'"{g}"' for g in groups) or "none defined"
+        for i, route in enumerate(self.routes):
+            for j, dest in enumerate(route.destinations):
+                if dest.kind == "agents" and dest.target not in groups:
+                    words = f"an agent group defined in [[agent_groups]] ({known})"
+                    yield f"routes[{i}].destinations[{j}]", expected(words, str(dest))
+        users = {u.username for u in self.registrar.users}
+        for i, group in enumerate(self.agent_groups):
+            for j, member in enumerate(group.members):
+                # A bare name must be a local user, or the agent could never register to be rung.
+                if USER_RE.fullmatch(member) is not None and member not in users:
+                    words = "a user defined in [[registrar.users]] or a sip: URI"
+                    yield f"agent_groups[{i}].members[{j}]", expected(words, member)
+        yield from self._listener_clashes()
+
+    def _listener_clashes(self) -> Iterator[Problem]:
+        tcp: list[tuple[str, str, int]] = [("sip.tcp_port", self.sip.listen, self.sip.tcp_port)]
+        if self.sip.tls_enabled:
+            tcp.append(("sip.tls_port", self.sip.listen, self.sip.tls_port))
+        for svc in ("metrics", "noc", "sync"):
+            listen: ServiceListen = getattr(self, svc)
+            tcp.append((f"{svc}.port", listen.listen, listen.port))
+        for i, (path, addr, port_) in enumerate(tcp):
+            for other, other_addr, other_port in tcp[:i]:
+                if port_ != 0 and port_ == other_port and _overlap(addr, other_addr):
+                    yield path, expected(f"a TCP port not used by {other}", port_)
+                    break
+        m = self.media
+        udp = self.sip.udp_port
+        if udp and m.rtp_port_min <= udp <= m.rtp_port_max and _overlap(self.sip.listen, m.address):
+            yield "sip.udp_port", expected("a UDP port outside the media RTP port range", udp)
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether two listen addresses can collide: equal, or one is the wildcard of the same family."""
+    x, y = ipaddress.ip_address(a), ipaddress.ip_address(b)
+    return x == y or (x.version == y.version and (x.is_unspecified or y.is_unspecified))
+
+
+def _duplicates(path: str, values: list[str] | tuple[str, ...], words: str) -> Iterator[Problem]:
+    first: dict[str, int] = {}
+    for i, v in enumerate(values):
+        if v in first:
+            yield path.format(i), f"{expected(words, v)} (also {path.format(first[v])})"
+        else:
+            first[v] = i
