@@ -47,7 +47,7 @@ def quote(text: str) -> str:
 
 
 def split_outside_quotes(text: str, sep: str) -> list[str]:
-    """Split on ``sep`` where it is outside quoted strings and outside ``<...>`` (a URI may hold the separator).
+    """Split on ``sep`` outside quoted strings and outside ``<...>`` (a URI may hold the separator).
 
     Raises :class:`DecodeError` on an unterminated quoted string or angle bracket.
     """
@@ -104,7 +104,7 @@ def parse_params(text: str, *, what: str) -> Params:
             if not value:
                 raise DecodeError(f"Empty value for parameter {name!r} in {what}")
             if value[0] == '"':
-                if len(value) < 2 or value[-1] != '"':
+                if _QUOTED_FULL.match(value) is None:
                     raise DecodeError(f"Unterminated quoted value for parameter {name!r} in {what}")
             elif not _PARAM_VALUE_FULL.match(value):
                 raise DecodeError(f"Malformed value for parameter {name!r} in {what}")
@@ -114,8 +114,11 @@ def parse_params(text: str, *, what: str) -> Params:
     return params
 
 
-# A generic-param value is a token, a host (incl. an IPv6 reference) or a quoted string (RFC 3261 §25.1 gen-value).
+# A generic-param value is a token, a host (incl. an IPv6 reference) or a quoted string
+# (RFC 3261 §25.1 gen-value).
 _PARAM_VALUE_FULL: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~:\[\]/@&=$,?]+\Z")
+# RFC 3261 §25.1 quoted-string: qdtext and quoted-pair (any character but CR/LF after the backslash).
+_QUOTED_FULL: Final = re.compile(r'"(?:[^"\\\r\n]|\\[^\r\n])*"\Z')
 
 
 def format_params(params: Params) -> str:

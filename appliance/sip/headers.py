@@ -12,14 +12,26 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from appliance.sip.errors import DecodeError
-from appliance.sip.grammar import Params, format_params, is_token, parse_params, quote, split_outside_quotes, unquote
+from appliance.sip.grammar import (
+    Params,
+    format_params,
+    is_token,
+    parse_params,
+    quote,
+    split_outside_quotes,
+    unquote,
+)
 from appliance.sip.uri import format_host, split_hostport
 
 # RFC 3261 §17.1.1.3: branches of RFC 3261-compliant elements start with this cookie.
 BRANCH_COOKIE: Final = "z9hG4bK"
 MAX_CSEQ: Final = 2**31 - 1
 
-_VIA_RE: Final = re.compile(r"SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+([^;\s]+)\s*(?:;(.*))?\Z", re.I | re.S)
+_VIA_RE: Final = re.compile(
+    r"SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+([^;\s]+)\s*(?:;(.*))?\Z", re.I | re.S | re.A
+)
+# RFC 3261 §20.16: CSeq = 1*DIGIT LWS Method
+_CSEQ_RE: Final = re.compile(r"[ \t]*([0-9]+)[ \t]+([^ \t]+)[ \t]*\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +87,12 @@ class NameAddr:
 
 
 def parse_name_addr(value: str, *, what: str) -> NameAddr:
+    """Parse a name-addr or addr-spec header value (RFC 3261 §20.10, §25.1); ``what`` names the header."""
     text = value.strip()
     if not text:
         raise DecodeError(f"Empty {what} header")
     display: str | None = None
-    if text[0] == '"' or "<" in text:
+    if text[0] == '"' or _angle_outside_quotes(text):
         # name-addr form: [display-name] <addr-spec> *(; param)
         if text[0] == '"':
             end = _closing_quote(text)
@@ -98,13 +111,20 @@ def parse_name_addr(value: str, *, what: str) -> NameAddr:
         gt = text.find(">", lt)
         if gt < 0:
             raise DecodeError(f"Unterminated '<' in {what} header")
-        uri = text[lt + 1 : gt].strip()
+        uri = text[lt + 1 : gt]
+        if uri != uri.strip():
+            # LAQUOT and RAQUOT take no inner whitespace (RFC 3261 §25.1; RFC 4475 §3.1.2.14).
+            raise DecodeError(f"Whitespace inside '<...>' in {what} header")
         rest = text[gt + 1 :].strip()
     else:
         # addr-spec form: parameters after the URI belong to the header (RFC 3261 §20.10)
-        uri, _, param_part = text.partition(";")
+        uri, semi, param_part = text.partition(";")
         uri = uri.strip()
-        rest = ";" + param_part if _ else ""
+        rest = ";" + param_part if semi else ""
+        if "?" in uri or "," in uri:
+            # A URI holding a comma, question mark or semicolon must be enclosed in <> (RFC 3261 §20;
+            # RFC 4475 §3.1.2.13): here it would change the header's meaning.
+            raise DecodeError(f"URI with headers or commas outside '<...>' in {what} header")
     if not uri or ":" not in uri:
         raise DecodeError(f"Malformed URI in {what} header")
     params: Params = {}
@@ -113,6 +133,32 @@ def parse_name_addr(value: str, *, what: str) -> NameAddr:
             raise DecodeError(f"Unexpected text after URI in {what} header")
         params = parse_params(rest[1:], what=f"{what} header")
     return NameAddr(uri=uri, display_name=display, params=params)
+
+
+def _angle_outside_quotes(text: str) -> bool:
+    """Whether ``text`` has a ``<`` that is not inside a quoted string (a quoted parameter may hold one)."""
+    lt = text.find("<")
+    if lt < 0:
+        return False
+    quote_at = text.find('"')
+    if quote_at < 0 or lt < quote_at:
+        return True
+    in_quotes = False
+    i = 0
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if in_quotes:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                in_quotes = False
+        elif ch == '"':
+            in_quotes = True
+        elif ch == "<":
+            return True
+        i += 1
+    return False
 
 
 def _closing_quote(text: str) -> int:
@@ -128,16 +174,17 @@ def _closing_quote(text: str) -> int:
 
 
 def parse_cseq(value: str) -> tuple[int, str]:
-    number, _, method = value.strip().partition(" ")
-    method = method.strip()
-    if not number.isdigit() or not method:
+    """``(number, method)`` of a CSeq value; the number is at most 2**31 - 1 (RFC 3261 §8.1.1.5)."""
+    m = _CSEQ_RE.match(value)
+    if m is None:
         raise DecodeError("Malformed CSeq header")
-    n = int(number)
-    if n > MAX_CSEQ:
+    number, method = m.group(1), m.group(2)
+    # Length first: int() refuses numerals beyond 4300 digits.
+    if len(number.lstrip("0")) > 10 or int(number) > MAX_CSEQ:
         raise DecodeError("CSeq number out of range")
     if not is_token(method):
         raise DecodeError("Malformed CSeq method")
-    return n, method
+    return int(number), method
 
 
 def split_list(value: str) -> list[str]:

@@ -13,14 +13,23 @@ message so that the endpoint can still address that answer.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from typing import Final
 
 from appliance.sip.errors import DecodeError, MessageTooLarge
 from appliance.sip.grammar import is_token
-from appliance.sip.headers import NameAddr, Via, parse_cseq, parse_name_addr, parse_via, split_list
-from appliance.sip.uri import uri_scheme
+from appliance.sip.headers import (
+    BRANCH_COOKIE,
+    NameAddr,
+    Via,
+    parse_cseq,
+    parse_name_addr,
+    parse_via,
+    split_list,
+)
+from appliance.sip.uri import SipUri, Uri, parse_uri, uri_scheme
 
 SIP_VERSION: Final = "SIP/2.0"
 DEFAULT_MAX_SIZE: Final = 65535
@@ -54,11 +63,17 @@ SINGLE_HEADERS: Final = frozenset({
     "session-expires", "min-se", "min-expires", "rseq", "rack",
 })  # fmt: skip
 
+# The header fields every message carries (RFC 3261 §8.1.1), in the order their absence is reported.
+_MANDATORY: Final = ("via", "from", "to", "call-id", "cseq")
+
 _CANONICAL_CACHE: dict[str, str] = {}
-# Control characters other than HTAB are not allowed in a header block; CR and LF only as CRLF.
-_BAD_CTL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n")
+# Control octets other than HTAB, CR and LF are not allowed in a header block; CR and LF only as CRLF.
+_CTL_OCTETS: Final = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 _FOLD: Final = re.compile(r"[ \t]*\r\n[ \t]+")
 _METHOD_RE: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
+# RFC 3261 §25.1: callid = word [ "@" word ]
+_WORD: Final = r"""[A-Za-z0-9\-.!%*_+`'~()<>:\\"/\[\]?{}]+"""
+_CALL_ID_RE: Final = re.compile(f"{_WORD}(?:@{_WORD})?\\Z")
 
 
 def header_key(name: str) -> str:
@@ -74,6 +89,29 @@ def canonical_name(key: str) -> str:
         if len(_CANONICAL_CACHE) < 512:  # bounded: keys come from the wire
             _CANONICAL_CACHE[key] = name
     return name
+
+
+def _known_names() -> dict[str, str]:
+    """Header-name spellings seen on nearly every message, mapped to their keys (parser fast path)."""
+    keys = {
+        *LIST_HEADERS, *SINGLE_HEADERS, "user-agent", "server", "subject", "organization", "date",
+        "authorization", "proxy-authorization", "www-authenticate", "proxy-authenticate", "event",
+        "subscription-state", "refer-to", "referred-by", "replaces", "privacy", "reason", "warning",
+        "retry-after", "content-disposition", "mime-version", "timestamp", "priority", "alert-info",
+        "call-info", "diversion", "history-info", "p-preferred-identity", "remote-party-id",
+    }  # fmt: skip
+    names: dict[str, str] = {}
+    for key in keys:
+        spelled = CANONICAL_NAMES.get(key) or "-".join(p.capitalize() for p in key.split("-"))
+        for name in (key, spelled, key.upper()):
+            names[name] = key
+    for short, key in COMPACT_FORMS.items():
+        names[short] = names[short.upper()] = key
+    return names
+
+
+# Read-only after import.
+_KNOWN_NAMES: Final = _known_names()
 
 
 class Headers:
@@ -244,7 +282,7 @@ class Message:
 
 
 class Request(Message):
-    __slots__ = ("method", "uri", "version")
+    __slots__ = ("_parsed_uri", "method", "uri", "version")
 
     def __init__(
         self, method: str, uri: str, headers: Headers, body: bytes = b"", version: str = SIP_VERSION
@@ -253,6 +291,18 @@ class Request(Message):
         self.method = method
         self.uri = uri
         self.version = version
+        self._parsed_uri: tuple[str, Uri] | None = None
+
+    @property
+    def request_uri(self) -> Uri:
+        """The Request-URI parsed (:func:`appliance.sip.uri.parse_uri`); raises :class:`DecodeError`.
+
+        The parse is kept while ``uri`` holds the same text, so routing does not parse it a second time.
+        """
+        parsed = self._parsed_uri
+        if parsed is None or parsed[0] is not self.uri:
+            parsed = self._parsed_uri = (self.uri, parse_uri(self.uri))
+        return parsed[1]
 
     def start_line(self) -> str:
         return f"{self.method} {self.uri} {self.version}"
@@ -279,71 +329,102 @@ class Response(Message):
         return f"<Response {self.status} {self.reason}>"
 
 
-def parse_message(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE, stream: bool = False) -> Request | Response:
+def parse_message(
+    data: bytes, *, max_size: int = DEFAULT_MAX_SIZE, stream: bool = False
+) -> Request | Response:
     """Parse one whole message (one datagram, or one frame cut by :mod:`appliance.sip.stream`).
 
     ``stream`` says the message came over a reliable stream, where Content-Length is mandatory
-    (RFC 3261 §18.3, §20.14).
+    (RFC 3261 §18.3, §20.14). Raises :class:`DecodeError` (or :class:`MessageTooLarge`, status 513) and
+    nothing else; ``exc.partial`` is set whenever the start line and the header fields could be read, so
+    that the endpoint can address its error response (400, 416, 505, 513).
     """
     if len(data) > max_size:
-        raise MessageTooLarge(len(data), max_size)
+        too_large = MessageTooLarge(len(data), max_size)
+        too_large.partial = _readable_part(data)
+        raise too_large
+    message, end = _parse_head(data)
+    _validate(message, data[end + 4 :], stream)
+    return message
+
+
+def _parse_head(data: bytes) -> tuple[Request | Response, int]:
+    """The start line and header fields, unvalidated, and the offset of the CRLFCRLF that ends them."""
     end = data.find(b"\r\n\r\n")
     if end < 0:
         raise DecodeError("Missing empty line after the headers")
+    head_octets = data[:end]
     try:
-        head = data[:end].decode("utf-8")
+        head = head_octets.decode("utf-8")
     except UnicodeDecodeError:
         raise DecodeError("Header block is not valid UTF-8") from None
-    body = data[end + 4 :]
-    if _BAD_CTL.search(head):
+    # Two C-level passes instead of a regular expression: this check runs on every message.
+    crlf = head_octets.count(b"\r\n")
+    if (
+        len(head_octets.translate(None, _CTL_OCTETS)) != end
+        or head_octets.count(b"\r") != crlf
+        or head_octets.count(b"\n") != crlf
+    ):
         raise DecodeError("Control character or bare CR/LF in the header block")
     lines = head.split("\r\n")
     start = lines[0]
-    message: Request | Response
-    if start.startswith("SIP/") or start[:4].upper() == "SIP/":
-        message = _parse_status_line(start)
-    else:
-        message = _parse_request_line(start)
-    message.headers = _parse_header_lines(lines, message)
-    _validate(message, body, stream)
-    return message
+    message = _parse_status_line(start) if start[:4].upper() == "SIP/" else _parse_request_line(start)
+    if message.version == SIP_VERSION or message.version.upper() == SIP_VERSION:
+        message.headers = _parse_header_lines(lines, message)
+        return message, end
+    # A request of another SIP version: read what header fields there are, so that the 505 response can
+    # still be addressed (RFC 3261 §8.2.6.2), then refuse it.
+    with contextlib.suppress(DecodeError):  # the fields before a fault are kept in message.headers
+        message.headers = _parse_header_lines(lines, message)
+    raise DecodeError(f"Version Not Supported ({message.version!r})", status=505, partial=message)
+
+
+def _readable_part(data: bytes) -> Request | Response | None:
+    """Whatever of an oversized message can be read, to address the 513 response; ``None`` if nothing."""
+    try:
+        return _parse_head(data)[0]
+    except DecodeError as exc:
+        partial = exc.partial
+        return partial if isinstance(partial, Request | Response) else None
 
 
 def _parse_status_line(line: str) -> Response:
     version, _, rest = line.partition(" ")
     code, _, reason = rest.partition(" ")
     if version.upper() != SIP_VERSION:
+        # A response is never answered, so there is nothing to address: fail before the header fields.
         raise DecodeError(f"Version Not Supported ({version[:16]!r})", status=505)
-    if len(code) != 3 or not code.isdigit() or not 100 <= int(code) <= 699:
+    if len(code) != 3 or not code.isascii() or not code.isdigit() or code[0] not in "123456":
         raise DecodeError("Malformed status line")
     return Response(int(code), reason, Headers(), b"", version)
 
 
 def _parse_request_line(line: str) -> Request:
+    """The Request-Line (RFC 3261 §7.1); an unsupported ``SIP/x.y`` version is kept for a 505 answer."""
     parts = line.split(" ")
     if len(parts) != 3 or not all(parts):
         raise DecodeError("Malformed request line")
     method, uri, version = parts
     if _METHOD_RE.match(method) is None:
         raise DecodeError("Malformed method in request line")
-    if version.upper() != SIP_VERSION:
-        if version[:4].upper() == "SIP/":
-            raise DecodeError(f"Version Not Supported ({version[:16]!r})", status=505)
+    if version.upper() != SIP_VERSION and (version[:4].upper() != "SIP/" or len(version) > 16):
         raise DecodeError("Malformed SIP version in request line")
     return Request(method, uri, Headers(), b"", version)
 
 
 def _parse_header_lines(lines: list[str], message: Message) -> Headers:
     fields: list[list[str | None]] = []
+    known = _KNOWN_NAMES
     i = 1
     n = len(lines)
     while i < n:
         raw = lines[i]
         i += 1
-        if i < n and lines[i] and lines[i][0] in " \t":
+        if i < n and lines[i][:1] in (" ", "\t"):
             # Folded value (RFC 3261 §7.3.1): gather continuation lines, keep the raw text for round trips.
+            # Lines are never empty here: the header block ends at the first empty line.
             j = i
-            while j < n and lines[j] and lines[j][0] in " \t":
+            while j < n and lines[j][:1] in (" ", "\t"):
                 j += 1
             raw = "\r\n".join(lines[i - 1 : j])
             i = j
@@ -354,61 +435,99 @@ def _parse_header_lines(lines: list[str], message: Message) -> Headers:
         if not colon:
             message.headers = Headers(fields)
             raise DecodeError(f"Malformed header line {raw[:32]!r}", partial=message)
-        name = name.rstrip(" \t")
-        if not name or not is_token(name):
-            message.headers = Headers(fields)
-            raise DecodeError(f"Malformed header name {name[:32]!r}", partial=message)
-        key = name.lower()
-        fields.append([COMPACT_FORMS.get(key, key), value.strip(" \t"), raw])
+        # Common spellings skip the token check and the case folding (hot path).
+        key = known.get(name)
+        if key is None:
+            name = name.rstrip(" \t")
+            if not name or not is_token(name):
+                message.headers = Headers(fields)
+                raise DecodeError(f"Malformed header name {name[:32]!r}", partial=message)
+            key = name.lower()
+            key = COMPACT_FORMS.get(key, key)
+        fields.append([key, value.strip(" \t"), raw])
     return Headers(fields)
+
+
+def _digits(text: str, limit: int) -> int | None:
+    """The value of an ASCII decimal numeral, or ``None``; numerals above ``limit`` give ``limit + 1``.
+
+    Guards ``int()``, which accepts non-ASCII digits and refuses numerals beyond 4300 digits.
+    """
+    if not text or not text.isascii() or not text.isdigit():
+        return None
+    significant = text.lstrip("0")
+    if len(significant) > len(str(limit)):
+        return limit + 1
+    return min(int(text), limit + 1)
 
 
 def _validate(message: Request | Response, body: bytes, stream: bool) -> None:
     """Mandatory headers (RFC 3261 §8.1.1), their syntax, singletons, Content-Length and body framing."""
-    headers = message.headers
-    counts: dict[str, int] = {}
-    for f in headers._fields:
+    first: dict[str, str] = {}
+    repeated: set[str] = set()
+    for f in message.headers._fields:
         key: str = f[0]  # type: ignore[assignment]
-        if key in SINGLE_HEADERS:
-            counts[key] = counts.get(key, 0) + 1
-    for key, count in counts.items():
-        if count > 1:
-            raise DecodeError(f"Duplicate {canonical_name(key)} header", partial=message)
-    for key in ("via", "from", "to", "call-id", "cseq"):
-        if counts.get(key) is None and key != "via" or key == "via" and headers.get("via") is None:
+        if key in first:
+            repeated.add(key)
+        else:
+            first[key] = f[1]  # type: ignore[assignment]
+    if repeated:
+        for key in first:
+            if key in repeated and key in SINGLE_HEADERS:
+                raise DecodeError(f"Duplicate {canonical_name(key)} header", partial=message)
+    for key in _MANDATORY:
+        if key not in first:
             raise DecodeError(f"Missing {canonical_name(key)} header", partial=message)
     try:
-        message.top_via  # noqa: B018 - parse and cache the top Via
-        number, method = message.cseq
-        message.from_  # noqa: B018
-        message.to  # noqa: B018
+        top = split_list(first["via"])
+        if not top:
+            raise DecodeError("Empty Via header")
+        via = message._via = parse_via(top[0])
+        method = parse_cseq(first["cseq"])[1]
+        parse_name_addr(first["from"], what="From")
+        parse_name_addr(first["to"], what="To")
     except DecodeError as exc:
         exc.partial = message
         raise
+    if _CALL_ID_RE.match(first["call-id"]) is None:
+        raise DecodeError("Malformed Call-ID header", partial=message)
     if isinstance(message, Request):
         if method != message.method:
             raise DecodeError("CSeq method does not match the request method", partial=message)
-        if message.top_via.branch is None:
+        branch = via.branch
+        if branch is None:
             # RFC 2543 peers without a branch are not supported: transactions are matched on it (§17.2.3).
             raise DecodeError("Missing branch parameter in Via header", partial=message)
-        max_forwards = headers.get("max-forwards")
-        if max_forwards is not None and (not max_forwards.isdigit() or int(max_forwards) > 255):
+        if branch == BRANCH_COOKIE:
+            # The magic cookie alone names no transaction (RFC 4475 §3.1.3.1).
+            raise DecodeError("Missing transaction identifier in Via branch", partial=message)
+        max_forwards_text = first.get("max-forwards")
+        max_forwards = None if max_forwards_text is None else _digits(max_forwards_text, 255)
+        if max_forwards_text is not None and (max_forwards is None or max_forwards > 255):
             raise DecodeError("Malformed Max-Forwards header", partial=message)
         scheme = uri_scheme(message.uri)
         if scheme is None:
             raise DecodeError("Malformed Request-URI", partial=message)
         if scheme not in SUPPORTED_SCHEMES:
             raise DecodeError(f"Unsupported URI Scheme {scheme!r}", status=416, partial=message)
-    length_text = headers.get("content-length")
+        try:
+            uri = message.request_uri
+        except DecodeError as exc:
+            exc.partial = message
+            raise
+        if isinstance(uri, SipUri) and uri.headers:
+            # RFC 3261 §19.1.1 Table 1: headers are not allowed in a Request-URI (RFC 4475 §3.1.2.11).
+            raise DecodeError("Headers are not allowed in the Request-URI", partial=message)
+    length_text = first.get("content-length")
     if length_text is None:
         if stream:
             raise DecodeError("Missing Content-Length header on a stream transport", partial=message)
         message.body = body
         return
-    if not length_text.isdigit():
+    length = _digits(length_text, len(body))
+    if length is None:
         raise DecodeError("Malformed Content-Length header", partial=message)
-    length = int(length_text)
     if length > len(body):
         raise DecodeError("Content-Length exceeds the body", partial=message)
     # RFC 3261 §18.3: octets past Content-Length in a datagram are discarded.
-    message.body = body[:length]
+    message.body = body[:length] if length < len(body) else body

@@ -19,7 +19,8 @@ _SCHEME_RE: Final = re.compile(r"([A-Za-z][A-Za-z0-9+\-.]*):")
 # RFC 3261 §25.1 user = 1*( unreserved / escaped / user-unreserved )
 _USER_RE: Final = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|%[0-9A-Fa-f]{2})+\Z")
 _PASSWORD_RE: Final = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()&=+$,]|%[0-9A-Fa-f]{2})*\Z")
-_HOSTNAME_RE: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.?\Z")
+_LABEL: Final = r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
+_HOSTNAME_RE: Final = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?\Z")
 _PORT_RE: Final = re.compile(r"[0-9]{1,5}\Z")
 _TEL_NUMBER_RE: Final = re.compile(r"\+?[0-9A-Fa-f*#\-.()]+\Z")
 _HEADER_RE: Final = re.compile(r"(?:[A-Za-z0-9\-_.!~*'()\[\]/?:+$]|%[0-9A-Fa-f]{2})*\Z")
@@ -32,13 +33,16 @@ def parse_host(text: str, *, what: str) -> str:
     if text[0] == "[":
         if text[-1] != "]":
             raise DecodeError(f"Unterminated IPv6 reference in {what}")
+        if "%" in text:
+            # ipaddress accepts a zone index ("fe80::1%eth0"); the RFC 3261 §25.1 IPv6reference has none.
+            raise DecodeError(f"Malformed IPv6 reference {text[:64]!r} in {what}")
         try:
             ipaddress.IPv6Address(text[1:-1])
         except ValueError:
-            raise DecodeError(f"Malformed IPv6 reference {text!r} in {what}") from None
+            raise DecodeError(f"Malformed IPv6 reference {text[:64]!r} in {what}") from None
         return text
     if _HOSTNAME_RE.match(text) is None:
-        raise DecodeError(f"Malformed host {text!r} in {what}")
+        raise DecodeError(f"Malformed host {text[:64]!r} in {what}")
     return text
 
 
@@ -59,7 +63,7 @@ def split_hostport(text: str, *, what: str) -> tuple[str, int | None]:
     port: int | None = None
     if port_text is not None:
         if _PORT_RE.match(port_text) is None or int(port_text) > 65535:
-            raise DecodeError(f"Malformed port {port_text!r} in {what}")
+            raise DecodeError(f"Malformed port {port_text[:16]!r} in {what}")
         port = int(port_text)
     return host, port
 
@@ -154,6 +158,20 @@ def parse_sip_uri(text: str) -> SipUri:
 
 def _parse_sip(scheme: str, rest: str) -> SipUri:
     what = f"{scheme}: URI"
+    user: str | None = None
+    password: str | None = None
+    # "@" may appear nowhere in a SIP URI but after the userinfo (RFC 3261 §25.1), while "?" and ";" may
+    # appear inside the user part: split the userinfo off first.
+    at = rest.find("@")
+    if at >= 0:
+        userinfo, rest = rest[:at], rest[at + 1 :]
+        user, colon, pw = userinfo.partition(":")
+        if not user or _USER_RE.match(user) is None:
+            raise DecodeError(f"Malformed user part {userinfo[:64]!r} in {what}")
+        if colon:
+            if _PASSWORD_RE.match(pw) is None:
+                raise DecodeError(f"Malformed password in {what}")
+            password = pw
     headers: tuple[tuple[str, str], ...] = ()
     rest, qmark, header_text = rest.partition("?")
     if qmark:
@@ -161,21 +179,9 @@ def _parse_sip(scheme: str, rest: str) -> SipUri:
         for item in header_text.split("&"):
             name, eq, value = item.partition("=")
             if not name or not eq or not _HEADER_RE.match(name) or not _HEADER_RE.match(value):
-                raise DecodeError(f"Malformed header {item!r} in {what}")
+                raise DecodeError(f"Malformed header {item[:64]!r} in {what}")
             pairs.append((name, value))
         headers = tuple(pairs)
-    user: str | None = None
-    password: str | None = None
-    at = rest.find("@")
-    if at >= 0:
-        userinfo, rest = rest[:at], rest[at + 1 :]
-        user, colon, pw = userinfo.partition(":")
-        if not user or _USER_RE.match(user) is None:
-            raise DecodeError(f"Malformed user part {userinfo!r} in {what}")
-        if colon:
-            if _PASSWORD_RE.match(pw) is None:
-                raise DecodeError(f"Malformed password in {what}")
-            password = pw
     hostport, semi, param_text = rest.partition(";")
     host, port = split_hostport(hostport, what=what)
     params = parse_params(param_text, what=what) if semi else {}
@@ -187,7 +193,7 @@ def _parse_sip(scheme: str, rest: str) -> SipUri:
 def _parse_tel(rest: str) -> TelUri:
     number, semi, param_text = rest.partition(";")
     if not number or _TEL_NUMBER_RE.match(number) is None:
-        raise DecodeError(f"Malformed telephone number {number!r} in tel: URI")
+        raise DecodeError(f"Malformed telephone number {number[:64]!r} in tel: URI")
     params = parse_params(param_text, what="tel: URI") if semi else {}
     if not number.startswith("+") and "phone-context" not in params:
         # RFC 3966 §5.1.5: a local number needs a phone-context.
