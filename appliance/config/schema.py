@@ -273,12 +273,18 @@ class Destination(TextValue):
 
 @dataclass(frozen=True)
 class RouteConfig:
-    """Calls whose called number matches ``match`` go to the first available of ``destinations``."""
+    """Calls whose called number matches ``match`` go to the first available of ``destinations``.
 
+    ``match`` is ``*`` (any), ``+<digits>`` (an exact E.164 number), ``+<digits>*`` (an E.164 prefix), an
+    extension or user name (exact), or ``<extension>*`` (an extension prefix).
+    """
+
+    # The patterns the call router understands (appliance.calls.routing): any number, an E.164 number or
+    # prefix, a local extension (or user name) or extension prefix.
     match: str = field(
         metadata=rule(
-            '"*" or "+" followed by up to 15 digits, optionally ending with "*"',
-            text(pattern=r"\*|\+[0-9]{1,15}\*?"),
+            '"*", "+<digits>", "+<digits>*", an extension or "<extension>*"',
+            text(pattern=r"\*|\+[0-9]{1,15}|\+[0-9]{0,15}\*|[0-9A-Za-z#._~\-]{1,64}\*?"),
         )
     )
     destinations: tuple[Destination, ...] = field(

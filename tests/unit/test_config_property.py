@@ -12,6 +12,7 @@ import os
 import re
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -180,3 +181,24 @@ def test_destination_text_round_trips(text: str) -> None:
     )
     if config is not None:
         assert config.routes[0].destinations == (d,)
+
+
+@pytest.mark.parametrize("match", ["*", "+4930", "+4930*", "+*", "1001", "10*", "alice", "#31#"])
+def test_route_match_forms(match: str) -> None:
+    config = load_config_text(f'[[routes]]\nmatch = "{match}"\ndestinations = ["ivr:default"]\n')
+    assert config.routes[0].match == match
+
+
+@SETTINGS
+@given(st.one_of(st.text(max_size=20), st.from_regex(r"\+?[0-9a-z#]{0,16}\*?", fullmatch=True)))
+def test_every_accepted_route_match_is_understood_by_the_router(match: str) -> None:
+    routing = pytest.importorskip("appliance.calls.routing")
+    doc = f'[[routes]]\nmatch = {toml_string(match)}\ndestinations = ["ivr:default"]\n'
+    try:
+        config = load_config_text(doc)
+    except ConfigError:
+        return
+    table = routing.RoutingTable(
+        [(r.match, r.destinations) for r in config.routes], region=config.site.region
+    )
+    assert table.region == "DE"

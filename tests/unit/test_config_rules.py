@@ -182,9 +182,9 @@ FIELD_CASES = [
         "routes[0].destinations: missing; expected a non-empty array of destinations",
     ),
     (
-        '[[routes]]\nmatch = "49*"\ndestinations = ["cloud"]',
-        'routes[0].match: expected "*" or "+" followed by up to 15 digits, optionally ending with "*", '
-        'got "49*" (string)',
+        '[[routes]]\nmatch = "+49 30*"\ndestinations = ["cloud"]',
+        'routes[0].match: expected "*", "+<digits>", "+<digits>*", an extension or "<extension>*", '
+        'got "+49 30*" (string)',
     ),
     ('routes = "cloud"', 'routes: expected a non-empty array of routes, got "cloud" (string)'),
     (
