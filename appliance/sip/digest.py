@@ -29,7 +29,7 @@ import os
 import re
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Final
 from urllib.parse import unquote as pct_decode
@@ -139,11 +139,9 @@ def parse_challenge(value: str, *, header: str = "WWW-Authenticate") -> DigestCh
 def parse_credentials(value: str, *, header: str = "Authorization") -> DigestCredentials:
     """Parse Digest credentials; ``header`` only names the header in error reasons."""
     params = _parse_digest_params(value, header=header)
-    username = _required(params, "username", header)
-    realm = _required(params, "realm", header)
-    nonce = _required(params, "nonce", header)
-    uri = _required(params, "uri", header)
-    response = _required(params, "response", header)
+    username, realm, nonce, uri, response = (
+        _required(params, name, header) for name in ("username", "realm", "nonce", "uri", "response")
+    )
     if _HEX_RE.match(response) is None:
         raise DecodeError(f"Malformed {header} header: response is not hexadecimal")
     qop = params.get("qop")
@@ -175,38 +173,30 @@ def parse_credentials(value: str, *, header: str = "Authorization") -> DigestCre
 
 
 def format_challenge(challenge: DigestChallenge) -> str:
-    parts = [f"realm={quote(challenge.realm)}", f"nonce={quote(challenge.nonce)}"]
-    if challenge.opaque is not None:
-        parts.append(f"opaque={quote(challenge.opaque)}")
-    if challenge.stale:
-        parts.append("stale=true")
-    parts.append(f"algorithm={challenge.algorithm}")
-    if challenge.qop:
-        parts.append(f"qop={quote(','.join(challenge.qop))}")
-    if challenge.domain is not None:
-        parts.append(f"domain={quote(challenge.domain)}")
-    return "Digest " + ", ".join(parts)
+    c = challenge
+    qop = quote(",".join(c.qop)) if c.qop else None
+    domain = quote(c.domain) if c.domain is not None else None
+    return _format_params(
+        ("realm", quote(c.realm)), ("nonce", quote(c.nonce)), ("opaque", _quote_opt(c.opaque)),
+        ("stale", "true" if c.stale else None), ("algorithm", c.algorithm), ("qop", qop), ("domain", domain),
+    )  # fmt: skip
 
 
 def format_credentials(credentials: DigestCredentials) -> str:
     c = credentials
-    parts = [
-        f"username={quote(c.username)}",
-        f"realm={quote(c.realm)}",
-        f"nonce={quote(c.nonce)}",
-        f"uri={quote(c.uri)}",
-        f"response={quote(c.response)}",
-        f"algorithm={c.algorithm}",
-    ]
-    if c.cnonce is not None:
-        parts.append(f"cnonce={quote(c.cnonce)}")
-    if c.opaque is not None:
-        parts.append(f"opaque={quote(c.opaque)}")
-    if c.qop is not None:
-        parts.append(f"qop={c.qop}")
-    if c.nc is not None:
-        parts.append(f"nc={c.nc}")
-    return "Digest " + ", ".join(parts)
+    return _format_params(
+        ("username", quote(c.username)), ("realm", quote(c.realm)), ("nonce", quote(c.nonce)),
+        ("uri", quote(c.uri)), ("response", quote(c.response)), ("algorithm", c.algorithm),
+        ("cnonce", _quote_opt(c.cnonce)), ("opaque", _quote_opt(c.opaque)), ("qop", c.qop), ("nc", c.nc),
+    )  # fmt: skip
+
+
+def _quote_opt(text: str | None) -> str | None:
+    return quote(text) if text is not None else None
+
+
+def _format_params(*pairs: tuple[str, str | None]) -> str:
+    return "Digest " + ", ".join(f"{name}={value}" for name, value in pairs if value is not None)
 
 
 def _canonical_algorithm(text: str) -> str:
@@ -342,30 +332,20 @@ def ha1(username: str, realm: str, password: str, algorithm: str) -> str:
     return _hash(algorithm, f"{username}:{realm}:{password}")
 
 
-def _request_digest(
-    algorithm: str,
-    stored_ha1: str,
-    *,
-    nonce: str,
-    method: str,
-    uri: str,
-    qop: str | None,
-    nc: str | None,
-    cnonce: str | None,
-    body: bytes = b"",
-) -> str:
-    """The ``response`` value (RFC 7616 §3.4.1-3.4.3; RFC 2069 form when ``qop`` is None)."""
+def _request_digest(stored_ha1: str, c: DigestCredentials, method: str, body: bytes = b"") -> str:
+    """The ``response`` value for ``c`` (RFC 7616 §3.4.1-3.4.3; the RFC 2069 form when it has no qop)."""
+    algorithm = c.algorithm
     key = stored_ha1.lower()
     if algorithm.endswith("-sess"):
-        key = _hash(algorithm, f"{key}:{nonce}:{cnonce or ''}")
-    if qop == "auth-int":
+        key = _hash(algorithm, f"{key}:{c.nonce}:{c.cnonce or ''}")
+    if c.qop == "auth-int":
         body_hash = hashlib.new(_HASHES[_base_algorithm(algorithm)], body).hexdigest()
-        ha2 = _hash(algorithm, f"{method}:{uri}:{body_hash}")
+        ha2 = _hash(algorithm, f"{method}:{c.uri}:{body_hash}")
     else:
-        ha2 = _hash(algorithm, f"{method}:{uri}")
-    if qop is None:
-        return _hash(algorithm, f"{key}:{nonce}:{ha2}")
-    return _hash(algorithm, f"{key}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")
+        ha2 = _hash(algorithm, f"{method}:{c.uri}")
+    if c.qop is None:
+        return _hash(algorithm, f"{key}:{c.nonce}:{ha2}")
+    return _hash(algorithm, f"{key}:{c.nonce}:{c.nc}:{c.cnonce}:{c.qop}:{ha2}")
 
 
 def authorization_for(
@@ -394,34 +374,15 @@ def authorization_for(
     qop: str | None = None
     if challenge.qop:
         qop = "auth" if "auth" in challenge.qop else "auth-int"
-    nc_text = f"{nc:08x}" if qop is not None else None
-    cnonce_value = cnonce if qop is not None or challenge.algorithm.endswith("-sess") else None
+    unsigned = DigestCredentials(
+        username=username, realm=challenge.realm, nonce=challenge.nonce, uri=uri, response="",
+        algorithm=challenge.algorithm, qop=qop, nc=f"{nc:08x}" if qop is not None else None,
+        # A session key needs a cnonce even without qop (RFC 2617 §3.2.2.2).
+        cnonce=cnonce if qop is not None or challenge.algorithm.endswith("-sess") else None,
+        opaque=challenge.opaque,
+    )  # fmt: skip
     stored = ha1(username, challenge.realm, password, challenge.algorithm)
-    response = _request_digest(
-        challenge.algorithm,
-        stored,
-        nonce=challenge.nonce,
-        method=method,
-        uri=uri,
-        qop=qop,
-        nc=nc_text,
-        cnonce=cnonce_value,
-        body=body,
-    )
-    return format_credentials(
-        DigestCredentials(
-            username=username,
-            realm=challenge.realm,
-            nonce=challenge.nonce,
-            uri=uri,
-            response=response,
-            algorithm=challenge.algorithm,
-            qop=qop,
-            nc=nc_text,
-            cnonce=cnonce_value,
-            opaque=challenge.opaque,
-        )
-    )
+    return format_credentials(replace(unsigned, response=_request_digest(stored, unsigned, method, body)))
 
 
 # ----------------------------------------------------------------------------------------------- server side
@@ -571,9 +532,7 @@ class DigestServer:
         stored = ha1_lookup(user, _base_algorithm(c.algorithm))
         if stored is None:
             return failed("unknown user")
-        expected = _request_digest(
-            c.algorithm, stored, nonce=c.nonce, method=method, uri=c.uri, qop=c.qop, nc=c.nc, cnonce=c.cnonce
-        )
+        expected = _request_digest(stored, c, method)
         if not hmac.compare_digest(expected.encode("ascii"), c.response.encode("ascii")):
             return failed("wrong response digest (password or digest-uri)")
         # The digest is right: from here on a problem with the nonce is staleness (RFC 7616 §3.3 stale).

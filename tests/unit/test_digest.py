@@ -53,6 +53,10 @@ def _parser(path: Path) -> object:
     return parse_challenge if path.name.startswith("challenge") else parse_credentials
 
 
+def _format(parsed: DigestChallenge | DigestCredentials) -> str:
+    return format_challenge(parsed) if isinstance(parsed, DigestChallenge) else format_credentials(parsed)
+
+
 def _counter_bytes() -> object:
     counter = iter(range(1, 1 << 30))
     return lambda n: next(counter).to_bytes(n, "big")
@@ -545,12 +549,7 @@ def test_parsers_are_total(text: str) -> None:
             assert exc.status == 400 and exc.reason.startswith("Malformed ")
         else:
             # Whatever parses also survives formatting and parsing again.
-            formatted = (
-                format_challenge(parsed)
-                if isinstance(parsed, DigestChallenge)
-                else format_credentials(parsed)
-            )  # type: ignore[arg-type]
-            assert parse(formatted) == parsed
+            assert parse(_format(parsed)) == parsed
 
 
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True)
