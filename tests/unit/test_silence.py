@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
@@ -131,26 +131,47 @@ def free_even_port() -> socket.socket:
     pytest.skip("no even ephemeral port found")
 
 
-async def receive(sock: socket.socket, count: int) -> list[tuple[bytes, tuple[str, int]]]:
-    loop = asyncio.get_running_loop()
-    return [await asyncio.wait_for(loop.sock_recvfrom(sock, 2048), timeout=5) for _ in range(count)]
+class Receiver(asyncio.DatagramProtocol):
+    """A UDP peer on 127.0.0.1 that queues what it receives (works on any event loop, uvloop included)."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.queue.put_nowait((data, addr))
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self.transport is not None
+        host, port = self.transport.get_extra_info("sockname")[:2]
+        return host, port
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        assert self.transport is not None
+        self.transport.sendto(data, addr)
+
+
+async def receive(receiver: Receiver, count: int) -> list[tuple[bytes, tuple[str, int]]]:
+    # Waits on the socket with a timeout; the assertions never depend on how long anything took.
+    return [await asyncio.wait_for(receiver.queue.get(), timeout=5) for _ in range(count)]
 
 
 @pytest.fixture
-def receiver() -> Iterator[socket.socket]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.setblocking(False)
-    yield sock
-    sock.close()
+async def receiver() -> AsyncIterator[Receiver]:
+    loop = asyncio.get_running_loop()
+    peer = Receiver()
+    peer.transport, _ = await loop.create_datagram_endpoint(lambda: peer, local_addr=("127.0.0.1", 0))
+    yield peer
+    peer.transport.close()
 
 
-async def test_player_sends_paced_rtp_silence_over_udp(receiver: socket.socket) -> None:
+async def test_player_sends_paced_rtp_silence_over_udp(receiver: Receiver) -> None:
     loop = asyncio.get_running_loop()
     ports = PortAllocator(41000, 41099)
     player = SilencePlayer(loop=loop, ports=ports, randbits=counter())
     try:
-        port = await player.start("call-1", "127.0.0.1", receiver.getsockname(), 8, ALAW_SILENCE)
+        port = await player.start("call-1", "127.0.0.1", receiver.address, 8, ALAW_SILENCE)
         assert port % 2 == 0 and 41000 <= port < 41099
         received = await receive(receiver, 10)
         # Incoming media is read and discarded (counted), never echoed.
@@ -169,7 +190,7 @@ async def test_player_sends_paced_rtp_silence_over_udp(receiver: socket.socket) 
         stats = player.stats("call-1")
         assert stats.local_port == port and stats.packets_received == 3 and stats.packets_sent >= 15
         with pytest.raises(ValueError, match="already playing"):
-            await player.start("call-1", "127.0.0.1", receiver.getsockname(), 8, ALAW_SILENCE)
+            await player.start("call-1", "127.0.0.1", receiver.address, 8, ALAW_SILENCE)
         player.stop("call-1")
         player.stop("call-1")  # idempotent
         assert ports.in_use == 0
@@ -179,15 +200,15 @@ async def test_player_sends_paced_rtp_silence_over_udp(receiver: socket.socket) 
         player.close()
 
 
-async def test_streams_share_the_tick_and_skip_a_busy_port(receiver: socket.socket) -> None:
+async def test_streams_share_the_tick_and_skip_a_busy_port(receiver: Receiver) -> None:
     loop = asyncio.get_running_loop()
     blocker = free_even_port()
     busy = blocker.getsockname()[1]
     ports = PortAllocator(busy, busy + 5)
     player = SilencePlayer(loop=loop, ports=ports, randbits=counter())
     try:
-        a = await player.start("a", "127.0.0.1", receiver.getsockname(), 8, ALAW_SILENCE)
-        b = await player.start("b", "127.0.0.1", receiver.getsockname(), 0, ULAW_SILENCE)
+        a = await player.start("a", "127.0.0.1", receiver.address, 8, ALAW_SILENCE)
+        b = await player.start("b", "127.0.0.1", receiver.address, 0, ULAW_SILENCE)
         assert (a, b) == (busy + 2, busy + 4)  # the pair at ``busy`` is held by another socket
         assert ports.in_use == 2
         by_port: dict[int, list[RtpPacket]] = {a: [], b: []}
