@@ -105,7 +105,7 @@ def parse_params(text: str, *, what: str) -> Params:
                 raise DecodeError(f"Empty value for parameter {name!r} in {what}")
             if value[0] == '"':
                 if _QUOTED_FULL.match(value) is None:
-                    raise DecodeError(f"Unterminated quoted value for parameter {name!r} in {what}")
+                    raise DecodeError(f"Malformed quoted value for parameter {name!r} in {what}")
             elif not _PARAM_VALUE_FULL.match(value):
                 raise DecodeError(f"Malformed value for parameter {name!r} in {what}")
             params[name.lower()] = value
