@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis.errors import InvalidArgument
 
 SIP_VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "sip"
 
@@ -20,3 +25,32 @@ def load(kind: str, name: str) -> bytes:
 
 def all_of(kind: str) -> list[bytes]:
     return [load(kind, name) for name in names(kind)]
+
+
+def hypothesis_settings() -> settings:
+    """Settings for the SIP parser properties, from the profile ``HYPOTHESIS_PROFILE`` names (STYLE rule 12).
+
+    ``sip-ci`` (the default) is small and deterministic; ``long`` (``HYPOTHESIS_PROFILE=long``) runs many
+    random examples. Each profile is registered once per process unless another suite registered one of
+    that name already; the result is applied per test as a decorator, so that other suites' Hypothesis
+    defaults are left alone.
+    """
+    _register("sip-ci", max_examples=200, derandomize=True, database=None, deadline=None, print_blob=True)
+    _register(
+        "long",
+        max_examples=20_000,
+        deadline=None,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    try:
+        return settings(settings.get_profile(os.environ.get("HYPOTHESIS_PROFILE", "sip-ci")))
+    except InvalidArgument:  # a profile name of another suite, not registered in this process
+        return settings(settings.get_profile("sip-ci"))
+
+
+def _register(name: str, **options: Any) -> None:
+    try:
+        settings.get_profile(name)
+    except InvalidArgument:
+        settings.register_profile(name, **options)
