@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from appliance.calls.routing import RoutingTable
 from appliance.config import Config
 from appliance.core import ApplianceCore
 from appliance.logs import SipTrace, setup_logging
-from appliance.media.ports import PortAllocator
+from appliance.media.sockets import RtpSocketPool
 from appliance.media.silence import SilencePlayer
 from appliance.metrics import Metrics, MetricsServer, start_metrics_server
 from appliance.ratelimit import SourceRateLimiter
@@ -44,6 +45,8 @@ from appliance.wan.events import ModeChanged
 from appliance.wan.mode import ModeMachine
 
 log = logging.getLogger("appliance")
+# The Call-ID of a raw message, for the signalling trace (which must see even messages that fail to parse).
+_CALL_ID = re.compile(rb"\r\n(?:Call-ID|i)[ \t]*:[ \t]*([^\r]*)\r\n", re.IGNORECASE)
 
 
 @dataclass
@@ -100,9 +103,8 @@ class Appliance:
         self.metrics.set_mode(self.mode.mode.name)
         self.registrar = self._registrar(cfg)
         router = RoutingTable([(r.match, r.destinations) for r in cfg.routes], region=cfg.site.region)
-        self.media = SilenceMedia(
-            address=cfg.media.address, ports=PortAllocator(cfg.media.rtp_port_min, cfg.media.rtp_port_max)
-        )
+        self.rtp_sockets = RtpSocketPool(cfg.media.address, cfg.media.rtp_port_min, cfg.media.rtp_port_max)
+        self.media = SilenceMedia(address=cfg.media.address, ports=self.rtp_sockets)
         b2bua = B2bua(
             ctx=self.ctx,
             router=router,
@@ -123,7 +125,7 @@ class Appliance:
         tls = None
         if cfg.sip.tls_certificate:
             tls = load_tls_context(cfg.sip.tls_certificate, cfg.sip.tls_private_key)
-        self.player = SilencePlayer(loop=loop)
+        self.player = SilencePlayer(loop=loop, ports=self.rtp_sockets)
         self.transports = SipTransports(
             self.core, max_message_size=cfg.sip.max_message_size, tls_context=tls, after_flush=self._media_commands
         )
@@ -145,6 +147,7 @@ class Appliance:
         self.listening.append(f"database       {self.state_dir / 'appliance.db'}")
         self.listening.append(f"mode           {self.mode.mode.name}"
                               + ("" if c.configured else " (no cloud configured)"))  # fmt: skip
+        self.core.start(loop.time())
         self.transports.flush()  # the first probe, if a cloud is configured
         self._spawn(self._housekeeping())
         await self.outbox.append("appliance.started", {"version": __version__, "site": cfg.site.name})
@@ -201,9 +204,8 @@ class Appliance:
         while commands:
             cmd = commands.popleft()
             if isinstance(cmd, StartSilence):
-                self.player.start(
-                    cmd.stream_id, (self.media.address, cmd.local_port), cmd.remote, cmd.payload_type, cmd.silence_octet
-                )
+                sock = self.rtp_sockets.take(cmd.local_port)
+                self.player.adopt(cmd.stream_id, sock, cmd.remote, cmd.payload_type, cmd.silence_octet)
             elif isinstance(cmd, StopStream):
                 self.player.stop(cmd.stream_id)
 
@@ -230,7 +232,9 @@ class Appliance:
     @staticmethod
     def _tracer(trace: SipTrace) -> Callable[[str, Peer, bytes], None]:
         def record(direction: str, peer: Peer, data: bytes) -> None:
-            trace.record(direction=direction, peer=str(peer), transport=peer.transport, data=data)
+            match = _CALL_ID.search(data)
+            call_id = match.group(1).decode("utf-8", "replace") if match else None
+            trace.record(call_id, "in" if direction == "in" else "out", (peer.host, peer.port), peer.transport, data)
 
         return record
 

@@ -85,6 +85,10 @@ class ApplianceCore:
         self.mode_history: list[ModeChanged] = []
 
     # -------------------------------------------------------------------------------- I/O edge
+    def start(self, now: float) -> None:
+        """Act on what the machines queued at construction (the first cloud probe)."""
+        self._drain(now)
+
     def receive(self, data: bytes, peer: Peer, now: float, *, stream: bool = False) -> None:
         self.endpoint.receive(data, peer, now, stream=stream)
         self._drain(now)

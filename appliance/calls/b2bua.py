@@ -17,12 +17,13 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Protocol
 
 from appliance.calls import causes
 from appliance.calls.causes import Cause
 from appliance.calls.context import ALLOW, SipContext
+from appliance.calls.routing import RoutingTable
 from appliance.calls.events import (
     Answer,
     CallEvent,
@@ -49,20 +50,10 @@ ANSWERED_ELSEWHERE = Cause(16, 200, "Call completed elsewhere")
 
 
 class Destination(Protocol):
-    kind: str
-    target: str
-
-
-class RouteLike(Protocol):
     @property
-    def destinations(self) -> Sequence[Destination]: ...
-
-
-class Router(Protocol):
-    """The routing table (see :mod:`appliance.calls.routing`)."""
-
-    def lookup(self, user_part: str) -> RouteLike | None: ...
-    def candidates(self, route: RouteLike, *, cloud_available: bool) -> list[Destination]: ...
+    def kind(self) -> str: ...
+    @property
+    def target(self) -> str: ...
 
 
 class CallObserver(Protocol):
@@ -150,7 +141,7 @@ class B2bua:
         self,
         *,
         ctx: SipContext,
-        router: Router,
+        router: RoutingTable[Destination],
         cloud_available: Callable[[], bool],
         cloud_trunk: str,
         agents: Callable[[str], list[tuple[str, Peer]]],

@@ -12,10 +12,9 @@ from collections import deque
 from dataclasses import dataclass
 
 from appliance.calls.b2bua import MediaRefused
-from appliance.media.ports import PortAllocator
-from appliance.sdp import parse_sdp
+from appliance.media.ports import PortAllocator, PortsExhaustedError
+from appliance.sdp import PCMA, PCMU, answer_audio, parse_sdp
 from appliance.sdp.errors import SdpError
-from appliance.sdp.offer_answer import PCMA, PCMU, answer_audio
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +46,17 @@ class SilenceMedia:
     def answer(self, stream_id: str, offer: bytes | None) -> bytes:
         if offer is None:
             raise MediaRefused(488, "No SDP offer (delayed offer is not supported by the local IVR)")
-        existing = self._streams.get(stream_id)
-        if existing is None:
-            port = self.ports.allocate()
-            if port is None:
-                raise MediaRefused(503, "No RTP port free")
-        else:
-            port = existing[0]
         try:
             sdp = parse_sdp(offer)
+        except SdpError as exc:
+            raise MediaRefused(exc.status if exc.status >= 400 else 488, exc.reason) from None
+        # A new offer in the same call gets a fresh socket: the player owns the old one until it stops it.
+        self.stop(stream_id)
+        try:
+            port = self.ports.allocate()
+        except PortsExhaustedError:
+            raise MediaRefused(503, "No RTP port free") from None
+        try:
             answer, negotiated = answer_audio(
                 sdp,
                 local_address=self.address,
@@ -65,13 +66,10 @@ class SilenceMedia:
                 session_version=1,
             )
         except SdpError as exc:
-            if existing is None:
-                self.ports.release(port)
+            self.ports.release(port)
             raise MediaRefused(exc.status if exc.status >= 400 else 488, exc.reason) from None
         body = answer.to_bytes()
         self._streams[stream_id] = (port, body)
-        if existing is not None:
-            self.commands.append(StopStream(stream_id, port))
         octet = 0xFF if negotiated.codec.name.upper() == "PCMU" else 0xD5
         self.commands.append(
             StartSilence(stream_id, port, (negotiated.remote_address, negotiated.remote_port),

@@ -23,6 +23,7 @@ import errno
 import logging
 import math
 import secrets
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -119,6 +120,7 @@ class _Stream(asyncio.DatagramProtocol):
         self.source, self.remote, self.port = source, remote, port
         self.transport: asyncio.DatagramTransport | None = None
         self.received = 0
+        self.adopted = False  # the socket and port belong to the caller's pool
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         self.received += 1
@@ -126,6 +128,34 @@ class _Stream(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable from a peer that is not listening yet: keep sending, as RTP endpoints do.
         log.debug("silence stream on port %d: %s", self.port, exc)
+
+
+class _SocketTransport:
+    """The two transport calls the player makes, on a plain non-blocking socket (no await needed)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, stream: _Stream) -> None:
+        self._loop, self._sock, self._stream = loop, sock, stream
+        loop.add_reader(sock, self._read)
+
+    def _read(self) -> None:
+        try:
+            while True:
+                self._sock.recv(2048)
+                self._stream.received += 1
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            log.debug("RTP socket error: %s", exc)
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            self._sock.sendto(data, addr)
+        except OSError as exc:  # a full buffer or ICMP unreachable: drop this packet, keep pacing
+            log.debug("RTP send failed: %s", exc)
+
+    def close(self) -> None:
+        self._loop.remove_reader(self._sock)
+        self._sock.close()
 
 
 class SilencePlayer:
@@ -178,6 +208,28 @@ class SilencePlayer:
             return port
         raise OSError(errno.EADDRINUSE, "no bindable RTP port")  # pragma: no cover - loop returns or raises
 
+    def adopt(
+        self, stream_id: str, sock: socket.socket, remote_addr: tuple[str, int], codec_pt: int, silence_octet: int
+    ) -> None:
+        """Like :meth:`start`, but synchronous, on a socket already bound by the caller (see
+        :mod:`appliance.media.sockets`), whose port the caller also releases."""
+        if stream_id in self._streams:
+            raise ValueError(f"stream {stream_id!r} already playing")
+        stream = _Stream(self._source(codec_pt, silence_octet), remote_addr, sock.getsockname()[1])
+        stream.transport = _SocketTransport(self._loop, sock, stream)  # type: ignore[assignment]
+        stream.adopted = True
+        self._streams[stream_id] = stream
+        self._arm()
+
+    def _source(self, codec_pt: int, silence_octet: int) -> SilenceSource:
+        now = self._loop.time()
+        start = self._epoch + math.ceil((now - self._epoch) / self._ptime) * self._ptime
+        bits = self._randbits
+        return SilenceSource(
+            start=start, payload_type=codec_pt, silence_octet=silence_octet, ssrc=bits(32),
+            initial_seq=bits(16), initial_timestamp=bits(32), ptime=self._ptime,
+        )  # fmt: skip
+
     def stop(self, stream_id: str) -> None:
         """Stop the stream and free its port pair; unknown ids are ignored (stop is idempotent)."""
         stream = self._streams.pop(stream_id, None)
@@ -205,7 +257,8 @@ class SilencePlayer:
     def _close(self, stream: _Stream) -> None:
         if stream.transport is not None:
             stream.transport.close()
-        self._ports.release(stream.port)
+        if not stream.adopted:
+            self._ports.release(stream.port)
 
     def _arm(self) -> None:
         if self._handle is not None:

@@ -1,0 +1,290 @@
+"""B2BUA call control, in memory: the real core, simulated caller and destinations, a hand-driven clock."""
+
+from __future__ import annotations
+
+from appliance.sip.builder import make_request
+from appliance.sip.events import Peer
+from appliance.sip.message import Request, Response
+from tests.unit.harness import (
+    AGENT1,
+    AGENT2,
+    ANSWER,
+    CALLER,
+    CLOUD,
+    TRUNK2,
+    Harness,
+    ack_for,
+    in_dialog,
+    invite,
+    reply,
+)
+
+
+def statuses(messages: list[Request | Response]) -> list[int]:
+    return [m.status for m in messages if isinstance(m, Response)]
+
+
+def setup_call(h: Harness, **kwargs: object) -> tuple[Request, Response]:
+    """Caller → appliance → cloud, answered. Returns the cloud-side INVITE and the caller's 200."""
+    h.cloud_online()
+    h.send(CALLER, invite(**kwargs))  # type: ignore[arg-type]
+    assert statuses(h.take(CALLER)) == [100]
+    (b_invite,) = h.requests(CLOUD)
+    h.send(CLOUD, reply(b_invite, 180))
+    h.send(CLOUD, reply(b_invite, 200, body=ANSWER, contact="<sip:callee@127.0.0.1:5080>"))
+    (ack,) = h.requests(CLOUD)
+    assert ack.method == "ACK"
+    to_caller = h.take(CALLER)
+    assert statuses(to_caller) == [180, 200]
+    ok = to_caller[1]
+    assert isinstance(ok, Response)
+    h.send(CALLER, ack_for(ok, branch="z9hG4bKack1"))
+    return b_invite, ok
+
+
+def from_callee(method: str, b_invite: Request, *, branch: str, cseq: int, body: bytes = b"") -> Request:
+    """A request the cloud sends to the appliance within the B-leg dialog."""
+    to = b_invite.headers.get("from") or ""
+    return make_request(
+        method, "sip:pop@127.0.0.1:5060", via=f"SIP/2.0/UDP 127.0.0.1:5080;branch={branch}",
+        from_=f"{b_invite.headers.get('to')};tag=callee1", to=to, call_id=b_invite.call_id, cseq=cseq,
+        body=body, content_type="application/sdp" if body else None,
+    )  # fmt: skip
+
+
+def test_call_is_relayed_and_topology_is_hidden() -> None:
+    h = Harness()
+    b_invite, ok = setup_call(h)
+    a_invite = invite()
+    assert b_invite.call_id != a_invite.call_id
+    assert b_invite.uri == "sip:+49301234567@127.0.0.1:5080"
+    b_text = b_invite.to_bytes().decode()
+    for leaked in ("5070", "alice1", "a-call-1", "z9hG4bKa1", "alice@"):
+        assert leaked not in b_text.split("\r\n\r\n")[0], leaked  # headers carry nothing of the A leg
+    assert b_invite.from_.display_name == "Alice"
+    assert b_invite.headers.get("max-forwards") == "69"
+    ok_text = ok.to_bytes().decode()
+    assert "5080" not in ok_text.split("\r\n\r\n")[0] and "callee1" not in ok_text
+    assert ok.body == ANSWER
+    assert h.calls.started == ["cloud"]
+
+
+def test_bye_from_caller_is_relayed_and_answered() -> None:
+    h = Harness()
+    b_invite, ok = setup_call(h)
+    h.send(CALLER, in_dialog("BYE", ok, branch="z9hG4bKbye1", cseq=2))
+    assert statuses(h.take(CALLER)) == [200]
+    (bye,) = h.requests(CLOUD)
+    assert bye.method == "BYE" and bye.call_id == b_invite.call_id
+    assert bye.uri == "sip:callee@127.0.0.1:5080"  # the remote target from the callee's Contact
+    h.send(CLOUD, reply(bye, 200))
+    assert h.calls.ended == ["cloud"]
+    assert not h.b2bua.calls
+
+
+def test_bye_from_callee_reaches_caller() -> None:
+    h = Harness()
+    b_invite, ok = setup_call(h)
+    h.send(CLOUD, from_callee("BYE", b_invite, branch="z9hG4bKcb1", cseq=1))
+    assert statuses(h.take(CLOUD)) == [200]
+    (bye,) = h.requests(CALLER)
+    assert bye.method == "BYE" and bye.call_id == "a-call-1"
+    assert bye.uri == "sip:alice@127.0.0.1:5070"
+
+
+def test_failure_fails_over_to_next_destination() -> None:
+    h = Harness()
+    h.cloud_online()
+    h.send(CALLER, invite())
+    (b_invite,) = h.requests(CLOUD)
+    h.send(CLOUD, reply(b_invite, 503))
+    assert [m.method for m in h.requests(CLOUD)] == ["ACK"]
+    to_caller = h.take(CALLER)
+    assert statuses(to_caller) == [100, 200]  # the local IVR answered
+    ok = to_caller[-1]
+    assert b"m=audio 20000 RTP/AVP 8" in ok.body
+    assert h.calls.routed == [("cloud", "ivr")]
+    assert h.media.active == 1
+
+
+def test_survivable_mode_skips_the_cloud() -> None:
+    h = Harness()  # the first probe is never answered: the appliance stays SURVIVABLE
+    h.send(CALLER, invite())
+    assert statuses(h.take(CALLER)) == [100, 200]
+    assert [m.method for m in h.requests(CLOUD)] == ["OPTIONS"]  # probes only, no INVITE
+    assert h.calls.started == ["ivr"]
+
+
+def test_no_cloud_configured_answers_locally() -> None:
+    h = Harness(cloud="")
+    h.send(CALLER, invite())
+    assert statuses(h.take(CALLER)) == [100, 200]
+
+
+def test_last_failure_reaches_caller_when_no_destination_is_left() -> None:
+    h = Harness(routes=(("*", ("cloud", "trunk:sip:127.0.0.1:5082")),))
+    h.cloud_online()
+    h.send(CALLER, invite())
+    (b1,) = h.requests(CLOUD)
+    h.send(CLOUD, reply(b1, 500))
+    (b2,) = [r for r in h.requests(TRUNK2) if r.method == "INVITE"]
+    h.send(TRUNK2, reply(b2, 486))
+    assert statuses(h.take(CALLER)) == [100, 486]
+
+
+def test_cancel_before_answer() -> None:
+    h = Harness()
+    h.cloud_online()
+    h.send(CALLER, invite())
+    (b_invite,) = h.requests(CLOUD)
+    h.send(CLOUD, reply(b_invite, 180))
+    h.take(CALLER)
+    cancel = make_request(
+        "CANCEL", "sip:+49301234567@127.0.0.1", via="SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKa1;rport",
+        from_='"Alice" <sip:+4930555@127.0.0.1:5070>;tag=alice1', to="<sip:+49301234567@127.0.0.1>",
+        call_id="a-call-1", cseq=1,
+    )  # fmt: skip
+    h.send(CALLER, cancel)
+    assert statuses(h.take(CALLER)) == [200, 487]
+    (b_cancel,) = h.requests(CLOUD)
+    assert b_cancel.method == "CANCEL" and b_cancel.top_via.branch == b_invite.top_via.branch
+    h.send(CLOUD, reply(b_cancel, 200))
+    h.send(CLOUD, reply(b_invite, 487))
+    assert [m.method for m in h.requests(CLOUD)] == ["ACK"]
+    assert h.take(CALLER) == []  # the 487 from the far side is not relayed twice
+
+
+def test_reinvite_with_new_offer_is_relayed() -> None:
+    h = Harness()
+    b_invite, ok = setup_call(h)
+    new_offer = b"v=0\r\no=caller 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40002 RTP/AVP 8\r\n"
+    h.send(CALLER, in_dialog("INVITE", ok, branch="z9hG4bKre1", cseq=2, body=new_offer,
+                             content_type="application/sdp"))  # fmt: skip
+    assert statuses(h.take(CALLER)) == [100]
+    (re_b,) = h.requests(CLOUD)
+    assert re_b.method == "INVITE" and re_b.body == new_offer and re_b.cseq == (2, "INVITE")
+    h.send(CLOUD, reply(re_b, 200, body=ANSWER))
+    assert [m.method for m in h.requests(CLOUD)] == ["ACK"]
+    (ok2,) = h.take(CALLER)
+    assert isinstance(ok2, Response) and ok2.status == 200 and ok2.body == ANSWER
+
+
+def test_session_refresh_is_answered_locally() -> None:
+    h = Harness()
+    b_invite, ok = setup_call(h)
+    h.send(CALLER, in_dialog("UPDATE", ok, branch="z9hG4bKup1", cseq=2))
+    assert statuses(h.take(CALLER)) == [200]
+    assert h.requests(CLOUD) == []
+
+
+def test_info_dtmf_is_relayed() -> None:
+    h = Harness()
+    b_invite, ok = setup_call(h)
+    h.send(CALLER, in_dialog("INFO", ok, branch="z9hG4bKi1", cseq=2, body=b"Signal=5\r\nDuration=160\r\n",
+                             content_type="application/dtmf-relay"))  # fmt: skip
+    assert statuses(h.take(CALLER)) == [200]
+    (info,) = h.requests(CLOUD)
+    assert info.method == "INFO" and b"Signal=5" in info.body and b"Duration=160" in info.body
+
+
+def test_session_timer_expiry_releases_both_legs() -> None:
+    h = Harness()
+    extra = [("Session-Expires", "120;refresher=uac"), ("Supported", "timer")]
+    b_invite, ok = setup_call(h, extra=extra)
+    assert ok.headers.get("session-expires") == "120;refresher=uac"
+    assert ok.headers.get("require") == "timer"
+    # The cloud leg: its 200 had no Session-Expires, so no timer there; the caller must refresh within
+    # 120 - min(32, 40) = 88 s.
+    h.advance(87.0)
+    assert h.requests(CALLER) == []
+    h.advance(1.0)  # the BYE goes out at exactly 88 s; its first retransmission would be at 88.5 s
+    (bye_a,) = h.requests(CALLER)
+    (bye_b,) = [r for r in h.requests(CLOUD) if r.method == "BYE"]
+    assert bye_a.method == "BYE" and bye_b.method == "BYE"
+
+
+def test_session_interval_below_min_se_is_refused() -> None:
+    h = Harness()
+    h.send(CALLER, invite(extra=[("Session-Expires", "30")]))
+    (trying, too_small) = h.take(CALLER)
+    assert isinstance(too_small, Response) and too_small.status == 422
+    assert too_small.headers.get("min-se") == "90"
+
+
+def test_max_forwards_zero_is_too_many_hops() -> None:
+    h = Harness()
+    h.send(CALLER, invite(max_forwards=0))
+    assert statuses(h.take(CALLER)) == [100, 483]
+
+
+def test_no_answer_timer_c_fails_over() -> None:
+    h = Harness()
+    h.cloud_online()
+    h.send(CALLER, invite())
+    (b_invite,) = h.requests(CLOUD)
+    h.send(CLOUD, reply(b_invite, 180))
+    h.take(CALLER)
+    h.advance(180.0)
+    (cancel,) = [r for r in h.requests(CLOUD) if r.method == "CANCEL"]
+    assert cancel.top_via.branch == b_invite.top_via.branch
+    assert statuses(h.take(CALLER)) == [200]  # the IVR took the call
+
+
+def test_agent_group_forks_and_first_answer_wins() -> None:
+    h = Harness(routes=(("1000", ("agents:support",)),), agent_groups={"support": ["1001", "1002"]},
+                users={"1001": "pw1", "1002": "pw2"})  # fmt: skip
+    for user, peer in (("1001", AGENT1), ("1002", AGENT2)):
+        register_agent(h, user, h.users[user], peer)
+    h.send(CALLER, invite("1000"))
+    (inv1,) = h.requests(AGENT1)
+    (inv2,) = h.requests(AGENT2)
+    assert inv1.call_id != inv2.call_id
+    h.send(AGENT1, reply(inv1, 180, tag="ag1"))
+    h.send(AGENT2, reply(inv2, 180, tag="ag2"))
+    h.send(AGENT2, reply(inv2, 200, tag="ag2", body=ANSWER, contact="<sip:1002@127.0.0.1:5092>"))
+    assert [m.method for m in h.requests(AGENT2)] == ["ACK"]
+    (cancel,) = h.requests(AGENT1)
+    assert cancel.method == "CANCEL"
+    assert statuses(h.take(CALLER))[-1] == 200
+    assert h.calls.started == ["agents"]
+
+
+def register_agent(h: Harness, user: str, password: str, peer: Peer) -> None:
+    from appliance.sip.digest import authorization_for, parse_challenge
+
+    def register(cseq: int, auth: str | None) -> Request:
+        extra = [("Authorization", auth)] if auth else []
+        return make_request(
+            "REGISTER", "sip:localhost", via=f"SIP/2.0/UDP {peer.host}:{peer.port};branch=z9hG4bKr{user}{cseq}",
+            from_=f"<sip:{user}@localhost>;tag=r{user}", to=f"<sip:{user}@localhost>", call_id=f"reg-{user}",
+            cseq=cseq, contact=f"<sip:{user}@{peer.host}:{peer.port}>", extra=extra,
+        )  # fmt: skip
+
+    h.send(peer, register(1, None))
+    (challenge,) = h.take(peer)
+    assert isinstance(challenge, Response) and challenge.status == 401
+    chal = parse_challenge(challenge.headers.get_all("www-authenticate")[0])
+    auth = authorization_for(chal, method="REGISTER", uri="sip:localhost", username=user, password=password,
+                             cnonce="abc123")  # fmt: skip
+    h.send(peer, register(2, auth))
+    (ok,) = h.take(peer)
+    assert isinstance(ok, Response) and ok.status == 200
+
+
+def test_options_unknown_and_unsupported_methods() -> None:
+    h = Harness()
+
+    def request(method: str, extra: list[tuple[str, str]] | None = None) -> Request:
+        return make_request(
+            method, "sip:127.0.0.1", via=f"SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK{method}",
+            from_="<sip:a@127.0.0.1>;tag=x", to="<sip:127.0.0.1>", call_id=f"m-{method}", cseq=1, extra=extra,
+        )  # fmt: skip
+
+    h.send(CALLER, request("OPTIONS"))
+    h.send(CALLER, request("FOOBAR"))
+    h.send(CALLER, request("SUBSCRIBE"))
+    h.send(CALLER, request("INVITE", [("Require", "100rel, foo")]))
+    responses = [m for m in h.take(CALLER) if isinstance(m, Response) and m.status != 100]
+    assert [r.status for r in responses] == [200, 501, 405, 420]
+    assert responses[3].headers.get("unsupported") == "100rel, foo"
+    assert "INVITE" in (responses[0].headers.get("allow") or "")
