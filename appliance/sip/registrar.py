@@ -199,9 +199,9 @@ class Registrar:
         except _RejectedError as exc:
             return self._reply(request, exc.status, to_tag, reason=exc.reason, extra=exc.extra)
         except DecodeError as exc:
-            return self._reply(
-                request, exc.status, to_tag, reason=f"{reason_phrase(exc.status)} ({exc.reason})"
-            )
+            phrase = reason_phrase(exc.status)
+            reason = exc.reason if exc.reason.startswith(phrase) else f"{phrase} ({exc.reason})"
+            return self._reply(request, exc.status, to_tag, reason=reason)
 
     def _register(
         self, request: Request, source: tuple[str, int], transport: str, now: float, to_tag: str
