@@ -234,7 +234,7 @@ def _toml_float(v: float) -> str:
     return repr(v)
 
 
-def _quote(v: str, limit: int = 60) -> str:
+def _quote(v: str, limit: int = 160) -> str:
     shown = v if len(v) <= limit else v[:limit] + "…"
     escaped = shown.replace("\\", "\\\\").replace('"', '\\"')
     # Control characters are shown escaped so that a report stays one line per issue.

@@ -76,6 +76,7 @@ class Database:
         self._conn: aiosqlite.Connection | None = conn
         self._path = path
         self._lock = asyncio.Lock()
+        self._holder: asyncio.Task[Any] | None = None  # the task inside the lock, to catch re-entry
         self._schema_version = 0
 
     @classmethod
@@ -146,13 +147,28 @@ class Database:
         return self._conn
 
     @asynccontextmanager
+    async def _locked(self) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        if task is not None and task is self._holder:
+            # The lock is not re-entrant: waiting for it here would wait forever.
+            raise LocalProtocolError("the database was used inside its own transaction; use the Transaction")
+        async with self._lock:
+            self._holder = task
+            try:
+                yield
+            finally:
+                self._holder = None
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         """A write transaction: committed when the block ends, rolled back if it raises.
 
         ``BEGIN IMMEDIATE`` takes SQLite's write lock at the start, so a transaction never fails halfway
-        for want of it. When this returns normally the transaction is durable (see the module doc).
+        for want of it. When this returns normally the transaction is durable (see the module doc). Inside
+        the block use the :class:`Transaction` only: the database's own methods raise
+        :class:`LocalProtocolError` there rather than wait for the lock the block holds.
         """
-        async with self._lock:
+        async with self._locked():
             conn = self._connection()
             try:
                 await conn.execute("BEGIN IMMEDIATE")
@@ -167,7 +183,7 @@ class Database:
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         """Run a query outside any write transaction; sees committed data only."""
-        async with self._lock:
+        async with self._locked():
             conn = self._connection()
             try:
                 return [tuple(r) for r in await conn.execute_fetchall(sql, params)]
@@ -180,7 +196,7 @@ class Database:
 
     async def close(self) -> None:
         """Close the connection once any transaction in progress has finished. Idempotent."""
-        async with self._lock:
+        async with self._locked():
             conn, self._conn = self._conn, None
             if conn is not None:
                 await conn.close()

@@ -311,7 +311,7 @@ def test_cloud_destination_is_allowed_without_a_trunk() -> None:
     assert c.routes[0].destinations[0] == Destination("cloud", "")
 
 
-def test_tls_files_must_come_together_and_exist(tmp_path: Path) -> None:
+def test_tls_files_must_come_together_and_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert.write_text("certificate")
     key.write_text("key")
@@ -323,9 +323,35 @@ def test_tls_files_must_come_together_and_exist(tmp_path: Path) -> None:
     assert only_issue(f'[sip]\ntls_private_key = "{key}"') == (
         "sip.tls_certificate: required when tls_private_key is set"
     )
-    assert only_issue(f'[sip]\ntls_certificate = "{tmp_path}"\ntls_private_key = "{key}"') == (
-        f'sip.tls_certificate: expected the path of an existing file (or empty), got "{tmp_path}" (string)'
+    monkeypatch.chdir(tmp_path)  # relative paths are relative to the working directory
+    assert load_config_text(
+        '[sip]\ntls_certificate = "cert.pem"\ntls_private_key = "key.pem"'
+    ).sip.tls_enabled
+    (tmp_path / "certs").mkdir()
+    assert only_issue('[sip]\ntls_certificate = "certs"\ntls_private_key = "key.pem"') == (
+        'sip.tls_certificate: expected the path of an existing file (or empty), got "certs" (string)'
     )
     # With TLS on, its port joins the TCP clash check.
     doc = f'[sip]\ntls_certificate = "{cert}"\ntls_private_key = "{key}"\ntls_port = 2222\n'
     assert only_issue(doc) == "noc.port: expected a TCP port not used by sip.tls_port, got 2222 (integer)"
+
+
+def test_long_and_odd_values_are_shown_on_one_short_line() -> None:
+    long = "x" * 300
+    assert (
+        only_issue(f'state_dir = "{long}"')
+        == f'state_dir: expected a directory path, got "{"x" * 160}…" (string)'
+    )
+    assert only_issue('[site]\nname = "tab\\there"') == (
+        'site.name: expected a non-empty site name, got "tab\\u0009here" (string)'
+    )
+    assert issues_of("[registrar]\nalgorithms = [1, true, 2.5, [3], {a = 1}]") == [
+        'registrar.algorithms[0]: expected "SHA-256" or "MD5", got 1 (integer)',
+        'registrar.algorithms[1]: expected "SHA-256" or "MD5", got true (boolean)',
+        'registrar.algorithms[2]: expected "SHA-256" or "MD5", got 2.5 (float)',
+        'registrar.algorithms[3]: expected "SHA-256" or "MD5", got [3] (array)',
+        'registrar.algorithms[4]: expected "SHA-256" or "MD5", got a table',
+    ]
+    assert only_issue('[registrar]\nmin_expires = [1, true, 2.5, "s", [3], {a = 1}]') == (
+        'registrar.min_expires: expected an integer of at least 1, got [1, true, 2.5, "s", […], {…}] (array)'
+    )

@@ -230,3 +230,17 @@ async def test_close_waits_for_the_transaction_in_progress(tmp_path: Path) -> No
     db = await Database.open(path)
     assert await db.fetchall("SELECT key FROM kv") == [("x",)]
     await db.close()
+
+
+async def test_using_the_database_inside_its_own_transaction_is_refused(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "appliance.db")
+    try:
+        async with db.transaction():
+            with pytest.raises(LocalProtocolError):
+                await db.fetchall("SELECT 1")
+            with pytest.raises(LocalProtocolError):
+                async with db.transaction():
+                    pass
+        assert await db.fetchall("SELECT 1") == [(1,)]
+    finally:
+        await db.close()
