@@ -30,6 +30,8 @@ MAX_CSEQ: Final = 2**31 - 1
 _VIA_RE: Final = re.compile(
     r"SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s+([^;\s]+)\s*(?:;(.*))?\Z", re.I | re.S | re.A
 )
+# Characters no URI holds (RFC 3986 §2, RFC 3261 §25.1); they delimit a name-addr.
+_NOT_IN_URI: Final = re.compile(r'[\s<>"]')
 # RFC 3261 §20.16: CSeq = 1*DIGIT LWS Method
 _CSEQ_RE: Final = re.compile(r"[ \t]*([0-9]+)[ \t]+([^ \t]+)[ \t]*\Z")
 
@@ -125,7 +127,7 @@ def parse_name_addr(value: str, *, what: str) -> NameAddr:
             # A URI holding a comma, question mark or semicolon must be enclosed in <> (RFC 3261 §20;
             # RFC 4475 §3.1.2.13): here it would change the header's meaning.
             raise DecodeError(f"URI with headers or commas outside '<...>' in {what} header")
-    if not uri or ":" not in uri:
+    if not uri or ":" not in uri or _NOT_IN_URI.search(uri) is not None:
         raise DecodeError(f"Malformed URI in {what} header")
     params: Params = {}
     if rest:
