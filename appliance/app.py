@@ -13,26 +13,27 @@ import os
 import re
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance import __version__
 from appliance.calls.b2bua import B2bua
+from appliance.calls.b2bua import Destination as RouteDestination
 from appliance.calls.context import SipContext
 from appliance.calls.local_media import SilenceMedia, StartSilence, StopStream
 from appliance.calls.routing import RoutingTable
 from appliance.config import Config
 from appliance.core import ApplianceCore
 from appliance.logs import SipTrace, setup_logging
-from appliance.media.sockets import RtpSocketPool
 from appliance.media.silence import SilencePlayer
+from appliance.media.sockets import RtpSocketPool
 from appliance.metrics import Metrics, MetricsServer, start_metrics_server
 from appliance.ratelimit import SourceRateLimiter
 from appliance.sdnotify import Notifier
 from appliance.sip.builder import IdFactory
-from appliance.sip.digest import DigestServer, ha1
 from appliance.sip.dialog import uri_to_peer
+from appliance.sip.digest import DigestServer, ha1
 from appliance.sip.endpoint import SipEndpoint
 from appliance.sip.errors import DecodeError
 from appliance.sip.events import Peer
@@ -102,7 +103,9 @@ class Appliance:
         )
         self.metrics.set_mode(self.mode.mode.name)
         self.registrar = self._registrar(cfg)
-        router = RoutingTable([(r.match, r.destinations) for r in cfg.routes], region=cfg.site.region)
+        router: RoutingTable[RouteDestination] = RoutingTable(
+            [(r.match, r.destinations) for r in cfg.routes], region=cfg.site.region
+        )
         self.rtp_sockets = RtpSocketPool(cfg.media.address, cfg.media.rtp_port_min, cfg.media.rtp_port_max)
         self.media = SilenceMedia(address=cfg.media.address, ports=self.rtp_sockets)
         b2bua = B2bua(
@@ -127,7 +130,10 @@ class Appliance:
             tls = load_tls_context(cfg.sip.tls_certificate, cfg.sip.tls_private_key)
         self.player = SilencePlayer(loop=loop, ports=self.rtp_sockets)
         self.transports = SipTransports(
-            self.core, max_message_size=cfg.sip.max_message_size, tls_context=tls, after_flush=self._media_commands
+            self.core,
+            max_message_size=cfg.sip.max_message_size,
+            tls_context=tls,
+            after_flush=self._media_commands,
         )
         host = cfg.sip.listen
         udp = await self.transports.listen_udp(host, cfg.sip.udp_port)
@@ -139,11 +145,15 @@ class Appliance:
             tls_addr = await self.transports.listen_stream("tls", host, cfg.sip.tls_port)
             self.ctx.local.update(self.transports.addresses)
             self.listening.append(f"SIP TLS        {tls_addr[0]}:{tls_addr[1]}")
-        self.listening.append(f"RTP            {cfg.media.address} ports {cfg.media.rtp_port_min}-{cfg.media.rtp_port_max}")
+        self.listening.append(
+            f"RTP            {cfg.media.address} ports {cfg.media.rtp_port_min}-{cfg.media.rtp_port_max}"
+        )
         self.metrics_server: MetricsServer = await start_metrics_server(
             self.metrics, cfg.metrics.listen, cfg.metrics.port
         )
-        self.listening.append(f"metrics        http://{cfg.metrics.listen}:{self.metrics_server.port}/metrics")
+        self.listening.append(
+            f"metrics        http://{cfg.metrics.listen}:{self.metrics_server.port}/metrics"
+        )
         self.listening.append(f"database       {self.state_dir / 'appliance.db'}")
         self.listening.append(f"mode           {self.mode.mode.name}"
                               + ("" if c.configured else " (no cloud configured)"))  # fmt: skip
@@ -195,7 +205,8 @@ class Appliance:
                     continue
                 continue
             for binding in self.registrar.lookup(member, now):
-                # Send to where the REGISTER came from: a phone behind NAT is reachable there, not at its Contact.
+                # Send to where the REGISTER came from: a phone behind NAT is reachable there, not at
+                # its Contact.
                 out.append((binding.uri, Peer(binding.transport, binding.source[0], binding.source[1])))
         return out
 
@@ -214,7 +225,7 @@ class Appliance:
         body = {"old": event.old.name, "new": event.new.name, "reason": event.reason}
         self._spawn(self._append("mode.changed", body))
 
-    async def _append(self, kind: str, body: dict[str, object]) -> None:
+    async def _append(self, kind: str, body: Mapping[str, object]) -> None:
         await self.outbox.append(kind, body)
 
     def _spawn(self, coro: object) -> None:
@@ -234,7 +245,9 @@ class Appliance:
         def record(direction: str, peer: Peer, data: bytes) -> None:
             match = _CALL_ID.search(data)
             call_id = match.group(1).decode("utf-8", "replace") if match else None
-            trace.record(call_id, "in" if direction == "in" else "out", (peer.host, peer.port), peer.transport, data)
+            trace.record(
+                call_id, "in" if direction == "in" else "out", (peer.host, peer.port), peer.transport, data
+            )
 
         return record
 
@@ -245,6 +258,7 @@ class Appliance:
         await self.transports.close()
         self.player.close()
         await self.metrics_server.close()
+        await self.outbox.close()
         await self.db.close()
 
 

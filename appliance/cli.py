@@ -4,7 +4,6 @@ validates a configuration file without starting anything."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 

@@ -23,7 +23,6 @@ from typing import Protocol
 from appliance.calls import causes
 from appliance.calls.causes import Cause
 from appliance.calls.context import ALLOW, SipContext
-from appliance.calls.routing import RoutingTable
 from appliance.calls.events import (
     Answer,
     CallEvent,
@@ -36,6 +35,7 @@ from appliance.calls.events import (
     Update,
     UpdateAnswer,
 )
+from appliance.calls.routing import RoutingTable
 from appliance.calls.sip_leg import LegState, SipLeg
 from appliance.sip.dialog import uri_to_peer
 from appliance.sip.errors import DecodeError
@@ -84,7 +84,19 @@ class Leg(Protocol):
 
 
 class Call:
-    __slots__ = ("_b2bua", "a", "answered", "b", "candidates", "ended", "forks", "id", "last_cause", "route_kind", "setup")
+    __slots__ = (
+        "_b2bua",
+        "a",
+        "answered",
+        "b",
+        "candidates",
+        "ended",
+        "forks",
+        "id",
+        "last_cause",
+        "route_kind",
+        "setup",
+    )
 
     def __init__(self, b2bua: B2bua, call_id: str, setup: Setup, candidates: list[Destination]) -> None:
         self._b2bua = b2bua
@@ -360,7 +372,7 @@ class B2bua:
                             to_tag=self.ctx.ids.tag(), extra=[("Allow", ALLOW)])  # fmt: skip
             return
         leg = self._legs.get((request.call_id, to_tag))
-        if leg is None or leg.state is LegState.ENDED and request.method != "BYE":
+        if leg is None or (leg.state is LegState.ENDED and request.method != "BYE"):
             txn.respond(481)
             return
         leg.on_request(request, txn, now)

@@ -99,5 +99,16 @@ class Redirect:
 
 
 CallEvent = (
-    Setup | Progress | Ringing | Answer | Update | UpdateAnswer | UpdateRejected | Dtmf | Info | Disconnect | Fail | Redirect
+    Setup
+    | Progress
+    | Ringing
+    | Answer
+    | Update
+    | UpdateAnswer
+    | UpdateRejected
+    | Dtmf
+    | Info
+    | Disconnect
+    | Fail
+    | Redirect
 )

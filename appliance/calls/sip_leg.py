@@ -145,7 +145,9 @@ class SipLeg:
         user = self._b2bua.called_user(request)
         try:
             calling_uri = from_.uri
-            calling = calling_uri.split(":", 1)[1].split("@", 1)[0].split(";", 1)[0] if "@" in calling_uri else ""
+            calling = (
+                calling_uri.split(":", 1)[1].split("@", 1)[0].split(";", 1)[0] if "@" in calling_uri else ""
+            )
         except IndexError:
             calling = ""
         se = request.headers.get("session-expires")
@@ -362,7 +364,9 @@ class SipLeg:
         self.dialog.early = False
         self.dialog.update_target(response)
         # §13.2.2.4: the ACK for a 2xx is a new request in the dialog, sent to the remote target.
-        ack = self.dialog.create_request("ACK", via=ctx.via(self.peer.transport), cseq=self.invite.request.cseq[0])
+        ack = self.dialog.create_request(
+            "ACK", via=ctx.via(self.peer.transport), cseq=self.invite.request.cseq[0]
+        )
         self._ack = ack
         ctx.endpoint.send_stateless(ack, self._dialog_peer())
         if self.state is LegState.ENDED:
@@ -518,7 +522,9 @@ class SipLeg:
             allows_update = self.role == "uac"  # the peers we call are asked in Allow; callers vary
             method = "UPDATE" if allows_update else "INVITE"
             sdp = None if method == "UPDATE" else self._last_local_sdp
-            txn = self._in_dialog(method, now, body=sdp or b"", content_type="application/sdp" if sdp else None)
+            txn = self._in_dialog(
+                method, now, body=sdp or b"", content_type="application/sdp" if sdp else None
+            )
             if txn is not None:
                 self._refreshing = True
                 self._pending_out = txn

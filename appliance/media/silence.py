@@ -209,7 +209,12 @@ class SilencePlayer:
         raise OSError(errno.EADDRINUSE, "no bindable RTP port")  # pragma: no cover - loop returns or raises
 
     def adopt(
-        self, stream_id: str, sock: socket.socket, remote_addr: tuple[str, int], codec_pt: int, silence_octet: int
+        self,
+        stream_id: str,
+        sock: socket.socket,
+        remote_addr: tuple[str, int],
+        codec_pt: int,
+        silence_octet: int,
     ) -> None:
         """Like :meth:`start`, but synchronous, on a socket already bound by the caller (see
         :mod:`appliance.media.sockets`), whose port the caller also releases."""

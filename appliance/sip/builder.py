@@ -8,6 +8,7 @@ random source so that branches, tags and Call-IDs are unguessable across legs (t
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Final
 
 from appliance.sip.headers import BRANCH_COOKIE
@@ -37,11 +38,11 @@ class IdFactory:
 
     __slots__ = ("_random",)
 
-    def __init__(self, random_bytes: object = None) -> None:
-        self._random = random_bytes if callable(random_bytes) else os.urandom
+    def __init__(self, random_bytes: Callable[[int], bytes] | None = None) -> None:
+        self._random: Callable[[int], bytes] = random_bytes if random_bytes is not None else os.urandom
 
     def token(self, nbytes: int = 8) -> str:
-        return self._random(nbytes).hex()  # type: ignore[no-any-return,operator]
+        return self._random(nbytes).hex()
 
     def branch(self) -> str:
         return BRANCH_COOKIE + self.token(8)
@@ -70,14 +71,16 @@ def make_response(
         value = src.get(name)
         if value is not None:
             if name == "To" and to_tag is not None and ";tag=" not in value.replace(" ", "").lower():
-                value = f"{value};tag={to_tag}"
+                value = f"{value.rstrip(' ;')};tag={to_tag}"
             fields.append((name, value))
     if extra:
         fields.extend(extra)
     if content_type is not None:
         fields.append(("Content-Type", content_type))
     fields.append(("Content-Length", str(len(body))))
-    return Response(status, reason if reason is not None else reason_phrase(status), Headers.from_pairs(fields), body)
+    return Response(
+        status, reason if reason is not None else reason_phrase(status), Headers.from_pairs(fields), body
+    )
 
 
 def make_request(

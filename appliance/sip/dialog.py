@@ -151,4 +151,4 @@ def _contact_uri(message: Request | Response) -> str | None:
 
 def _angle_uri(value: str) -> str:
     lt, gt = value.find("<"), value.find(">")
-    return value[lt + 1 : gt] if 0 <= lt < gt else value.split(";")[0].strip()
+    return value[lt + 1 : gt] if 0 <= lt < gt else value.split(";", maxsplit=1)[0].strip()

@@ -156,7 +156,7 @@ class SipEndpoint:
 
     # ------------------------------------------------------------------------------------- TU commands
     def send_request(self, request: Request, peer: Peer, now: float) -> ClientTransaction:
-        """Start a client transaction. The request's top Via must carry a fresh branch (:meth:`new_branch`)."""
+        """Start a client transaction; the request's top Via must carry a fresh :meth:`new_branch`."""
         self.now = now
         key = (request.top_via.branch or "", request.method)
         txn = ClientTransaction(self, request, peer, key)

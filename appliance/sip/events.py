@@ -86,5 +86,11 @@ class StrayResponse:
 
 
 SipEvent = (
-    RequestReceived | AckReceived | CancelReceived | ResponseReceived | TransactionTimeout | AckTimeout | StrayResponse
+    RequestReceived
+    | AckReceived
+    | CancelReceived
+    | ResponseReceived
+    | TransactionTimeout
+    | AckTimeout
+    | StrayResponse
 )

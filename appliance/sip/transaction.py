@@ -139,7 +139,9 @@ class Transaction:
 
     def _set_state(self, new: TxState) -> None:
         if new not in self._table[self.state]:
-            raise LocalProtocolError(f"{self.kind} {self.branch}: illegal transition {self.state.name} -> {new.name}")
+            raise LocalProtocolError(
+                f"{self.kind} {self.branch}: illegal transition {self.state.name} -> {new.name}"
+            )
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s: %s -> %s", self.kind, self.branch, self.state.name, new.name)
         self.state = new
@@ -196,7 +198,7 @@ class ClientTransaction(Transaction):
                 if state in (S.CALLING, S.PROCEEDING):
                     if state is S.CALLING:
                         self._set_state(S.PROCEEDING)
-                        # §17.1.1.2: a provisional response stops retransmissions; Timer B only runs in Calling.
+                        # §17.1.1.2: a provisional stops retransmissions; Timer B only runs in Calling.
                         self._host.cancel_timer(self, "A")
                         self._host.cancel_timer(self, "B")
                     self.last_response = response

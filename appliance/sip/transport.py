@@ -144,7 +144,7 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
     def __init__(self, owner: SipTransports) -> None:
         self._owner = owner
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if data in (b"\r\n\r\n", b"\r\n"):
             return  # RFC 5626 §4.4.1 keep-alive over UDP (STUN keep-alives are not answered here)
         self._owner.received(data, Peer("udp", addr[0], addr[1]))
@@ -208,4 +208,3 @@ def load_tls_context(certificate: str, private_key: str) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(certificate, private_key)
     return ctx
-

@@ -77,14 +77,17 @@ class Harness:
         table = RoutingTable(
             [(m, tuple(Destination.parse(d) for d in dests)) for m, dests in self.routes], region="DE"
         )
-        digest = DigestServer(realm="localhost", secret=os.urandom(16), nonce_lifetime=300, algorithms=["SHA-256", "MD5"])
+        digest = DigestServer(
+            realm="localhost", secret=os.urandom(16), nonce_lifetime=300, algorithms=["SHA-256", "MD5"]
+        )
         users = self.users
         self.registrar = Registrar(
             domain="localhost", digest=digest, min_expires=60, max_expires=3600, default_expires=3600,
             credentials=lambda u, alg: ha1(u, "localhost", users[u], alg) if u in users else None,
         )  # fmt: skip
         self.b2bua = B2bua(
-            ctx=self.ctx, router=table, cloud_available=lambda: self.mode.routes_to_cloud, cloud_trunk=self.cloud,
+            ctx=self.ctx, router=table, cloud_available=lambda: self.mode.routes_to_cloud,
+            cloud_trunk=self.cloud,
             agents=self._agents, media=self.media, observer=self.calls,
         )  # fmt: skip
         self.core = ApplianceCore(
@@ -150,7 +153,8 @@ def in_dialog(method: str, response: Response, *, branch: str, cseq: int, body: 
     """A request from the caller within the dialog that ``response`` (our 2xx to its INVITE) set up."""
     return make_request(
         method, "sip:pop@127.0.0.1:5060", via=f"SIP/2.0/UDP 127.0.0.1:{via_port};branch={branch}",
-        from_=response.headers.get("from") or "", to=response.headers.get("to") or "", call_id=response.call_id,
+        from_=response.headers.get("from") or "", to=response.headers.get("to") or "",
+        call_id=response.call_id,
         cseq=cseq, extra=extra, body=body, content_type=content_type,
     )  # fmt: skip
 
@@ -167,6 +171,7 @@ def reply(request: Request, status: int, *, tag: str = "callee1", body: bytes = 
 def ack_for(response: Response, *, branch: str, via_port: int = 5070) -> Request:
     return make_request(
         "ACK", "sip:pop@127.0.0.1:5060", via=f"SIP/2.0/UDP 127.0.0.1:{via_port};branch={branch}",
-        from_=response.headers.get("from") or "", to=response.headers.get("to") or "", call_id=response.call_id,
+        from_=response.headers.get("from") or "", to=response.headers.get("to") or "",
+        call_id=response.call_id,
         cseq=response.cseq[0],
     )  # fmt: skip

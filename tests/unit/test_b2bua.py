@@ -84,7 +84,7 @@ def test_bye_from_caller_is_relayed_and_answered() -> None:
 
 def test_bye_from_callee_reaches_caller() -> None:
     h = Harness()
-    b_invite, ok = setup_call(h)
+    b_invite, _ = setup_call(h)
     h.send(CLOUD, from_callee("BYE", b_invite, branch="z9hG4bKcb1", cseq=1))
     assert statuses(h.take(CLOUD)) == [200]
     (bye,) = h.requests(CALLER)
@@ -156,8 +156,11 @@ def test_cancel_before_answer() -> None:
 
 def test_reinvite_with_new_offer_is_relayed() -> None:
     h = Harness()
-    b_invite, ok = setup_call(h)
-    new_offer = b"v=0\r\no=caller 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40002 RTP/AVP 8\r\n"
+    _, ok = setup_call(h)
+    new_offer = (
+        b"v=0\r\no=caller 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        b"m=audio 40002 RTP/AVP 8\r\n"
+    )
     h.send(CALLER, in_dialog("INVITE", ok, branch="z9hG4bKre1", cseq=2, body=new_offer,
                              content_type="application/sdp"))  # fmt: skip
     assert statuses(h.take(CALLER)) == [100]
@@ -171,7 +174,7 @@ def test_reinvite_with_new_offer_is_relayed() -> None:
 
 def test_session_refresh_is_answered_locally() -> None:
     h = Harness()
-    b_invite, ok = setup_call(h)
+    _, ok = setup_call(h)
     h.send(CALLER, in_dialog("UPDATE", ok, branch="z9hG4bKup1", cseq=2))
     assert statuses(h.take(CALLER)) == [200]
     assert h.requests(CLOUD) == []
@@ -179,7 +182,7 @@ def test_session_refresh_is_answered_locally() -> None:
 
 def test_info_dtmf_is_relayed() -> None:
     h = Harness()
-    b_invite, ok = setup_call(h)
+    _, ok = setup_call(h)
     h.send(CALLER, in_dialog("INFO", ok, branch="z9hG4bKi1", cseq=2, body=b"Signal=5\r\nDuration=160\r\n",
                              content_type="application/dtmf-relay"))  # fmt: skip
     assert statuses(h.take(CALLER)) == [200]
@@ -190,7 +193,7 @@ def test_info_dtmf_is_relayed() -> None:
 def test_session_timer_expiry_releases_both_legs() -> None:
     h = Harness()
     extra = [("Session-Expires", "120;refresher=uac"), ("Supported", "timer")]
-    b_invite, ok = setup_call(h, extra=extra)
+    _, ok = setup_call(h, extra=extra)
     assert ok.headers.get("session-expires") == "120;refresher=uac"
     assert ok.headers.get("require") == "timer"
     # The cloud leg: its 200 had no Session-Expires, so no timer there; the caller must refresh within
@@ -206,7 +209,7 @@ def test_session_timer_expiry_releases_both_legs() -> None:
 def test_session_interval_below_min_se_is_refused() -> None:
     h = Harness()
     h.send(CALLER, invite(extra=[("Session-Expires", "30")]))
-    (trying, too_small) = h.take(CALLER)
+    (_, too_small) = h.take(CALLER)
     assert isinstance(too_small, Response) and too_small.status == 422
     assert too_small.headers.get("min-se") == "90"
 
@@ -255,7 +258,8 @@ def register_agent(h: Harness, user: str, password: str, peer: Peer) -> None:
     def register(cseq: int, auth: str | None) -> Request:
         extra = [("Authorization", auth)] if auth else []
         return make_request(
-            "REGISTER", "sip:localhost", via=f"SIP/2.0/UDP {peer.host}:{peer.port};branch=z9hG4bKr{user}{cseq}",
+            "REGISTER", "sip:localhost",
+            via=f"SIP/2.0/UDP {peer.host}:{peer.port};branch=z9hG4bKr{user}{cseq}",
             from_=f"<sip:{user}@localhost>;tag=r{user}", to=f"<sip:{user}@localhost>", call_id=f"reg-{user}",
             cseq=cseq, contact=f"<sip:{user}@{peer.host}:{peer.port}>", extra=extra,
         )  # fmt: skip

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from appliance.sip.builder import IdFactory, make_request
 from appliance.sip.endpoint import SipEndpoint
+from appliance.sip.errors import LocalProtocolError
 from appliance.sip.events import (
     AckReceived,
     AckTimeout,
@@ -16,7 +19,6 @@ from appliance.sip.events import (
     StrayResponse,
     TransactionTimeout,
 )
-from appliance.sip.errors import LocalProtocolError
 from appliance.sip.message import Request, Response, parse_message
 from appliance.sip.transaction import ClientTransaction, ServerTransaction, TimerSettings, TxState
 
@@ -30,7 +32,9 @@ def endpoint() -> SipEndpoint:
     return SipEndpoint(timers=TimerSettings(T1, T2, T4), ids=IdFactory())
 
 
-def invite_bytes(branch: str = "z9hG4bKabc", method: str = "INVITE", cseq: int = 1, to_tag: str = "") -> bytes:
+def invite_bytes(
+    branch: str = "z9hG4bKabc", method: str = "INVITE", cseq: int = 1, to_tag: str = ""
+) -> bytes:
     to = "<sip:+4930123@127.0.0.1>" + (f";tag={to_tag}" if to_tag else "")
     return (
         f"{method} sip:+4930123@127.0.0.1 SIP/2.0\r\n"
@@ -66,7 +70,8 @@ def run_until(ep: SipEndpoint, end: float) -> list[tuple[float, Request | Respon
 
 def client_request(ep: SipEndpoint, method: str, peer: Peer = SERVER) -> ClientTransaction:
     req = make_request(
-        method, "sip:127.0.0.1:5080", via=f"SIP/2.0/{peer.transport.upper()} 127.0.0.1:5060;branch={ep.new_branch()}",
+        method, "sip:127.0.0.1:5080",
+        via=f"SIP/2.0/{peer.transport.upper()} 127.0.0.1:5060;branch={ep.new_branch()}",
         from_="<sip:pop@localhost>;tag=t1", to="<sip:127.0.0.1:5080>", call_id="c1", cseq=1,
     )  # fmt: skip
     txn = ep.send_request(req, peer, 0.0)
@@ -158,7 +163,7 @@ def test_timer_e_caps_at_t2_and_timer_f_times_out() -> None:
     log = run_until(ep, 64 * T1)
     times = [t for t, _ in log]
     assert times[:5] == [0.5, 1.5, 3.5, 7.5, 11.5]  # 0.5, 1, 2, 4, then capped at T2 = 4
-    assert all(b - a == pytest.approx(T2) for a, b in zip(times[3:], times[4:], strict=False))
+    assert all(b - a == pytest.approx(T2) for a, b in itertools.pairwise(times[3:]))
     assert [type(e) for e in drain(ep)] == [TransactionTimeout]
     assert txn.state is TxState.TERMINATED
 
