@@ -51,7 +51,10 @@ def test_fifty_calls_answered_held_and_released(appliance: RunningAppliance, tmp
 def test_register_with_digest(tmp_path: Path) -> None:
     # SIPp 3.6 answers only the first challenge and only knows MD5, so this registrar offers MD5 alone;
     # SHA-256 (offered first by default, RFC 8760) is covered by the unit tests.
-    config = '[registrar]\nalgorithms = ["MD5"]\n[[registrar.users]]\nusername = "1001"\npassword = "s3cret-1001"\n'
+    config = (
+        '[registrar]\nalgorithms = ["MD5"]\n'
+        '[[registrar.users]]\nusername = "1001"\npassword = "s3cret-1001"\n'
+    )
     app = start_appliance(tmp_path, config)
     try:
         uac = SippProcess.uac(
@@ -99,7 +102,8 @@ def test_garbage_in_the_middle_of_calls_does_not_disturb_them(
         # a reason phrase naming the fault.
         junk.sendto(
             b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKq\r\n"
-            b"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:x@127.0.0.1>\r\nCall-ID: bad1\r\nCSeq: 1 INVITE\r\n\r\n",
+            b"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:x@127.0.0.1>\r\nCall-ID: bad1\r\n"
+            b"CSeq: 1 INVITE\r\n\r\n",
             appliance.sip,
         )
         answer = parse_message(junk.recvfrom(65535)[0])
@@ -119,7 +123,7 @@ def test_unknown_method_and_scheme_and_oversized(tmp_path: Path) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind(("127.0.0.1", 0))
             s.settimeout(3.0)
-            method, n = first_line.split()[0], next(count)
+            method, n = first_line.split(maxsplit=1)[0], next(count)
             s.sendto(
                 f"{first_line}\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK{n}\r\n"
                 f"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:x@127.0.0.1>\r\nCall-ID: c-{n}\r\n"
@@ -153,7 +157,8 @@ def test_flood_from_one_source_is_rate_limited_without_hurting_others(tmp_path: 
     try:
         options = (
             b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:9;branch=z9hG4bKf%d\r\n"
-            b"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:x@127.0.0.1>\r\nCall-ID: f%d\r\nCSeq: 1 OPTIONS\r\n\r\n"
+            b"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:x@127.0.0.1>\r\nCall-ID: f%d\r\n"
+            b"CSeq: 1 OPTIONS\r\n\r\n"
         )
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as flood:
             flood.bind(("127.0.0.2", 0))  # a source of its own: 127.0.0.2
