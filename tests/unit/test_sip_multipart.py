@@ -18,8 +18,9 @@ from appliance.sip.multipart import (
     multipart_boundary,
     parse_multipart,
 )
-from tests.unit.vectors import hypothesis_settings, load
+from tests.unit.vectors import hypothesis_settings, load, soak_marks
 
+pytestmark = soak_marks()
 ISUP = bytes.fromhex("0100490000030200070410003363214300000306 0d038090a20a00".replace(" ", ""))
 
 

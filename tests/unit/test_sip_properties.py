@@ -31,8 +31,9 @@ from appliance.sip.headers import (
 from appliance.sip.message import DEFAULT_MAX_SIZE, Headers, Request, Response, parse_message
 from appliance.sip.stream import StreamFramer
 from appliance.sip.uri import SipUri, TelUri, Uri, parse_uri
-from tests.unit.vectors import all_of, hypothesis_settings
+from tests.unit.vectors import all_of, hypothesis_settings, soak_marks
 
+pytestmark = soak_marks()
 SETTINGS = hypothesis_settings()
 
 TOKEN_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
@@ -92,7 +93,7 @@ vias = st.builds(
     st.sampled_from(["UDP", "TCP", "TLS", "WS", "WSS", "SCTP"]),
     hosts,
     ports,
-    st.tuples(tokens, params).map(lambda t: {"branch": BRANCH_COOKIE + t[0], **t[1]}),
+    st.tuples(tokens, params).map(lambda t: {**t[1], "branch": BRANCH_COOKIE + t[0]}),
 )
 extension_headers = st.lists(st.tuples(tokens.map(lambda t: "X-" + t), header_text), max_size=4)
 

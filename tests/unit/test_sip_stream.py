@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from appliance.sip.errors import DecodeError, MessageTooLarge
 from appliance.sip.message import DEFAULT_MAX_SIZE, parse_message
 from appliance.sip.stream import PING, PONG, StreamFramer
-from tests.unit.vectors import hypothesis_settings, load, names
+from tests.unit.vectors import hypothesis_settings, load, names, soak_marks
 
+pytestmark = soak_marks()
 # A datagram without Content-Length cannot be framed on a stream (§18.3).
 STREAM_CASES = [name for name in names("valid") if name != "no_content_length_udp"]
 

@@ -7,6 +7,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.errors import InvalidArgument
 
@@ -54,3 +55,10 @@ def _register(name: str, **options: Any) -> None:
         settings.get_profile(name)
     except InvalidArgument:
         settings.register_profile(name, **options)
+
+
+def soak_marks() -> list[pytest.MarkDecorator]:
+    """Marks for a module of properties: under the ``long`` profile, no per-test time limit."""
+    if os.environ.get("HYPOTHESIS_PROFILE") == "long":
+        return [pytest.mark.timeout(0)]
+    return []
