@@ -1,17 +1,23 @@
-"""The SIPp harness against SIPp itself: calls, failures, OPTIONS, digest registration, statistics parsing.
+"""The SIPp harness against SIPp itself: calls, failures, OPTIONS, digest registration, statistics parsing,
+and the rate search and accounting of the signalling benchmark (``make bench-sip``) built on it.
 
 Every peer is a real SIPp process on 127.0.0.1; nothing here involves the appliance, so a failure points at
-the harness or the scenarios.
+the harness, the scenarios or the benchmark.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from bench.servers import Appliance, ServerStartError, clock_ticks_per_second, tree_cpu_ticks
+from bench.sip import SUMMARY_KEYS, Outcome, Settings, Trial, capped, run_trial, search, summary, table
 from tests.system.sipp import (
+    SippError,
     SippExit,
     SippProcess,
     SippTimeoutError,
@@ -40,7 +46,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.parametrize(
     ("caller", "callee"),
     [
-        (BENCH_SCENARIOS / "uac_strict.xml", BENCH_SCENARIOS / "uas.xml"),
+        (BENCH_SCENARIOS / "uac_strict.xml", BENCH_SCENARIOS / "uas_direct.xml"),
         (SCENARIOS / "uac_call.xml", SCENARIOS / "uas_cloud.xml"),
     ],
     ids=["bench-strict", "call-to-cloud"],
@@ -88,7 +94,8 @@ def test_uac_against_silent_port_reports_failures(tmp_path: Path) -> None:
 
 
 def test_strict_caller_fails_a_call_without_100_trying(tmp_path: Path) -> None:
-    with SippProcess.uas(SCENARIOS / "uas_ringing_without_trying.xml", workdir=tmp_path / "uas") as uas:
+    # The benchmark callee sends no 100 (a server in between must), so straight to it every call fails.
+    with SippProcess.uas(BENCH_SCENARIOS / "uas.xml", workdir=tmp_path / "uas") as uas:
         uas.wait_bound()
         with SippProcess.uac(
             BENCH_SCENARIOS / "uac_strict.xml", uas.address, workdir=tmp_path / "uac", rate=50, max_calls=2
@@ -143,7 +150,7 @@ def test_register_with_digest(tmp_path: Path, password: str, verdict: SippExit) 
 
 
 async def test_wait_async_does_not_block_the_loop(tmp_path: Path) -> None:
-    with SippProcess.uas(BENCH_SCENARIOS / "uas.xml", workdir=tmp_path / "uas", max_calls=5) as uas:
+    with SippProcess.uas(BENCH_SCENARIOS / "uas_direct.xml", workdir=tmp_path / "uas", max_calls=5) as uas:
         await uas.wait_bound_async()
         with SippProcess.uac(
             BENCH_SCENARIOS / "uac_strict.xml", uas.address, workdir=tmp_path / "uac", rate=100, max_calls=5
@@ -230,8 +237,6 @@ def test_parse_stat_csv_reads_last_row() -> None:
 
 
 def test_parse_stat_csv_rejects_header_only() -> None:
-    from tests.system.sipp import SippError
-
     with pytest.raises(SippError):
         parse_stat_csv(_STAT_HEADER + "\n")
 
@@ -247,3 +252,110 @@ def test_parse_rtt_csv_and_percentiles() -> None:
     assert percentile([float(n) for n in range(1, 101)], 99) == 99.0
     with pytest.raises(ValueError):
         percentile(samples, 0)
+
+
+# -- the signalling benchmark built on the harness -------------------------------------------------------
+
+
+def _fake_trial(rate: int, window_s: float, *, passes: bool) -> Trial:
+    return Trial(
+        server="fake",
+        rate=rate,
+        window_s=window_s,
+        reason="" if passes else "1 of 10 calls failed",
+        calls=round(rate * window_s) if passes else 0,
+        wall_s=window_s,
+        p99_setup_ms=4.0,
+        cpu_ms_per_call=1.0,
+        sipp_cpu_pct=5.0,
+        retransmissions=0,
+    )
+
+
+def test_search_doubles_bisects_then_confirms(tmp_path: Path) -> None:
+    runs: list[tuple[int, float]] = []
+
+    def probe(rate: int, window_s: float) -> Trial:
+        runs.append((rate, window_s))
+        # Short probes pass up to 300 calls/s, the long window only up to 250.
+        return _fake_trial(rate, window_s, passes=rate <= (300 if window_s < 30 else 250))
+
+    settings = Settings(workdir=tmp_path, start_rate=50, bisect_steps=3)
+    best, trials, exhausted = search(settings, probe, max_rate=6400)
+
+    assert [r for r, w in runs if w == 5.0] == [50, 100, 200, 400, 300, 350, 325]
+    assert [r for r, w in runs if w == 30.0] == [300, 225]
+    assert best is not None and best.rate == 225 and best.window_s == 30.0
+    assert not exhausted
+    assert len(trials) == len(runs)
+
+
+def test_search_stops_at_max_rate_and_halves_below_start(tmp_path: Path) -> None:
+    settings = Settings(workdir=tmp_path, window_s=5, probe_window_s=5, start_rate=50)
+    best, _, exhausted = search(settings, lambda r, w: _fake_trial(r, w, passes=True), max_rate=150)
+    assert best is not None and best.rate == 150 and exhausted
+
+    best, trials, _ = search(settings, lambda r, w: _fake_trial(r, w, passes=r <= 12), max_rate=150)
+    assert best is not None and best.rate == 12
+    assert [t.rate for t in trials][:4] == [50, 25, 12, 18]
+
+    best, _, _ = search(settings, lambda r, w: _fake_trial(r, w, passes=False), max_rate=150)
+    assert best is None
+
+
+def test_summary_has_exactly_the_published_keys(tmp_path: Path) -> None:
+    ours = Outcome("appliance", best=_fake_trial(300, 30, passes=True))
+    peer = Outcome("sippy", best=_fake_trial(100, 30, passes=True))
+    ceiling = Outcome("sipp", best=_fake_trial(3200, 30, passes=True))
+    result = summary([ours, peer, ceiling])
+    assert tuple(result) == SUMMARY_KEYS
+    assert result["ratio"] == 3.0 and result["sipp_ceiling_cps"] == 3200 and result["peer"] == "sippy"
+    assert not capped(ours, ceiling)
+    assert capped(Outcome("appliance", best=_fake_trial(3000, 30, passes=True)), ceiling)
+
+    down = summary([Outcome("appliance", error="appliance did not start: exited with status 1"), peer])
+    assert down["cps"] is None and down["ratio"] is None and down["peer_cps"] == 100
+    text = table(
+        [Outcome("appliance", error="appliance did not start: boom"), peer], None, Settings(tmp_path)
+    )
+    assert "appliance did not start: boom" in text
+
+
+def test_trial_without_server_measures_sipp(tmp_path: Path) -> None:
+    settings = Settings(workdir=tmp_path, window_s=1, probe_window_s=1)
+    trial = run_trial(
+        settings, server="sipp", rate=50, window_s=1, callee_port=free_port(), via=None, workdir=tmp_path
+    )
+    assert trial.passed, trial.reason
+    assert trial.calls == 50
+    assert trial.p99_setup_ms is not None and trial.p99_setup_ms >= 0
+    assert trial.cpu_ms_per_call is None
+
+
+def test_cpu_of_a_process_tree_counts_its_children() -> None:
+    # The parent forks a child that burns 0.4 s of CPU and exits; the parent reaps it, says so, and idles.
+    spin = "import time\nwhile time.process_time() < 0.4: pass"
+    script = (
+        f"import subprocess, sys, time; subprocess.run([sys.executable, '-c', {spin!r}]); "
+        "print('reaped', flush=True); time.sleep(30)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        before = tree_cpu_ticks(parent.pid)
+        assert parent.stdout is not None and parent.stdout.readline() == "reaped\n"
+        after = tree_cpu_ticks(parent.pid)
+    finally:
+        parent.kill()
+        parent.wait()
+    # The child is gone, but its CPU moved into the parent's cutime/cstime and still counts.
+    assert (after - before) / clock_ticks_per_second() >= 0.35
+
+
+def test_server_that_cannot_run_reports_why(tmp_path: Path) -> None:
+    appliance = Appliance(
+        workdir=tmp_path, listen_port=free_port(), next_hop=("127.0.0.1", 5070), python=str(tmp_path / "none")
+    )
+    with pytest.raises(ServerStartError, match="cannot run"):
+        appliance.start(timeout=2)
+    assert 'destinations = ["trunk:sip:127.0.0.1:5070"]' in appliance.config_text()
+    assert "[sip.rate_limit]\nenabled = false" in appliance.config_text()

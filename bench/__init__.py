@@ -1,0 +1,1 @@
+"""Benchmarks of the appliance against named peers, one ``make bench-*`` target each (see README.md)."""
