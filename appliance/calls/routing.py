@@ -42,6 +42,7 @@ KINDS: Final = frozenset({"cloud", "ivr", "agents", "pri", "trunk"})
 # Longest user part looked at. E.164 numbers have at most 15 digits; this leaves room for separators,
 # a tel: prefix and parameters. Anything longer is not a number anyone dialled.
 MAX_USER_PART: Final = 128
+NORMALISE_CACHE_SIZE: Final = 4096
 
 _E164: Final = re.compile(r"\+[1-9][0-9]{1,14}")
 _E164_EXACT: Final = re.compile(r"\+[0-9]{1,15}")
@@ -110,7 +111,7 @@ class RoutingTable(Generic[D]):
     ``region`` is the ISO 3166 code whose numbering plan national numbers are read in.
     """
 
-    __slots__ = ("_exact", "_longest", "_prefixes", "_region")
+    __slots__ = ("_exact", "_longest", "_normalised", "_prefixes", "_region")
 
     def __init__(self, routes: Iterable[tuple[str, Sequence[D]]], *, region: str) -> None:
         region = region.upper()
@@ -136,6 +137,9 @@ class RoutingTable(Generic[D]):
                 raise RoutingError(f"match {match!r} is used by an earlier route", index=index)
             table[key] = entry
         self._longest = max((len(k) for k in self._prefixes), default=0)
+        # Reading a number with the numbering metadata costs tens of microseconds; callers dial the same
+        # service numbers over and over, so the last answers are kept (bounded: the keys come from the wire).
+        self._normalised: dict[str, str | None] = {}
 
     @property
     def region(self) -> str:
@@ -146,6 +150,16 @@ class RoutingTable(Generic[D]):
 
         Total: never raises, whatever the input.
         """
+        cache = self._normalised
+        if number in cache:
+            return cache[number]
+        result = self._normalise(number)
+        if len(cache) >= NORMALISE_CACHE_SIZE:
+            del cache[next(iter(cache))]  # oldest first: dicts keep insertion order
+        cache[number] = result
+        return result
+
+    def _normalise(self, number: str) -> str | None:
         if len(number) > MAX_USER_PART:
             return None
         text = unquote(number).strip()
