@@ -209,12 +209,15 @@ class Headers:
 class Message:
     """Common part of requests and responses; see :class:`Request` and :class:`Response`."""
 
-    __slots__ = ("_via", "body", "headers")
+    __slots__ = ("_cseq", "_from", "_to", "_via", "body", "headers")
 
     def __init__(self, headers: Headers, body: bytes) -> None:
         self.headers = headers
         self.body = body
         self._via: Via | None = None
+        self._cseq: tuple[int, str] | None = None
+        self._from: NameAddr | None = None
+        self._to: NameAddr | None = None
 
     # Lazily parsed views of the headers every layer needs. They raise DecodeError on a bad value.
     @property
@@ -230,8 +233,11 @@ class Message:
         return self._via
 
     def invalidate(self) -> None:
-        """Forget cached views after the Via headers were changed."""
+        """Forget the cached views: call it after changing Via, From, To or CSeq in :attr:`headers`."""
         self._via = None
+        self._cseq = None
+        self._from = None
+        self._to = None
 
     @property
     def call_id(self) -> str:
@@ -242,24 +248,30 @@ class Message:
 
     @property
     def cseq(self) -> tuple[int, str]:
-        value = self.headers.get("cseq")
-        if value is None:
-            raise DecodeError("Missing CSeq header")
-        return parse_cseq(value)
+        if self._cseq is None:
+            value = self.headers.get("cseq")
+            if value is None:
+                raise DecodeError("Missing CSeq header")
+            self._cseq = parse_cseq(value)
+        return self._cseq
 
     @property
     def from_(self) -> NameAddr:
-        value = self.headers.get("from")
-        if value is None:
-            raise DecodeError("Missing From header")
-        return parse_name_addr(value, what="From")
+        if self._from is None:
+            value = self.headers.get("from")
+            if value is None:
+                raise DecodeError("Missing From header")
+            self._from = parse_name_addr(value, what="From")
+        return self._from
 
     @property
     def to(self) -> NameAddr:
-        value = self.headers.get("to")
-        if value is None:
-            raise DecodeError("Missing To header")
-        return parse_name_addr(value, what="To")
+        if self._to is None:
+            value = self.headers.get("to")
+            if value is None:
+                raise DecodeError("Missing To header")
+            self._to = parse_name_addr(value, what="To")
+        return self._to
 
     def set_body(self, body: bytes, content_type: str | None) -> None:
         self.body = body
@@ -483,9 +495,10 @@ def _validate(message: Request | Response, body: bytes, stream: bool) -> None:
         if not top:
             raise DecodeError("Empty Via header")
         via = message._via = parse_via(top[0])
-        method = parse_cseq(first["cseq"])[1]
-        parse_name_addr(first["from"], what="From")
-        parse_name_addr(first["to"], what="To")
+        cseq = message._cseq = parse_cseq(first["cseq"])
+        method = cseq[1]
+        message._from = parse_name_addr(first["from"], what="From")
+        message._to = parse_name_addr(first["to"], what="To")
     except DecodeError as exc:
         exc.partial = message
         raise
