@@ -167,6 +167,15 @@ class ServerProcess:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
+    def exit_description(self) -> str:
+        """How the server ended: its exit status, or the signal that killed it; "running" if it has not."""
+        code = self._proc.poll() if self._proc is not None else None
+        if code is None:
+            return "running"
+        if code < 0:
+            return f"killed by {signal.Signals(-code).name}"
+        return f"exit status {code}"
+
     def output_tail(self) -> str:
         parts = []
         for path in (self.stderr_path, self.stdout_path):

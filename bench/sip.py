@@ -57,6 +57,8 @@ SUMMARY_KEYS: Final = (
 CALLEE_DRAIN_S: Final = 3.0
 # Startup and the last calls' round trips make a run slightly longer than its window.
 SUSTAIN_SLACK_S: Final = 0.5
+# A run whose caller another process stopped says nothing about the server: it is run again this often.
+INTERRUPTED_RETRIES: Final = 2
 # A server whose best rate is this close to SIPp's own ceiling was limited by SIPp.
 CAPPED_FRACTION: Final = 0.9
 
@@ -92,6 +94,7 @@ class Trial:
     cpu_ms_per_call: float | None
     sipp_cpu_pct: float
     retransmissions: int
+    interrupted: bool = False
 
     @property
     def passed(self) -> bool:
@@ -127,8 +130,20 @@ def _causes(failures: dict[str, int]) -> str:
     return ", ".join(f"{cause} {n}" for cause, n in sorted(failures.items())) or "no cause recorded"
 
 
+def interrupted(placed: SippResult, calls: int) -> bool:
+    """Whether the caller was stopped from outside before placing its calls.
+
+    Given ``-m``, SIPp exits by itself only once every call is placed; its exit status is 0 or 1 after a
+    SIGTERM or SIGINT too, so fewer calls with such a status mean that another process signalled it.
+    """
+    return placed.stats is not None and placed.stats.created < calls and placed.exit_code in (0, 1)
+
+
 def judge(settings: Settings, *, calls: int, window_s: float, placed: SippResult, served: SippResult) -> str:
     """Why a run fails, or "" if it passes: every call succeeded on both legs, placed in time."""
+    if interrupted(placed, calls):
+        assert placed.stats is not None
+        return f"caller stopped from outside after {placed.stats.created} of {calls} calls"
     if placed.stats is None:
         return f"caller wrote no statistics (SIPp exit {placed.exit_code}): {placed.output[-300:]!r}"
     s = placed.stats
@@ -215,7 +230,7 @@ def run_trial(
         served = callee.stop()
     reason = judge(settings, calls=calls, window_s=window_s, placed=placed, served=served)
     if via is not None and not via.alive:
-        reason = f"{via.name} exited during the run\n{via.output_tail()}"
+        reason = f"{via.name} exited during the run ({via.exit_description()})\n{via.output_tail()}"
     completed = placed.stats.successful if placed.stats is not None else 0
     cpu_ms: float | None = None
     if via is not None and completed:
@@ -234,6 +249,7 @@ def run_trial(
         cpu_ms_per_call=cpu_ms,
         sipp_cpu_pct=100 * sipp_cpu_s / placed.wall_s if placed.wall_s > 0 else 0.0,
         retransmissions=placed.stats.retransmissions if placed.stats is not None else 0,
+        interrupted=interrupted(placed, calls),
     )
 
 
@@ -320,18 +336,21 @@ def bench_server(server: str, settings: Settings, *, max_rate: int, log: Callabl
     counter = itertools.count(1)
 
     def probe(rate: int, window_s: float) -> Trial:
-        trial = run_trial(
-            settings,
-            server=server,
-            rate=rate,
-            window_s=window_s,
-            callee_port=callee_port,
-            via=via,
-            workdir=workdir / f"run{next(counter):02d}-{rate}cps",
-        )
-        log(trial.line())
-        if via is not None and not via.alive:
-            raise ServerStartError(trial.reason)
+        for _ in range(INTERRUPTED_RETRIES + 1):
+            trial = run_trial(
+                settings,
+                server=server,
+                rate=rate,
+                window_s=window_s,
+                callee_port=callee_port,
+                via=via,
+                workdir=workdir / f"run{next(counter):02d}-{rate}cps",
+            )
+            log(trial.line())
+            if via is not None and not via.alive:
+                raise ServerStartError(trial.reason)
+            if not trial.interrupted:
+                break
         return trial
 
     try:

@@ -15,11 +15,25 @@ from pathlib import Path
 import pytest
 
 from bench.servers import Appliance, ServerStartError, clock_ticks_per_second, tree_cpu_ticks
-from bench.sip import SUMMARY_KEYS, Outcome, Settings, Trial, capped, run_trial, search, summary, table
+from bench.sip import (
+    SUMMARY_KEYS,
+    Outcome,
+    Settings,
+    Trial,
+    capped,
+    interrupted,
+    judge,
+    run_trial,
+    search,
+    summary,
+    table,
+)
 from tests.system.sipp import (
     SippError,
     SippExit,
     SippProcess,
+    SippResult,
+    SippStats,
     SippTimeoutError,
     free_port,
     parse_rtt_csv,
@@ -359,3 +373,43 @@ def test_server_that_cannot_run_reports_why(tmp_path: Path) -> None:
         appliance.start(timeout=2)
     assert 'destinations = ["trunk:sip:127.0.0.1:5070"]' in appliance.config_text()
     assert "[sip.rate_limit]\nenabled = false" in appliance.config_text()
+
+
+def _result(*, exit_code: int, created: int, successful: int, failed: int, wall_s: float) -> SippResult:
+    stats = SippStats(
+        created=created,
+        successful=successful,
+        failed=failed,
+        retransmissions=0,
+        current_calls=0,
+        current_rate=0.0,
+        average_rate=0.0,
+        elapsed_s=wall_s,
+        auto_answered=0,
+        dead_call_messages=0,
+        out_of_call_messages=0,
+        failures={"UnexpectedMessage": failed} if failed else {},
+    )
+    return SippResult(exit_code, stats, (), "", "", Path("."), wall_s)
+
+
+def test_judge_names_what_went_wrong(tmp_path: Path) -> None:
+    settings = Settings(workdir=tmp_path)
+    served = _result(exit_code=0, created=100, successful=100, failed=0, wall_s=6)
+
+    def verdict(placed: SippResult, callee: SippResult = served) -> str:
+        return judge(settings, calls=100, window_s=5, placed=placed, served=callee)
+
+    assert verdict(_result(exit_code=0, created=100, successful=100, failed=0, wall_s=5.1)) == ""
+    assert "2 of 100 calls failed (UnexpectedMessage 2)" in verdict(
+        _result(exit_code=1, created=100, successful=98, failed=2, wall_s=5.1)
+    )
+    assert "not sustained" in verdict(_result(exit_code=0, created=100, successful=100, failed=0, wall_s=7))
+    assert "callee saw 90 of 100" in verdict(
+        _result(exit_code=0, created=100, successful=100, failed=0, wall_s=5.1),
+        _result(exit_code=0, created=100, successful=90, failed=0, wall_s=6),
+    )
+    # SIPp given -m stops early only when signalled: that run says nothing about the server.
+    stopped = _result(exit_code=0, created=40, successful=40, failed=0, wall_s=2)
+    assert interrupted(stopped, 100) and "stopped from outside after 40 of 100" in verdict(stopped)
+    assert not interrupted(_result(exit_code=1, created=100, successful=99, failed=1, wall_s=5), 100)
