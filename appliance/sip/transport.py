@@ -12,7 +12,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 from appliance.sip.errors import DecodeError
 from appliance.sip.events import Peer
@@ -164,8 +164,8 @@ class _StreamProtocol(asyncio.Protocol):
         self.pending: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports do not subclass asyncio.Transport, but implement it.
+        self._transport = cast(asyncio.Transport, transport)
         addr = transport.get_extra_info("peername")
         self.peer = Peer(self._name, addr[0], addr[1])
         self._owner.stream_opened(self, self.peer)
