@@ -170,7 +170,7 @@ class _StreamProtocol(asyncio.Protocol):
         self.peer = Peer(self._name, addr[0], addr[1])
         self._owner.stream_opened(self, self.peer)
         for data in self.pending:
-            transport.write(data)
+            self._transport.write(data)
         self.pending.clear()
 
     def data_received(self, data: bytes) -> None:

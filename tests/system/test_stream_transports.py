@@ -53,7 +53,8 @@ class StreamClient:
         return (
             f"Via: SIP/2.0/{self.transport.upper()} {host}:{port};branch={branch}\r\n"
             f"From: <sip:caller@{host}>;tag=c1\r\nTo: {to}\r\nCall-ID: stream-{self.transport}\r\n"
-            f"CSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContact: <sip:caller@{host}:{port};transport={self.transport}>\r\n"
+            f"CSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n"
+            f"Contact: <sip:caller@{host}:{port};transport={self.transport}>\r\n"
         )
 
     def call(self) -> None:
