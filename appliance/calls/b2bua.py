@@ -242,6 +242,12 @@ class B2bua:
             call.candidates = self.router.candidates(route, cloud_available=self.cloud_available())
         self.calls[call_id] = call
         self.index_leg(request.call_id, a.local_tag, a)
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "call from %s to %s", setup.calling or "anonymous", setup.called,
+                extra={"ctx": {"call": call_id, "sip_call_id": request.call_id, "txn": txn.branch,
+                               "peer": str(txn.peer), "route": route.match if route else None}},
+            )  # fmt: skip
         self._next_destination(call, now)
 
     def _next_destination(self, call: Call, now: float) -> None:
@@ -296,6 +302,8 @@ class B2bua:
         return True
 
     def _route(self, call: Call, kind: str) -> None:
+        if log.isEnabledFor(logging.INFO):
+            log.info("call tries %s", kind, extra={"ctx": {"call": call.id}})
         if call.route_kind == "none":
             self.observer.call_started(kind)
         elif call.route_kind != kind:
@@ -323,6 +331,8 @@ class B2bua:
                 return
             call.answered = True
             call.b = leg
+            if log.isEnabledFor(logging.INFO):
+                log.info("call answered by %s", leg.route_kind, extra={"ctx": {"call": call.id}})
             for other in call.forks:
                 if other is not leg:
                     other.handle(Disconnect(ANSWERED_ELSEWHERE), now)
@@ -347,6 +357,10 @@ class B2bua:
             call.a.handle(event, now)
 
     def _end(self, call: Call, event: Fail, now: float) -> None:
+        log.warning(
+            "call failed: %d %s", event.cause.sip_status, event.cause.text,
+            extra={"ctx": {"call": call.id, "q850": event.cause.q850}},
+        )  # fmt: skip
         call.a.handle(event, now)
         if call.route_kind == "none":
             self.observer.call_started("none")
@@ -357,6 +371,8 @@ class B2bua:
             return
         call.ended = True
         self.calls.pop(call.id, None)
+        if log.isEnabledFor(logging.INFO):
+            log.info("call ended", extra={"ctx": {"call": call.id, "route": call.route_kind}})
         self.observer.call_ended(call.route_kind)
 
     # ------------------------------------------------------------------------------ SIP intake

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from appliance.sip.builder import make_request
 from appliance.sip.events import Peer
 from appliance.sip.message import Request, Response
@@ -292,3 +296,17 @@ def test_options_unknown_and_unsupported_methods() -> None:
     assert [r.status for r in responses] == [200, 501, 405, 420]
     assert responses[3].headers.get("unsupported") == "100rel, foo"
     assert "INVITE" in (responses[0].headers.get("allow") or "")
+
+
+def test_call_lifecycle_is_logged_with_the_call_id(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="appliance.calls")
+    h = Harness()
+    _, ok = setup_call(h)
+    h.send(CALLER, in_dialog("BYE", ok, branch="z9hG4bKbye9", cseq=2))
+    records = [r for r in caplog.records if r.name == "appliance.calls"]
+    messages = [r.getMessage() for r in records]
+    assert messages[0] == "call from +4930555 to +49301234567"
+    assert "call answered by cloud" in messages
+    call_ids = {r.ctx["call"] for r in records}  # type: ignore[attr-defined]
+    assert len(call_ids) == 1 and next(iter(call_ids))
+    assert records[0].ctx["sip_call_id"] == "a-call-1"  # type: ignore[attr-defined]
