@@ -310,3 +310,44 @@ def test_call_lifecycle_is_logged_with_the_call_id(caplog: pytest.LogCaptureFixt
     call_ids = {r.ctx["call"] for r in records}  # type: ignore[attr-defined]
     assert len(call_ids) == 1 and next(iter(call_ids))
     assert records[0].ctx["sip_call_id"] == "a-call-1"  # type: ignore[attr-defined]
+
+
+def test_early_media_183_is_relayed_with_its_sdp() -> None:
+    h = Harness()
+    h.cloud_online()
+    h.send(CALLER, invite())
+    (b_invite,) = h.requests(CLOUD)
+    h.send(CLOUD, reply(b_invite, 183, body=ANSWER))
+    (_, progress) = h.take(CALLER)
+    assert isinstance(progress, Response) and progress.status == 183 and progress.body == ANSWER
+    assert progress.to.tag  # an early dialog on the caller's side
+
+
+def test_update_with_new_offer_from_callee_reaches_caller_as_reinvite() -> None:
+    h = Harness()
+    b_invite, _ = setup_call(h)
+    offer = ANSWER.replace(b"o=callee 2 2", b"o=callee 2 3")
+    h.send(CLOUD, from_callee("UPDATE", b_invite, branch="z9hG4bKu2", cseq=5, body=offer))
+    (re_a,) = h.requests(CALLER)
+    assert re_a.method == "INVITE" and re_a.body == offer and re_a.to.tag == "alice1"
+    h.send(CALLER, reply(re_a, 200, tag="alice1", body=invite().body))
+    assert [m.method for m in h.requests(CALLER)] == ["ACK"]
+    (update_ok,) = h.take(CLOUD)
+    assert isinstance(update_ok, Response) and update_ok.status == 200 and update_ok.cseq == (5, "UPDATE")
+
+
+def test_in_dialog_request_for_unknown_dialog_is_481() -> None:
+    h = Harness()
+    _, ok = setup_call(h)
+    h.send(CALLER, in_dialog("BYE", ok, branch="z9hG4bKb1", cseq=2))
+    h.take(CALLER)
+    h.send(CALLER, in_dialog("BYE", ok, branch="z9hG4bKb2", cseq=3))
+    assert statuses(h.take(CALLER)) == [481]
+
+
+def test_cseq_going_backwards_in_a_dialog_is_500() -> None:
+    h = Harness()
+    _, ok = setup_call(h)
+    h.send(CALLER, in_dialog("INFO", ok, branch="z9hG4bKi1", cseq=5))
+    h.send(CALLER, in_dialog("INFO", ok, branch="z9hG4bKi2", cseq=4))
+    assert statuses(h.take(CALLER)) == [200, 500]
