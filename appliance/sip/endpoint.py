@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Final, Protocol
 
 from appliance.sip.builder import IdFactory, make_response
-from appliance.sip.errors import DecodeError, MessageTooLarge
+from appliance.sip.errors import DecodeError
 from appliance.sip.events import (
     AckReceived,
     CancelReceived,
@@ -200,10 +200,6 @@ class SipEndpoint:
             self._trace("in", peer, data)
         try:
             message = parse_message(data, max_size=self.max_message_size, stream=stream)
-        except MessageTooLarge as exc:
-            self._observer.reject("too_large")
-            self._reject_too_large(data, exc, peer)
-            return
         except DecodeError as exc:
             self._observer.reject(_REJECT_REASON.get(exc.status, "malformed"))
             self._reject(exc, peer)
@@ -303,15 +299,6 @@ class SipEndpoint:
             return
         _stamp_via(partial, peer)
         self._respond_stateless(partial, peer, exc.status, exc.reason)
-
-    def _reject_too_large(self, data: bytes, exc: MessageTooLarge, peer: Peer) -> None:
-        try:
-            head = parse_message(data, max_size=len(data))
-        except DecodeError:
-            return
-        if isinstance(head, Request) and head.method != "ACK":
-            _stamp_via(head, peer)
-            self._respond_stateless(head, peer, 513, exc.reason)
 
 
 def _stamp_via(request: Request, peer: Peer) -> None:
