@@ -36,13 +36,22 @@ def reason_phrase(status: int) -> str:
 class IdFactory:
     """Source of branches, tags and Call-IDs; inject a seeded one in tests for reproducible traces."""
 
-    __slots__ = ("_random",)
+    __slots__ = ("_pool", "_random")
+
+    # Identifiers are drawn from the OS random source in blocks: one getrandom() call per ~100 identifiers
+    # instead of one per identifier, on a path taken several times per call.
+    _BLOCK = 1024
 
     def __init__(self, random_bytes: Callable[[int], bytes] | None = None) -> None:
         self._random: Callable[[int], bytes] = random_bytes if random_bytes is not None else os.urandom
+        self._pool = b""
 
     def token(self, nbytes: int = 8) -> str:
-        return self._random(nbytes).hex()
+        pool = self._pool
+        if len(pool) < nbytes:
+            pool = self._random(max(self._BLOCK, nbytes))
+        self._pool = pool[nbytes:]
+        return pool[:nbytes].hex()
 
     def branch(self) -> str:
         return BRANCH_COOKIE + self.token(8)
