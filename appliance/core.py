@@ -150,7 +150,7 @@ class ApplianceCore:
         method = request.method
         if method not in KNOWN_METHODS:
             txn.respond(501, extra=[("Allow", ALLOW)], to_tag=self.ctx.ids.tag())
-            self.endpoint._observer.reject("unknown_method")
+            self.endpoint.observer.reject("unknown_method")
             return
         require = request.headers.get_all("require")
         unsupported = [tag for tag in require if tag.lower() not in SUPPORTED_EXTENSIONS]
@@ -171,6 +171,8 @@ class ApplianceCore:
             response = self.registrar.handle_register(
                 request, source=(peer.host, peer.port), transport=peer.transport, now=now
             )
+            if response.status == 403 or (response.status == 401 and "authorization" in request.headers):
+                self.endpoint.observer.reject("auth_failed")
             txn.send_response(response)
         else:
             txn.respond(405, extra=[("Allow", ALLOW)], to_tag=self.ctx.ids.tag())

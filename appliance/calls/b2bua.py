@@ -60,6 +60,7 @@ class CallObserver(Protocol):
     def call_started(self, route: str) -> None: ...
     def call_routed(self, old_route: str, new_route: str) -> None: ...
     def call_ended(self, route: str) -> None: ...
+    def reject(self, reason: str) -> None: ...
 
 
 class LocalMedia(Protocol):
@@ -217,6 +218,7 @@ class B2bua:
         request = txn.request
         mf = request.headers.get("max-forwards")
         if mf is not None and int(mf) == 0:
+            self.observer.reject("too_many_hops")
             txn.respond(483, to_tag=self.ctx.ids.tag())
             return
         se = request.headers.get("session-expires")
@@ -237,6 +239,7 @@ class B2bua:
         call.setup = setup
         route = self.router.lookup(setup.called)
         if route is None:
+            self.observer.reject("no_route")
             call.last_cause = causes.NO_ROUTE
         else:
             call.candidates = self.router.candidates(route, cloud_available=self.cloud_available())

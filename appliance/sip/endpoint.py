@@ -82,7 +82,7 @@ class SipEndpoint:
         self.ids = ids or IdFactory()
         self.max_message_size = max_message_size
         self._allow_source = allow_source
-        self._observer: SipObserver = observer or NullObserver()
+        self.observer: SipObserver = observer or NullObserver()
         self._trace = trace
         self._server: dict[tuple[str, ...], ServerTransaction] = {}
         self._client: dict[tuple[str, ...], ClientTransaction] = {}
@@ -152,7 +152,7 @@ class SipEndpoint:
             self._client.pop(txn.key, None)
 
     def response_sent(self, status: int) -> None:
-        self._observer.response("out", status)
+        self.observer.response("out", status)
 
     # ------------------------------------------------------------------------------------- TU commands
     def send_request(self, request: Request, peer: Peer, now: float) -> ClientTransaction:
@@ -161,14 +161,14 @@ class SipEndpoint:
         key = (request.top_via.branch or "", request.method)
         txn = ClientTransaction(self, request, peer, key)
         self._client[key] = txn
-        self._observer.request("out", request.method)
+        self.observer.request("out", request.method)
         txn.start()
         return txn
 
     def send_stateless(self, message: Request | Response, peer: Peer) -> None:
         """Send outside any transaction: the ACK for a 2xx (§13.2.2.4), or a 2xx retransmission."""
         if isinstance(message, Request):
-            self._observer.request("out", message.method)
+            self.observer.request("out", message.method)
         self.send(peer, message.to_bytes())
 
     def cancel(self, invite: ClientTransaction, now: float) -> ClientTransaction | None:
@@ -194,21 +194,21 @@ class SipEndpoint:
     def receive(self, data: bytes, peer: Peer, now: float, *, stream: bool = False) -> None:
         self.now = now
         if self._allow_source is not None and not self._allow_source(peer.host, now):
-            self._observer.reject("rate_limited")
+            self.observer.reject("rate_limited")
             return
         if self._trace is not None:
             self._trace("in", peer, data)
         try:
             message = parse_message(data, max_size=self.max_message_size, stream=stream)
         except DecodeError as exc:
-            self._observer.reject(_REJECT_REASON.get(exc.status, "malformed"))
+            self.observer.reject(_REJECT_REASON.get(exc.status, "malformed"))
             self._reject(exc, peer)
             return
         if isinstance(message, Request):
-            self._observer.request("in", message.method)
+            self.observer.request("in", message.method)
             self._receive_request(message, peer)
         else:
-            self._observer.response("in", message.status)
+            self.observer.response("in", message.status)
             self._receive_response(message, peer)
 
     def _receive_request(self, request: Request, peer: Peer) -> None:
@@ -217,7 +217,7 @@ class SipEndpoint:
         method = request.method
         if (branch, method) in self._client or (method == "ACK" and (branch, "INVITE") in self._client):
             # Our own request came back to us: a routing loop through this appliance (§16.3 step 4 in spirit).
-            self._observer.reject("loop")
+            self.observer.reject("loop")
             if method != "ACK":
                 self._respond_stateless(request, peer, 482, "Loop Detected")
             return
@@ -264,7 +264,7 @@ class SipEndpoint:
         try:
             key = (response.top_via.branch or "", response.cseq[1])
         except DecodeError:
-            self._observer.reject("malformed")
+            self.observer.reject("malformed")
             return
         txn = self._client.get(key)
         if txn is None:
@@ -282,7 +282,7 @@ class SipEndpoint:
     # ------------------------------------------------------------------------------------ rejections
     def _respond_stateless(self, request: Request, peer: Peer, status: int, reason: str) -> None:
         response = make_response(request, status, reason, to_tag=self.ids.tag())
-        self._observer.response("out", status)
+        self.observer.response("out", status)
         self.send(peer, response.to_bytes())
 
     def _reject(self, exc: DecodeError, peer: Peer) -> None:

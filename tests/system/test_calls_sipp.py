@@ -70,6 +70,7 @@ def test_register_with_digest(tmp_path: Path) -> None:
         )  # fmt: skip
         with bad:
             assert bad.wait(20).stats.failed == 1
+        assert app.metric('appliance_sip_rejects_total{reason="auth_failed"}') >= 1
         app.wait_for("appliance_registrar_bindings", 1)
     finally:
         app.stop()

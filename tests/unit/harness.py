@@ -46,6 +46,10 @@ class CallsSeen:
         self.started: list[str] = []
         self.routed: list[tuple[str, str]] = []
         self.ended: list[str] = []
+        self.rejects: list[str] = []
+
+    def reject(self, reason: str) -> None:
+        self.rejects.append(reason)
 
     def call_started(self, route: str) -> None:
         self.started.append(route)

@@ -222,6 +222,7 @@ def test_max_forwards_zero_is_too_many_hops() -> None:
     h = Harness()
     h.send(CALLER, invite(max_forwards=0))
     assert statuses(h.take(CALLER)) == [100, 483]
+    assert h.calls.rejects == ["too_many_hops"]
 
 
 def test_no_answer_timer_c_fails_over() -> None:
