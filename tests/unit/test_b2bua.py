@@ -352,3 +352,51 @@ def test_cseq_going_backwards_in_a_dialog_is_500() -> None:
     h.send(CALLER, in_dialog("INFO", ok, branch="z9hG4bKi1", cseq=5))
     h.send(CALLER, in_dialog("INFO", ok, branch="z9hG4bKi2", cseq=4))
     assert statuses(h.take(CALLER)) == [200, 500]
+
+
+def in_call(requests: list[Request]) -> list[Request]:
+    """Without the cloud reachability probes, which keep coming while the clock runs."""
+    return [r for r in requests if r.method != "OPTIONS"]
+
+
+def test_appliance_refreshes_the_session_when_the_callee_makes_it_refresher() -> None:
+    h = Harness()
+    h.cloud_online()
+    h.send(CALLER, invite())
+    (b_invite,) = h.requests(CLOUD)
+    assert b_invite.headers.get("session-expires") == "1800" and "timer" in (
+        b_invite.headers.get("supported") or ""
+    )
+    h.send(CLOUD, reply(b_invite, 200, body=ANSWER, contact="<sip:callee@127.0.0.1:5080>",
+                        extra=[("Session-Expires", "120;refresher=uac"), ("Require", "timer")]))  # fmt: skip
+    h.requests(CLOUD)  # the ACK
+    ok = h.take(CALLER)[-1]
+    assert isinstance(ok, Response)
+    h.send(CALLER, ack_for(ok, branch="z9hG4bKack7"))
+    h.advance(59.0)
+    assert in_call(h.requests(CLOUD)) == []
+    h.advance(1.0)
+    (refresh,) = in_call(h.requests(CLOUD))
+    assert refresh.method == "UPDATE" and not refresh.body  # RFC 4028 §7.4: half the interval
+    h.send(CLOUD, reply(refresh, 200, extra=[("Session-Expires", "120;refresher=uac")]))
+    assert h.requests(CALLER) == []  # a refresh is this leg's business only
+    h.advance(60.0)
+    assert [r.method for r in in_call(h.requests(CLOUD))] == ["UPDATE"]
+
+
+def test_unacknowledged_answer_ends_the_call() -> None:
+    h = Harness()
+    h.cloud_online()
+    h.send(CALLER, invite())
+    (b_invite,) = h.requests(CLOUD)
+    h.send(CLOUD, reply(b_invite, 200, body=ANSWER, contact="<sip:callee@127.0.0.1:5080>"))
+    h.requests(CLOUD)
+    # The caller never ACKs: the 2xx is retransmitted until 64*T1, then the dialog is ended (§13.3.1.4).
+    h.advance(31.9)
+    oks = [m for m in h.take(CALLER) if isinstance(m, Response) and m.status == 200]
+    # The first 200, then retransmissions at 0.5, 1.5, 3.5, 7.5 s and every T2 = 4 s after: up to 31.5 s.
+    assert len(oks) == 1 + 10
+    assert in_call(h.requests(CLOUD)) == []
+    h.advance(0.2)
+    assert [r.method for r in in_call(h.requests(CLOUD))] == ["BYE"]
+    assert [r.method for r in h.requests(CALLER)] == ["BYE"]
