@@ -6,7 +6,7 @@ the peer — a SIPp callee (scenarios/uas.xml) stands behind the server and a SI
 call of the window succeeds on both legs (100, 180, 200 in order, nothing lost or late) and the caller
 placed them all in time. The search doubles the rate from ``--start-rate`` on short probe windows,
 bisects between the last pass and the first failure, then confirms the best rate over the full window
-(stepping down if the confirmation fails). The reported figures come from that confirmation run:
+(halving, then bisecting, if the confirmation fails). The reported figures come from that confirmation run:
 
 * cps: the confirmed rate;
 * p99_setup_ms: 99th percentile of INVITE → 200 at the caller, from SIPp's ``-trace_rtt`` (1 ms steps);
@@ -75,7 +75,7 @@ class Settings:
     bisect_steps: int = 3
     confirm_attempts: int = 4
     ring_ms: int = 10
-    hold_ms: int = 0
+    hold_ms: int = 10
     recv_timeout_ms: int = 5000
     sustain: float = 0.95
 
@@ -262,8 +262,8 @@ def search(
     """Find the highest rate that passes; return its full-window run, every run, and whether the search
     stopped at ``max_rate`` without finding a failing rate.
 
-    Doubling and bisection use probe windows; the winner is then run over the full window, stepping down
-    by a quarter each time that fails (at most ``confirm_attempts`` runs).
+    Doubling and bisection use probe windows; the winner is then run over the full window, halving the
+    rate until a run passes and bisecting above it (at most ``confirm_attempts`` full-window runs).
     """
     trials: list[Trial] = []
 
@@ -308,13 +308,24 @@ def search(
     if probe_s >= settings.window_s:
         best = max((t for t in trials if t.passed and t.rate == passing), key=lambda t: t.window_s)
         return best, trials, exhausted
+    # Confirmation over the full window: a rate can pass a probe yet fail over the window, so step down
+    # by halves until a rate passes, then bisect between the best pass and the lowest failure.
+    confirmed: Trial | None = None
+    lowest_failure: int | None = None
     rate = passing
     for _ in range(settings.confirm_attempts):
         trial = attempt(rate, settings.window_s)
         if trial.passed:
-            return trial, trials, exhausted
-        rate = max(1, rate * 3 // 4)
-    return None, trials, exhausted
+            confirmed = trial
+        else:
+            lowest_failure = rate
+        if lowest_failure is None:
+            break  # the first confirmation passed; the probes already showed the next rate up failing
+        floor = confirmed.rate if confirmed is not None else 0
+        rate = (floor + lowest_failure) // 2 if confirmed is not None else lowest_failure // 2
+        if rate <= floor or rate >= lowest_failure:
+            break
+    return confirmed, trials, exhausted
 
 
 def bench_server(server: str, settings: Settings, *, max_rate: int, log: Callable[[str], None]) -> Outcome:
@@ -450,7 +461,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rate", type=int, default=6400, help="highest rate tried, calls/s (6400)")
     p.add_argument("--bisect-steps", type=int, default=3, help="bisections after the first failure (3)")
     p.add_argument("--ring-ms", type=int, default=10, help="callee's delay from 180 to 200, ms (10)")
-    p.add_argument("--hold-ms", type=int, default=0, help="caller's hold time from ACK to BYE (0)")
+    p.add_argument("--hold-ms", type=int, default=10, help="caller's hold time from ACK to BYE, ms (10)")
     p.add_argument("--servers", default=",".join(SERVERS), help="subset of appliance,sippy,sipp to run")
     p.add_argument("--keep", type=Path, help="keep every run's SIPp and server files under this directory")
     return p

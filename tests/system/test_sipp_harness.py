@@ -298,10 +298,18 @@ def test_search_doubles_bisects_then_confirms(tmp_path: Path) -> None:
     best, trials, exhausted = search(settings, probe, max_rate=6400)
 
     assert [r for r, w in runs if w == 5.0] == [50, 100, 200, 400, 300, 350, 325]
-    assert [r for r, w in runs if w == 30.0] == [300, 225]
+    # 300 fails the full window: halve to 150 (pass), then bisect: 225 (pass), 262 (fail).
+    assert [r for r, w in runs if w == 30.0] == [300, 150, 225, 262]
     assert best is not None and best.rate == 225 and best.window_s == 30.0
     assert not exhausted
     assert len(trials) == len(runs)
+
+
+def test_search_confirms_once_when_the_probe_rate_holds(tmp_path: Path) -> None:
+    settings = Settings(workdir=tmp_path, start_rate=50, bisect_steps=1)
+    best, trials, _ = search(settings, lambda r, w: _fake_trial(r, w, passes=r <= 100), max_rate=6400)
+    assert [(t.rate, t.window_s) for t in trials] == [(50, 5), (100, 5), (200, 5), (150, 5), (100, 30)]
+    assert best is not None and best.rate == 100
 
 
 def test_search_stops_at_max_rate_and_halves_below_start(tmp_path: Path) -> None:
