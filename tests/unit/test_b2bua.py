@@ -400,3 +400,26 @@ def test_unacknowledged_answer_ends_the_call() -> None:
     h.advance(0.2)
     assert [r.method for r in in_call(h.requests(CLOUD))] == ["BYE"]
     assert [r.method for r in h.requests(CALLER)] == ["BYE"]
+
+
+def test_nothing_is_left_behind_after_calls_end() -> None:
+    h = Harness(cloud="", routes=(("*", ("trunk:sip:127.0.0.1:5082", "ivr:default")),))
+    for i in range(20):
+        h.send(CALLER, invite(branch=f"z9hG4bKleak{i}", call_id=f"leak-{i}"))
+        (b,) = [r for r in h.requests(TRUNK2) if r.method == "INVITE"]
+        if i % 2:
+            h.send(TRUNK2, reply(b, 500))  # half fail over to the IVR
+        else:
+            h.send(TRUNK2, reply(b, 200, body=ANSWER, contact="<sip:callee@127.0.0.1:5082>"))
+        ok = next(m for m in h.take(CALLER) if isinstance(m, Response) and m.status == 200 and m.cseq[0] == 1)
+        h.send(CALLER, ack_for(ok, branch=f"z9hG4bKleakack{i}"))
+        h.send(CALLER, in_dialog("BYE", ok, branch=f"z9hG4bKleakbye{i}", cseq=2))
+        for bye in [r for r in h.requests(TRUNK2) if r.method == "BYE"]:
+            h.send(TRUNK2, reply(bye, 200))
+    h.advance(60.0)  # every transaction's linger timer (at most 64*T1) has run out
+    assert h.endpoint.transaction_count == 0
+    assert h.b2bua.calls == {} and h.b2bua.find_leg("leak-0", "x") is None
+    assert not h.b2bua._legs
+    assert h.endpoint.get_timer() is None and h.b2bua.get_timer() is None
+    assert h.media.active == 0
+    assert h.calls.ended.count("trunk") == 10 and h.calls.ended.count("ivr") == 10
