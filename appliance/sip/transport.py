@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 from typing import Protocol, cast
@@ -57,6 +58,7 @@ class SipTransports:
             lambda: _DatagramProtocol(self), local_addr=(host, port)
         )
         self._udp = transport
+        _enlarge_buffers(transport.get_extra_info("socket"))
         sockname = transport.get_extra_info("sockname")
         self.addresses["udp"] = (sockname[0], sockname[1])
         return self.addresses["udp"]
@@ -201,6 +203,29 @@ class _StreamProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._owner.stream_closed(self.peer)
+
+
+# A burst of datagrams (a trunk's retransmissions after a WAN hiccup, a flood being rate limited) must wait
+# in the kernel, not be dropped there before the rate limiter and the transaction layer can see it.
+UDP_BUFFER_BYTES = 4 << 20
+
+
+def _enlarge_buffers(sock: socket.socket | None) -> None:
+    if sock is None:
+        return
+    for force, plain in ((_SO_RCVBUFFORCE, socket.SO_RCVBUF), (_SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        try:
+            # The FORCE variants pass net.core.[rw]mem_max; they need CAP_NET_ADMIN, which the unit grants.
+            sock.setsockopt(socket.SOL_SOCKET, force, UDP_BUFFER_BYTES)
+        except OSError:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, plain, UDP_BUFFER_BYTES)
+            except OSError as exc:
+                log.warning("cannot enlarge SIP socket buffer: %s", exc)
+
+
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+_SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 
 
 def load_tls_context(certificate: str, private_key: str) -> ssl.SSLContext:
