@@ -329,37 +329,38 @@ def search(
 
 
 def bench_server(server: str, settings: Settings, *, max_rate: int, log: Callable[[str], None]) -> Outcome:
-    """Start ``server`` ("appliance", "sippy", or "sipp" for none), search its best rate, stop it."""
+    """Search the best rate of ``server`` ("appliance", "sippy", or "sipp" for none).
+
+    Every trial gets a fresh server and a fresh callee port: a run that failed leaves calls behind whose
+    retransmissions (INVITE, BYE, 2xx, for up to 64*T1 = 32 s) would otherwise reach the next trial's
+    callee and fail calls that have nothing to do with it.
+    """
     workdir = settings.workdir / server
-    callee_port = free_port()
-    next_hop = (LOOPBACK, callee_port)
-    via: ServerProcess | None = None
-    if server == "appliance":
-        port = free_port(udp=True, tcp=True)
-        via = Appliance(workdir=workdir / "server", listen_port=port, next_hop=next_hop)
-    elif server == "sippy":
-        via = Sippy(workdir=workdir / "server", listen_port=free_port(), next_hop=next_hop)
-    if via is not None:
-        try:
-            via.start()
-        except ServerStartError as exc:
-            return Outcome(server, error=f"{server} did not start: {exc}")
     counter = itertools.count(1)
 
     def probe(rate: int, window_s: float) -> Trial:
         for _ in range(INTERRUPTED_RETRIES + 1):
-            trial = run_trial(
-                settings,
-                server=server,
-                rate=rate,
-                window_s=window_s,
-                callee_port=callee_port,
-                via=via,
-                workdir=workdir / f"run{next(counter):02d}-{rate}cps",
-            )
+            run = workdir / f"run{next(counter):02d}-{rate}cps"
+            callee_port = free_port()
+            next_hop = (LOOPBACK, callee_port)
+            via: ServerProcess | None = None
+            if server == "appliance":
+                via = Appliance(
+                    workdir=run / "server", listen_port=free_port(udp=True, tcp=True), next_hop=next_hop
+                )
+            elif server == "sippy":
+                via = Sippy(workdir=run / "server", listen_port=free_port(), next_hop=next_hop)
+            if via is not None:
+                via.start()
+            try:
+                trial = run_trial(
+                    settings, server=server, rate=rate, window_s=window_s, callee_port=callee_port, via=via,
+                    workdir=run,
+                )  # fmt: skip
+            finally:
+                if via is not None:
+                    via.stop()
             log(trial.line())
-            if via is not None and not via.alive:
-                raise ServerStartError(trial.reason)
             if not trial.interrupted:
                 break
         return trial
@@ -367,10 +368,7 @@ def bench_server(server: str, settings: Settings, *, max_rate: int, log: Callabl
     try:
         best, trials, exhausted = search(settings, probe, max_rate=max_rate)
     except ServerStartError as exc:
-        return Outcome(server, error=str(exc))
-    finally:
-        if via is not None:
-            via.stop()
+        return Outcome(server, error=f"{server} did not start: {exc}")
     return Outcome(server, best=best, trials=tuple(trials), search_exhausted=exhausted)
 
 

@@ -84,7 +84,11 @@ class SipTransports:
 
     # ----------------------------------------------------------------------------------- pumping
     def received(self, data: bytes, peer: Peer, *, stream: bool = False) -> None:
-        self.core.receive(data, peer, self.loop.time(), stream=stream)
+        try:
+            self.core.receive(data, peer, self.loop.time(), stream=stream)
+        except Exception:
+            # A defect in the stack must cost this one message, not the process and every other call.
+            log.exception("internal error handling a message from %s", peer)
         self.flush()
 
     def flush(self) -> None:
@@ -110,7 +114,10 @@ class SipTransports:
     def _fire(self) -> None:
         self._timer = None
         self._timer_due = None
-        self.core.handle_timer(self.loop.time())
+        try:
+            self.core.handle_timer(self.loop.time())
+        except Exception:
+            log.exception("internal error handling a timer")
         self.flush()
 
     # ----------------------------------------------------------------------------------- streams
