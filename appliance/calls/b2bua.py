@@ -374,6 +374,12 @@ class B2bua:
             return
         call.ended = True
         self.calls.pop(call.id, None)
+        # The legs refer to their call and the call to its legs: let go of them so that reference counting,
+        # not the cycle collector, frees a finished call (legs still answering late messages keep working:
+        # every event they raise stops at ``call.ended``).
+        call.a = None  # type: ignore[assignment]
+        call.b = None
+        call.forks = []
         if log.isEnabledFor(logging.INFO):
             log.info("call ended", extra={"ctx": {"call": call.id, "route": call.route_kind}})
         self.observer.call_ended(call.route_kind)

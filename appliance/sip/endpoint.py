@@ -92,6 +92,10 @@ class SipEndpoint:
         self._out: list[tuple[Peer, bytes]] = []
         self._heap: list[list[object]] = []
         self._seq = itertools.count()
+        # Terminated transactions whose TU reference is dropped at the next input, once their last event
+        # was handled: the TU's object and the transaction refer to each other, and a cycle per
+        # transaction would be left to the cycle collector, whose pauses grow with the call rate.
+        self._ended: list[Transaction] = []
         self.now = 0.0
 
     # ----------------------------------------------------------------------------------------- outputs
@@ -108,8 +112,15 @@ class SipEndpoint:
             heapq.heappop(heap)
         return heap[0][0] if heap else None  # type: ignore[return-value]
 
+    def _reap(self) -> None:
+        for txn in self._ended:
+            txn.tu_data = None
+        self._ended.clear()
+
     def handle_timer(self, now: float) -> None:
         self.now = now
+        if self._ended:
+            self._reap()
         heap = self._heap
         while heap and (heap[0][0] <= now or not heap[0][4]):  # type: ignore[operator]
             entry = heapq.heappop(heap)
@@ -144,6 +155,7 @@ class SipEndpoint:
         self._events.append(event)
 
     def terminated(self, txn: Transaction) -> None:
+        self._ended.append(txn)
         if isinstance(txn, ServerTransaction):
             self._server.pop(txn.key, None)
             if txn.is_invite:
@@ -193,6 +205,8 @@ class SipEndpoint:
     # ------------------------------------------------------------------------------------------ intake
     def receive(self, data: bytes, peer: Peer, now: float, *, stream: bool = False) -> None:
         self.now = now
+        if self._ended:
+            self._reap()
         if self._allow_source is not None and not self._allow_source(peer.host, now):
             self.observer.reject("rate_limited")
             return
@@ -317,10 +331,5 @@ def _stamp_via(request: Request, peer: Peer) -> None:
     if needs_received:
         top += f";received={peer.host}"
     items[0] = top
-    fields = headers._fields
-    for f in fields:
-        if f[0] == "via":
-            f[1] = ", ".join(i.strip() for i in items)
-            f[2] = None
-            break
+    headers.replace_first("via", ", ".join(i.strip() for i in items))
     request.invalidate()

@@ -114,25 +114,28 @@ def _known_names() -> dict[str, str]:
 _KNOWN_NAMES: Final = _known_names()
 
 
+Field = tuple[str, str, str | None]
+
+
 class Headers:
     """Ordered, multi-valued header fields.
 
-    Each field is ``[key, value, raw]``: the lookup key (see :func:`header_key`), the unfolded value, and
-    the exact line(s) it arrived as (``None`` once modified or when added locally).
+    Each field is ``(key, value, raw)``: the lookup key (see :func:`header_key`), the unfolded value, and
+    the exact line(s) it arrived as (``None`` once modified or when added locally). Fields are tuples of
+    strings, which the cycle collector stops tracking: a message costs it one object, not one per header.
     """
 
     __slots__ = ("_fields",)
 
-    def __init__(self, fields: list[list[str | None]] | None = None) -> None:
-        self._fields: list[list[str | None]] = fields if fields is not None else []
+    def __init__(self, fields: list[Field] | None = None) -> None:
+        self._fields: list[Field] = fields if fields is not None else []
 
     @classmethod
     def from_pairs(cls, pairs: list[tuple[str, str]]) -> Headers:
-        return cls([[header_key(n), v, None] for n, v in pairs])
+        return cls([(header_key(n), v, None) for n, v in pairs])
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         for key, value, _ in self._fields:
-            assert key is not None and value is not None
             yield canonical_name(key), value
 
     def __len__(self) -> int:
@@ -152,31 +155,40 @@ class Headers:
 
     def get_lines(self, name: str) -> list[str]:
         key = header_key(name)
-        return [f[1] for f in self._fields if f[0] == key]  # type: ignore[misc]
+        return [f[1] for f in self._fields if f[0] == key]
 
     def get_all(self, name: str) -> list[str]:
         """Every value of a header, list headers split at their commas."""
         key = header_key(name)
         values = [f[1] for f in self._fields if f[0] == key]
         if key in LIST_HEADERS:
-            return [item for v in values for item in split_list(v)]  # type: ignore[arg-type]
-        return values  # type: ignore[return-value]
+            return [item for v in values for item in split_list(v)]
+        return values
 
     def add(self, name: str, value: str) -> None:
-        self._fields.append([header_key(name), value, None])
+        self._fields.append((header_key(name), value, None))
 
     def prepend(self, name: str, value: str) -> None:
-        self._fields.insert(0, [header_key(name), value, None])
+        self._fields.insert(0, (header_key(name), value, None))
 
     def set(self, name: str, value: str) -> None:
         """Replace every field of this name with one field, kept at the first one's position."""
         key = header_key(name)
         for i, f in enumerate(self._fields):
             if f[0] == key:
-                self._fields[i] = [key, value, None]
+                self._fields[i] = (key, value, None)
                 self._fields[i + 1 :] = [g for g in self._fields[i + 1 :] if g[0] != key]
                 return
-        self._fields.append([key, value, None])
+        self._fields.append((key, value, None))
+
+    def replace_first(self, name: str, value: str) -> None:
+        """Replace the first field of this name only (e.g. a Via line that gained parameters)."""
+        key = header_key(name)
+        for i, f in enumerate(self._fields):
+            if f[0] == key:
+                self._fields[i] = (key, value, None)
+                return
+        self._fields.append((key, value, None))
 
     def remove(self, name: str) -> None:
         key = header_key(name)
@@ -187,23 +199,23 @@ class Headers:
         key = header_key(name)
         for i, f in enumerate(self._fields):
             if f[0] == key:
-                items = split_list(f[1])  # type: ignore[arg-type]
+                items = split_list(f[1])
                 if len(items) <= 1:
                     del self._fields[i]
                 else:
-                    self._fields[i] = [key, ", ".join(items[1:]), None]
+                    self._fields[i] = (key, ", ".join(items[1:]), None)
                 return items[0] if items else None
         return None
 
     def copy(self) -> Headers:
-        return Headers([list(f) for f in self._fields])
+        return Headers(list(self._fields))
 
     def write(self, out: list[str]) -> None:
         for key, value, raw in self._fields:
             if raw is not None:
                 out.append(raw)
             else:
-                out.append(f"{canonical_name(key)}: {value}")  # type: ignore[arg-type]
+                out.append(f"{canonical_name(key)}: {value}")
 
 
 class Message:
@@ -425,7 +437,7 @@ def _parse_request_line(line: str) -> Request:
 
 
 def _parse_header_lines(lines: list[str], message: Message) -> Headers:
-    fields: list[list[str | None]] = []
+    fields: list[Field] = []
     known = _KNOWN_NAMES
     i = 1
     n = len(lines)
@@ -456,7 +468,7 @@ def _parse_header_lines(lines: list[str], message: Message) -> Headers:
                 raise DecodeError(f"Malformed header name {name[:32]!r}", partial=message)
             key = name.lower()
             key = COMPACT_FORMS.get(key, key)
-        fields.append([key, value.strip(" \t"), raw])
+        fields.append((key, value.strip(" \t"), raw))
     return Headers(fields)
 
 
@@ -478,11 +490,11 @@ def _validate(message: Request | Response, body: bytes, stream: bool) -> None:
     first: dict[str, str] = {}
     repeated: set[str] = set()
     for f in message.headers._fields:
-        key: str = f[0]  # type: ignore[assignment]
+        key = f[0]
         if key in first:
             repeated.add(key)
         else:
-            first[key] = f[1]  # type: ignore[assignment]
+            first[key] = f[1]
     if repeated:
         for key in first:
             if key in repeated and key in SINGLE_HEADERS:

@@ -105,7 +105,19 @@ class TransactionHost(Protocol):
 class Transaction:
     """State common to the four machines."""
 
-    __slots__ = ("_host", "_table", "branch", "key", "last_sent", "now", "peer", "request", "state", "timers")
+    __slots__ = (
+        "_host",
+        "_table",
+        "branch",
+        "key",
+        "last_sent",
+        "now",
+        "peer",
+        "request",
+        "state",
+        "timers",
+        "tu_data",
+    )
 
     @property
     def kind(self) -> str:
@@ -132,6 +144,8 @@ class Transaction:
         # Named timers currently armed; values are opaque handles owned by the host.
         self.timers: dict[str, object] = {}
         self.now = 0.0
+        # The TU's object for this transaction (a call leg, a probe): events route to it without lookups.
+        self.tu_data: object = None
 
     @property
     def reliable(self) -> bool:
@@ -165,7 +179,7 @@ class Transaction:
 class ClientTransaction(Transaction):
     """Client INVITE (§17.1.1) and non-INVITE (§17.1.2) transactions."""
 
-    __slots__ = ("_interval", "cancel_pending", "is_invite", "last_response", "tu_data")
+    __slots__ = ("_interval", "cancel_pending", "is_invite", "last_response")
 
     def __init__(self, host: TransactionHost, request: Request, peer: Peer, key: tuple[str, ...]) -> None:
         self.is_invite = request.method == "INVITE"
@@ -180,7 +194,6 @@ class ClientTransaction(Transaction):
         self.last_response: Response | None = None
         self.cancel_pending = False
         # Opaque slot for the TU (the call leg that owns this transaction), so events route without lookups.
-        self.tu_data: object = None
         self._interval = host.timers.t1
 
     def start(self) -> None:
@@ -246,16 +259,13 @@ class ClientTransaction(Transaction):
     def _send_ack(self, response: Response) -> None:
         """§17.1.1.3: the ACK for a non-2xx final response, built by the transaction itself."""
         req = self.request.headers
-        fields: list[list[str | None]] = [["via", req.get_lines("via")[0], None]]
-        fields.append(["max-forwards", "70", None])
-        for key in ("from", "call-id"):
-            fields.append([key, req.get(key), None])
-        fields.append(["to", response.headers.get("to"), None])
-        fields.append(["cseq", f"{self.request.cseq[0]} ACK", None])
-        for route in req.get_lines("route"):
-            fields.append(["route", route, None])
-        fields.append(["content-length", "0", None])
-        ack = Request("ACK", self.request.uri, Headers(fields))
+        fields: list[tuple[str, str]] = [("Via", req.get_lines("via")[0]), ("Max-Forwards", "70")]
+        fields += [(key, req.get(key) or "") for key in ("From", "Call-ID")]
+        fields.append(("To", response.headers.get("to") or ""))
+        fields.append(("CSeq", f"{self.request.cseq[0]} ACK"))
+        fields += [("Route", route) for route in req.get_lines("route")]
+        fields.append(("Content-Length", "0"))
+        ack = Request("ACK", self.request.uri, Headers.from_pairs(fields))
         self._host.send(self.peer, ack.to_bytes())
 
     def fire(self, name: str, now: float) -> None:
@@ -281,7 +291,7 @@ class ClientTransaction(Transaction):
 class ServerTransaction(Transaction):
     """Server INVITE (§17.2.1) and non-INVITE (§17.2.2) transactions."""
 
-    __slots__ = ("_interval", "acked", "is_invite", "last_response", "local_tag", "tu_data")
+    __slots__ = ("_interval", "acked", "is_invite", "last_response", "local_tag")
 
     def __init__(self, host: TransactionHost, request: Request, peer: Peer, key: tuple[str, ...]) -> None:
         self.is_invite = request.method == "INVITE"
@@ -295,7 +305,6 @@ class ServerTransaction(Transaction):
         )
         self.last_response: Response | None = None
         self.local_tag: str | None = None
-        self.tu_data: object = None
         self.acked = False
         self._interval = host.timers.t1
 
