@@ -7,6 +7,7 @@ the harness, the scenarios or the benchmark.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from bench.sip import (
     search,
     summary,
     table,
+    within_latency,
 )
 from tests.system.sipp import (
     SippError,
@@ -421,3 +423,15 @@ def test_judge_names_what_went_wrong(tmp_path: Path) -> None:
     stopped = _result(exit_code=0, created=40, successful=40, failed=0, wall_s=2)
     assert interrupted(stopped, 100) and "stopped from outside after 40 of 100" in verdict(stopped)
     assert not interrupted(_result(exit_code=1, created=100, successful=99, failed=1, wall_s=5), 100)
+
+
+def test_rate_within_the_setup_budget_comes_from_full_window_runs(tmp_path: Path) -> None:
+    fast = dataclasses.replace(_fake_trial(700, 30, passes=True), p99_setup_ms=16.0)
+    slow = dataclasses.replace(_fake_trial(1200, 30, passes=True), p99_setup_ms=800.0)
+    probe = dataclasses.replace(_fake_trial(900, 5, passes=True), p99_setup_ms=20.0)  # a probe, not confirmed
+    failed = dataclasses.replace(_fake_trial(1000, 30, passes=False), p99_setup_ms=10.0)
+    ours = Outcome("appliance", best=slow, trials=(fast, probe, failed, slow))
+    assert within_latency(ours, 30.0) == fast
+    result = summary([ours, Outcome("sippy", best=None, trials=(probe,))])
+    assert result["cps"] == 1200 and result["cps_p99_under_50ms"] == 700
+    assert result["peer_cps_p99_under_50ms"] is None
