@@ -22,6 +22,7 @@ from typing import Final, Protocol
 
 from appliance.calls.b2bua import B2bua
 from appliance.calls.context import ALLOW, SUPPORTED, SipContext
+from appliance.sip.builder import make_request
 from appliance.sip.dialog import uri_to_peer
 from appliance.sip.events import (
     AckReceived,
@@ -118,7 +119,6 @@ class ApplianceCore:
     # ------------------------------------------------------------------------------- dispatch
     def _drain(self, now: float) -> None:
         endpoint = self.endpoint
-        b2bua = self.b2bua
         while (event := endpoint.next_event()) is not None:
             if isinstance(event, RequestReceived):
                 self._request(event.transaction, now)
@@ -143,7 +143,6 @@ class ApplianceCore:
             elif isinstance(event, StrayResponse):
                 self._stray(event.response)
         self._drain_mode(now)
-        _ = b2bua
 
     def _request(self, txn: ServerTransaction, now: float) -> None:
         request = txn.request
@@ -212,8 +211,6 @@ class ApplianceCore:
         ctx = self.ctx
         peer = uri_to_peer(trunk)
         target = f"{trunk.scheme}:{trunk.host}" + (f":{trunk.port}" if trunk.port else "")
-        from appliance.sip.builder import make_request
-
         request = make_request(
             "OPTIONS",
             target,

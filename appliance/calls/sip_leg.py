@@ -67,6 +67,11 @@ def _sdp_of(message: Request | Response) -> bytes | None:
     return message.body if ctype == "application/sdp" else None
 
 
+def _allows_update(message: Request | Response) -> bool:
+    """RFC 3311 §5.1: UPDATE may be sent to a peer that listed it in Allow."""
+    return any(m.upper() == "UPDATE" for m in message.headers.get_all("allow"))
+
+
 def _dtmf_from_info(request: Request) -> Dtmf | None:
     """application/dtmf-relay (``Signal=5\\nDuration=160``) or application/dtmf (a bare digit)."""
     ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
@@ -108,6 +113,7 @@ class SipLeg:
         "state",
         "target_uri",
         "timer_due",
+        "update_allowed",
     )
 
     def __init__(self, b2bua: B2bua, call: Call, *, role: str, peer: Peer, route_kind: str = "local") -> None:
@@ -131,6 +137,7 @@ class SipLeg:
         self.session_interval: int | None = None
         self.refresher = False  # True when this appliance refreshes the session on this leg
         self.timer_due: float | None = None
+        self.update_allowed = False  # the peer listed UPDATE in Allow: refreshes need no SDP then
 
     # ------------------------------------------------------------------------------------ inbound
     def accept_invite(self, txn: ServerTransaction, now: float) -> Setup:
@@ -141,6 +148,7 @@ class SipLeg:
         txn.local_tag = self.local_tag
         self.state = LegState.CALLING
         self._last_remote_sdp = _sdp_of(request)
+        self.update_allowed = _allows_update(request)
         from_ = request.from_
         user = self._b2bua.called_user(request)
         try:
@@ -375,6 +383,7 @@ class SipLeg:
             return
         first = self.state is not LegState.ANSWERED
         self.state = LegState.ANSWERED
+        self.update_allowed = _allows_update(response)
         self._negotiate_uac_timer(response, now)
         if first:
             self.call.from_leg(self, Answer(_sdp_of(response)), now)
@@ -519,8 +528,7 @@ class SipLeg:
 
     def _refresh(self, now: float) -> None:
         if self._pending_out is None:
-            allows_update = self.role == "uac"  # the peers we call are asked in Allow; callers vary
-            method = "UPDATE" if allows_update else "INVITE"
+            method = "UPDATE" if self.update_allowed else "INVITE"
             sdp = None if method == "UPDATE" else self._last_local_sdp
             txn = self._in_dialog(
                 method, now, body=sdp or b"", content_type="application/sdp" if sdp else None

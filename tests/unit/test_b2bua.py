@@ -369,7 +369,8 @@ def test_appliance_refreshes_the_session_when_the_callee_makes_it_refresher() ->
         b_invite.headers.get("supported") or ""
     )
     h.send(CLOUD, reply(b_invite, 200, body=ANSWER, contact="<sip:callee@127.0.0.1:5080>",
-                        extra=[("Session-Expires", "120;refresher=uac"), ("Require", "timer")]))  # fmt: skip
+                        extra=[("Session-Expires", "120;refresher=uac"), ("Require", "timer"),
+                               ("Allow", "INVITE, ACK, BYE, UPDATE")]))  # fmt: skip
     h.requests(CLOUD)  # the ACK
     ok = h.take(CALLER)[-1]
     assert isinstance(ok, Response)
@@ -436,3 +437,20 @@ def test_nothing_is_left_behind_after_calls_end() -> None:
     assert h.endpoint.get_timer() is None and h.b2bua.get_timer() is None
     assert h.media.active == 0
     assert h.calls.ended.count("trunk") == 10 and h.calls.ended.count("ivr") == 10
+
+
+def test_session_refresh_is_a_reinvite_with_the_last_sdp_when_update_is_not_allowed() -> None:
+    h = Harness()
+    h.cloud_online()
+    h.send(CALLER, invite())
+    (b_invite,) = h.requests(CLOUD)
+    h.send(CLOUD, reply(b_invite, 200, body=ANSWER, contact="<sip:callee@127.0.0.1:5080>",
+                        extra=[("Session-Expires", "90;refresher=uac"),
+                               ("Allow", "INVITE, ACK, BYE")]))  # fmt: skip
+    h.requests(CLOUD)
+    ok = h.take(CALLER)[-1]
+    assert isinstance(ok, Response)
+    h.send(CALLER, ack_for(ok, branch="z9hG4bKack8"))
+    h.advance(45.0)
+    (refresh,) = in_call(h.requests(CLOUD))
+    assert refresh.method == "INVITE" and refresh.body == b_invite.body and refresh.cseq == (2, "INVITE")
