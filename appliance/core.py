@@ -129,7 +129,12 @@ class ApplianceCore:
                 elif owner is not None:
                     owner.on_response(event.response, event.transaction, now)  # type: ignore[attr-defined]
             elif isinstance(event, AckReceived):
-                pass  # the INVITE server transaction already stopped retransmitting its 2xx
+                # The INVITE server transaction already stopped retransmitting its 2xx; the leg may need the
+                # answer an ACK carries after a delayed offer.
+                tag = event.request.to.tag
+                leg = self.b2bua.find_leg(event.request.call_id, tag) if tag else None
+                if leg is not None:
+                    leg.on_ack(event.request, now)
             elif isinstance(event, CancelReceived):
                 owner = event.invite.tu_data
                 if owner is not None:

@@ -94,9 +94,11 @@ class SipLeg:
 
     __slots__ = (
         "_ack",
+        "_ack_held",
         "_b2bua",
         "_last_local_sdp",
         "_last_remote_sdp",
+        "_offer_in_ack",
         "_pending_in",
         "_pending_out",
         "_refreshing",
@@ -129,6 +131,11 @@ class SipLeg:
         self.invite_in: ServerTransaction | None = None  # their INVITE (inbound leg)
         self.target_uri = ""
         self._ack: Request | None = None
+        # Delayed offer (RFC 3261 §13.2.1, an INVITE without SDP): the offer travels in the 2xx and the
+        # answer in the ACK. The inbound leg then waits for the caller's ACK; the outbound leg holds its
+        # own ACK until that answer has crossed the B2BUA.
+        self._offer_in_ack = False
+        self._ack_held = False
         self._pending_in: ServerTransaction | None = None  # a re-INVITE/UPDATE we must answer
         self._pending_out: ClientTransaction | None = None  # our re-INVITE/UPDATE awaiting its answer
         self._refreshing = False  # _pending_out is a session refresh of our own, not the other leg's offer
@@ -223,7 +230,10 @@ class SipLeg:
         elif isinstance(event, Update):
             self._send_update(event.sdp, now)
         elif isinstance(event, UpdateAnswer):
-            self._answer_update(200, event.sdp)
+            if self._ack_held:
+                self._send_held_ack(event.sdp)
+            else:
+                self._answer_update(200, event.sdp)
         elif isinstance(event, UpdateRejected):
             self._answer_update(event.cause.sip_status if event.cause.sip_status >= 400 else 488, None)
         elif isinstance(event, Dtmf):
@@ -260,6 +270,7 @@ class SipLeg:
         extra += self._negotiate_uas_timer(request, now)
         if sdp is not None:
             self._last_local_sdp = sdp
+            self._offer_in_ack = self._last_remote_sdp is None
         txn.respond(
             200,
             to_tag=self.local_tag,
@@ -371,12 +382,18 @@ class SipLeg:
             self.dialog = Dialog.as_uac(self.invite.request, response)
         self.dialog.early = False
         self.dialog.update_target(response)
-        # §13.2.2.4: the ACK for a 2xx is a new request in the dialog, sent to the remote target.
-        ack = self.dialog.create_request(
-            "ACK", via=ctx.via(self.peer.transport), cseq=self.invite.request.cseq[0]
-        )
-        self._ack = ack
-        ctx.endpoint.send_stateless(ack, self._dialog_peer())
+        if self._ack is not None or self._ack_held:
+            self.resend_ack()  # a retransmitted 2xx: our ACK was lost (or is still being held)
+            return
+        offer = _sdp_of(response)
+        if self._last_local_sdp is None and offer is not None and self.state is not LegState.ENDED:
+            self._ack_held = True  # delayed offer: the ACK must carry the caller's answer
+        else:
+            # §13.2.2.4: the ACK for a 2xx is a new request in the dialog, sent to the remote target.
+            self._ack = self.dialog.create_request(
+                "ACK", via=ctx.via(self.peer.transport), cseq=self.invite.request.cseq[0]
+            )
+            ctx.endpoint.send_stateless(self._ack, self._dialog_peer())
         if self.state is LegState.ENDED:
             # The other side gave up while this 2xx was in flight: acknowledge, then hang up (§15).
             self._in_dialog("BYE", now, force=True)
@@ -387,6 +404,24 @@ class SipLeg:
         self._negotiate_uac_timer(response, now)
         if first:
             self.call.from_leg(self, Answer(_sdp_of(response)), now)
+
+    def _send_held_ack(self, sdp: bytes | None) -> None:
+        assert self.dialog is not None and self.invite is not None
+        self._ack_held = False
+        self._last_local_sdp = sdp
+        self._ack = self.dialog.create_request(
+            "ACK", via=self._b2bua.ctx.via(self.peer.transport), cseq=self.invite.request.cseq[0],
+            body=sdp or b"", content_type="application/sdp" if sdp else None,
+        )  # fmt: skip
+        self._b2bua.ctx.endpoint.send_stateless(self._ack, self._dialog_peer())
+
+    def on_ack(self, request: Request, now: float) -> None:
+        """The caller's ACK for our 2xx; after a delayed offer it carries the answer for the other leg."""
+        if self._offer_in_ack:
+            self._offer_in_ack = False
+            sdp = _sdp_of(request)
+            self._last_remote_sdp = sdp
+            self.call.from_leg(self, UpdateAnswer(sdp), now)
 
     def resend_ack(self) -> None:
         """A 2xx arrived again after the INVITE transaction ended: our ACK was lost (§13.2.2.4)."""

@@ -454,3 +454,26 @@ def test_session_refresh_is_a_reinvite_with_the_last_sdp_when_update_is_not_allo
     h.advance(45.0)
     (refresh,) = in_call(h.requests(CLOUD))
     assert refresh.method == "INVITE" and refresh.body == b_invite.body and refresh.cseq == (2, "INVITE")
+
+
+def test_delayed_offer_answer_travels_in_the_acks() -> None:
+    h = Harness()
+    h.cloud_online()
+    h.send(CALLER, invite(body=b""))  # no SDP: the callee makes the offer (RFC 3261 §13.2.1)
+    (b_invite,) = h.requests(CLOUD)
+    assert not b_invite.body
+    offer = ANSWER  # the callee's SDP, here an offer
+    h.send(CLOUD, reply(b_invite, 200, body=offer, contact="<sip:callee@127.0.0.1:5080>"))
+    assert in_call(h.requests(CLOUD)) == []  # the ACK waits for the caller's answer
+    ok = h.take(CALLER)[-1]
+    assert isinstance(ok, Response) and ok.status == 200 and ok.body == offer
+    h.send(CLOUD, reply(b_invite, 200, body=offer, contact="<sip:callee@127.0.0.1:5080>"))  # retransmitted
+    assert in_call(h.requests(CLOUD)) == []
+    answer = invite().body
+    ack = ack_for(ok, branch="z9hG4bKdack")
+    ack.set_body(answer, "application/sdp")
+    h.send(CALLER, ack)
+    (b_ack,) = in_call(h.requests(CLOUD))
+    assert b_ack.method == "ACK" and b_ack.body == answer and b_ack.cseq == (1, "ACK")
+    h.send(CLOUD, reply(b_invite, 200, body=offer, contact="<sip:callee@127.0.0.1:5080>"))
+    assert [r.body for r in in_call(h.requests(CLOUD))] == [answer]  # the same ACK again
