@@ -40,6 +40,7 @@ from appliance.calls.sip_leg import LegState, SipLeg
 from appliance.sip.dialog import uri_to_peer
 from appliance.sip.errors import DecodeError
 from appliance.sip.events import Peer
+from appliance.sip.headers import parse_session_expires
 from appliance.sip.message import Request
 from appliance.sip.transaction import ServerTransaction
 from appliance.sip.uri import SipUri, TelUri, parse_sip_uri, parse_uri
@@ -223,11 +224,12 @@ class B2bua:
             return
         se = request.headers.get("session-expires")
         if se is not None:
-            value = se.split(";", 1)[0].strip()
-            if not value.isdigit():
-                txn.respond(400, "Malformed Session-Expires header", to_tag=self.ctx.ids.tag())
+            try:
+                interval, _ = parse_session_expires(se)
+            except DecodeError as exc:
+                txn.respond(400, exc.reason, to_tag=self.ctx.ids.tag())
                 return
-            if int(value) < self.ctx.min_se:
+            if interval < self.ctx.min_se:
                 # RFC 4028 §8.1: too small an interval is refused with our minimum.
                 txn.respond(422, to_tag=self.ctx.ids.tag(), extra=[("Min-SE", str(self.ctx.min_se))])
                 return

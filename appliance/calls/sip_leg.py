@@ -41,8 +41,7 @@ from appliance.sip.builder import make_request
 from appliance.sip.dialog import Dialog, uri_to_peer
 from appliance.sip.errors import DecodeError
 from appliance.sip.events import Peer
-from appliance.sip.grammar import parse_params
-from appliance.sip.headers import parse_contacts
+from appliance.sip.headers import parse_contacts, parse_session_expires
 from appliance.sip.message import Request, Response
 from appliance.sip.transaction import ClientTransaction, ServerTransaction, TxState
 
@@ -166,10 +165,7 @@ class SipLeg:
         except IndexError:
             calling = ""
         se = request.headers.get("session-expires")
-        interval = None
-        if se is not None:
-            value = se.split(";", 1)[0].strip()
-            interval = int(value) if value.isdigit() else None
+        interval = parse_session_expires(se)[0] if se is not None else None  # vetted by the B2BUA
         max_forwards = int(request.headers.get("max-forwards") or 70)
         return Setup(
             called=user,
@@ -291,16 +287,10 @@ class SipLeg:
         supported = "timer" in (request.headers.get("supported") or "").lower()
         if se is None and not supported:
             return []
-        interval = ctx.session_expires
-        params = {}
+        interval, asked = ctx.session_expires, None
         if se is not None:
-            value, _, param_text = se.partition(";")
-            interval = int(value.strip()) if value.strip().isdigit() else interval
-            try:
-                params = parse_params(param_text, what="Session-Expires header") if param_text else {}
-            except DecodeError:
-                params = {}
-        refresher = params.get("refresher") or ("uac" if supported else "uas")
+            interval, asked = parse_session_expires(se)  # vetted by the B2BUA
+        refresher = asked or ("uac" if supported else "uas")
         self.session_interval = interval
         self.refresher = refresher == "uas"
         self._arm_session_timer(now)
@@ -433,15 +423,12 @@ class SipLeg:
         self.timer_due = None
         if se is None:
             return
-        value, _, param_text = se.partition(";")
-        if not value.strip().isdigit():
-            return
         try:
-            params = parse_params(param_text, what="Session-Expires header") if param_text else {}
+            interval, refresher = parse_session_expires(se)
         except DecodeError:
-            params = {}
-        self.session_interval = int(value.strip())
-        self.refresher = (params.get("refresher") or "uac") == "uac"
+            return  # a malformed value from the callee: run this leg without a session timer
+        self.session_interval = interval
+        self.refresher = (refresher or "uac") == "uac"
         self._arm_session_timer(now)
 
     def on_request(self, request: Request, txn: ServerTransaction, now: float) -> None:

@@ -202,3 +202,16 @@ def parse_contacts(values: list[str]) -> list[NameAddr] | None:
     if "*" in items:
         raise DecodeError("Wildcard Contact mixed with other contacts")
     return [parse_name_addr(item, what="Contact") for item in items]
+
+
+def parse_session_expires(value: str) -> tuple[int, str | None]:
+    """RFC 4028 §4: ``delta-seconds *(;se-params)`` → the interval and the refresher ("uac", "uas", None)."""
+    number, semi, param_text = value.partition(";")
+    number = number.strip()
+    if not number.isascii() or not number.isdigit() or len(number) > 10:
+        raise DecodeError("Malformed Session-Expires header")
+    params = parse_params(param_text, what="Session-Expires header") if semi else {}
+    refresher = params.get("refresher")
+    if refresher is not None and refresher.lower() not in ("uac", "uas"):
+        raise DecodeError("Malformed refresher in Session-Expires header")
+    return int(number), refresher.lower() if refresher else None

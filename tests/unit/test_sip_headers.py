@@ -12,6 +12,7 @@ from appliance.sip.headers import (
     parse_contacts,
     parse_cseq,
     parse_name_addr,
+    parse_session_expires,
     parse_via,
     split_list,
 )
@@ -260,3 +261,26 @@ def test_quote_unquote_round_trip(text: str) -> None:
 def test_unquote_leaves_unquoted_text() -> None:
     assert unquote("token") == "token"
     assert unquote('"') == '"'
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1800", (1800, None)), ("90;refresher=uac", (90, "uac")), (" 120 ; refresher=UAS;x=y", (120, "uas"))],
+)
+def test_session_expires(value: str, expected: tuple[int, str | None]) -> None:
+    assert parse_session_expires(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("", "Malformed Session-Expires header"),
+        ("abc", "Malformed Session-Expires header"),
+        ("１２３", "Malformed Session-Expires header"),  # non-ASCII digits
+        ("90;refresher=both", "Malformed refresher in Session-Expires header"),
+    ],
+)
+def test_session_expires_rejects(value: str, reason: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        parse_session_expires(value)
+    assert info.value.reason == reason
