@@ -44,6 +44,7 @@ from appliance.sip.events import Peer
 from appliance.sip.headers import parse_contacts, parse_session_expires
 from appliance.sip.message import Request, Response
 from appliance.sip.transaction import ClientTransaction, ServerTransaction, TxState
+from appliance.sip.uri import TelUri, parse_uri
 
 if TYPE_CHECKING:
     from appliance.calls.b2bua import B2bua, Call
@@ -158,12 +159,10 @@ class SipLeg:
         from_ = request.from_
         user = self._b2bua.called_user(request)
         try:
-            calling_uri = from_.uri
-            calling = (
-                calling_uri.split(":", 1)[1].split("@", 1)[0].split(";", 1)[0] if "@" in calling_uri else ""
-            )
-        except IndexError:
-            calling = ""
+            caller = parse_uri(from_.uri)
+            calling = caller.number if isinstance(caller, TelUri) else (caller.user or "")
+        except DecodeError:
+            calling = ""  # an unparseable or non-SIP From still gets its call, anonymously
         se = request.headers.get("session-expires")
         interval = parse_session_expires(se)[0] if se is not None else None  # vetted by the B2BUA
         max_forwards = int(request.headers.get("max-forwards") or 70)
