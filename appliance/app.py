@@ -60,6 +60,7 @@ class Appliance:
     config: Config
     state_dir: Path
     listening: list[str] = field(default_factory=list)
+    notifier: Notifier | None = None  # systemd: the mode is shown in `systemctl status`
 
     async def start(self) -> None:
         cfg = self.config
@@ -225,6 +226,8 @@ class Appliance:
 
     def _mode_changed(self, event: ModeChanged) -> None:
         self.metrics.set_mode(event.new.name)
+        if self.notifier is not None:
+            self.notifier.status(f"mode {event.new.name}: {event.reason}")
         body = {"old": event.old.name, "new": event.new.name, "reason": event.reason}
         self._spawn(self._append("mode.changed", body))
 
@@ -280,7 +283,8 @@ class Appliance:
 async def serve(config: Config, state_dir: Path, *, announce: Callable[[str], None] = print) -> None:
     """Run the appliance until SIGTERM or SIGINT."""
     setup_logging(config.logging.level, config.logging.format)
-    appliance = Appliance(config, state_dir)
+    notifier = Notifier.from_env()
+    appliance = Appliance(config, state_dir, notifier=notifier)
     await appliance.start()
     # Reference counting frees every finished call: calls leave no reference cycle behind (B2bua._finish,
     # SipEndpoint._reap, and a test that counts cycles). The cycle collector's automatic passes would
@@ -293,8 +297,8 @@ async def serve(config: Config, state_dir: Path, *, announce: Callable[[str], No
     for line in appliance.listening:
         announce(line)
     announce("appliance ready")
-    notifier = Notifier.from_env()
     if notifier is not None:
+        notifier.status(f"mode {appliance.mode.mode.name}")
         notifier.ready()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

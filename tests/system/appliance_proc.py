@@ -70,7 +70,12 @@ class RunningAppliance:
 
 
 def start_appliance(
-    tmp_path: Path, config: str = "", *, sip: str = "", ready_timeout: float = 20.0
+    tmp_path: Path,
+    config: str = "",
+    *,
+    sip: str = "",
+    ready_timeout: float = 20.0,
+    env: dict[str, str] | None = None,
 ) -> RunningAppliance:
     """Start the appliance on a free SIP port with state in ``tmp_path``. ``sip`` holds extra keys of the
     ``[sip]`` table, ``config`` any other tables; metrics listen on an ephemeral port unless configured."""
@@ -84,7 +89,7 @@ def start_appliance(
         text += "\n[metrics]\nport = 0\n"
     path = tmp_path / "appliance.toml"
     path.write_text(text)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     proc = subprocess.Popen(
         [str(APPLIANCE_BIN), "run", "--config", str(path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
