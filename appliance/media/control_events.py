@@ -1,0 +1,245 @@
+"""The messages of the media control protocol, and its errors.
+
+The control process drives each media worker over a Unix ``SOCK_SEQPACKET`` socket, one CBOR map per
+datagram (DESIGN.md §2; the command set follows the rtpengine ng protocol: offer, answer, delete, query,
+ping). There are three kinds of message:
+
+* **commands**, control → worker, each with a ``request_id`` the reply repeats: :class:`Offer`,
+  :class:`Answer`, :class:`Update`, :class:`Delete`, :class:`Query`, :class:`Ping`;
+* **replies**, worker → control: :class:`Ok` or :class:`Error`, carrying the command's ``request_id``;
+* **events**, worker → control, unsolicited and without a ``request_id``: :class:`MediaTimeout`,
+  :class:`DtmfEvent`, :class:`FirstPacket`, :class:`SsrcChanged`, :class:`WorkerStats`.
+
+A command's ``request_id`` is assigned by :class:`~appliance.media.control.ControlChannel`; build commands
+with the default ``0`` and let the channel number them. The wire schema is ``control.cddl``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Final
+
+from appliance.media.rtp import MediaError
+
+MAX_MESSAGE_SIZE: Final = 65536
+"""A control datagram is refused above this many octets."""
+
+MAX_DEPTH: Final = 8
+"""A control message nests arrays and maps at most this deep (the top-level map is depth 1)."""
+
+MAX_REQUEST_ID: Final = 0xFFFFFFFF
+"""Request ids are unsigned 32-bit integers."""
+
+DTMF_DIGITS: Final = frozenset("0123456789*#ABCD")
+"""The RFC 4733 §3.2 DTMF events 0–15 as the characters call control uses."""
+
+
+class ControlError(MediaError):
+    """Base of every error raised by the media control protocol."""
+
+
+class LocalProtocolError(ControlError):
+    """The caller misused the control API (for example, sent an event or a reply as a command)."""
+
+
+class ErrorCode(enum.IntEnum):
+    """The ``code`` of an :class:`Error` reply. Receivers accept codes not listed here as plain ints."""
+
+    BAD_MESSAGE = 1
+    """The command was not a valid control message; the worker could not act on it."""
+    UNKNOWN_CALL = 2
+    """No call (or leg) with that ``call_id`` exists on the worker."""
+    BAD_SDP = 3
+    """The SDP in an offer, answer or update could not be parsed or negotiated."""
+    NO_PORTS = 4
+    """The worker's RTP port range is exhausted."""
+    INTERNAL = 5
+    """The worker failed while handling the command; the call's media state is unknown."""
+
+
+class ControlDecodeError(ControlError):
+    """A datagram that is not a valid control message.
+
+    ``reason`` is the full text, starting with the path of the bad field (``offer.flags[2]: expected
+    text``); ``path`` is that path alone (empty when the fault is in the datagram as a whole). ``code`` is
+    the :class:`ErrorCode` a worker answers with when it can still read the ``request_id``.
+    """
+
+    code: Final = ErrorCode.BAD_MESSAGE
+
+    def __init__(self, reason: str, *, path: str = "") -> None:
+        full = f"{path}: {reason}" if path else reason
+        super().__init__(full)
+        self.reason = full
+        self.path = path
+
+    def __repr__(self) -> str:
+        return f"ControlDecodeError({self.reason!r})"
+
+
+class Direction(enum.StrEnum):
+    """Which way a stream flows, seen from the relay: ``in`` comes from the leg's peer, ``out`` goes to it."""
+
+    IN = "in"
+    OUT = "out"
+
+
+# --- commands ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """Open or extend a leg with the peer's SDP offer; the reply's ``sdp`` is rewritten to the relay.
+
+    ``flags`` are the worker options in order (``"symmetric"``, ``"record"``, ``"srtp"``, …); unknown flags
+    are the worker's to refuse.
+    """
+
+    call_id: str
+    leg: str
+    sdp: str
+    flags: tuple[str, ...] = ()
+    request_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Complete a leg's offer/answer with the peer's SDP answer (RFC 3264 §6)."""
+
+    call_id: str
+    leg: str
+    sdp: str
+    flags: tuple[str, ...] = ()
+    request_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """A re-offer on an established leg (hold, resume, codec change, RFC 3264 §8)."""
+
+    call_id: str
+    leg: str
+    sdp: str
+    flags: tuple[str, ...] = ()
+    request_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Release one leg's ports, or the whole call when ``leg`` is None; the reply carries final stats."""
+
+    call_id: str
+    leg: str | None = None
+    request_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """Ask for a call's per-stream statistics without changing it."""
+
+    call_id: str
+    request_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Liveness check; a worker that does not answer in time is restarted."""
+
+    request_id: int = 0
+
+
+# --- replies ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStats:
+    """One direction of one leg's RTP stream: counts since the leg opened, RFC 3550 §6.4.1 jitter."""
+
+    leg: str
+    direction: Direction
+    packets: int
+    octets: int
+    lost: int
+    jitter_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class Ok:
+    """A command succeeded. ``sdp`` is the rewritten SDP (offer, answer, update); ``ports`` the relay's
+    local RTP ports for the leg; ``stats`` the streams (query, delete). Absent parts are None."""
+
+    request_id: int
+    sdp: str | None = None
+    ports: tuple[int, ...] | None = None
+    stats: tuple[StreamStats, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """A command failed; ``code`` is an :class:`ErrorCode` value (or a newer one), ``reason`` free text."""
+
+    request_id: int
+    code: int
+    reason: str
+
+
+# --- events -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MediaTimeout:
+    """No RTP in ``direction`` on a leg for ``silent_for`` seconds (not raised while the leg is on hold)."""
+
+    call_id: str
+    leg: str
+    direction: Direction
+    silent_for: float
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfEvent:
+    """A completed DTMF digit on a leg (RFC 4733 end event, or in-band detection)."""
+
+    call_id: str
+    leg: str
+    digit: str
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class FirstPacket:
+    """The first RTP packet in ``direction`` on a leg; ``source`` is the latched (host, port)."""
+
+    call_id: str
+    leg: str
+    direction: Direction
+    source: tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class SsrcChanged:
+    """The SSRC of a stream changed (RFC 3550 §8.2): a re-INVITE, a transfer or a restarted peer."""
+
+    call_id: str
+    leg: str
+    direction: Direction
+    old_ssrc: int
+    new_ssrc: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStats:
+    """A worker's periodic load report; packet counts are totals since the worker started."""
+
+    worker_id: int
+    calls: int
+    streams: int
+    packets_relayed: int
+    packets_dropped: int
+
+
+Command = Offer | Answer | Update | Delete | Query | Ping
+Reply = Ok | Error
+WorkerEvent = MediaTimeout | DtmfEvent | FirstPacket | SsrcChanged | WorkerStats
+Message = Command | Reply | WorkerEvent
