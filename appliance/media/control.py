@@ -110,7 +110,20 @@ def _scan_item(data: bytes, pos: int, depth: int) -> int:
     count = arg if major == 4 else 2 * arg
     if count > len(data) - pos:
         raise ControlDecodeError("truncated message")
-    for _ in range(count):
+    if major == 4:
+        for _ in range(count):
+            pos = _scan_item(data, pos, depth + 1)
+        return pos
+    # A repeated key would be silently resolved by cbor2 (the last wins), so two readers of one datagram
+    # could disagree; RFC 8949 §5.6 leaves such a map invalid, and so does this protocol.
+    keys: set[bytes] = set()
+    for _ in range(arg):
+        start = pos
+        pos = _scan_item(data, pos, depth + 1)
+        key = data[start:pos]
+        if key in keys:
+            raise ControlDecodeError("duplicate map key")
+        keys.add(key)
         pos = _scan_item(data, pos, depth + 1)
     return pos
 
@@ -492,6 +505,7 @@ class ControlChannel:
         self._pending: dict[int, tuple[float, Command]] = {}
         self._outgoing: list[bytes] = []
         self._events: deque[ChannelEvent] = deque()
+        self._closed = False
 
     @property
     def pending(self) -> int:
@@ -512,6 +526,8 @@ class ControlChannel:
         """Queue ``command`` (its ``request_id`` is replaced) and return the id it was sent with."""
         if not isinstance(command, _COMMAND_TYPES):
             raise LocalProtocolError(f"{type(command).__name__} is not a command")
+        if self._closed:
+            raise LocalProtocolError("the channel is closed")
         rid = self._allocate_id()
         numbered = dataclasses.replace(command, request_id=rid)
         data = encode(numbered)
@@ -553,6 +569,15 @@ class ControlChannel:
         for rid in expired:
             _, command = self._pending.pop(rid)
             self._events.append(RequestTimedOut(command))
+
+    def close(self) -> None:
+        """The worker's socket closed (the worker died): every pending command is reported as
+        :class:`RequestTimedOut` at once, in request order, and further ``send`` calls are refused."""
+        self._closed = True
+        for command in [command for _, command in self._pending.values()]:
+            self._events.append(RequestTimedOut(command))
+        self._pending.clear()
+        self._outgoing.clear()
 
     def next_event(self) -> ChannelEvent | None:
         """The next result, or None when none is queued."""

@@ -285,3 +285,17 @@ def test_channel_refuses_non_commands() -> None:
         ch.send(Ok(1), 0.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         ControlChannel(timeout=0)
+
+
+def test_channel_close_reports_every_pending_command() -> None:
+    ch = ControlChannel()
+    ch.send(Offer("c1", "a", SDP), 0.0)
+    ch.send(Query("c2"), 0.0)
+    ch.close()
+    assert ch.data_to_send() == []
+    assert ch.next_event() == RequestTimedOut(Offer("c1", "a", SDP, request_id=1))
+    assert ch.next_event() == RequestTimedOut(Query("c2", request_id=2))
+    assert ch.next_event() is None
+    assert ch.pending == 0 and ch.get_timer() is None
+    with pytest.raises(LocalProtocolError, match="closed"):
+        ch.send(Ping(), 1.0)
