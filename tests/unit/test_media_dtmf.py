@@ -227,3 +227,50 @@ def test_sender_refuses_misuse() -> None:
     assert parse(sender.packets_to_send()[0].payload).event == 12
     with pytest.raises(DtmfUsageError):
         sender.send_digit("1", duration_ms=100, timestamp=0, now=0.01)
+
+
+@given(
+    digits=st.lists(st.sampled_from("0123456789*#ABCD"), min_size=1, max_size=4),
+    duration_ms=st.integers(min_value=40, max_value=400),
+    loss=st.data(),
+)
+def test_each_digit_reported_once_under_any_loss(
+    digits: list[str], duration_ms: int, loss: st.DataObject
+) -> None:
+    # Every digit whose packets are not all lost is reported exactly once, in order, whatever is lost.
+    sender = DtmfSender()
+    receiver = DtmfReceiver(idle_timeout=0.5)
+    expected = []
+    now = 0.0
+    timestamp = 1234
+    for digit in digits:
+        sender.send_digit(digit, duration_ms=duration_ms, timestamp=timestamp, now=now)
+        packets = _run(sender, until=now + 10.0)
+        kept = [loss.draw(st.booleans()) for _ in packets]
+        if any(kept):
+            expected.append(digit)
+        for (when, packet), keep in zip(packets, kept, strict=True):
+            if keep:
+                receiver.receive(packet.timestamp, packet.marker, packet.payload, when + now)
+        now += 1.0
+        timestamp += 8000
+        if (deadline := receiver.get_timer()) is not None and deadline <= now:
+            receiver.handle_timer(now)
+    if (deadline := receiver.get_timer()) is not None:
+        receiver.handle_timer(deadline)
+    assert [d.digit for d in _drain(receiver)] == expected
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.booleans(), st.binary(min_size=3, max_size=5)), max_size=30))
+def test_receiver_never_fails_on_hostile_sequences(packets: list[tuple[int, bool, bytes]]) -> None:
+    receiver = DtmfReceiver()
+    for index, (timestamp, marker, payload) in enumerate(packets):
+        try:
+            receiver.receive(timestamp * 1000, marker, payload, index * 0.02)
+        except DtmfDecodeError:
+            assert len(payload) != 4
+    receiver.handle_timer(100.0)
+    digits = _drain(receiver)
+    assert receiver.get_timer() is None
+    assert len(digits) <= len(packets)
+    assert all(d.duration_ms >= 0 for d in digits)
