@@ -23,12 +23,15 @@ Pure code: no sockets, no clocks; ``now`` is a parameter.
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections import deque
 from dataclasses import dataclass
 from typing import Final
 
 from appliance.media.rtp import MediaError
+
+log = logging.getLogger("appliance.media.dtmf")
 
 DTMF_DIGITS: Final = "0123456789*#ABCD"
 PAYLOAD_SIZE: Final = 4
@@ -139,14 +142,19 @@ class DtmfReceiver:
         current = self._open
         if current is not None and current.timestamp != timestamp:
             if self._continues(current, timestamp, report):
+                log.debug("telephone-event %d continues at timestamp %d", report.event, timestamp)
                 current.earlier_segments += current.duration
                 current.timestamp = timestamp
                 current.duration = 0
             else:
+                log.debug("telephone-event at timestamp %d closed without an end packet", current.timestamp)
                 self._close(current)
                 current = None
         if current is None:
             current = _OpenEvent(timestamp=timestamp, event=report.event, started_at=now, last_seen=now)
+            log.debug(
+                "telephone-event %d opened at timestamp %d (marker %s)", report.event, timestamp, marker
+            )
             self._open = current
         current.last_seen = now
         # Updates may arrive reordered; the duration only grows within an event (§2.5.1.2).
@@ -166,6 +174,7 @@ class DtmfReceiver:
         """Close the open event if no packet for it has arrived within ``idle_timeout``."""
         deadline = self.get_timer()
         if self._open is not None and deadline is not None and now >= deadline:
+            log.debug("telephone-event at timestamp %d idle, closed", self._open.timestamp)
             self._close(self._open)
 
     def _continues(self, current: _OpenEvent, timestamp: int, report: TelephoneEvent) -> bool:
@@ -179,8 +188,11 @@ class DtmfReceiver:
     def _close(self, current: _OpenEvent) -> None:
         self._open = None
         self._closed.append(current.timestamp)
+        total = current.earlier_segments + current.duration
+        log.debug(
+            "telephone-event %d at timestamp %d ended, %d units", current.event, current.timestamp, total
+        )
         if current.event < len(DTMF_DIGITS):
-            total = current.earlier_segments + current.duration
             self._events.append(
                 DtmfDigit(
                     digit=DTMF_DIGITS[current.event],
