@@ -248,12 +248,13 @@ class StreamStats:
         """
         self.packets += 1
         self.octets += payload_len
-        if self.first_arrival is None:
-            self.first_arrival = arrival
         self.last_arrival = arrival
         self._clock_rate = clock_rate
         if ssrc != self._ssrc:
-            if self._ssrc is not None:
+            # Also the very first packet (no SSRC yet): the rare branch, kept off the common path.
+            if self._ssrc is None:
+                self.first_arrival = arrival
+            else:
                 self.ssrc_changes += 1
             self._ssrc = ssrc
             self._reset_source(seq)
@@ -313,13 +314,11 @@ class StreamStats:
         self._transit = transit
         if last is not None:
             d = transit - last
-            # The timestamp wraps at 2^32: a difference beyond half the space is a wrap, not a leap.
-            if d > _TS_HALF:
-                d -= _TS_MOD
-            elif d < -_TS_HALF:
-                d += _TS_MOD
             if d < 0:
                 d = -d
+            # The timestamp wraps at 2^32: a difference beyond half the space is a wrap, not a leap.
+            if d > _TS_HALF:
+                d = _TS_MOD - d
             self._jitter += (d - self._jitter) * 0.0625
         return True
 

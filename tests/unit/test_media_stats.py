@@ -276,3 +276,27 @@ def test_duplicates_are_counted_and_lower_the_loss(case: tuple[int, list[int], i
     block = stats.interval_report()
     assert block.cumulative_lost == stats.lost
     assert 0 <= block.fraction_lost <= 255
+
+
+def test_a_gap_wider_than_the_seen_window_forgets_old_slots() -> None:
+    stats = StreamStats()
+    feed(stats, list(range(301)))  # every slot of the 256-slot window marked
+    feed(stats, [1300, 1250])  # a 999-packet gap, then a packet 50 behind: late, never seen before
+    assert stats.late == 1 and stats.duplicates == 0
+    feed(stats, [1250])
+    assert stats.duplicates == 1
+    assert (stats.expected, stats.received) == (1300, 303)  # 1..300, 1300, 1250 twice
+
+
+def test_cumulative_lost_is_clamped_to_24_bits_in_the_report_block() -> None:
+    stats = StreamStats()
+    seq = 1
+    feed(stats, [0, 1])
+    for i in range(2900):
+        seq = (seq + MAX_DROPOUT - 1) & 0xFFFF  # the largest step still taken as a loss, not a restart
+        stats.update(seq, 0, SSRC, 160, i * 0.02, RATE)
+    assert stats.restarts == 0 and stats.lost > 0x7FFFFF
+    block = stats.interval_report()
+    assert block.cumulative_lost == 0x7FFFFF
+    assert block.fraction_lost == 255  # 2998 of every 2999 lost: 255.9, capped to the 8-bit field
+    assert stats.report().mos < 1.1
