@@ -18,7 +18,8 @@ and the arrival time it read at the I/O edge; nothing here reads a clock (STYLE.
 * Interarrival jitter is Appendix A.8 / §6.4.1: J += (|D| - J) / 16 over the relative transit times of
   consecutive counted packets, in timestamp units (the arrival time is converted with the clock rate).
 * A new SSRC resets sequence tracking and jitter and is counted; packet and octet totals and the first
-  arrival belong to the direction, so they carry on.
+  arrival belong to the direction, so they carry on. A sequence restart on the same SSRC keeps the jitter
+  (the clock did not change) but takes a new transit baseline.
 * :func:`estimate_mos` is the ITU-T G.107 E-model reduced to what a relay can observe (see its docstring).
 
 Per-packet cost matters (the relay sees 50 000 packets/s per worker): the common path of ``update`` is a
@@ -51,10 +52,10 @@ _TS_HALF: Final = 1 << 31
 _LOST_MAX: Final = 0x7FFFFF
 _LOST_MIN: Final = -0x800000
 
-# ITU-T G.107 (06/2015) default transmission rating with every parameter at its default value (§7.7,
-# Table 3): R = Ro - Is - Id - Ie,eff + A = 93.2 when the delay and equipment terms are zero.
+# ITU-T G.107 (12/2011 and 06/2015 numbering): R = Ro - Is - Id - Ie,eff + A (§7.1) is 93.2 with every
+# parameter at its §7.7 default value; Id is then the echo terms only, as no delay is assumed.
 R_DEFAULT: Final = 93.2
-# G.711 with random loss (ITU-T G.113 Appendix I, Table I.3): Ie = 0, packet-loss robustness Bpl = 4.3
+# G.711 with random loss (ITU-T G.113 Appendix I): Ie = 0, packet-loss robustness Bpl = 4.3
 # without packet loss concealment and 25.1 with it. The relay cannot know what the far endpoint conceals,
 # so the estimate defaults to no PLC, the pessimistic figure (a PRI gateway or an old phone may not conceal).
 IE_G711: Final = 0.0
@@ -113,7 +114,7 @@ class StreamReport:
 
 
 def delay_impairment(ta_ms: float) -> float:
-    """G.107 §7.3 delay impairment Idd for an absolute one-way delay ``ta_ms`` (0 up to 100 ms).
+    """G.107 §7.4 delay impairment Idd for an absolute one-way delay ``ta_ms`` (0 up to 100 ms).
 
     Idd = 25·{(1 + X^6)^(1/6) − 3·(1 + (X/3)^6)^(1/6) + 2} with X = log2(Ta / 100 ms). The echo terms
     Idte and Idle are left at their default-parameter contribution, which ``R_DEFAULT`` already includes.
@@ -126,7 +127,7 @@ def delay_impairment(ta_ms: float) -> float:
 
 
 def equipment_impairment(loss_percent: float, *, bpl: float = BPL_G711_NO_PLC, ie: float = IE_G711) -> float:
-    """G.107 §7.4 effective equipment impairment for random loss (BurstR = 1).
+    """G.107 §7.5 effective equipment impairment for random loss (BurstR = 1).
 
     Ie,eff = Ie + (95 − Ie) · Ppl / (Ppl / BurstR + Bpl), with Ppl the packet-loss percentage (clamped to
     0..100; negative loss, i.e. duplicates, counts as none).
@@ -331,9 +332,9 @@ class StreamStats:
 
     @property
     def extended_highest_seq(self) -> int:
-        """Cycles + highest sequence number; before the source is valid, the base it would start from."""
+        """Cycles + highest sequence number since the base (A.1); 0 while the source is on probation."""
         if self._probation:
-            return self._base_seq if self._received else 0
+            return 0
         return self._cycles + self._max_seq
 
     @property
