@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -432,3 +434,27 @@ def test_rewriting_any_description_leaves_only_relay_addresses(
             assert after.attribute_values("fmtp") == before.attribute_values("fmtp")
             assert out.direction_for(after).sends == sdp.direction_for(before).sends
     remote_endpoints(out)
+
+
+VALID_VECTORS = sorted((Path(__file__).resolve().parent.parent / "vectors" / "sdp" / "valid").glob("*.sdp"))
+
+
+@pytest.mark.parametrize("path", VALID_VECTORS, ids=lambda p: p.stem)
+def test_stored_vectors_rewrite_to_relay_addresses_only(path: Path) -> None:
+    sdp = parse_sdp(path.read_bytes())
+    out = rewrite_for_relay(
+        sdp,
+        address="127.0.0.5",
+        ports=[20000 + 2 * i for i in range(len(sdp.media))],
+        session_id=1,
+        session_version=1,
+    )
+    assert parse_sdp(out.to_bytes()) == out
+    lines = out.to_bytes().decode().split("\r\n")
+    addressed = [line for line in lines if line.startswith(("o=", "c="))]
+    assert addressed and all(line.endswith("IN IP4 127.0.0.5") for line in addressed)
+    assert all(line[7:].isdigit() for line in lines if line.startswith("a=rtcp:"))
+    assert [m.port for m in out.media] == [
+        0 if m.port == 0 else 20000 + 2 * i for i, m in enumerate(sdp.media)
+    ]
+    assert [m.formats for m in out.media] == [m.formats for m in sdp.media]
