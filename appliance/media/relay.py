@@ -48,7 +48,7 @@ from appliance.media.g711 import ALAW_TO_ULAW_TABLE, ULAW_TO_ALAW_TABLE
 from appliance.media.latch import Address, Decision, StreamLatches
 from appliance.media.rtp import MediaError
 from appliance.media.stats import StreamStats
-from appliance.media.timeout import CallMediaWatch, MediaEvent
+from appliance.media.timeout import CallMediaWatch, FlowState, MediaEvent
 
 log = logging.getLogger("appliance.media.relay")
 
@@ -165,7 +165,18 @@ class _Route:
 class _LegState:
     """What the relay keeps about one leg: its SDP, latches, received-direction stats, DTMF, hold."""
 
-    __slots__ = ("config", "dtmf", "held", "last_ssrc", "latches", "name", "route", "stats")
+    __slots__ = (
+        "config",
+        "dtmf",
+        "held",
+        "last_ssrc",
+        "latches",
+        "name",
+        "pending",
+        "quiet_ok",
+        "route",
+        "stats",
+    )
 
     def __init__(self, name: str, config: LegConfig, latches: StreamLatches) -> None:
         self.name = name
@@ -176,6 +187,10 @@ class _LegState:
         self.held = False
         self.last_ssrc: int | None = None
         self.route: _Route | None = None
+        # The latest packet time not yet given to the media watch (see RelayCall._sync).
+        self.pending: float | None = None
+        # Whether a packet on this leg can leave the watch untold for now (its direction is not timed out).
+        self.quiet_ok = True
 
 
 class RelayCall:
@@ -189,6 +204,7 @@ class RelayCall:
     """
 
     __slots__ = (
+        "_due",
         "_events",
         "_legs",
         "_other",
@@ -226,6 +242,7 @@ class RelayCall:
         self._other: dict[str, _LegState] = {"a": self._legs["b"], "b": self._legs["a"]}
         self._route()
         self.watch = CallMediaWatch(media_timeout, now=now, forward="a", backward="b")
+        self._due = now + media_timeout
         self.dropped: dict[str, int] = {}
         self._events: deque[RelayEvent] = deque()
 
@@ -268,8 +285,10 @@ class RelayCall:
         held no direction times out, and leaving hold restarts both directions' clocks at ``now``."""
         self._leg(leg).held = held
         any_held = self._legs["a"].held or self._legs["b"].held
+        self._sync()
         for name in _LEGS:
             self.watch.set_hold(name, any_held, now)
+        self._refresh()
         self._drain(now)
 
     # -- the per-packet path ------------------------------------------------------------------------------
@@ -318,7 +337,16 @@ class RelayCall:
         if ssrc != state.last_ssrc:
             self._new_ssrc(state, ssrc, source, now)
         state.stats.update(seq, timestamp, ssrc, end - header, now, CLOCK_RATE)
-        self.watch.packet(leg, now)
+        if now < self._due and state.quiet_ok:
+            # The common case: before any deadline, a packet only moves its direction's last activity, so
+            # the watch is told later (_sync) and the per-packet path stays a comparison.
+            state.pending = now
+        else:
+            self._sync()
+            self.watch.packet(leg, now)
+            self._refresh()
+            # A resumption, or a deadline the timer had not applied yet: the events leave with this packet.
+            self._drain(now)
         route = state.route
         assert route is not None  # set in __init__, kept by update_remote
         if pt == route.event_pt:
@@ -326,10 +354,6 @@ class RelayCall:
                 state.dtmf.receive(timestamp, bool(second & 0x80), data[header:end], now)
             except DtmfDecodeError:
                 return self._drop(DROP_DTMF)
-            self._drain(now)
-        elif (event := self.watch.next_event()) is not None:
-            # A resumption (or a deadline the timer had not applied yet): rare, so only then drain all.
-            self._events.append(event)
             self._drain(now)
         other = self._other[leg]
         destination = other.latches.rtp.destination
@@ -389,6 +413,25 @@ class RelayCall:
 
     # -- events, timers and figures -----------------------------------------------------------------------
 
+    def _sync(self) -> None:
+        """Give the media watch the latest packet time of each leg it has not seen yet.
+
+        Every deferred packet arrived before the earliest deadline and on a direction that had not timed
+        out, so no transition happened in between: telling the watch only the latest one leaves it in the
+        state it would have reached packet by packet.
+        """
+        for state in self._legs.values():
+            if state.pending is not None:
+                self.watch.packet(state.name, state.pending)
+                state.pending = None
+        self._refresh()
+
+    def _refresh(self) -> None:
+        due = self.watch.get_timer()
+        self._due = due if due is not None else float("inf")
+        for state in self._legs.values():
+            state.quiet_ok = self.watch.directions[state.name].state is not FlowState.TIMED_OUT
+
     def _drain(self, now: float) -> None:
         del now  # events carry their own times
         events = self._events
@@ -405,6 +448,7 @@ class RelayCall:
     def get_timer(self) -> float | None:
         """The earliest time :meth:`handle_timer` has something to do (a media timeout, a DTMF event whose
         end packets were lost), or None."""
+        self._sync()
         timers = [self.watch.get_timer()]
         timers.extend(state.dtmf.get_timer() for state in self._legs.values())
         due = [t for t in timers if t is not None]
@@ -412,7 +456,9 @@ class RelayCall:
 
     def handle_timer(self, now: float) -> None:
         """Apply every deadline reached by ``now``; the resulting events come out of :meth:`next_event`."""
+        self._sync()
         self.watch.handle_timer(now)
+        self._refresh()
         for state in self._legs.values():
             state.dtmf.handle_timer(now)
         self._drain(now)

@@ -6,6 +6,8 @@ import struct
 import timeit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from appliance.media.dtmf import TelephoneEvent
 from appliance.media.g711 import alaw_to_ulaw
@@ -25,7 +27,7 @@ from appliance.media.relay import (
     SsrcChanged,
 )
 from appliance.media.rtp import RtpExtension, RtpPacket
-from appliance.media.timeout import MediaResumed, MediaTimedOut, OneWayAudio
+from appliance.media.timeout import CallMediaWatch, MediaResumed, MediaTimedOut, OneWayAudio
 
 PHONE = ("127.0.0.10", 40000)
 PHONE_NAT = ("127.0.0.10", 41234)
@@ -344,3 +346,39 @@ def test_per_packet_cost() -> None:
     print(f"receive(): {per_packet * 1e6:.2f} µs/packet")
     # Generous for slow CI machines; the figure itself goes in the report.
     assert per_packet < 100e-6
+
+
+_OPS = st.lists(
+    st.tuples(st.sampled_from(["a", "b", "timer", "hold", "unhold"]), st.floats(0.0, 3.0)), max_size=60
+)
+
+
+@given(_OPS)
+@settings(max_examples=200, deadline=None)
+def test_timeout_events_match_a_watch_told_every_packet(ops: list[tuple[str, float]]) -> None:
+    # The relay defers telling its watch about packets; the events must be those of a watch told each one.
+    call = make_call(timeout=2.0)
+    reference = CallMediaWatch(2.0, now=0.0, forward="a", backward="b")
+    now = 0.0
+    seq = 0
+    got: list[RelayEvent] = []
+    want: list[RelayEvent] = []
+    for op, step in ops:
+        now += step
+        if op in ("a", "b"):
+            seq += 1
+            source = PHONE if op == "a" else CLOUD
+            call.receive(op, rtp(seq, ssrc=SSRC_A if op == "a" else SSRC_B), source, now)
+            reference.packet(op, now)
+        elif op == "timer":
+            call.handle_timer(now)
+            reference.handle_timer(now)
+        else:
+            call.set_hold("a", op == "hold", now)
+            for direction in ("a", "b"):
+                reference.set_hold(direction, op == "hold", now)
+        assert call.get_timer() == reference.get_timer()
+        got.extend(e for e in events(call) if isinstance(e, MediaTimedOut | MediaResumed | OneWayAudio))
+        while (event := reference.next_event()) is not None:
+            want.append(event)
+        assert got == want
