@@ -68,10 +68,10 @@ _RECORD: Final = struct.Struct("!BdH")
 _AAD_TAIL: Final = struct.Struct("!QB")
 _TAG_LEN: Final = 16
 _KEK_LENGTHS: Final = frozenset({16, 24, 32})
-_CODECS: Final[dict[str, int]] = {"PCMA": 8, "PCMU": 0}
-_CODEC_NAMES: Final[dict[int, str]] = {value: name for name, value in _CODECS.items()}
-
 Codec = Literal["PCMA", "PCMU"]
+
+_CODECS: Final[dict[Codec, int]] = {"PCMA": 8, "PCMU": 0}
+_CODEC_NAMES: Final[dict[int, Codec]] = {value: name for name, value in _CODECS.items()}
 
 
 class Reason(enum.StrEnum):
@@ -260,10 +260,6 @@ class _Cursor:
         return self._pos == len(self._data)
 
 
-def _read_exact(file: BinaryIO, size: int) -> bytes:
-    return file.read(size)
-
-
 class RecordingReader:
     """Reads a recording, yielding its :class:`Frame` objects in the order they were written.
 
@@ -279,7 +275,7 @@ class RecordingReader:
 
     @staticmethod
     def _open(file: BinaryIO, keks: Mapping[str, bytes]) -> tuple[Header, AESGCM, bytes, int]:
-        preamble = _read_exact(file, _PREAMBLE.size)
+        preamble = file.read(_PREAMBLE.size)
         if len(preamble) < _PREAMBLE.size:
             raise RecordingError(Reason.TRUNCATED, "file ends inside the header")
         magic, version, body_len = _PREAMBLE.unpack(preamble)
@@ -287,8 +283,8 @@ class RecordingReader:
             raise RecordingError(Reason.MALFORMED, "not a recording (bad magic)")
         if version != VERSION:
             raise RecordingError(Reason.MALFORMED, f"unsupported version {version}")
-        body = _read_exact(file, body_len)
-        tag = _read_exact(file, _TAG_LEN)
+        body = file.read(body_len)
+        tag = file.read(_TAG_LEN)
         if len(body) < body_len or len(tag) < _TAG_LEN:
             raise RecordingError(Reason.TRUNCATED, "file ends inside the header")
         cursor = _Cursor(body)
@@ -320,7 +316,7 @@ class RecordingReader:
             aead.decrypt(_nonce(0), tag, header_bytes)
         except InvalidTag:
             raise RecordingError(Reason.TAMPERED, "header fails authentication") from None
-        header = Header(key_id, codec, sample_rate, call_id, directions)  # type: ignore[arg-type]
+        header = Header(key_id, codec, sample_rate, call_id, directions)
         digest = hashlib.sha256(header_bytes).digest()
         return header, aead, digest, len(header_bytes) + _TAG_LEN
 
@@ -329,13 +325,13 @@ class RecordingReader:
             file.seek(self._body_offset)
             index = 0
             while True:
-                head = _read_exact(file, _CHUNK_HEAD.size)
+                head = file.read(_CHUNK_HEAD.size)
                 if len(head) < _CHUNK_HEAD.size:
                     raise RecordingError(Reason.TRUNCATED, f"file ends before chunk {index} (no final chunk)")
                 flags, length = _CHUNK_HEAD.unpack(head)
                 if flags & ~FLAG_FINAL or not _TAG_LEN <= length <= MAX_CHUNK + _TAG_LEN:
                     raise RecordingError(Reason.TAMPERED, f"chunk {index} has an impossible head")
-                sealed = _read_exact(file, length)
+                sealed = file.read(length)
                 if len(sealed) < length:
                     raise RecordingError(Reason.TRUNCATED, f"file ends inside chunk {index}")
                 aad = self._header_digest + _AAD_TAIL.pack(index, flags)

@@ -7,11 +7,14 @@ import os
 import struct
 import subprocess
 import sys
+import tempfile
 import wave
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from appliance.media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from appliance.media.recording import (
@@ -95,6 +98,26 @@ def test_round_trip_frames(recording: tuple[Path, list[Frame]]) -> None:
     assert reader.header.direction_count == 2
     assert reader.header.sample_rate == 8000
     assert list(reader) == frames
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 1),
+            st.floats(0, 10_000, allow_nan=False),
+            st.binary(max_size=400),
+        ),
+        max_size=300,
+    )
+)
+def test_any_frames_round_trip(records: list[tuple[int, float, bytes]]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "p.rec"
+        with RecordingWriter(path, kek=KEK, key_id="kek-1", call_id="c", codec="PCMU") as writer:
+            for direction, timestamp, payload in records:
+                writer.write(direction, timestamp, payload)
+        assert list(RecordingReader(path, keks=KEKS)) == [Frame(*record) for record in records]
 
 
 def test_chunks_are_cut_every_second(recording: tuple[Path, list[Frame]]) -> None:
