@@ -208,12 +208,12 @@ class RelayCall:
         "_events",
         "_legs",
         "_other",
+        "_watch",
         "dropped",
         "local_ports",
         "max_packet",
         "relatch_after",
         "strict",
-        "watch",
     )
 
     def __init__(
@@ -241,7 +241,7 @@ class RelayCall:
         }
         self._other: dict[str, _LegState] = {"a": self._legs["b"], "b": self._legs["a"]}
         self._route()
-        self.watch = CallMediaWatch(media_timeout, now=now, forward="a", backward="b")
+        self._watch = CallMediaWatch(media_timeout, now=now, forward="a", backward="b")
         self._due = now + media_timeout
         self.dropped: dict[str, int] = {}
         self._events: deque[RelayEvent] = deque()
@@ -268,7 +268,7 @@ class RelayCall:
         except KeyError:
             raise RelayUsageError(f"no leg {leg!r} in this call (expected 'a' or 'b')") from None
 
-    def update_remote(self, leg: str, config: LegConfig, now: float) -> None:
+    def update_remote(self, leg: str, config: LegConfig) -> None:
         """Apply a re-offer/answer for ``leg``: a changed address (or RTCP port) starts a fresh latch, so the
         new endpoint is learnt again; payload types and codecs re-derive both directions' mapping."""
         state = self._leg(leg)
@@ -278,7 +278,6 @@ class RelayCall:
             state.latches = self._latches(config)
         state.config = config
         self._route()
-        self._drain(now)
 
     def set_hold(self, leg: str, held: bool, now: float) -> None:
         """Put ``leg`` on hold (its SDP said sendonly/recvonly/inactive) or take it off; while either leg is
@@ -287,9 +286,9 @@ class RelayCall:
         any_held = self._legs["a"].held or self._legs["b"].held
         self._sync()
         for name in _LEGS:
-            self.watch.set_hold(name, any_held, now)
+            self._watch.set_hold(name, any_held, now)
         self._refresh()
-        self._drain(now)
+        self._drain()
 
     # -- the per-packet path ------------------------------------------------------------------------------
 
@@ -343,10 +342,10 @@ class RelayCall:
             state.pending = now
         else:
             self._sync()
-            self.watch.packet(leg, now)
+            self._watch.packet(leg, now)
             self._refresh()
             # A resumption, or a deadline the timer had not applied yet: the events leave with this packet.
-            self._drain(now)
+            self._drain()
         route = state.route
         assert route is not None  # set in __init__, kept by update_remote
         if pt == route.event_pt:
@@ -354,7 +353,7 @@ class RelayCall:
                 state.dtmf.receive(timestamp, bool(second & 0x80), data[header:end], now)
             except DtmfDecodeError:
                 return self._drop(DROP_DTMF)
-            self._drain(now)
+            self._drain()
         other = self._other[leg]
         destination = other.latches.rtp.destination
         if destination is None:
@@ -422,20 +421,19 @@ class RelayCall:
         """
         for state in self._legs.values():
             if state.pending is not None:
-                self.watch.packet(state.name, state.pending)
+                self._watch.packet(state.name, state.pending)
                 state.pending = None
         self._refresh()
 
     def _refresh(self) -> None:
-        due = self.watch.get_timer()
+        due = self._watch.get_timer()
         self._due = due if due is not None else float("inf")
         for state in self._legs.values():
-            state.quiet_ok = self.watch.directions[state.name].state is not FlowState.TIMED_OUT
+            state.quiet_ok = self._watch.directions[state.name].state is not FlowState.TIMED_OUT
 
-    def _drain(self, now: float) -> None:
-        del now  # events carry their own times
+    def _drain(self) -> None:
         events = self._events
-        while (event := self.watch.next_event()) is not None:
+        while (event := self._watch.next_event()) is not None:
             events.append(event)
         for state in self._legs.values():
             while (digit := state.dtmf.next_event()) is not None:
@@ -449,7 +447,7 @@ class RelayCall:
         """The earliest time :meth:`handle_timer` has something to do (a media timeout, a DTMF event whose
         end packets were lost), or None."""
         self._sync()
-        timers = [self.watch.get_timer()]
+        timers = [self._watch.get_timer()]
         timers.extend(state.dtmf.get_timer() for state in self._legs.values())
         due = [t for t in timers if t is not None]
         return min(due) if due else None
@@ -457,11 +455,11 @@ class RelayCall:
     def handle_timer(self, now: float) -> None:
         """Apply every deadline reached by ``now``; the resulting events come out of :meth:`next_event`."""
         self._sync()
-        self.watch.handle_timer(now)
+        self._watch.handle_timer(now)
         self._refresh()
         for state in self._legs.values():
             state.dtmf.handle_timer(now)
-        self._drain(now)
+        self._drain()
 
     def stats(self, leg: str) -> StreamStats:
         """The statistics of the stream received on ``leg``."""

@@ -306,7 +306,7 @@ def test_update_remote_relearns_a_new_address_and_codec() -> None:
     call = make_call()
     call.receive("a", rtp(1), PHONE_NAT, 0.0)
     moved = ("127.0.0.30", 42000)
-    call.update_remote("a", LegConfig(moved, codec_pt=0, codec="PCMU", event_pt=101), 1.0)
+    call.update_remote("a", LegConfig(moved, codec_pt=0, codec="PCMU", event_pt=101))
     [(dest, _, _)] = call.receive("b", rtp(1, ssrc=SSRC_B), CLOUD, 1.0)
     assert dest == moved
     [(_, out, _)] = call.receive("b", rtp(2, ssrc=SSRC_B, pt=8), CLOUD, 1.02)
@@ -382,3 +382,20 @@ def test_timeout_events_match_a_watch_told_every_packet(ops: list[tuple[str, flo
         while (event := reference.next_event()) is not None:
             want.append(event)
         assert got == want
+
+
+def test_reoffer_with_the_same_address_keeps_the_latch() -> None:
+    call = make_call()
+    call.receive("a", rtp(1), PHONE_NAT, 0.0)
+    call.update_remote("a", LegConfig(PHONE, codec_pt=8, codec="PCMA", event_pt=101))
+    [(dest, _, _)] = call.receive("b", rtp(1, ssrc=SSRC_B), CLOUD, 0.1)
+    assert dest == PHONE_NAT
+
+
+def test_rtcp_from_a_hijacker_is_dropped() -> None:
+    call = make_call()
+    rtcp_source = (PHONE_NAT[0], PHONE_NAT[1] + 1)
+    assert call.receive_rtcp("a", rtcp_rr(SSRC_A), rtcp_source, 0.0)
+    assert call.receive_rtcp("a", rtcp_rr(0xBAD), HIJACKER, 0.1) == []
+    assert call.dropped == {DROP_LATCH: 1}
+    assert call.latches("a").rtcp.latched == rtcp_source
