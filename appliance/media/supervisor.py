@@ -1,0 +1,333 @@
+"""The control process's side of the media workers: spawning, command round trips, events, restarts.
+
+Theory of operation. :class:`MediaSupervisor` starts ``workers`` processes of :mod:`appliance.media.worker`,
+each with its own slice of the RTP port range and its own control socket ``run_dir/media-<i>.sock``, and
+connects to each once the worker printed ``ready``. A call lives on one worker, chosen by CRC-32 of its
+``call_id`` (stable across restarts of the control process, unlike ``hash``). Each worker's socket is driven
+by a sans-I/O :class:`~appliance.media.control.ControlChannel`; one reader task per worker feeds it, and
+each command's reply resolves the awaiting coroutine.
+
+When a worker's control socket reaches end of file (the process died), its pending commands fail with
+:class:`MediaWorkerError`, the call ids it carried are handed to ``on_lost`` and a new worker is started on
+the same port slice and socket path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import sys
+import zlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Final
+
+from appliance.media.control import (
+    ControlChannel,
+    EventReceived,
+    ReplyReceived,
+    RequestTimedOut,
+)
+from appliance.media.control_events import (
+    MAX_MESSAGE_SIZE,
+    Answer,
+    Command,
+    ControlError,
+    Delete,
+    Error,
+    ErrorCode,
+    Offer,
+    Ok,
+    Ping,
+    Query,
+    WorkerEvent,
+)
+
+log = logging.getLogger("appliance.media.supervisor")
+
+DEFAULT_TIMEOUT: Final = 2.0
+# How long a freshly spawned worker may take to print "ready" (interpreter start and imports).
+START_TIMEOUT: Final = 15.0
+
+
+class MediaWorkerError(ControlError):
+    """A command failed: the worker refused it (``code`` from its Error reply), timed out or died
+    (``code`` :attr:`ErrorCode.INTERNAL`)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def split_range(low: int, high: int, parts: int) -> list[tuple[int, int]]:
+    """``[low, high]`` cut into ``parts`` slices of whole even/odd pairs; raises ``ValueError`` if a slice
+    would hold no pair."""
+    first = low + (low & 1)
+    pairs = (high - first + 1) // 2
+    if parts < 1 or pairs < parts:
+        raise ValueError(f"port range {low}-{high} cannot give {parts} workers a pair each")
+    out = []
+    for i in range(parts):
+        start = first + 2 * (pairs * i // parts)
+        end = first + 2 * (pairs * (i + 1) // parts) - 1
+        out.append((start, end))
+    return out
+
+
+class _Worker:
+    """One worker process, its socket, channel and the calls it carries."""
+
+    def __init__(self, index: int, ports: tuple[int, int], path: Path) -> None:
+        self.index = index
+        self.ports = ports
+        self.path = path
+        self.process: asyncio.subprocess.Process | None = None
+        self.sock: socket.socket | None = None
+        self.channel = ControlChannel()
+        self.waiters: dict[int, asyncio.Future[Ok]] = {}
+        self.calls: set[str] = set()
+        self.reader: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.running = asyncio.Event()
+
+
+class MediaSupervisor:
+    """N media workers behind one API. Use ``async with`` or :meth:`start`/:meth:`close`.
+
+    ``on_event(worker_index, event)`` sees every worker event (also queued for :meth:`events`);
+    ``on_lost(worker_index, call_ids)`` is told the calls of a worker that died, before it is restarted.
+    ``timeout`` bounds each command's round trip.
+    """
+
+    def __init__(
+        self,
+        workers: int,
+        address: str,
+        port_range: tuple[int, int],
+        run_dir: Path | str,
+        *,
+        on_event: Callable[[int, WorkerEvent], object] | None = None,
+        on_lost: Callable[[int, list[str]], object] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.address = address
+        self.run_dir = Path(run_dir)
+        self.timeout = timeout
+        self.on_event = on_event
+        self.on_lost = on_lost
+        slices = split_range(port_range[0], port_range[1], workers)
+        self._workers = [
+            _Worker(i, ports, self.run_dir / f"media-{i}.sock") for i, ports in enumerate(slices)
+        ]
+        self._events: asyncio.Queue[tuple[int, WorkerEvent]] = asyncio.Queue()
+        self._closing = False
+        self._restarts: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> MediaSupervisor:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Spawn every worker and connect to it; raises :class:`MediaWorkerError` if one does not start."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.gather(*(self._spawn(w) for w in self._workers))
+
+    async def _spawn(self, w: _Worker) -> None:
+        low, high = w.ports
+        w.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "appliance.media.worker",
+            "--control",
+            str(w.path),
+            "--address",
+            self.address,
+            "--ports",
+            f"{low}-{high}",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert w.process.stdout is not None
+        try:
+            line = await asyncio.wait_for(w.process.stdout.readline(), START_TIMEOUT)
+        except TimeoutError:
+            line = b""
+        if line.strip() != b"ready":
+            with contextlib.suppress(ProcessLookupError):
+                w.process.kill()
+            await w.process.wait()
+            raise MediaWorkerError(int(ErrorCode.INTERNAL), f"media worker {w.index} did not start")
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        sock.setblocking(False)
+        await loop.sock_connect(sock, str(w.path))
+        w.sock = sock
+        w.channel = ControlChannel(timeout=self.timeout)
+        w.reader = asyncio.create_task(self._read(w))
+        w.running.set()
+
+    async def close(self) -> None:
+        """Stop every worker (closing its socket makes it exit) and wait for the processes."""
+        self._closing = True
+        for task in list(self._restarts):
+            task.cancel()
+        for w in self._workers:
+            if w.reader is not None:
+                w.reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await w.reader
+            self._disconnect(w)
+            if w.process is not None:
+                try:
+                    await asyncio.wait_for(w.process.wait(), self.timeout)
+                except TimeoutError:
+                    w.process.kill()
+                    await w.process.wait()
+
+    def pid(self, index: int) -> int | None:
+        """The process id of worker ``index`` (for monitoring), None while it is not running."""
+        process = self._workers[index].process
+        return None if process is None or process.returncode is not None else process.pid
+
+    async def running(self, index: int) -> None:
+        """Return once worker ``index`` is connected (at once unless it is being restarted)."""
+        await self._workers[index].running.wait()
+
+    # -- commands ---------------------------------------------------------------------------------------
+
+    def worker_for(self, call_id: str) -> int:
+        """The index of the worker that carries ``call_id``."""
+        return zlib.crc32(call_id.encode()) % len(self._workers)
+
+    async def _command(self, index: int, command: Command) -> Ok:
+        w = self._workers[index]
+        if w.sock is None:
+            raise MediaWorkerError(int(ErrorCode.INTERNAL), f"media worker {index} is not running")
+        loop = asyncio.get_running_loop()
+        rid = w.channel.send(command, loop.time())
+        future: asyncio.Future[Ok] = loop.create_future()
+        w.waiters[rid] = future
+        for data in w.channel.data_to_send():
+            await loop.sock_sendall(w.sock, data)
+        self._arm(w)
+        return await future
+
+    async def offer(self, call_id: str, leg: str, sdp: str, flags: tuple[str, ...] = ()) -> Ok:
+        """Send leg ``leg``'s SDP offer; the reply's ``sdp`` is for the other leg (the worker's contract)."""
+        index = self.worker_for(call_id)
+        reply = await self._command(index, Offer(call_id, leg, sdp, flags))
+        self._workers[index].calls.add(call_id)
+        return reply
+
+    async def answer(self, call_id: str, leg: str, sdp: str, flags: tuple[str, ...] = ()) -> Ok:
+        """Send leg ``leg``'s SDP answer; the reply's ``sdp`` is for the offering leg."""
+        return await self._command(self.worker_for(call_id), Answer(call_id, leg, sdp, flags))
+
+    async def delete(self, call_id: str) -> Ok:
+        """Release the call's media; the reply carries its final statistics."""
+        index = self.worker_for(call_id)
+        self._workers[index].calls.discard(call_id)
+        return await self._command(index, Delete(call_id))
+
+    async def query(self, call_id: str) -> Ok:
+        """The call's statistics."""
+        return await self._command(self.worker_for(call_id), Query(call_id))
+
+    async def ping(self, index: int) -> Ok:
+        """Round trip to worker ``index``."""
+        return await self._command(index, Ping())
+
+    async def events(self) -> AsyncIterator[tuple[int, WorkerEvent]]:
+        """Every worker event as ``(worker_index, event)``, in arrival order, until cancelled."""
+        while True:
+            yield await self._events.get()
+
+    # -- the channel's I/O ------------------------------------------------------------------------------
+
+    def _arm(self, w: _Worker) -> None:
+        if w.timer is not None:
+            w.timer.cancel()
+            w.timer = None
+        due = w.channel.get_timer()
+        if due is not None:
+            w.timer = asyncio.get_running_loop().call_at(due, self._expire, w)
+
+    def _expire(self, w: _Worker) -> None:
+        w.timer = None
+        w.channel.handle_timer(asyncio.get_running_loop().time())
+        self._deliver(w)
+        self._arm(w)
+
+    def _deliver(self, w: _Worker) -> None:
+        while (event := w.channel.next_event()) is not None:
+            match event:
+                case ReplyReceived(command=command, reply=reply):
+                    future = w.waiters.pop(command.request_id, None)
+                    if future is None or future.done():
+                        continue
+                    if isinstance(reply, Error):
+                        future.set_exception(MediaWorkerError(reply.code, reply.reason))
+                    else:
+                        future.set_result(reply)
+                case RequestTimedOut(command=command):
+                    future = w.waiters.pop(command.request_id, None)
+                    if future is not None and not future.done():
+                        future.set_exception(
+                            MediaWorkerError(int(ErrorCode.INTERNAL), f"media worker {w.index}: no reply")
+                        )
+                case EventReceived(event=worker_event):
+                    self._events.put_nowait((w.index, worker_event))
+                    if self.on_event is not None:
+                        self.on_event(w.index, worker_event)
+                case _:
+                    log.warning("media worker %d: %s", w.index, event)
+
+    async def _read(self, w: _Worker) -> None:
+        loop = asyncio.get_running_loop()
+        assert w.sock is not None
+        while True:
+            try:
+                data = await loop.sock_recv(w.sock, MAX_MESSAGE_SIZE + 1)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            w.channel.receive(data, loop.time())
+            self._deliver(w)
+            self._arm(w)
+        self._disconnect(w)
+        if self._closing:
+            return
+        lost = sorted(w.calls)
+        w.calls.clear()
+        log.error("media worker %d died; %d calls lost", w.index, len(lost))
+        if self.on_lost is not None:
+            self.on_lost(w.index, lost)
+        task = asyncio.create_task(self._restart(w))
+        self._restarts.add(task)
+        task.add_done_callback(self._restarts.discard)
+
+    def _disconnect(self, w: _Worker) -> None:
+        w.running.clear()
+        w.channel.close()
+        self._deliver(w)
+        if w.timer is not None:
+            w.timer.cancel()
+            w.timer = None
+        if w.sock is not None:
+            w.sock.close()
+            w.sock = None
+
+    async def _restart(self, w: _Worker) -> None:
+        if w.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                w.process.kill()
+            await w.process.wait()
+        await self._spawn(w)
