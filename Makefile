@@ -40,5 +40,10 @@ test: $(STAMP) lint typecheck
 bench-sip: $(STAMP)
 	$(BIN)/python -m bench.sip
 
+# Relay benchmark against rtpengine-daemon (needs: apt-get install rtpengine-daemon).
+.PHONY: bench-relay
+bench-relay: $(STAMP)
+	$(BIN)/python -m bench.relay
+
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis
