@@ -330,4 +330,8 @@ class MediaSupervisor:
             with contextlib.suppress(ProcessLookupError):
                 w.process.kill()
             await w.process.wait()
-        await self._spawn(w)
+        try:
+            await self._spawn(w)
+        except (MediaWorkerError, OSError):
+            # The worker stays down; commands for its calls fail at once with MediaWorkerError.
+            log.exception("media worker %d could not be restarted", w.index)

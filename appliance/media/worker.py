@@ -47,6 +47,7 @@ from appliance.media.control_events import (
     MAX_REQUEST_ID,
     Answer,
     ControlDecodeError,
+    ControlError,
     Delete,
     Direction,
     DtmfEvent,
@@ -84,7 +85,7 @@ _RECV_SIZE: Final = 2048
 _LEGS: Final = ("a", "b")
 
 
-class CommandFailedError(Exception):
+class CommandFailedError(ControlError):
     """A command the worker refuses; ``code`` is the :class:`ErrorCode` of the ``Error`` reply."""
 
     def __init__(self, code: ErrorCode, reason: str) -> None:
@@ -332,7 +333,8 @@ class WorkerServer:
         try:
             self.conn.send(encode(msg))
         except (BlockingIOError, BrokenPipeError, ConnectionError) as exc:
-            # A control process too slow to read loses events rather than stalling media for every call.
+            # A control process too slow to read loses the message (a reply then times out on its side)
+            # rather than stall the media of every call on this worker.
             log.warning("media worker: control message dropped: %s", exc)
 
     def _watch(self, call_id: str) -> None:

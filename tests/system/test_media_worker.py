@@ -14,7 +14,19 @@ import cbor2
 import pytest
 
 from appliance.media.control import encode
-from appliance.media.control_events import Error, ErrorCode, Offer, Ok, Ping
+from appliance.media.control_events import (
+    Answer,
+    Delete,
+    Direction,
+    Error,
+    ErrorCode,
+    FirstPacket,
+    MediaTimeout,
+    Offer,
+    Ok,
+    Ping,
+    WorkerEvent,
+)
 from appliance.media.rtp import RtpPacket
 from appliance.media.sockets import RtpSocketPool
 from appliance.media.supervisor import MediaSupervisor, MediaWorkerError, split_range
@@ -80,13 +92,16 @@ async def test_relays_both_ways_and_restarts_a_killed_worker(
 ) -> None:
     phone_a, phone_b = phones
     lost: list[tuple[int, list[str]]] = []
+    events: list[WorkerEvent] = []
     lost_event = asyncio.Event()
 
     def on_lost(index: int, call_ids: list[str]) -> None:
         lost.append((index, call_ids))
         lost_event.set()
 
-    async with MediaSupervisor(1, "127.0.0.1", port_range(), tmp_path, on_lost=on_lost) as media:
+    async with MediaSupervisor(
+        1, "127.0.0.1", port_range(), tmp_path, on_lost=on_lost, on_event=lambda _, e: events.append(e)
+    ) as media:
         assert isinstance(await media.ping(0), Ok)
 
         offer = await media.offer("call-1", "a", phone_sdp(phone_a.getsockname()[1], 11))
@@ -99,6 +114,9 @@ async def test_relays_both_ways_and_restarts_a_killed_worker(
 
         await exchange(phone_a, towards_a, phone_b, ssrc=0x1111)
         await exchange(phone_b, towards_b, phone_a, ssrc=0x2222)
+
+        firsts = {(e.leg, e.source) for e in events if isinstance(e, FirstPacket)}
+        assert firsts == {("a", phone_a.getsockname()), ("b", phone_b.getsockname())}
 
         stats = await media.query("call-1")
         assert stats.stats is not None
@@ -134,5 +152,31 @@ def test_malformed_control_messages_get_an_error_reply() -> None:
         assert isinstance(bad_sdp, Error) and bad_sdp.code == ErrorCode.BAD_SDP and bad_sdp.request_id == 3
         assert worker.calls == {} and pool.in_use == 0
         assert worker.handle(encode(Ping(request_id=9)), 0.0) == Ok(9)
+    finally:
+        pool.close()
+
+
+def test_worker_reports_media_timeouts_and_frees_ports_on_delete() -> None:
+    pool = RtpSocketPool("127.0.0.1", *port_range())
+    try:
+        worker = MediaWorker(pool, media_timeout=5.0)
+        offered = worker.handle(encode(Offer("c", "a", phone_sdp(4000, 1), request_id=1)), 100.0)
+        assert isinstance(offered, Ok) and pool.in_use == 2
+        answered = worker.handle(encode(Answer("c", "b", phone_sdp(4002, 2), request_id=2)), 100.0)
+        assert isinstance(answered, Ok)
+        assert worker.next_deadline() == 105.0
+        relay = worker.calls["c"].relay
+        assert relay is not None
+        relay.handle_timer(106.0)
+        timeouts = [e for e in worker.events_of("c", relay, 106.0) if isinstance(e, MediaTimeout)]
+        assert {(e.leg, e.direction, e.silent_for) for e in timeouts} == {
+            ("a", Direction.IN, 6.0),
+            ("b", Direction.IN, 6.0),
+        }
+        deleted = worker.handle(encode(Delete("c", request_id=3)), 107.0)
+        assert isinstance(deleted, Ok) and deleted.stats is not None and len(deleted.stats) == 2
+        assert worker.calls == {} and pool.in_use == 0
+        again = worker.handle(encode(Delete("c", request_id=4)), 107.0)
+        assert isinstance(again, Error) and again.code == ErrorCode.UNKNOWN_CALL
     finally:
         pool.close()
