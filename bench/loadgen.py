@@ -4,8 +4,10 @@ Each call has two stream ends, each a UDP socket on 127.0.0.1: the caller end se
 caller-side port, the callee end to its callee-side port, and each receives what the relay forwards from
 the other. One process, one thread: a paced loop wakes every millisecond (or earlier when a socket is
 readable), sends every packet whose time has come with ``sendto`` in a tight loop, and drains readable
-sockets with non-blocking reads. Every packet carries its send time (``time.monotonic_ns``) after the
-RTP header, so the receiver measures the time through the relay without any clock agreement.
+sockets with non-blocking reads. Every packet carries its send time after the
+RTP header (``time.time_ns``) and each socket asks the kernel to stamp arrivals (``SO_TIMESTAMPNS``,
+same clock), so the latency measured is send → arrival in the socket, not send → the moment the loop
+got round to reading it: a busy generator does not inflate the relay's latency.
 
 The generator reports its own CPU share and how late it sent: a generator near 100 % CPU or sending
 late is the bottleneck and the relay's figures at that load say nothing. In CPython this loop tops out
@@ -32,6 +34,10 @@ _PAD: Final = bytes(PAYLOAD_BYTES - _STAMP.size)
 # After the last send, receivers drain this long before counting the rest as lost.
 DRAIN_S: Final = 0.3
 SOCKET_BUFFER: Final = 1 << 20
+# Linux's SO_TIMESTAMPNS / SCM_TIMESTAMPNS (asm-generic/socket.h), which the socket module does not name.
+SO_TIMESTAMPNS: Final = 35
+_TIMESPEC: Final = struct.Struct("@qq")
+_ANCILLARY: Final = socket.CMSG_SPACE(_TIMESPEC.size)
 
 
 class Schedule:
@@ -85,6 +91,15 @@ def percentile(sorted_values: list[float], fraction: float) -> float | None:
     return sorted_values[rank]
 
 
+def _arrival(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    """The kernel's arrival time in ns from ``recvmsg`` ancillary data, if it is there."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+            return int(seconds) * 1_000_000_000 + int(nanoseconds)
+    return None
+
+
 @dataclass(frozen=True)
 class LoadResult:
     """One run: packets sent and received, latency through the relay, and the generator's own load."""
@@ -126,6 +141,7 @@ class LoadGenerator:
                 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 self._socks.append(sock)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
                 sock.bind((LOOPBACK, 0))
                 sock.setblocking(False)
         except OSError:
@@ -164,7 +180,7 @@ class LoadGenerator:
         latencies: list[int] = []
         late: list[int] = []
         sent = received = errors = 0
-        clock = time.monotonic_ns
+        clock = time.time_ns
         start = clock()
         schedule = Schedule(len(socks), start)
         end_ns = start + int(seconds * 1e9)
@@ -192,10 +208,10 @@ class LoadGenerator:
                     assert isinstance(readable, socket.socket)
                     while True:
                         try:
-                            datagram = readable.recv(2048)
+                            datagram, ancillary, _, _ = readable.recvmsg(2048, _ANCILLARY)
                         except (BlockingIOError, ConnectionRefusedError):
                             break
-                        arrived = clock()
+                        arrived = _arrival(ancillary) or clock()
                         send_ns, _ = stamp_of(datagram)
                         latencies.append(arrived - send_ns)
                         received += 1
