@@ -283,6 +283,12 @@ class Appliance:
 async def serve(config: Config, state_dir: Path, *, announce: Callable[[str], None] = print) -> None:
     """Run the appliance until SIGTERM or SIGINT."""
     setup_logging(config.logging.level, config.logging.format)
+    # The stop signals are handled before anything is announced: a supervisor may send SIGTERM the moment
+    # it hears "ready", and that must be a clean stop, not the default action of the signal.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     notifier = Notifier.from_env()
     appliance = Appliance(config, state_dir, notifier=notifier)
     await appliance.start()
@@ -300,10 +306,6 @@ async def serve(config: Config, state_dir: Path, *, announce: Callable[[str], No
     if notifier is not None:
         notifier.status(f"mode {appliance.mode.mode.name}")
         notifier.ready()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     watchdog = notifier.watchdog_interval() if notifier is not None else None
     while not stop.is_set():
         try:
