@@ -457,8 +457,8 @@ def summary(outcomes: Sequence[Outcome], window_s: float = 30.0) -> dict[str, ob
         "peer_cpu_ms_per_call": rounded(peer.cpu_ms_per_call, 3) if peer else None,
         "ratio": round(ours.rate / peer.rate, 3) if ours and peer else None,
         "sipp_ceiling_cps": ceiling.rate if ceiling else None,
-        "cps_p99_under_50ms": bounded["appliance"].rate if bounded.get("appliance") else None,
-        "peer_cps_p99_under_50ms": bounded["sippy"].rate if bounded.get("sippy") else None,
+        "cps_p99_under_50ms": ours_bounded.rate if (ours_bounded := bounded.get("appliance")) else None,
+        "peer_cps_p99_under_50ms": peer_bounded.rate if (peer_bounded := bounded.get("sippy")) else None,
     }
 
 
