@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import heapq
 import logging
 import os
 import socket
@@ -160,6 +161,10 @@ class MediaWorker:
         self.media_timeout = media_timeout
         self.calls: dict[str, _Call] = {}
         self._session_version = 0
+        # Relay deadlines, one live entry per call (stale ones are skipped when they surface): the packet
+        # path reschedules only the call it touched instead of scanning every call.
+        self._deadlines: list[tuple[float, str]] = []
+        self._due: dict[str, float] = {}
 
     # -- commands ---------------------------------------------------------------------------------------
 
@@ -178,6 +183,10 @@ class MediaWorker:
             # A defect in one command must not take every call down with the worker.
             log.exception("media worker: command %r failed", msg)
             return Error(rid, int(ErrorCode.INTERNAL), f"{type(exc).__name__}: {exc}")
+        finally:
+            call_id = getattr(msg, "call_id", None)
+            if call_id is not None:
+                self.reschedule(call_id)  # the command may have created, changed or ended its relay
 
     def _dispatch(self, msg: Message, now: float) -> Reply:
         match msg:
@@ -308,12 +317,33 @@ class MediaWorker:
                     log.info("media worker: call %s: %s", call_id, event)
         return out
 
+    def reschedule(self, call_id: str) -> None:
+        """Record ``call_id``'s current relay deadline (after its packets, timers or commands)."""
+        call = self.calls.get(call_id)
+        due = call.relay.get_timer() if call is not None and call.relay is not None else None
+        if due is None:
+            self._due.pop(call_id, None)
+        elif self._due.get(call_id) != due:
+            self._due[call_id] = due
+            heapq.heappush(self._deadlines, (due, call_id))
+
     def next_deadline(self) -> float | None:
         """The earliest deadline of any relay."""
-        due = [
-            t for c in self.calls.values() if c.relay is not None and (t := c.relay.get_timer()) is not None
-        ]
-        return min(due) if due else None
+        heap = self._deadlines
+        while heap and self._due.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def due_calls(self, now: float) -> list[str]:
+        """The calls whose deadline has come; each is forgotten until rescheduled."""
+        out = []
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            due, call_id = heapq.heappop(heap)
+            if self._due.get(call_id) == due:
+                del self._due[call_id]
+                out.append(call_id)
+        return out
 
 
 class WorkerServer:
@@ -361,6 +391,7 @@ class WorkerServer:
         if call is not None and call.relay is not None:
             for event in self.worker.events_of(call_id, call.relay, now):
                 self.send(event)
+            self.worker.reschedule(call_id)
             self._arm()
 
     def _arm(self) -> None:
@@ -378,13 +409,13 @@ class WorkerServer:
         self._timer = None
         self._timer_at = None
         now = self.loop.time()
-        for call_id, call in list(self.worker.calls.items()):
-            if call.relay is not None:
-                timer = call.relay.get_timer()
-                if timer is not None and timer <= now:
-                    call.relay.handle_timer(now)
+        for call_id in self.worker.due_calls(now):
+            call = self.worker.calls.get(call_id)
+            if call is not None and call.relay is not None:
+                call.relay.handle_timer(now)
                 for event in self.worker.events_of(call_id, call.relay, now):
                     self.send(event)
+                self.worker.reschedule(call_id)
         self._arm()
 
     def on_command(self, data: bytes) -> None:
