@@ -111,7 +111,6 @@ class Transaction:
         "branch",
         "key",
         "last_sent",
-        "now",
         "peer",
         "request",
         "state",
@@ -143,7 +142,6 @@ class Transaction:
         self.last_sent: bytes | None = None
         # Named timers currently armed; values are opaque handles owned by the host.
         self.timers: dict[str, object] = {}
-        self.now = 0.0
         # The TU's object for this transaction (a call leg, a probe): events route to it without lookups.
         self.tu_data: object = None
 
