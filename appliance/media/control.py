@@ -40,6 +40,7 @@ from appliance.media.control_events import (
     DtmfEvent,
     Error,
     FirstPacket,
+    LegSpec,
     LocalProtocolError,
     MediaTimeout,
     Message,
@@ -48,6 +49,8 @@ from appliance.media.control_events import (
     Ping,
     Query,
     Reply,
+    SetLeg,
+    SrtpKeys,
     SsrcChanged,
     StreamStats,
     Update,
@@ -171,6 +174,18 @@ class _Fields:
             raise ControlDecodeError("expected array", path=f"{self.path}.{key}")
         return value
 
+    def boolean(self, key: str) -> bool:
+        value = self._get(key)
+        if not isinstance(value, bool):
+            raise ControlDecodeError("expected true or false", path=f"{self.path}.{key}")
+        return value
+
+    def fields(self, key: str) -> _Fields:
+        value = self._get(key)
+        if not isinstance(value, dict):
+            raise ControlDecodeError("expected map", path=f"{self.path}.{key}")
+        return _Fields(value, f"{self.path}.{key}")
+
     def direction(self, key: str) -> Direction:
         value = self.text(key)
         try:
@@ -218,6 +233,47 @@ def _sdp_command(cls: type[Offer | Answer | Update]) -> Callable[[_Fields], Mess
     return build
 
 
+def _endpoint(value: Any, path: str) -> tuple[str, int]:
+    if not isinstance(value, list) or len(value) != 2:
+        raise ControlDecodeError("expected [host, port]", path=path)
+    return _text(value[0], f"{path}[0]"), _uint(value[1], f"{path}[1]", 65535)
+
+
+def _optional_pt(f: _Fields, key: str) -> int | None:
+    return f.uint(key, limit=127) if f.has(key) else None
+
+
+def _srtp(f: _Fields) -> SrtpKeys:
+    keys = SrtpKeys(suite=f.text("suite"), local_key=f.text("local_key"), remote_key=f.text("remote_key"))
+    f.done()
+    return keys
+
+
+def _leg_spec(f: _Fields) -> LegSpec:
+    spec = LegSpec(
+        local_port=f.uint("local_port", limit=65535),
+        remote=_endpoint(f.array("remote"), f"{f.path}.remote") if f.has("remote") else None,
+        codec_pt=f.uint("codec_pt", limit=127),
+        codec=f.text("codec"),
+        event_pt=_optional_pt(f, "event_pt"),
+        rtcp_port=f.uint("rtcp_port", limit=65535) if f.has("rtcp_port") else None,
+        hold=f.boolean("hold") if f.has("hold") else False,
+        srtp=_srtp(f.fields("srtp")) if f.has("srtp") else None,
+    )
+    f.done()
+    return spec
+
+
+def _set_leg(f: _Fields) -> Message:
+    return SetLeg(
+        request_id=f.uint("request_id", limit=MAX_REQUEST_ID),
+        call_id=f.text("call_id"),
+        leg=f.text("leg"),
+        spec=_leg_spec(f.fields("spec")),
+        flags=_flags(f) if f.has("flags") else (),
+    )
+
+
 def _delete(f: _Fields) -> Message:
     return Delete(
         request_id=f.uint("request_id", limit=MAX_REQUEST_ID),
@@ -259,7 +315,8 @@ def _ok(f: _Fields) -> Message:
     stats = None
     if f.has("stats"):
         stats = tuple(_stream(s, f"{f.path}.stats[{i}]") for i, s in enumerate(f.array("stats")))
-    return Ok(request_id=request_id, sdp=sdp, ports=ports, stats=stats)
+    recording = f.text("recording") if f.has("recording") else None
+    return Ok(request_id=request_id, sdp=sdp, ports=ports, stats=stats, recording=recording)
 
 
 def _error(f: _Fields) -> Message:
@@ -320,6 +377,7 @@ def _worker_stats(f: _Fields) -> Message:
 
 # The wire name of each message type, and how it is read; dispatch is by this table (STYLE.md rule 15).
 _DECODERS: Final[Mapping[str, Callable[[_Fields], Message]]] = {
+    "set_leg": _set_leg,
     "offer": _sdp_command(Offer),
     "answer": _sdp_command(Answer),
     "update": _sdp_command(Update),
@@ -336,6 +394,7 @@ _DECODERS: Final[Mapping[str, Callable[[_Fields], Message]]] = {
 }
 
 _TYPE_NAMES: Final[Mapping[type, str]] = {
+    SetLeg: "set_leg",
     Offer: "offer",
     Answer: "answer",
     Update: "update",
@@ -387,9 +446,30 @@ def _stream_map(s: StreamStats) -> dict[str, Any]:
     }
 
 
+def _spec_map(spec: LegSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {"local_port": spec.local_port, "codec_pt": spec.codec_pt, "codec": spec.codec}
+    if spec.remote is not None:
+        out["remote"] = [spec.remote[0], spec.remote[1]]
+    if spec.event_pt is not None:
+        out["event_pt"] = spec.event_pt
+    if spec.rtcp_port is not None:
+        out["rtcp_port"] = spec.rtcp_port
+    if spec.hold:
+        out["hold"] = True
+    if spec.srtp is not None:
+        keys = spec.srtp
+        out["srtp"] = {"suite": keys.suite, "local_key": keys.local_key, "remote_key": keys.remote_key}
+    return out
+
+
 def _to_map(msg: Message) -> dict[str, Any]:
     out: dict[str, Any] = {"type": _TYPE_NAMES[type(msg)]}
     match msg:
+        case SetLeg():
+            out |= {"request_id": msg.request_id, "call_id": msg.call_id, "leg": msg.leg}
+            out["spec"] = _spec_map(msg.spec)
+            if msg.flags:
+                out["flags"] = list(msg.flags)
         case Offer() | Answer() | Update():
             out |= {"request_id": msg.request_id, "call_id": msg.call_id, "leg": msg.leg, "sdp": msg.sdp}
             if msg.flags:
@@ -410,6 +490,8 @@ def _to_map(msg: Message) -> dict[str, Any]:
                 out["ports"] = list(msg.ports)
             if msg.stats is not None:
                 out["stats"] = [_stream_map(s) for s in msg.stats]
+            if msg.recording is not None:
+                out["recording"] = msg.recording
         case Error():
             out |= {"request_id": msg.request_id, "code": int(msg.code), "reason": msg.reason}
         case MediaTimeout():
@@ -484,7 +566,7 @@ class EventReceived:
 
 ChannelEvent = ReplyReceived | RequestTimedOut | UnmatchedReply | BadMessage | EventReceived
 
-_COMMAND_TYPES: Final = (Offer, Answer, Update, Delete, Query, Ping)
+_COMMAND_TYPES: Final = (SetLeg, Offer, Answer, Update, Delete, Query, Ping)
 _WORKER_EVENT_TYPES: Final = (MediaTimeout, DtmfEvent, FirstPacket, SsrcChanged, WorkerStats)
 
 

@@ -4,8 +4,8 @@ The control process drives each media worker over a Unix ``SOCK_SEQPACKET`` sock
 datagram (DESIGN.md §2; the command set follows the rtpengine ng protocol: offer, answer, delete, query,
 ping). There are three kinds of message:
 
-* **commands**, control → worker, each with a ``request_id`` the reply repeats: :class:`Offer`,
-  :class:`Answer`, :class:`Update`, :class:`Delete`, :class:`Query`, :class:`Ping`;
+* **commands**, control → worker, each with a ``request_id`` the reply repeats: :class:`SetLeg`,
+  :class:`Offer`, :class:`Answer`, :class:`Update`, :class:`Delete`, :class:`Query`, :class:`Ping`;
 * **replies**, worker → control: :class:`Ok` or :class:`Error`, carrying the command's ``request_id``;
 * **events**, worker → control, unsolicited and without a ``request_id``: :class:`MediaTimeout`,
   :class:`DtmfEvent`, :class:`FirstPacket`, :class:`SsrcChanged`, :class:`WorkerStats`.
@@ -89,6 +89,57 @@ class Direction(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class SrtpKeys:
+    """SDES keying of one SRTP leg (RFC 4568): ``suite`` (``"AES_CM_128_HMAC_SHA1_80"``), ``local_key`` the
+    base64 master key and salt the appliance gave the leg in its ``a=crypto`` (it protects what the relay
+    sends there) and ``remote_key`` the leg's own (it unprotects what the leg sends)."""
+
+    suite: str
+    local_key: str
+    remote_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class LegSpec:
+    """One leg of a relayed call, fully negotiated by call control.
+
+    ``local_port`` is the relay's RTP port for the leg on the worker's address (RTCP on the port above it);
+    ``remote`` the peer's RTP endpoint from its SDP (None while unknown or held with a null address);
+    ``rtcp_port`` its ``a=rtcp`` port (None: RTP port + 1); ``codec_pt``/``codec`` the negotiated audio
+    format on this leg (the same payload type both ways, RFC 3264 §6.1); ``event_pt`` its telephone-event
+    payload type (None if not negotiated); ``hold`` whether its SDP put the stream on hold
+    (sendonly/recvonly/inactive); ``srtp`` its SDES keys, None for plain RTP.
+    """
+
+    local_port: int
+    remote: tuple[str, int] | None
+    codec_pt: int
+    codec: str
+    event_pt: int | None = None
+    rtcp_port: int | None = None
+    hold: bool = False
+    srtp: SrtpKeys | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetLeg:
+    """Create or change one leg of a call from call control's negotiated view (the data-plane command).
+
+    The first ``SetLeg`` of a call creates it and binds ``spec.local_port`` (and the RTCP port above it); a
+    later one for the same leg applies a re-negotiation (the local port cannot change). Packets flow once
+    both legs are set. ``flags`` are call options: ``"record"`` (write both directions to an encrypted
+    recording), ``"dtmf-events"`` (report RFC 4733 digits to call control), ``"no-fastpath"`` (keep the
+    call's packets in userspace); unknown flags are refused.
+    """
+
+    call_id: str
+    leg: str
+    spec: LegSpec
+    flags: tuple[str, ...] = ()
+    request_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Offer:
     """Open or extend a leg with the peer's SDP offer; the reply's ``sdp`` is rewritten to the relay.
 
@@ -167,12 +218,14 @@ class StreamStats:
 @dataclass(frozen=True, slots=True)
 class Ok:
     """A command succeeded. ``sdp`` is the rewritten SDP (offer, answer, update); ``ports`` the relay's
-    local RTP ports for the leg; ``stats`` the streams (query, delete). Absent parts are None."""
+    local RTP ports for the leg; ``stats`` the streams (query, delete); ``recording`` the path of the call's
+    finished recording file (delete of a recorded call). Absent parts are None."""
 
     request_id: int
     sdp: str | None = None
     ports: tuple[int, ...] | None = None
     stats: tuple[StreamStats, ...] | None = None
+    recording: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +292,7 @@ class WorkerStats:
     packets_dropped: int
 
 
-Command = Offer | Answer | Update | Delete | Query | Ping
+Command = SetLeg | Offer | Answer | Update | Delete | Query | Ping
 Reply = Ok | Error
 WorkerEvent = MediaTimeout | DtmfEvent | FirstPacket | SsrcChanged | WorkerStats
 Message = Command | Reply | WorkerEvent

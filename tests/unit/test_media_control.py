@@ -30,6 +30,7 @@ from appliance.media.control_events import (
     Error,
     ErrorCode,
     FirstPacket,
+    LegSpec,
     LocalProtocolError,
     MediaTimeout,
     Message,
@@ -37,6 +38,8 @@ from appliance.media.control_events import (
     Ok,
     Ping,
     Query,
+    SetLeg,
+    SrtpKeys,
     SsrcChanged,
     StreamStats,
     Update,
@@ -158,7 +161,23 @@ _secs = st.floats(min_value=0, max_value=1e9, allow_nan=False, allow_infinity=Fa
 _flags = st.lists(_text, max_size=4).map(tuple)
 _stats = st.builds(StreamStats, _text, _dir, _u64, _u64, _u64, _secs)
 
+_pt = st.integers(0, 127)
+_keys = st.builds(SrtpKeys, _text, _text, _text)
+_spec = st.builds(
+    LegSpec,
+    st.integers(0, 65535),
+    st.none() | st.tuples(_text, st.integers(0, 65535)),
+    _pt,
+    _text,
+    st.none() | _pt,
+    st.none() | st.integers(0, 65535),
+    st.booleans(),
+    st.none() | _keys,
+)
+_call_flags = st.lists(st.sampled_from(["record", "dtmf-events", "no-fastpath"]), max_size=3).map(tuple)
+
 messages: st.SearchStrategy[Message] = st.one_of(
+    st.builds(SetLeg, _text, _text, _spec, _call_flags, _u32),
     st.builds(Offer, _text, _text, _text, _flags, _u32),
     st.builds(Answer, _text, _text, _text, _flags, _u32),
     st.builds(Update, _text, _text, _text, _flags, _u32),
@@ -171,6 +190,7 @@ messages: st.SearchStrategy[Message] = st.one_of(
         st.none() | _text,
         st.none() | st.lists(st.integers(0, 65535), max_size=4).map(tuple),
         st.none() | st.lists(_stats, max_size=3).map(tuple),
+        st.none() | _text,
     ),
     st.builds(Error, _u32, st.integers(0, 0xFFFF), st.text(max_size=40)),
     st.builds(MediaTimeout, _text, _text, _dir, _secs),
@@ -299,3 +319,13 @@ def test_channel_close_reports_every_pending_command() -> None:
     assert ch.pending == 0 and ch.get_timer() is None
     with pytest.raises(LocalProtocolError, match="closed"):
         ch.send(Ping(), 1.0)
+
+
+def test_set_leg_vector_fields() -> None:
+    msg = decode((VECTORS / "valid" / "set_leg_srtp_hold.cbor").read_bytes())
+    assert isinstance(msg, SetLeg)
+    assert (msg.call_id, msg.leg, msg.flags) == ("c1@127.0.0.1", "b", ("record", "no-fastpath"))
+    spec = msg.spec
+    assert (spec.local_port, spec.remote, spec.codec_pt, spec.codec) == (20002, None, 0, "PCMU")
+    assert (spec.event_pt, spec.rtcp_port, spec.hold) == (None, 4005, True)
+    assert spec.srtp is not None and spec.srtp.suite == "AES_CM_128_HMAC_SHA1_80"
