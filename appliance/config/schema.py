@@ -50,6 +50,7 @@ Problem = tuple[str, str]
 
 DestinationKind = Literal["cloud", "ivr", "agents", "pri", "trunk"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+SrtpPolicy = Literal["follow", "off", "sdes"]
 DIGEST_ALGORITHMS = ("SHA-256", "MD5")
 
 
@@ -62,6 +63,10 @@ class TextValue:
     def parse(cls, text: str) -> Self:
         """Parse ``text`` or raise ``ValueError`` whose message is the reason ("" when none is better)."""
         raise NotImplementedError
+
+
+def _printable_or_empty(v: str) -> str | None:
+    return None if v == "" or (len(v) <= 4096 and v.isprintable()) else REJECT
 
 
 def _existing_file(v: str) -> str | None:
@@ -158,16 +163,59 @@ class SipConfig:
             yield "tls_certificate", "required when tls_private_key is set"
 
 
+RECORDING_KEY_SIZE = 32  # AES-256 key-encryption key (appliance.media.recording)
+MAX_MEDIA_WORKERS = 64
+
+
+def _key_file(v: str) -> str | None:
+    if v == "":
+        return None
+    if "\0" in v or not os.path.isfile(v):
+        return "no such file"
+    try:
+        size = os.path.getsize(v)
+    except OSError:
+        return "cannot read it"
+    return None if size == RECORDING_KEY_SIZE else f"it holds {size} bytes"
+
+
 @dataclass(frozen=True)
 class MediaConfig:
+    """The RTP relay: where it binds, how many worker processes carry it, timeouts and recording.
+
+    Every relayed call's media is anchored at ``address``; each call leg takes one even RTP port (RTCP on
+    the odd one above it) from ``rtp_port_min..rtp_port_max``, which is split between the workers and the
+    local IVR.
+    """
+
     address: str = field(default="127.0.0.1", metadata=ip_address())
     # RTP takes the even port and RTCP the odd one above it (RFC 3550 §11), so the range starts even.
     rtp_port_min: int = field(default=20000, metadata=even_integer(1024, 65534))
     rtp_port_max: int = field(default=29999, metadata=integer(1025, 65535))
+    # Media worker processes; 0 runs one per CPU core (DESIGN.md §2).
+    workers: int = field(default=0, metadata=integer(0, MAX_MEDIA_WORKERS))
+    # Seconds without RTP on an answered, unheld call before the call is ended (rtpengine's --timeout).
+    timeout: float = field(default=30.0, metadata=number(above=0))
+    # Record every relayed call (a route's ``record`` records only that route's calls).
+    record: bool = False
+    # Where encrypted recordings are written; "" means ``<state_dir>/recordings``.
+    recording_dir: str = field(default="", metadata=rule("a directory path (or empty)", _printable_or_empty))
+    # A file holding the 32-byte key that wraps each recording's own key; recording needs it.
+    recording_key: str = field(
+        default="", metadata=rule(f"the path of a {RECORDING_KEY_SIZE}-byte key file (or empty)", _key_file)
+    )
+    # Let the relay transcode G.711 A-law <-> µ-law when the two legs share no codec.
+    transcode: bool = True
 
     def cross_check(self) -> Iterator[Problem]:
         if self.rtp_port_min >= self.rtp_port_max:
             yield "rtp_port_max", expected(f"more than rtp_port_min = {self.rtp_port_min}", self.rtp_port_max)
+        if self.record and not self.recording_key:
+            yield "recording_key", "required when record is true"
+
+    def recording_path(self, state_dir: str) -> str:
+        """The directory recordings go to: ``recording_dir`` or ``<state_dir>/recordings``."""
+        return self.recording_dir or os.path.join(state_dir, "recordings")
 
 
 @dataclass(frozen=True)
@@ -290,6 +338,11 @@ class RouteConfig:
     destinations: tuple[Destination, ...] = field(
         metadata=non_empty_array("a non-empty array of destinations")
     )
+    # The media profile the far leg is offered: "follow" the caller's offer (SRTP if it used SRTP), "off"
+    # (plain RTP/AVP) or "sdes" (RTP/SAVP with RFC 4568 keys).
+    srtp: SrtpPolicy = "follow"
+    # Record this route's calls (media.record records every call).
+    record: bool = False
 
 
 def _member_check(v: str) -> str | None:
@@ -369,6 +422,9 @@ class Config:
                 if USER_RE.fullmatch(member) is not None and member not in users:
                     words = "a user defined in [[registrar.users]] or a sip: URI"
                     yield f"agent_groups[{i}].members[{j}]", expected(words, member)
+        for i, route in enumerate(self.routes):
+            if route.record and not self.media.recording_key:
+                yield f"routes[{i}].record", "requires media.recording_key"
         yield from self._listener_clashes()
 
     def _listener_clashes(self) -> Iterator[Problem]:

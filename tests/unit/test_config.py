@@ -98,7 +98,9 @@ def test_full_override_file() -> None:
     assert dataclasses.astuple(s.rate_limit) == (False, 250.5, 500, 2000)
     assert dataclasses.astuple(s.timers) == (0.25, 2.0, 2.5)
     assert dataclasses.astuple(s.session_timer) == (900, 120)
-    assert dataclasses.astuple(c.media) == ("::1", 30000, 30999)
+    assert dataclasses.astuple(c.media) == (
+        "::1", 30000, 30999, 2, 12.5, False, "var/site-a/rec", "", False,
+    )  # fmt: skip
     assert c.cloud.configured and c.cloud.trunk == "sips:cc@localhost:5081;transport=tls"
     assert (c.cloud.probe_interval, c.cloud.probe_timeout, c.cloud.hold_down) == (10.0, 3.5, 0.0)
     assert (c.cloud.probe_failures, c.cloud.probe_successes) == (5, 3)
@@ -108,6 +110,7 @@ def test_full_override_file() -> None:
     assert [u.username for u in r.users] == ["alice", "bob"]
     assert r.users[0].password == "correct horse" and r.users[0].ha1_md5 == ""
     assert r.users[1].ha1_md5 == "0123456789abcdef0123456789abcdef" and r.users[1].password == ""
+    assert [(rt.srtp, rt.record) for rt in c.routes] == [("sdes", False), ("off", False), ("follow", False)]
     assert [(rt.match, [str(d) for d in rt.destinations]) for rt in c.routes] == [
         ("+4930*", ["cloud", "agents:berlin", "ivr:closed"]),
         ("+49301234567", ["pri:2"]),

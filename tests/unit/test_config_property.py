@@ -43,6 +43,7 @@ PLAUSIBLE_STRINGS = [
     "", "*", "+49*", "+4930", "cloud", "ivr:default", "agents:g", "pri:1", "trunk:sip:c@127.0.0.1",
     "sip:a@127.0.0.1", "sips:[::1]:5061", "127.0.0.1", "::1", "localhost", "Europe/Berlin", "UTC", "DE",
     "SHA-256", "MD5", "ring-all", "sequential", "debug", "json", "alice", "g", "0123456789abcdef" * 2,
+    "follow", "sdes", "off",
 ]  # fmt: skip
 
 

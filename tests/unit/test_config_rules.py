@@ -110,6 +110,19 @@ FIELD_CASES = [
         "[media]\nrtp_port_max = 70000",
         "media.rtp_port_max: expected an integer from 1025 to 65535, got 70000 (integer)",
     ),
+    ("[media]\nworkers = -1", "media.workers: expected an integer from 0 to 64, got -1 (integer)"),
+    ("[media]\ntimeout = 0", "media.timeout: expected a number greater than 0, got 0 (integer)"),
+    ('[media]\nrecord = "yes"', 'media.record: expected true or false, got "yes" (string)'),
+    ("[media]\ntranscode = 1", "media.transcode: expected true or false, got 1 (integer)"),
+    (
+        '[media]\nrecording_key = "/nonexistent/kek"',
+        "media.recording_key: expected the path of a 32-byte key file (or empty), "
+        'got "/nonexistent/kek" (string); no such file',
+    ),
+    (
+        '[[routes]]\nmatch = "*"\ndestinations = ["cloud"]\nsrtp = "dtls"',
+        'routes[0].srtp: expected one of "follow", "off" or "sdes", got "dtls" (string)',
+    ),
     (
         '[cloud]\ntrunk = "sip:cc@"',
         'cloud.trunk: expected "" (no cloud) or a sip: or sips: URI, got "sip:cc@" (string); '
@@ -280,6 +293,11 @@ CROSS_CASES = [
         "agent_groups[0].members[0]: expected a user defined in [[registrar.users]] or a sip: URI, "
         'got "carol" (string)',
     ),
+    ("[media]\nrecord = true", "media.recording_key: required when record is true"),
+    (
+        '[[routes]]\nmatch = "*"\ndestinations = ["cloud"]\nrecord = true',
+        "routes[0].record: requires media.recording_key",
+    ),
     ("[sync]\nport = 5060", "sync.port: expected a TCP port not used by sip.tcp_port, got 5060 (integer)"),
     (
         '[sync]\nport = 2222\nlisten = "0.0.0.0"',
@@ -355,3 +373,30 @@ def test_long_and_odd_values_are_shown_on_one_short_line() -> None:
     assert only_issue('[registrar]\nmin_expires = [1, true, 2.5, "s", [3], {a = 1}]') == (
         'registrar.min_expires: expected an integer of at least 1, got [1, true, 2.5, "s", […], {…}] (array)'
     )
+
+
+def test_recording_needs_a_32_byte_key_file(tmp_path: Path) -> None:
+    key = tmp_path / "kek"
+    key.write_bytes(bytes(32))
+    c = load_config_text(
+        f'[media]\nrecord = true\nrecording_key = "{key}"\n'
+        '[[routes]]\nmatch = "*"\ndestinations = ["cloud"]\nrecord = true\nsrtp = "sdes"\n'
+    )
+    assert c.media.record and c.media.recording_key == str(key)
+    assert c.routes[0].record and c.routes[0].srtp == "sdes"
+    # The recordings go under the state directory unless a directory is named.
+    assert c.media.recording_path("var") == "var/recordings"
+    key.write_bytes(bytes(31))
+    assert only_issue(f'[media]\nrecording_key = "{key}"') == (
+        f'media.recording_key: expected the path of a 32-byte key file (or empty), got "{key}" (string); '
+        "it holds 31 bytes"
+    )
+
+
+def test_media_defaults_relay_with_one_worker_per_core_and_no_recording() -> None:
+    c = load_config_text("")
+    m = c.media
+    assert (m.workers, m.timeout, m.record, m.recording_dir, m.recording_key, m.transcode) == (
+        0, 30.0, False, "", "", True,
+    )  # fmt: skip
+    assert all(r.srtp == "follow" and not r.record for r in c.routes)
