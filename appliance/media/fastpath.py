@@ -1,0 +1,352 @@
+"""The kernel fast path: netfilter forwards plain RTP↔RTP calls that need no processing.
+
+Theory of operation (the maps, chains and eligibility rules are in :mod:`appliance.media.fastpath_rules`).
+A media worker opens one :class:`KernelFastPath` (its own table: one per worker, so that a worker's restart
+only ever clears its own calls). Once a call is eligible and both remotes are latched it calls
+:meth:`~KernelFastPath.install`, which
+
+1. adds the call's four map elements in one nf_tables transaction, then
+2. deletes the conntrack entries of ``Ra:ra ↔ L:A`` and ``Rb:rb ↔ L:B``. While userspace relayed, the
+   kernel tracked those as ordinary flows (and the worker's own ``L:B → Rb:rb`` sends made ``Rb``'s packets
+   that entry's replies); NAT rules are only consulted for a flow's first packet, so until those entries go,
+   the call's packets would keep reaching the worker's sockets.
+
+From then on the next packet from either remote creates one NATed entry carrying both directions, and the
+worker's sockets see only packets from other sources (which its latch judges as before). The worker should
+stop sending the call's RTP itself once installed: a datagram it still relays after step 2 would recreate a
+non-NAT entry for ``L:B → Rb:rb`` that shadows the fast path (:attr:`FlowCounters.forwarding` then stays
+False, which the worker can see and retry). :meth:`~KernelFastPath.remove` deletes the elements and the
+entries again, so the ports are the worker's at the next packet. RTCP is left to userspace: it is a few
+packets per second and the worker wants to read it.
+
+Counters are conntrack accounting (``net.netfilter.nf_conntrack_acct``, switched on by :meth:`open`). An
+idle UDP entry expires (``nf_conntrack_udp_timeout``, 30 s before both sides spoke, 120 s after); the next
+packet creates a fresh one starting at zero, so :meth:`~KernelFastPath.counters` keeps a running total per
+call, adding an entry's last sample when its id changes. Packets an entry counted between the last sample
+and its expiry are lost to the total; for a media timeout ("no increase for N seconds") that is harmless.
+
+The calls are synchronous netlink round trips on a plain ``AF_NETLINK`` socket, encoded and decoded with
+pyroute2's message classes. Not pyroute2's sockets: in 0.9 their synchronous API runs its own asyncio loop
+per request (about 0.5 ms each, measured) and cannot be called from a running loop at all, which is where
+the worker calls from. A round trip here is tens of microseconds (``bench/fastpath_probe.py``).
+
+Forwarding to a remote peer routes the packet (``prerouting → forward → postrouting``), so :meth:`open`
+refuses to start when ``net.ipv4.ip_forward`` is off rather than black-hole every call it installs.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from appliance.media.fastpath_rules import (
+    DEFAULT_TABLE,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    Batch,
+    ConntrackSample,
+    FastPathDecodeError,
+    FastPathError,
+    FastPathUsageError,
+    FlowCounters,
+    FlowLeg,
+    conntrack_request,
+    error_code,
+    install_batch,
+    parse_conntrack,
+    remove_batch,
+    setup_batch,
+    split_messages,
+    teardown_batch,
+)
+
+log = logging.getLogger("appliance.media.fastpath")
+
+NETLINK_NETFILTER: Final = 12
+_RECV_BUFFER: Final = 65536
+# A kernel answer is immediate; this only bounds the wait if something is badly wrong.
+_REPLY_TIMEOUT: Final = 1.0
+
+__all__ = [
+    "FastPathConfig",
+    "FastPathDecodeError",
+    "FastPathError",
+    "FastPathUnavailable",
+    "FastPathUsageError",
+    "FlowCounters",
+    "FlowHandle",
+    "FlowLeg",
+    "KernelFastPath",
+    "NetlinkRequestError",
+]
+
+
+class FastPathUnavailable(FastPathError):
+    """The kernel fast path cannot run here (no CAP_NET_ADMIN, nf_tables or NAT missing, forwarding off);
+    the worker keeps relaying every call in userspace. The message says which and what to change."""
+
+
+class NetlinkRequestError(FastPathError):
+    """The kernel refused a request; ``errno`` is its error number."""
+
+    def __init__(self, what: str, code: int) -> None:
+        super().__init__(f"{what}: {os.strerror(code)} (errno {code})")
+        self.errno = code
+
+
+@dataclass(frozen=True, slots=True)
+class FastPathConfig:
+    """``table``: the nftables table (family ``ip``) this instance owns, one per worker;
+    ``sysctl_root``: where the ``net`` sysctls are (a test may point it elsewhere); ``require_forwarding``:
+    refuse to open while ``net.ipv4.ip_forward`` is 0."""
+
+    table: str = DEFAULT_TABLE
+    sysctl_root: Path = Path("/proc/sys")
+    require_forwarding: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class FlowHandle:
+    """One installed call, as :meth:`KernelFastPath.install` returned it."""
+
+    key: str
+    a: FlowLeg
+    b: FlowLeg
+
+
+@dataclass(slots=True)
+class _Totals:
+    # Counters of the call's expired conntrack entries, and the latest sample of the live one.
+    done: FlowCounters = field(default_factory=FlowCounters)
+    entry_id: int | None = None
+    live: FlowCounters = field(default_factory=FlowCounters)
+
+
+class KernelFastPath:
+    """Installs, observes and removes kernel-forwarded calls. Not thread-safe; one per worker process."""
+
+    def __init__(self, config: FastPathConfig | None = None) -> None:
+        self._config = config or FastPathConfig()
+        self._sock: socket.socket | None = None
+        self._seq = 1
+        self._calls: dict[str, FlowHandle] = {}
+        self._totals: dict[str, _Totals] = {}
+
+    @property
+    def table(self) -> str:
+        """The nftables table this instance owns."""
+        return self._config.table
+
+    @property
+    def installed(self) -> int:
+        """How many calls are installed."""
+        return len(self._calls)
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Create the table, maps and chains (replacing any a previous run left) and switch on conntrack
+        accounting. Raises :class:`FastPathUnavailable` when this host cannot do it."""
+        if self._sock is not None:
+            raise FastPathUsageError("fast path already open")
+        forwarding = self._read_sysctl("net/ipv4/ip_forward")
+        if self._config.require_forwarding and forwarding != "1":
+            raise FastPathUnavailable(
+                "net.ipv4.ip_forward is off: kernel-forwarded media to remote peers would be dropped"
+            )
+        try:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+            sock.bind((0, 0))
+            sock.settimeout(_REPLY_TIMEOUT)
+        except OSError as exc:
+            raise FastPathUnavailable(f"no netfilter netlink socket: {exc}") from exc
+        self._sock = sock
+        try:
+            self._transact(setup_batch(self.table, first_sequence=self._seq), "create table")
+        except NetlinkRequestError as exc:
+            self._close_socket()
+            raise FastPathUnavailable(_explain(exc.errno, self.table)) from exc
+        except BaseException:
+            self._close_socket()
+            raise
+        # The nat chains above loaded nf_conntrack, so its sysctls exist now.
+        try:
+            if self._read_sysctl("net/netfilter/nf_conntrack_acct") != "1":
+                (self._config.sysctl_root / "net/netfilter/nf_conntrack_acct").write_text("1\n")
+        except OSError as exc:
+            self.close()
+            raise FastPathUnavailable(
+                f"cannot switch on conntrack accounting (the call counters): {exc}"
+            ) from exc
+        log.info("fast path open: table ip %s", self.table)
+
+    def close(self) -> None:
+        """Delete the table (every installed call falls back to userspace at its next new flow) and the
+        calls' conntrack entries, then close the socket. Idempotent."""
+        if self._sock is None:
+            return
+        try:
+            for handle in list(self._calls.values()):
+                self._forget_conntrack(handle)
+            self._transact(teardown_batch(self.table, first_sequence=self._seq), "delete table")
+        except NetlinkRequestError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+        finally:
+            self._calls.clear()
+            self._totals.clear()
+            self._close_socket()
+        log.info("fast path closed: table ip %s deleted", self.table)
+
+    def __enter__(self) -> KernelFastPath:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- calls -------------------------------------------------------------------------------------
+
+    def install(self, key: str, a: FlowLeg, b: FlowLeg) -> FlowHandle:
+        """Hand one call to the kernel. ``key`` names it (the call id); ``a`` and ``b`` are its legs with
+        their latched remotes. Raises :class:`FastPathUsageError` for a key already installed and
+        :class:`NetlinkRequestError` (``EEXIST``) if another call already holds one of the tuples."""
+        if key in self._calls:
+            raise FastPathUsageError(f"call {key!r} is already installed")
+        if a.local == b.local or a.remote == b.remote:
+            raise FastPathUsageError(f"call {key!r}: both legs use the same local or remote address")
+        self._transact(install_batch(self.table, a, b, first_sequence=self._seq), f"install {key}")
+        handle = FlowHandle(key, a, b)
+        self._calls[key] = handle
+        self._totals[key] = _Totals()
+        self._forget_conntrack(handle)
+        log.debug("fast path: call %s installed %s<->%s", key, a, b)
+        return handle
+
+    def counters(self, handle: FlowHandle) -> FlowCounters:
+        """The call's packets and bytes per direction since install (see :class:`FlowCounters`)."""
+        totals = self._totals_of(handle)
+        sample = self._get_conntrack(handle.a)
+        if sample is None:
+            return totals.done + FlowCounters(
+                totals.live.a_packets, totals.live.a_bytes, totals.live.b_packets, totals.live.b_bytes
+            )
+        if sample.entry_id != totals.entry_id:
+            # A new entry: the previous one expired (or was replaced); bank its last sample.
+            totals.done = totals.done + totals.live
+            totals.entry_id = sample.entry_id
+        totals.live = sample.counters
+        return totals.done + totals.live
+
+    def remove(self, handle: FlowHandle) -> FlowCounters:
+        """Give the call back to userspace: delete its map elements and conntrack entries. Returns the final
+        counters, read just before."""
+        final = self.counters(handle)
+        self._transact(
+            remove_batch(self.table, handle.a, handle.b, first_sequence=self._seq), f"remove {handle.key}"
+        )
+        del self._calls[handle.key]
+        del self._totals[handle.key]
+        self._forget_conntrack(handle)
+        log.debug("fast path: call %s removed, %s", handle.key, final)
+        return final
+
+    # --- netlink -----------------------------------------------------------------------------------
+
+    def _totals_of(self, handle: FlowHandle) -> _Totals:
+        if self._calls.get(handle.key) is not handle:
+            raise FastPathUsageError(f"call {handle.key!r} is not installed")
+        return self._totals[handle.key]
+
+    def _socket(self) -> socket.socket:
+        if self._sock is None:
+            raise FastPathUsageError("fast path is not open")
+        return self._sock
+
+    def _close_socket(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def _read_sysctl(self, name: str) -> str | None:
+        try:
+            return (self._config.sysctl_root / name).read_text().strip()
+        except OSError:
+            return None
+
+    def _transact(self, batch: Batch, what: str) -> None:
+        data, self._seq = batch.encode()
+        sock = self._socket()
+        sock.send(data)
+        waiting = set(batch.sequences)
+        failure = 0
+        while waiting:
+            for msg_type, seq, message in self._receive(sock):
+                if msg_type != NLMSG_ERROR:
+                    continue
+                code = error_code(message)
+                if seq == batch.begin_sequence:
+                    # The kernel could not even queue per-message errors: it answers the batch as a whole.
+                    raise NetlinkRequestError(what, code or errno.EIO)
+                if seq in waiting:
+                    waiting.discard(seq)
+                    failure = failure or code
+        if failure:
+            raise NetlinkRequestError(what, failure)
+
+    def _receive(self, sock: socket.socket) -> list[tuple[int, int, bytes]]:
+        try:
+            data = sock.recv(_RECV_BUFFER)
+        except TimeoutError as exc:
+            raise FastPathError("no netlink answer from the kernel") from exc
+        return list(split_messages(data))
+
+    def _forget_conntrack(self, handle: FlowHandle) -> None:
+        sock = self._socket()
+        first = self._seq
+        self._seq += 2
+        sock.send(
+            conntrack_request(handle.a, delete=True, sequence=first)
+            + conntrack_request(handle.b, delete=True, sequence=first + 1)
+        )
+        waiting = {first, first + 1}
+        while waiting:
+            for msg_type, seq, message in self._receive(sock):
+                if msg_type == NLMSG_ERROR and seq in waiting:
+                    waiting.discard(seq)
+                    code = error_code(message)
+                    # ENOENT: no entry for that tuple (never spoke, or the other delete took it).
+                    if code not in (0, errno.ENOENT):
+                        raise NetlinkRequestError(f"delete conntrack of {handle.key}", code)
+
+    def _get_conntrack(self, leg: FlowLeg) -> ConntrackSample | None:
+        sock = self._socket()
+        seq = self._seq
+        self._seq += 1
+        sock.send(conntrack_request(leg, delete=False, sequence=seq))
+        while True:
+            for msg_type, reply_seq, message in self._receive(sock):
+                if reply_seq != seq or msg_type == NLMSG_DONE:
+                    continue
+                if msg_type == NLMSG_ERROR:
+                    code = error_code(message)
+                    if code == errno.ENOENT:
+                        return None
+                    raise NetlinkRequestError("get conntrack", code or errno.EIO)
+                return parse_conntrack(message, leg)
+
+
+def _explain(code: int, table: str) -> str:
+    if code == errno.EPERM:
+        return f"creating nftables table ip {table} was refused: the worker lacks CAP_NET_ADMIN"
+    if code in (errno.ENOENT, errno.EOPNOTSUPP, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT):
+        return (
+            f"creating nftables table ip {table} failed ({os.strerror(code)}): "
+            "nf_tables or its NAT support is missing from the kernel"
+        )
+    return f"creating nftables table ip {table} failed: {os.strerror(code)} (errno {code})"
