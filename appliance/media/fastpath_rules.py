@@ -1,10 +1,10 @@
-"""The kernel fast path's decisions and netlink messages, without touching a socket.
+"""The kernel fast path's netlink messages and their layout, without touching a socket.
 
 Theory of operation. A relayed call whose two legs are plain RTP with the same payload types needs no
 processing: the relay only rewrites addresses. Such a call can be handed to netfilter, which then forwards
-its packets without waking the media worker (issue 3). This module decides whether a call qualifies
-(:func:`decide`) and builds the nf_tables and ctnetlink messages that install, remove and observe it;
-:mod:`appliance.media.fastpath` sends them.
+its packets without waking the media worker (issue 3). :mod:`appliance.media.fastpath_decide` says whether
+a call qualifies; this module builds the nf_tables and ctnetlink messages that install, remove and observe
+it; :mod:`appliance.media.fastpath` sends them.
 
 One call is two legs (:class:`FlowLeg`): leg ``a`` talks from ``Ra:ra`` to our relay port ``L:A``, leg ``b``
 from ``Rb:rb`` to ``L:B``. The fast path's own table (family ``ip``) holds two maps keyed by the packet's
@@ -30,7 +30,6 @@ Pure code: message objects are pyroute2's (:mod:`pyroute2.netlink.nfnetlink.nfts
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 import socket
 import struct
@@ -129,7 +128,7 @@ _DATA_TYPE: Final = DATA_TYPE_IPADDR << _CONCAT_BITS | DATA_TYPE_INET_SERVICE
 KEY_LEN: Final = 16
 DATA_LEN: Final = 8
 
-# The hooks the NAT maps are consulted on: (chain name, hook, priority, NAT type, key source).
+# The base chains the NAT maps are consulted from: (chain name, hook, priority).
 _CHAINS: Final = (
     ("pre", _HOOK_PREROUTING, _PRIO_DSTNAT),
     ("out", _HOOK_OUTPUT, _PRIO_DSTNAT),
@@ -198,96 +197,6 @@ class ConntrackSample:
 
     entry_id: int
     counters: FlowCounters
-
-
-# --- eligibility -------------------------------------------------------------------------------------
-
-
-class Ineligible(enum.StrEnum):
-    """Why a call stays in userspace."""
-
-    SRTP = "srtp"
-    """A leg is SRTP: packets must be decrypted/encrypted."""
-    CODEC = "codec"
-    """The legs negotiated different codecs or payload types: packets must be rewritten or transcoded."""
-    EVENTS = "telephone-event"
-    """The legs' telephone-event payload types differ: events must be rewritten."""
-    DTMF = "dtmf-reporting"
-    """Call control asked for DTMF reports: the worker must see every telephone-event packet."""
-    RECORDING = "recording"
-    """The call is recorded: the worker must see every packet."""
-    NOT_LATCHED = "not-latched"
-    """A remote has not been learnt yet: nothing to key the rules on."""
-    NOT_IPV4 = "not-ipv4"
-    """An address is not IPv4: the table is family ``ip``."""
-
-
-@dataclass(frozen=True, slots=True)
-class LegMedia:
-    """What the eligibility decision needs to know about one leg: its negotiated codec and payload types
-    (as in :class:`~appliance.media.control_events.LegSpec`), whether it is SRTP, its relay address and
-    port, and the remote the userspace latch learnt (None while still waiting)."""
-
-    codec: str
-    codec_pt: int
-    event_pt: int | None
-    srtp: bool
-    local: Address
-    latched: Address | None
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The outcome of :func:`decide`: ``reasons`` is empty exactly when the call may be kernel-forwarded,
-    and then ``legs`` holds the two :class:`FlowLeg` to install."""
-
-    reasons: tuple[Ineligible, ...]
-    legs: tuple[FlowLeg, FlowLeg] | None
-
-    @property
-    def eligible(self) -> bool:
-        """Whether the call may be handed to the kernel."""
-        return not self.reasons
-
-
-def decide(a: LegMedia, b: LegMedia, *, recording: bool, report_dtmf: bool) -> Decision:
-    """Decide whether a call may be forwarded by the kernel fast path.
-
-    A call is eligible when all hold: both legs plain RTP (no SRTP); the same codec with the same payload
-    type on both legs (no payload-type mapping, no transcoding); the same telephone-event payload type on
-    both legs (or none on both); no recording; no DTMF reporting requested; both remotes latched; every
-    address IPv4. Every reason that fails is listed, so a log line says all that keeps the call in
-    userspace. Hold does not matter: the kernel forwards whatever flows, and the worker's timeout rules
-    already read hold from the SDP.
-    """
-    reasons: list[Ineligible] = []
-    if a.srtp or b.srtp:
-        reasons.append(Ineligible.SRTP)
-    if a.codec_pt != b.codec_pt or a.codec.upper() != b.codec.upper():
-        reasons.append(Ineligible.CODEC)
-    if a.event_pt != b.event_pt:
-        reasons.append(Ineligible.EVENTS)
-    if report_dtmf:
-        reasons.append(Ineligible.DTMF)
-    if recording:
-        reasons.append(Ineligible.RECORDING)
-    if a.latched is None or b.latched is None:
-        reasons.append(Ineligible.NOT_LATCHED)
-    addresses = [leg.local for leg in (a, b)] + [leg.latched for leg in (a, b) if leg.latched is not None]
-    if not all(_is_ipv4(host) for host, _ in addresses):
-        reasons.append(Ineligible.NOT_IPV4)
-    if reasons:
-        return Decision(tuple(reasons), None)
-    assert a.latched is not None and b.latched is not None  # checked above; narrows the type
-    return Decision((), (FlowLeg(a.latched, a.local), FlowLeg(b.latched, b.local)))
-
-
-def _is_ipv4(host: str) -> bool:
-    try:
-        ipaddress.IPv4Address(host)
-    except ValueError:
-        return False
-    return True
 
 
 # --- map elements ------------------------------------------------------------------------------------
@@ -603,12 +512,12 @@ def parse_conntrack(data: bytes, leg_a: FlowLeg) -> ConntrackSample:
         orig = msg.get_attr("CTA_TUPLE_ORIG")
         src_ip = orig.get_attr("CTA_TUPLE_IP").get_attr("CTA_IP_V4_SRC")
         src_port = orig.get_attr("CTA_TUPLE_PROTO").get_attr("CTA_PROTO_SRC_PORT")
-    except Exception as exc:  # pyroute2 raises whatever its decoders hit on a malformed message
-        raise FastPathDecodeError(f"malformed conntrack entry: {exc}") from exc
-    status = int(msg.get_attr("CTA_STATUS") or 0)
-    entry_id = int(msg.get_attr("CTA_ID") or 0)
-    orig_counts = _counter(msg, "CTA_COUNTERS_ORIG")
-    reply_counts = _counter(msg, "CTA_COUNTERS_REPLY")
+        status = int(msg.get_attr("CTA_STATUS") or 0)
+        entry_id = int(msg.get_attr("CTA_ID") or 0)
+        orig_counts = _counter(msg, "CTA_COUNTERS_ORIG")
+        reply_counts = _counter(msg, "CTA_COUNTERS_REPLY")
+    except Exception as exc:  # pyroute2's decoders raise whatever they hit on a malformed message
+        raise FastPathDecodeError(f"malformed conntrack entry: {exc!r}") from exc
     a_first = (src_ip, src_port) == leg_a.remote
     (a_packets, a_bytes), (b_packets, b_bytes) = (
         (orig_counts, reply_counts) if a_first else (reply_counts, orig_counts)
