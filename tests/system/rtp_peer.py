@@ -1,0 +1,455 @@
+"""A small RTP endpoint for system tests: the phone behind a SIP peer, sending and checking real media.
+
+Theory of operation. An :class:`RtpPeer` stands for the media side of one SIP endpoint (a SIPp instance
+does the signalling). It owns a UDP socket on 127.0.0.1 whose port the SDP it writes names (SIPp's own
+``[media_port]`` is not used), and:
+
+* sends a known G.711 stream: packet ``i`` carries a payload that names the peer and ``i``
+  (:meth:`RtpPeer.payload`), sequence number ``first_seq + i``, timestamp ``160 * i`` and the peer's SSRC,
+  paced at a fixed interval against the loop clock;
+* records everything it receives (:class:`Received`: header fields, payload, source address, the local
+  port it arrived on, arrival time) so a test can check what arrived, in which order and from where;
+* optionally speaks SRTP (AES_CM_128_HMAC_SHA1_80 keyed by SDES, RFC 4568, through ``pylibsrtp``): it puts
+  its own key in its SDP's ``a=crypto`` and unprotects what arrives with the key the other side's SDP gave;
+  a packet that fails to unprotect is kept in :attr:`RtpPeer.undecryptable`, not in :attr:`received`;
+* can move to a second socket (:meth:`RtpPeer.rebind`), as a NAT that re-maps the phone's port would, and
+  keeps receiving on both;
+* stops sending on demand (:meth:`RtpPeer.stop`), and tells when it sent its last packet.
+
+The module also carries the SIPp glue: :func:`write_scenario` fills a ``media_*.xml`` template from
+``scenarios/`` with an SDP naming the peer, and :func:`sipp_received_sdp` reads the SDP a SIPp instance
+received out of its ``-trace_msg`` log. :func:`parse_sdp` is deliberately independent of the appliance's
+SDP code, which is what these tests check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import re
+import socket
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, cast
+
+import pylibsrtp
+
+LOOPBACK: Final = "127.0.0.1"
+PCMA: Final = 8
+PAYLOAD_BYTES: Final = 160  # 20 ms of G.711 at 8 kHz
+SUITE: Final = "AES_CM_128_HMAC_SHA1_80"
+KEY_SALT_LENGTH: Final = 30  # master key (16) || master salt (14), RFC 4568 §6.2.1
+SDP_MARK: Final = "%%SDP%%"  # where write_scenario puts the SDP in a media_*.xml template
+
+Address = tuple[str, int]
+
+
+# -- SDP ------------------------------------------------------------------------------------------------
+
+
+class SdpError(ValueError):
+    """An SDP (or SIPp trace) the tests cannot read."""
+
+
+@dataclass(frozen=True)
+class AudioSdp:
+    """What a test needs from a received SDP: the first audio stream's address, profile and keys."""
+
+    address: str
+    port: int
+    proto: str
+    payload_types: tuple[int, ...]
+    rtpmap: dict[int, str]
+    crypto: tuple[tuple[int, str, bytes], ...]  # (tag, suite, key||salt)
+    text: str
+
+    @property
+    def target(self) -> Address:
+        return (self.address, self.port)
+
+    def key(self, suite: str = SUITE) -> bytes:
+        """The key||salt of the first ``a=crypto`` with ``suite``; SdpError if there is none."""
+        for _tag, name, key in self.crypto:
+            if name == suite:
+                return key
+        raise SdpError(f"no a=crypto with {suite} in:\n{self.text}")
+
+
+_CRYPTO: Final = re.compile(r"([0-9]+) ([A-Za-z0-9_]+) inline:([A-Za-z0-9+/=]+)")
+
+
+def parse_sdp(text: str) -> AudioSdp:
+    """The first ``m=audio`` stream of ``text`` with its connection address; SdpError when unreadable."""
+    session_address: str | None = None
+    media_address: str | None = None
+    audio: tuple[int, str, tuple[int, ...]] | None = None
+    rtpmap: dict[int, str] = {}
+    crypto: list[tuple[int, str, bytes]] = []
+    in_audio = False
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if line.startswith("m="):
+            if audio is not None:
+                break  # only the first audio stream counts
+            fields = line[2:].split()
+            in_audio = len(fields) >= 4 and fields[0] == "audio"
+            if in_audio:
+                try:
+                    audio = (int(fields[1]), fields[2], tuple(int(f) for f in fields[3:]))
+                except ValueError:
+                    raise SdpError(f"bad m= line {line!r}") from None
+        elif line.startswith("c="):
+            fields = line[2:].split()
+            if len(fields) != 3 or fields[:2] != ["IN", "IP4"]:
+                raise SdpError(f"bad c= line {line!r}")
+            if in_audio:
+                media_address = fields[2]
+            elif audio is None:
+                session_address = fields[2]
+        elif in_audio and line.startswith("a=rtpmap:"):
+            pt, _, encoding = line[len("a=rtpmap:") :].partition(" ")
+            if pt.isdigit():
+                rtpmap[int(pt)] = encoding.strip()
+        elif in_audio and line.startswith("a=crypto:"):
+            m = _CRYPTO.match(line[len("a=crypto:") :])
+            if m is None:
+                raise SdpError(f"bad a=crypto line {line!r}")
+            crypto.append((int(m.group(1)), m.group(2), base64.b64decode(m.group(3))[:KEY_SALT_LENGTH]))
+    address = media_address or session_address
+    if audio is None or address is None:
+        raise SdpError(f"no audio stream with an address in:\n{text}")
+    port, proto, pts = audio
+    return AudioSdp(address, port, proto, pts, rtpmap, tuple(crypto), text)
+
+
+# -- SIPp glue --------------------------------------------------------------------------------------------
+
+
+def write_scenario(template: Path, out_dir: Path, sdp: str) -> Path:
+    """Copy the ``media_*.xml`` ``template`` into ``out_dir`` with ``sdp`` where it says ``%%SDP%%``.
+
+    SIPp strips each line's leading blanks and ends lines with CRLF itself, and computes ``[len]`` from
+    the body it sends, so the SDP goes in as plain lines at the placeholder's indentation.
+    """
+    text = template.read_text()
+    lines = [line for line in text.splitlines() if line.strip() == SDP_MARK]
+    if len(lines) != 1:
+        raise ValueError(f"{template} must hold {SDP_MARK} alone on one line")
+    indent = lines[0][: lines[0].index(SDP_MARK)]
+    body = "\n".join(indent + line for line in sdp.replace("\r\n", "\n").strip("\n").split("\n"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / template.name
+    out.write_text(text.replace(lines[0], body))
+    return out
+
+
+@dataclass(frozen=True)
+class TracedMessage:
+    """One message from a SIPp ``-trace_msg`` log."""
+
+    direction: str  # "sent" or "received"
+    start_line: str
+    headers: dict[str, str]  # lower-case name -> value (the last one of that name)
+    body: str
+
+
+def sipp_messages(workdir: Path) -> list[TracedMessage]:
+    """The complete messages so far in the ``*_messages.log`` SIPp writes in ``workdir`` with -trace_msg.
+
+    SIPp writes each message as a dashed line with a time stamp, ``UDP message sent (N bytes):`` or
+    ``UDP message received [N] bytes :``, a blank line, then the message; the last entry may still be
+    being written, so only entries followed by the next separator are returned.
+    """
+    logs = sorted(workdir.glob("*_messages.log"))
+    if not logs:
+        return []
+    text = logs[-1].read_text(errors="replace")
+    entries = re.split(r"^-{20,} [0-9-]+ [0-9:.]+\n", text, flags=re.MULTILINE)
+    out = []
+    for entry in entries[1:-1]:  # the last one may be incomplete
+        head, _, message = entry.partition("\n\n")
+        direction = "sent" if " sent " in head else "received"
+        header_text, _, body = message.replace("\r\n", "\n").partition("\n\n")
+        first, *header_lines = header_text.split("\n")
+        headers = {}
+        for line in header_lines:
+            name, colon, value = line.partition(":")
+            if colon:
+                headers[name.strip().lower()] = value.strip()
+        out.append(TracedMessage(direction, first.strip(), headers, body.strip("\n") + "\n"))
+    return out
+
+
+async def sipp_received(
+    workdir: Path, start: str, *, method: str = "INVITE", within: float = 5.0
+) -> TracedMessage:
+    """Wait for SIPp in ``workdir`` to log a received message whose start line begins with ``start`` and
+    whose CSeq names ``method``; raise TimeoutError (with what it did receive) if none comes in time."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        messages = sipp_messages(workdir)
+        for message in messages:
+            cseq = message.headers.get("cseq", "")
+            if (
+                message.direction == "received"
+                and message.start_line.startswith(start)
+                and cseq.endswith(" " + method)
+            ):
+                return message
+        if loop.time() > deadline:
+            seen = [f"{m.direction}: {m.start_line}" for m in messages]
+            raise TimeoutError(f"SIPp in {workdir} received no {start!r} for {method} in {within} s: {seen}")
+        await asyncio.sleep(0.01)
+
+
+async def sipp_received_sdp(workdir: Path, start: str, *, within: float = 5.0) -> AudioSdp:
+    """The SDP in the first message starting with ``start`` (``"INVITE "``, ``"SIP/2.0 200"``) that SIPp
+    in ``workdir`` received for an INVITE."""
+    message = await sipp_received(workdir, start, within=within)
+    return parse_sdp(message.body)
+
+
+# -- RTP ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Received:
+    """One RTP packet as it arrived (after SRTP unprotection when the peer speaks SRTP)."""
+
+    seq: int
+    timestamp: int
+    ssrc: int
+    payload_type: int
+    payload: bytes
+    source: Address
+    local_port: int
+    at: float  # loop time
+    size: int  # datagram length on the wire
+
+
+class _Socket(asyncio.DatagramProtocol):
+    def __init__(self, peer: RtpPeer) -> None:
+        self.peer = peer
+        self.transport: asyncio.DatagramTransport | None = None
+        self.port = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+        self.port = transport.get_extra_info("sockname")[1]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.peer._on_datagram(data, (addr[0], addr[1]), self.port)
+
+
+@dataclass
+class RtpPeer:
+    """An RTP endpoint on 127.0.0.1; create it with :meth:`open` inside a running loop, ``close`` it after.
+
+    ``tag`` (0..255) is written into every payload so that streams of different peers never compare
+    equal; ``ssrc`` identifies its stream. ``srtp`` makes it protect what it sends with :attr:`local_key`
+    (the key its SDP offers) and unprotect what it receives with the key given to :meth:`set_remote`.
+    """
+
+    tag: int
+    ssrc: int
+    srtp: bool = False
+    first_seq: int = 1000
+    received: list[Received] = field(default_factory=list)
+    undecryptable: list[tuple[bytes, Address]] = field(default_factory=list)
+    sent: int = 0
+    last_sent_at: float | None = None
+    local_key: bytes = b""
+    remote: Address | None = None
+    _sockets: list[_Socket] = field(default_factory=list)
+    _send_via: int = 0
+    _protect: pylibsrtp.Session | None = None
+    _unprotect: pylibsrtp.Session | None = None
+    _stopped: bool = False
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    async def open(cls, tag: int, *, ssrc: int | None = None, srtp: bool = False) -> RtpPeer:
+        peer = cls(tag=tag, ssrc=ssrc if ssrc is not None else 0x5EED0000 + tag, srtp=srtp)
+        if srtp:
+            peer.local_key = os.urandom(KEY_SALT_LENGTH)
+            peer._protect = pylibsrtp.Session(
+                pylibsrtp.Policy(
+                    peer.local_key,
+                    pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
+                    srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+                )
+            )
+        await peer._bind()
+        return peer
+
+    async def _bind(self) -> _Socket:
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sock.bind((LOOPBACK, 0))
+        _, protocol = await loop.create_datagram_endpoint(lambda: _Socket(self), sock=sock)
+        self._sockets.append(protocol)
+        return protocol
+
+    @property
+    def port(self) -> int:
+        """The port the SDP names: the first socket's, even after :meth:`rebind`."""
+        return self._sockets[0].port
+
+    @property
+    def sending_port(self) -> int:
+        return self._sockets[self._send_via].port
+
+    def close(self) -> None:
+        for sock in self._sockets:
+            if sock.transport is not None:
+                sock.transport.close()
+
+    # -- SDP --
+
+    def sdp(self, *, origin: str = "peer", session_id: int | None = None) -> str:
+        """This endpoint's SDP (offer or answer): PCMA on its port, and its SDES key when it does SRTP."""
+        sid = session_id if session_id is not None else 4000 + self.tag
+        proto = "RTP/SAVP" if self.srtp else "RTP/AVP"
+        lines = [
+            "v=0",
+            f"o={origin} {sid} 1 IN IP4 {LOOPBACK}",
+            "s=-",
+            f"c=IN IP4 {LOOPBACK}",
+            "t=0 0",
+            f"m=audio {self.port} {proto} {PCMA}",
+            f"a=rtpmap:{PCMA} PCMA/8000",
+            "a=ptime:20",
+        ]
+        if self.srtp:
+            lines.append(f"a=crypto:1 {SUITE} inline:{base64.b64encode(self.local_key).decode()}")
+        lines.append("a=sendrecv")
+        return "\r\n".join(lines) + "\r\n"
+
+    def set_remote(self, sdp: AudioSdp) -> None:
+        """Send to the address ``sdp`` names; with SRTP, unprotect with the key it gives."""
+        self.remote = sdp.target
+        if self.srtp:
+            self._unprotect = pylibsrtp.Session(
+                pylibsrtp.Policy(
+                    sdp.key(),
+                    pylibsrtp.Policy.SSRC_ANY_INBOUND,
+                    srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+                )
+            )
+
+    # -- sending --
+
+    def payload(self, index: int) -> bytes:
+        """The 160-octet payload of packet ``index``: the peer's tag, the index, then a counter pattern.
+
+        Every octet is a valid A-law code and none decodes to zero (A-law has no zero level), so a gap
+        of digital silence in a recording can be told from audio.
+        """
+        head = struct.pack("!BH", self.tag, index & 0xFFFF)
+        rest = bytes((self.tag * 31 + index * 7 + k) & 0xFF for k in range(PAYLOAD_BYTES - len(head)))
+        return head + rest
+
+    def packet(self, index: int, *, payload: bytes | None = None) -> bytes:
+        """The plain RTP packet ``index`` (before any SRTP protection)."""
+        header = struct.pack(
+            "!BBHII",
+            0x80,
+            PCMA,
+            (self.first_seq + index) & 0xFFFF,
+            (PAYLOAD_BYTES * index) & 0xFFFFFFFF,
+            self.ssrc,
+        )
+        return header + (payload if payload is not None else self.payload(index))
+
+    def send_one(self, index: int, *, to: Address | None = None) -> None:
+        """Send packet ``index`` now, from the current socket to the remote (or ``to``)."""
+        target = to or self.remote
+        if target is None:
+            raise RuntimeError("no remote: call set_remote first")
+        data = self.packet(index)
+        if self._protect is not None:
+            data = self._protect.protect(data)
+        transport = self._sockets[self._send_via].transport
+        assert transport is not None
+        transport.sendto(data, target)
+        self.sent += 1
+        self.last_sent_at = asyncio.get_running_loop().time()
+
+    async def send(self, count: int, *, start: int = 0, interval: float = 0.02) -> int:
+        """Send packets ``start .. start + count - 1`` paced ``interval`` apart; stops early after
+        :meth:`stop`. Returns the index after the last packet sent."""
+        loop = asyncio.get_running_loop()
+        begin = loop.time()
+        index = start
+        for n in range(count):
+            if self._stopped:
+                break
+            delay = begin + n * interval - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self._stopped:
+                break
+            self.send_one(index)
+            index += 1
+        return index
+
+    def stop(self) -> None:
+        """Stop sending (a running :meth:`send` returns before its next packet)."""
+        self._stopped = True
+
+    async def rebind(self) -> int:
+        """Send from now on from a new socket (a new source port), still receiving on both; its port."""
+        new = await self._bind()
+        self._send_via = len(self._sockets) - 1
+        return new.port
+
+    # -- receiving --
+
+    def _on_datagram(self, data: bytes, source: Address, local_port: int) -> None:
+        size = len(data)
+        if self._unprotect is not None:
+            try:
+                data = self._unprotect.unprotect(data)
+            except pylibsrtp.Error:
+                self.undecryptable.append((data, source))
+                return
+        if len(data) < 12 or data[0] >> 6 != 2:
+            self.undecryptable.append((data, source))
+            return
+        _, marker_pt, seq, timestamp, ssrc = struct.unpack_from("!BBHII", data)
+        csrc = (data[0] & 0x0F) * 4
+        payload = data[12 + csrc :]
+        if data[0] & 0x20 and payload:  # padding (RFC 3550 §5.1)
+            payload = payload[: -payload[-1]]
+        self.received.append(
+            Received(
+                seq, timestamp, ssrc, marker_pt & 0x7F, payload, source, local_port,
+                asyncio.get_running_loop().time(), size,
+            )
+        )  # fmt: skip
+        self._arrived.set()
+
+    async def wait_received(self, count: int, *, within: float) -> None:
+        """Wait until at least ``count`` packets have arrived; TimeoutError after ``within`` seconds."""
+        async with asyncio.timeout(within):
+            while len(self.received) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+
+    def payloads(self) -> list[bytes]:
+        return [r.payload for r in self.received]
+
+    def indices_from(self, other: RtpPeer) -> list[int]:
+        """The indices of ``other``'s packets among those received, in arrival order (others skipped)."""
+        out = []
+        for r in self.received:
+            if len(r.payload) == PAYLOAD_BYTES and r.payload[0] == other.tag:
+                index = struct.unpack_from("!H", r.payload, 1)[0]
+                with contextlib.suppress(IndexError):
+                    if r.payload == other.payload(index):
+                        out.append(index)
+        return out

@@ -1,0 +1,370 @@
+"""Calls through the appliance with real RTP: media anchored at the relay, latching, SRTP, recording, timeout.
+
+Each test runs the appliance as a process, a SIPp caller (UAC) and a SIPp callee (UAS) reached through a
+``trunk:`` route, and two :class:`~tests.system.rtp_peer.RtpPeer` endpoints that stand for the phones'
+media: the SDP each SIPp instance sends names its peer's socket, and each peer sends to the relay port the
+SDP its SIPp instance received (read from SIPp's message trace). So every packet the peers exchange has
+crossed the appliance's media worker, and what arrives is compared with what was sent, payload by payload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import shutil
+import subprocess
+import sys
+import warnings
+import wave
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from appliance.media.relay import DEFAULT_RELATCH_AFTER
+from tests.system.appliance_proc import RunningAppliance, start_appliance
+from tests.system.rtp_peer import (
+    LOOPBACK,
+    PAYLOAD_BYTES,
+    AudioSdp,
+    RtpPeer,
+    sipp_messages,
+    sipp_received,
+    sipp_received_sdp,
+    write_scenario,
+)
+from tests.system.sipp import SIPP_BINARY, SippProcess, SippResult, free_port
+
+with warnings.catch_warnings():
+    # audioop is deprecated (PEP 594) but is an A-law decoder independent of the appliance's own.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
+
+pytestmark = [pytest.mark.system, pytest.mark.timeout(30)]
+SCENARIOS = Path(__file__).parent / "scenarios"
+CALLED = "+4930123456"
+SRTP_AUTH_TAG = 10  # AES_CM_128_HMAC_SHA1_80 appends an 80-bit tag (RFC 3711 §4.2)
+
+if shutil.which(SIPP_BINARY) is None:  # pragma: no cover - .ci/run installs sip-tester
+    pytest.skip("SIPp is not installed (Debian package sip-tester)", allow_module_level=True)
+
+
+@dataclass
+class Call:
+    """One call set up through the appliance, with both peers pointed at the relay."""
+
+    app: RunningAppliance
+    uac: SippProcess
+    uas: SippProcess
+    caller: RtpPeer
+    callee: RtpPeer
+    at_caller: AudioSdp  # the SDP the caller got in the 200 OK
+    at_callee: AudioSdp  # the SDP the callee got in the INVITE
+    rtp_range: tuple[int, int]
+
+    async def finished(self, within: float = 10.0) -> tuple[SippResult, SippResult]:
+        """Wait for the caller and then the callee to end their call; both results."""
+        async with asyncio.timeout(within):
+            caller = await self.uac.wait_async()
+            callee = await self.uas.wait_async()
+        return caller, callee
+
+
+def rtp_range() -> tuple[int, int]:
+    """A range of 300 ports per test below the kernel's ephemeral ports, so parallel runs rarely meet."""
+    base = random.randrange(20000, 32000, 2)
+    return base, base + 299
+
+
+@contextlib.asynccontextmanager
+async def trunk_call(
+    tmp_path: Path,
+    caller: RtpPeer,
+    callee: RtpPeer,
+    *,
+    route: str = "",
+    media: str = "",
+    hold_ms: int = 3000,
+    uac_scenario: str = "media_uac.xml",
+    recv_timeout_ms: int = 8000,
+) -> AsyncIterator[Call]:
+    """Place one call caller → appliance → callee over a trunk route and yield it once both peers know
+    the relay's address. ``route`` adds keys to the ``[[routes]]`` table, ``media`` to ``[media]``."""
+    low, high = rtp_range()
+    uas_port = free_port()
+    uas = SippProcess.uas(
+        write_scenario(SCENARIOS / "media_uas.xml", tmp_path / "uas-scenario", callee.sdp(origin="callee")),
+        workdir=tmp_path / "uas", local_port=uas_port, max_calls=1, trace_messages=True,
+        recv_timeout_ms=recv_timeout_ms,
+    )  # fmt: skip
+    config = (
+        f"[media]\nrtp_port_min = {low}\nrtp_port_max = {high}\n{media}\n"
+        f'[[routes]]\nmatch = "*"\ndestinations = ["trunk:sip:127.0.0.1:{uas_port}"]\n{route}\n'
+    )
+    app: RunningAppliance | None = None
+    try:
+        with uas:
+            await asyncio.wait_for(uas.wait_bound_async(), 5)
+            app = start_appliance(tmp_path, config)
+            scenario = write_scenario(
+                SCENARIOS / uac_scenario, tmp_path / "uac-scenario", caller.sdp(origin="caller")
+            )
+            uac = SippProcess.uac(
+                scenario, app.sip, workdir=tmp_path / "uac", max_calls=1, duration_ms=hold_ms, service=CALLED,
+                trace_messages=True, recv_timeout_ms=recv_timeout_ms,
+            )  # fmt: skip
+            with uac:
+                at_callee = await sipp_received_sdp(uas.workdir, "INVITE ")
+                at_caller = await sipp_received_sdp(uac.workdir, "SIP/2.0 200")
+                caller.set_remote(at_caller)
+                callee.set_remote(at_callee)
+                yield Call(app, uac, uas, caller, callee, at_caller, at_callee, (low, high))
+    finally:
+        if app is not None:
+            log = app.stop()
+            print("appliance stderr (tail):\n" + log[-6000:])  # shown by pytest when the test fails
+        caller.close()
+        callee.close()
+
+
+@contextlib.asynccontextmanager
+async def peers(*specs: tuple[int, bool]) -> AsyncIterator[list[RtpPeer]]:
+    opened = [await RtpPeer.open(tag, srtp=srtp) for tag, srtp in specs]
+    try:
+        yield opened
+    finally:
+        for peer in opened:
+            peer.close()
+
+
+def assert_relayed(call: Call) -> None:
+    """Both SDPs name the relay: its address and a port of the configured range, not the other peer."""
+    low, high = call.rtp_range
+    for sdp, other in ((call.at_caller, call.callee), (call.at_callee, call.caller)):
+        assert sdp.address == LOOPBACK, sdp.text
+        assert low <= sdp.port <= high and sdp.port % 2 == 0, (
+            f"SDP names port {sdp.port}, not an even port of the relay range {low}-{high} "
+            f"(the other peer's port is {other.port}):\n{sdp.text}"
+        )
+
+
+def assert_successful(result: SippResult) -> None:
+    assert result.all_successful, result.describe()
+
+
+# -- (a) --------------------------------------------------------------------------------------------------
+
+
+async def test_rtp_both_ways_through_the_relay_arrives_intact_and_in_order(tmp_path: Path) -> None:
+    async with (
+        peers((1, False), (2, False)) as (caller, callee),
+        trunk_call(tmp_path, caller, callee) as call,
+    ):
+        assert_relayed(call)
+        await asyncio.gather(caller.send(100), callee.send(100))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.gather(caller.wait_received(100, within=1), callee.wait_received(100, within=1))
+        assert callee.indices_from(caller) == list(range(100))
+        assert caller.indices_from(callee) == list(range(100))
+        assert len(callee.received) == len(caller.received) == 100  # nothing else arrived
+        # Each peer hears only the relay: the port its SDP named, never the other phone.
+        assert {r.source for r in callee.received} == {call.at_callee.target}
+        assert {r.source for r in caller.received} == {call.at_caller.target}
+        assert {len(r.payload) for r in callee.received} == {PAYLOAD_BYTES}
+        caller_result, callee_result = await call.finished()
+    assert_successful(caller_result)
+    assert_successful(callee_result)
+
+
+# -- (b) --------------------------------------------------------------------------------------------------
+
+
+async def test_a_new_source_port_relatches_and_a_stranger_is_not_delivered(tmp_path: Path) -> None:
+    async with (
+        peers((1, False), (2, False), (3, False)) as (caller, callee, stranger),
+        trunk_call(tmp_path, caller, callee, hold_ms=4000) as call,
+    ):
+        assert_relayed(call)
+        # Both sides latch first, so that a stranger meets latched ports on both legs.
+        await asyncio.gather(caller.send(10), callee.send(10))
+        await asyncio.gather(caller.wait_received(10, within=2), callee.wait_received(10, within=2))
+
+        async def stranger_bursts() -> None:
+            # Bursts of five back to back, with an SSRC of its own, at both relay ports, between the
+            # caller's packets: more than the re-latch run, but never a consistent stream of the SSRC.
+            for burst in range(4):
+                for i in range(5):
+                    stranger.send_one(10 * burst + i, to=call.at_caller.target)
+                    stranger.send_one(100 + 10 * burst + i, to=call.at_callee.target)
+                await asyncio.sleep(0.05)
+
+        await asyncio.gather(caller.send(20, start=10), callee.send(20, start=10), stranger_bursts())
+        old_port = caller.sending_port
+        new_port = await caller.rebind()  # the caller's NAT re-maps it to a new source port
+        await asyncio.gather(caller.send(50, start=30), callee.send(50, start=30))
+        await callee.send(10, start=200)  # after the move: these must reach the caller's new port
+        await asyncio.sleep(0.2)  # in flight on loopback; nothing more is expected
+
+        got = callee.indices_from(caller)
+        assert got[:30] == list(range(30)), got
+        after = got[30:]
+        assert after and after == list(range(after[0], 80)), got
+        # The first packets from the new port are held back until it proves itself, but not for long.
+        assert 1 <= after[0] - 30 <= DEFAULT_RELATCH_AFTER, f"re-latched after {after[0] - 30} packets"
+        assert stranger.tag not in {r.payload[0] for r in callee.received + caller.received}
+        assert {r.source for r in callee.received} == {call.at_callee.target}
+
+        heard = [(i, r.local_port) for i, r in zip(caller.indices_from(callee), caller.received, strict=True)]
+        assert [i for i, _ in heard] == [*range(80), *range(200, 210)][: len(heard)]
+        late = [port for i, port in heard if i >= 200]
+        assert late == [new_port] * 10, f"after re-latching the callee's audio went to {late}"
+        assert all(port == old_port for i, port in heard if i < 30)
+        caller_result, callee_result = await call.finished()
+    assert_successful(caller_result)
+    assert_successful(callee_result)
+
+
+# -- (c) --------------------------------------------------------------------------------------------------
+
+
+async def test_srtp_caller_bridged_to_a_plain_rtp_callee(tmp_path: Path) -> None:
+    async with (
+        peers((1, True), (2, False)) as (caller, callee),
+        trunk_call(tmp_path, caller, callee, route='srtp = "off"') as call,
+    ):
+        assert_relayed(call)
+        assert call.at_caller.proto == "RTP/SAVP" and call.at_caller.crypto, call.at_caller.text
+        assert call.at_caller.key() != caller.local_key  # the relay keys its own direction
+        assert call.at_callee.proto == "RTP/AVP" and not call.at_callee.crypto, call.at_callee.text
+        await asyncio.gather(caller.send(50), callee.send(50))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.gather(caller.wait_received(50, within=1), callee.wait_received(50, within=1))
+        # The callee gets plain RTP whose payloads are the caller's plaintext.
+        assert callee.indices_from(caller) == list(range(50))
+        assert {r.size for r in callee.received} == {12 + PAYLOAD_BYTES}
+        # The caller gets SRTP: it authenticates and decrypts under the key the relay's SDP gave.
+        assert not caller.undecryptable, f"{len(caller.undecryptable)} packets failed to unprotect"
+        assert caller.indices_from(callee) == list(range(50))
+        assert {r.size for r in caller.received} == {12 + PAYLOAD_BYTES + SRTP_AUTH_TAG}
+        caller_result, callee_result = await call.finished()
+    assert_successful(caller_result)
+    assert_successful(callee_result)
+
+
+# -- (d) --------------------------------------------------------------------------------------------------
+
+
+def recording_key_id(path: Path) -> str:
+    """The key id in a recording's header (appliance/media/recording.py: magic, version, body length,
+    then the key id's length and UTF-8 text)."""
+    data = path.read_bytes()[:300]
+    assert data[:6] == b"PoPREC", f"{path} is not a recording"
+    length = data[9]
+    return data[10 : 10 + length].decode()
+
+
+def decrypt_recording(recording: Path, kek: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "appliance.media.recording_cli", "decrypt", str(recording), str(out),
+         "--key-file", str(kek), "--key-id", recording_key_id(recording)],
+        capture_output=True, text=True, timeout=20, check=False,
+    )  # fmt: skip
+
+
+def channels(path: Path) -> tuple[bytes, bytes]:
+    """The two 16-bit channels of a WAV, each with its digital silence (gaps) removed."""
+    with wave.open(str(path), "rb") as wav:
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (2, 2, 8000)
+        frames = wav.readframes(wav.getnframes())
+    samples = [frames[i : i + 2] for i in range(0, len(frames), 2)]
+    zero = b"\x00\x00"
+    return (
+        b"".join(s for s in samples[0::2] if s != zero),
+        b"".join(s for s in samples[1::2] if s != zero),
+    )
+
+
+async def test_recording_decrypts_to_the_audio_both_sides_sent(tmp_path: Path) -> None:
+    kek = tmp_path / "recording.kek"
+    kek.write_bytes(os.urandom(32))
+    kek.chmod(0o600)
+    recordings = tmp_path / "recordings"
+    media = f'recording_key = "{kek}"\nrecording_dir = "{recordings}"'
+    async with (
+        peers((1, False), (2, False)) as (caller, callee),
+        trunk_call(tmp_path, caller, callee, route="record = true", media=media, hold_ms=2500) as call,
+    ):
+        assert_relayed(call)
+        await asyncio.gather(caller.send(50), callee.send(50))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.gather(caller.wait_received(50, within=1), callee.wait_received(50, within=1))
+        assert callee.indices_from(caller) == list(range(50))
+        assert caller.indices_from(callee) == list(range(50))
+        caller_result, callee_result = await call.finished()
+        assert_successful(caller_result)
+        assert_successful(callee_result)
+        # The call is over; the worker closes the file when call control deletes the call.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        wav = tmp_path / "call.wav"
+        while True:
+            files = sorted(recordings.glob("**/*")) if recordings.exists() else []
+            files = [f for f in files if f.is_file()]
+            outcome = decrypt_recording(files[0], kek, wav) if len(files) == 1 else None
+            if outcome is not None and outcome.returncode == 0:
+                break
+            if loop.time() > deadline:
+                detail = outcome.stderr if outcome is not None else ""
+                pytest.fail(f"no single complete recording in {recordings}: {files} {detail}")
+            await asyncio.sleep(0.1)
+    sent_by_caller = audioop.alaw2lin(b"".join(caller.payload(i) for i in range(50)), 2)
+    sent_by_callee = audioop.alaw2lin(b"".join(callee.payload(i) for i in range(50)), 2)
+    first, second = channels(wav)
+    assert {first, second} == {sent_by_caller, sent_by_callee}, (
+        f"channels of {len(first)} and {len(second)} octets; sent {len(sent_by_caller)} and "
+        f"{len(sent_by_callee)}; caller's audio in channel 0: {first == sent_by_caller}, "
+        f"in channel 1: {second == sent_by_caller}"
+    )
+
+
+# -- (e) --------------------------------------------------------------------------------------------------
+
+
+async def test_media_timeout_hangs_up_within_the_configured_time(tmp_path: Path) -> None:
+    timeout = 2.0
+    async with (
+        peers((1, False), (2, False)) as (caller, callee),
+        trunk_call(
+            tmp_path,
+            caller,
+            callee,
+            media=f"timeout = {timeout}",
+            uac_scenario="media_uac_bye_in.xml",
+            recv_timeout_ms=8000,
+        ) as call,
+    ):
+        assert_relayed(call)
+        loop = asyncio.get_running_loop()
+        callee_talking = asyncio.create_task(callee.send(400))  # the callee keeps talking throughout
+        try:
+            await caller.send(25)
+            assert caller.last_sent_at is not None
+            last = caller.last_sent_at
+            # The caller has gone silent. Bounded wait for the appliance's BYE, seen in SIPp's trace.
+            await sipp_received(call.uac.workdir, "BYE ", method="BYE", within=timeout + 3)
+            silent_for = loop.time() - last
+        finally:
+            callee.stop()
+            await callee_talking
+        assert abs(silent_for - timeout) <= 0.5, f"BYE came {silent_for:.3f} s after the last packet"
+        assert callee.indices_from(caller) == list(range(25))
+        caller_result, callee_result = await call.finished()
+    assert_successful(caller_result)
+    assert_successful(callee_result)
+    # The callee's leg was ended too.
+    assert any(
+        m.direction == "received" and m.start_line.startswith("BYE ") for m in sipp_messages(call.uas.workdir)
+    )
