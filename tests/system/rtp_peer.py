@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import os
 import re
 import socket
@@ -445,11 +444,16 @@ class RtpPeer:
 
     def indices_from(self, other: RtpPeer) -> list[int]:
         """The indices of ``other``'s packets among those received, in arrival order (others skipped)."""
+        return [index for index, _ in self.arrivals_from(other)]
+
+    def arrivals_from(self, other: RtpPeer) -> list[tuple[int, Received]]:
+        """``other``'s packets among those received, with their indices, in arrival order. A packet that
+        carries ``other``'s tag but not exactly the payload it sent is left out, so a test comparing
+        indices sees it as missing."""
         out = []
         for r in self.received:
             if len(r.payload) == PAYLOAD_BYTES and r.payload[0] == other.tag:
                 index = struct.unpack_from("!H", r.payload, 1)[0]
-                with contextlib.suppress(IndexError):
-                    if r.payload == other.payload(index):
-                        out.append(index)
+                if r.payload == other.payload(index):
+                    out.append((index, r))
         return out

@@ -217,7 +217,7 @@ async def test_a_new_source_port_relatches_and_a_stranger_is_not_delivered(tmp_p
         assert stranger.tag not in {r.payload[0] for r in callee.received + caller.received}
         assert {r.source for r in callee.received} == {call.at_callee.target}
 
-        heard = [(i, r.local_port) for i, r in zip(caller.indices_from(callee), caller.received, strict=True)]
+        heard = [(i, r.local_port) for i, r in caller.arrivals_from(callee)]
         assert [i for i, _ in heard] == [*range(80), *range(200, 210)][: len(heard)]
         late = [port for i, port in heard if i >= 200]
         assert late == [new_port] * 10, f"after re-latching the callee's audio went to {late}"
