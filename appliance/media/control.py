@@ -372,7 +372,17 @@ def _worker_stats(f: _Fields) -> Message:
         streams=f.uint("streams"),
         packets_relayed=f.uint("packets_relayed"),
         packets_dropped=f.uint("packets_dropped"),
+        dropped=_drop_reasons(f.fields("dropped")) if f.has("dropped") else (),
     )
+
+
+def _drop_reasons(f: _Fields) -> tuple[tuple[str, int], ...]:
+    # _Fields already refused non-text keys; every key is a reason and every value a counter.
+    out = []
+    for reason, count in f.raw.items():
+        _text(reason, f"{f.path}")
+        out.append((reason, _uint(count, f"{f.path}.{reason}", 2**64 - 1)))
+    return tuple(out)
 
 
 # The wire name of each message type, and how it is read; dispatch is by this table (STYLE.md rule 15).
@@ -509,6 +519,8 @@ def _to_map(msg: Message) -> dict[str, Any]:
         case WorkerStats():
             out |= {"worker_id": msg.worker_id, "calls": msg.calls, "streams": msg.streams}
             out |= {"packets_relayed": msg.packets_relayed, "packets_dropped": msg.packets_dropped}
+            if msg.dropped:
+                out["dropped"] = dict(msg.dropped)
     return out
 
 

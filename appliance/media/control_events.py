@@ -283,13 +283,22 @@ class SsrcChanged:
 
 @dataclass(frozen=True, slots=True)
 class WorkerStats:
-    """A worker's periodic load report; packet counts are totals since the worker started."""
+    """A worker's periodic load report; packet counts are totals since the worker started.
+
+    ``dropped`` splits ``packets_dropped`` by reason (``"latch"``, ``"short"``, ``"srtp-auth"``, …) as
+    ``(reason, count)`` pairs; they are kept sorted by reason so that equal reports compare equal.
+    """
 
     worker_id: int
     calls: int
     streams: int
     packets_relayed: int
     packets_dropped: int
+    dropped: tuple[tuple[str, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        # A frozen dataclass: normalise through object.__setattr__, once, at construction.
+        object.__setattr__(self, "dropped", tuple(sorted(self.dropped)))
 
 
 Command = SetLeg | Offer | Answer | Update | Delete | Query | Ping

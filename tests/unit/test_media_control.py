@@ -197,7 +197,15 @@ messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(DtmfEvent, _text, _text, st.sampled_from(sorted("0123456789*#ABCD")), _u64),
     st.builds(FirstPacket, _text, _text, _dir, st.tuples(_text, st.integers(0, 65535))),
     st.builds(SsrcChanged, _text, _text, _dir, _u32, _u32),
-    st.builds(WorkerStats, _u64, _u64, _u64, _u64, _u64),
+    st.builds(
+        WorkerStats,
+        _u64,
+        _u64,
+        _u64,
+        _u64,
+        _u64,
+        st.dictionaries(_text, _u64, max_size=4).map(lambda d: tuple(d.items())),
+    ),
 )
 
 
