@@ -117,6 +117,12 @@ class Header:
     direction_count: int
 
 
+def key_id_for(kek: bytes) -> str:
+    """The key id a recording names ``kek`` by when none is configured: a fingerprint of the KEK (the first
+    64 bits of its SHA-256), so a reader holding several KEKs can tell which one a file needs."""
+    return "kek-" + hashlib.sha256(b"appliance recording kek\0" + kek).hexdigest()[:16]
+
+
 def _nonce(counter: int) -> bytes:
     return counter.to_bytes(12, "big")
 

@@ -1,11 +1,13 @@
 """Operator command for encrypted call recordings.
 
-``python -m appliance.media.recording_cli decrypt FILE OUT.wav --key-file K --key-id ID`` decrypts a
-recording into a 2-channel WAV. The key file holds the key-encryption key either as raw octets (16, 24 or
-32) or as hex text. Exit status: 0 on success; 1 with a one-line message on stderr when the key is unknown
-or wrong, the recording was tampered with or truncated, or a file cannot be read or written. With
-``--allow-truncated`` a truncated recording is exported up to the cut and the command still exits 0 after
-a warning, for recovering the audio of a call the worker was recording when it crashed.
+``python -m appliance.media.recording_cli decrypt FILE OUT.wav --key-file K [--key-id ID]`` decrypts a
+recording into a 2-channel WAV. Without ``--key-id`` the KEK goes by its fingerprint
+(:func:`~appliance.media.recording.key_id_for`), the id the media worker writes into its recordings.
+The key file holds the key-encryption key either as raw octets (16, 24 or 32) or as hex text. Exit
+status: 0 on success; 1 with a one-line message on stderr when the key is unknown or wrong, the recording
+was tampered with or truncated, or a file cannot be read or written. With ``--allow-truncated`` a
+truncated recording is exported up to the cut and the command still exits 0 after a warning, for
+recovering the audio of a call the worker was recording when it crashed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from appliance.media.recording import SAMPLE_RATE, RecordingError, to_wav
+from appliance.media.recording import SAMPLE_RATE, RecordingError, key_id_for, to_wav
 
 _KEK_LENGTHS = (16, 24, 32)
 
@@ -50,7 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     decrypt.add_argument("file", help="the encrypted recording")
     decrypt.add_argument("out", help="the WAV file to write")
     decrypt.add_argument("--key-file", required=True, help="file holding the key-encryption key")
-    decrypt.add_argument("--key-id", required=True, help="key id the KEK is configured under")
+    decrypt.add_argument(
+        "--key-id", help="key id the KEK is configured under (default: the KEK's fingerprint)"
+    )
     decrypt.add_argument(
         "--allow-truncated", action="store_true", help="export a truncated recording up to the cut"
     )
@@ -62,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         kek = load_kek(args.key_file)
-        summary = to_wav(args.file, args.out, {args.key_id: kek}, allow_truncated=args.allow_truncated)
+        key_id = args.key_id if args.key_id is not None else key_id_for(kek)
+        summary = to_wav(args.file, args.out, {key_id: kek}, allow_truncated=args.allow_truncated)
     except KeyFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

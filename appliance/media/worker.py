@@ -1,28 +1,34 @@
-"""The media worker process: asyncio glue between the control socket, the RTP sockets and the relay core.
+"""The media worker process: asyncio glue between the control socket, the RTP/RTCP sockets and the calls.
 
-Run as ``python -m appliance.media.worker --control PATH --address 127.0.0.1 --ports MIN-MAX``. The worker
-listens on a Unix ``SOCK_SEQPACKET`` socket at ``PATH``, prints ``ready`` on stdout once it does, and serves
-one control connection at a time: one CBOR message (:mod:`appliance.media.control`) per datagram. When the
-control connection closes the worker exits, so a worker never outlives the process that drives it.
+Run as ``python -m appliance.media.worker --control PATH --address 127.0.0.1 --ports MIN-MAX`` with the
+options of :func:`main` (``--media-timeout``, ``--recording-dir``/``--recording-key``, ``--no-fastpath``,
+``--worker-id``). The worker listens on a Unix ``SOCK_SEQPACKET`` socket at ``PATH``, prints ``ready`` on
+stdout once it does, and serves one control connection at a time: one CBOR message
+(:mod:`appliance.media.control`) per datagram. When the control connection closes the worker exits, so a
+worker never outlives the process that drives it.
 
 Command contract (one call has legs ``"a"``, the caller, and ``"b"``, the callee):
 
-* ``Offer(call_id, leg="a", sdp)``: the caller's SDP. Both legs' RTP ports are allocated and bound now; the
-  reply's ``sdp`` is the description to send towards leg b (relay address, leg b's local port) and
-  ``ports`` is ``(leg b's port,)``. A second offer for a known call is refused.
-* ``Answer(call_id, leg="b", sdp)``: the callee's SDP. The reply's ``sdp`` is the description to send to
-  leg a (relay address, leg a's port), ``ports`` is ``(leg a's port,)``; the :class:`RelayCall` starts here,
-  so packets received before the answer are dropped.
-* ``Update(call_id, leg, sdp)``: a re-offer from ``leg`` on an answered call; the reply's ``sdp`` is for the
-  other leg.
-* ``Delete(call_id)``: frees the call's ports (a ``leg`` is ignored: legs are released with their call);
-  the reply carries the final ``stats``. ``Query(call_id)`` returns the same figures.
+* ``SetLeg(call_id, leg, spec, flags)`` — the data-plane command; call control did the SDP work. The
+  first one for a leg binds ``spec.local_port`` (RTP, even) and the port above it (RTCP) on the worker's
+  address; a bind failure is ``NO_PORTS`` and leaves nothing bound. A later one for the same leg applies a
+  re-negotiation (new remote, codec, hold, SRTP keys); a changed ``local_port`` is ``BAD_MESSAGE``. The
+  relay starts once both legs are set. Flags accumulate per call: ``"record"`` (refused with
+  ``BAD_MESSAGE`` when the worker has no recording directory and key, or the leg's codec is not G.711),
+  ``"dtmf-events"`` (report digits), ``"no-fastpath"``; any other flag is ``BAD_MESSAGE``.
+* ``Offer``/``Answer``/``Update`` — the older commands with worker-side SDP rewriting, kept for the relay
+  benchmark: the worker allocates both legs' ports from its range at the offer, and turns each SDP into the
+  same leg state ``SetLeg`` gives (the reply's ``sdp`` is the description for the other leg; ``ports`` its
+  relay port). Of their flags only ``"record"`` and ``"dtmf-events"`` mean anything; others are ignored.
+* ``Delete(call_id)`` frees the call; the reply carries the final ``stats`` (per leg, ``in`` = received
+  from the leg's peer, ``out`` = sent to it; the ``out`` loss and jitter are the peer's RTCP receiver
+  report's) and ``recording``, the path of the closed recording. ``Query`` returns the same figures.
 * ``Ping`` is answered ``Ok``.
 
 A command that cannot be decoded is answered with an :class:`Error` (``request_id`` 0 when even that could
-not be read) and never stops the worker. RTP sockets are drained until ``EAGAIN`` on each readiness
-callback; a single ``loop.call_at`` timer tracks the earliest relay deadline. Relay events leave as control
-events. RTCP is not relayed by this worker yet: only the RTP port of each pair is bound.
+not be read) and never stops the worker. Every second the worker sends a :class:`WorkerStats` with the drop
+counters by reason. Sockets are drained until ``EAGAIN`` on each readiness callback; a single
+``loop.call_at`` timer tracks the earliest deadline (relay timers and the stats report).
 """
 
 from __future__ import annotations
@@ -30,17 +36,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import heapq
 import logging
 import os
+import re
 import socket
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import cbor2
 
+from appliance.media.call import G711, LEGS, MediaCall, MediaLeg, SrtpKeyError, srtp_context
 from appliance.media.control import decode as decode_message
 from appliance.media.control import encode
 from appliance.media.control_events import (
@@ -62,28 +72,37 @@ from appliance.media.control_events import (
     Ping,
     Query,
     Reply,
+    SetLeg,
+    SrtpKeys,
     SsrcChanged,
     StreamStats,
     Update,
     WorkerEvent,
+    WorkerStats,
 )
 from appliance.media.ports import PortsExhaustedError
+from appliance.media.recording import Codec, RecordingUsageError, RecordingWriter, key_id_for
 from appliance.media.relay import DtmfReceived, LegConfig, RelayCall
 from appliance.media.relay import FirstPacket as RelayFirstPacket
 from appliance.media.relay import SsrcChanged as RelaySsrcChanged
 from appliance.media.sockets import RtpSocketPool
+from appliance.media.srtp import SrtpContext
 from appliance.media.timeout import MediaTimedOut
 from appliance.sdp.codec import parse_sdp
 from appliance.sdp.errors import SdpError
+from appliance.sdp.model import Direction as SdpDirection
 from appliance.sdp.model import SessionDescription
 from appliance.sdp.relay import remote_endpoints, rewrite_for_relay
 
 log = logging.getLogger("appliance.media.worker")
 
-# Datagrams drained from one RTP socket per readiness callback before yielding to the other sockets.
+# Datagrams drained from one socket per readiness callback before yielding to the other sockets.
 MAX_BATCH: Final = 64
+STATS_INTERVAL: Final = 1.0
+FLAGS: Final = frozenset({"record", "dtmf-events", "no-fastpath"})
+_LEGACY_FLAGS: Final = frozenset({"record", "dtmf-events"})
 _RECV_SIZE: Final = 2048
-_LEGS: Final = ("a", "b")
+_SAFE_NAME: Final = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 class CommandFailedError(ControlError):
@@ -95,18 +114,21 @@ class CommandFailedError(ControlError):
         self.reason = reason
 
 
-@dataclass(slots=True)
-class _Call:
-    """One call's ports, sockets and (after the answer) its relay."""
+@dataclass(frozen=True, slots=True)
+class RecordingConfig:
+    """Where recordings go and the key-encryption key that wraps each file's data key."""
 
-    ports: dict[str, int]
-    socks: dict[str, socket.socket]
-    remote: dict[str, LegConfig] = field(default_factory=dict)
-    relay: RelayCall | None = None
+    directory: Path
+    kek: bytes
+
+    @property
+    def key_id(self) -> str:
+        return key_id_for(self.kek)
 
 
-def leg_config(sdp: SessionDescription) -> LegConfig:
-    """The remote side of a leg from the first audio stream of the SDP it wrote; raises CommandFailedError."""
+def leg_config(sdp: SessionDescription) -> tuple[LegConfig, bool]:
+    """The remote side of a leg from the first audio stream of the SDP it wrote, and whether that stream is
+    on hold (not sendrecv); raises CommandFailedError."""
     try:
         endpoints = remote_endpoints(sdp)
     except SdpError as exc:
@@ -119,10 +141,19 @@ def leg_config(sdp: SessionDescription) -> LegConfig:
         if codec is None:
             continue
         address = (ep.address, ep.port) if ep.accepts_media and ep.address is not None else None
-        return LegConfig(
+        config = LegConfig(
             address=address, codec_pt=codec.payload_type, codec=codec.encoding, event_pt=event_pt
         )
+        return config, ep.direction is not SdpDirection.SENDRECV
     raise CommandFailedError(ErrorCode.BAD_SDP, "no enabled audio stream with a codec")
+
+
+def recording_name(call_id: str) -> str:
+    """A file name for ``call_id``'s recording: the id with anything but ``[A-Za-z0-9_.-]`` replaced (and no
+    leading dot), cut to 80 characters, plus a digest of the whole id so distinct ids never share a name."""
+    safe = _SAFE_NAME.sub("_", call_id)[:80].lstrip(".") or "call"
+    digest = hashlib.sha256(call_id.encode()).hexdigest()[:12]
+    return f"{safe}-{digest}.rec"
 
 
 def _parse(text: str) -> SessionDescription:
@@ -147,24 +178,44 @@ def _request_id_of(data: bytes) -> int:
 
 class MediaWorker:
     """The worker's calls and command handlers, sans-I/O: :meth:`handle` takes one control datagram and
-    ``now`` and returns the reply; sockets come bound from ``pool`` and are read by :class:`WorkerServer`."""
+    ``now`` and returns the reply. Sockets are bound here (``SetLeg``) or come from ``pool`` (the SDP
+    commands); each one is handed to ``watch(sock, call_id, leg, rtcp)`` for the glue to read and to
+    ``unwatch`` before it is closed. Packets go to :meth:`MediaCall.receive` of ``calls[call_id]``, then
+    :meth:`packet_events`; deadlines are :meth:`next_deadline` / :meth:`handle_timer`.
+    """
 
     def __init__(
         self,
         pool: RtpSocketPool,
         *,
         media_timeout: float = 30.0,
+        recording: RecordingConfig | None = None,
+        worker_id: int = 0,
+        fastpath: bool = True,
+        start: float = 0.0,
+        stats_interval: float = STATS_INTERVAL,
+        watch: Callable[[socket.socket, str, str, bool], object] = lambda sock, call_id, leg, rtcp: None,
         unwatch: Callable[[socket.socket], object] = lambda sock: None,
     ) -> None:
         self.pool = pool
+        self.watch = watch
         self.unwatch = unwatch
         self.media_timeout = media_timeout
-        self.calls: dict[str, _Call] = {}
+        self.recording = recording
+        self.worker_id = worker_id
+        # The kernel fast path is not wired yet; the switch is kept so the command line stays stable.
+        self.fastpath = fastpath
+        self.calls: dict[str, MediaCall] = {}
         self._session_version = 0
         # Relay deadlines, one live entry per call (stale ones are skipped when they surface): the packet
         # path reschedules only the call it touched instead of scanning every call.
         self._deadlines: list[tuple[float, str]] = []
         self._due: dict[str, float] = {}
+        self._stats_interval = stats_interval
+        self._stats_due = start + stats_interval
+        # Figures of calls already deleted, so that WorkerStats totals cover the worker's whole life.
+        self._dropped_before: dict[str, int] = {}
+        self._relayed_before = 0
 
     # -- commands ---------------------------------------------------------------------------------------
 
@@ -192,26 +243,196 @@ class MediaWorker:
         match msg:
             case Ping():
                 return Ok(msg.request_id)
+            case SetLeg():
+                return self._set_leg(msg, now)
             case Offer():
                 return self._offer(msg)
             case Answer():
                 return self._answer(msg, now)
             case Update():
-                return self._update(msg)
+                return self._update(msg, now)
             case Delete():
-                stats = self._stats(self._call(msg.call_id))
+                call = self._call(msg.call_id)
+                stats = self._stats(call)
                 self.release(msg.call_id)
-                return Ok(msg.request_id, stats=stats)
+                return Ok(msg.request_id, stats=stats, recording=call.recording_path)
             case Query():
                 return Ok(msg.request_id, stats=self._stats(self._call(msg.call_id)))
             case _:
                 raise CommandFailedError(ErrorCode.BAD_MESSAGE, f"{type(msg).__name__} is not a command")
 
-    def _call(self, call_id: str) -> _Call:
+    def _call(self, call_id: str) -> MediaCall:
         call = self.calls.get(call_id)
         if call is None:
             raise CommandFailedError(ErrorCode.UNKNOWN_CALL, f"no call {call_id!r}")
         return call
+
+    def _set_leg(self, msg: SetLeg, now: float) -> Ok:
+        spec = msg.spec
+        if msg.leg not in LEGS:
+            raise CommandFailedError(ErrorCode.BAD_MESSAGE, f"no leg {msg.leg!r} (expected 'a' or 'b')")
+        unknown = sorted(set(msg.flags) - FLAGS)
+        if unknown:
+            raise CommandFailedError(ErrorCode.BAD_MESSAGE, f"unknown flag {unknown[0]!r}")
+        if spec.local_port == 0 or spec.local_port & 1 or spec.local_port == 65535:
+            raise CommandFailedError(
+                ErrorCode.BAD_MESSAGE, f"local_port {spec.local_port} is not an even port"
+            )
+        try:
+            config = LegConfig(spec.remote, spec.codec_pt, spec.codec, spec.event_pt, spec.rtcp_port)
+        except ValueError as exc:
+            raise CommandFailedError(ErrorCode.BAD_MESSAGE, str(exc)) from None
+        call = self.calls.get(msg.call_id)
+        leg = call.legs.get(msg.leg) if call is not None else None
+        if leg is not None and leg.port != spec.local_port:
+            raise CommandFailedError(
+                ErrorCode.BAD_MESSAGE, f"leg {msg.leg} is on port {leg.port}; local_port cannot change"
+            )
+        record = "record" in msg.flags or (call is not None and "record" in call.flags)
+        if record:
+            self._check_recordable(config)
+        # Same keys keep the leg's context: a new one would forget the rollover counter and replay window.
+        context = self._srtp(spec.srtp) if leg is None or spec.srtp != leg.srtp_keys else None
+        # Everything that can be refused was checked; from here on the command takes effect.
+        if call is None:
+            rtp, rtcp = self._bind_pair(spec.local_port)
+            call = self.calls[msg.call_id] = MediaCall(msg.call_id)
+            leg = self._add_leg(call, msg.leg, spec.local_port, rtp, rtcp, pooled=False)
+        elif leg is None:
+            rtp, rtcp = self._bind_pair(spec.local_port)
+            leg = self._add_leg(call, msg.leg, spec.local_port, rtp, rtcp, pooled=False)
+        self._configure(call, leg, config, spec.hold, spec.srtp, now, context)
+        call.flags |= set(msg.flags)
+        self._start_recording(call)
+        return Ok(msg.request_id, ports=(spec.local_port,))
+
+    @staticmethod
+    def _srtp(keys: SrtpKeys | None) -> SrtpContext | None:
+        try:
+            return srtp_context(keys) if keys is not None else None
+        except SrtpKeyError as exc:
+            raise CommandFailedError(ErrorCode.BAD_MESSAGE, str(exc)) from None
+
+    def _check_recordable(self, config: LegConfig) -> None:
+        if self.recording is None:
+            raise CommandFailedError(ErrorCode.BAD_MESSAGE, "recording not configured")
+        if config.codec.upper() not in G711:
+            raise CommandFailedError(ErrorCode.BAD_MESSAGE, f"cannot record {config.codec}: not G.711")
+
+    def _bind_pair(self, port: int) -> tuple[socket.socket, socket.socket]:
+        """Bind ``port`` (RTP) and ``port + 1`` (RTCP) on the worker's address, or raise NO_PORTS with
+        nothing left bound."""
+        family = socket.AF_INET6 if ":" in self.pool.address else socket.AF_INET
+        socks: list[socket.socket] = []
+        try:
+            for p in (port, port + 1):
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                socks.append(sock)
+                sock.bind((self.pool.address, p))
+                sock.setblocking(False)
+        except OSError as exc:
+            for sock in socks:
+                sock.close()
+            raise CommandFailedError(
+                ErrorCode.NO_PORTS, f"cannot bind {self.pool.address} port {p}: {exc.strerror or exc}"
+            ) from None
+        return socks[0], socks[1]
+
+    def _bind_rtcp(self, port: int) -> socket.socket | None:
+        # The SDP commands take RTP ports from the pool; their RTCP port is best effort.
+        family = socket.AF_INET6 if ":" in self.pool.address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((self.pool.address, port))
+        except OSError as exc:
+            sock.close()
+            log.warning("media worker: RTCP port %d not bound (%s); RTCP not relayed", port, exc)
+            return None
+        sock.setblocking(False)
+        return sock
+
+    def _add_leg(
+        self,
+        call: MediaCall,
+        name: str,
+        port: int,
+        rtp: socket.socket,
+        rtcp: socket.socket | None,
+        *,
+        pooled: bool,
+    ) -> MediaLeg:
+        leg = call.legs[name] = MediaLeg(name, port, rtp, rtcp, pooled=pooled)
+        self.watch(rtp, call.call_id, name, False)
+        if rtcp is not None:
+            self.watch(rtcp, call.call_id, name, True)
+        return leg
+
+    def _configure(
+        self,
+        call: MediaCall,
+        leg: MediaLeg,
+        config: LegConfig,
+        hold: bool,
+        srtp: SrtpKeys | None,
+        now: float,
+        context: SrtpContext | None = None,
+    ) -> None:
+        """Apply one leg's negotiated state (``context``: the transform of ``srtp`` if already built); the
+        relay starts when both legs have one."""
+        if srtp != leg.srtp_keys:
+            leg.srtp = context if context is not None else self._srtp(srtp)
+            leg.srtp_keys = srtp
+        leg.config = config
+        relay = call.relay
+        if relay is None:
+            leg.hold = hold
+            legs = [call.legs.get(name) for name in LEGS]
+            if any(other is None or other.config is None for other in legs):
+                return
+            a, b = call.legs["a"], call.legs["b"]
+            assert a.config is not None and b.config is not None
+            relay = call.relay = RelayCall(
+                local_a=a.port,
+                local_b=b.port,
+                remote_a=a.config,
+                remote_b=b.config,
+                now=now,
+                media_timeout=self.media_timeout,
+            )
+            for other in (a, b):
+                if other.hold:
+                    relay.set_hold(other.name, True, now)
+            return
+        relay.update_remote(leg.name, config)
+        if hold != leg.hold:
+            leg.hold = hold
+            relay.set_hold(leg.name, hold, now)
+
+    def _start_recording(self, call: MediaCall) -> None:
+        if "record" not in call.flags or call.recorder is not None or call.relay is None:
+            return
+        if self.recording is None:
+            return
+        a, b = call.legs["a"].config, call.legs["b"].config
+        assert a is not None and b is not None
+        codec: Codec = "PCMA" if a.codec.upper() == "PCMA" else "PCMU"
+        if a.codec.upper() not in G711 or b.codec.upper() not in G711:
+            log.warning("media worker: call %s not recorded: %s/%s", call.call_id, a.codec, b.codec)
+            return
+        base = self.recording.directory / recording_name(call.call_id)
+        path = base
+        for n in range(1, 1000):
+            if not path.exists():
+                break
+            path = base.with_suffix(f".{n}.rec")  # a call id used again: the earlier file stays
+        try:
+            call.recorder = RecordingWriter(
+                path, kek=self.recording.kek, key_id=self.recording.key_id, call_id=call.call_id, codec=codec
+            )
+        except (OSError, RecordingUsageError) as exc:
+            raise CommandFailedError(ErrorCode.INTERNAL, f"recording not started: {exc}") from None
+        call.recording_path = str(path)
+        log.info("media worker: call %s recorded to %s", call.call_id, path)
 
     def _rewrite(self, sdp: SessionDescription, port: int) -> str:
         self._session_version += 1
@@ -227,23 +448,39 @@ class MediaWorker:
         )
         return out.to_bytes().decode()
 
+    def _legacy_flags(self, call: MediaCall, flags: tuple[str, ...]) -> None:
+        wanted = set(flags) & _LEGACY_FLAGS
+        if "record" in wanted and self.recording is None:
+            raise CommandFailedError(ErrorCode.BAD_MESSAGE, "recording not configured")
+        call.flags |= wanted
+
     def _offer(self, msg: Offer) -> Ok:
         if msg.leg != "a":
             raise CommandFailedError(ErrorCode.BAD_MESSAGE, "an offer comes from leg 'a'")
         if msg.call_id in self.calls:
             raise CommandFailedError(ErrorCode.BAD_MESSAGE, f"call {msg.call_id!r} already offered")
         sdp = _parse(msg.sdp)
-        config = leg_config(sdp)
+        config, hold = leg_config(sdp)
         ports: dict[str, int] = {}
         try:
-            for leg in _LEGS:
+            for leg in LEGS:
                 ports[leg] = self.pool.allocate()
         except PortsExhaustedError as exc:
             for port in ports.values():
                 self.pool.release(port)
             raise CommandFailedError(ErrorCode.NO_PORTS, str(exc)) from None
-        socks = {leg: self.pool.take(port) for leg, port in ports.items()}
-        self.calls[msg.call_id] = _Call(ports=ports, socks=socks, remote={"a": config})
+        call = MediaCall(msg.call_id)
+        try:
+            self._legacy_flags(call, msg.flags)
+        except CommandFailedError:
+            for port in ports.values():
+                self.pool.release(port)
+            raise
+        self.calls[msg.call_id] = call
+        for name, port in ports.items():
+            self._add_leg(call, name, port, self.pool.take(port), self._bind_rtcp(port + 1), pooled=True)
+        call.legs["a"].config = config
+        call.legs["a"].hold = hold
         return Ok(msg.request_id, sdp=self._rewrite(sdp, ports["b"]), ports=(ports["b"],))
 
     def _answer(self, msg: Answer, now: float) -> Ok:
@@ -253,55 +490,78 @@ class MediaWorker:
         if call.relay is not None:
             raise CommandFailedError(ErrorCode.BAD_MESSAGE, f"call {msg.call_id!r} already answered")
         sdp = _parse(msg.sdp)
-        call.remote["b"] = leg_config(sdp)
-        call.relay = RelayCall(
-            local_a=call.ports["a"],
-            local_b=call.ports["b"],
-            remote_a=call.remote["a"],
-            remote_b=call.remote["b"],
-            now=now,
-            media_timeout=self.media_timeout,
-        )
-        return Ok(msg.request_id, sdp=self._rewrite(sdp, call.ports["a"]), ports=(call.ports["a"],))
+        config, hold = leg_config(sdp)
+        self._legacy_flags(call, msg.flags)
+        self._configure(call, call.legs["b"], config, hold, None, now)
+        self._start_recording(call)
+        port = call.legs["a"].port
+        return Ok(msg.request_id, sdp=self._rewrite(sdp, port), ports=(port,))
 
-    def _update(self, msg: Update) -> Ok:
+    def _update(self, msg: Update, now: float) -> Ok:
         call = self._call(msg.call_id)
-        if call.relay is None or msg.leg not in _LEGS:
+        if call.relay is None or msg.leg not in LEGS:
             raise CommandFailedError(
                 ErrorCode.BAD_MESSAGE, "update needs an answered call and leg 'a' or 'b'"
             )
         sdp = _parse(msg.sdp)
-        config = leg_config(sdp)
-        call.remote[msg.leg] = config
-        call.relay.update_remote(msg.leg, config)
-        other = "b" if msg.leg == "a" else "a"
-        return Ok(msg.request_id, sdp=self._rewrite(sdp, call.ports[other]), ports=(call.ports[other],))
+        config, hold = leg_config(sdp)
+        leg = call.legs[msg.leg]
+        self._configure(call, leg, config, hold, leg.srtp_keys, now)
+        port = call.legs["b" if msg.leg == "a" else "a"].port
+        return Ok(msg.request_id, sdp=self._rewrite(sdp, port), ports=(port,))
 
-    def _stats(self, call: _Call) -> tuple[StreamStats, ...]:
-        if call.relay is None:
-            return ()
+    @staticmethod
+    def _stats(call: MediaCall) -> tuple[StreamStats, ...]:
         out = []
-        for leg in _LEGS:
-            r = call.relay.stats(leg).report()
-            out.append(StreamStats(leg, Direction.IN, r.packets, r.octets, max(r.lost, 0), r.jitter_ms))
+        for name in LEGS:
+            leg = call.legs.get(name)
+            if leg is None:
+                continue
+            if call.relay is not None:
+                r = call.relay.stats(name).report()
+                out.append(StreamStats(name, Direction.IN, r.packets, r.octets, max(r.lost, 0), r.jitter_ms))
+            else:
+                out.append(StreamStats(name, Direction.IN, 0, 0, 0, 0.0))
+            out.append(
+                StreamStats(
+                    name, Direction.OUT, leg.sent_packets, leg.sent_octets, leg.peer_lost, leg.peer_jitter_ms
+                )
+            )
         return tuple(out)
 
     def release(self, call_id: str) -> None:
-        """Forget a call and free its ports; each socket goes to ``unwatch`` before it is closed, so that
-        no readiness callback survives on a file descriptor number the kernel will reuse."""
+        """Forget a call, close its recording and free its ports; each socket goes to ``unwatch`` before it
+        is closed, so that no readiness callback survives on a file descriptor number the kernel reuses."""
         call = self.calls.pop(call_id)
-        for leg, sock in call.socks.items():
-            self.unwatch(sock)
-            sock.close()
-            self.pool.release(call.ports[leg])
+        self._due.pop(call_id, None)
+        if call.recorder is not None:
+            try:
+                call.recorder.close()
+            except OSError:
+                log.exception("media worker: call %s: recording %s not closed", call_id, call.recording_path)
+            call.recorder = None
+        for reason, count in call.drop_counts().items():
+            self._dropped_before[reason] = self._dropped_before.get(reason, 0) + count
+        self._relayed_before += call.relayed
+        for leg in call.legs.values():
+            for sock in leg.sockets():
+                self.unwatch(sock)
+                sock.close()
+            if leg.pooled:
+                self.pool.release(leg.port)
 
-    # -- relay events and timers ------------------------------------------------------------------------
+    # -- events, timers and the periodic report ---------------------------------------------------------
 
     @staticmethod
-    def events_of(call_id: str, relay: RelayCall, now: float) -> list[WorkerEvent]:
+    def events_of(call: MediaCall, now: float) -> list[WorkerEvent]:
         """Take the relay's pending events as control events (events the protocol has no message for are
-        logged and dropped: resumption and one-way audio are derived by call control from timeouts)."""
+        logged and dropped: resumption and one-way audio are derived by call control from timeouts); DTMF
+        is reported only when the call asked for ``"dtmf-events"``."""
         out: list[WorkerEvent] = []
+        relay = call.relay
+        if relay is None:
+            return out
+        call_id = call.call_id
         while (event := relay.next_event()) is not None:
             match event:
                 case RelayFirstPacket():
@@ -309,13 +569,42 @@ class MediaWorker:
                 case RelaySsrcChanged():
                     out.append(SsrcChanged(call_id, event.leg, Direction.IN, event.old, event.new))
                 case DtmfReceived():
-                    out.append(DtmfEvent(call_id, event.leg, event.digit, event.duration_ms))
+                    if "dtmf-events" in call.flags:
+                        out.append(DtmfEvent(call_id, event.leg, event.digit, event.duration_ms))
                 case MediaTimedOut():
                     silent = max(now - event.since, 0.0)
                     out.append(MediaTimeout(call_id, event.direction, Direction.IN, silent))
                 case _:
                     log.info("media worker: call %s: %s", call_id, event)
         return out
+
+    def packet_events(self, call_id: str, now: float) -> list[WorkerEvent]:
+        """After a batch of packets of ``call_id``: its events, and its deadline rescheduled."""
+        call = self.calls.get(call_id)
+        if call is None:
+            return []
+        events = self.events_of(call, now)
+        self.reschedule(call_id)
+        return events
+
+    def worker_stats(self) -> WorkerStats:
+        """The periodic report: totals since the worker started, drops by reason."""
+        dropped = dict(self._dropped_before)
+        relayed = self._relayed_before
+        streams = 0
+        for call in self.calls.values():
+            for reason, count in call.drop_counts().items():
+                dropped[reason] = dropped.get(reason, 0) + count
+            relayed += call.relayed
+            streams += len(call.legs)
+        return WorkerStats(
+            self.worker_id,
+            len(self.calls),
+            streams,
+            relayed,
+            sum(dropped.values()),
+            tuple(dropped.items()),
+        )
 
     def reschedule(self, call_id: str) -> None:
         """Record ``call_id``'s current relay deadline (after its packets, timers or commands)."""
@@ -328,11 +617,11 @@ class MediaWorker:
             heapq.heappush(self._deadlines, (due, call_id))
 
     def next_deadline(self) -> float | None:
-        """The earliest deadline of any relay."""
+        """The earliest deadline: a relay's or the next stats report."""
         heap = self._deadlines
         while heap and self._due.get(heap[0][1]) != heap[0][0]:
             heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        return min(heap[0][0], self._stats_due) if heap else self._stats_due
 
     def due_calls(self, now: float) -> list[str]:
         """The calls whose deadline has come; each is forgotten until rescheduled."""
@@ -345,9 +634,25 @@ class MediaWorker:
                 out.append(call_id)
         return out
 
+    def handle_timer(self, now: float) -> list[WorkerEvent]:
+        """Apply every deadline reached by ``now``; returns the events to send."""
+        out: list[WorkerEvent] = []
+        for call_id in self.due_calls(now):
+            call = self.calls.get(call_id)
+            if call is not None and call.relay is not None:
+                call.relay.handle_timer(now)
+                out.extend(self.events_of(call, now))
+                self.reschedule(call_id)
+        if now >= self._stats_due:
+            out.append(self.worker_stats())
+            self._stats_due += self._stats_interval
+            if self._stats_due <= now:  # the loop stalled: skip the missed reports, keep the cadence
+                self._stats_due = now + self._stats_interval
+        return out
+
 
 class WorkerServer:
-    """The asyncio side: the control connection, RTP readers and the relay timer around a MediaWorker."""
+    """The asyncio side: the control connection, socket readers and the one timer around a MediaWorker."""
 
     def __init__(self, worker: MediaWorker, control_path: str) -> None:
         self.worker = worker
@@ -356,6 +661,8 @@ class WorkerServer:
         self.conn: socket.socket | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        worker.watch = self._watch
+        worker.unwatch = self._unwatch
 
     def send(self, msg: Message) -> None:
         if self.conn is None:
@@ -367,12 +674,13 @@ class WorkerServer:
             # rather than stall the media of every call on this worker.
             log.warning("media worker: control message dropped: %s", exc)
 
-    def _watch(self, call_id: str) -> None:
-        call = self.worker.calls[call_id]
-        for leg, sock in call.socks.items():
-            self.loop.add_reader(sock.fileno(), self._readable, call_id, leg, sock)
+    def _watch(self, sock: socket.socket, call_id: str, leg: str, rtcp: bool) -> None:
+        self.loop.add_reader(sock.fileno(), self._readable, call_id, leg, rtcp, sock)
 
-    def _readable(self, call_id: str, leg: str, sock: socket.socket) -> None:
+    def _unwatch(self, sock: socket.socket) -> None:
+        self.loop.remove_reader(sock.fileno())
+
+    def _readable(self, call_id: str, leg: str, rtcp: bool, sock: socket.socket) -> None:
         call = self.worker.calls.get(call_id)
         now = self.loop.time()
         for _ in range(MAX_BATCH):
@@ -383,16 +691,14 @@ class WorkerServer:
             except OSError as exc:
                 log.warning("media worker: call %s leg %s: %s", call_id, leg, exc)
                 break
-            if call is None or call.relay is None:
-                continue  # before the answer there is nowhere to send it
-            for destination, out, out_leg in call.relay.receive(leg, data, (source[0], source[1]), now):
+            if call is None:
+                continue
+            for out_sock, out, destination in call.receive(leg, rtcp, data, (source[0], source[1]), now):
                 with contextlib.suppress(OSError):
-                    call.socks[out_leg].sendto(out, destination)
-        if call is not None and call.relay is not None:
-            for event in self.worker.events_of(call_id, call.relay, now):
-                self.send(event)
-            self.worker.reschedule(call_id)
-            self._arm()
+                    out_sock.sendto(out, destination)
+        for event in self.worker.packet_events(call_id, now):
+            self.send(event)
+        self._arm()
 
     def _arm(self) -> None:
         due = self.worker.next_deadline()
@@ -408,22 +714,12 @@ class WorkerServer:
     def _fire(self) -> None:
         self._timer = None
         self._timer_at = None
-        now = self.loop.time()
-        for call_id in self.worker.due_calls(now):
-            call = self.worker.calls.get(call_id)
-            if call is not None and call.relay is not None:
-                call.relay.handle_timer(now)
-                for event in self.worker.events_of(call_id, call.relay, now):
-                    self.send(event)
-                self.worker.reschedule(call_id)
+        for event in self.worker.handle_timer(self.loop.time()):
+            self.send(event)
         self._arm()
 
     def on_command(self, data: bytes) -> None:
-        before = set(self.worker.calls)
-        reply = self.worker.handle(data, self.loop.time())
-        for call_id in set(self.worker.calls) - before:
-            self._watch(call_id)
-        self.send(reply)
+        self.send(self.worker.handle(data, self.loop.time()))
         self._arm()
 
     async def serve(self) -> None:
@@ -439,12 +735,15 @@ class WorkerServer:
             conn, _ = await self.loop.sock_accept(listener)
             conn.setblocking(False)
             self.conn = conn
+            self._arm()
             while True:
                 data = await self.loop.sock_recv(conn, MAX_MESSAGE_SIZE + 1)
                 if not data:
                     return
                 self.on_command(data)
         finally:
+            if self._timer is not None:
+                self._timer.cancel()
             listener.close()
             if self.conn is not None:
                 self.conn.close()
@@ -462,30 +761,93 @@ def parse_ports(text: str) -> tuple[int, int]:
     return int(low), int(high)
 
 
-async def run(control: str, address: str, ports: tuple[int, int]) -> None:
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 86400:
+        raise ValueError(f"{text} is not a duration in seconds")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """The worker's command line, parsed."""
+
+    control: str
+    address: str
+    ports: tuple[int, int]
+    media_timeout: float = 30.0
+    recording: RecordingConfig | None = None
+    fastpath: bool = True
+    worker_id: int = 0
+
+
+async def run(options: WorkerOptions) -> None:
     """Serve one worker until its control connection closes."""
-    pool = RtpSocketPool(address, *ports)
+    pool = RtpSocketPool(options.address, *options.ports)
     try:
         loop = asyncio.get_running_loop()
-        worker = MediaWorker(pool, unwatch=lambda sock: loop.remove_reader(sock.fileno()))
-        await WorkerServer(worker, control).serve()
+        worker = MediaWorker(
+            pool,
+            media_timeout=options.media_timeout,
+            recording=options.recording,
+            worker_id=options.worker_id,
+            fastpath=options.fastpath,
+            start=loop.time(),
+        )
+        await WorkerServer(worker, options.control).serve()
     finally:
         pool.close()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None = None) -> WorkerOptions:
+    """The command line as :class:`WorkerOptions`; exits with status 2 on a bad option."""
+    from appliance.media.recording_cli import KeyFileError, load_kek
+
     parser = argparse.ArgumentParser(prog="appliance.media.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--control", required=True, help="the Unix SOCK_SEQPACKET control socket path")
     parser.add_argument("--address", required=True, help="the IP address RTP sockets bind to")
     parser.add_argument("--ports", required=True, type=parse_ports, help="the RTP port range MIN-MAX")
+    parser.add_argument(
+        "--media-timeout", type=_seconds, default=30.0, help="seconds without RTP before a media timeout"
+    )
+    parser.add_argument("--recording-dir", type=Path, help="directory for encrypted call recordings")
+    parser.add_argument("--recording-key", help="file holding the 32-byte key-encryption key")
+    parser.add_argument("--no-fastpath", action="store_true", help="keep every packet in userspace")
+    parser.add_argument("--worker-id", type=int, default=0, help="this worker's index in its reports")
     args = parser.parse_args(argv)
+    recording = None
+    if (args.recording_dir is None) != (args.recording_key is None):
+        parser.error("--recording-dir and --recording-key go together")
+    if args.recording_dir is not None:
+        try:
+            kek = load_kek(args.recording_key)
+        except KeyFileError as exc:
+            parser.error(str(exc))
+        if len(kek) != 32:
+            parser.error("the recording key-encryption key must be 32 octets")
+        if not args.recording_dir.is_dir():
+            parser.error(f"--recording-dir {args.recording_dir} is not a directory")
+        recording = RecordingConfig(args.recording_dir, kek)
+    return WorkerOptions(
+        control=args.control,
+        address=args.address,
+        ports=args.ports,
+        media_timeout=args.media_timeout,
+        recording=recording,
+        fastpath=not args.no_fastpath,
+        worker_id=args.worker_id,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a declared dependency; the stdlib loop still works
-        asyncio.run(run(args.control, args.address, args.ports))
+        asyncio.run(run(options))
     else:
-        uvloop.run(run(args.control, args.address, args.ports))
+        uvloop.run(run(options))
     return 0
 
 

@@ -159,22 +159,19 @@ def test_malformed_control_messages_get_an_error_reply() -> None:
 def test_worker_reports_media_timeouts_and_frees_ports_on_delete() -> None:
     pool = RtpSocketPool("127.0.0.1", *port_range())
     try:
-        worker = MediaWorker(pool, media_timeout=5.0)
+        worker = MediaWorker(pool, media_timeout=5.0, start=100.0, stats_interval=10.0)
         offered = worker.handle(encode(Offer("c", "a", phone_sdp(4000, 1), request_id=1)), 100.0)
         assert isinstance(offered, Ok) and pool.in_use == 2
         answered = worker.handle(encode(Answer("c", "b", phone_sdp(4002, 2), request_id=2)), 100.0)
         assert isinstance(answered, Ok)
         assert worker.next_deadline() == 105.0
-        relay = worker.calls["c"].relay
-        assert relay is not None
-        relay.handle_timer(106.0)
-        timeouts = [e for e in worker.events_of("c", relay, 106.0) if isinstance(e, MediaTimeout)]
+        timeouts = [e for e in worker.handle_timer(106.0) if isinstance(e, MediaTimeout)]
         assert {(e.leg, e.direction, e.silent_for) for e in timeouts} == {
             ("a", Direction.IN, 6.0),
             ("b", Direction.IN, 6.0),
         }
         deleted = worker.handle(encode(Delete("c", request_id=3)), 107.0)
-        assert isinstance(deleted, Ok) and deleted.stats is not None and len(deleted.stats) == 2
+        assert isinstance(deleted, Ok) and deleted.stats is not None and len(deleted.stats) == 4
         assert worker.calls == {} and pool.in_use == 0
         again = worker.handle(encode(Delete("c", request_id=4)), 107.0)
         assert isinstance(again, Error) and again.code == ErrorCode.UNKNOWN_CALL

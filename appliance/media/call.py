@@ -1,0 +1,228 @@
+"""One relayed call inside a media worker: its legs' sockets, SRTP, recording and the packet path around the
+relay core.
+
+Theory of operation. A :class:`MediaCall` has up to two :class:`MediaLeg` objects (``"a"``, the caller, and
+``"b"``, the callee). A leg owns its RTP socket and the RTCP socket on the port above it (RFC 3550 §11), the
+negotiated :class:`~appliance.media.relay.LegConfig` once call control set it, and an
+:class:`~appliance.media.srtp.SrtpContext` when the leg is SRTP (RFC 3711, SDES keys of RFC 4568). The
+:class:`~appliance.media.relay.RelayCall` exists once both legs are configured; before that every packet
+is dropped (reason ``"not-ready"``).
+
+Per datagram (:meth:`MediaCall.receive`):
+
+1. From an SRTP leg it is unprotected with the peer's key; an authentication failure, a replay or any other
+   refusal is dropped and counted (``"srtp-auth"``, ``"srtp-replay"``, ``"srtp"``) — so latching only
+   ever learns from packets that authenticated.
+2. The relay core checks, latches, counts and rewrites it (:meth:`RelayCall.receive` or
+   :meth:`RelayCall.receive_rtcp`); its own drops are in :attr:`RelayCall.dropped`.
+3. An RTP packet that is relayed and carries the leg's codec is written to the recording (plain payload,
+   converted to the recording's G.711 law if the legs differ). An RTCP receiver report from the peer
+   about our stream gives the ``out`` direction's loss and jitter (RFC 3550 §6.4.1).
+4. Towards an SRTP leg the packet is protected with our key; the datagram goes out on the destination
+   leg's socket, and that leg's ``out`` counters move.
+
+Nothing the network sends makes :meth:`MediaCall.receive` raise. Sockets are opened and closed by the
+worker; this module only reads their objects to say where to send. Pure code otherwise: ``now`` is a
+parameter.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import socket
+from dataclasses import dataclass
+from typing import Final
+
+from appliance.media.control_events import SrtpKeys
+from appliance.media.g711 import ALAW_TO_ULAW_TABLE, ULAW_TO_ALAW_TABLE
+from appliance.media.latch import Address
+from appliance.media.recording import RecordingWriter
+from appliance.media.relay import LegConfig, RelayCall
+from appliance.media.srtp import SrtpContext, SrtpError
+
+log = logging.getLogger("appliance.media.call")
+
+LEGS: Final = ("a", "b")
+
+DROP_NOT_READY: Final = "not-ready"
+DROP_SRTP_AUTH: Final = "srtp-auth"
+DROP_SRTP_REPLAY: Final = "srtp-replay"
+DROP_SRTP: Final = "srtp"
+DROP_SRTP_PROTECT: Final = "srtp-protect"
+
+G711: Final = frozenset({"PCMA", "PCMU"})
+_TO_LAW: Final[dict[tuple[str, str], bytes]] = {
+    ("PCMA", "PCMU"): ALAW_TO_ULAW_TABLE,
+    ("PCMU", "PCMA"): ULAW_TO_ALAW_TABLE,
+}
+_RTCP_SR: Final = 200
+_RTCP_RR: Final = 201
+
+Send = tuple[socket.socket, bytes, Address]
+
+
+class SrtpKeyError(ValueError):
+    """SDES keys the worker cannot use (unknown suite, not base64 of 30 octets)."""
+
+
+def srtp_context(keys: SrtpKeys) -> SrtpContext:
+    """The SRTP transform of a leg: ``remote_key`` unprotects what the peer sends, ``local_key`` protects
+    what the relay sends. Raises :class:`SrtpKeyError`."""
+    try:
+        remote = base64.b64decode(keys.remote_key.encode("ascii"), validate=True)
+        local = base64.b64decode(keys.local_key.encode("ascii"), validate=True)
+        return SrtpContext(remote, local, suite=keys.suite)
+    except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
+        raise SrtpKeyError(f"SRTP keys: {exc}") from None
+
+
+@dataclass(slots=True)
+class MediaLeg:
+    """One leg's sockets, negotiated configuration and the counters of what the relay sent to it.
+
+    ``srtp_keys``/``srtp`` are None for plain RTP. ``pooled`` says the RTP port came from the worker's
+    allocator (the SDP commands) rather than from call control (``SetLeg``). ``peer_lost``/
+    ``peer_jitter_ms`` are from the peer's latest RTCP receiver report about the stream we send it.
+    """
+
+    name: str
+    port: int
+    rtp: socket.socket
+    rtcp: socket.socket | None
+    pooled: bool = False
+    config: LegConfig | None = None
+    hold: bool = False
+    srtp_keys: SrtpKeys | None = None
+    srtp: SrtpContext | None = None
+    sent_packets: int = 0
+    sent_octets: int = 0
+    peer_lost: int = 0
+    peer_jitter_ms: float = 0.0
+
+    def sockets(self) -> list[socket.socket]:
+        return [self.rtp] if self.rtcp is None else [self.rtp, self.rtcp]
+
+
+def _payload_bounds(data: bytes) -> tuple[int, int]:
+    """Start and end of the payload of an RTP packet the relay accepted (its header is valid)."""
+    first = data[0]
+    header = 12 + ((first & 0x0F) << 2)
+    if first & 0x10:
+        header += 4 + ((data[header + 2] << 8 | data[header + 3]) << 2)
+    end = len(data) - (data[-1] if first & 0x20 else 0)
+    return header, end
+
+
+class MediaCall:
+    """The worker-side state of one call (see the module docstring).
+
+    ``flags`` are the call's options (``"record"``, ``"dtmf-events"``, ``"no-fastpath"``); ``recorder`` is
+    the open recording, if any; :attr:`dropped` counts this module's own drops (the relay core keeps its
+    own); :attr:`relayed` counts every datagram sent, RTP and RTCP.
+    """
+
+    def __init__(self, call_id: str) -> None:
+        self.call_id = call_id
+        self.legs: dict[str, MediaLeg] = {}
+        self.flags: set[str] = set()
+        self.relay: RelayCall | None = None
+        self.recorder: RecordingWriter | None = None
+        self.recording_path: str | None = None
+        self.dropped: dict[str, int] = {}
+        self.relayed = 0
+
+    # -- drop accounting ------------------------------------------------------------------------------
+
+    def _drop(self, reason: str) -> list[Send]:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        return []
+
+    def _srtp_drop(self, exc: SrtpError, srtp: SrtpContext, before: tuple[int, int]) -> list[Send]:
+        if srtp.auth_failures != before[0]:
+            return self._drop(DROP_SRTP_AUTH)
+        if srtp.replays != before[1]:
+            return self._drop(DROP_SRTP_REPLAY)
+        log.debug("call %s: SRTP refused a packet: %s", self.call_id, exc.reason)
+        return self._drop(DROP_SRTP)
+
+    def drop_counts(self) -> dict[str, int]:
+        """Every drop of this call by reason: this module's and the relay core's."""
+        out = dict(self.dropped)
+        if self.relay is not None:
+            for reason, count in self.relay.dropped.items():
+                out[reason] = out.get(reason, 0) + count
+        return out
+
+    # -- the packet path ------------------------------------------------------------------------------
+
+    def receive(self, leg: str, rtcp: bool, data: bytes, source: Address, now: float) -> list[Send]:
+        """One datagram received on ``leg``'s RTP (or, with ``rtcp``, RTCP) socket from ``source``;
+        returns ``(socket, datagram, destination)`` to send. Never raises for network input."""
+        relay = self.relay
+        if relay is None:
+            return self._drop(DROP_NOT_READY)
+        state = self.legs[leg]
+        srtp = state.srtp
+        if srtp is not None:
+            before = (srtp.auth_failures, srtp.replays)
+            try:
+                data = srtp.unprotect_rtcp(data) if rtcp else srtp.unprotect(data)
+            except SrtpError as exc:
+                return self._srtp_drop(exc, srtp, before)
+        if rtcp:
+            outgoing = relay.receive_rtcp(leg, data, source, now)
+            if outgoing:
+                self._peer_report(state, data)
+        else:
+            outgoing = relay.receive(leg, data, source, now)
+            if outgoing and self.recorder is not None:
+                self._record(state, data, now)
+        sends: list[Send] = []
+        for destination, plain, out_name in outgoing:
+            packet = plain
+            out = self.legs[out_name]
+            sock = out.rtcp if rtcp else out.rtp
+            if sock is None:
+                continue
+            if not rtcp:
+                start, end = _payload_bounds(plain)
+                out.sent_packets += 1
+                out.sent_octets += end - start
+            if out.srtp is not None:
+                try:
+                    packet = out.srtp.protect_rtcp(packet) if rtcp else out.srtp.protect(packet)
+                except SrtpError:
+                    self._drop(DROP_SRTP_PROTECT)
+                    continue
+            self.relayed += 1
+            sends.append((sock, packet, destination))
+        return sends
+
+    def _record(self, state: MediaLeg, data: bytes, now: float) -> None:
+        config = state.config
+        recorder = self.recorder
+        assert config is not None and recorder is not None
+        if data[1] & 0x7F != config.codec_pt:
+            return  # telephone-events and comfort noise are not audio samples
+        start, end = _payload_bounds(data)
+        payload = data[start:end]
+        table = _TO_LAW.get((config.codec.upper(), recorder.header.codec))
+        if table is not None:
+            payload = payload.translate(table)
+        recorder.write(LEGS.index(state.name), now, payload)
+
+    @staticmethod
+    def _peer_report(state: MediaLeg, data: bytes) -> None:
+        # RFC 3550 §6.4: the first packet of a compound is an SR (report blocks after 20 octets of sender
+        # info) or an RR; block 0 is taken as the peer's view of our stream, the only one a relay sends it.
+        kind, count = data[1], data[0] & 0x1F
+        offset = 28 if kind == _RTCP_SR else 8 if kind == _RTCP_RR else 0
+        if not offset or not count or len(data) < offset + 24:
+            return
+        lost = int.from_bytes(data[offset + 5 : offset + 8], signed=True)
+        jitter = int.from_bytes(data[offset + 12 : offset + 16])
+        state.peer_lost = max(lost, 0)
+        clock = 8000  # G.711 and telephone-event: the only clock rates this relay carries
+        state.peer_jitter_ms = 1000.0 * jitter / clock
