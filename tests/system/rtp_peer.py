@@ -1,8 +1,9 @@
 """A small RTP endpoint for system tests: the phone behind a SIP peer, sending and checking real media.
 
 Theory of operation. An :class:`RtpPeer` stands for the media side of one SIP endpoint (a SIPp instance
-does the signalling). It owns a UDP socket on 127.0.0.1 whose port the SDP it writes names (SIPp's own
-``[media_port]`` is not used), and:
+does the signalling). It owns a UDP socket on a loopback address (any of 127.0.0.0/8, so that each side of
+a call can have an address of its own) whose port the SDP it writes names (SIPp's own ``[media_port]`` is
+not used), and:
 
 * sends a known G.711 stream: packet ``i`` carries a payload that names the peer and ``i``
   (:meth:`RtpPeer.payload`), sequence number ``first_seq + i``, timestamp ``160 * i`` and the peer's SSRC,
@@ -245,7 +246,7 @@ class _Socket(asyncio.DatagramProtocol):
 
 @dataclass
 class RtpPeer:
-    """An RTP endpoint on 127.0.0.1; create it with :meth:`open` inside a running loop, ``close`` it after.
+    """An RTP endpoint on a loopback address; :meth:`open` it inside a running loop, ``close`` it after.
 
     ``tag`` (0..255) is written into every payload so that streams of different peers never compare
     equal; ``ssrc`` identifies its stream. ``srtp`` makes it protect what it sends with :attr:`local_key`
@@ -255,6 +256,7 @@ class RtpPeer:
     tag: int
     ssrc: int
     srtp: bool = False
+    address: str = LOOPBACK
     first_seq: int = 1000
     received: list[Received] = field(default_factory=list)
     undecryptable: list[tuple[bytes, Address]] = field(default_factory=list)
@@ -270,8 +272,11 @@ class RtpPeer:
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
-    async def open(cls, tag: int, *, ssrc: int | None = None, srtp: bool = False) -> RtpPeer:
-        peer = cls(tag=tag, ssrc=ssrc if ssrc is not None else 0x5EED0000 + tag, srtp=srtp)
+    async def open(
+        cls, tag: int, *, ssrc: int | None = None, srtp: bool = False, address: str = LOOPBACK
+    ) -> RtpPeer:
+        """A peer bound to a free port of ``address`` (any of 127.0.0.0/8 is this host)."""
+        peer = cls(tag=tag, ssrc=ssrc if ssrc is not None else 0x5EED0000 + tag, srtp=srtp, address=address)
         if srtp:
             peer.local_key = os.urandom(KEY_SALT_LENGTH)
             peer._protect = pylibsrtp.Session(
@@ -288,7 +293,7 @@ class RtpPeer:
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        sock.bind((LOOPBACK, 0))
+        sock.bind((self.address, 0))
         _, protocol = await loop.create_datagram_endpoint(lambda: _Socket(self), sock=sock)
         self._sockets.append(protocol)
         return protocol
@@ -315,9 +320,9 @@ class RtpPeer:
         proto = "RTP/SAVP" if self.srtp else "RTP/AVP"
         lines = [
             "v=0",
-            f"o={origin} {sid} 1 IN IP4 {LOOPBACK}",
+            f"o={origin} {sid} 1 IN IP4 {self.address}",
             "s=-",
-            f"c=IN IP4 {LOOPBACK}",
+            f"c=IN IP4 {self.address}",
             "t=0 0",
             f"m=audio {self.port} {proto} {PCMA}",
             f"a=rtpmap:{PCMA} PCMA/8000",

@@ -5,6 +5,9 @@ Each test runs the appliance as a process, a SIPp caller (UAC) and a SIPp callee
 media: the SDP each SIPp instance sends names its peer's socket, and each peer sends to the relay port the
 SDP its SIPp instance received (read from SIPp's message trace). So every packet the peers exchange has
 crossed the appliance's media worker, and what arrives is compared with what was sent, payload by payload.
+
+Each side has a loopback address of its own (caller 127.0.0.2, callee 127.0.0.3, appliance and relay
+127.0.0.1), so that "topology hidden" is checkable: neither side's SDP nor its packets name the other.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ with warnings.catch_warnings():
 pytestmark = [pytest.mark.system, pytest.mark.timeout(30)]
 SCENARIOS = Path(__file__).parent / "scenarios"
 CALLED = "+4930123456"
+RELAY = LOOPBACK  # [media] address, the default
+CALLER_IP = "127.0.0.2"
+CALLEE_IP = "127.0.0.3"
 SRTP_AUTH_TAG = 10  # AES_CM_128_HMAC_SHA1_80 appends an 80-bit tag (RFC 3711 §4.2)
 
 if shutil.which(SIPP_BINARY) is None:  # pragma: no cover - .ci/run installs sip-tester
@@ -94,15 +100,15 @@ async def trunk_call(
     """Place one call caller → appliance → callee over a trunk route and yield it once both peers know
     the relay's address. ``route`` adds keys to the ``[[routes]]`` table, ``media`` to ``[media]``."""
     low, high = rtp_range()
-    uas_port = free_port()
+    uas_port = free_port(CALLEE_IP)
     uas = SippProcess.uas(
         write_scenario(SCENARIOS / "media_uas.xml", tmp_path / "uas-scenario", callee.sdp(origin="callee")),
-        workdir=tmp_path / "uas", local_port=uas_port, max_calls=1, trace_messages=True,
-        recv_timeout_ms=recv_timeout_ms,
+        workdir=tmp_path / "uas", local_ip=CALLEE_IP, local_port=uas_port, max_calls=1,
+        trace_messages=True, recv_timeout_ms=recv_timeout_ms,
     )  # fmt: skip
     config = (
         f"[media]\nrtp_port_min = {low}\nrtp_port_max = {high}\n{media}\n"
-        f'[[routes]]\nmatch = "*"\ndestinations = ["trunk:sip:127.0.0.1:{uas_port}"]\n{route}\n'
+        f'[[routes]]\nmatch = "*"\ndestinations = ["trunk:sip:{CALLEE_IP}:{uas_port}"]\n{route}\n'
     )
     app: RunningAppliance | None = None
     try:
@@ -113,8 +119,8 @@ async def trunk_call(
                 SCENARIOS / uac_scenario, tmp_path / "uac-scenario", caller.sdp(origin="caller")
             )
             uac = SippProcess.uac(
-                scenario, app.sip, workdir=tmp_path / "uac", max_calls=1, duration_ms=hold_ms, service=CALLED,
-                trace_messages=True, recv_timeout_ms=recv_timeout_ms,
+                scenario, app.sip, workdir=tmp_path / "uac", local_ip=CALLER_IP, max_calls=1,
+                duration_ms=hold_ms, service=CALLED, trace_messages=True, recv_timeout_ms=recv_timeout_ms,
             )  # fmt: skip
             with uac:
                 at_callee = await sipp_received_sdp(uas.workdir, "INVITE ")
@@ -131,8 +137,9 @@ async def trunk_call(
 
 
 @contextlib.asynccontextmanager
-async def peers(*specs: tuple[int, bool]) -> AsyncIterator[list[RtpPeer]]:
-    opened = [await RtpPeer.open(tag, srtp=srtp) for tag, srtp in specs]
+async def peers(*specs: tuple[int, str, bool]) -> AsyncIterator[list[RtpPeer]]:
+    """RTP peers, each ``(tag, address, srtp)``, closed on leaving."""
+    opened = [await RtpPeer.open(tag, address=address, srtp=srtp) for tag, address, srtp in specs]
     try:
         yield opened
     finally:
@@ -141,14 +148,19 @@ async def peers(*specs: tuple[int, bool]) -> AsyncIterator[list[RtpPeer]]:
 
 
 def assert_relayed(call: Call) -> None:
-    """Both SDPs name the relay: its address and a port of the configured range, not the other peer."""
+    """Both SDPs name the relay (its address and an even port of the configured range) and nothing of the
+    other side: not its address, port or origin."""
     low, high = call.rtp_range
-    for sdp, other in ((call.at_caller, call.callee), (call.at_callee, call.caller)):
-        assert sdp.address == LOOPBACK, sdp.text
+    for sdp, other, origin in (
+        (call.at_caller, call.callee, "callee"),
+        (call.at_callee, call.caller, "caller"),
+    ):
+        assert sdp.address == RELAY, sdp.text
         assert low <= sdp.port <= high and sdp.port % 2 == 0, (
             f"SDP names port {sdp.port}, not an even port of the relay range {low}-{high} "
             f"(the other peer's port is {other.port}):\n{sdp.text}"
         )
+        assert other.address not in sdp.text and f"o={origin} " not in sdp.text, sdp.text
 
 
 def assert_successful(result: SippResult) -> None:
@@ -160,7 +172,7 @@ def assert_successful(result: SippResult) -> None:
 
 async def test_rtp_both_ways_through_the_relay_arrives_intact_and_in_order(tmp_path: Path) -> None:
     async with (
-        peers((1, False), (2, False)) as (caller, callee),
+        peers((1, CALLER_IP, False), (2, CALLEE_IP, False)) as (caller, callee),
         trunk_call(tmp_path, caller, callee) as call,
     ):
         assert_relayed(call)
@@ -184,7 +196,11 @@ async def test_rtp_both_ways_through_the_relay_arrives_intact_and_in_order(tmp_p
 
 async def test_a_new_source_port_relatches_and_a_stranger_is_not_delivered(tmp_path: Path) -> None:
     async with (
-        peers((1, False), (2, False), (3, False)) as (caller, callee, stranger),
+        peers((1, CALLER_IP, False), (2, CALLEE_IP, False), (3, CALLER_IP, False)) as (
+            caller,
+            callee,
+            stranger,
+        ),
         trunk_call(tmp_path, caller, callee, hold_ms=4000) as call,
     ):
         assert_relayed(call)
@@ -232,7 +248,7 @@ async def test_a_new_source_port_relatches_and_a_stranger_is_not_delivered(tmp_p
 
 async def test_srtp_caller_bridged_to_a_plain_rtp_callee(tmp_path: Path) -> None:
     async with (
-        peers((1, True), (2, False)) as (caller, callee),
+        peers((1, CALLER_IP, True), (2, CALLEE_IP, False)) as (caller, callee),
         trunk_call(tmp_path, caller, callee, route='srtp = "off"') as call,
     ):
         assert_relayed(call)
@@ -294,7 +310,7 @@ async def test_recording_decrypts_to_the_audio_both_sides_sent(tmp_path: Path) -
     recordings = tmp_path / "recordings"
     media = f'recording_key = "{kek}"\nrecording_dir = "{recordings}"'
     async with (
-        peers((1, False), (2, False)) as (caller, callee),
+        peers((1, CALLER_IP, False), (2, CALLEE_IP, False)) as (caller, callee),
         trunk_call(tmp_path, caller, callee, route="record = true", media=media, hold_ms=2500) as call,
     ):
         assert_relayed(call)
@@ -336,7 +352,7 @@ async def test_recording_decrypts_to_the_audio_both_sides_sent(tmp_path: Path) -
 async def test_media_timeout_hangs_up_within_the_configured_time(tmp_path: Path) -> None:
     timeout = 2.0
     async with (
-        peers((1, False), (2, False)) as (caller, callee),
+        peers((1, CALLER_IP, False), (2, CALLEE_IP, False)) as (caller, callee),
         trunk_call(
             tmp_path,
             caller,
