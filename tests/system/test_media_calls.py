@@ -273,19 +273,11 @@ async def test_srtp_caller_bridged_to_a_plain_rtp_callee(tmp_path: Path) -> None
 # -- (d) --------------------------------------------------------------------------------------------------
 
 
-def recording_key_id(path: Path) -> str:
-    """The key id in a recording's header (appliance/media/recording.py: magic, version, body length,
-    then the key id's length and UTF-8 text)."""
-    data = path.read_bytes()[:300]
-    assert data[:6] == b"PoPREC", f"{path} is not a recording"
-    length = data[9]
-    return data[10 : 10 + length].decode()
-
-
 def decrypt_recording(recording: Path, kek: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    """The operator's command; without --key-id the KEK goes by its fingerprint, as the worker names it."""
     return subprocess.run(
         [sys.executable, "-m", "appliance.media.recording_cli", "decrypt", str(recording), str(out),
-         "--key-file", str(kek), "--key-id", recording_key_id(recording)],
+         "--key-file", str(kek)],
         capture_output=True, text=True, timeout=20, check=False,
     )  # fmt: skip
 
@@ -327,8 +319,7 @@ async def test_recording_decrypts_to_the_audio_both_sides_sent(tmp_path: Path) -
         deadline = loop.time() + 5
         wav = tmp_path / "call.wav"
         while True:
-            files = sorted(recordings.glob("**/*")) if recordings.exists() else []
-            files = [f for f in files if f.is_file()]
+            files = sorted(recordings.glob("*.rec"))
             outcome = decrypt_recording(files[0], kek, wav) if len(files) == 1 else None
             if outcome is not None and outcome.returncode == 0:
                 break
