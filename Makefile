@@ -40,9 +40,14 @@ test: $(STAMP) lint typecheck
 bench-sip: $(STAMP)
 	$(BIN)/python -m bench.sip
 
-# Relay benchmark against rtpengine-daemon (needs: apt-get install rtpengine-daemon).
+# Relay benchmark against rtpengine-daemon (needs: apt-get install rtpengine-daemon), with the C load
+# generator built first (bench/loadgen.py builds it with the same flags when run without make).
 .PHONY: bench-relay
-bench-relay: $(STAMP)
+build/loadgen: bench/loadgen.c
+	@mkdir -p build
+	cc -O2 -Wall -Wextra -Werror -o $@ $<
+
+bench-relay: $(STAMP) build/loadgen
 	$(BIN)/python -m bench.relay
 
 clean:

@@ -1,236 +1,288 @@
-"""The relay benchmark's load generator: N concurrent G.711 20 ms calls, 50 packets/s each way.
+"""The relay benchmark's load generator: building and driving ``bench/loadgen.c``.
 
-Each call has two stream ends, each a UDP socket on 127.0.0.1: the caller end sends to the relay's
-caller-side port, the callee end to its callee-side port, and each receives what the relay forwards from
-the other. One process, one thread: a paced loop wakes every millisecond (or earlier when a socket is
-readable), sends every packet whose time has come with ``sendto`` in a tight loop, and drains readable
-sockets with non-blocking reads. Every packet carries its send time after the
-RTP header (``time.time_ns``) and each socket asks the kernel to stamp arrivals (``SO_TIMESTAMPNS``,
-same clock), so the latency measured is send → arrival in the socket, not send → the moment the loop
-got round to reading it: a busy generator does not inflate the relay's latency.
+The generator is C (sendmmsg/recvmmsg, one thread, timerfd pacing; its header comment gives the details)
+because a CPython loop tops out near 500 calls on one core, below the loads the benchmark needs. It is
+built with the compiler flags of the Makefile's rule into ``build/loadgen``; :func:`build` rebuilds it when
+the binary is missing or older than its source, so ``python -m bench.relay`` works without ``make``.
 
-The generator reports its own CPU share and how late it sent: a generator near 100 % CPU or sending
-late is the bottleneck and the relay's figures at that load say nothing. In CPython this loop tops out
-at a few hundred calls on one core; 1000 calls needs a C generator with sendmmsg/recvmmsg.
+:class:`LoadGenerator` runs one load: :meth:`~LoadGenerator.start` spawns the generator, which binds
+``2 × calls`` stream ends on loopback and reports their ports; the caller gives each end the relay port it
+sends to (:meth:`~LoadGenerator.connect`), then :meth:`~LoadGenerator.begin` starts the traffic and
+:meth:`~LoadGenerator.result` waits for the figures. Ends ``2k`` (caller) and ``2k + 1`` (callee) are
+call ``k``'s; the generator counts a packet as received only at the opposite end of its own call.
 """
 
 from __future__ import annotations
 
-import errno
-import selectors
-import socket
-import struct
-import time
-from dataclasses import dataclass
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Final
 
+SOURCE: Final = Path(__file__).with_name("loadgen.c")
+DEFAULT_BINARY: Final = Path(__file__).resolve().parent.parent / "build" / "loadgen"
+# The Makefile's rule uses the same flags; keep them in step.
+CFLAGS: Final = ("-O2", "-Wall", "-Wextra", "-Werror")
 LOOPBACK: Final = "127.0.0.1"
-PTIME_NS: Final = 20_000_000
-TICK_S: Final = 0.001
-PAYLOAD_BYTES: Final = 160  # 20 ms of G.711 at 8 kHz
-_RTP: Final = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, sequence, timestamp, SSRC
-_STAMP: Final = struct.Struct("!qI")  # send time in ns, stream end index
-_PAD: Final = bytes(PAYLOAD_BYTES - _STAMP.size)
-# After the last send, receivers drain this long before counting the rest as lost.
-DRAIN_S: Final = 0.3
-SOCKET_BUFFER: Final = 1 << 20
-# Linux's SO_TIMESTAMPNS / SCM_TIMESTAMPNS (asm-generic/socket.h), which the socket module does not name.
-SO_TIMESTAMPNS: Final = 35
-_TIMESPEC: Final = struct.Struct("@qq")
-_ANCILLARY: Final = socket.CMSG_SPACE(_TIMESPEC.size)
+DRAIN_MS: Final = 300
+SLOT_US: Final = 100
+# How long the generator may take to bind its sockets, and to finish after its window and drain.
+START_TIMEOUT_S: Final = 30.0
+FINISH_MARGIN_S: Final = 30.0
+# A generator busier than this, or sending later than this, limited the run itself.
+SATURATED_CPU: Final = 0.9
+SATURATED_LATE_MS: Final = 2.0
 
 
-class Schedule:
-    """When each of ``ends`` stream ends sends: every 20 ms, starts spread evenly across the first 20 ms.
+class LoadGenError(Exception):
+    """The generator could not be built, did not start, or broke its line protocol."""
 
-    Pure bookkeeping over a caller-supplied ``now_ns``; the order in which ends fall due never changes, so
-    a cursor over that cycle replaces a heap.
+
+def compiler() -> str | None:
+    """The C compiler: ``$CC`` if set, else ``cc`` or ``gcc`` on the PATH."""
+    cc = os.environ.get("CC")
+    return cc or shutil.which("cc") or shutil.which("gcc")
+
+
+def build(binary: Path = DEFAULT_BINARY) -> Path:
+    """Compile the generator into ``binary`` unless it is already newer than its source; return the path.
+
+    The compiler writes a temporary file that replaces ``binary`` atomically, so concurrent callers (the
+    test suite, a bench) never run a half-written executable.
     """
-
-    def __init__(self, ends: int, start_ns: int) -> None:
-        if ends <= 0:
-            raise ValueError("a schedule needs at least one stream end")
-        self.ends = ends
-        self.start_ns = start_ns
-        self._cursor = 0
-        self._cycle = 0
-
-    def due_at(self) -> int:
-        """The time the next packet is due."""
-        return self.start_ns + self._cycle * PTIME_NS + self._cursor * PTIME_NS // self.ends
-
-    def take_due(self, now_ns: int) -> list[tuple[int, int, int]]:
-        """Every ``(end, sequence, due_ns)`` due at or before ``now_ns``, in due order; advance past them."""
-        out: list[tuple[int, int, int]] = []
-        while (due := self.due_at()) <= now_ns:
-            out.append((self._cursor, self._cycle, due))
-            self._cursor += 1
-            if self._cursor == self.ends:
-                self._cursor = 0
-                self._cycle += 1
-        return out
-
-
-def packet(end: int, sequence: int, send_ns: int) -> bytes:
-    """An RTP PCMU packet for stream end ``end`` carrying its send time at the start of the payload."""
-    header = _RTP.pack(0x80, 0, sequence & 0xFFFF, (sequence * 160) & 0xFFFFFFFF, end + 1)
-    return header + _STAMP.pack(send_ns, end) + _PAD
-
-
-def stamp_of(datagram: bytes) -> tuple[int, int]:
-    """``(send_ns, sending end)`` from a packet built by :func:`packet`."""
-    send_ns, end = _STAMP.unpack_from(datagram, _RTP.size)
-    return int(send_ns), int(end)
-
-
-def percentile(sorted_values: list[float], fraction: float) -> float | None:
-    """Nearest-rank percentile of already sorted values; None when there are none."""
-    if not sorted_values:
-        return None
-    rank = max(0, min(len(sorted_values) - 1, int(fraction * len(sorted_values) + 0.5) - 1))
-    return sorted_values[rank]
-
-
-def _arrival(ancillary: list[tuple[int, int, bytes]]) -> int | None:
-    """The kernel's arrival time in ns from ``recvmsg`` ancillary data, if it is there."""
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
-            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
-            return int(seconds) * 1_000_000_000 + int(nanoseconds)
-    return None
+    if binary.exists() and binary.stat().st_mtime >= SOURCE.stat().st_mtime:
+        return binary
+    cc = compiler()
+    if cc is None:
+        raise LoadGenError("no C compiler to build bench/loadgen.c (apt-get install gcc libc6-dev)")
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".loadgen-", dir=binary.parent)
+    os.close(fd)
+    try:
+        done = subprocess.run(
+            [cc, *CFLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            raise LoadGenError(f"{cc} failed on {SOURCE}:\n{done.stderr}")
+        os.replace(tmp, binary)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return binary
 
 
 @dataclass(frozen=True)
 class LoadResult:
-    """One run: packets sent and received, latency through the relay, and the generator's own load."""
+    """What the generator reported for one run (its JSON line), with the derived figures."""
 
-    calls: int
+    ends: int
     seconds: float
     sent: int
     received: int
-    p50_ms: float | None
-    p99_ms: float | None
-    p999_ms: float | None
-    max_ms: float | None
-    generator_cpu: float  # CPU seconds / wall seconds of this process during the run
-    p99_send_late_ms: float  # how far behind its schedule the generator sent
+    lost: int
+    duplicates: int
+    reordered: int
+    misrouted: int
+    malformed: int
     send_errors: int
+    socket_drops: int  # datagrams the generator's own receive queues dropped (SO_RXQ_OVFL)
+    p50_us: int  # -1 when nothing arrived
+    p99_us: int
+    p999_us: int
+    max_us: int
+    late_p50_us: int  # how far after its due time a packet went out
+    late_p99_us: int
+    late_max_us: int
+    cpu_user_s: float
+    cpu_sys_s: float
+    send_cpu_s: float  # CPU of the sending window alone (no drain)
+    wall_s: float
+    realtime: int  # 1 when the generator ran SCHED_FIFO (it asks with ``realtime=True``; needs root)
+
+    @classmethod
+    def from_json(cls, line: str) -> LoadResult:
+        """Parse the generator's result line; raises :class:`LoadGenError` on anything else."""
+        try:
+            raw = json.loads(line)
+        except ValueError as exc:
+            raise LoadGenError(f"generator result is not JSON: {line!r}") from exc
+        if not isinstance(raw, dict):
+            raise LoadGenError(f"generator result is not an object: {line!r}")
+        values: dict[str, int | float] = {}
+        for f in fields(cls):
+            value = raw.get(f.name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise LoadGenError(f"generator result lacks a number {f.name!r}: {line!r}")
+            values[f.name] = float(value) if f.type == "float" else int(value)
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def calls(self) -> int:
+        return self.ends // 2
 
     @property
     def loss(self) -> float:
-        return 0.0 if self.sent == 0 else max(0, self.sent - self.received) / self.sent
+        return 0.0 if self.sent == 0 else self.lost / self.sent
+
+    @property
+    def p50_ms(self) -> float | None:
+        return _ms(self.p50_us)
+
+    @property
+    def p99_ms(self) -> float | None:
+        return _ms(self.p99_us)
+
+    @property
+    def p999_ms(self) -> float | None:
+        return _ms(self.p999_us)
+
+    @property
+    def max_ms(self) -> float | None:
+        return _ms(self.max_us) if self.received else None
+
+    @property
+    def cpu_s(self) -> float:
+        return self.cpu_user_s + self.cpu_sys_s
+
+    @property
+    def generator_cpu(self) -> float:
+        """The generator's CPU share of one core over its run (window and drain)."""
+        return self.cpu_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def cpu_us_per_packet(self) -> float | None:
+        """The generator's CPU per packet relayed: its sends, receives and the kernel work they carry."""
+        return self.cpu_s * 1e6 / self.received if self.received else None
+
+    @property
+    def p99_send_late_ms(self) -> float:
+        return self.late_p99_us / 1000
 
     @property
     def generator_saturated(self) -> bool:
         """True when the generator, not the relay, limited the run."""
-        return self.generator_cpu > 0.9 or self.p99_send_late_ms > 2.0
+        return (
+            self.generator_cpu > SATURATED_CPU
+            or self.p99_send_late_ms > SATURATED_LATE_MS
+            or self.socket_drops > 0
+        )
+
+
+def _ms(us: int) -> float | None:
+    return None if us < 0 else us / 1000
 
 
 class LoadGenerator:
-    """``calls`` calls' stream ends, bound on loopback at construction; :meth:`run` offers the load.
+    """One run of the C generator for ``calls`` calls over ``seconds``; use ``async with``."""
 
-    Ends ``2k`` (caller) and ``2k + 1`` (callee) belong to call ``k``; :meth:`ports` gives their local
-    ports for the SDP given to the relay, :meth:`connect` the relay ports each end sends to.
-    """
-
-    def __init__(self, calls: int) -> None:
+    def __init__(
+        self,
+        calls: int,
+        seconds: float,
+        *,
+        binary: Path = DEFAULT_BINARY,
+        drain_ms: int = DRAIN_MS,
+        slot_us: int = SLOT_US,
+        realtime: bool = True,
+    ) -> None:
+        if calls < 1 or seconds <= 0:
+            raise ValueError("a load needs at least one call and a positive duration")
         self.calls = calls
-        self._socks: list[socket.socket] = []
-        try:
-            for _ in range(2 * calls):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                self._socks.append(sock)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
-                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-                sock.bind((LOOPBACK, 0))
-                sock.setblocking(False)
-        except OSError:
-            self.close()
-            raise
-        self._targets: list[tuple[str, int] | None] = [None] * (2 * calls)
+        self.seconds = seconds
+        self.binary = binary
+        self.drain_ms = drain_ms
+        self.slot_us = slot_us
+        self.realtime = realtime
+        self._proc: asyncio.subprocess.Process | None = None
+        self._ports: list[int] = []
+        self._dest: list[int | None] = [None] * (2 * calls)
 
-    def close(self) -> None:
-        for sock in self._socks:
-            sock.close()
-
-    def __enter__(self) -> LoadGenerator:
+    async def __aenter__(self) -> LoadGenerator:
+        await self.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Spawn the generator and read the ports of its stream ends."""
+        self._proc = await asyncio.create_subprocess_exec(
+            str(self.binary),
+            "--ends", str(2 * self.calls),
+            "--seconds", str(self.seconds),
+            "--address", LOOPBACK,
+            "--drain-ms", str(self.drain_ms),
+            "--slot-us", str(self.slot_us),
+            "--rt", "1" if self.realtime else "0",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            limit=1 << 20,  # the ports line of 2000 ends is ~12 KB, beyond the 64 KiB default at 10k ends
+        )  # fmt: skip
+        words = (await self._line(START_TIMEOUT_S)).split()
+        if not words or words[0] != "ports" or len(words) != 2 * self.calls + 1:
+            raise LoadGenError(f"expected the ports of {2 * self.calls} ends, got {words[:4]}...")
+        self._ports = [int(w) for w in words[1:]]
 
     def ports(self, call: int) -> tuple[int, int]:
-        """Local ``(caller port, callee port)`` of ``call``."""
-        return self._socks[2 * call].getsockname()[1], self._socks[2 * call + 1].getsockname()[1]
+        """Local ``(caller port, callee port)`` of ``call``, for the SDP given to the relay."""
+        return self._ports[2 * call], self._ports[2 * call + 1]
 
     def connect(self, call: int, caller_relay_port: int, callee_relay_port: int) -> None:
         """Where ``call``'s caller end and callee end send: the relay's port facing each of them."""
-        self._targets[2 * call] = (LOOPBACK, caller_relay_port)
-        self._targets[2 * call + 1] = (LOOPBACK, callee_relay_port)
+        self._dest[2 * call] = caller_relay_port
+        self._dest[2 * call + 1] = callee_relay_port
 
-    def run(self, seconds: float) -> LoadResult:
-        """Offer the load for ``seconds``, drain for :data:`DRAIN_S`, and return what was measured."""
-        targets = self._targets
-        if any(t is None for t in targets):
-            raise ValueError("every call needs its relay ports (connect) before run")
-        socks = self._socks
-        selector = selectors.DefaultSelector()
-        for sock in socks:
-            selector.register(sock, selectors.EVENT_READ)
-        latencies: list[int] = []
-        late: list[int] = []
-        sent = received = errors = 0
-        clock = time.time_ns
-        start = clock()
-        schedule = Schedule(len(socks), start)
-        end_ns = start + int(seconds * 1e9)
-        stop_ns = end_ns + int(DRAIN_S * 1e9)
-        cpu0 = time.process_time()
+    async def begin(self) -> None:
+        """Hand over the destinations; return once the generator is sending."""
+        proc = self._running()
+        if any(d is None for d in self._dest):
+            raise LoadGenError("every call needs its relay ports (connect) before the run")
+        assert proc.stdin is not None
+        proc.stdin.write(("dest " + " ".join(map(str, self._dest)) + "\n").encode())
+        await proc.stdin.drain()
+        if (line := await self._line(START_TIMEOUT_S)) != "running":
+            raise LoadGenError(f"expected 'running', got {line!r}")
+
+    async def result(self) -> LoadResult:
+        """Wait for the run to end and return its figures."""
+        line = await self._line(self.seconds + self.drain_ms / 1000 + FINISH_MARGIN_S)
+        proc = self._running()
+        await proc.wait()
+        self._proc = None
+        return LoadResult.from_json(line)
+
+    async def run(self) -> LoadResult:
+        await self.begin()
+        return await self.result()
+
+    async def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+    def _running(self) -> asyncio.subprocess.Process:
+        if self._proc is None:
+            raise LoadGenError("the generator is not running")
+        return self._proc
+
+    async def _line(self, within_s: float) -> str:
+        proc = self._running()
+        assert proc.stdout is not None and proc.stderr is not None
         try:
-            while (now := clock()) < stop_ns:
-                if now < end_ns:
-                    for end, seq, due in schedule.take_due(now):
-                        sent_ns = clock()
-                        try:
-                            socks[end].sendto(packet(end, seq, sent_ns), targets[end])  # type: ignore[arg-type]
-                        except OSError as exc:
-                            if exc.errno not in (errno.EAGAIN, errno.ENOBUFS, errno.ECONNREFUSED):
-                                raise
-                            errors += 1
-                            continue
-                        sent += 1
-                        late.append(sent_ns - due)
-                    wait = min(TICK_S, max(0.0, (schedule.due_at() - clock()) / 1e9))
-                else:
-                    wait = TICK_S
-                for key, _ in selector.select(wait):
-                    readable = key.fileobj
-                    assert isinstance(readable, socket.socket)
-                    while True:
-                        try:
-                            datagram, ancillary, _, _ = readable.recvmsg(2048, _ANCILLARY)
-                        except (BlockingIOError, ConnectionRefusedError):
-                            break
-                        arrived = _arrival(ancillary) or clock()
-                        send_ns, _ = stamp_of(datagram)
-                        latencies.append(arrived - send_ns)
-                        received += 1
-        finally:
-            selector.close()
-        wall = (clock() - start) / 1e9
-        cpu = (time.process_time() - cpu0) / wall
-        ms = sorted(v / 1e6 for v in latencies)
-        late_ms = sorted(v / 1e6 for v in late)
-        return LoadResult(
-            calls=self.calls,
-            seconds=seconds,
-            sent=sent,
-            received=received,
-            p50_ms=percentile(ms, 0.5),
-            p99_ms=percentile(ms, 0.99),
-            p999_ms=percentile(ms, 0.999),
-            max_ms=ms[-1] if ms else None,
-            generator_cpu=cpu,
-            p99_send_late_ms=percentile(late_ms, 0.99) or 0.0,
-            send_errors=errors,
-        )
+            raw = await asyncio.wait_for(proc.stdout.readline(), within_s)
+        except TimeoutError:
+            raise LoadGenError(f"generator silent for {within_s:g} s") from None
+        if not raw:
+            await proc.wait()
+            err = (await proc.stderr.read()).decode(errors="replace").strip()
+            raise LoadGenError(f"generator exited {proc.returncode}: {err}")
+        return raw.decode().strip()

@@ -1,57 +1,95 @@
 """``make bench-relay``: CPU per relayed RTP packet, loss and added latency of a media relay under load.
 
-For each load (``--calls``, default 100, 250, 500, 750, 1000 concurrent calls) the load generator
-(bench/loadgen.py) offers G.711 20 ms streams, 50 packets/s each way, through each relay for
-``--seconds``. A relay's CPU is the user + system time of its process tree from /proc/PID/stat across the
-run, divided by the packets it relayed (those that arrived). Loss counts packets sent and never received;
-latency is send → receive through the relay on loopback, p99 and p99.9.
+For each load (``--calls``, default 100, 250, 500, 750, 1000 concurrent calls) the C load generator
+(bench/loadgen.c, driven by :mod:`bench.loadgen`) offers G.711 20 ms streams, 50 packets/s each way,
+through each relay for ``--seconds``, one relay at a time:
 
-The peer is Debian's ``rtpengine-daemon`` run userspace-only (bench/rtpengine.py). The appliance's own
-relay is measured once ``appliance.media.supervisor`` exists; until then its figures are ``null`` with a
-note. The last line printed is one JSON object whose keys are :data:`SUMMARY_KEYS`, for 500 calls (or
-the highest load run when 500 is not among them); the loads before it are one JSON line each above it.
+* ``appliance`` — our media workers under :class:`~appliance.media.supervisor.MediaSupervisor`
+  (``--workers``, default one per core), each call set up with an offer from leg a and an answer from
+  leg b, exactly as call control does;
+* ``rtpengine`` — Debian's ``rtpengine-daemon``, userspace only, over its ng protocol (bench/rtpengine.py).
+
+A relay's CPU is the user + system time of its processes from /proc/PID/stat across the run (every worker
+for ours, the daemon and its threads for rtpengine), divided by the packets it relayed (those that
+arrived). On loopback the kernel's work of delivering a packet runs in the *sender's* syscall, so each
+relay run also reports the generator's CPU per packet: a relay that moves work into the kernel (a fast
+path) shows it there. Loss counts packets sent and never received; latency is the generator's send stamp
+→ the kernel's arrival stamp, through the relay on loopback, p99 and p99.9.
+
+Before the relays, a ``direct`` run at the highest load sends each stream end straight to its peer: the
+generator's own ceiling, with its CPU share, so that "the generator is not the bottleneck" is shown rather
+than assumed.
+
+Output: one progress line per (relay, load), a table, one JSON line per (relay, load), and last the
+issue's JSON object (:data:`SUMMARY_KEYS`) for 500 calls (or the highest load run when 500 is not
+among them).
+
+Profiling hook: with ``BENCH_RELAY_PROFILE=DIR`` in the environment, every media worker runs under
+cProfile and writes ``DIR/worker-<pid>.pstats`` when it exits; the driver prints the top functions.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import asyncio
+import contextlib
+import inspect
+import io
 import json
+import os
+import pstats
+import resource
+import stat
 import sys
 import tempfile
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from bench.loadgen import LoadGenerator, LoadResult
-from bench.rtpengine import PortRange, RtpEngine, RtpEngineError, installed
+from appliance.media.supervisor import MediaSupervisor
+from bench.loadgen import DEFAULT_BINARY, LoadGenerator, LoadGenError, LoadResult, build
+from bench.rtpengine import PortRange, RtpEngine, RtpEngineError, call_sdp, installed
 from bench.servers import clock_ticks_per_second, tree_cpu_ticks
 from tests.system.sipp import free_port
 
 DEFAULT_CALLS: Final = (100, 250, 500, 750, 1000)
+DEFAULT_SECONDS: Final = 15.0
 HEADLINE_CALLS: Final = 500
+OURS: Final = "appliance"
+PEER: Final = "rtpengine"
+DIRECT: Final = "direct"
+RELAYS: Final = (OURS, PEER)
 SUMMARY_KEYS: Final = (
-    "bench", "calls", "cpu_us_per_packet", "loss", "p99_added_latency_ms", "p999_added_latency_ms", "peer",
-    "peer_cpu_us_per_packet", "peer_loss", "peer_p99_added_latency_ms", "peer_p999_added_latency_ms",
-    "ratio", "max_calls", "peer_max_calls", "note",
+    "bench", "calls", "workers", "fastpath", "cpu_us_per_packet", "generator_cpu_us_per_packet", "loss",
+    "p99_added_latency_ms", "p999_added_latency_ms", "peer", "peer_cpu_us_per_packet",
+    "peer_generator_cpu_us_per_packet", "peer_loss", "peer_p99_added_latency_ms",
+    "peer_p999_added_latency_ms", "ratio", "max_calls", "peer_max_calls", "note",
 )  # fmt: skip
 # A load is "carried" with no loss and p99 under this (the issue's max_calls criterion).
 CARRIED_P99_MS: Final = 1.0
-OURS_MISSING: Final = "appliance relay not yet wired"
-# rtpengine takes two ports per stream end (RTP, RTCP); room for 1000 calls with margin.
-PORTS: Final = PortRange(40000, 49999)
+# Relay port ranges below the kernel's ephemeral range (32768-60999), where the generator's ends bind.
+# rtpengine takes two ports per stream end (RTP, RTCP); ours one today, a pair once RTCP is bound.
+PEER_PORTS: Final = PortRange(10000, 19999)
+OUR_PORTS: Final = (20000, 31999)
+LOOPBACK: Final = "127.0.0.1"
+# Offers and answers in flight at once while setting calls up.
+SETUP_CONCURRENCY: Final = 64
+DIRECT_MAX_SECONDS: Final = 5.0
+PROFILE_ENV: Final = "BENCH_RELAY_PROFILE"
+PROFILE_TOP: Final = 25
 
 
 @dataclass(frozen=True)
 class Measurement:
-    """One relay at one load: what the generator saw and what the relay's process tree spent."""
+    """One relay at one load: what the generator saw and what the relay's processes spent."""
 
     relay: str
+    calls: int
     load: LoadResult | None
-    cpu_s: float | None
+    cpu_s: float | None  # None for the direct run, which has no relay
     error: str = ""
+    workers: int | None = None
 
     @property
     def cpu_us_per_packet(self) -> float | None:
@@ -60,28 +98,64 @@ class Measurement:
         return self.cpu_s * 1e6 / self.load.received
 
     @property
+    def generator_cpu_us_per_packet(self) -> float | None:
+        return self.load.cpu_us_per_packet if self.load else None
+
+    @property
     def carried(self) -> bool:
         load = self.load
         return (
             load is not None
-            and load.loss == 0
+            and load.sent > 0
+            and load.lost == 0
             and load.p99_ms is not None
             and load.p99_ms < CARRIED_P99_MS
             and not load.generator_saturated
         )
 
+    def row(self) -> dict[str, object]:
+        """This run as one JSON-able line."""
+        load = self.load
+        out: dict[str, object] = {"bench": "relay-load", "relay": self.relay, "calls": self.calls}
+        if self.workers is not None:
+            out["workers"] = self.workers
+        if load is None:
+            return out | {"error": self.error}
+        return out | {
+            "seconds": load.seconds,
+            "sent": load.sent,
+            "received": load.received,
+            "loss": load.loss,
+            "p50_ms": load.p50_ms,
+            "p99_ms": load.p99_ms,
+            "p999_ms": load.p999_ms,
+            "max_ms": load.max_ms,
+            "cpu_us_per_packet": _round(self.cpu_us_per_packet),
+            "generator_cpu_us_per_packet": _round(self.generator_cpu_us_per_packet),
+            "generator_cpu_share": round(load.generator_cpu, 3),
+            "generator_p99_send_late_ms": load.p99_send_late_ms,
+            "generator_max_send_late_ms": load.late_max_us / 1000,
+            "generator_saturated": load.generator_saturated,
+            "generator_realtime": bool(load.realtime),
+            "misrouted": load.misrouted,
+            "duplicates": load.duplicates,
+            "carried": self.carried,
+        }
+
     def line(self) -> str:
-        head = f"[{self.relay}] "
+        head = f"[{self.relay}] {self.calls:>5} calls"
         load = self.load
         if load is None:
-            return head + "FAIL - " + self.error
+            return head + ": FAIL - " + self.error
         cpu = self.cpu_us_per_packet
         return (
-            head + f"{load.calls:>5} calls x {load.seconds:g} s: {load.received}/{load.sent} packets, "
-            f"loss {load.loss:.4%}, p99 {_ms(load.p99_ms)}, p99.9 {_ms(load.p999_ms)}, "
-            f"{'n/a' if cpu is None else f'{cpu:.2f}'} us CPU/packet, generator at "
-            f"{load.generator_cpu:.0%} CPU, p99 send lateness {load.p99_send_late_ms:.2f} ms"
+            head + f" x {load.seconds:g} s: {load.received}/{load.sent} packets, loss {load.loss:.4%}, "
+            f"p50 {_ms(load.p50_ms)}, p99 {_ms(load.p99_ms)}, p99.9 {_ms(load.p999_ms)}, "
+            f"{'n/a' if cpu is None else f'{cpu:.2f} us'} CPU/packet; generator "
+            f"{_num(self.generator_cpu_us_per_packet, 2)} us/packet at {load.generator_cpu:.0%} CPU, "
+            f"p99 send lateness {load.p99_send_late_ms:.3f} ms"
             + (" (GENERATOR SATURATED: figures limited by the generator)" if load.generator_saturated else "")
+            + (f", {load.misrouted} misrouted" if load.misrouted else "")
         )
 
 
@@ -89,106 +163,399 @@ def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f} ms"
 
 
-def measure_rtpengine(calls: int, seconds: float, workdir: Path) -> Measurement:
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _num(value: object, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, float) else "n/a" if value is None else str(value)
+
+
+# -- the relays ---------------------------------------------------------------------------------------------
+
+
+async def measure_direct(calls: int, seconds: float, binary: Path) -> Measurement:
+    """Each stream end sends straight to its peer: the generator alone at this load."""
+    try:
+        async with LoadGenerator(calls, seconds, binary=binary) as gen:
+            for call in range(calls):
+                caller, callee = gen.ports(call)
+                gen.connect(call, callee, caller)
+            load = await gen.run()
+    except (LoadGenError, OSError) as exc:
+        return Measurement(DIRECT, calls, None, None, str(exc))
+    return Measurement(DIRECT, calls, load, None)
+
+
+async def measure_rtpengine(calls: int, seconds: float, binary: Path, workdir: Path) -> Measurement:
     """Start rtpengine, bridge ``calls`` calls through it, offer the load, return the figures."""
-    engine = RtpEngine(workdir, free_port(), PORTS)
+    engine = RtpEngine(workdir, free_port(), PEER_PORTS)
     try:
         client = engine.start()
     except RtpEngineError as exc:
-        return Measurement("rtpengine", None, None, str(exc))
+        return Measurement(PEER, calls, None, None, str(exc))
     try:
-        with LoadGenerator(calls) as gen:
+        async with LoadGenerator(calls, seconds, binary=binary) as gen:
             for call in range(calls):
                 caller, callee = gen.ports(call)
                 gen.connect(call, *client.bridge(f"bench-{call}", caller, callee))
+            await gen.begin()
             ticks0 = tree_cpu_ticks(engine.pid)
-            load = gen.run(seconds)
+            load = await gen.result()
             ticks = tree_cpu_ticks(engine.pid) - ticks0
             for call in range(calls):
                 client.delete(f"bench-{call}")
-        return Measurement("rtpengine", load, ticks / clock_ticks_per_second())
-    except (RtpEngineError, OSError) as exc:
-        return Measurement("rtpengine", None, None, f"{exc}; log: {engine.log_path}")
+        return Measurement(PEER, calls, load, ticks / clock_ticks_per_second())
+    except (RtpEngineError, LoadGenError, OSError) as exc:
+        return Measurement(PEER, calls, None, None, f"{exc}; log: {engine.log_path}")
     finally:
         client.close()
         engine.stop()
 
 
-def appliance_relay_available() -> bool:
-    """Whether the appliance's media workers exist to be measured (the hook for the appliance relay)."""
-    return importlib.util.find_spec("appliance.media.supervisor") is not None
+def fastpath_option(
+    requested: bool | None, supervisor: Callable[..., object] = MediaSupervisor
+) -> tuple[dict[str, bool], str]:
+    """The supervisor keyword for ``--fastpath``/``--no-fastpath`` and a word for the report.
+
+    The keyword is passed only when ``supervisor`` (:class:`MediaSupervisor`) accepts ``fastpath=``; until
+    the kernel fast path exists the switch reports "not available" and the relay runs as it is.
+    """
+    accepted = "fastpath" in inspect.signature(supervisor).parameters
+    if requested is None:
+        return {}, "default" if accepted else "not available"
+    if not accepted:
+        return {}, "not available"
+    return {"fastpath": requested}, "on" if requested else "off"
+
+
+def _worker_ticks(sup: MediaSupervisor, workers: int) -> int:
+    total = 0
+    for index in range(workers):
+        pid = sup.pid(index)
+        if pid is None:
+            raise LoadGenError(f"media worker {index} is not running")
+        total += tree_cpu_ticks(pid)
+    return total
+
+
+def _pids(sup: MediaSupervisor, workers: int) -> tuple[int | None, ...]:
+    return tuple(sup.pid(i) for i in range(workers))
+
+
+async def measure_ours(
+    calls: int,
+    seconds: float,
+    binary: Path,
+    workdir: Path,
+    *,
+    workers: int,
+    supervisor_kwargs: dict[str, bool],
+    on_running: Callable[[Sequence[int | None]], object] = lambda pids: None,
+) -> Measurement:
+    """Start ``workers`` media workers, set ``calls`` calls up through them, offer the load."""
+    factory: Callable[..., MediaSupervisor] = MediaSupervisor
+    sup = factory(workers, LOOPBACK, OUR_PORTS, workdir, **supervisor_kwargs)
+    log_path = workdir / "workers.log"
+    try:
+        with stderr_to(log_path):
+            await sup.start()
+    except Exception as exc:  # MediaWorkerError, OSError, a port range too small: report it, go on
+        await sup.close()
+        reason = f"media workers did not start: {exc}: {_tail(log_path)}"
+        return Measurement(OURS, calls, None, None, reason, workers)
+    try:
+        async with LoadGenerator(calls, seconds, binary=binary) as gen:
+            semaphore = asyncio.Semaphore(SETUP_CONCURRENCY)
+
+            async def set_up(call: int) -> None:
+                caller, callee = gen.ports(call)
+                call_id = f"bench-{call}"
+                async with semaphore:
+                    offer = await sup.offer(call_id, "a", call_sdp(caller, 1))
+                    answer = await sup.answer(call_id, "b", call_sdp(callee, 2))
+                if not offer.ports or not answer.ports:
+                    raise LoadGenError(f"{call_id}: the relay gave no ports")
+                # The offer's reply names leg b's relay port, the answer's leg a's.
+                gen.connect(call, answer.ports[0], offer.ports[0])
+
+            await asyncio.gather(*(set_up(call) for call in range(calls)))
+            pids = _pids(sup, workers)
+            on_running(pids)
+            await gen.begin()
+            ticks0 = _worker_ticks(sup, workers)
+            load = await gen.result()
+            ticks = _worker_ticks(sup, workers) - ticks0
+            if _pids(sup, workers) != pids:
+                raise LoadGenError("a media worker restarted during the run")
+
+            async def tear_down(call: int) -> None:
+                async with semaphore:
+                    await sup.delete(f"bench-{call}")
+
+            await asyncio.gather(*(tear_down(call) for call in range(calls)))
+        return Measurement(OURS, calls, load, ticks / clock_ticks_per_second(), workers=workers)
+    except Exception as exc:  # a failed command, a dead worker, the generator: report it, go on
+        reason = f"{type(exc).__name__}: {exc}; workers' log: {_tail(log_path)}"
+        return Measurement(OURS, calls, None, None, reason, workers)
+    finally:
+        await sup.close()
+
+
+@contextlib.contextmanager
+def stderr_to(path: Path) -> Iterator[None]:
+    """Point file descriptor 2 at ``path`` while active, so that the workers spawned meanwhile log there
+    (they log every stream's first packet at INFO, thousands of lines per load) instead of the report."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with path.open("ab") as log:
+        os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _tail(path: Path, size: int = 1500) -> str:
+    try:
+        return path.read_text(errors="replace")[-size:].strip() or "(empty)"
+    except OSError:
+        return "(none)"
+
+
+# -- profiling hook -----------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def profiled_workers(directory: Path | None) -> Iterator[None]:
+    """While active, workers the supervisor spawns run under cProfile, writing into ``directory``.
+
+    The supervisor starts ``sys.executable -m appliance.media.worker ...``; a wrapper script in its place
+    inserts ``-m cProfile -o DIR/worker-<pid>.pstats`` (the worker leaves through ``SystemExit`` when its
+    control socket closes, which cProfile survives to write its file).
+    """
+    if directory is None:
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    wrapper = directory / "python-cprofile"
+    wrapper.write_text(
+        f'#!/bin/sh\nexec "{sys.executable}" -m cProfile -o "{directory}/worker-$$.pstats" "$@"\n'
+    )
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    real = sys.executable
+    sys.executable = str(wrapper)
+    try:
+        yield
+    finally:
+        sys.executable = real
+
+
+def profile_report(directory: Path, top: int = PROFILE_TOP) -> str:
+    """The workers' profiles merged, top functions by own time."""
+    files = sorted(str(p) for p in directory.glob("worker-*.pstats"))
+    if not files:
+        return f"no worker profiles in {directory}"
+    stream = io.StringIO()
+    stats = pstats.Stats(*files, stream=stream)
+    stats.strip_dirs().sort_stats("tottime").print_stats(top)
+    return stream.getvalue()
+
+
+# -- the summary --------------------------------------------------------------------------------------------
+
+
+def max_carried(measurements: Sequence[Measurement]) -> int | None:
+    carried = [m.calls for m in measurements if m.carried]
+    return max(carried) if carried else None
 
 
 def summary(
-    calls: int, ours: Measurement | None, peer: Measurement, peers: Sequence[Measurement]
+    calls: int,
+    ours: Measurement | None,
+    peer: Measurement | None,
+    all_ours: Sequence[Measurement],
+    all_peer: Sequence[Measurement],
+    *,
+    workers: int | None,
+    fastpath: str,
+    note: str = "",
 ) -> dict[str, object]:
-    """The issue's JSON object for one load; ``max_calls`` from every load run so far."""
+    """The issue's JSON object for one load; ``max_calls`` from every load run."""
+    ours_load = ours.load if ours else None
+    peer_load = peer.load if peer else None
     ours_cpu = ours.cpu_us_per_packet if ours else None
-    peer_cpu = peer.cpu_us_per_packet
-    carried = [m.load.calls for m in peers if m.carried and m.load is not None]
+    peer_cpu = peer.cpu_us_per_packet if peer else None
     return {
         "bench": "relay",
         "calls": calls,
-        "cpu_us_per_packet": ours_cpu,
-        "loss": ours.load.loss if ours and ours.load else None,
-        "p99_added_latency_ms": ours.load.p99_ms if ours and ours.load else None,
-        "p999_added_latency_ms": ours.load.p999_ms if ours and ours.load else None,
-        "peer": "rtpengine",
-        "peer_cpu_us_per_packet": peer_cpu,
-        "peer_loss": peer.load.loss if peer.load else None,
-        "peer_p99_added_latency_ms": peer.load.p99_ms if peer.load else None,
-        "peer_p999_added_latency_ms": peer.load.p999_ms if peer.load else None,
-        "ratio": ours_cpu / peer_cpu if ours_cpu is not None and peer_cpu else None,
-        "max_calls": None,
-        "peer_max_calls": max(carried) if carried else None,
-        "note": OURS_MISSING if ours is None else "",
+        "workers": workers,
+        "fastpath": fastpath,
+        "cpu_us_per_packet": _round(ours_cpu),
+        "generator_cpu_us_per_packet": _round(ours.generator_cpu_us_per_packet if ours else None),
+        "loss": ours_load.loss if ours_load else None,
+        "p99_added_latency_ms": ours_load.p99_ms if ours_load else None,
+        "p999_added_latency_ms": ours_load.p999_ms if ours_load else None,
+        "peer": PEER,
+        "peer_cpu_us_per_packet": _round(peer_cpu),
+        "peer_generator_cpu_us_per_packet": _round(peer.generator_cpu_us_per_packet if peer else None),
+        "peer_loss": peer_load.loss if peer_load else None,
+        "peer_p99_added_latency_ms": peer_load.p99_ms if peer_load else None,
+        "peer_p999_added_latency_ms": peer_load.p999_ms if peer_load else None,
+        "ratio": _round(ours_cpu / peer_cpu) if ours_cpu is not None and peer_cpu else None,
+        "max_calls": max_carried(all_ours) if ours else None,
+        "peer_max_calls": max_carried(all_peer) if peer else None,
+        "note": note,
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.relay", description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", default=",".join(map(str, DEFAULT_CALLS)), help="comma-separated loads")
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured window per load")
-    args = parser.parse_args(argv)
-    loads = [int(c) for c in args.calls.split(",") if c.strip()]
-    if installed() is None:
-        print("rtpengine is not installed: apt-get install rtpengine-daemon (the peer of this bench)")
-        return 1
-    # The hook for the appliance's relay: once its supervisor can be driven here, it is measured beside the
-    # peer at every load and its figures fill the summary's null fields.
-    present = "present but not driven yet" if appliance_relay_available() else "does not exist yet"
-    print(f"note: {OURS_MISSING} (appliance.media.supervisor {present}); measuring the peer")
-    peers: list[Measurement] = []
-    rows: list[dict[str, object]] = []
-    failed = False
-    for calls in loads:
-        with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
-            peer = measure_rtpengine(calls, args.seconds, Path(tmp))
-        print(peer.line(), flush=True)
-        failed |= peer.load is None
-        peers.append(peer)
-        rows.append(summary(calls, None, peer, peers))
-        time.sleep(0.5)  # let the kernel recycle the previous run's ports
-    print()
-    print(f"{'calls':>6} {'peer us/pkt':>12} {'peer loss':>10} {'peer p99 ms':>12} {'peer p99.9 ms':>14}")
-    for row in rows:
-        print(
-            f"{row['calls']:>6} {_num(row['peer_cpu_us_per_packet']):>12} {_num(row['peer_loss']):>10} "
-            f"{_num(row['peer_p99_added_latency_ms']):>12} {_num(row['peer_p999_added_latency_ms']):>14}"
+def table(measurements: Sequence[Measurement]) -> list[str]:
+    head = (
+        f"{'relay':<10} {'calls':>5} {'us/pkt':>7} {'gen us/pkt':>10} {'gen CPU':>7} {'late p99':>8} "
+        f"{'loss':>8} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8} {'max ms':>7} carried"
+    )
+    out = [head]
+    for m in measurements:
+        load = m.load
+        if load is None:
+            out.append(f"{m.relay:<10} {m.calls:>5} FAIL: {m.error}")
+            continue
+        out.append(
+            f"{m.relay:<10} {m.calls:>5} {_num(m.cpu_us_per_packet, 2):>7} "
+            f"{_num(m.generator_cpu_us_per_packet, 2):>10} {load.generator_cpu:>7.0%} "
+            f"{load.p99_send_late_ms:>8.3f} {load.loss:>8.4%} {_num(load.p50_ms):>7} {_num(load.p99_ms):>7} "
+            f"{_num(load.p999_ms):>8} {_num(load.max_ms):>7} {'yes' if m.carried else 'no'}"
         )
-    if not rows:
+    return out
+
+
+# -- main ---------------------------------------------------------------------------------------------------
+
+
+def _raise_open_files() -> None:
+    """Workers and the generator hold a socket per stream end: lift the soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+async def run(args: argparse.Namespace) -> int:
+    loads = [int(c) for c in args.calls.split(",") if c.strip()]
+    relays = [r.strip() for r in args.relays.split(",") if r.strip()]
+    if not loads or any(c < 1 for c in loads) or any(r not in RELAYS for r in relays):
+        print(f"--calls needs positive loads, --relays a subset of {','.join(RELAYS)}")
+        return 2
+    try:
+        binary = build(args.loadgen)
+    except LoadGenError as exc:
+        print(f"load generator: {exc}")
         return 1
-    headline = next((r for r in rows if r["calls"] == HEADLINE_CALLS), rows[-1])
-    final = summary(int(str(headline["calls"])), None, peers[rows.index(headline)], peers)
+    supervisor_kwargs, fastpath = fastpath_option(args.fastpath)
+    notes = []
+    if fastpath == "not available":
+        notes.append("fastpath: not available (MediaSupervisor has no fastpath= keyword)")
+    if PEER in relays and installed() is None:
+        notes.append("rtpengine is not installed (apt-get install rtpengine-daemon): peer not measured")
+        relays.remove(PEER)
+    for note in notes:
+        print("note:", note)
+    _raise_open_files()
+    profile_dir = Path(os.environ[PROFILE_ENV]) if os.environ.get(PROFILE_ENV) else None
+    workers = args.workers
+    print(
+        f"relay bench: loads {loads}, {args.seconds:g} s each, relays {relays}, {workers} media workers, "
+        f"fastpath {fastpath}, generator {binary}",
+        flush=True,
+    )
+
+    direct: Measurement | None = None
+    if args.direct:
+        direct = await measure_direct(max(loads), min(args.seconds, DIRECT_MAX_SECONDS), binary)
+        print(direct.line(), flush=True)
+    ours: list[Measurement] = []
+    peers: list[Measurement] = []
+    for calls in loads:
+        for relay in relays:
+            with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
+                if relay == OURS:
+                    with profiled_workers(profile_dir):
+                        m = await measure_ours(
+                            calls,
+                            args.seconds,
+                            binary,
+                            Path(tmp),
+                            workers=workers,
+                            supervisor_kwargs=supervisor_kwargs,
+                            on_running=lambda pids: print(f"[{OURS}] worker pids {list(pids)}", flush=True),
+                        )
+                    ours.append(m)
+                else:
+                    m = await measure_rtpengine(calls, args.seconds, binary, Path(tmp))
+                    peers.append(m)
+            print(m.line(), flush=True)
+            await asyncio.sleep(0.5)  # let the kernel recycle the previous run's ports
+
+    every = ([direct] if direct else []) + [m for c in loads for m in ours + peers if m.calls == c]
+    print()
+    for text in table(every):
+        print(text)
+    if profile_dir is not None:
+        print()
+        print(profile_report(profile_dir))
+    print()
+    rows = [m.row() for m in every]
     for row in rows:
-        if row is not headline:
-            print(json.dumps(row))
+        print(json.dumps(row))
+    headline = HEADLINE_CALLS if HEADLINE_CALLS in loads else max(loads)
+    final = summary(
+        headline,
+        next((m for m in ours if m.calls == headline), None),
+        next((m for m in peers if m.calls == headline), None),
+        ours,
+        peers,
+        workers=workers if OURS in relays else None,
+        fastpath=fastpath,
+        note="; ".join(notes),
+    )
     print(json.dumps(final))
+    failed = any(m.load is None for m in every)
     return 1 if failed else 0
 
 
-def _num(value: object) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else "n/a" if value is None else str(value)
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.relay", description=__doc__.splitlines()[0])
+    p.add_argument("--calls", default=",".join(map(str, DEFAULT_CALLS)), help="comma-separated loads")
+    p.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="measured window per load")
+    p.add_argument("--relays", default=",".join(RELAYS), help="comma-separated subset of relays to run")
+    p.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="media workers (default: one per core)"
+    )
+    p.add_argument(
+        "--fastpath",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ask the supervisor for its kernel fast path (default: the supervisor's own default)",
+    )
+    p.add_argument(
+        "--direct",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="first measure the generator alone (ends to ends) at the highest load",
+    )
+    p.add_argument(
+        "--loadgen", type=Path, default=DEFAULT_BINARY, help="the generator binary, built if stale"
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.workers < 1 or args.seconds <= 0:
+        print("--workers and --seconds must be positive")
+        return 2
+    return asyncio.run(run(args))
 
 
 if __name__ == "__main__":

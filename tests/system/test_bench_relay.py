@@ -1,17 +1,29 @@
-"""The relay benchmark's pieces: bencode, the load generator's schedule and figures, the rtpengine peer."""
+"""The relay benchmark's pieces: the C load generator, the driver's arithmetic, bencode, the relays."""
 
 from __future__ import annotations
 
-import socket
-import threading
+import asyncio
+import json
+import os
+from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.loadgen import PTIME_NS, LoadGenerator, Schedule, packet, percentile, stamp_of
-from bench.relay import Measurement, summary
+from bench.loadgen import CFLAGS, LoadGenerator, LoadGenError, LoadResult, build, compiler
+from bench.relay import (
+    OURS,
+    PEER,
+    Measurement,
+    fastpath_option,
+    max_carried,
+    measure_ours,
+    parser,
+    summary,
+)
 from bench.rtpengine import (
     BencodeError,
     PortRange,
@@ -27,6 +39,218 @@ from tests.system.sipp import free_port
 needs_rtpengine = pytest.mark.skipif(
     installed() is None, reason="rtpengine is not installed (apt-get install rtpengine-daemon)"
 )
+needs_cc = pytest.mark.skipif(compiler() is None, reason="no C compiler (apt-get install gcc libc6-dev)")
+
+
+@pytest.fixture(scope="module")
+def loadgen(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build(tmp_path_factory.mktemp("loadgen") / "loadgen")
+
+
+# -- the generator ------------------------------------------------------------------------------------------
+
+
+@needs_cc
+def test_loadgen_builds_with_the_makefile_flags_and_only_when_stale(tmp_path: Path) -> None:
+    assert CFLAGS == ("-O2", "-Wall", "-Wextra", "-Werror")
+    makefile = (Path(__file__).parents[2] / "Makefile").read_text()
+    assert "-O2 -Wall -Wextra -Werror" in makefile
+    binary = build(tmp_path / "build" / "loadgen")
+    assert os.access(binary, os.X_OK)
+    built = binary.stat().st_mtime_ns
+    assert build(binary) == binary
+    assert binary.stat().st_mtime_ns == built
+    assert [p.name for p in binary.parent.iterdir()] == ["loadgen"]  # no temporary file left behind
+
+
+class _TrivialRelay(asyncio.DatagramProtocol):
+    """Forwards each datagram to the other end of its call, found by source port; optionally crosses
+    calls (sends to the next call's end) to stand in for a broken relay."""
+
+    def __init__(self, peer_of: dict[int, int], *, cross: dict[int, int] | None = None) -> None:
+        self.peer_of = cross or peer_of
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # The selector loop's datagram transport does not subclass DatagramTransport, though it is one.
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        port = addr[1]
+        assert isinstance(port, int) and self.transport is not None
+        self.transport.sendto(data, ("127.0.0.1", self.peer_of[port]))
+
+
+async def _through_relay(binary: Path, calls: int, seconds: float, *, cross: bool = False) -> LoadResult:
+    loop = asyncio.get_running_loop()
+    async with LoadGenerator(calls, seconds, binary=binary, drain_ms=100) as gen:
+        peer_of: dict[int, int] = {}
+        ends = []
+        for call in range(calls):
+            caller, callee = gen.ports(call)
+            peer_of[caller], peer_of[callee] = callee, caller
+            ends += [caller, callee]
+        crossed = {port: ends[(i + 2) % len(ends)] for i, port in enumerate(ends)}
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _TrivialRelay(peer_of, cross=crossed if cross else None), local_addr=("127.0.0.1", 0)
+        )
+        try:
+            relay_port = transport.get_extra_info("sockname")[1]
+            for call in range(calls):
+                gen.connect(call, relay_port, relay_port)
+            return await gen.run()
+        finally:
+            transport.close()
+
+
+@needs_cc
+def test_loadgen_through_a_trivial_relay_loses_nothing_and_measures_latency(loadgen: Path) -> None:
+    result = asyncio.run(_through_relay(loadgen, calls=2, seconds=1.0))
+    # 2 calls x 2 ends x 50 packets/s x 1 s.
+    assert result.ends == 4 and result.sent == 200
+    assert result.received == 200 and result.lost == 0 and result.loss == 0
+    assert result.duplicates == result.misrouted == result.malformed == result.send_errors == 0
+    assert result.p50_ms is not None and result.p99_ms is not None and result.p999_ms is not None
+    # Through an asyncio relay on loopback: tens of microseconds, a few milliseconds at the worst.
+    assert 0 < result.p50_ms <= result.p99_ms <= result.p999_ms <= (result.max_ms or 0) < 50
+    assert result.cpu_s > 0 and result.wall_s >= 1.0
+    assert result.generator_cpu < 0.5  # lateness depends on what else the machine runs: not asserted
+
+
+@needs_cc
+def test_loadgen_counts_a_crossed_stream_as_misrouted_not_received(loadgen: Path) -> None:
+    result = asyncio.run(_through_relay(loadgen, calls=2, seconds=0.2, cross=True))
+    assert result.sent == 40
+    assert result.received == 0 and result.misrouted == 40 and result.loss == 1.0
+    assert result.p99_ms is None
+
+
+@needs_cc
+def test_loadgen_counts_loss_when_nothing_relays(loadgen: Path) -> None:
+    async def run() -> LoadResult:
+        async with LoadGenerator(1, 0.2, binary=loadgen, drain_ms=50) as gen:
+            gen.connect(0, free_port(), free_port())  # nobody listens there
+            return await gen.run()
+
+    result = asyncio.run(run())
+    assert result.sent == 20 and result.received == 0 and result.loss == 1.0
+
+
+@needs_cc
+def test_loadgen_refuses_to_run_without_every_destination(loadgen: Path) -> None:
+    async def run() -> None:
+        async with LoadGenerator(2, 0.2, binary=loadgen) as gen:
+            gen.connect(0, 4000, 4002)
+            await gen.begin()
+
+    with pytest.raises(LoadGenError, match="every call"):
+        asyncio.run(run())
+
+
+RESULT = {
+    "ends": 1000, "seconds": 10.0, "sent": 250000, "received": 250000, "lost": 0, "duplicates": 0,
+    "reordered": 0, "misrouted": 0, "malformed": 0, "send_errors": 0, "socket_drops": 0, "p50_us": 40,
+    "p99_us": 400, "p999_us": 1500, "max_us": 3000, "late_p50_us": 50, "late_p99_us": 150,
+    "late_max_us": 900, "cpu_user_s": 0.5, "cpu_sys_s": 2.0, "send_cpu_s": 2.4, "wall_s": 10.3,
+    "realtime": 1,
+}  # fmt: skip
+
+
+def test_load_result_parses_the_generator_line_and_derives_figures() -> None:
+    result = LoadResult.from_json(json.dumps(RESULT))
+    assert result.calls == 500
+    assert result.p99_ms == 0.4 and result.p999_ms == 1.5 and result.max_ms == 3.0
+    assert result.cpu_us_per_packet == pytest.approx(10.0)
+    assert result.generator_cpu == pytest.approx(2.5 / 10.3)
+    assert result.p99_send_late_ms == 0.15 and not result.generator_saturated
+    assert replace(result, cpu_sys_s=9.0).generator_saturated  # > 90 % of a core
+    assert replace(result, late_p99_us=2500).generator_saturated  # sending more than 2 ms late
+    assert replace(result, socket_drops=1).generator_saturated  # its own queues overflowed
+    assert replace(result, p99_us=-1).p99_ms is None
+
+
+@pytest.mark.parametrize(
+    "line", ["", "ports 1 2", "[1, 2]", json.dumps(RESULT | {"sent": "many"}), json.dumps({"ends": 4})]
+)
+def test_load_result_rejects_anything_else(line: str) -> None:
+    with pytest.raises(LoadGenError):
+        LoadResult.from_json(line)
+
+
+# -- the driver's arithmetic --------------------------------------------------------------------------------
+
+
+def _measured(relay: str, calls: int, cpu_s: float, **changes: object) -> Measurement:
+    load = LoadResult.from_json(json.dumps(RESULT | {"ends": 2 * calls} | changes))
+    return Measurement(relay, calls, load, cpu_s, workers=2 if relay == OURS else None)
+
+
+def test_summary_divides_relay_cpu_by_packets_relayed_and_finds_max_calls() -> None:
+    ours = [
+        _measured(OURS, 500, cpu_s=1.25),
+        _measured(OURS, 750, cpu_s=2.0),
+        _measured(OURS, 1000, cpu_s=3.0, lost=10),  # lost packets: not carried
+    ]
+    peers = [
+        _measured(PEER, 500, cpu_s=3.75),
+        _measured(PEER, 750, cpu_s=4.0, p99_us=1000),  # p99 not under 1 ms: not carried
+    ]
+    row = summary(500, ours[0], peers[0], ours, peers, workers=2, fastpath="not available")
+    assert row["cpu_us_per_packet"] == 5.0  # 1.25 s / 250 000 packets
+    assert row["peer_cpu_us_per_packet"] == 15.0
+    assert row["ratio"] == pytest.approx(1 / 3, abs=1e-3)
+    assert row["generator_cpu_us_per_packet"] == 10.0
+    assert row["loss"] == 0.0 and row["p99_added_latency_ms"] == 0.4 and row["p999_added_latency_ms"] == 1.5
+    assert row["max_calls"] == 750 and row["peer_max_calls"] == 500
+    assert row["workers"] == 2 and row["fastpath"] == "not available"
+    assert list(row)[:5] == ["bench", "calls", "workers", "fastpath", "cpu_us_per_packet"]
+
+
+def test_summary_with_a_failed_relay_has_nulls_not_errors() -> None:
+    failed = Measurement(OURS, 500, None, None, "media workers did not start")
+    peer = _measured(PEER, 500, cpu_s=3.75)
+    row = summary(500, failed, peer, [failed], [peer], workers=2, fastpath="default")
+    assert row["cpu_us_per_packet"] is None and row["ratio"] is None and row["max_calls"] is None
+    assert row["peer_max_calls"] == 500
+    assert failed.row()["error"] == "media workers did not start"
+    assert "FAIL" in failed.line()
+
+
+def test_a_generator_limited_run_is_not_carried() -> None:
+    assert _measured(OURS, 500, 1.0).carried
+    assert not _measured(OURS, 500, 1.0, late_p99_us=5000).carried
+    assert max_carried([_measured(OURS, 500, 1.0, late_p99_us=5000)]) is None
+
+
+def test_fastpath_switch_passes_through_only_when_the_supervisor_takes_it() -> None:
+    def with_fastpath(workers: int, *, fastpath: bool = False) -> None:
+        """A supervisor signature that has grown the keyword."""
+
+    def without(workers: int) -> None:
+        """Today's supervisor signature."""
+
+    assert fastpath_option(True, with_fastpath) == ({"fastpath": True}, "on")
+    assert fastpath_option(False, with_fastpath) == ({"fastpath": False}, "off")
+    assert fastpath_option(None, with_fastpath) == ({}, "default")
+    assert fastpath_option(True, without) == ({}, "not available")
+    assert fastpath_option(None, without) == ({}, "not available")
+    args = parser().parse_args(["--no-fastpath", "--workers", "3"])
+    assert args.fastpath is False and args.workers == 3
+    assert parser().parse_args([]).fastpath is None
+
+
+# -- the relays ---------------------------------------------------------------------------------------------
+
+
+@needs_cc
+def test_our_relay_carries_two_calls_through_the_supervisor(loadgen: Path, tmp_path: Path) -> None:
+    m = asyncio.run(
+        measure_ours(2, 1.0, loadgen, tmp_path, workers=1, supervisor_kwargs=fastpath_option(None)[0])
+    )
+    assert m.load is not None, m.error
+    assert m.load.sent == 200 and m.load.received == 200 and m.load.misrouted == 0
+    assert m.cpu_s is not None and m.cpu_s >= 0 and m.workers == 1
+    assert m.load.p50_ms is not None and m.load.p50_ms < 50
 
 
 def test_bencode_known_vectors() -> None:
@@ -72,120 +296,28 @@ def test_audio_port_from_sdp() -> None:
     assert audio_port(call_sdp(31234, 7)) == 31234
 
 
-def test_schedule_spreads_ends_and_paces_every_20ms() -> None:
-    schedule = Schedule(4, start_ns=1_000)
-    assert [e for e, _, _ in schedule.take_due(1_000)] == [0]
-    assert schedule.take_due(1_000 + PTIME_NS // 4 - 1) == []
-    assert [e for e, _, _ in schedule.take_due(1_000 + PTIME_NS - 1)] == [1, 2, 3]
-    # A late caller gets every packet it missed, in order, each with its own due time.
-    due = schedule.take_due(1_000 + 2 * PTIME_NS)
-    assert [(e, seq) for e, seq, _ in due] == [(0, 1), (1, 1), (2, 1), (3, 1), (0, 2)]
-    assert due[-1][2] == 1_000 + 2 * PTIME_NS
-
-
-def test_packet_carries_send_time_and_end() -> None:
-    datagram = packet(5, 70000, 123_456_789)
-    assert len(datagram) == 12 + 160
-    assert datagram[0] == 0x80 and datagram[1] == 0
-    assert stamp_of(datagram) == (123_456_789, 5)
-
-
-def test_percentile_nearest_rank() -> None:
-    values = [float(v) for v in range(1, 1001)]
-    assert percentile(values, 0.99) == 990.0
-    assert percentile(values, 0.999) == 999.0
-    assert percentile([], 0.5) is None
-
-
-def _relay_loop(
-    a: socket.socket, b: socket.socket, stop: threading.Event, peers: dict[int, tuple[str, int]]
-) -> None:
-    """Forward between ``a`` and ``b`` by the source port learnt for each call (caller → callee map)."""
-    import select
-
-    while not stop.is_set():
-        ready, _, _ = select.select([a, b], [], [], 0.05)
-        for sock in ready:
-            data, source = sock.recvfrom(2048)
-            other = b if sock is a else a
-            other.sendto(data, peers[source[1]])
-
-
-def test_loadgen_through_echo_relay_has_no_loss_and_measures_latency() -> None:
-    calls = 5
-    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    a.bind(("127.0.0.1", 0))
-    b.bind(("127.0.0.1", 0))
-    stop = threading.Event()
-    with LoadGenerator(calls) as gen:
-        peers: dict[int, tuple[str, int]] = {}
-        for call in range(calls):
-            caller, callee = gen.ports(call)
-            peers[caller] = ("127.0.0.1", callee)
-            peers[callee] = ("127.0.0.1", caller)
-            gen.connect(call, a.getsockname()[1], b.getsockname()[1])
-        relay = threading.Thread(target=_relay_loop, args=(a, b, stop, peers), daemon=True)
-        relay.start()
-        try:
-            result = gen.run(2.0)
-        finally:
-            stop.set()
-            relay.join(2)
-            a.close()
-            b.close()
-    # 5 calls x 2 ends x 50 packets/s x 2 s, give or take the packet due at the window's edge.
-    assert 995 <= result.sent <= 1010
-    assert result.received == result.sent
-    assert result.loss == 0
-    assert result.p50_ms is not None and result.p99_ms is not None and result.p999_ms is not None
-    assert 0 < result.p50_ms <= result.p99_ms <= result.p999_ms < 100
-    assert result.send_errors == 0
-    assert not result.generator_saturated
-
-
-def test_loadgen_counts_loss_when_nothing_relays() -> None:
-    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sink.bind(("127.0.0.1", 0))
-    with LoadGenerator(1) as gen:
-        port = sink.getsockname()[1]
-        gen.connect(0, port, port)
-        result = gen.run(0.2)
-    sink.close()
-    assert result.sent > 0 and result.received == 0
-    assert result.loss == 1.0
-    assert result.p99_ms is None
-
-
-def test_summary_leaves_ours_null_until_wired() -> None:
-    with LoadGenerator(1) as gen:
-        gen.connect(0, *gen.ports(0)[::-1])  # each end sends to the other: a zero-cost "relay"
-        load = gen.run(0.2)
-    peer = Measurement("rtpengine", load, cpu_s=0.001)
-    row = summary(1, None, peer, [peer])
-    assert row["cpu_us_per_packet"] is None and row["ratio"] is None and row["max_calls"] is None
-    assert row["note"] == "appliance relay not yet wired"
-    assert row["peer_cpu_us_per_packet"] == pytest.approx(1000.0 / load.received)
-    assert row["peer_max_calls"] == 1
-
-
 @needs_rtpengine
-def test_rtpengine_relays_a_call_both_ways(tmp_path: Path) -> None:
+@needs_cc
+def test_rtpengine_relays_a_call_both_ways(loadgen: Path, tmp_path: Path) -> None:
     engine = RtpEngine(tmp_path, free_port(), PortRange(45000, 45099))
     client = engine.start()
-    try:
-        with LoadGenerator(2) as gen:
+
+    async def run() -> LoadResult:
+        async with LoadGenerator(2, 1.0, binary=loadgen, drain_ms=100) as gen:
             for call in range(2):
                 caller, callee = gen.ports(call)
                 relay_ports = client.bridge(f"t-{call}", caller, callee)
                 assert all(45000 <= p <= 45099 for p in relay_ports)
                 gen.connect(call, *relay_ports)
-            result = gen.run(1.0)
-            for call in range(2):
-                client.delete(f"t-{call}")
+            return await gen.run()
+
+    try:
+        result = asyncio.run(run())
+        for call in range(2):
+            client.delete(f"t-{call}")
     finally:
         client.close()
         engine.stop()
-    assert result.sent >= 190
-    assert result.received == result.sent
+    assert result.sent == 200
+    assert result.received == result.sent and result.misrouted == 0
     assert result.p99_ms is not None
