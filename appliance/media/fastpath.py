@@ -48,21 +48,21 @@ from appliance.media.fastpath_rules import (
     DEFAULT_TABLE,
     NLMSG_DONE,
     NLMSG_ERROR,
-    Batch,
-    ConntrackSample,
+    Encoded,
     FastPathDecodeError,
     FastPathError,
     FastPathUsageError,
     FlowCounters,
     FlowLeg,
-    conntrack_request,
-    error_code,
-    install_batch,
-    parse_conntrack,
-    remove_batch,
     setup_batch,
-    split_messages,
     teardown_batch,
+)
+from appliance.media.fastpath_wire import (
+    ConntrackSample,
+    FlowMessages,
+    error_code,
+    parse_conntrack,
+    split_messages,
 )
 
 log = logging.getLogger("appliance.media.fastpath")
@@ -134,6 +134,7 @@ class KernelFastPath:
         self._config = config or FastPathConfig()
         self._sock: socket.socket | None = None
         self._seq = 1
+        self._messages = FlowMessages(self._config.table)
         self._calls: dict[str, FlowHandle] = {}
         self._totals: dict[str, _Totals] = {}
 
@@ -167,7 +168,7 @@ class KernelFastPath:
             raise FastPathUnavailable(f"no netfilter netlink socket: {exc}") from exc
         self._sock = sock
         try:
-            self._transact(setup_batch(self.table, first_sequence=self._seq), "create table")
+            self._transact(setup_batch(self.table, first_sequence=self._seq).encode(), "create table")
         except NetlinkRequestError as exc:
             self._close_socket()
             raise FastPathUnavailable(_explain(exc.errno, self.table)) from exc
@@ -193,7 +194,7 @@ class KernelFastPath:
         try:
             for handle in list(self._calls.values()):
                 self._forget_conntrack(handle)
-            self._transact(teardown_batch(self.table, first_sequence=self._seq), "delete table")
+            self._transact(teardown_batch(self.table, first_sequence=self._seq).encode(), "delete table")
         except NetlinkRequestError as exc:
             if exc.errno != errno.ENOENT:
                 raise
@@ -220,7 +221,7 @@ class KernelFastPath:
             raise FastPathUsageError(f"call {key!r} is already installed")
         if a.local == b.local or a.remote == b.remote:
             raise FastPathUsageError(f"call {key!r}: both legs use the same local or remote address")
-        self._transact(install_batch(self.table, a, b, first_sequence=self._seq), f"install {key}")
+        self._transact(self._messages.install(a, b, first_sequence=self._seq), f"install {key}")
         handle = FlowHandle(key, a, b)
         self._calls[key] = handle
         self._totals[key] = _Totals()
@@ -248,7 +249,7 @@ class KernelFastPath:
         counters, read just before."""
         final = self.counters(handle)
         self._transact(
-            remove_batch(self.table, handle.a, handle.b, first_sequence=self._seq), f"remove {handle.key}"
+            self._messages.remove(handle.a, handle.b, first_sequence=self._seq), f"remove {handle.key}"
         )
         del self._calls[handle.key]
         del self._totals[handle.key]
@@ -279,10 +280,10 @@ class KernelFastPath:
         except OSError:
             return None
 
-    def _transact(self, batch: Batch, what: str) -> None:
-        data, self._seq = batch.encode()
+    def _transact(self, batch: Encoded, what: str) -> None:
+        self._seq = batch.next_sequence
         sock = self._socket()
-        sock.send(data)
+        sock.send(batch.data)
         waiting = set(batch.sequences)
         failure = 0
         while waiting:
@@ -311,8 +312,8 @@ class KernelFastPath:
         first = self._seq
         self._seq += 2
         sock.send(
-            conntrack_request(handle.a, delete=True, sequence=first)
-            + conntrack_request(handle.b, delete=True, sequence=first + 1)
+            self._messages.conntrack(handle.a, delete=True, sequence=first)
+            + self._messages.conntrack(handle.b, delete=True, sequence=first + 1)
         )
         waiting = {first, first + 1}
         while waiting:
@@ -328,7 +329,7 @@ class KernelFastPath:
         sock = self._socket()
         seq = self._seq
         self._seq += 1
-        sock.send(conntrack_request(leg, delete=False, sequence=seq))
+        sock.send(self._messages.conntrack(leg, delete=False, sequence=seq))
         while True:
             for msg_type, reply_seq, message in self._receive(sock):
                 if reply_seq != seq or msg_type == NLMSG_DONE:

@@ -86,7 +86,6 @@ IP_UDP_OVERHEAD: Final = 28
 NLMSG_ERROR: Final = 2
 NLMSG_DONE: Final = 3
 NLMSG_HEADER: Final = struct.Struct("=IHHII")
-NLMSG_ERRNO: Final = struct.Struct("=i")
 # nfnetlink batch delimiters (include/uapi/linux/netfilter/nfnetlink.h).
 NFNL_MSG_BATCH_BEGIN: Final = 0x10
 NFNL_MSG_BATCH_END: Final = 0x11
@@ -189,14 +188,6 @@ class FlowCounters:
             self.b_bytes + other.b_bytes,
             other.forwarding,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class ConntrackSample:
-    """One conntrack entry's counters as the kernel reported them (see :func:`parse_conntrack`)."""
-
-    entry_id: int
-    counters: FlowCounters
 
 
 # --- map elements ------------------------------------------------------------------------------------
@@ -342,8 +333,8 @@ class Batch:
         msg["nfgen_family"] = NFPROTO_IPV4
         self._put(msg, NFNL_SUBSYS_NFTABLES << 8 | nft_type, flags)
 
-    def encode(self) -> tuple[bytes, int]:
-        """The whole datagram and the next free sequence number."""
+    def encode(self) -> Encoded:
+        """The whole datagram, with the sequence numbers the sender needs."""
         end = self._next
         self._next += 1
         marker = _batch_marker(NFNL_MSG_BATCH_END)
@@ -351,7 +342,20 @@ class Batch:
         marker["header"]["flags"] = NLM_F_REQUEST
         marker["header"]["sequence_number"] = end
         marker.encode()
-        return b"".join([*self._parts, bytes(marker.data)]), self._next
+        data = b"".join([*self._parts, bytes(marker.data)])
+        return Encoded(data, self.begin_sequence, tuple(self.sequences), self._next)
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A datagram ready to send: ``begin_sequence`` is its batch header's number (the kernel answers it only
+    when it could not process the batch at all), ``sequences`` the numbers that will each be acknowledged,
+    ``next_sequence`` the first number not used."""
+
+    data: bytes
+    begin_sequence: int
+    sequences: tuple[int, ...]
+    next_sequence: int
 
 
 def _batch_marker(msg_type: int) -> Any:
@@ -430,29 +434,34 @@ def _elements_msg(table: str, map_name: str, elements: Iterable[tuple[bytes, byt
     return _named(nft_set_elem_list_msg, table=table, set=map_name, elements=elems)
 
 
+def elements_batch(
+    table: str,
+    dnat: Sequence[tuple[bytes, bytes]],
+    snat: Sequence[tuple[bytes, bytes]],
+    *,
+    add: bool,
+    first_sequence: int,
+) -> Batch:
+    batch = Batch(first_sequence=first_sequence)
+    msg_type, flags = (NFT_MSG_NEWSETELEM, NLM_F_CREATE | NLM_F_EXCL) if add else (NFT_MSG_DELSETELEM, 0)
+    batch.add(_elements_msg(table, DNAT_MAP, dnat, add), msg_type, flags)
+    batch.add(_elements_msg(table, SNAT_MAP, snat, add), msg_type, flags)
+    return batch
+
+
 def install_batch(table: str, a: FlowLeg, b: FlowLeg, *, first_sequence: int) -> Batch:
     """Add one call's four map elements. ``NLM_F_EXCL``: a key already present (the same remote and relay
     port installed twice) fails the whole transaction instead of silently re-pointing another call."""
-    batch = Batch(first_sequence=first_sequence)
-    batch.add(
-        _elements_msg(table, DNAT_MAP, dnat_elements(a, b), True),
-        NFT_MSG_NEWSETELEM,
-        NLM_F_CREATE | NLM_F_EXCL,
+    return elements_batch(
+        table, dnat_elements(a, b), snat_elements(a, b), add=True, first_sequence=first_sequence
     )
-    batch.add(
-        _elements_msg(table, SNAT_MAP, snat_elements(a, b), True),
-        NFT_MSG_NEWSETELEM,
-        NLM_F_CREATE | NLM_F_EXCL,
-    )
-    return batch
 
 
 def remove_batch(table: str, a: FlowLeg, b: FlowLeg, *, first_sequence: int) -> Batch:
     """Delete one call's four map elements."""
-    batch = Batch(first_sequence=first_sequence)
-    batch.add(_elements_msg(table, DNAT_MAP, dnat_elements(a, b), False), NFT_MSG_DELSETELEM)
-    batch.add(_elements_msg(table, SNAT_MAP, snat_elements(a, b), False), NFT_MSG_DELSETELEM)
-    return batch
+    return elements_batch(
+        table, dnat_elements(a, b), snat_elements(a, b), add=False, first_sequence=first_sequence
+    )
 
 
 # --- ctnetlink messages ------------------------------------------------------------------------------
@@ -488,62 +497,3 @@ def conntrack_request(leg: FlowLeg, *, delete: bool, sequence: int) -> bytes:
     msg["header"]["sequence_number"] = sequence
     msg.encode()
     return bytes(msg.data)
-
-
-def _counter(msg: Any, name: str) -> tuple[int, int]:
-    nested = msg.get_attr(name)
-    if nested is None:
-        return 0, 0
-    return int(nested.get_attr("CTA_COUNTERS_PACKETS") or 0), int(nested.get_attr("CTA_COUNTERS_BYTES") or 0)
-
-
-def parse_conntrack(data: bytes, leg_a: FlowLeg) -> ConntrackSample:
-    """Decode one ctnetlink entry (a whole netlink message) into counters per call direction: ``a_*`` is the
-    direction whose tuple starts at ``leg_a.remote`` (the original one if leg a spoke first, else the reply
-    one)."""
-    if len(data) < NLMSG_HEADER.size + 4:
-        raise FastPathDecodeError(f"conntrack message of {len(data)} bytes is truncated")
-    length, msg_type, _, _, _ = NLMSG_HEADER.unpack_from(data)
-    if msg_type >> 8 != NFNL_SUBSYS_CTNETLINK or length > len(data):
-        raise FastPathDecodeError(f"not a conntrack entry: type {msg_type:#x}, length {length}/{len(data)}")
-    msg = nfct_msg(data[:length])
-    try:
-        msg.decode()
-        orig = msg.get_attr("CTA_TUPLE_ORIG")
-        src_ip = orig.get_attr("CTA_TUPLE_IP").get_attr("CTA_IP_V4_SRC")
-        src_port = orig.get_attr("CTA_TUPLE_PROTO").get_attr("CTA_PROTO_SRC_PORT")
-        status = int(msg.get_attr("CTA_STATUS") or 0)
-        entry_id = int(msg.get_attr("CTA_ID") or 0)
-        orig_counts = _counter(msg, "CTA_COUNTERS_ORIG")
-        reply_counts = _counter(msg, "CTA_COUNTERS_REPLY")
-    except Exception as exc:  # pyroute2's decoders raise whatever they hit on a malformed message
-        raise FastPathDecodeError(f"malformed conntrack entry: {exc!r}") from exc
-    a_first = (src_ip, src_port) == leg_a.remote
-    (a_packets, a_bytes), (b_packets, b_bytes) = (
-        (orig_counts, reply_counts) if a_first else (reply_counts, orig_counts)
-    )
-    natted = status & (IPS_SRC_NAT | IPS_DST_NAT) == IPS_SRC_NAT | IPS_DST_NAT
-    return ConntrackSample(entry_id, FlowCounters(a_packets, a_bytes, b_packets, b_bytes, natted))
-
-
-def split_messages(data: bytes) -> Sequence[tuple[int, int, bytes]]:
-    """Split a netlink datagram into ``(type, sequence, message)``; a truncated message raises."""
-    out: list[tuple[int, int, bytes]] = []
-    offset = 0
-    while offset + NLMSG_HEADER.size <= len(data):
-        length, msg_type, _, seq, _ = NLMSG_HEADER.unpack_from(data, offset)
-        if length < NLMSG_HEADER.size or offset + length > len(data):
-            raise FastPathDecodeError(
-                f"netlink message length {length} at offset {offset} overruns the datagram"
-            )
-        out.append((msg_type, seq, data[offset : offset + length]))
-        offset += (length + 3) & ~3
-    return out
-
-
-def error_code(message: bytes) -> int:
-    """The errno of an ``NLMSG_ERROR`` message, positive; 0 for an acknowledgement."""
-    if len(message) < NLMSG_HEADER.size + NLMSG_ERRNO.size:
-        raise FastPathDecodeError("netlink error message is truncated")
-    (code,) = NLMSG_ERRNO.unpack_from(message, NLMSG_HEADER.size)
-    return -int(code)

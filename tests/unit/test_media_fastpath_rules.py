@@ -48,17 +48,15 @@ from appliance.media.fastpath_rules import (
     FlowLeg,
     conntrack_request,
     dnat_elements,
-    error_code,
     install_batch,
     map_key,
     map_value,
-    parse_conntrack,
     remove_batch,
     setup_batch,
     snat_elements,
-    split_messages,
     teardown_batch,
 )
+from appliance.media.fastpath_wire import FlowMessages, Template, error_code, parse_conntrack, split_messages
 
 RA = ("192.168.1.20", 40000)
 RB = ("10.0.0.7", 50002)
@@ -216,8 +214,8 @@ def expression_names(rule: Any) -> list[str]:
 
 def test_setup_replaces_a_stale_table_then_builds_maps_chains_and_rules() -> None:
     batch = setup_batch("appliance_media_w1", first_sequence=100)
-    data, next_seq = batch.encode()
-    decoded = decode_batch(data)
+    encoded = batch.encode()
+    decoded = decode_batch(encoded.data)
     types = [t for t, _, _ in decoded]
     assert types == [
         NFT_MSG_NEWTABLE,
@@ -233,9 +231,9 @@ def test_setup_replaces_a_stale_table_then_builds_maps_chains_and_rules() -> Non
         NFT_MSG_NEWRULE,
     ]
     assert all(flags & NLM_F_ACK for _, flags, _ in decoded)
-    assert batch.begin_sequence == 100
-    assert batch.sequences == list(range(101, 112))
-    assert next_seq == 113
+    assert encoded.begin_sequence == 100
+    assert encoded.sequences == tuple(range(101, 112))
+    assert encoded.next_sequence == 113
     for _, _, msg in decoded[:3]:
         assert msg.get_attr("NFTA_TABLE_NAME") == "appliance_media_w1"
     assert decoded[2][1] & NLM_F_EXCL
@@ -263,7 +261,7 @@ def test_setup_replaces_a_stale_table_then_builds_maps_chains_and_rules() -> Non
 
 
 def test_rules_match_udp_and_nat_to_both_map_registers() -> None:
-    decoded = decode_batch(setup_batch("t", first_sequence=1).encode()[0])
+    decoded = decode_batch(setup_batch("t", first_sequence=1).encode().data)
     rules = {msg.get_attr("NFTA_RULE_CHAIN"): msg for t, _, msg in decoded if t == NFT_MSG_NEWRULE}
     for chain, map_name, nat_type in (
         ("pre", "dnat_to", "NFT_NAT_DNAT"),
@@ -310,7 +308,7 @@ def elements_of(msg: Any) -> list[tuple[bytes, bytes | None]]:
 
 
 def test_install_adds_four_elements_exclusively_and_remove_deletes_their_keys() -> None:
-    installed = decode_batch(install_batch("t", LEG_A, LEG_B, first_sequence=7).encode()[0])
+    installed = decode_batch(install_batch("t", LEG_A, LEG_B, first_sequence=7).encode().data)
     assert [(t, m.get_attr("NFTA_SET_ELEM_LIST_SET")) for t, _, m in installed] == [
         (NFT_MSG_NEWSETELEM, "dnat_to"),
         (NFT_MSG_NEWSETELEM, "snat_to"),
@@ -318,15 +316,52 @@ def test_install_adds_four_elements_exclusively_and_remove_deletes_their_keys() 
     assert all(flags & NLM_F_CREATE and flags & NLM_F_EXCL for _, flags, _ in installed)
     assert elements_of(installed[0][2]) == dnat_elements(LEG_A, LEG_B)
     assert elements_of(installed[1][2]) == snat_elements(LEG_A, LEG_B)
-    removed = decode_batch(remove_batch("t", LEG_A, LEG_B, first_sequence=7).encode()[0])
+    removed = decode_batch(remove_batch("t", LEG_A, LEG_B, first_sequence=7).encode().data)
     assert [t for t, _, _ in removed] == [NFT_MSG_DELSETELEM, NFT_MSG_DELSETELEM]
     assert elements_of(removed[0][2]) == [(key, None) for key, _ in dnat_elements(LEG_A, LEG_B)]
 
 
 def test_teardown_deletes_the_table() -> None:
-    ((msg_type, _, msg),) = decode_batch(teardown_batch("t", first_sequence=1).encode()[0])
+    ((msg_type, _, msg),) = decode_batch(teardown_batch("t", first_sequence=1).encode().data)
     assert msg_type == NFT_MSG_DELTABLE
     assert msg.get_attr("NFTA_TABLE_NAME") == "t"
+
+
+# --- compiled messages ----------------------------------------------------------------------------------
+
+ports = st.integers(1, 65535)
+ipv4 = st.ip_addresses(v=4).map(str)
+flow_legs = st.builds(FlowLeg, st.tuples(ipv4, ports), st.tuples(ipv4, ports))
+
+
+@SETTINGS
+@given(flow_legs, flow_legs, st.integers(1, 2**31))
+def test_compiled_messages_are_byte_identical_to_pyroute2s(a: FlowLeg, b: FlowLeg, seq: int) -> None:
+    messages = FlowMessages("appliance_media_w3")
+    assert (
+        messages.install(a, b, first_sequence=seq)
+        == install_batch("appliance_media_w3", a, b, first_sequence=seq).encode()
+    )
+    assert (
+        messages.remove(a, b, first_sequence=seq)
+        == remove_batch("appliance_media_w3", a, b, first_sequence=seq).encode()
+    )
+    for delete in (True, False):
+        assert messages.conntrack(a, delete=delete, sequence=seq) == conntrack_request(
+            a, delete=delete, sequence=seq
+        )
+
+
+def test_a_template_refuses_ambiguous_placeholders_and_wrong_sizes() -> None:
+    data = conntrack_request(LEG_A, delete=False, sequence=1)
+    with pytest.raises(ValueError, match="exactly once"):
+        Template(data + data, {"src": socket.inet_aton(RA[0])})
+    with pytest.raises(ValueError, match="exactly once"):
+        Template(data, {"absent": b"\xfe\xfe\xfe\xfe\xfe"})
+    template = Template(data, {"src": socket.inet_aton(RA[0])})
+    assert template.messages == 1
+    with pytest.raises(ValueError, match="4 bytes"):
+        template.render(1, {"src": b"\x01"})
 
 
 # --- conntrack ---------------------------------------------------------------------------------------------
@@ -372,6 +407,10 @@ def entry(
                 ]
             },
         ],
+        # Attributes the parser has no use for, as a real entry carries them: skipped, not misread.
+        ["CTA_TUPLE_REPLY", {"attrs": [("CTA_TUPLE_IP", {"attrs": [("CTA_IP_V4_SRC", dst[0])]})]}],
+        ["CTA_TIMEOUT", 119],
+        ["CTA_MARK", 0],
         ["CTA_STATUS", kw.get("status", IPS_SRC_NAT | IPS_DST_NAT)],
         [
             "CTA_COUNTERS_ORIG",
