@@ -17,8 +17,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Final, Protocol
 
 from appliance.calls import causes
 from appliance.calls.causes import Cause
@@ -27,6 +28,7 @@ from appliance.calls.events import (
     Answer,
     CallEvent,
     Disconnect,
+    Dtmf,
     Fail,
     Progress,
     Redirect,
@@ -34,9 +36,11 @@ from appliance.calls.events import (
     Setup,
     Update,
     UpdateAnswer,
+    UpdateRejected,
 )
 from appliance.calls.routing import RoutingTable
 from appliance.calls.sip_leg import LegState, SipLeg
+from appliance.media.control_events import DtmfEvent, MediaTimeout, WorkerEvent
 from appliance.sip.dialog import uri_to_peer
 from appliance.sip.errors import DecodeError
 from appliance.sip.events import Peer
@@ -45,9 +49,21 @@ from appliance.sip.message import Request
 from appliance.sip.transaction import ServerTransaction
 from appliance.sip.uri import SipUri, TelUri, parse_sip_uri, parse_uri
 
+if TYPE_CHECKING:
+    from appliance.calls.media_anchor import MediaAnchor, RouteMedia
+
 log = logging.getLogger("appliance.calls")
 
 ANSWERED_ELSEWHERE = Cause(16, 200, "Call completed elsewhere")
+# No RTP on an answered call for media.timeout seconds. Q.850 cause 102 "recovery on timer expiry" is the
+# cause for a call cleared because a timer expired, and RFC 3326 §2 carries it to a SIP peer as
+# "Reason: Q.850;cause=102". Others pick differently: FreeSWITCH ends such calls with its own MEDIA_TIMEOUT
+# (604, outside Q.850), Asterisk's rtp_timeout with cause 44 ("requested channel unavailable"), and
+# rtpengine leaves the decision to Kamailio (its timeout only deletes the media session); a timer expiry
+# says what happened, so the far end's logs and CDRs read it right.
+MEDIA_TIMEOUT: Final = Cause(102, 408, "Media timeout")
+# The media worker carrying the call refused a command or died: the relay state is gone (Q.850 41).
+MEDIA_FAILURE: Final = Cause(41, 503, "Media relay failure")
 
 
 class Destination(Protocol):
@@ -91,12 +107,14 @@ class Call:
         "a",
         "answered",
         "b",
+        "b_setup",
         "candidates",
         "ended",
         "forks",
         "id",
         "last_cause",
         "route_kind",
+        "route_match",
         "setup",
     )
 
@@ -111,7 +129,11 @@ class Call:
         self.answered = False
         self.ended = False
         self.route_kind = "none"
+        self.route_match: str | None = None
         self.last_cause: Cause = causes.NO_ROUTE
+        # The Setup every relayed destination receives (its SDP anchored once, reused by forks and
+        # failover); None until a relayed destination is tried.
+        self.b_setup: Setup | None = None
 
     def from_leg(self, leg: Leg, event: CallEvent, now: float) -> None:
         self._b2bua.call_event(self, leg, event, now)
@@ -161,6 +183,8 @@ class B2bua:
         agents: Callable[[str], list[tuple[str, Peer]]],
         media: LocalMedia,
         observer: CallObserver,
+        media_anchor: MediaAnchor | None = None,
+        route_media: Mapping[str, RouteMedia] | None = None,
     ) -> None:
         self.ctx = ctx
         self.router = router
@@ -169,6 +193,10 @@ class B2bua:
         self.agents = agents
         self.media = media
         self.observer = observer
+        # With an anchor every SDP between relayed legs goes through it (the RTP flows via the media
+        # workers); without one SDP passes through untouched and the endpoints send media to each other.
+        self.media_anchor = media_anchor
+        self.route_media = route_media or {}
         self.calls: dict[str, Call] = {}
         self._legs: dict[tuple[str, str], SipLeg] = {}
         self._heap: list[tuple[float, int, SipLeg]] = []
@@ -245,6 +273,7 @@ class B2bua:
             call.last_cause = causes.NO_ROUTE
         else:
             call.candidates = self.router.candidates(route, cloud_available=self.cloud_available())
+            call.route_match = route.match
         self.calls[call_id] = call
         self.index_leg(request.call_id, a.local_tag, a)
         if log.isEnabledFor(logging.INFO):
@@ -276,6 +305,10 @@ class B2bua:
                 return False
             return self._dial_trunk(call, trunk, setup, now, "trunk")
         if kind == "ivr":
+            if self.media_anchor is not None:
+                # The local IVR terminates the media itself: nothing of this call is relayed any more.
+                self.media_anchor.release(call.id)
+                call.b_setup = None
             ivr = LocalIvrLeg(self, call, dest.target)
             self._route(call, "ivr")
             call.forks.append(ivr)
@@ -286,17 +319,48 @@ class B2bua:
             if not contacts:
                 call.last_cause = causes.Cause(20, 480, "No agent registered")
                 return False
+            b_setup = self._b_setup(call)
+            if b_setup is None:
+                return False
             self._route(call, "agents")
             for uri, peer in contacts:
                 leg = SipLeg(self, call, role="uac", peer=peer, route_kind="agents")
                 call.forks.append(leg)
-                leg.send_invite(setup, uri, now)
+                leg.send_invite(b_setup, uri, now)
             return True
         # "pri": spans are driven by the PRI gateway, which is not part of this build yet.
         log.info("call %s: destination %s:%s not available", call.id, kind, dest.target)
         return False
 
+    def _b_setup(self, call: Call) -> Setup | None:
+        """The Setup for a relayed destination: the caller's, with its offer anchored (once per call).
+
+        None when the offer cannot be anchored; ``call.last_cause`` then says why (488 or 503).
+        """
+        anchor = self.media_anchor
+        if anchor is None:
+            return call.setup
+        if call.b_setup is not None:
+            return call.b_setup
+        options = self.route_media.get(call.route_match or "")
+        sdp = call.setup.sdp
+        try:
+            anchor.configure(call.id, options)
+            # A delayed offer (no SDP) is anchored when the callee's offer comes back in its answer.
+            offer = None if sdp is None else anchor.sdp_from(call.id, "a", sdp)
+        except MediaRefused as exc:
+            anchor.release(call.id)
+            call.last_cause = Cause.from_sip(exc.status, exc.reason)
+            log.warning("call media refused: %d %s", exc.status, exc.reason, extra={"ctx": {"call": call.id}})
+            return None
+        call.b_setup = replace(call.setup, sdp=offer)
+        return call.b_setup
+
     def _dial_trunk(self, call: Call, trunk: SipUri, setup: Setup, now: float, kind: str) -> bool:
+        b_setup = self._b_setup(call)
+        if b_setup is None:
+            return False
+        setup = b_setup
         port = f":{trunk.port}" if trunk.port else ""
         params = "".join(f";{k}" if v is None else f";{k}={v}" for k, v in trunk.params.items())
         uri = f"{trunk.scheme}:{setup.called or 'anonymous'}@{trunk.host}{port}{params}"
@@ -325,11 +389,11 @@ class B2bua:
                     other.handle(event, now)
                 self._finish(call)
             elif call.b is not None:
-                call.b.handle(event, now)
+                self._relay(call, leg, call.b, event, now)
             return
         if isinstance(event, (Ringing, Progress)):
             if not call.answered and leg in call.forks:
-                call.a.handle(event, now)
+                self._relay(call, leg, call.a, event, now)
         elif isinstance(event, Answer):
             if call.answered or leg not in call.forks:
                 leg.handle(Disconnect(ANSWERED_ELSEWHERE), now)
@@ -344,7 +408,7 @@ class B2bua:
             call.forks = []
             if call.route_kind != leg.route_kind:
                 self._route(call, leg.route_kind)
-            call.a.handle(event, now)
+            self._relay(call, leg, call.a, event, now)
         elif isinstance(event, (Fail, Redirect)):
             if leg in call.forks:
                 call.forks.remove(leg)
@@ -359,7 +423,80 @@ class B2bua:
                 call.a.handle(event, now)
                 self._finish(call)
         elif leg is call.b:
-            call.a.handle(event, now)
+            self._relay(call, leg, call.a, event, now)
+
+    def _relay(self, call: Call, source: Leg, target: Leg, event: CallEvent, now: float) -> None:
+        """Hand ``event`` from ``source`` to ``target``, its SDP anchored when the call's media is relayed."""
+        anchor = self.media_anchor
+        if (
+            anchor is None
+            or isinstance(source, LocalIvrLeg)
+            or isinstance(target, LocalIvrLeg)
+            or not anchor.has(call.id)
+        ):
+            target.handle(event, now)
+            return
+        if isinstance(event, UpdateRejected):
+            anchor.reject(call.id)
+        elif isinstance(event, (Ringing, Progress, Answer, Update, UpdateAnswer)) and event.sdp is not None:
+            side = "a" if source is call.a else "b"
+            try:
+                sdp = anchor.sdp_from(
+                    call.id, side, event.sdp, offer=True if isinstance(event, Update) else None
+                )
+            except MediaRefused as exc:
+                cause = Cause.from_sip(exc.status, exc.reason)
+                log.warning(
+                    "SDP from leg %s refused: %d %s", side, exc.status, exc.reason,
+                    extra={"ctx": {"call": call.id}},
+                )  # fmt: skip
+                if isinstance(event, (Ringing, Progress)):
+                    target.handle(replace(event, sdp=None), now)  # the call goes on without early media
+                elif isinstance(event, Update):
+                    source.handle(UpdateRejected(cause), now)  # the last agreed media stays
+                elif not call.ended:
+                    self.end_for_media(call, cause, now)  # an answer that cannot be anchored: no media
+                return
+            event = replace(event, sdp=sdp)
+        target.handle(event, now)
+
+    # ------------------------------------------------------------------------- media events
+    def media_event(self, call_id: str, event: WorkerEvent, now: float) -> None:
+        """An event a media worker reported about ``call_id`` (see :mod:`appliance.media.control_events`)."""
+        call = self.calls.get(call_id)
+        if call is None or call.ended:
+            return
+        if isinstance(event, MediaTimeout):
+            log.warning(
+                "no RTP from leg %s for %.1f s", event.leg, event.silent_for, extra={"ctx": {"call": call_id}}
+            )
+            if call.answered:
+                self.end_for_media(call, MEDIA_TIMEOUT, now)
+        elif isinstance(event, DtmfEvent):
+            log.info("DTMF %s on leg %s", event.digit, event.leg, extra={"ctx": {"call": call_id}})
+            target, other = (call.b, "b") if event.leg == "a" else (call.a, "a")
+            anchor = self.media_anchor
+            # RFC 4733 packets already reach a leg that negotiated telephone-event; SIP INFO only for the
+            # leg that did not.
+            if target is not None and anchor is not None and anchor.wants_info(call_id, other):
+                target.handle(Dtmf(event.digit, event.duration_ms), now)
+        else:
+            log.debug("media event %s", event, extra={"ctx": {"call": call_id}})
+
+    def media_failed(self, call_id: str, reason: str, now: float) -> None:
+        """The worker refused a command for the call, or died: its media is gone, so is the call."""
+        call = self.calls.get(call_id)
+        if call is not None and not call.ended:
+            log.error("media relay failed: %s", reason, extra={"ctx": {"call": call_id}})
+            self.end_for_media(call, MEDIA_FAILURE, now)
+
+    def end_for_media(self, call: Call, cause: Cause, now: float) -> None:
+        """The one decision on a call whose media is lost: today both legs are released with ``cause``
+        (BYE with a Reason header once answered, the cause's status before)."""
+        legs = [call.a, *call.forks, *([call.b] if call.b is not None and call.b not in call.forks else [])]
+        for leg in legs:
+            leg.handle(Disconnect(cause), now)
+        self._finish(call)
 
     def _end(self, call: Call, event: Fail, now: float) -> None:
         log.warning(
@@ -376,6 +513,8 @@ class B2bua:
             return
         call.ended = True
         self.calls.pop(call.id, None)
+        if self.media_anchor is not None:
+            self.media_anchor.release(call.id)
         # The legs refer to their call and the call to its legs: let go of them so that reference counting,
         # not the cycle collector, frees a finished call (legs still answering late messages keep working:
         # every event they raise stops at ``call.ended``).

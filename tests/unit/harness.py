@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from appliance.calls.b2bua import B2bua
 from appliance.calls.context import SipContext
 from appliance.calls.local_media import SilenceMedia
+from appliance.calls.media_anchor import MediaAnchor, RouteMedia
 from appliance.calls.routing import RoutingTable
 from appliance.config.schema import Destination
 from appliance.core import ApplianceCore
@@ -69,6 +70,9 @@ class Harness:
     users: dict[str, str] = field(default_factory=dict)
     session_expires: int = 1800
     now: float = 0.0
+    # Relay every call's media through a MediaAnchor (ports 30000-30099 on one worker, G.711 transcoding).
+    anchor: bool = False
+    route_media: dict[str, RouteMedia] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.endpoint = SipEndpoint(timers=TimerSettings(0.5, 4.0, 5.0), ids=IdFactory())
@@ -78,6 +82,16 @@ class Harness:
                                 probe_failures=3, probe_successes=2, hold_down=30.0, now=0.0)  # fmt: skip
         self.calls = CallsSeen()
         self.media = SilenceMedia(address="127.0.0.1", ports=PortAllocator(20000, 20999))
+        counter = iter(range(1, 1 << 30))
+        self.media_anchor = (
+            MediaAnchor(
+                address="127.0.0.1",
+                slices=[(30000, 30099)],
+                random_bytes=lambda n: bytes([next(counter) % 256]) * n,
+            )
+            if self.anchor
+            else None
+        )
         table = RoutingTable(
             [(m, tuple(Destination.parse(d) for d in dests)) for m, dests in self.routes], region="DE"
         )
@@ -93,6 +107,7 @@ class Harness:
             ctx=self.ctx, router=table, cloud_available=lambda: self.mode.routes_to_cloud,
             cloud_trunk=self.cloud,
             agents=self._agents, media=self.media, observer=self.calls,
+            media_anchor=self.media_anchor, route_media=self.route_media,
         )  # fmt: skip
         self.core = ApplianceCore(
             ctx=self.ctx, b2bua=self.b2bua, mode=self.mode, registrar=self.registrar,
