@@ -10,6 +10,9 @@ each command's reply resolves the awaiting coroutine.
 When a worker's control socket reaches end of file (the process died), its pending commands fail with
 :class:`MediaWorkerError`, the call ids it carried are handed to ``on_lost`` and a new worker is started on
 the same port slice and socket path.
+
+With ``local_slice`` the port range is cut into ``workers + 1`` slices and the last one is left to the
+control process itself (the local IVR's sockets), so no port is ever bound by two processes.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import logging
 import socket
 import sys
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -38,10 +41,12 @@ from appliance.media.control_events import (
     Delete,
     Error,
     ErrorCode,
+    LegSpec,
     Offer,
     Ok,
     Ping,
     Query,
+    SetLeg,
     WorkerEvent,
 )
 
@@ -112,13 +117,21 @@ class MediaSupervisor:
         on_event: Callable[[int, WorkerEvent], object] | None = None,
         on_lost: Callable[[int, list[str]], object] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        worker_args: Sequence[str] = (),
+        local_slice: bool = False,
     ) -> None:
+        """``worker_args`` are added to every worker's command line (``--media-timeout``,
+        ``--recording-dir``/``--recording-key``, ``--no-fastpath``); ``local_slice`` keeps the last slice of
+        the port range out of the workers' (see :attr:`local_ports`)."""
         self.address = address
         self.run_dir = Path(run_dir)
         self.timeout = timeout
         self.on_event = on_event
         self.on_lost = on_lost
-        slices = split_range(port_range[0], port_range[1], workers)
+        self.worker_args = tuple(worker_args)
+        self.restarts = 0
+        slices = split_range(port_range[0], port_range[1], workers + (1 if local_slice else 0))
+        self.local_ports: tuple[int, int] | None = slices.pop() if local_slice else None
         self._workers = [
             _Worker(i, ports, self.run_dir / f"media-{i}.sock") for i, ports in enumerate(slices)
         ]
@@ -152,6 +165,9 @@ class MediaSupervisor:
             self.address,
             "--ports",
             f"{low}-{high}",
+            "--worker-id",
+            str(w.index),
+            *self.worker_args,
             stdout=asyncio.subprocess.PIPE,
         )
         assert w.process.stdout is not None
@@ -191,6 +207,20 @@ class MediaSupervisor:
                     w.process.kill()
                     await w.process.wait()
 
+    @property
+    def slices(self) -> list[tuple[int, int]]:
+        """Each worker's RTP port slice, by worker index."""
+        return [w.ports for w in self._workers]
+
+    @property
+    def workers(self) -> int:
+        return len(self._workers)
+
+    @property
+    def running_count(self) -> int:
+        """Workers connected now (a dead one is not, until its restart completes)."""
+        return sum(1 for w in self._workers if w.running.is_set())
+
     def pid(self, index: int) -> int | None:
         """The process id of worker ``index`` (for monitoring), None while it is not running."""
         process = self._workers[index].process
@@ -225,6 +255,23 @@ class MediaSupervisor:
         reply = await self._command(index, Offer(call_id, leg, sdp, flags))
         self._workers[index].calls.add(call_id)
         return reply
+
+    async def set_leg(self, call_id: str, leg: str, spec: LegSpec, flags: tuple[str, ...] = ()) -> Ok:
+        """Hand the call's worker one leg as call control negotiated it (the data-plane command)."""
+        return await self.send(self.worker_for(call_id), SetLeg(call_id, leg, spec, flags))
+
+    async def send(self, index: int, command: Command) -> Ok:
+        """Send ``command`` to worker ``index`` and return its reply; raises :class:`MediaWorkerError`.
+
+        The calls a worker carries (reported to ``on_lost`` if it dies) are tracked from the ``SetLeg``
+        and ``Delete`` commands sent through here.
+        """
+        calls = self._workers[index].calls
+        if isinstance(command, SetLeg):
+            calls.add(command.call_id)
+        elif isinstance(command, Delete):
+            calls.discard(command.call_id)
+        return await self._command(index, command)
 
     async def answer(self, call_id: str, leg: str, sdp: str, flags: tuple[str, ...] = ()) -> Ok:
         """Send leg ``leg``'s SDP answer; the reply's ``sdp`` is for the offering leg."""
@@ -332,6 +379,7 @@ class MediaSupervisor:
             await w.process.wait()
         try:
             await self._spawn(w)
+            self.restarts += 1
         except (MediaWorkerError, OSError):
             # The worker stays down; commands for its calls fail at once with MediaWorkerError.
             log.exception("media worker %d could not be restarted", w.index)

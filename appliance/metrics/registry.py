@@ -48,6 +48,7 @@ MAX_REJECT_REASONS: Final = 64
 """Distinct reject reasons kept; past this, new reasons are counted as ``other`` (bounded label space)."""
 
 _REASON_RE: Final = re.compile(r"[a-z][a-z0-9_]{0,47}\Z")
+_DROP_RE: Final = re.compile(r"[a-z][a-z0-9_\-]{0,47}\Z")
 _CLASS_LABELS: Final = ("1xx", "2xx", "3xx", "4xx", "5xx", "6xx")
 
 
@@ -66,11 +67,17 @@ class Metrics:
         "_calls_total",
         "_failovers",
         "_info",
+        "_media_streams",
+        "_media_timeouts",
         "_mode",
         "_rejects",
+        "_relayed_calls",
         "_requests",
         "_responses",
         "_transactions",
+        "_worker_drops",
+        "_worker_relayed",
+        "_workers",
         "registry",
     )
 
@@ -93,6 +100,13 @@ class Metrics:
         self._transactions = 0
         self._bindings = 0
         self._mode: str | None = None
+        self._relayed_calls = 0
+        self._media_timeouts = 0
+        # direction -> [packets, octets, lost], summed from each relayed call's final statistics.
+        self._media_streams: dict[str, list[int]] = {d: [0, 0, 0] for d in DIRECTIONS}
+        self._workers = [0, 0, 0]  # configured, running, restarts
+        self._worker_relayed: dict[int, int] = {}
+        self._worker_drops: dict[tuple[int, str], int] = {}
         self.registry.register(_Collector(self))
         if process_metrics:
             ProcessCollector(registry=self.registry)
@@ -179,6 +193,38 @@ class Metrics:
     def set_registrar_bindings(self, count: int) -> None:
         self._bindings = count
 
+    # -- media relay ---------------------------------------------------------------------------------
+
+    def set_media(self, *, relayed_calls: int, workers: int, running: int, restarts: int) -> None:
+        """Gauges sampled from the media anchor and the worker supervisor."""
+        self._relayed_calls = relayed_calls
+        self._workers = [workers, running, restarts]
+
+    def media_timeout(self) -> None:
+        """A relayed call reported no RTP for the configured media timeout."""
+        self._media_timeouts += 1
+
+    def media_stream_totals(self, direction: str, packets: int, octets: int, lost: int) -> None:
+        """Add one finished stream's counts (``"in"``: received from the leg's peer, ``"out"``: sent)."""
+        try:
+            totals = self._media_streams[direction]
+        except KeyError:
+            raise ValueError(f"unknown direction {direction!r}") from None
+        totals[0] += packets
+        totals[1] += octets
+        totals[2] += max(lost, 0)  # RFC 3550 §6.4.1: duplicates can make the loss negative
+
+    def worker_stats(self, worker: int, relayed: int, dropped: tuple[tuple[str, int], ...]) -> None:
+        """A worker's periodic report: totals since it started (a restarted worker starts again at 0)."""
+        self._worker_relayed[worker] = relayed
+        drops = self._worker_drops
+        for reason, n in dropped:
+            key = (worker, reason)
+            # The reasons are the worker's own names ("latch", "srtp-auth"); the bound keeps a faulty
+            # worker from growing the label space.
+            if key in drops or (_DROP_RE.match(reason) and len(drops) < MAX_REJECT_REASONS * 4):
+                drops[key] = n
+
     # -- appliance state -----------------------------------------------------------------------------
 
     def set_mode(self, name: str) -> None:
@@ -259,6 +305,61 @@ class _Collector(Collector):
         yield GaugeMetricFamily(
             "appliance_registrar_bindings", "Contacts registered with the local registrar.", value=m._bindings
         )
+
+        yield GaugeMetricFamily(
+            "appliance_media_relayed_calls_active",
+            "Calls whose RTP the media workers relay.",
+            value=m._relayed_calls,
+        )
+        yield CounterMetricFamily(
+            "appliance_media_timeouts", "Relayed calls ended for lack of RTP.", value=m._media_timeouts
+        )
+        packets = CounterMetricFamily(
+            "appliance_media_packets",
+            "RTP packets of finished relayed calls, received from (in) and sent to (out) the legs' peers.",
+            labels=["direction"],
+        )
+        octets = CounterMetricFamily(
+            "appliance_media_octets", "RTP payload octets of finished relayed calls.", labels=["direction"]
+        )
+        lost = CounterMetricFamily(
+            "appliance_media_packets_lost",
+            "RTP packets lost (RFC 3550) in finished relayed calls.",
+            labels=["direction"],
+        )
+        for direction, (n_packets, n_octets, n_lost) in m._media_streams.items():
+            packets.add_metric([direction], n_packets)
+            octets.add_metric([direction], n_octets)
+            lost.add_metric([direction], n_lost)
+        yield packets
+        yield octets
+        yield lost
+        configured, running, restarts = m._workers
+        yield GaugeMetricFamily(
+            "appliance_media_workers", "Media worker processes configured.", value=configured
+        )
+        yield GaugeMetricFamily(
+            "appliance_media_workers_running", "Media worker processes connected now.", value=running
+        )
+        yield CounterMetricFamily(
+            "appliance_media_worker_restarts", "Media workers restarted after dying.", value=restarts
+        )
+        relayed = CounterMetricFamily(
+            "appliance_media_worker_packets_relayed",
+            "Packets a media worker relayed since it started.",
+            labels=["worker"],
+        )
+        for worker, n in sorted(m._worker_relayed.items()):
+            relayed.add_metric([str(worker)], n)
+        yield relayed
+        drops = CounterMetricFamily(
+            "appliance_media_worker_packets_dropped",
+            "Packets a media worker dropped since it started, by reason.",
+            labels=["worker", "reason"],
+        )
+        for (worker, reason), n in sorted(m._worker_drops.items()):
+            drops.add_metric([str(worker), reason], n)
+        yield drops
 
         mode = GaugeMetricFamily(
             "appliance_mode", "Survivability mode: 1 for the current one, 0 for the others.", labels=["mode"]

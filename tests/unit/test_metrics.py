@@ -155,6 +155,35 @@ def test_gauges_mode_and_info() -> None:
     assert value(m, "appliance_info", site="par1", serial="PA-0001", version="1.2.3") == 1
 
 
+def test_media_relay_metrics() -> None:
+    m = make()
+    assert value(m, "appliance_media_relayed_calls_active") == 0
+    assert value(m, "appliance_media_packets_total", direction="in") == 0
+    m.set_media(relayed_calls=3, workers=2, running=1, restarts=4)
+    assert value(m, "appliance_media_relayed_calls_active") == 3
+    assert value(m, "appliance_media_workers") == 2
+    assert value(m, "appliance_media_workers_running") == 1
+    assert value(m, "appliance_media_worker_restarts_total") == 4
+    m.media_timeout()
+    assert value(m, "appliance_media_timeouts_total") == 1
+    m.media_stream_totals("in", 100, 16000, 2)
+    m.media_stream_totals("in", 50, 8000, -1)  # duplicates: RFC 3550 loss below zero counts as none
+    m.media_stream_totals("out", 150, 24000, 0)
+    assert value(m, "appliance_media_packets_total", direction="in") == 150
+    assert value(m, "appliance_media_octets_total", direction="in") == 24000
+    assert value(m, "appliance_media_packets_lost_total", direction="in") == 2
+    assert value(m, "appliance_media_packets_total", direction="out") == 150
+    with pytest.raises(ValueError, match="direction"):
+        m.media_stream_totals("sideways", 1, 1, 0)
+    m.worker_stats(0, 1000, (("latch", 3), ("srtp-auth", 1), ("Bad Label", 9)))
+    m.worker_stats(0, 1500, (("latch", 5),))
+    assert value(m, "appliance_media_worker_packets_relayed_total", worker="0") == 1500
+    assert value(m, "appliance_media_worker_packets_dropped_total", worker="0", reason="latch") == 5
+    assert value(m, "appliance_media_worker_packets_dropped_total", worker="0", reason="srtp-auth") == 1
+    assert ("appliance_media_worker_packets_dropped_total",
+            frozenset({("worker", "0"), ("reason", "Bad Label")})) not in samples(m)  # fmt: skip
+
+
 def test_rendered_text_names_types_and_help() -> None:
     text = make().render().decode()
     assert "# TYPE appliance_calls_total counter" in text
