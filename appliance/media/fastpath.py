@@ -216,16 +216,22 @@ class KernelFastPath:
     def install(self, key: str, a: FlowLeg, b: FlowLeg) -> FlowHandle:
         """Hand one call to the kernel. ``key`` names it (the call id); ``a`` and ``b`` are its legs with
         their latched remotes. Raises :class:`FastPathUsageError` for a key already installed and
-        :class:`NetlinkRequestError` (``EEXIST``) if another call already holds one of the tuples."""
+        :class:`NetlinkRequestError` (``EEXIST``) if another call already holds one of the tuples. On any
+        error nothing stays installed."""
         if key in self._calls:
             raise FastPathUsageError(f"call {key!r} is already installed")
-        if a.local == b.local or a.remote == b.remote:
-            raise FastPathUsageError(f"call {key!r}: both legs use the same local or remote address")
+        if a.local == b.local:
+            raise FastPathUsageError(f"call {key!r}: both legs use relay port {a.local}")
         self._transact(self._messages.install(a, b, first_sequence=self._seq), f"install {key}")
         handle = FlowHandle(key, a, b)
+        try:
+            self._forget_conntrack(handle)
+        except FastPathError:
+            # Without the old entries gone the rules would never apply; leave the call to userspace.
+            self._transact(self._messages.remove(a, b, first_sequence=self._seq), f"undo install {key}")
+            raise
         self._calls[key] = handle
         self._totals[key] = _Totals()
-        self._forget_conntrack(handle)
         log.debug("fast path: call %s installed %s<->%s", key, a, b)
         return handle
 
@@ -246,11 +252,21 @@ class KernelFastPath:
 
     def remove(self, handle: FlowHandle) -> FlowCounters:
         """Give the call back to userspace: delete its map elements and conntrack entries. Returns the final
-        counters, read just before."""
-        final = self.counters(handle)
-        self._transact(
-            self._messages.remove(handle.a, handle.b, first_sequence=self._seq), f"remove {handle.key}"
-        )
+        counters, read just before (the last ones read, if that read fails). If the kernel refuses the removal
+        the call stays installed, and :meth:`remove` may be retried."""
+        totals = self._totals_of(handle)
+        try:
+            final = self.counters(handle)
+        except FastPathError as exc:
+            log.warning("fast path: call %s: final counters unreadable (%s)", handle.key, exc)
+            final = totals.done + totals.live
+        try:
+            self._transact(
+                self._messages.remove(handle.a, handle.b, first_sequence=self._seq), f"remove {handle.key}"
+            )
+        except NetlinkRequestError as exc:
+            if exc.errno != errno.ENOENT:  # ENOENT: already gone (someone flushed the table)
+                raise
         del self._calls[handle.key]
         del self._totals[handle.key]
         self._forget_conntrack(handle)

@@ -85,9 +85,11 @@ def forwarding() -> dict[str, Any]:
         return run_in(name, scenario_forwarding)
 
 
-def run_in(netns: str, scenario: Callable[[], dict[str, Any]], *prefix: str) -> dict[str, Any]:
+def run_in(
+    netns: str, scenario: Callable[[], dict[str, Any]], *prefix: str, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Run ``scenario`` (a function of this module) in a child inside ``netns``; return its JSON report.
-    ``prefix`` wraps the child (``setpriv ...`` to drop privileges)."""
+    ``prefix`` wraps the child (``setpriv ...`` to drop privileges); ``env`` adds environment variables."""
     code = (
         "import json, sys; sys.path.insert(0, sys.argv[1]); "
         f"from tests.system.test_media_fastpath import {scenario.__name__} as s; "
@@ -99,6 +101,7 @@ def run_in(netns: str, scenario: Callable[[], dict[str, Any]], *prefix: str) -> 
         text=True,
         timeout=120,
         check=False,
+        env={**os.environ, **(env or {})},
         cwd=ROOT,
     )
     assert done.returncode == 0, f"scenario {scenario.__name__} failed:\n{done.stdout}\n{done.stderr}"
@@ -210,11 +213,12 @@ def scenario_forwarding() -> dict[str, Any]:
         report["relay_b_queued"] = len(_pending(relay_b))
         report["counters"] = _counters_dict(fastpath, handle)
 
-        # A third source is not the latched remote: the kernel leaves it to the relay socket.
+        # A third source is not the latched remote: the kernel leaves it to the relay socket. Then a marker
+        # from Ra: had the kernel forwarded the third source's packet, Rb would have received it first.
         x.sendto(b"hijack", (HOST, A))
-        time.sleep(0.05)  # let loopback deliver before looking; no protocol timer involved
-        report["third_at_relay"] = [(d.decode(), list(s)) for d, s in _pending(relay_a)]
-        report["third_at_rb"] = len(_pending(rb))
+        report["third_at_relay"] = [(d.decode(), list(s)) for d, s in [relay_a.recvfrom(2048)]]
+        ra.sendto(b"marker", (HOST, A))
+        report["first_at_rb_after_third"] = rb.recvfrom(2048)[0].decode()
         report["counters_after_third"] = _counters_dict(fastpath, handle)
 
         final = fastpath.remove(handle)
@@ -227,6 +231,48 @@ def scenario_forwarding() -> dict[str, Any]:
         report["after_remove_at_rb"] = len(_pending(rb))
     report["table_after_close"] = _nft_table() is not None
     return report
+
+
+ROUTED_RELAY = "10.77.0.1"
+ROUTED_A = "10.77.0.2"
+ROUTED_B = "10.77.0.3"
+
+
+def scenario_routed() -> dict[str, Any]:
+    """The production path: phones in another namespace behind a veth, so packets to the relay pass
+    ``prerouting`` and are forwarded (``forward``, ``postrouting``) back out of the same link."""
+    from pyroute2.netns import setns  # type: ignore[import-untyped]
+
+    with KernelFastPath() as fastpath:
+        relay_a, relay_b = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
+        relay_a.bind((ROUTED_RELAY, A))
+        relay_b.bind((ROUTED_RELAY, B))
+        leg_a = FlowLeg((ROUTED_A, RA), (ROUTED_RELAY, A))
+        leg_b = FlowLeg((ROUTED_B, RB), (ROUTED_RELAY, B))
+        handle = fastpath.install("call-1", leg_a, leg_b)
+        # Sockets keep the namespace they were made in: the phones' are made in the phones' namespace.
+        setns(os.environ["FASTPATH_PHONES_NS"], flags=0)
+        ra, rb = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
+        ra.bind((ROUTED_A, RA))
+        rb.bind((ROUTED_B, RB))
+        ra.settimeout(2.0)
+        rb.settimeout(2.0)
+        got_b, got_a = [], []
+        for i in range(PACKETS):
+            ra.sendto(b"a%03d" % i, (ROUTED_RELAY, A))
+            got_b.append(rb.recvfrom(2048))
+            rb.sendto(b"b%03d" % i, (ROUTED_RELAY, B))
+            got_a.append(ra.recvfrom(2048))
+        counters = _counters_dict(fastpath, handle)
+        fastpath.remove(handle)
+    return {
+        "b_ok": [d for d, _ in got_b] == [b"a%03d" % i for i in range(PACKETS)],
+        "a_ok": [d for d, _ in got_a] == [b"b%03d" % i for i in range(PACKETS)],
+        "b_sources": sorted({s for _, s in got_b}),
+        "a_sources": sorted({s for _, s in got_a}),
+        "relay_queued": len(_pending(relay_a)) + len(_pending(relay_b)),
+        "counters": counters,
+    }
 
 
 def scenario_entry_expiry_keeps_totals() -> dict[str, Any]:
@@ -351,8 +397,12 @@ def test_kernel_forwards_both_directions_with_the_relay_sockets_unread(forwardin
 def test_a_third_source_is_left_to_the_userspace_latch(forwarding: dict[str, Any]) -> None:
     report = forwarding
     assert report["third_at_relay"] == [["hijack", [HOST, X]]]
-    assert report["third_at_rb"] == 0
-    assert report["counters_after_third"] == report["counters"]
+    assert report["first_at_rb_after_third"] == "marker"
+    # The kernel counted only the marker: the third source's packet is not the call's.
+    counters = dict(report["counters"])
+    counters["a_packets"] += 1
+    counters["a_bytes"] += len("marker") + 28
+    assert report["counters_after_third"] == counters
 
 
 @needs_root
@@ -360,12 +410,40 @@ def test_remove_gives_the_ports_back_and_close_drops_the_table(
     forwarding: dict[str, Any],
 ) -> None:
     report = forwarding
-    assert report["final"] == [PACKETS, PACKETS]
+    assert report["final"] == [PACKETS + 1, PACKETS]  # the marker included
     assert report["installed_after_remove"] == 0
     assert report["dnat_after_remove"] == 0
     assert report["after_remove_at_relay"] == [["after-remove", [HOST, RA]]]
     assert report["after_remove_at_rb"] == 0
     assert report["table_after_close"] is False
+
+
+@needs_root
+def test_phones_on_a_link_are_forwarded_through_prerouting(netns: str) -> None:
+    with _namespace() as phones:
+        run = ["ip", "-n"]
+        subprocess.run(
+            ["ip", "link", "add", "fp0", "netns", netns, "type", "veth", "peer", "fp1", "netns", phones],
+            check=True,
+        )
+        subprocess.run([*run, netns, "addr", "add", f"{ROUTED_RELAY}/24", "dev", "fp0"], check=True)
+        subprocess.run([*run, netns, "link", "set", "fp0", "up"], check=True)
+        for address in (ROUTED_A, ROUTED_B):
+            subprocess.run([*run, phones, "addr", "add", f"{address}/24", "dev", "fp1"], check=True)
+        subprocess.run([*run, phones, "link", "set", "fp1", "up"], check=True)
+        report = run_in(netns, scenario_routed, env={"FASTPATH_PHONES_NS": phones})
+    assert report["a_ok"] and report["b_ok"]
+    assert report["b_sources"] == [[ROUTED_RELAY, B]]
+    assert report["a_sources"] == [[ROUTED_RELAY, A]]
+    assert report["relay_queued"] == 0
+    wire = 4 + 28
+    assert report["counters"] == {
+        "a_packets": PACKETS,
+        "a_bytes": PACKETS * wire,
+        "b_packets": PACKETS,
+        "b_bytes": PACKETS * wire,
+        "forwarding": True,
+    }
 
 
 @needs_root

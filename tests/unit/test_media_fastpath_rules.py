@@ -497,5 +497,5 @@ def test_calls_before_open_or_for_unknown_calls_are_usage_errors() -> None:
     with pytest.raises(FastPathUsageError):
         fastpath.counters(FlowHandle("call-1", LEG_A, LEG_B))
     with pytest.raises(FastPathUsageError):
-        fastpath.install("call-1", LEG_A, FlowLeg(RA, LB))
+        fastpath.install("call-1", LEG_A, FlowLeg(RB, LA))
     fastpath.close()  # closing what never opened is harmless
