@@ -1,14 +1,18 @@
 /*
  * The relay benchmark's load generator: G.711 20 ms RTP streams through a relay, one thread, in C.
  *
- * Usage: loadgen --ends N --seconds S [--address A] [--drain-ms D] [--slot-us U] [--rcvbuf B] [--rt 0|1]
+ * Usage: loadgen --ends N --seconds S [--address A] [--warmup-ms W] [--drain-ms D] [--slot-us U]
+ *                [--rcvbuf B] [--rt 0|1]
  *
  * Protocol with the driver (bench/loadgen.py), one line each way, then the run:
  *   1. It binds N UDP sockets on A (127.0.0.1) with ports the kernel hands out and prints
  *      "ports P0 P1 ... P(N-1)". Ends 2k (the caller) and 2k+1 (the callee) are call k's two stream ends.
  *   2. It reads "dest D0 D1 ... D(N-1)" on stdin: end i sends to A:Di, the relay port facing it.
- *   3. It prints "running", offers the load for S seconds, keeps receiving for D ms more (stragglers),
- *      and prints one JSON object with what it measured, then exits 0.
+ *   3. It prints "running" and offers the load. The first W ms (default 0) are a warm-up whose packets
+ *      are sent and relayed but not counted (a relay's first packet of a stream latches, logs, raises an
+ *      event: a start-up cost, not its steady state). At the end of the warm-up it prints "measuring",
+ *      measures for S seconds, keeps receiving for D ms more (stragglers), and prints one JSON object
+ *      with what it measured, then exits 0.
  *
  * Each end sends a 172-byte RTP packet (PCMU, 160-byte payload) every 20 ms with its own SSRC, sequence
  * number and timestamp. Start times are spread across the 20 ms period on a grid of U us slots (default
@@ -21,8 +25,8 @@
  * The payload starts with a magic number, the send time (CLOCK_REALTIME, taken just before the send
  * syscall, since the kernel's SO_TIMESTAMPNS arrival stamps use that clock), the sending end and the
  * stream's packet index. Latency is arrival stamp minus send time, so a generator slow to read its
- * sockets does not inflate it. Every sample goes into a histogram of 1 us bins (up to ~1 s; above that
- * counts as the overflow bin), from which p50/p99/p99.9 are exact to the microsecond.
+ * sockets does not inflate it. Every sample goes into a histogram of 1 us bins up to ~1 s, then 1 ms
+ * bins up to a minute, from which p50/p99/p99.9 are exact to the microsecond below a second.
  *
  * UDP takes a datagram's source port from its socket, so sendmmsg batches per stream end (a late end
  * sends all it owes in one call) and recvmmsg drains a readable socket in one call. On loopback the
@@ -59,7 +63,9 @@
 #define PACKET_BYTES (RTP_HEADER + PAYLOAD_BYTES)
 #define MAGIC 0x52544231u /* "RTB1" */
 #define STAMP_BYTES 20    /* magic, send ns, sending end, packet index */
-#define HIST_BINS (1u << 20) /* 1 us bins: 0 .. ~1.05 s, the last bin holds everything above */
+#define HIST_FINE (1u << 20) /* 1 us bins: 0 .. ~1.05 s */
+#define HIST_COARSE 60000u    /* then 1 ms bins (indexed by ms from 0; the first 1048 unused) .. 60 s */
+#define HIST_BINS (HIST_FINE + HIST_COARSE)
 #define RECV_BATCH 16
 #define SEND_BATCH 16
 #define EVENTS 256
@@ -94,8 +100,8 @@ static void die(const char *what)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: loadgen --ends N --seconds S [--address A] [--drain-ms D] [--slot-us U]"
-                    " [--rcvbuf BYTES] [--rt 0|1]\n");
+    fprintf(stderr, "usage: loadgen --ends N --seconds S [--address A] [--warmup-ms W] [--drain-ms D]"
+                    " [--slot-us U] [--rcvbuf BYTES] [--rt 0|1]\n");
     exit(2);
 }
 
@@ -119,7 +125,8 @@ static void record(struct histogram *h, int64_t ns)
     uint64_t us = ns < 0 ? 0 : (uint64_t)ns / 1000u;
     if (us > h->max)
         h->max = us;
-    h->bins[us < HIST_BINS ? us : HIST_BINS - 1]++;
+    uint64_t ms = us / 1000u;
+    h->bins[us < HIST_FINE ? us : HIST_FINE + (ms < HIST_COARSE ? ms : HIST_COARSE - 1)]++;
     h->count++;
     h->sum += us;
 }
@@ -138,9 +145,9 @@ static int64_t percentile(const struct histogram *h, double fraction)
     for (uint32_t i = 0; i < HIST_BINS; i++) {
         seen += h->bins[i];
         if (seen >= rank)
-            return i;
+            return i < HIST_FINE ? i : (int64_t)(i - HIST_FINE) * 1000;
     }
-    return HIST_BINS - 1;
+    return (int64_t)(HIST_COARSE - 1) * 1000;
 }
 
 static uint32_t xorshift(uint32_t *state)
@@ -165,7 +172,7 @@ struct counters {
 
 /* Drain one readable socket with recvmmsg; every valid packet is a latency sample. */
 static void receive(struct end *ends, uint32_t n_ends, uint32_t e, struct histogram *latency,
-                    struct counters *c, uint32_t max_index)
+                    struct counters *c, uint32_t warm_index, uint32_t max_index)
 {
     static uint8_t bufs[RECV_BATCH][2048];
     static char controls[RECV_BATCH][CMSG_SPACE(sizeof(struct timespec)) + CMSG_SPACE(sizeof(uint32_t))];
@@ -218,6 +225,8 @@ static void receive(struct end *ends, uint32_t n_ends, uint32_t e, struct histog
                 c->malformed++;
                 continue;
             }
+            if (index < warm_index)
+                continue; /* a warm-up packet */
             if (from != (e ^ 1u)) {
                 c->misrouted++; /* a relay that crossed two calls' streams */
                 continue;
@@ -247,12 +256,13 @@ static void receive(struct end *ends, uint32_t n_ends, uint32_t e, struct histog
 
 /* Send every packet end ``e`` owes up to ``now`` (normally one) in one sendmmsg; returns how many. */
 static uint32_t send_due(struct end *me, uint32_t e, int64_t start, int64_t now, int64_t stop,
-                         struct histogram *late, struct counters *c)
+                         uint32_t warm_index, struct histogram *late, struct counters *c)
 {
     static uint8_t bufs[SEND_BATCH][PACKET_BYTES];
     struct mmsghdr msgs[SEND_BATCH];
     struct iovec iovs[SEND_BATCH];
     int64_t dues[SEND_BATCH];
+    uint32_t indices[SEND_BATCH];
     uint32_t n = 0;
     for (;;) {
         int64_t due = start + (int64_t)me->index * PTIME_NS + me->offset_ns;
@@ -280,6 +290,7 @@ static uint32_t send_due(struct end *me, uint32_t e, int64_t start, int64_t now,
         msgs[n].msg_hdr.msg_iov = &iovs[n];
         msgs[n].msg_hdr.msg_iovlen = 1;
         dues[n] = due;
+        indices[n] = me->index;
         me->index++;
         n++;
     }
@@ -295,10 +306,16 @@ static uint32_t send_due(struct end *me, uint32_t e, int64_t start, int64_t now,
             die("sendmmsg");
         done = 0;
     }
-    for (uint32_t i = 0; i < (uint32_t)done; i++)
-        record(late, sent_mono - dues[i]);
-    c->sent += (uint32_t)done;
-    c->send_errors += n - (uint32_t)done;
+    for (uint32_t i = 0; i < n; i++) {
+        if (indices[i] < warm_index)
+            continue;
+        if (i < (uint32_t)done) {
+            record(late, sent_mono - dues[i]);
+            c->sent++;
+        } else {
+            c->send_errors++;
+        }
+    }
     return n;
 }
 
@@ -315,7 +332,7 @@ int main(int argc, char **argv)
     uint32_t n_ends = 0;
     double seconds = 0;
     const char *address = "127.0.0.1";
-    int64_t drain_ns = 300000000LL, slot_ns = 100000LL;
+    int64_t drain_ns = 300000000LL, slot_ns = 100000LL, warmup_ns = 0;
     int rcvbuf = 1 << 20, rt = 0;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -328,6 +345,8 @@ int main(int argc, char **argv)
             seconds = strtod(value, NULL);
         else if (!strcmp(arg, "--address"))
             address = value;
+        else if (!strcmp(arg, "--warmup-ms"))
+            warmup_ns = strtoll(value, NULL, 10) * 1000000LL;
         else if (!strcmp(arg, "--drain-ms"))
             drain_ns = strtoll(value, NULL, 10) * 1000000LL;
         else if (!strcmp(arg, "--slot-us"))
@@ -341,7 +360,7 @@ int main(int argc, char **argv)
         i++;
     }
     if (n_ends == 0 || n_ends % 2 || n_ends > 200000 || seconds <= 0 || seconds > 86400 || slot_ns <= 0
-        || drain_ns < 0)
+        || drain_ns < 0 || warmup_ns < 0 || warmup_ns > 3600000000000LL)
         usage();
 
     struct in_addr addr;
@@ -361,7 +380,10 @@ int main(int argc, char **argv)
     }
     /* The default 50 us timer slack would show up as send lateness on every slot. */
     prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
-    uint32_t max_index = (uint32_t)(seconds * 1e9 / (double)PTIME_NS) + 2;
+    /* Warm-up in whole periods, so that "measuring" falls exactly on the first measured packet's due time. */
+    uint32_t warm_index = (uint32_t)((warmup_ns + PTIME_NS - 1) / PTIME_NS);
+    warmup_ns = (int64_t)warm_index * PTIME_NS;
+    uint32_t max_index = warm_index + (uint32_t)(seconds * 1e9 / (double)PTIME_NS) + 2;
     struct end *ends = calloc(n_ends, sizeof *ends);
     struct histogram latency = {calloc(HIST_BINS, sizeof(uint32_t)), 0, 0, 0};
     struct histogram late = {calloc(HIST_BINS, sizeof(uint32_t)), 0, 0, 0};
@@ -435,7 +457,9 @@ int main(int argc, char **argv)
     fflush(stdout);
     double user0 = cpu_s(1), sys0 = cpu_s(0);
     int64_t start = clock_ns(CLOCK_MONOTONIC) + 1000000LL; /* 1 ms to get into the loop */
-    int64_t stop_send = start + (int64_t)(seconds * 1e9);
+    int64_t measure_from = start + warmup_ns;
+    int measuring = 0;
+    int64_t stop_send = measure_from + (int64_t)(seconds * 1e9);
     int64_t stop = stop_send + drain_ns;
     double user_sent = 0, sys_sent = 0;
     int sending = 1;
@@ -448,9 +472,16 @@ int main(int argc, char **argv)
     for (;;) {
         sleep_until(wake);
         int64_t now = clock_ns(CLOCK_MONOTONIC);
+        if (!measuring && now >= measure_from) {
+            measuring = 1;
+            printf("measuring\n");
+            fflush(stdout);
+            user0 = cpu_s(1);
+            sys0 = cpu_s(0);
+        }
         if (sending) {
             while (cycle_start + ends[cursor_end].offset_ns <= now && cycle_start < stop_send) {
-                send_due(&ends[cursor_end], cursor_end, start, now, stop_send, &late, &c);
+                send_due(&ends[cursor_end], cursor_end, start, now, stop_send, warm_index, &late, &c);
                 if (++cursor_end == n_ends) {
                     cursor_end = 0;
                     cycle_start += PTIME_NS;
@@ -470,7 +501,7 @@ int main(int argc, char **argv)
             if (n < 0 && errno != EINTR)
                 die("epoll_wait");
             for (int i = 0; i < n; i++)
-                receive(ends, n_ends, events[i].data.u32, &latency, &c, max_index);
+                receive(ends, n_ends, events[i].data.u32, &latency, &c, warm_index, max_index);
         } while (n == EVENTS);
         if (!sending) {
             if (now >= stop)
@@ -479,7 +510,7 @@ int main(int argc, char **argv)
         }
     }
     double user = cpu_s(1) - user0, sys = cpu_s(0) - sys0;
-    double wall = (double)(clock_ns(CLOCK_MONOTONIC) - start) / 1e9;
+    double wall = (double)(clock_ns(CLOCK_MONOTONIC) - measure_from) / 1e9;
     uint64_t drops = 0;
     for (uint32_t e = 0; e < n_ends; e++)
         drops += ends[e].drops;
@@ -490,11 +521,12 @@ int main(int argc, char **argv)
            ", \"socket_drops\": %" PRIu64 ", \"p50_us\": %" PRId64 ", \"p99_us\": %" PRId64
            ", \"p999_us\": %" PRId64 ", \"max_us\": %" PRIu64 ", \"late_p50_us\": %" PRId64
            ", \"late_p99_us\": %" PRId64 ", \"late_max_us\": %" PRIu64 ", \"cpu_user_s\": %.4f"
-           ", \"cpu_sys_s\": %.4f, \"send_cpu_s\": %.4f, \"wall_s\": %.4f, \"realtime\": %d}\n",
+           ", \"cpu_sys_s\": %.4f, \"send_cpu_s\": %.4f, \"wall_s\": %.4f, \"realtime\": %d"
+           ", \"warmup_s\": %.3f}\n",
            n_ends, seconds, c.sent, c.received, lost, c.duplicates, c.reordered, c.misrouted, c.malformed,
            c.send_errors, drops, percentile(&latency, 0.5), percentile(&latency, 0.99),
            percentile(&latency, 0.999), latency.max, percentile(&late, 0.5), percentile(&late, 0.99),
-           late.max, user, sys, user_sent + sys_sent, wall, realtime);
+           late.max, user, sys, user_sent + sys_sent, wall, realtime, (double)warmup_ns / 1e9);
     fflush(stdout);
     return 0;
 }

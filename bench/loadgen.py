@@ -8,6 +8,7 @@ the binary is missing or older than its source, so ``python -m bench.relay`` wor
 :class:`LoadGenerator` runs one load: :meth:`~LoadGenerator.start` spawns the generator, which binds
 ``2 × calls`` stream ends on loopback and reports their ports; the caller gives each end the relay port it
 sends to (:meth:`~LoadGenerator.connect`), then :meth:`~LoadGenerator.begin` starts the traffic and
+returns when the measured window begins (after an optional warm-up whose packets are not counted), and
 :meth:`~LoadGenerator.result` waits for the figures. Ends ``2k`` (caller) and ``2k + 1`` (callee) are
 call ``k``'s; the generator counts a packet as received only at the opposite end of its own call.
 """
@@ -104,6 +105,7 @@ class LoadResult:
     send_cpu_s: float  # CPU of the sending window alone (no drain)
     wall_s: float
     realtime: int  # 1 when the generator ran SCHED_FIFO (it asks with ``realtime=True``; needs root)
+    warmup_s: float  # traffic before the measured window, not counted
 
     @classmethod
     def from_json(cls, line: str) -> LoadResult:
@@ -190,6 +192,7 @@ class LoadGenerator:
         drain_ms: int = DRAIN_MS,
         slot_us: int = SLOT_US,
         realtime: bool = True,
+        warmup_ms: int = 0,
     ) -> None:
         if calls < 1 or seconds <= 0:
             raise ValueError("a load needs at least one call and a positive duration")
@@ -199,6 +202,7 @@ class LoadGenerator:
         self.drain_ms = drain_ms
         self.slot_us = slot_us
         self.realtime = realtime
+        self.warmup_ms = warmup_ms
         self._proc: asyncio.subprocess.Process | None = None
         self._ports: list[int] = []
         self._dest: list[int | None] = [None] * (2 * calls)
@@ -218,6 +222,7 @@ class LoadGenerator:
             "--seconds", str(self.seconds),
             "--address", LOOPBACK,
             "--drain-ms", str(self.drain_ms),
+            "--warmup-ms", str(self.warmup_ms),
             "--slot-us", str(self.slot_us),
             "--rt", "1" if self.realtime else "0",
             stdin=asyncio.subprocess.PIPE,
@@ -240,7 +245,7 @@ class LoadGenerator:
         self._dest[2 * call + 1] = callee_relay_port
 
     async def begin(self) -> None:
-        """Hand over the destinations; return once the generator is sending."""
+        """Hand over the destinations; return once the warm-up is over and the measured window begins."""
         proc = self._running()
         if any(d is None for d in self._dest):
             raise LoadGenError("every call needs its relay ports (connect) before the run")
@@ -249,6 +254,8 @@ class LoadGenerator:
         await proc.stdin.drain()
         if (line := await self._line(START_TIMEOUT_S)) != "running":
             raise LoadGenError(f"expected 'running', got {line!r}")
+        if (line := await self._line(self.warmup_ms / 1000 + START_TIMEOUT_S)) != "measuring":
+            raise LoadGenError(f"expected 'measuring', got {line!r}")
 
     async def result(self) -> LoadResult:
         """Wait for the run to end and return its figures."""

@@ -76,6 +76,11 @@ LOOPBACK: Final = "127.0.0.1"
 # Offers and answers in flight at once while setting calls up.
 SETUP_CONCURRENCY: Final = 64
 DIRECT_MAX_SECONDS: Final = 5.0
+# Control commands wait behind whatever packets a busy worker is draining; the supervisor's 2 s default
+# is for call control, which must fail fast.
+COMMAND_TIMEOUT_S: Final = 10.0
+# Other programs using more than this many cores during a run make its figures suspect: say so.
+BUSY_CORES: Final = 0.15
 PROFILE_ENV: Final = "BENCH_RELAY_PROFILE"
 PROFILE_TOP: Final = 25
 
@@ -90,6 +95,9 @@ class Measurement:
     cpu_s: float | None  # None for the direct run, which has no relay
     error: str = ""
     workers: int | None = None
+    note: str = ""
+    # Cores' worth of CPU that neither the relay nor the generator used during the run: other programs.
+    background_cores: float | None = None
 
     @property
     def cpu_us_per_packet(self) -> float | None:
@@ -121,26 +129,31 @@ class Measurement:
             out["workers"] = self.workers
         if load is None:
             return out | {"error": self.error}
-        return out | {
-            "seconds": load.seconds,
-            "sent": load.sent,
-            "received": load.received,
-            "loss": load.loss,
-            "p50_ms": load.p50_ms,
-            "p99_ms": load.p99_ms,
-            "p999_ms": load.p999_ms,
-            "max_ms": load.max_ms,
-            "cpu_us_per_packet": _round(self.cpu_us_per_packet),
-            "generator_cpu_us_per_packet": _round(self.generator_cpu_us_per_packet),
-            "generator_cpu_share": round(load.generator_cpu, 3),
-            "generator_p99_send_late_ms": load.p99_send_late_ms,
-            "generator_max_send_late_ms": load.late_max_us / 1000,
-            "generator_saturated": load.generator_saturated,
-            "generator_realtime": bool(load.realtime),
-            "misrouted": load.misrouted,
-            "duplicates": load.duplicates,
-            "carried": self.carried,
-        }
+        return (
+            out
+            | {
+                "seconds": load.seconds,
+                "warmup_s": load.warmup_s,
+                "sent": load.sent,
+                "received": load.received,
+                "loss": load.loss,
+                "p50_ms": load.p50_ms,
+                "p99_ms": load.p99_ms,
+                "p999_ms": load.p999_ms,
+                "max_ms": load.max_ms,
+                "cpu_us_per_packet": _round(self.cpu_us_per_packet),
+                "generator_cpu_us_per_packet": _round(self.generator_cpu_us_per_packet),
+                "generator_cpu_share": round(load.generator_cpu, 3),
+                "generator_p99_send_late_ms": load.p99_send_late_ms,
+                "generator_max_send_late_ms": load.late_max_us / 1000,
+                "generator_saturated": load.generator_saturated,
+                "generator_realtime": bool(load.realtime),
+                "misrouted": load.misrouted,
+                "duplicates": load.duplicates,
+                "carried": self.carried,
+            }
+            | ({"note": self.note} if self.note else {})
+        )
 
     def line(self) -> str:
         head = f"[{self.relay}] {self.calls:>5} calls"
@@ -156,6 +169,12 @@ class Measurement:
             f"p99 send lateness {load.p99_send_late_ms:.3f} ms"
             + (" (GENERATOR SATURATED: figures limited by the generator)" if load.generator_saturated else "")
             + (f", {load.misrouted} misrouted" if load.misrouted else "")
+            + (f" ({self.note})" if self.note else "")
+            + (
+                f"; BUSY MACHINE: {self.background_cores:.2f} cores used by other programs"
+                if self.background_cores is not None and self.background_cores > BUSY_CORES
+                else ""
+            )
         )
 
 
@@ -171,23 +190,57 @@ def _num(value: object, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else "n/a" if value is None else str(value)
 
 
+def machine_busy_ticks(stat: Path = Path("/proc/stat")) -> int:
+    """Clock ticks every CPU has spent not idle since boot (the ``cpu`` line of /proc/stat, proc(5)):
+    user, nice, system, irq, softirq and steal; idle and iowait left out."""
+    for line in stat.read_text().splitlines():
+        fields = line.split()
+        if fields and fields[0] == "cpu":
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+            return user + nice + system + irq + softirq + steal
+    raise OSError(f"no cpu line in {stat}")
+
+
+def _background(busy_ticks: int, relay_ticks: int, load: LoadResult) -> float:
+    """Cores' worth of CPU other programs used during ``load``: the machine's busy time less the relay's
+    and the generator's, over the run's wall time."""
+    tick = clock_ticks_per_second()
+    other_s = busy_ticks / tick - relay_ticks / tick - load.cpu_s
+    return max(0.0, other_s) / load.wall_s if load.wall_s > 0 else 0.0
+
+
 # -- the relays ---------------------------------------------------------------------------------------------
 
 
-async def measure_direct(calls: int, seconds: float, binary: Path) -> Measurement:
+async def measure_direct(
+    calls: int, seconds: float, binary: Path, *, realtime: bool = True, warmup_ms: int = 0
+) -> Measurement:
     """Each stream end sends straight to its peer: the generator alone at this load."""
     try:
-        async with LoadGenerator(calls, seconds, binary=binary) as gen:
+        async with LoadGenerator(
+            calls, seconds, binary=binary, realtime=realtime, warmup_ms=warmup_ms
+        ) as gen:
             for call in range(calls):
                 caller, callee = gen.ports(call)
                 gen.connect(call, callee, caller)
-            load = await gen.run()
+            await gen.begin()
+            busy0 = machine_busy_ticks()
+            load = await gen.result()
+            busy = machine_busy_ticks() - busy0
     except (LoadGenError, OSError) as exc:
         return Measurement(DIRECT, calls, None, None, str(exc))
-    return Measurement(DIRECT, calls, load, None)
+    return Measurement(DIRECT, calls, load, None, background_cores=_background(busy, 0, load))
 
 
-async def measure_rtpengine(calls: int, seconds: float, binary: Path, workdir: Path) -> Measurement:
+async def measure_rtpengine(
+    calls: int,
+    seconds: float,
+    binary: Path,
+    workdir: Path,
+    *,
+    realtime: bool = True,
+    warmup_ms: int = 0,
+) -> Measurement:
     """Start rtpengine, bridge ``calls`` calls through it, offer the load, return the figures."""
     engine = RtpEngine(workdir, free_port(), PEER_PORTS)
     try:
@@ -195,17 +248,21 @@ async def measure_rtpengine(calls: int, seconds: float, binary: Path, workdir: P
     except RtpEngineError as exc:
         return Measurement(PEER, calls, None, None, str(exc))
     try:
-        async with LoadGenerator(calls, seconds, binary=binary) as gen:
+        async with LoadGenerator(
+            calls, seconds, binary=binary, realtime=realtime, warmup_ms=warmup_ms
+        ) as gen:
             for call in range(calls):
                 caller, callee = gen.ports(call)
                 gen.connect(call, *client.bridge(f"bench-{call}", caller, callee))
             await gen.begin()
-            ticks0 = tree_cpu_ticks(engine.pid)
+            ticks0, busy0 = tree_cpu_ticks(engine.pid), machine_busy_ticks()
             load = await gen.result()
             ticks = tree_cpu_ticks(engine.pid) - ticks0
+            busy = machine_busy_ticks() - busy0
             for call in range(calls):
                 client.delete(f"bench-{call}")
-        return Measurement(PEER, calls, load, ticks / clock_ticks_per_second())
+        background = _background(busy, ticks, load)
+        return Measurement(PEER, calls, load, ticks / clock_ticks_per_second(), background_cores=background)
     except (RtpEngineError, LoadGenError, OSError) as exc:
         return Measurement(PEER, calls, None, None, f"{exc}; log: {engine.log_path}")
     finally:
@@ -252,21 +309,21 @@ async def measure_ours(
     workers: int,
     supervisor_kwargs: dict[str, bool],
     on_running: Callable[[Sequence[int | None]], object] = lambda pids: None,
+    realtime: bool = True,
+    warmup_ms: int = 0,
 ) -> Measurement:
     """Start ``workers`` media workers, set ``calls`` calls up through them, offer the load."""
     factory: Callable[..., MediaSupervisor] = MediaSupervisor
-    sup = factory(workers, LOOPBACK, OUR_PORTS, workdir, **supervisor_kwargs)
+    sup = factory(workers, LOOPBACK, OUR_PORTS, workdir, timeout=COMMAND_TIMEOUT_S, **supervisor_kwargs)
     log_path = workdir / "workers.log"
+    phase = "start"
     try:
         with stderr_to(log_path):
             await sup.start()
-    except Exception as exc:  # MediaWorkerError, OSError, a port range too small: report it, go on
-        await sup.close()
-        reason = f"media workers did not start: {exc}: {_tail(log_path)}"
-        return Measurement(OURS, calls, None, None, reason, workers)
-    try:
-        async with LoadGenerator(calls, seconds, binary=binary) as gen:
-            semaphore = asyncio.Semaphore(SETUP_CONCURRENCY)
+        semaphore = asyncio.Semaphore(SETUP_CONCURRENCY)
+        async with LoadGenerator(
+            calls, seconds, binary=binary, realtime=realtime, warmup_ms=warmup_ms
+        ) as gen:
 
             async def set_up(call: int) -> None:
                 caller, callee = gen.ports(call)
@@ -279,24 +336,34 @@ async def measure_ours(
                 # The offer's reply names leg b's relay port, the answer's leg a's.
                 gen.connect(call, answer.ports[0], offer.ports[0])
 
+            phase = "call set-up"
             await asyncio.gather(*(set_up(call) for call in range(calls)))
             pids = _pids(sup, workers)
             on_running(pids)
+            phase = "run"
             await gen.begin()
-            ticks0 = _worker_ticks(sup, workers)
+            ticks0, busy0 = _worker_ticks(sup, workers), machine_busy_ticks()
             load = await gen.result()
             ticks = _worker_ticks(sup, workers) - ticks0
+            busy = machine_busy_ticks() - busy0
             if _pids(sup, workers) != pids:
                 raise LoadGenError("a media worker restarted during the run")
 
-            async def tear_down(call: int) -> None:
-                async with semaphore:
-                    await sup.delete(f"bench-{call}")
+        # Deletes are not measured; a worker still working through a backlog may not answer in time, which
+        # is worth a note but does not undo the run.
+        async def tear_down(call: int) -> None:
+            async with semaphore:
+                await sup.delete(f"bench-{call}")
 
-            await asyncio.gather(*(tear_down(call) for call in range(calls)))
-        return Measurement(OURS, calls, load, ticks / clock_ticks_per_second(), workers=workers)
+        phase = "tear-down"
+        failed = await asyncio.gather(*(tear_down(call) for call in range(calls)), return_exceptions=True)
+        errors = [e for e in failed if isinstance(e, BaseException)]
+        note = f"{len(errors)} of {calls} deletes failed: {errors[0]}" if errors else ""
+        cpu_s = ticks / clock_ticks_per_second()
+        background = _background(busy, ticks, load)
+        return Measurement(OURS, calls, load, cpu_s, workers=workers, note=note, background_cores=background)
     except Exception as exc:  # a failed command, a dead worker, the generator: report it, go on
-        reason = f"{type(exc).__name__}: {exc}; workers' log: {_tail(log_path)}"
+        reason = f"{phase}: {type(exc).__name__}: {exc}; workers' log: {_tail(log_path)}"
         return Measurement(OURS, calls, None, None, reason, workers)
     finally:
         await sup.close()
@@ -318,14 +385,32 @@ def stderr_to(path: Path) -> Iterator[None]:
         os.close(saved)
 
 
-def _tail(path: Path, size: int = 1500) -> str:
+def _tail(path: Path, lines: int = 10) -> str:
+    """The last warnings and errors of a log (the workers' INFO lines are one per stream)."""
     try:
-        return path.read_text(errors="replace")[-size:].strip() or "(empty)"
+        text = path.read_text(errors="replace")
     except OSError:
         return "(none)"
+    kept = [line for line in text.splitlines() if line.strip() and not line.startswith("INFO:")]
+    return " | ".join(kept[-lines:]) or "(nothing above INFO)"
 
 
 # -- profiling hook -----------------------------------------------------------------------------------------
+
+
+# A worker under cProfile with a CPU-time clock: the default wall clock would charge a function for the
+# time the worker sat preempted (by the generator, the other worker, the kernel's softirqs) inside it.
+_PROFILE_BOOT: Final = """import cProfile, runpy, sys, time
+out, module = sys.argv[1], sys.argv[3]
+sys.argv = [module, *sys.argv[4:]]
+profile = cProfile.Profile(time.process_time)
+try:
+    profile.runcall(runpy.run_module, module, run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+finally:
+    profile.dump_stats(out)
+"""
 
 
 @contextlib.contextmanager
@@ -333,17 +418,17 @@ def profiled_workers(directory: Path | None) -> Iterator[None]:
     """While active, workers the supervisor spawns run under cProfile, writing into ``directory``.
 
     The supervisor starts ``sys.executable -m appliance.media.worker ...``; a wrapper script in its place
-    inserts ``-m cProfile -o DIR/worker-<pid>.pstats`` (the worker leaves through ``SystemExit`` when its
-    control socket closes, which cProfile survives to write its file).
+    runs the same module under a profiler that writes ``DIR/worker-<pid>.pstats`` when the worker leaves
+    (through ``SystemExit``, once its control socket closes).
     """
     if directory is None:
         yield
         return
     directory.mkdir(parents=True, exist_ok=True)
+    boot = directory / "profile_boot.py"
+    boot.write_text(_PROFILE_BOOT)
     wrapper = directory / "python-cprofile"
-    wrapper.write_text(
-        f'#!/bin/sh\nexec "{sys.executable}" -m cProfile -o "{directory}/worker-$$.pstats" "$@"\n'
-    )
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{boot}" "{directory}/worker-$$.pstats" "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     real = sys.executable
     sys.executable = str(wrapper)
@@ -414,7 +499,7 @@ def summary(
 def table(measurements: Sequence[Measurement]) -> list[str]:
     head = (
         f"{'relay':<10} {'calls':>5} {'us/pkt':>7} {'gen us/pkt':>10} {'gen CPU':>7} {'late p99':>8} "
-        f"{'loss':>8} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8} {'max ms':>7} carried"
+        f"{'loss':>8} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8} {'max ms':>7} {'others':>6} carried"
     )
     out = [head]
     for m in measurements:
@@ -426,7 +511,8 @@ def table(measurements: Sequence[Measurement]) -> list[str]:
             f"{m.relay:<10} {m.calls:>5} {_num(m.cpu_us_per_packet, 2):>7} "
             f"{_num(m.generator_cpu_us_per_packet, 2):>10} {load.generator_cpu:>7.0%} "
             f"{load.p99_send_late_ms:>8.3f} {load.loss:>8.4%} {_num(load.p50_ms):>7} {_num(load.p99_ms):>7} "
-            f"{_num(load.p999_ms):>8} {_num(load.max_ms):>7} {'yes' if m.carried else 'no'}"
+            f"{_num(load.p999_ms):>8} {_num(load.max_ms):>7} {_num(m.background_cores, 2):>6} "
+            f"{'yes' if m.carried else 'no'}"
         )
     return out
 
@@ -470,30 +556,38 @@ async def run(args: argparse.Namespace) -> int:
         flush=True,
     )
 
+    warmup_ms = round(args.warmup * 1000)
+
+    async def measure(relay: str, calls: int) -> Measurement:
+        with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
+            if relay == PEER:
+                return await measure_rtpengine(
+                    calls, args.seconds, binary, Path(tmp), realtime=args.realtime, warmup_ms=warmup_ms
+                )
+            with profiled_workers(profile_dir):
+                return await measure_ours(
+                    calls,
+                    args.seconds,
+                    binary,
+                    Path(tmp),
+                    workers=workers,
+                    supervisor_kwargs=supervisor_kwargs,
+                    on_running=lambda pids: print(f"[{OURS}] worker pids {list(pids)}", flush=True),
+                    realtime=args.realtime,
+                    warmup_ms=warmup_ms,
+                )
+
     direct: Measurement | None = None
     if args.direct:
-        direct = await measure_direct(max(loads), min(args.seconds, DIRECT_MAX_SECONDS), binary)
+        seconds = min(args.seconds, DIRECT_MAX_SECONDS)
+        direct = await measure_direct(max(loads), seconds, binary, realtime=args.realtime)
         print(direct.line(), flush=True)
     ours: list[Measurement] = []
     peers: list[Measurement] = []
     for calls in loads:
         for relay in relays:
-            with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
-                if relay == OURS:
-                    with profiled_workers(profile_dir):
-                        m = await measure_ours(
-                            calls,
-                            args.seconds,
-                            binary,
-                            Path(tmp),
-                            workers=workers,
-                            supervisor_kwargs=supervisor_kwargs,
-                            on_running=lambda pids: print(f"[{OURS}] worker pids {list(pids)}", flush=True),
-                        )
-                    ours.append(m)
-                else:
-                    m = await measure_rtpengine(calls, args.seconds, binary, Path(tmp))
-                    peers.append(m)
+            m = await measure(relay, calls)
+            (ours if relay == OURS else peers).append(m)
             print(m.line(), flush=True)
             await asyncio.sleep(0.5)  # let the kernel recycle the previous run's ports
 
@@ -537,6 +631,12 @@ def parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="ask the supervisor for its kernel fast path (default: the supervisor's own default)",
+    )
+    p.add_argument(
+        "--realtime",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the generator SCHED_FIFO so that busy relays do not make it send late (needs root)",
     )
     p.add_argument(
         "--direct",

@@ -81,9 +81,11 @@ class _TrivialRelay(asyncio.DatagramProtocol):
         self.transport.sendto(data, ("127.0.0.1", self.peer_of[port]))
 
 
-async def _through_relay(binary: Path, calls: int, seconds: float, *, cross: bool = False) -> LoadResult:
+async def _through_relay(
+    binary: Path, calls: int, seconds: float, *, cross: bool = False, warmup_ms: int = 0
+) -> LoadResult:
     loop = asyncio.get_running_loop()
-    async with LoadGenerator(calls, seconds, binary=binary, drain_ms=100) as gen:
+    async with LoadGenerator(calls, seconds, binary=binary, drain_ms=100, warmup_ms=warmup_ms) as gen:
         peer_of: dict[int, int] = {}
         ends = []
         for call in range(calls):
@@ -115,6 +117,15 @@ def test_loadgen_through_a_trivial_relay_loses_nothing_and_measures_latency(load
     assert 0 < result.p50_ms <= result.p99_ms <= result.p999_ms <= (result.max_ms or 0) < 50
     assert result.cpu_s > 0 and result.wall_s >= 1.0
     assert result.generator_cpu < 0.5  # lateness depends on what else the machine runs: not asserted
+
+
+@needs_cc
+def test_loadgen_leaves_the_warm_up_out_of_every_figure(loadgen: Path) -> None:
+    result = asyncio.run(_through_relay(loadgen, calls=1, seconds=0.4, warmup_ms=300))
+    # 300 ms of warm-up are 15 packets per end, relayed and not counted; the 0.4 s window is 20 per end.
+    assert result.warmup_s == 0.3
+    assert result.sent == 40 and result.received == 40 and result.duplicates == 0
+    assert 0.4 <= result.wall_s < 0.4 + 0.1 + 0.2  # the window and the drain, not the warm-up
 
 
 @needs_cc
@@ -152,7 +163,7 @@ RESULT = {
     "reordered": 0, "misrouted": 0, "malformed": 0, "send_errors": 0, "socket_drops": 0, "p50_us": 40,
     "p99_us": 400, "p999_us": 1500, "max_us": 3000, "late_p50_us": 50, "late_p99_us": 150,
     "late_max_us": 900, "cpu_user_s": 0.5, "cpu_sys_s": 2.0, "send_cpu_s": 2.4, "wall_s": 10.3,
-    "realtime": 1,
+    "realtime": 1, "warmup_s": 2.0,
 }  # fmt: skip
 
 
