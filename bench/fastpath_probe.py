@@ -9,7 +9,8 @@ touched. Inside, with one :class:`~appliance.media.fastpath.KernelFastPath`:
 2. every call's two remotes (UDP sockets on 127.0.0.0/8) send one packet each through their relay ports,
    which are bound but never read; the probe checks that each packet arrived at the opposite remote from the
    right relay port, and that the relay sockets stayed empty;
-3. :meth:`counters` is read for every call (timed) and must show exactly one packet each way;
+3. :meth:`counters` is read for every call (timed) and must show exactly one packet each way; then
+   :meth:`poll` reads all calls at once, five times (timed per sweep);
 4. every call is removed (timed; each removal reads the final counters first).
 
 The last line is one JSON object: ``{"bench": "fastpath", "calls": N, "forwarded": …, "install_us":
@@ -136,6 +137,13 @@ def probe(calls: int) -> dict[str, Any]:
                 c = fastpath.counters(handle)
             counted += (c.a_packets, c.b_packets, c.forwarding) == (1, 1, True)
 
+        # The periodic sweep a worker runs for media timeouts: every call's counters in a few round trips.
+        sweep = _Timer()
+        for _ in range(5):
+            with sweep:
+                polled = fastpath.poll(handles)
+        poll_exact = sum((c.a_packets, c.b_packets, c.forwarding) == (1, 1, True) for c in polled.values())
+
         remove = _Timer()
         for handle in handles:
             with remove:
@@ -151,6 +159,8 @@ def probe(calls: int) -> dict[str, Any]:
         "counters_exact": counted,
         "install_us": install.summary(),
         "counters_us": read.summary(),
+        "poll_all_us": sweep.summary(),
+        "poll_exact": poll_exact,
         "remove_us": remove.summary(),
     }
 

@@ -36,11 +36,13 @@ refuses to start when ``net.ipv4.ip_forward`` is off rather than black-hole ever
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import socket
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
@@ -68,9 +70,14 @@ from appliance.media.fastpath_wire import (
 log = logging.getLogger("appliance.media.fastpath")
 
 NETLINK_NETFILTER: Final = 12
+_SO_RCVBUFFORCE: Final = 33
 _RECV_BUFFER: Final = 65536
 # A kernel answer is immediate; this only bounds the wait if something is badly wrong.
 _REPLY_TIMEOUT: Final = 1.0
+# Conntrack reads per datagram in poll(): each answer is a few hundred bytes of receive buffer, and answers
+# that do not fit are lost, so a chunk stays well inside the socket's buffer (_SOCKET_BUFFER).
+POLL_CHUNK: Final = 64
+_SOCKET_BUFFER: Final = 1 << 20
 
 __all__ = [
     "FastPathConfig",
@@ -164,6 +171,8 @@ class KernelFastPath:
             sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
             sock.bind((0, 0))
             sock.settimeout(_REPLY_TIMEOUT)
+            with contextlib.suppress(OSError):  # past net.core.rmem_max needs CAP_NET_ADMIN, as does all else
+                sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, _SOCKET_BUFFER)
         except OSError as exc:
             raise FastPathUnavailable(f"no netfilter netlink socket: {exc}") from exc
         self._sock = sock
@@ -238,17 +247,20 @@ class KernelFastPath:
     def counters(self, handle: FlowHandle) -> FlowCounters:
         """The call's packets and bytes per direction since install (see :class:`FlowCounters`)."""
         totals = self._totals_of(handle)
-        sample = self._get_conntrack(handle.a)
-        if sample is None:
-            return totals.done + FlowCounters(
-                totals.live.a_packets, totals.live.a_bytes, totals.live.b_packets, totals.live.b_bytes
-            )
-        if sample.entry_id != totals.entry_id:
-            # A new entry: the previous one expired (or was replaced); bank its last sample.
-            totals.done = totals.done + totals.live
-            totals.entry_id = sample.entry_id
-        totals.live = sample.counters
-        return totals.done + totals.live
+        (sample,) = self._get_conntrack([handle.a])
+        return _advance(totals, sample)
+
+    def poll(self, handles: Iterable[FlowHandle]) -> dict[str, FlowCounters]:
+        """:meth:`counters` of many calls, by key, in a few round trips (:data:`POLL_CHUNK` requests per
+        datagram): what a worker's periodic media-timeout sweep over all its kernel calls should use."""
+        pending = [(handle, self._totals_of(handle)) for handle in handles]
+        out: dict[str, FlowCounters] = {}
+        for start in range(0, len(pending), POLL_CHUNK):
+            chunk = pending[start : start + POLL_CHUNK]
+            samples = self._get_conntrack([handle.a for handle, _ in chunk])
+            for (handle, totals), sample in zip(chunk, samples, strict=True):
+                out[handle.key] = _advance(totals, sample)
+        return out
 
     def remove(self, handle: FlowHandle) -> FlowCounters:
         """Give the call back to userspace: delete its map elements and conntrack entries. Returns the final
@@ -341,21 +353,45 @@ class KernelFastPath:
                     if code not in (0, errno.ENOENT):
                         raise NetlinkRequestError(f"delete conntrack of {handle.key}", code)
 
-    def _get_conntrack(self, leg: FlowLeg) -> ConntrackSample | None:
+    def _get_conntrack(self, legs: Sequence[FlowLeg]) -> list[ConntrackSample | None]:
+        """The entries carrying each ``leg.remote → leg.local`` (None where there is none), asked for in one
+        datagram; ctnetlink answers each request with the entry or an error."""
         sock = self._socket()
-        seq = self._seq
-        self._seq += 1
-        sock.send(self._messages.conntrack(leg, delete=False, sequence=seq))
-        while True:
+        first = self._seq
+        self._seq += len(legs)
+        sock.send(
+            b"".join(
+                self._messages.conntrack(leg, delete=False, sequence=first + i) for i, leg in enumerate(legs)
+            )
+        )
+        samples: list[ConntrackSample | None] = [None] * len(legs)
+        waiting = set(range(len(legs)))
+        while waiting:
             for msg_type, reply_seq, message in self._receive(sock):
-                if reply_seq != seq or msg_type == NLMSG_DONE:
-                    continue
+                i = reply_seq - first
+                if i not in waiting or msg_type == NLMSG_DONE:
+                    continue  # a late answer to an earlier request
+                waiting.discard(i)
                 if msg_type == NLMSG_ERROR:
                     code = error_code(message)
-                    if code == errno.ENOENT:
-                        return None
-                    raise NetlinkRequestError("get conntrack", code or errno.EIO)
-                return parse_conntrack(message, leg)
+                    if code not in (0, errno.ENOENT):
+                        raise NetlinkRequestError("get conntrack", code)
+                else:
+                    samples[i] = parse_conntrack(message, legs[i])
+        return samples
+
+
+def _advance(totals: _Totals, sample: ConntrackSample | None) -> FlowCounters:
+    """Fold one conntrack sample into a call's running totals; the totals so far."""
+    if sample is None:
+        # No entry: none yet, or it expired. Its last sample stays counted; nothing forwards right now.
+        return totals.done + replace(totals.live, forwarding=False)
+    if sample.entry_id != totals.entry_id:
+        # A new entry: the previous one expired (or was replaced); bank its last sample.
+        totals.done = totals.done + totals.live
+        totals.entry_id = sample.entry_id
+    totals.live = sample.counters
+    return totals.done + totals.live
 
 
 def _explain(code: int, table: str) -> str:

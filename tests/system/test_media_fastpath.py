@@ -212,6 +212,7 @@ def scenario_forwarding() -> dict[str, Any]:
         report["relay_a_queued"] = len(_pending(relay_a))
         report["relay_b_queued"] = len(_pending(relay_b))
         report["counters"] = _counters_dict(fastpath, handle)
+        report["poll_agrees"] = fastpath.poll([handle]) == {"call-1": fastpath.counters(handle)}
 
         # A third source is not the latched remote: the kernel leaves it to the relay socket. Then a marker
         # from Ra: had the kernel forwarded the third source's packet, Rb would have received it first.
@@ -356,6 +357,9 @@ def scenario_latency() -> dict[str, Any]:
             fastpath.counters(handle)
         counters_s = time.perf_counter() - start
         start = time.perf_counter()
+        polled = fastpath.poll(handles)
+        poll_s = time.perf_counter() - start
+        start = time.perf_counter()
         for handle in handles:
             fastpath.remove(handle)
         remove_s = time.perf_counter() - start
@@ -364,6 +368,8 @@ def scenario_latency() -> dict[str, Any]:
         "elements": elements,
         "install_us": install_s / calls * 1e6,
         "counters_us": counters_s / calls * 1e6,
+        "poll_us": poll_s / calls * 1e6,
+        "polled": len(polled),
         "remove_us": remove_s / calls * 1e6,
     }
 
@@ -383,6 +389,7 @@ def test_kernel_forwards_both_directions_with_the_relay_sockets_unread(forwardin
     assert exchange["a_sources"] == [[HOST, A]]
     # Nothing reached the relay's sockets: the kernel forwarded every packet.
     assert (report["relay_a_queued"], report["relay_b_queued"]) == (0, 0)
+    assert report["poll_agrees"]
     wire = PAYLOAD + 28  # conntrack counts IP bytes
     assert report["counters"] == {
         "a_packets": PACKETS,
@@ -501,3 +508,4 @@ def test_install_and_remove_latency(netns: str) -> None:
     assert report["install_us"] < 1000
     assert report["remove_us"] < 1000
     assert report["counters_us"] < 1000
+    assert report["polled"] == report["calls"]
