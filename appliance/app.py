@@ -23,12 +23,23 @@ from appliance.calls.b2bua import B2bua
 from appliance.calls.b2bua import Destination as RouteDestination
 from appliance.calls.context import SipContext
 from appliance.calls.local_media import SilenceMedia, StartSilence, StopStream
+from appliance.calls.media_anchor import MediaAnchor, RouteMedia
 from appliance.calls.routing import RoutingTable
 from appliance.config import Config
 from appliance.core import ApplianceCore
 from appliance.logs import SipTrace, setup_logging
+from appliance.media.control_events import (
+    Delete,
+    ErrorCode,
+    MediaTimeout,
+    Ok,
+    SetLeg,
+    WorkerEvent,
+    WorkerStats,
+)
 from appliance.media.silence import SilencePlayer
 from appliance.media.sockets import RtpSocketPool
+from appliance.media.supervisor import MediaSupervisor, MediaWorkerError
 from appliance.metrics import Metrics, MetricsServer, start_metrics_server
 from appliance.ratelimit import SourceRateLimiter
 from appliance.sdnotify import Notifier
@@ -110,8 +121,34 @@ class Appliance:
         router: RoutingTable[RouteDestination] = RoutingTable(
             [(r.match, r.destinations) for r in cfg.routes], region=cfg.site.region
         )
-        self.rtp_sockets = RtpSocketPool(cfg.media.address, cfg.media.rtp_port_min, cfg.media.rtp_port_max)
-        self.media = SilenceMedia(address=cfg.media.address, ports=self.rtp_sockets)
+        m = cfg.media
+        self.supervisor = MediaSupervisor(
+            m.workers or os.cpu_count() or 1,
+            m.address,
+            (m.rtp_port_min, m.rtp_port_max),
+            self.state_dir / "run",
+            on_event=self._media_event,
+            on_lost=self._media_lost,
+            worker_args=self._worker_args(cfg),
+            local_slice=True,  # the local IVR's sockets live in this process: a slice of their own
+        )
+        await self.supervisor.start()
+        self._media_queues: list[asyncio.Queue[SetLeg | Delete]] = [
+            asyncio.Queue() for _ in range(self.supervisor.workers)
+        ]
+        self._media_started: dict[str, float] = {}
+        for index in range(self.supervisor.workers):
+            self._spawn(self._media_sender(index))
+        assert self.supervisor.local_ports is not None
+        self.rtp_sockets = RtpSocketPool(m.address, *self.supervisor.local_ports)
+        self.media = SilenceMedia(address=m.address, ports=self.rtp_sockets)
+        self.anchor = MediaAnchor(
+            address=m.address,
+            slices=self.supervisor.slices,
+            worker_for=self.supervisor.worker_for,
+            transcode=m.transcode,
+            record=m.record,
+        )
         b2bua = B2bua(
             ctx=self.ctx,
             router=router,
@@ -120,6 +157,8 @@ class Appliance:
             agents=self._agents,
             media=self.media,
             observer=self.metrics,
+            media_anchor=self.anchor,
+            route_media={r.match: RouteMedia(r.srtp, r.record or m.record) for r in cfg.routes},
         )
         self.core = ApplianceCore(
             ctx=self.ctx,
@@ -150,7 +189,8 @@ class Appliance:
             self.ctx.local.update(self.transports.addresses)
             self.listening.append(f"SIP TLS        {tls_addr[0]}:{tls_addr[1]}")
         self.listening.append(
-            f"RTP            {cfg.media.address} ports {cfg.media.rtp_port_min}-{cfg.media.rtp_port_max}"
+            f"RTP            {m.address} ports {m.rtp_port_min}-{m.rtp_port_max}"
+            f" ({self.supervisor.workers} media workers)"
         )
         self.metrics_server: MetricsServer = await start_metrics_server(
             self.metrics, cfg.metrics.listen, cfg.metrics.port
@@ -214,7 +254,18 @@ class Appliance:
                 out.append((binding.uri, Peer(binding.transport, binding.source[0], binding.source[1])))
         return out
 
+    def _worker_args(self, cfg: Config) -> list[str]:
+        m = cfg.media
+        args = ["--media-timeout", f"{m.timeout:g}"]
+        if m.recording_key:
+            # Recording is set up whenever a key is configured, so any route may ask for it per call.
+            directory = Path(m.recording_path(str(self.state_dir)))
+            directory.mkdir(parents=True, exist_ok=True)
+            args += ["--recording-dir", str(directory), "--recording-key", m.recording_key]
+        return args
+
     def _media_commands(self) -> None:
+        """After every flush of the SIP core: start/stop local IVR streams, queue the relay's commands."""
         commands = self.media.commands
         while commands:
             cmd = commands.popleft()
@@ -223,6 +274,64 @@ class Appliance:
                 self.player.adopt(cmd.stream_id, sock, cmd.remote, cmd.payload_type, cmd.silence_octet)
             elif isinstance(cmd, StopStream):
                 self.player.stop(cmd.stream_id)
+        relay = self.anchor.commands
+        while relay:
+            index, command = relay.popleft()
+            self._media_queues[index].put_nowait(command)
+
+    async def _media_sender(self, index: int) -> None:
+        """Send worker ``index`` its commands one at a time, in the order call control made them."""
+        loop = asyncio.get_running_loop()
+        queue = self._media_queues[index]
+        while True:
+            command = await queue.get()
+            try:
+                reply = await self.supervisor.send(index, command)
+            except MediaWorkerError as exc:
+                if isinstance(command, SetLeg):
+                    self.core.b2bua.media_failed(command.call_id, exc.reason, loop.time())
+                    self.transports.flush()
+                elif exc.code != ErrorCode.UNKNOWN_CALL:  # a restarted worker never had the call
+                    log.warning("media delete of %s failed: %s", command.call_id, exc.reason)
+                continue
+            if isinstance(command, SetLeg):
+                self._media_started.setdefault(command.call_id, loop.time())
+            else:
+                self._media_deleted(command.call_id, reply, loop.time())
+
+    def _media_deleted(self, call_id: str, reply: Ok, now: float) -> None:
+        started = self._media_started.pop(call_id, now)
+        stats = reply.stats or ()
+        for s in stats:
+            self.metrics.media_stream_totals(s.direction.value, s.packets, s.octets, s.lost)
+        if reply.recording is not None:
+            body = {
+                "call_id": call_id,
+                "path": reply.recording,
+                "duration": round(now - started, 3),
+                "stats": [
+                    {"leg": s.leg, "direction": s.direction.value, "packets": s.packets, "octets": s.octets,
+                     "lost": s.lost, "jitter_ms": s.jitter_ms}
+                    for s in stats
+                ],
+            }  # fmt: skip
+            self._spawn(self._append("recording", body))
+
+    def _media_event(self, index: int, event: WorkerEvent) -> None:
+        if isinstance(event, WorkerStats):
+            self.metrics.worker_stats(index, event.packets_relayed, event.dropped)
+            return
+        if isinstance(event, MediaTimeout):
+            self.metrics.media_timeout()
+        self.core.b2bua.media_event(event.call_id, event, asyncio.get_running_loop().time())
+        self.transports.flush()
+
+    def _media_lost(self, index: int, call_ids: list[str]) -> None:
+        now = asyncio.get_running_loop().time()
+        for call_id in call_ids:
+            self._media_started.pop(call_id, None)
+            self.core.b2bua.media_failed(call_id, f"media worker {index} died", now)
+        self.transports.flush()
 
     def _mode_changed(self, event: ModeChanged) -> None:
         self.metrics.set_mode(event.new.name)
@@ -247,6 +356,11 @@ class Appliance:
         while True:
             self.metrics.set_transactions_active(self.ctx.endpoint.transaction_count)
             self.metrics.set_registrar_bindings(self.registrar.count)
+            sup = self.supervisor
+            self.metrics.set_media(
+                relayed_calls=self.anchor.active, workers=sup.workers, running=sup.running_count,
+                restarts=sup.restarts,
+            )  # fmt: skip
             now = loop.time()
             idle = not self.core.b2bua.calls and now - last_gc > GC_IDLE_INTERVAL
             if idle or now - last_gc > GC_MAX_INTERVAL:
@@ -274,6 +388,7 @@ class Appliance:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.transports.close()
+        await self.supervisor.close()
         self.player.close()
         await self.metrics_server.close()
         await self.outbox.close()
