@@ -55,6 +55,7 @@ from tests.system.sipp import free_port
 
 DEFAULT_CALLS: Final = (100, 250, 500, 750, 1000)
 DEFAULT_SECONDS: Final = 15.0
+DEFAULT_WARMUP_S: Final = 2.0
 HEADLINE_CALLS: Final = 500
 OURS: Final = "appliance"
 PEER: Final = "rtpengine"
@@ -622,6 +623,12 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.relay", description=__doc__.splitlines()[0])
     p.add_argument("--calls", default=",".join(map(str, DEFAULT_CALLS)), help="comma-separated loads")
     p.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="measured window per load")
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=DEFAULT_WARMUP_S,
+        help="seconds of traffic before each measured window (first packets latch, log, raise events)",
+    )
     p.add_argument("--relays", default=",".join(RELAYS), help="comma-separated subset of relays to run")
     p.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="media workers (default: one per core)"
@@ -652,8 +659,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.workers < 1 or args.seconds <= 0:
-        print("--workers and --seconds must be positive")
+    if args.workers < 1 or args.seconds <= 0 or args.warmup < 0:
+        print("--workers and --seconds must be positive, --warmup not negative")
         return 2
     return asyncio.run(run(args))
 

@@ -17,8 +17,10 @@ from bench.loadgen import CFLAGS, LoadGenerator, LoadGenError, LoadResult, build
 from bench.relay import (
     OURS,
     PEER,
+    SUMMARY_KEYS,
     Measurement,
     fastpath_option,
+    main,
     max_carried,
     measure_ours,
     parser,
@@ -247,7 +249,8 @@ def test_fastpath_switch_passes_through_only_when_the_supervisor_takes_it() -> N
     assert fastpath_option(None, without) == ({}, "not available")
     args = parser().parse_args(["--no-fastpath", "--workers", "3"])
     assert args.fastpath is False and args.workers == 3
-    assert parser().parse_args([]).fastpath is None
+    defaults = parser().parse_args([])
+    assert defaults.fastpath is None and defaults.warmup == 2.0 and defaults.calls == "100,250,500,750,1000"
 
 
 # -- the relays ---------------------------------------------------------------------------------------------
@@ -262,6 +265,24 @@ def test_our_relay_carries_two_calls_through_the_supervisor(loadgen: Path, tmp_p
     assert m.load.sent == 200 and m.load.received == 200 and m.load.misrouted == 0
     assert m.cpu_s is not None and m.cpu_s >= 0 and m.workers == 1
     assert m.load.p50_ms is not None and m.load.p50_ms < 50
+
+
+@needs_cc
+def test_the_bench_prints_one_line_per_run_and_the_issue_object_last(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    argv = ["--calls", "1,2", "--seconds", "0.5", "--warmup", "0.2", "--relays", OURS, "--workers", "1"]
+    status = main([*argv, "--loadgen", str(tmp_path / "loadgen")])
+    lines = capsys.readouterr().out.strip().splitlines()
+    final = json.loads(lines[-1])
+    assert tuple(final) == SUMMARY_KEYS
+    assert final["bench"] == "relay" and final["calls"] == 2 and final["workers"] == 1
+    assert final["peer_cpu_us_per_packet"] is None and final["ratio"] is None
+    runs = [json.loads(line) for line in lines[-4:-1]]
+    assert [(r["relay"], r["calls"]) for r in runs] == [("direct", 2), (OURS, 1), (OURS, 2)]
+    assert all(r["sent"] == 2 * r["calls"] * 25 for r in runs), runs
+    assert [r["warmup_s"] for r in runs] == [0.0, 0.2, 0.2]  # the generator alone needs no warm-up
+    assert status == 0
 
 
 def test_bencode_known_vectors() -> None:
