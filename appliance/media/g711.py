@@ -8,18 +8,22 @@ inverted (XOR 0x55) and µ-law octets are wholly inverted (XOR 0xFF), which is w
 Decoding returns the centre of the coded interval (G.711 Tables 1a/2a, "decoder output value"); encoding
 picks the interval whose decision values contain the sample, clipping beyond the top decision value.
 
-A-law ↔ µ-law. G.711 Tables 3 and 4 map every code of one law to the code of the other law whose interval
-contains the first code's decoder output value. That is exactly ``encode_other(decode_this(code))``, so the
-two transcoding tables below are built that way once at import, and :func:`alaw_to_ulaw` /
+A-law ↔ µ-law (G.711 Tables 3 and 4). The normative tables number the codes of each law by magnitude —
+A-law 1..128 and µ-law 0..127 — and map every code of one law to the code of the other whose decoder
+output value is nearest in level. The two laws count their uniform steps on different scales: A-law's
+4096 units span its theoretical maximum load of +3.14 dBm0 and µ-law's 8159 units span +3.17 dBm0 (G.711
+Tables 1 and 2, Note on Tmax), so one A-law unit is 8159/4096 · 10^(-0.03/20) ≈ 1.985 µ-law units. The
+tables are built from exactly that rule at import (:func:`_nearest`): decoder output values of Tables
+1a/2a (segment start plus half a step), the A-law ones moved to the µ-law scale, nearest wins. The result
+equals the published tables, including the 1994 corrections to the widely copied versions of
+Tables 3 and 4 (A-law 80 → µ-law 80 and µ-law 80 → A-law 80, in G.711's numbering); the tests check a set
+of published entries. Signs carry across unchanged (µ-law's negative zero stays negative).
+
+Properties that follow, and are tested: both maps are monotone in level; µ→A→µ returns every code but
+the even-numbered ones of µ-law segment 0 (0, 2, … 14), where A-law's step is twice µ-law's; A→µ→A
+returns 240 of the 256 codes (the others lie where µ-law's step is coarser and two A-law codes share one
+µ-law code); either round trip applied twice gives the same as once. :func:`alaw_to_ulaw` and
 :func:`ulaw_to_alaw` are one :meth:`bytes.translate` per frame (a single C call; 160 octets for 20 ms).
-The sign bit is carried across unchanged (the tables are sign-symmetric, and µ-law's negative
-zero stays negative). Properties that follow, and are tested: both maps are monotone in the decoded
-value; A→µ→A returns 240 of the 256 codes (the others lie where one µ-law interval straddles two A-law
-intervals and move by one step); µ→A→µ returns every code outside µ-law segment 0, where A-law's step is
-twice µ-law's and pairs of codes merge; and applying either round trip twice gives the same as once.
-Because A-law and µ-law full scale differ slightly (G.711 §3), a few codes near segment edges map one step
-away from where a table drawn on the analogue scale would put them; the transcoding error stays within one
-quantisation step of the target law.
 
 Pure code: module-level tables are immutable ``bytes`` and ``tuple`` values.
 """
@@ -100,17 +104,55 @@ _ALAW_LINEAR: Final = tuple(alaw_decode_sample(octet) for octet in range(256))
 _ULAW_LINEAR: Final = tuple(ulaw_decode_sample(octet) for octet in range(256))
 
 
+# G.711 Tables 1 and 2, Note: theoretical maximum load capacity of each law, in dBm0.
+_ALAW_TMAX_DBM0: Final = 3.14
+_ULAW_TMAX_DBM0: Final = 3.17
+# µ-law units per A-law unit when both laws are put on the dBm0 scale.
+_A_TO_U_UNITS: Final = 8159 / 4096 * 10 ** ((_ALAW_TMAX_DBM0 - _ULAW_TMAX_DBM0) / 20)
+
+
+def _alaw_level(number: int) -> int:
+    """Decoder output value (G.711 Table 1a, 4096 scale) of the A-law magnitude code ``number`` 0..127
+    (G.711's code number minus one)."""
+    segment, step = number >> 4, number & 0x0F
+    if segment == 0:
+        return 2 * step + 1
+    return ((16 + step) << segment) + (1 << (segment - 1))
+
+
+def _ulaw_level(number: int) -> int:
+    """Decoder output value (G.711 Table 2a, 8159 scale) of the µ-law magnitude code ``number`` 0..127."""
+    segment, step = number >> 4, number & 0x0F
+    if number == 0:
+        return 0
+    if segment == 0:
+        return 2 * step
+    return (32 << segment) - 33 + (step << (segment + 1)) + (1 << segment)
+
+
+def _nearest(level: float, levels: tuple[float, ...]) -> int:
+    return min(range(len(levels)), key=lambda n: abs(levels[n] - level))
+
+
+_ALAW_LEVELS: Final = tuple(_alaw_level(n) * _A_TO_U_UNITS for n in range(128))
+_ULAW_LEVELS: Final = tuple(float(_ulaw_level(n)) for n in range(128))
+# Magnitude code to magnitude code, by G.711 Tables 3 (µ→A) and 4 (A→µ).
+ALAW_TO_ULAW_NUMBER: Final = tuple(_nearest(level, _ULAW_LEVELS) for level in _ALAW_LEVELS)
+ULAW_TO_ALAW_NUMBER: Final = tuple(_nearest(level, _ALAW_LEVELS) for level in _ULAW_LEVELS)
+
+
 def _alaw_to_ulaw_octet(octet: int) -> int:
-    # Transcode the magnitude and carry the sign bit across, so that µ-law's negative zero and every
-    # negative code stay negative (Tables 3/4 are sign-symmetric); A-law bit 7 set means positive.
-    code = ulaw_encode_sample(abs(_ALAW_LINEAR[octet]))
-    return code if octet & 0x80 else code & 0x7F
+    # On the wire an A-law magnitude number n is n ^ 0x55 with bit 7 set for positive; a µ-law one is
+    # ~n, so bit 7 set is positive there too (G.711 §2 and §3 bit inversion).
+    if octet & 0x80:
+        return 0xFF ^ ALAW_TO_ULAW_NUMBER[octet ^ 0xD5]
+    return 0x7F ^ ALAW_TO_ULAW_NUMBER[octet ^ 0x55]
 
 
 def _ulaw_to_alaw_octet(octet: int) -> int:
-    # µ-law bit 7 set means positive; a negative A-law code differs from the positive one in bit 7 only.
-    code = alaw_encode_sample(abs(_ULAW_LINEAR[octet]))
-    return code if octet & 0x80 else code ^ 0x80
+    if octet & 0x80:
+        return 0xD5 ^ ULAW_TO_ALAW_NUMBER[octet ^ 0xFF]
+    return 0x55 ^ ULAW_TO_ALAW_NUMBER[octet ^ 0x7F]
 
 
 ALAW_TO_ULAW_TABLE: Final = bytes(_alaw_to_ulaw_octet(octet) for octet in range(256))
