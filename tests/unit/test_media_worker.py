@@ -35,7 +35,7 @@ from appliance.media.control_events import (
 from appliance.media.recording import RecordingReader, key_id_for
 from appliance.media.rtp import RtpPacket
 from appliance.media.sockets import RtpSocketPool
-from appliance.media.worker import MediaWorker, RecordingConfig, recording_name
+from appliance.media.worker import MediaWorker, RecordingConfig, WorkerOptions, parse_args, recording_name
 
 PHONE_A = ("127.0.0.1", 31000)
 PHONE_B = ("127.0.0.1", 31002)
@@ -341,3 +341,29 @@ def test_worker_stats_every_second_with_drop_reasons(worker: MediaWorker, ports:
     command(worker, Delete("call-1", request_id=4))
     (later,) = worker.handle_timer(2.0)
     assert later == WorkerStats(3, 0, 0, 2, 3, stats.dropped)  # totals outlive the call
+
+
+def test_command_line_options(tmp_path: Path) -> None:
+    base = ["--control", "/run/x.sock", "--address", "127.0.0.1", "--ports", "20000-20099"]
+    defaults = parse_args(base)
+    assert defaults == WorkerOptions("/run/x.sock", "127.0.0.1", (20000, 20099))
+    assert defaults.media_timeout == 30.0 and defaults.recording is None and defaults.fastpath
+    key = tmp_path / "kek"
+    key.write_text(KEK.hex() + "\n")
+    recording = ["--recording-dir", str(tmp_path), "--recording-key", str(key)]
+    full = parse_args([*base, "--media-timeout", "1.5", *recording, "--no-fastpath", "--worker-id", "2"])
+    assert full.media_timeout == 1.5 and not full.fastpath and full.worker_id == 2
+    assert full.recording == RecordingConfig(tmp_path, KEK)
+    short_key = tmp_path / "short"
+    short_key.write_bytes(bytes(16))
+    for bad in (
+        ["--media-timeout", "0"],
+        ["--media-timeout", "soon"],
+        ["--recording-dir", str(tmp_path)],  # without a key
+        ["--recording-dir", str(tmp_path), "--recording-key", str(tmp_path / "missing")],
+        ["--recording-dir", str(tmp_path), "--recording-key", str(short_key)],
+        ["--recording-dir", str(key), "--recording-key", str(key)],  # not a directory
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_args([*base, *bad])
+        assert exit_info.value.code == 2
