@@ -8,6 +8,7 @@ and the metrics endpoint, and reports where each service listens.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import os
@@ -133,12 +134,7 @@ class Appliance:
             local_slice=True,  # the local IVR's sockets live in this process: a slice of their own
         )
         await self.supervisor.start()
-        self._media_queues: list[asyncio.Queue[SetLeg | Delete]] = [
-            asyncio.Queue() for _ in range(self.supervisor.workers)
-        ]
         self._media_started: dict[str, float] = {}
-        for index in range(self.supervisor.workers):
-            self._spawn(self._media_sender(index))
         assert self.supervisor.local_ports is not None
         self.rtp_sockets = RtpSocketPool(m.address, *self.supervisor.local_ports)
         self.media = SilenceMedia(address=m.address, ports=self.rtp_sockets)
@@ -167,6 +163,7 @@ class Appliance:
             registrar=self.registrar,
             cloud_trunk=parse_sip_uri(c.trunk) if c.trunk else None,
             on_mode_change=self._mode_changed,
+            before_send=self._relay_commands,
         )
         tls = None
         if cfg.sip.tls_certificate:
@@ -274,30 +271,36 @@ class Appliance:
                 self.player.adopt(cmd.stream_id, sock, cmd.remote, cmd.payload_type, cmd.silence_octet)
             elif isinstance(cmd, StopStream):
                 self.player.stop(cmd.stream_id)
+
+    def _relay_commands(self) -> None:
+        """Before SIP messages go out: hand the workers what call control decided, in order per worker.
+
+        The commands are written to the workers' sockets before the SDP that names the relay leaves, so a
+        peer's first RTP packet finds its leg set.
+        """
         relay = self.anchor.commands
         while relay:
             index, command = relay.popleft()
-            self._media_queues[index].put_nowait(command)
+            future = self.supervisor.submit(index, command)
+            future.add_done_callback(functools.partial(self._relay_reply, command))
 
-    async def _media_sender(self, index: int) -> None:
-        """Send worker ``index`` its commands one at a time, in the order call control made them."""
-        loop = asyncio.get_running_loop()
-        queue = self._media_queues[index]
-        while True:
-            command = await queue.get()
-            try:
-                reply = await self.supervisor.send(index, command)
-            except MediaWorkerError as exc:
-                if isinstance(command, SetLeg):
-                    self.core.b2bua.media_failed(command.call_id, exc.reason, loop.time())
-                    self.transports.flush()
-                elif exc.code != ErrorCode.UNKNOWN_CALL:  # a restarted worker never had the call
-                    log.warning("media delete of %s failed: %s", command.call_id, exc.reason)
-                continue
+    def _relay_reply(self, command: SetLeg | Delete, done: asyncio.Future[Ok]) -> None:
+        if done.cancelled():
+            return
+        now = asyncio.get_running_loop().time()
+        exc = done.exception()
+        if exc is not None:
+            reason = exc.reason if isinstance(exc, MediaWorkerError) else repr(exc)
             if isinstance(command, SetLeg):
-                self._media_started.setdefault(command.call_id, loop.time())
-            else:
-                self._media_deleted(command.call_id, reply, loop.time())
+                self.core.b2bua.media_failed(command.call_id, reason, now)
+                self.transports.flush()
+            elif not (isinstance(exc, MediaWorkerError) and exc.code == ErrorCode.UNKNOWN_CALL):
+                log.warning("media delete of %s failed: %s", command.call_id, reason)  # a restarted worker
+            return
+        if isinstance(command, SetLeg):
+            self._media_started.setdefault(command.call_id, now)
+        else:
+            self._media_deleted(command.call_id, done.result(), now)
 
     def _media_deleted(self, call_id: str, reply: Ok, now: float) -> None:
         started = self._media_started.pop(call_id, now)

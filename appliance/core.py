@@ -77,8 +77,12 @@ class ApplianceCore:
         registrar: Registrar | None,
         cloud_trunk: SipUri | None,
         on_mode_change: Callable[[ModeChanged], None] | None = None,
+        before_send: Callable[[], None] | None = None,
     ) -> None:
+        """``before_send`` runs each time the SIP messages are collected for sending: the media commands
+        it dispatches then leave before the SDP that tells a peer where to send RTP."""
         self.ctx = ctx
+        self._before_send = before_send
         self.endpoint = ctx.endpoint
         self.b2bua = b2bua
         self.mode = mode
@@ -114,6 +118,8 @@ class ApplianceCore:
         return min(live) if live else None
 
     def datagrams_to_send(self) -> list[tuple[Peer, bytes]]:
+        if self._before_send is not None:
+            self._before_send()
         return self.endpoint.datagrams_to_send()
 
     # ------------------------------------------------------------------------------- dispatch

@@ -18,6 +18,7 @@ control process itself (the local IVR's sockets), so no port is ever bound by tw
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import socket
@@ -94,6 +95,9 @@ class _Worker:
         self.channel = ControlChannel()
         self.waiters: dict[int, asyncio.Future[Ok]] = {}
         self.calls: set[str] = set()
+        # Datagrams the socket would not take at once, sent in order by ``drainer`` before anything newer.
+        self.backlog: collections.deque[bytes] = collections.deque()
+        self.drainer: asyncio.Task[None] | None = None
         self.reader: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.running = asyncio.Event()
@@ -237,17 +241,54 @@ class MediaSupervisor:
         return zlib.crc32(call_id.encode()) % len(self._workers)
 
     async def _command(self, index: int, command: Command) -> Ok:
+        return await self._submit(self._workers[index], command)
+
+    def submit(self, index: int, command: Command) -> asyncio.Future[Ok]:
+        """Send ``command`` to worker ``index`` now, without waiting; the future resolves with the reply
+        (or :class:`MediaWorkerError`). Commands reach each worker in the order they were submitted.
+
+        The calls a worker carries (reported to ``on_lost`` if it dies) are tracked from the ``SetLeg``
+        and ``Delete`` commands sent through here.
+        """
         w = self._workers[index]
-        if w.sock is None:
-            raise MediaWorkerError(int(ErrorCode.INTERNAL), f"media worker {index} is not running")
+        if isinstance(command, SetLeg):
+            w.calls.add(command.call_id)
+        elif isinstance(command, Delete):
+            w.calls.discard(command.call_id)
+        return self._submit(w, command)
+
+    def _submit(self, w: _Worker, command: Command) -> asyncio.Future[Ok]:
         loop = asyncio.get_running_loop()
-        rid = w.channel.send(command, loop.time())
         future: asyncio.Future[Ok] = loop.create_future()
+        sock = w.sock
+        if sock is None:
+            future.set_exception(
+                MediaWorkerError(int(ErrorCode.INTERNAL), f"media worker {w.index} is not running")
+            )
+            return future
+        rid = w.channel.send(command, loop.time())
         w.waiters[rid] = future
         for data in w.channel.data_to_send():
-            await loop.sock_sendall(w.sock, data)
+            if not w.backlog:
+                try:
+                    sock.send(data)
+                    continue
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    continue  # the worker is gone: the reader sees end of file and fails the waiters
+            w.backlog.append(data)
+            if w.drainer is None or w.drainer.done():
+                w.drainer = asyncio.create_task(self._drain_backlog(w, sock))
         self._arm(w)
-        return await future
+        return future
+
+    async def _drain_backlog(self, w: _Worker, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(OSError):
+            while w.backlog and w.sock is sock:
+                await loop.sock_sendall(sock, w.backlog[0])
+                w.backlog.popleft()
 
     async def offer(self, call_id: str, leg: str, sdp: str, flags: tuple[str, ...] = ()) -> Ok:
         """Send leg ``leg``'s SDP offer; the reply's ``sdp`` is for the other leg (the worker's contract)."""
@@ -261,17 +302,8 @@ class MediaSupervisor:
         return await self.send(self.worker_for(call_id), SetLeg(call_id, leg, spec, flags))
 
     async def send(self, index: int, command: Command) -> Ok:
-        """Send ``command`` to worker ``index`` and return its reply; raises :class:`MediaWorkerError`.
-
-        The calls a worker carries (reported to ``on_lost`` if it dies) are tracked from the ``SetLeg``
-        and ``Delete`` commands sent through here.
-        """
-        calls = self._workers[index].calls
-        if isinstance(command, SetLeg):
-            calls.add(command.call_id)
-        elif isinstance(command, Delete):
-            calls.discard(command.call_id)
-        return await self._command(index, command)
+        """:meth:`submit` and wait for the reply; raises :class:`MediaWorkerError`."""
+        return await self.submit(index, command)
 
     async def answer(self, call_id: str, leg: str, sdp: str, flags: tuple[str, ...] = ()) -> Ok:
         """Send leg ``leg``'s SDP answer; the reply's ``sdp`` is for the offering leg."""
@@ -368,6 +400,10 @@ class MediaSupervisor:
         if w.timer is not None:
             w.timer.cancel()
             w.timer = None
+        w.backlog.clear()
+        if w.drainer is not None:
+            w.drainer.cancel()
+            w.drainer = None
         if w.sock is not None:
             w.sock.close()
             w.sock = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from appliance.calls.b2bua import B2bua
@@ -73,6 +73,7 @@ class Harness:
     # Relay every call's media through a MediaAnchor (ports 30000-30099 on one worker, G.711 transcoding).
     anchor: bool = False
     route_media: dict[str, RouteMedia] = field(default_factory=dict)
+    before_send: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         self.endpoint = SipEndpoint(timers=TimerSettings(0.5, 4.0, 5.0), ids=IdFactory())
@@ -112,6 +113,7 @@ class Harness:
         self.core = ApplianceCore(
             ctx=self.ctx, b2bua=self.b2bua, mode=self.mode, registrar=self.registrar,
             cloud_trunk=parse_sip_uri(self.cloud) if self.cloud else None,
+            before_send=self.before_send,
         )  # fmt: skip
         self.inbox: dict[Peer, list[Request | Response]] = {}
         self.core.start(self.now)

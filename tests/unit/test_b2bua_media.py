@@ -240,3 +240,18 @@ def test_worker_dtmf_reaches_only_a_leg_without_telephone_event_as_info() -> Non
     h.b2bua.media_event(call_id, DtmfEvent(call_id, "b", "7", 100), h.now)
     h._pump()
     assert in_call(h.requests(CALLER)) == []  # the caller gets RFC 4733 packets from the relay
+
+
+def test_relay_commands_are_collected_before_the_sdp_that_names_the_relay_is_sent() -> None:
+    seen: list[tuple[int, int]] = []  # (commands waiting, messages already out to the caller) at each send
+    made: list[Harness] = []
+
+    def before_send() -> None:
+        if made and made[0].media_anchor is not None:
+            seen.append((len(made[0].media_anchor.commands), len(made[0].inbox.get(CALLER, []))))
+
+    h = Harness(anchor=True, before_send=before_send)
+    made.append(h)
+    answered(h)
+    # The send that carried the caller's 200 with the relay's SDP found both SetLegs waiting.
+    assert (2, 1) in seen
