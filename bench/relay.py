@@ -96,7 +96,6 @@ class Measurement:
     cpu_s: float | None  # None for the direct run, which has no relay
     error: str = ""
     workers: int | None = None
-    note: str = ""
     # Cores' worth of CPU that neither the relay nor the generator used during the run: other programs.
     background_cores: float | None = None
 
@@ -130,31 +129,28 @@ class Measurement:
             out["workers"] = self.workers
         if load is None:
             return out | {"error": self.error}
-        return (
-            out
-            | {
-                "seconds": load.seconds,
-                "warmup_s": load.warmup_s,
-                "sent": load.sent,
-                "received": load.received,
-                "loss": load.loss,
-                "p50_ms": load.p50_ms,
-                "p99_ms": load.p99_ms,
-                "p999_ms": load.p999_ms,
-                "max_ms": load.max_ms,
-                "cpu_us_per_packet": _round(self.cpu_us_per_packet),
-                "generator_cpu_us_per_packet": _round(self.generator_cpu_us_per_packet),
-                "generator_cpu_share": round(load.generator_cpu, 3),
-                "generator_p99_send_late_ms": load.p99_send_late_ms,
-                "generator_max_send_late_ms": load.late_max_us / 1000,
-                "generator_saturated": load.generator_saturated,
-                "generator_realtime": bool(load.realtime),
-                "misrouted": load.misrouted,
-                "duplicates": load.duplicates,
-                "carried": self.carried,
-            }
-            | ({"note": self.note} if self.note else {})
-        )
+        return out | {
+            "seconds": load.seconds,
+            "warmup_s": load.warmup_s,
+            "sent": load.sent,
+            "received": load.received,
+            "loss": load.loss,
+            "p50_ms": load.p50_ms,
+            "p99_ms": load.p99_ms,
+            "p999_ms": load.p999_ms,
+            "max_ms": load.max_ms,
+            "cpu_us_per_packet": _round(self.cpu_us_per_packet),
+            "generator_cpu_us_per_packet": _round(self.generator_cpu_us_per_packet),
+            "generator_cpu_share": round(load.generator_cpu, 3),
+            "generator_p99_send_late_ms": load.p99_send_late_ms,
+            "generator_max_send_late_ms": load.late_max_us / 1000,
+            "generator_saturated": load.generator_saturated,
+            "generator_realtime": bool(load.realtime),
+            "misrouted": load.misrouted,
+            "duplicates": load.duplicates,
+            "carried": self.carried,
+            "background_cores": _round(self.background_cores),
+        }
 
     def line(self) -> str:
         head = f"[{self.relay}] {self.calls:>5} calls"
@@ -170,7 +166,6 @@ class Measurement:
             f"p99 send lateness {load.p99_send_late_ms:.3f} ms"
             + (" (GENERATOR SATURATED: figures limited by the generator)" if load.generator_saturated else "")
             + (f", {load.misrouted} misrouted" if load.misrouted else "")
-            + (f" ({self.note})" if self.note else "")
             + (
                 f"; BUSY MACHINE: {self.background_cores:.2f} cores used by other programs"
                 if self.background_cores is not None and self.background_cores > BUSY_CORES
@@ -260,8 +255,8 @@ async def measure_rtpengine(
             load = await gen.result()
             ticks = tree_cpu_ticks(engine.pid) - ticks0
             busy = machine_busy_ticks() - busy0
-            for call in range(calls):
-                client.delete(f"bench-{call}")
+        # No deletes: stopping the daemon ends every call, and an overloaded daemon would answer each
+        # delete only after its backlog.
         background = _background(busy, ticks, load)
         return Measurement(PEER, calls, load, ticks / clock_ticks_per_second(), background_cores=background)
     except (RtpEngineError, LoadGenError, OSError) as exc:
@@ -350,19 +345,11 @@ async def measure_ours(
             if _pids(sup, workers) != pids:
                 raise LoadGenError("a media worker restarted during the run")
 
-        # Deletes are not measured; a worker still working through a backlog may not answer in time, which
-        # is worth a note but does not undo the run.
-        async def tear_down(call: int) -> None:
-            async with semaphore:
-                await sup.delete(f"bench-{call}")
-
-        phase = "tear-down"
-        failed = await asyncio.gather(*(tear_down(call) for call in range(calls)), return_exceptions=True)
-        errors = [e for e in failed if isinstance(e, BaseException)]
-        note = f"{len(errors)} of {calls} deletes failed: {errors[0]}" if errors else ""
+        # No deletes: closing the supervisor ends the workers and their calls, and an overloaded worker
+        # would answer each delete only after its backlog.
         cpu_s = ticks / clock_ticks_per_second()
         background = _background(busy, ticks, load)
-        return Measurement(OURS, calls, load, cpu_s, workers=workers, note=note, background_cores=background)
+        return Measurement(OURS, calls, load, cpu_s, workers=workers, background_cores=background)
     except Exception as exc:  # a failed command, a dead worker, the generator: report it, go on
         reason = f"{phase}: {type(exc).__name__}: {exc}; workers' log: {_tail(log_path)}"
         return Measurement(OURS, calls, None, None, reason, workers)

@@ -282,6 +282,7 @@ def test_the_bench_prints_one_line_per_run_and_the_issue_object_last(
     assert [(r["relay"], r["calls"]) for r in runs] == [("direct", 2), (OURS, 1), (OURS, 2)]
     assert all(r["sent"] == 2 * r["calls"] * 25 for r in runs), runs
     assert [r["warmup_s"] for r in runs] == [0.0, 0.2, 0.2]  # the generator alone needs no warm-up
+    assert all(isinstance(r["background_cores"], float) and r["generator_cpu_share"] < 1 for r in runs)
     assert status == 0
 
 
