@@ -190,6 +190,20 @@ class FlowCounters:
         )
 
 
+def grown(before: FlowCounters, after: FlowCounters) -> tuple[str, ...]:
+    """The legs (``"a"``, ``"b"``) whose packet count grew from one sample of a call to the next: the
+    directions that had media, named as :class:`~appliance.media.timeout.CallMediaWatch` names them (by the
+    leg the media is received on)."""
+    return tuple(
+        leg
+        for leg, was, now in (
+            ("a", before.a_packets, after.a_packets),
+            ("b", before.b_packets, after.b_packets),
+        )
+        if now > was
+    )
+
+
 # --- map elements ------------------------------------------------------------------------------------
 
 

@@ -48,6 +48,7 @@ from appliance.media.fastpath_rules import (
     FlowLeg,
     conntrack_request,
     dnat_elements,
+    grown,
     install_batch,
     map_key,
     map_value,
@@ -443,6 +444,14 @@ def test_an_entry_without_both_nats_is_not_the_fast_path() -> None:
 def test_counters_add_up_and_keep_the_latest_forwarding_state() -> None:
     total = FlowCounters(1, 2, 3, 4, forwarding=True) + FlowCounters(10, 20, 30, 40, forwarding=False)
     assert total == FlowCounters(11, 22, 33, 44, forwarding=False)
+
+
+def test_grown_names_the_directions_that_had_media() -> None:
+    before = FlowCounters(10, 2000, 7, 1400)
+    assert grown(before, before) == ()
+    assert grown(before, FlowCounters(11, 2200, 7, 1400)) == ("a",)
+    assert grown(before, FlowCounters(10, 2000, 9, 1800)) == ("b",)
+    assert grown(before, FlowCounters(12, 2400, 8, 1600, forwarding=True)) == ("a", "b")
 
 
 def test_parse_conntrack_rejects_what_is_not_an_entry() -> None:
