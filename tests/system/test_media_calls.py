@@ -130,6 +130,9 @@ async def trunk_call(
                 yield Call(app, uac, uas, caller, callee, at_caller, at_callee, (low, high))
     finally:
         if app is not None:
+            with contextlib.suppress(OSError):
+                media = {k: v for k, v in app.metrics().items() if k.startswith("appliance_media")}
+                print(f"appliance media metrics: {media}")  # shown by pytest when the test fails
             log = app.stop()
             print("appliance stderr (tail):\n" + log[-6000:])  # shown by pytest when the test fails
         caller.close()
@@ -163,6 +166,30 @@ def assert_relayed(call: Call) -> None:
         assert other.address not in sdp.text and f"o={origin} " not in sdp.text, sdp.text
 
 
+def metric_sum(app: RunningAppliance, name: str, **labels: str) -> float:
+    """The sum of ``name`` over every label set that includes ``labels`` (e.g. over all workers)."""
+    wanted = [f'{k}="{v}"' for k, v in labels.items()]
+    total = 0.0
+    for key, value in app.metrics().items():
+        metric, _, rest = key.partition("{")
+        if metric == name and all(w in rest for w in wanted):
+            total += value
+    return total
+
+
+async def wait_metric(
+    app: RunningAppliance, name: str, value: float, *, within: float = 3.0, **labels: str
+) -> None:
+    """Bounded wait for a metric (summed as :func:`metric_sum`) to read ``value``: the figures come from
+    the workers' once-a-second reports and from each call's final statistics after hang-up."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while (seen := metric_sum(app, name, **labels)) != value:
+        if loop.time() > deadline:
+            raise AssertionError(f"{name}{labels or ''} reads {seen}, expected {value}")
+        await asyncio.sleep(0.1)
+
+
 def assert_successful(result: SippResult) -> None:
     assert result.all_successful, result.describe()
 
@@ -187,8 +214,14 @@ async def test_rtp_both_ways_through_the_relay_arrives_intact_and_in_order(tmp_p
         assert {r.source for r in caller.received} == {call.at_caller.target}
         assert {len(r.payload) for r in callee.received} == {PAYLOAD_BYTES}
         caller_result, callee_result = await call.finished()
-    assert_successful(caller_result)
-    assert_successful(callee_result)
+        assert_successful(caller_result)
+        assert_successful(callee_result)
+        # The call's final statistics, per direction: 100 in from each leg's peer, 100 out to each.
+        await wait_metric(call.app, "appliance_media_relayed_calls_active", 0)
+        await wait_metric(call.app, "appliance_media_packets_total", 200, direction="in")
+        await wait_metric(call.app, "appliance_media_packets_total", 200, direction="out")
+        await wait_metric(call.app, "appliance_media_octets_total", 200 * PAYLOAD_BYTES, direction="in")
+        await wait_metric(call.app, "appliance_media_packets_lost_total", 0, direction="in")
 
 
 # -- (b) --------------------------------------------------------------------------------------------------
@@ -228,6 +261,7 @@ async def test_a_new_source_port_relatches_and_a_stranger_is_not_delivered(tmp_p
         assert got[:30] == list(range(30)), got
         after = got[30:]
         assert after and after == list(range(after[0], 80)), got
+        print(f"re-latched: {after[0] - 30} packets from the new port dropped before it took over")
         # The first packets from the new port are held back until it proves itself, but not for long.
         assert 1 <= after[0] - 30 <= DEFAULT_RELATCH_AFTER, f"re-latched after {after[0] - 30} packets"
         assert stranger.tag not in {r.payload[0] for r in callee.received + caller.received}
@@ -238,6 +272,10 @@ async def test_a_new_source_port_relatches_and_a_stranger_is_not_delivered(tmp_p
         late = [port for i, port in heard if i >= 80]
         assert late == [new_port] * 10, f"after re-latching the callee's audio went to {late}"
         assert all(port == old_port for i, port in heard if i < 30)
+        # Every packet not relayed was counted as a latching drop: the stranger's 40 and the new port's
+        # packets before it took over.
+        dropped = 40 + after[0] - 30
+        await wait_metric(call.app, "appliance_media_worker_packets_dropped_total", dropped, reason="latch")
         caller_result, callee_result = await call.finished()
     assert_successful(caller_result)
     assert_successful(callee_result)
@@ -367,7 +405,9 @@ async def test_media_timeout_hangs_up_within_the_configured_time(tmp_path: Path)
             callee.stop()
             await callee_talking
         assert abs(silent_for - timeout) <= 0.5, f"BYE came {silent_for:.3f} s after the last packet"
+        print(f"media timeout: BYE {silent_for:.3f} s after the caller's last packet (timeout {timeout} s)")
         assert callee.indices_from(caller) == list(range(25))
+        await wait_metric(call.app, "appliance_media_timeouts_total", 1)
         caller_result, callee_result = await call.finished()
     assert_successful(caller_result)
     assert_successful(callee_result)
