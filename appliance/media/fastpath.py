@@ -91,6 +91,9 @@ _REPLY_TIMEOUT: Final = 1.0
 # that do not fit are lost, so a chunk stays well inside the socket's buffer (_SOCKET_BUFFER).
 POLL_CHUNK: Final = 64
 _SOCKET_BUFFER: Final = 1 << 20
+_SEQUENCE_LIMIT: Final = 1 << 32
+# Sequence numbers set aside for one nf_tables transaction: more than any of ours holds (open's has 13).
+_BATCH_SEQUENCES: Final = 16
 
 __all__ = [
     "FastPathConfig",
@@ -178,7 +181,8 @@ class KernelFastPath:
         forwarding = self._read_sysctl("net/ipv4/ip_forward")
         if self._config.require_forwarding and forwarding != "1":
             raise FastPathUnavailable(
-                "net.ipv4.ip_forward is off: kernel-forwarded media to remote peers would be dropped"
+                "net.ipv4.ip_forward is 0: kernel-forwarded media to remote peers would be dropped "
+                "(set it to 1 to use the fast path)"
             )
         try:
             sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
@@ -190,7 +194,9 @@ class KernelFastPath:
             raise FastPathUnavailable(f"no netfilter netlink socket: {exc}") from exc
         self._sock = sock
         try:
-            self._transact(setup_batch(self.table, first_sequence=self._seq).encode(), "create table")
+            self._transact(
+                setup_batch(self.table, first_sequence=self._take(_BATCH_SEQUENCES)).encode(), "create table"
+            )
         except NetlinkRequestError as exc:
             self._close_socket()
             raise FastPathUnavailable(_explain(exc.errno, self.table)) from exc
@@ -216,7 +222,10 @@ class KernelFastPath:
         try:
             for handle in list(self._calls.values()):
                 self._forget_conntrack(handle)
-            self._transact(teardown_batch(self.table, first_sequence=self._seq).encode(), "delete table")
+            self._transact(
+                teardown_batch(self.table, first_sequence=self._take(_BATCH_SEQUENCES)).encode(),
+                "delete table",
+            )
         except NetlinkRequestError as exc:
             if exc.errno != errno.ENOENT:
                 raise
@@ -244,13 +253,18 @@ class KernelFastPath:
             raise FastPathUsageError(f"call {key!r} is already installed")
         if a.local == b.local:
             raise FastPathUsageError(f"call {key!r}: both legs use relay port {a.local}")
-        self._transact(self._messages.install(a, b, first_sequence=self._seq), f"install {key}")
+        self._transact(
+            self._messages.install(a, b, first_sequence=self._take(_BATCH_SEQUENCES)), f"install {key}"
+        )
         handle = FlowHandle(key, a, b)
         try:
             self._forget_conntrack(handle)
         except FastPathError:
             # Without the old entries gone the rules would never apply; leave the call to userspace.
-            self._transact(self._messages.remove(a, b, first_sequence=self._seq), f"undo install {key}")
+            self._transact(
+                self._messages.remove(a, b, first_sequence=self._take(_BATCH_SEQUENCES)),
+                f"undo install {key}",
+            )
             raise
         self._calls[key] = handle
         self._totals[key] = _Totals()
@@ -287,7 +301,8 @@ class KernelFastPath:
             final = totals.done + totals.live
         try:
             self._transact(
-                self._messages.remove(handle.a, handle.b, first_sequence=self._seq), f"remove {handle.key}"
+                self._messages.remove(handle.a, handle.b, first_sequence=self._take(_BATCH_SEQUENCES)),
+                f"remove {handle.key}",
             )
         except NetlinkRequestError as exc:
             if exc.errno != errno.ENOENT:  # ENOENT: already gone (someone flushed the table)
@@ -321,8 +336,16 @@ class KernelFastPath:
         except OSError:
             return None
 
+    def _take(self, count: int) -> int:
+        """The first of ``count`` consecutive sequence numbers. They wrap before 32 bits overflow (a worker
+        polling 1000 calls twice a second uses 2**32 in about 25 days), never inside one request."""
+        if self._seq + count >= _SEQUENCE_LIMIT:
+            self._seq = 1
+        first = self._seq
+        self._seq += count
+        return first
+
     def _transact(self, batch: Encoded, what: str) -> None:
-        self._seq = batch.next_sequence
         sock = self._socket()
         sock.send(batch.data)
         waiting = set(batch.sequences)
@@ -350,8 +373,7 @@ class KernelFastPath:
 
     def _forget_conntrack(self, handle: FlowHandle) -> None:
         sock = self._socket()
-        first = self._seq
-        self._seq += 2
+        first = self._take(2)
         sock.send(
             self._messages.conntrack(handle.a, delete=True, sequence=first)
             + self._messages.conntrack(handle.b, delete=True, sequence=first + 1)
@@ -370,8 +392,7 @@ class KernelFastPath:
         """The entries carrying each ``leg.remote → leg.local`` (None where there is none), asked for in one
         datagram; ctnetlink answers each request with the entry or an error."""
         sock = self._socket()
-        first = self._seq
-        self._seq += len(legs)
+        first = self._take(len(legs))
         sock.send(
             b"".join(
                 self._messages.conntrack(leg, delete=False, sequence=first + i) for i, leg in enumerate(legs)

@@ -344,6 +344,8 @@ def scenario_open_unavailable() -> dict[str, Any]:
 def scenario_latency() -> dict[str, Any]:
     calls = 200
     with KernelFastPath() as fastpath:
+        # Start near the end of the 32-bit sequence space, so that numbering wraps during the run.
+        fastpath._seq = (1 << 32) - 100
         handles = []
         start = time.perf_counter()
         for n in range(calls):
