@@ -21,6 +21,9 @@ Per datagram (:meth:`MediaCall.receive`):
 4. Towards an SRTP leg the packet is protected with our key; the datagram goes out on the destination
    leg's socket, and that leg's ``out`` counters move.
 
+While the kernel fast path forwards the call (:attr:`MediaCall.offload`), an RTP packet that still reaches
+the worker is judged and counted by the relay but not sent.
+
 Nothing the network sends makes :meth:`MediaCall.receive` raise. Sockets are opened and closed by the
 worker; this module only reads their objects to say where to send. Pure code otherwise: ``now`` is a
 parameter.
@@ -32,10 +35,12 @@ import base64
 import binascii
 import logging
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from appliance.media.control_events import SrtpKeys
+from appliance.media.fastpath import FlowHandle
+from appliance.media.fastpath_rules import FlowCounters
 from appliance.media.g711 import ALAW_TO_ULAW_TABLE, ULAW_TO_ALAW_TABLE
 from appliance.media.latch import Address
 from appliance.media.recording import RecordingWriter
@@ -105,6 +110,23 @@ class MediaLeg:
         return [self.rtp] if self.rtcp is None else [self.rtp, self.rtcp]
 
 
+@dataclass(slots=True)
+class CallOffload:
+    """The kernel fast path's share of a call (:mod:`appliance.media.offload`): ``handle`` while installed;
+    ``refused`` the reasons it stays in userspace until re-negotiated; ``done`` the counters of earlier
+    installs, ``live`` those of the current one, ``seen`` the sample the last poll compared against."""
+
+    handle: FlowHandle | None = None
+    refused: tuple[str, ...] = ()
+    done: FlowCounters = field(default_factory=FlowCounters)
+    live: FlowCounters = field(default_factory=FlowCounters)
+    seen: FlowCounters = field(default_factory=FlowCounters)
+
+    @property
+    def total(self) -> FlowCounters:
+        return self.done + self.live
+
+
 def _payload_bounds(data: bytes) -> tuple[int, int]:
     """Start and end of the payload of an RTP packet the relay accepted (its header is valid)."""
     first = data[0]
@@ -132,6 +154,7 @@ class MediaCall:
         self.recording_path: str | None = None
         self.dropped: dict[str, int] = {}
         self.relayed = 0
+        self.offload = CallOffload()
 
     # -- drop accounting ------------------------------------------------------------------------------
 
@@ -177,6 +200,10 @@ class MediaCall:
                 self._peer_report(state, data)
         else:
             outgoing = relay.receive(leg, data, source, now)
+            if self.offload.handle is not None:
+                # The kernel forwards this call: a straggler is judged and counted, never sent (a send from
+                # here would recreate the conntrack entry that shadows the kernel's NAT).
+                return []
             if outgoing and self.recorder is not None:
                 self._record(state, data, now)
         sends: list[Send] = []

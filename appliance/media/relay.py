@@ -290,6 +290,15 @@ class RelayCall:
         self._refresh()
         self._drain()
 
+    def activity(self, leg: str, now: float) -> None:
+        """Media arrived on ``leg`` by another path than :meth:`receive` (the kernel fast path forwarded it
+        and its counters moved): the leg's direction is alive at ``now``, for the media timeouts."""
+        self._leg(leg)
+        self._sync()
+        self._watch.packet(leg, now)
+        self._refresh()
+        self._drain()
+
     # -- the per-packet path ------------------------------------------------------------------------------
 
     def _drop(self, reason: str) -> list[Outgoing]:

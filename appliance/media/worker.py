@@ -25,6 +25,11 @@ Command contract (one call has legs ``"a"``, the caller, and ``"b"``, the callee
   report's) and ``recording``, the path of the closed recording. ``Query`` returns the same figures.
 * ``Ping`` is answered ``Ok``.
 
+Unless started with ``--no-fastpath`` (or where the host cannot: no forwarding, no nf_tables) the worker
+opens its own kernel fast path table and hands every eligible call to it once both remotes are latched
+(:mod:`appliance.media.offload`); its counters are polled with each stats report, feed the media
+timeouts and are added to the call's statistics; a re-negotiation or a delete takes the call back.
+
 A command that cannot be decoded is answered with an :class:`Error` (``request_id`` 0 when even that could
 not be read) and never stops the worker. Every second the worker sends a :class:`WorkerStats` with the drop
 counters by reason. Sockets are drained until ``EAGAIN`` on each readiness callback; a single
@@ -80,6 +85,9 @@ from appliance.media.control_events import (
     WorkerEvent,
     WorkerStats,
 )
+from appliance.media.fastpath import FastPathConfig, FastPathUnavailable, KernelFastPath
+from appliance.media.fastpath_rules import DEFAULT_TABLE, IP_UDP_OVERHEAD, FastPathError
+from appliance.media.offload import Offloader
 from appliance.media.ports import PortsExhaustedError
 from appliance.media.recording import Codec, RecordingUsageError, RecordingWriter, key_id_for
 from appliance.media.relay import DtmfReceived, LegConfig, RelayCall
@@ -103,6 +111,13 @@ FLAGS: Final = frozenset({"record", "dtmf-events", "no-fastpath"})
 _LEGACY_FLAGS: Final = frozenset({"record", "dtmf-events"})
 _RECV_SIZE: Final = 2048
 _SAFE_NAME: Final = re.compile(r"[^A-Za-z0-9_.-]")
+# IPv4 and UDP headers and the fixed RTP header: kernel byte counters less this per packet is payload.
+_KERNEL_OVERHEAD: Final = IP_UDP_OVERHEAD + 12
+
+
+def _kernel_packets(call: MediaCall) -> int:
+    total = call.offload.total
+    return total.a_packets + total.b_packets
 
 
 class CommandFailedError(ControlError):
@@ -191,7 +206,7 @@ class MediaWorker:
         media_timeout: float = 30.0,
         recording: RecordingConfig | None = None,
         worker_id: int = 0,
-        fastpath: bool = True,
+        offload: Offloader | None = None,
         start: float = 0.0,
         stats_interval: float = STATS_INTERVAL,
         watch: Callable[[socket.socket, str, str, bool], object] = lambda sock, call_id, leg, rtcp: None,
@@ -203,8 +218,7 @@ class MediaWorker:
         self.media_timeout = media_timeout
         self.recording = recording
         self.worker_id = worker_id
-        # The kernel fast path is not wired yet; the switch is kept so the command line stays stable.
-        self.fastpath = fastpath
+        self.offload = offload
         self.calls: dict[str, MediaCall] = {}
         self._session_version = 0
         # Relay deadlines, one live entry per call (stale ones are skipped when they surface): the packet
@@ -289,6 +303,8 @@ class MediaWorker:
                 ErrorCode.BAD_MESSAGE, f"leg {msg.leg} is on port {leg.port}; local_port cannot change"
             )
         record = "record" in msg.flags or (call is not None and "record" in call.flags)
+        if call is not None:
+            self._withdraw(call)  # a re-negotiation: the call is judged again once it is applied
         if record:
             self._check_recordable(config)
         # Same keys keep the leg's context: a new one would forget the rollover counter and replay window.
@@ -312,6 +328,10 @@ class MediaWorker:
             return srtp_context(keys) if keys is not None else None
         except SrtpKeyError as exc:
             raise CommandFailedError(ErrorCode.BAD_MESSAGE, str(exc)) from None
+
+    def _withdraw(self, call: MediaCall) -> None:
+        if self.offload is not None:
+            self.offload.withdraw(call)
 
     def _check_recordable(self, config: LegConfig) -> None:
         if self.recording is None:
@@ -506,6 +526,7 @@ class MediaWorker:
         sdp = _parse(msg.sdp)
         config, hold = leg_config(sdp)
         leg = call.legs[msg.leg]
+        self._withdraw(call)
         self._configure(call, leg, config, hold, leg.srtp_keys, now)
         port = call.legs["b" if msg.leg == "a" else "a"].port
         return Ok(msg.request_id, sdp=self._rewrite(sdp, port), ports=(port,))
@@ -513,18 +534,37 @@ class MediaWorker:
     @staticmethod
     def _stats(call: MediaCall) -> tuple[StreamStats, ...]:
         out = []
+        kernel = call.offload.total
+        # What the kernel forwarded from each leg, as (packets, RTP payload octets): its counters are IP
+        # bytes, so the IP, UDP and fixed RTP headers come off each packet.
+        forwarded = {
+            "a": (kernel.a_packets, max(kernel.a_bytes - _KERNEL_OVERHEAD * kernel.a_packets, 0)),
+            "b": (kernel.b_packets, max(kernel.b_bytes - _KERNEL_OVERHEAD * kernel.b_packets, 0)),
+        }
         for name in LEGS:
             leg = call.legs.get(name)
             if leg is None:
                 continue
+            packets, octets = forwarded[name]
+            lost, jitter = 0, 0.0
             if call.relay is not None:
                 r = call.relay.stats(name).report()
-                out.append(StreamStats(name, Direction.IN, r.packets, r.octets, max(r.lost, 0), r.jitter_ms))
-            else:
-                out.append(StreamStats(name, Direction.IN, 0, 0, 0, 0.0))
+                packets, octets, lost, jitter = (
+                    packets + r.packets,
+                    octets + r.octets,
+                    max(r.lost, 0),
+                    r.jitter_ms,
+                )
+            out.append(StreamStats(name, Direction.IN, packets, octets, lost, jitter))
+            sent, sent_octets = forwarded["b" if name == "a" else "a"]
             out.append(
                 StreamStats(
-                    name, Direction.OUT, leg.sent_packets, leg.sent_octets, leg.peer_lost, leg.peer_jitter_ms
+                    name,
+                    Direction.OUT,
+                    leg.sent_packets + sent,
+                    leg.sent_octets + sent_octets,
+                    leg.peer_lost,
+                    leg.peer_jitter_ms,
                 )
             )
         return tuple(out)
@@ -534,6 +574,7 @@ class MediaWorker:
         is closed, so that no readiness callback survives on a file descriptor number the kernel reuses."""
         call = self.calls.pop(call_id)
         self._due.pop(call_id, None)
+        self._withdraw(call)
         if call.recorder is not None:
             try:
                 call.recorder.close()
@@ -542,7 +583,7 @@ class MediaWorker:
             call.recorder = None
         for reason, count in call.drop_counts().items():
             self._dropped_before[reason] = self._dropped_before.get(reason, 0) + count
-        self._relayed_before += call.relayed
+        self._relayed_before += call.relayed + _kernel_packets(call)
         for leg in call.legs.values():
             for sock in leg.sockets():
                 self.unwatch(sock)
@@ -583,6 +624,8 @@ class MediaWorker:
         call = self.calls.get(call_id)
         if call is None:
             return []
+        if self.offload is not None:
+            self.offload.after_packets(call)
         events = self.events_of(call, now)
         self.reschedule(call_id)
         return events
@@ -595,7 +638,7 @@ class MediaWorker:
         for call in self.calls.values():
             for reason, count in call.drop_counts().items():
                 dropped[reason] = dropped.get(reason, 0) + count
-            relayed += call.relayed
+            relayed += call.relayed + _kernel_packets(call)
             streams += len(call.legs)
         return WorkerStats(
             self.worker_id,
@@ -637,6 +680,13 @@ class MediaWorker:
     def handle_timer(self, now: float) -> list[WorkerEvent]:
         """Apply every deadline reached by ``now``; returns the events to send."""
         out: list[WorkerEvent] = []
+        if now >= self._stats_due and self.offload is not None:
+            # Kernel-forwarded media counts as activity before any media timeout is judged.
+            self.offload.poll(self.calls.values(), now)
+            for offloaded in self.calls.values():
+                if offloaded.offload.handle is not None:
+                    out.extend(self.events_of(offloaded, now))
+                    self.reschedule(offloaded.call_id)
         for call_id in self.due_calls(now):
             call = self.calls.get(call_id)
             if call is not None and call.relay is not None:
@@ -784,6 +834,7 @@ class WorkerOptions:
 async def run(options: WorkerOptions) -> None:
     """Serve one worker until its control connection closes."""
     pool = RtpSocketPool(options.address, *options.ports)
+    offload = open_fastpath(options) if options.fastpath else None
     try:
         loop = asyncio.get_running_loop()
         worker = MediaWorker(
@@ -791,12 +842,25 @@ async def run(options: WorkerOptions) -> None:
             media_timeout=options.media_timeout,
             recording=options.recording,
             worker_id=options.worker_id,
-            fastpath=options.fastpath,
+            offload=offload,
             start=loop.time(),
         )
         await WorkerServer(worker, options.control).serve()
     finally:
         pool.close()
+        if offload is not None:
+            offload.close()
+
+
+def open_fastpath(options: WorkerOptions) -> Offloader | None:
+    """The worker's kernel fast path (its own nftables table), or None where the host cannot do it."""
+    fastpath = KernelFastPath(FastPathConfig(table=f"{DEFAULT_TABLE}_{options.worker_id}"))
+    try:
+        fastpath.open()
+    except (FastPathUnavailable, FastPathError, OSError) as exc:
+        log.warning("media worker: kernel fast path off: %s", exc)
+        return None
+    return Offloader(fastpath, options.address)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> WorkerOptions:

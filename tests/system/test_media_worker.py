@@ -6,6 +6,7 @@ import array
 import asyncio
 import base64
 import contextlib
+import json
 import os
 import random
 import signal
@@ -13,6 +14,8 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
+import uuid
 import wave
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -217,11 +220,11 @@ class WorkerProcess:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def start(cls, tmp_path: Path, *args: str) -> WorkerProcess:
+    async def start(cls, tmp_path: Path, *args: str, prefix: tuple[str, ...] = ()) -> WorkerProcess:
         path = tmp_path / "worker.sock"
         low, high = port_range()
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "appliance.media.worker", "--control", str(path), "--address",
+            *prefix, sys.executable, "-m", "appliance.media.worker", "--control", str(path), "--address",
             "127.0.0.1", "--ports", f"{low}-{high}", *args, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         assert process.stdout is not None
@@ -273,8 +276,10 @@ class WorkerProcess:
 
 
 @contextlib.asynccontextmanager
-async def worker_process(tmp_path: Path, *args: str) -> AsyncIterator[WorkerProcess]:
-    worker = await WorkerProcess.start(tmp_path, *args)
+async def worker_process(
+    tmp_path: Path, *args: str, prefix: tuple[str, ...] = ()
+) -> AsyncIterator[WorkerProcess]:
+    worker = await WorkerProcess.start(tmp_path, *args, prefix=prefix)
     try:
         yield worker
     finally:
@@ -303,9 +308,8 @@ def relay_pair() -> int:
 class Phone:
     """A test endpoint: an RTP socket and its RTCP socket, optionally SRTP."""
 
-    def __init__(self) -> None:
-        self.rtp = udp_socket()
-        self.rtcp = udp_socket()
+    def __init__(self, sockets: tuple[socket.socket, socket.socket] | None = None) -> None:
+        self.rtp, self.rtcp = sockets if sockets is not None else (udp_socket(), udp_socket())
 
     @property
     def address(self) -> tuple[str, int]:
@@ -357,7 +361,7 @@ async def test_set_leg_call_relays_rtp_and_rtcp_and_survives_hostile_packets(
     tmp_path: Path, phone_pair: tuple[Phone, Phone]
 ) -> None:
     phone_a, phone_b = phone_pair
-    async with worker_process(tmp_path, "--worker-id", "4") as worker:
+    async with worker_process(tmp_path, "--worker-id", "4", "--no-fastpath") as worker:
         port_a, port_b = await set_up_call(worker, phone_pair)
         for seq in range(30):
             sent = audio(seq, 0xA)
@@ -410,7 +414,7 @@ async def test_srtp_leg_bridged_to_rtp_leg(tmp_path: Path, phone_pair: tuple[Pho
     )
     tx = pylibsrtp.Session(pylibsrtp.Policy(KEY_PHONE_A, pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
     rx = pylibsrtp.Session(pylibsrtp.Policy(KEY_RELAY, pylibsrtp.Policy.SSRC_ANY_INBOUND))
-    async with worker_process(tmp_path) as worker:
+    async with worker_process(tmp_path, "--no-fastpath") as worker:
         port_a, port_b = await set_up_call(worker, phone_pair, srtp_a=keys)
         for seq in range(20):
             sent = audio(seq, 0xA)
@@ -445,7 +449,7 @@ async def test_recording_decrypts_to_the_audio_sent(tmp_path: Path, phone_pair: 
     key_file = tmp_path / "kek"
     key_file.write_bytes(KEK)
     sent_a, sent_b = [], []
-    args = ("--recording-dir", str(recordings), "--recording-key", str(key_file))
+    args = ("--recording-dir", str(recordings), "--recording-key", str(key_file), "--no-fastpath")
     async with worker_process(tmp_path, *args) as worker:
         port_a, port_b = await set_up_call(worker, phone_pair, flags=("record",))
         for seq in range(25):
@@ -484,7 +488,7 @@ async def test_media_timeout_within_the_configured_time(
 ) -> None:
     phone_a, phone_b = phone_pair
     loop = asyncio.get_running_loop()
-    async with worker_process(tmp_path, "--media-timeout", "1.0") as worker:
+    async with worker_process(tmp_path, "--media-timeout", "1.0", "--no-fastpath") as worker:
         port_a, port_b = await set_up_call(worker, phone_pair)
         for seq in range(10):
             phone_a.rtp.sendto(audio(seq, 0xA).serialize(), ("127.0.0.1", port_a))
@@ -500,3 +504,91 @@ async def test_media_timeout_within_the_configured_time(
         for waited, silent_for in seen.values():
             assert 0.5 <= waited <= 1.5
             assert 1.0 <= silent_for <= 1.5
+
+
+# --- the kernel fast path, in a network namespace of the test's own ------------------------------------
+
+
+@contextlib.contextmanager
+def namespace() -> Iterator[str]:
+    name = f"media-worker-{uuid.uuid4().hex[:10]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        subprocess.run(
+            ["ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True, timeout=10
+        )
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=True)
+
+
+def phones_in(netns: str) -> tuple[Phone, Phone]:
+    """Two phones whose sockets live in ``netns`` (a socket keeps the namespace it was made in)."""
+    made: list[socket.socket] = []
+
+    def make() -> None:
+        from pyroute2.netns import setns  # type: ignore[import-untyped]
+
+        setns(netns, flags=0)  # this thread only
+        made.extend(udp_socket() for _ in range(4))
+
+    thread = threading.Thread(target=make)
+    thread.start()
+    thread.join()
+    assert len(made) == 4
+    return Phone((made[0], made[1])), Phone((made[2], made[3]))
+
+
+def map_elements(netns: str, table: str) -> int:
+    done = subprocess.run(
+        ["ip", "netns", "exec", netns, "nft", "-j", "list", "table", "ip", table],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    items = json.loads(done.stdout)["nftables"]
+    return sum(len(item["map"].get("elem", [])) for item in items if "map" in item)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+async def test_eligible_call_goes_to_the_kernel_and_comes_back_on_delete(tmp_path: Path) -> None:
+    with namespace() as netns:
+        phone_a, phone_b = phones_in(netns)
+        try:
+            prefix = ("ip", "netns", "exec", netns)
+            async with worker_process(tmp_path, "--media-timeout", "3", prefix=prefix) as worker:
+                port_a, port_b = await set_up_call(worker, (phone_a, phone_b))
+                table = "appliance_media_0"
+                assert map_elements(netns, table) == 0
+                sent = 0
+                for seq in range(40):
+                    a, b = audio(seq, 0xA), audio(seq, 0xB)
+                    phone_a.rtp.sendto(a.serialize(), ("127.0.0.1", port_a))
+                    assert RtpPacket.parse(await phone_b.recv()) == a
+                    phone_b.rtp.sendto(b.serialize(), ("127.0.0.1", port_b))
+                    assert RtpPacket.parse(await phone_a.recv()) == b
+                    sent += 1
+                    if seq == 0:
+                        # Both remotes latched: the worker installs the call right after relaying this
+                        # packet. A packet sent in that instant would reach its socket and be dropped
+                        # there (it must not recreate the flow), so the phones wait for the rules.
+                        for _ in range(100):
+                            if await asyncio.to_thread(map_elements, netns, table) == 4:
+                                break
+                        assert map_elements(netns, table) == 4
+                await worker.next_event(WorkerStats, 3.0)  # a poll of the kernel counters has run
+                await worker.next_event(WorkerStats, 3.0)
+                query = await worker.ok(Query("call-1"))
+                assert query.stats is not None
+                packets = {(s.leg, s.direction): s.packets for s in query.stats}
+                assert packets == {(leg, d): sent for leg in "ab" for d in (Direction.IN, Direction.OUT)}
+                octets = {s.octets for s in query.stats}
+                assert octets == {160 * sent}
+                # Kernel-forwarded media keeps the media timeout quiet; silence then ends it.
+                silent = await worker.next_event(MediaTimeout, 8.0)
+                assert isinstance(silent, MediaTimeout)
+                deleted = await worker.ok(Delete("call-1"))
+                assert deleted.stats == query.stats
+                assert map_elements(netns, table) == 0
+        finally:
+            phone_a.close()
+            phone_b.close()
