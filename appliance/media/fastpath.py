@@ -12,12 +12,14 @@ and both remotes are latched it calls :meth:`~KernelFastPath.install`, which
    the call's packets would keep reaching the worker's sockets.
 
 From then on the next packet from either remote creates one NATed entry carrying both directions, and the
-worker's sockets see only packets from other sources (which its latch judges as before). The worker should
-stop sending the call's RTP itself once installed: a datagram it still relays after step 2 would recreate a
-non-NAT entry for ``L:B → Rb:rb`` that shadows the fast path (:attr:`FlowCounters.forwarding` then stays
-False, which the worker can see and retry). :meth:`~KernelFastPath.remove` deletes the elements and the
-entries again, so the ports are the worker's at the next packet. RTCP is left to userspace: it is a few
-packets per second and the worker wants to read it.
+worker's sockets see only packets from other sources (which its latch judges as before). The worker must
+stop sending the call's RTP itself from the moment it calls install -- packets from the latched remotes still
+queued on its sockets are dropped, not relayed: a datagram it sent after step 2 would recreate a non-NAT
+entry for ``L:B → Rb:rb`` that shadows the fast path (:attr:`FlowCounters.forwarding` then stays False while
+media flows; remove and install again clears it). The worker is single-threaded, so marking the call as
+kernel-forwarded before install returns closes that window entirely. :meth:`~KernelFastPath.remove` deletes
+the elements and the entries again, so the ports are the worker's at the next packet. RTCP is left to
+userspace: it is a few packets per second and the worker wants to read it.
 
 Counters are conntrack accounting (``net.netfilter.nf_conntrack_acct``, switched on by :meth:`open`). An
 idle UDP entry expires (``nf_conntrack_udp_timeout``, 30 s before both sides spoke, 120 s after); the next

@@ -25,7 +25,8 @@ still judges it. Counters come from conntrack accounting (``nf_conntrack_acct``)
 counts ``Ra → L:A`` in one direction and ``Rb → L:B`` in the other, whichever side spoke first.
 
 Pure code: message objects are pyroute2's (:mod:`pyroute2.netlink.nfnetlink.nftsocket`,
-:mod:`~pyroute2.netlink.nfnetlink.nfctsocket`), encoded to bytes here and decoded from bytes here.
+:mod:`~pyroute2.netlink.nfnetlink.nfctsocket`), encoded to bytes here; :mod:`appliance.media.fastpath_wire`
+compiles the per-call ones for speed and parses the kernel's answers.
 """
 
 from __future__ import annotations
@@ -115,7 +116,6 @@ _HOOK_POSTROUTING: Final = 4
 _PRIO_DSTNAT: Final = -100
 _PRIO_SRCNAT: Final = 100
 _NF_ACCEPT: Final = 1
-_NFT_SET_MAP: Final = 0x8
 # nftables' concatenated type id: each sub-type shifted in by 6 bits (src/datatype.c concat_subtype_add);
 # the kernel ignores it, ``nft list`` uses it to print addresses and ports.
 _CONCAT_BITS: Final = 6
