@@ -39,6 +39,8 @@ import pylibsrtp
 
 LOOPBACK: Final = "127.0.0.1"
 PCMA: Final = 8
+PCMU: Final = 0
+CODECS: Final = {PCMA: "PCMA", PCMU: "PCMU"}
 PAYLOAD_BYTES: Final = 160  # 20 ms of G.711 at 8 kHz
 SUITE: Final = "AES_CM_128_HMAC_SHA1_80"
 KEY_SALT_LENGTH: Final = 30  # master key (16) || master salt (14), RFC 4568 §6.2.1
@@ -257,6 +259,7 @@ class RtpPeer:
     ssrc: int
     srtp: bool = False
     address: str = LOOPBACK
+    payload_type: int = PCMA
     first_seq: int = 1000
     received: list[Received] = field(default_factory=list)
     undecryptable: list[tuple[bytes, Address]] = field(default_factory=list)
@@ -273,10 +276,20 @@ class RtpPeer:
 
     @classmethod
     async def open(
-        cls, tag: int, *, ssrc: int | None = None, srtp: bool = False, address: str = LOOPBACK
+        cls,
+        tag: int,
+        *,
+        ssrc: int | None = None,
+        srtp: bool = False,
+        address: str = LOOPBACK,
+        payload_type: int = PCMA,
     ) -> RtpPeer:
-        """A peer bound to a free port of ``address`` (any of 127.0.0.0/8 is this host)."""
-        peer = cls(tag=tag, ssrc=ssrc if ssrc is not None else 0x5EED0000 + tag, srtp=srtp, address=address)
+        """A peer bound to a free port of ``address`` (any of 127.0.0.0/8 is this host) that speaks
+        ``payload_type`` (:data:`PCMA` or :data:`PCMU`)."""
+        if payload_type not in CODECS:
+            raise ValueError(f"payload type {payload_type} is not G.711")
+        ssrc = ssrc if ssrc is not None else 0x5EED0000 + tag
+        peer = cls(tag=tag, ssrc=ssrc, srtp=srtp, address=address, payload_type=payload_type)
         if srtp:
             peer.local_key = os.urandom(KEY_SALT_LENGTH)
             peer._protect = pylibsrtp.Session(
@@ -315,7 +328,8 @@ class RtpPeer:
     # -- SDP --
 
     def sdp(self, *, origin: str = "peer", session_id: int | None = None) -> str:
-        """This endpoint's SDP (offer or answer): PCMA on its port, and its SDES key when it does SRTP."""
+        """This endpoint's SDP (offer or answer): its one G.711 codec on its port, and its SDES key when it
+        does SRTP."""
         sid = session_id if session_id is not None else 4000 + self.tag
         proto = "RTP/SAVP" if self.srtp else "RTP/AVP"
         lines = [
@@ -324,8 +338,8 @@ class RtpPeer:
             "s=-",
             f"c=IN IP4 {self.address}",
             "t=0 0",
-            f"m=audio {self.port} {proto} {PCMA}",
-            f"a=rtpmap:{PCMA} PCMA/8000",
+            f"m=audio {self.port} {proto} {self.payload_type}",
+            f"a=rtpmap:{self.payload_type} {CODECS[self.payload_type]}/8000",
             "a=ptime:20",
         ]
         if self.srtp:
@@ -350,8 +364,8 @@ class RtpPeer:
     def payload(self, index: int) -> bytes:
         """The 160-octet payload of packet ``index``: the peer's tag, the index, then a counter pattern.
 
-        Every octet is a valid A-law code and none decodes to zero (A-law has no zero level), so a gap
-        of digital silence in a recording can be told from audio.
+        Every octet is a valid G.711 code. In A-law none decodes to zero (A-law has no zero level), so a
+        gap of digital silence in a recording can be told from audio.
         """
         head = struct.pack("!BH", self.tag, index & 0xFFFF)
         rest = bytes((self.tag * 31 + index * 7 + k) & 0xFF for k in range(PAYLOAD_BYTES - len(head)))
@@ -362,7 +376,7 @@ class RtpPeer:
         header = struct.pack(
             "!BBHII",
             0x80,
-            PCMA,
+            self.payload_type,
             (self.first_seq + index) & 0xFFFF,
             (PAYLOAD_BYTES * index) & 0xFFFFFFFF,
             self.ssrc,

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import warnings
 import wave
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +32,10 @@ from tests.system.appliance_proc import RunningAppliance, start_appliance
 from tests.system.rtp_peer import (
     LOOPBACK,
     PAYLOAD_BYTES,
+    PCMA,
+    PCMU,
     AudioSdp,
+    Received,
     RtpPeer,
     sipp_messages,
     sipp_received,
@@ -140,9 +143,13 @@ async def trunk_call(
 
 
 @contextlib.asynccontextmanager
-async def peers(*specs: tuple[int, str, bool]) -> AsyncIterator[list[RtpPeer]]:
-    """RTP peers, each ``(tag, address, srtp)``, closed on leaving."""
-    opened = [await RtpPeer.open(tag, address=address, srtp=srtp) for tag, address, srtp in specs]
+async def peers(*specs: tuple[int, str, bool], pcmu: Collection[int] = ()) -> AsyncIterator[list[RtpPeer]]:
+    """RTP peers, each ``(tag, address, srtp)``, closed on leaving; those whose tag is in ``pcmu`` speak
+    PCMU, the others PCMA."""
+    opened = [
+        await RtpPeer.open(tag, address=address, srtp=srtp, payload_type=PCMU if tag in pcmu else PCMA)
+        for tag, address, srtp in specs
+    ]
     try:
         yield opened
     finally:
@@ -415,3 +422,46 @@ async def test_media_timeout_hangs_up_within_the_configured_time(tmp_path: Path)
     assert any(
         m.direction == "received" and m.start_line.startswith("BYE ") for m in sipp_messages(call.uas.workdir)
     )
+
+
+# -- transcoding ------------------------------------------------------------------------------------------
+
+
+def g711_linear(payload: bytes, payload_type: int) -> list[int]:
+    """16-bit samples of a G.711 payload, by a decoder independent of the appliance's."""
+    decoded = audioop.alaw2lin(payload, 2) if payload_type == PCMA else audioop.ulaw2lin(payload, 2)
+    return [int.from_bytes(decoded[i : i + 2], sys.byteorder, signed=True) for i in range(0, len(decoded), 2)]
+
+
+def assert_same_audio(sent: RtpPeer, received: list[Received], payload_type: int) -> None:
+    """``received`` are ``sent``'s packets in order, in ``payload_type``, and sound the same: each sample
+    within the two laws' quantisation (A-law and mu-law steps are at most 1/16 of the level, and mu-law
+    resolves low levels finer than A-law's 16) of what was sent. Unconverted octets fail this: the two
+    laws map the same octet to unrelated levels."""
+    assert [r.payload_type for r in received] == [payload_type] * len(received)
+    for index, packet in enumerate(received):
+        want = g711_linear(sent.payload(index), sent.payload_type)
+        got = g711_linear(packet.payload, payload_type)
+        worst = max(abs(w - g) - max(32, abs(w) // 8) for w, g in zip(want, got, strict=True))
+        assert worst <= 0, f"packet {index}: a sample is {worst} beyond the quantisation tolerance"
+
+
+async def test_pcma_caller_and_pcmu_callee_are_transcoded(tmp_path: Path) -> None:
+    async with (
+        peers((1, CALLER_IP, False), (2, CALLEE_IP, False), pcmu={2}) as (caller, callee),
+        trunk_call(tmp_path, caller, callee) as call,
+    ):
+        assert_relayed(call)
+        # The caller offered PCMA alone; the relay offers the callee PCMU as well (transcode = true by
+        # default) and answers the caller with the codec it offered.
+        assert call.at_callee.payload_types[:2] == (PCMA, PCMU), call.at_callee.text
+        assert call.at_caller.payload_types == (PCMA,), call.at_caller.text
+        await asyncio.gather(caller.send(50), callee.send(50))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.gather(caller.wait_received(50, within=1), callee.wait_received(50, within=1))
+        assert len(callee.received) == len(caller.received) == 50
+        assert_same_audio(caller, callee.received, PCMU)
+        assert_same_audio(callee, caller.received, PCMA)
+        caller_result, callee_result = await call.finished()
+    assert_successful(caller_result)
+    assert_successful(callee_result)
