@@ -43,7 +43,7 @@ from appliance.media.fastpath import FlowHandle
 from appliance.media.fastpath_rules import FlowCounters
 from appliance.media.g711 import ALAW_TO_ULAW_TABLE, ULAW_TO_ALAW_TABLE
 from appliance.media.latch import Address
-from appliance.media.recording import RecordingWriter
+from appliance.media.recording import RecordingUsageError, RecordingWriter
 from appliance.media.relay import LegConfig, RelayCall
 from appliance.media.srtp import SrtpContext, SrtpError
 
@@ -152,6 +152,7 @@ class MediaCall:
         self.relay: RelayCall | None = None
         self.recorder: RecordingWriter | None = None
         self.recording_path: str | None = None
+        self.recording_failed = False
         self.dropped: dict[str, int] = {}
         self.relayed = 0
         self.offload = CallOffload()
@@ -238,7 +239,15 @@ class MediaCall:
         table = _TO_LAW.get((config.codec.upper(), recorder.header.codec))
         if table is not None:
             payload = payload.translate(table)
-        recorder.write(LEGS.index(state.name), now, payload)
+        try:
+            recorder.write(LEGS.index(state.name), now, payload)
+        except (OSError, RecordingUsageError) as exc:
+            # A full disk must not stop the media: the call goes on unrecorded, and the file keeps every
+            # chunk sealed so far (it reads as truncated: no final chunk).
+            log.error("call %s: recording stopped: %s", self.call_id, exc)
+            recorder.abort()
+            self.recorder = None
+            self.recording_failed = True
 
     @staticmethod
     def _peer_report(state: MediaLeg, data: bytes) -> None:

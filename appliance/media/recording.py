@@ -29,6 +29,7 @@ the disk filled) is reported as truncated, after every complete chunk before the
 from __future__ import annotations
 
 import array
+import contextlib
 import enum
 import hashlib
 import math
@@ -227,6 +228,15 @@ class RecordingWriter:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+    def abort(self) -> None:
+        """Stop writing without the final chunk (the disk failed): the file keeps the chunks sealed so far
+        and reads as truncated, never as complete. Idempotent; errors closing the file are ignored."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._file.close()
 
     def __enter__(self) -> RecordingWriter:
         return self

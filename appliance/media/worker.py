@@ -431,6 +431,8 @@ class MediaWorker:
     def _start_recording(self, call: MediaCall) -> None:
         if "record" not in call.flags or call.recorder is not None or call.relay is None:
             return
+        if call.recording_failed:
+            return
         if self.recording is None:
             return
         a, b = call.legs["a"].config, call.legs["b"].config

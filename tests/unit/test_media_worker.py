@@ -32,7 +32,7 @@ from appliance.media.control_events import (
     StreamStats,
     WorkerStats,
 )
-from appliance.media.recording import RecordingReader, key_id_for
+from appliance.media.recording import Reason, RecordingError, RecordingReader, key_id_for
 from appliance.media.rtp import RtpPacket
 from appliance.media.sockets import RtpSocketPool
 from appliance.media.worker import MediaWorker, RecordingConfig, WorkerOptions, parse_args, recording_name
@@ -367,3 +367,26 @@ def test_command_line_options(tmp_path: Path) -> None:
         with pytest.raises(SystemExit) as exit_info:
             parse_args([*base, *bad])
         assert exit_info.value.code == 2
+
+
+def test_a_failing_recording_disk_stops_the_recording_not_the_call(
+    worker: MediaWorker, ports: tuple[int, int]
+) -> None:
+    port_a, port_b = ports
+    set_leg(worker, "a", port_a, remote=PHONE_A, flags=("record",))
+    set_leg(worker, "b", port_b, remote=PHONE_B)
+    call = worker.calls["call-1"]
+    recorder = call.recorder
+    assert recorder is not None
+    relay(call, "a", rtp(1, b"\x01" * 160), PHONE_A, 1.0)
+    recorder._file.close()
+    recorder._file = open("/dev/full", "wb")  # noqa: SIM115 - the disk fills under the writer
+    assert relay(call, "a", rtp(2, b"\x02" * 160), PHONE_A, 2.5) == [rtp(2, b"\x02" * 160)]
+    assert call.recorder is None and call.recording_failed
+    assert relay(call, "a", rtp(3, b"\x03" * 160), PHONE_A, 2.6) == [rtp(3, b"\x03" * 160)]
+    deleted = command(worker, Delete("call-1", request_id=5))
+    assert isinstance(deleted, Ok) and deleted.recording is not None
+    # What reached the file reads back as truncated, never as a complete recording.
+    with pytest.raises(RecordingError) as info:
+        list(RecordingReader(deleted.recording, keks={key_id_for(KEK): KEK}))
+    assert info.value.reason is Reason.TRUNCATED
