@@ -135,6 +135,7 @@ class Appliance:
         )
         await self.supervisor.start()
         self._media_started: dict[str, float] = {}
+        self._stopping = False
         assert self.supervisor.local_ports is not None
         self.rtp_sockets = RtpSocketPool(m.address, *self.supervisor.local_ports)
         self.media = SilenceMedia(address=m.address, ports=self.rtp_sockets)
@@ -185,10 +186,7 @@ class Appliance:
             tls_addr = await self.transports.listen_stream("tls", host, cfg.sip.tls_port)
             self.ctx.local.update(self.transports.addresses)
             self.listening.append(f"SIP TLS        {tls_addr[0]}:{tls_addr[1]}")
-        self.listening.append(
-            f"RTP            {m.address} ports {m.rtp_port_min}-{m.rtp_port_max}"
-            f" ({self.supervisor.workers} media workers)"
-        )
+        self.listening.append(f"RTP            {m.address} ports {m.rtp_port_min}-{m.rtp_port_max}")
         self.metrics_server: MetricsServer = await start_metrics_server(
             self.metrics, cfg.metrics.listen, cfg.metrics.port
         )
@@ -254,6 +252,8 @@ class Appliance:
     def _worker_args(self, cfg: Config) -> list[str]:
         m = cfg.media
         args = ["--media-timeout", f"{m.timeout:g}"]
+        if not m.fastpath:
+            args.append("--no-fastpath")
         if m.recording_key:
             # Recording is set up whenever a key is configured, so any route may ask for it per call.
             directory = Path(m.recording_path(str(self.state_dir)))
@@ -285,8 +285,8 @@ class Appliance:
             future.add_done_callback(functools.partial(self._relay_reply, command))
 
     def _relay_reply(self, command: SetLeg | Delete, done: asyncio.Future[Ok]) -> None:
-        if done.cancelled():
-            return
+        if done.cancelled() or self._stopping:
+            return  # replies cut short by shutdown: the calls end with the process
         now = asyncio.get_running_loop().time()
         exc = done.exception()
         if exc is not None:
@@ -321,6 +321,8 @@ class Appliance:
             self._spawn(self._append("recording", body))
 
     def _media_event(self, index: int, event: WorkerEvent) -> None:
+        if self._stopping:
+            return
         if isinstance(event, WorkerStats):
             self.metrics.worker_stats(index, event.packets_relayed, event.dropped)
             return
@@ -330,6 +332,8 @@ class Appliance:
         self.transports.flush()
 
     def _media_lost(self, index: int, call_ids: list[str]) -> None:
+        if self._stopping:
+            return
         now = asyncio.get_running_loop().time()
         for call_id in call_ids:
             self._media_started.pop(call_id, None)
@@ -387,6 +391,7 @@ class Appliance:
         return record
 
     async def stop(self) -> None:
+        self._stopping = True
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

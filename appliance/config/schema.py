@@ -206,6 +206,9 @@ class MediaConfig:
     )
     # Let the relay transcode G.711 A-law <-> µ-law when the two legs share no codec.
     transcode: bool = True
+    # Let the workers hand plain RTP calls to the kernel (nftables NAT maps). Off by default: it installs
+    # nftables tables on the host, which `make run` must never change (DESIGN.md §5.1); the image turns it on.
+    fastpath: bool = False
 
     def cross_check(self) -> Iterator[Problem]:
         if self.rtp_port_min >= self.rtp_port_max:

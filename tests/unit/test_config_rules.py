@@ -396,7 +396,7 @@ def test_recording_needs_a_32_byte_key_file(tmp_path: Path) -> None:
 def test_media_defaults_relay_with_one_worker_per_core_and_no_recording() -> None:
     c = load_config_text("")
     m = c.media
-    assert (m.workers, m.timeout, m.record, m.recording_dir, m.recording_key, m.transcode) == (
-        0, 30.0, False, "", "", True,
+    assert (m.workers, m.timeout, m.record, m.recording_dir, m.recording_key, m.transcode, m.fastpath) == (
+        0, 30.0, False, "", "", True, False,
     )  # fmt: skip
     assert all(r.srtp == "follow" and not r.record for r in c.routes)
