@@ -400,7 +400,11 @@ class MediaAnchor:
         media = replace(
             media, proto=SAVP if use_srtp else AVP, formats=tuple(formats), attributes=(*kept, *extra)
         )
-        return replace(out, media=(*out.media[:index], media, *out.media[index + 1 :]))
+        # The session's name, description, URI and contacts are the other side's: they stay there too.
+        return replace(
+            out, session_name="-", information=None, uri=None, emails=(), phones=(),
+            media=(*out.media[:index], media, *out.media[index + 1 :]),
+        )  # fmt: skip
 
     def _send(self, leg: _Leg, sdp: SessionDescription) -> bytes:
         # RFC 3264 §8: the version grows when the description changes and stays when it is repeated.

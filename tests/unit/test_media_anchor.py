@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -13,6 +14,7 @@ from appliance.calls.b2bua import MediaRefused
 from appliance.calls.media_anchor import MediaAnchor, RouteMedia
 from appliance.media.control_events import Delete, LegSpec, SetLeg, SrtpKeys
 from appliance.media.srtp import parse_crypto
+from appliance.media.supervisor import MediaSupervisor
 from appliance.sdp import SessionDescription, parse_sdp
 from appliance.sdp.errors import SdpError
 from tests.unit.test_sdp_properties import PROFILE, VALID_BYTES, sessions
@@ -271,6 +273,28 @@ def test_ice_attributes_are_stripped() -> None:
     to_b = a.sdp_from("c1", "a", offer)
     assert media_lines(to_b) == ["m=audio 30002 RTP/AVP 8"]
     assert "10.1.1.1" not in to_b.decode()
+
+
+def test_session_name_and_contacts_of_the_other_side_are_not_forwarded() -> None:
+    a = anchor()
+    offer = sdp(
+        "v=0", "o=alice 1 1 IN IP4 10.1.1.1", "s=Alice's PBX pbx1.corp", "i=internal", "u=http://corp/x",
+        "e=alice@corp", "p=+4930555", "c=IN IP4 10.1.1.1", "t=0 0", "m=audio 40000 RTP/AVP 8",
+    )  # fmt: skip
+    assert lines(a.sdp_from("c1", "a", offer))[:5] == [
+        "v=0", "o=- 54255129628557504 1 IN IP4 127.0.0.1", "s=-", "c=IN IP4 127.0.0.1", "t=0 0",
+    ]  # fmt: skip
+
+
+def test_slices_come_from_the_supervisor_which_keeps_the_last_for_the_local_ivr(tmp_path: Path) -> None:
+    sup = MediaSupervisor(2, RELAY, (20000, 29999), tmp_path, local_slice=True)
+    assert sup.slices == [(20000, 23331), (23332, 26665)] and sup.local_ports == (26666, 29999)
+    a = anchor(slices=sup.slices, worker_for=sup.worker_for)
+    a.sdp_from("call-7", "a", OFFER_A)
+    low, high = sup.slices[sup.worker_for("call-7")]
+    assert a.calls_on(sup.worker_for("call-7")) == ["call-7"]
+    port = int(media_lines(a.sdp_from("call-7", "b", ANSWER_B))[0].split()[1])
+    assert low <= port <= high
 
 
 def test_other_streams_are_forwarded_disabled() -> None:
