@@ -25,6 +25,7 @@ import pylibsrtp
 import pytest
 
 from appliance.media import g711
+from appliance.media.commands import MediaWorker
 from appliance.media.control import ControlChannel, EventReceived, ReplyReceived, encode
 from appliance.media.control_events import (
     MAX_MESSAGE_SIZE,
@@ -49,7 +50,6 @@ from appliance.media.control_events import (
 from appliance.media.rtp import RtpPacket
 from appliance.media.sockets import RtpSocketPool
 from appliance.media.supervisor import MediaSupervisor, MediaWorkerError, split_range
-from appliance.media.worker import MediaWorker
 from appliance.sdp.codec import parse_sdp
 
 READ_TIMEOUT = 5.0

@@ -16,6 +16,7 @@ import pytest
 
 from appliance.media import g711
 from appliance.media.call import MediaCall
+from appliance.media.commands import MediaWorker, RecordingConfig, recording_name
 from appliance.media.control import decode, encode
 from appliance.media.control_events import (
     Delete,
@@ -35,7 +36,7 @@ from appliance.media.control_events import (
 from appliance.media.recording import Reason, RecordingError, RecordingReader, key_id_for
 from appliance.media.rtp import RtpPacket
 from appliance.media.sockets import RtpSocketPool
-from appliance.media.worker import MediaWorker, RecordingConfig, WorkerOptions, parse_args, recording_name
+from appliance.media.worker import WorkerOptions, parse_args
 
 PHONE_A = ("127.0.0.1", 31000)
 PHONE_B = ("127.0.0.1", 31002)
