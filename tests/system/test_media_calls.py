@@ -137,6 +137,7 @@ async def trunk_call(
                 media = {k: v for k, v in app.metrics().items() if k.startswith("appliance_media")}
                 print(f"appliance media metrics: {media}")  # shown by pytest when the test fails
             log = app.stop()
+            (tmp_path / "appliance.log").write_text(log)
             print("appliance stderr (tail):\n" + log[-6000:])  # shown by pytest when the test fails
         caller.close()
         callee.close()
