@@ -215,9 +215,12 @@ class MediaCall:
             if sock is None:
                 continue
             if not rtcp:
-                start, end = _payload_bounds(plain)
                 out.sent_packets += 1
-                out.sent_octets += end - start
+                if plain[0] == 0x80:  # the common header: no padding, extension or CSRC
+                    out.sent_octets += len(plain) - 12
+                else:
+                    start, end = _payload_bounds(plain)
+                    out.sent_octets += end - start
             if out.srtp is not None:
                 try:
                     packet = out.srtp.protect_rtcp(packet) if rtcp else out.srtp.protect(packet)
