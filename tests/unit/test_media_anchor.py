@@ -407,3 +407,35 @@ def test_any_parsed_sdp_is_anchored_to_the_relay_or_refused(
         _check(a, f"c{n}", "b", body)  # and as its answer
         a.release(f"c{n}")
     assert a.active == 0
+
+
+@PROFILE
+@given(st.data())
+def test_mutated_offers_and_answers_are_anchored_or_refused(data: st.DataObject) -> None:
+    """Lines dropped or duplicated, addresses and ports replaced: an offer/answer pair either anchors to
+    the relay or is refused with 488/503, whichever leg writes first."""
+    a = anchor()
+    bodies = []
+    for base in (data.draw(st.sampled_from([*VALID_BYTES, OFFER_A])), ANSWER_B):
+        kept = base.splitlines(keepends=True)
+        for _ in range(data.draw(st.integers(0, 3))):
+            if not kept:
+                break
+            i = data.draw(st.integers(0, len(kept) - 1))
+            action = data.draw(st.sampled_from(["drop", "dup", "host", "port"]))
+            if action == "drop":
+                del kept[i]
+            elif action == "dup":
+                kept.insert(i, kept[i])
+            elif action == "host":
+                host = data.draw(st.sampled_from([b"0.0.0.0", b"::", b"10.9.9.9", b"host.invalid"]))
+                kept[i] = kept[i].replace(b"127.0.0.1", host).replace(b"10.1.1.1", host)
+            else:
+                kept[i] = kept[i].replace(b"40000", str(data.draw(st.integers(0, 65535))).encode())
+        bodies.append(b"".join(kept))
+    first = data.draw(st.sampled_from(["a", "b"]))
+    second = "b" if first == "a" else "a"
+    for leg, body in ((first, bodies[0]), (second, bodies[1])):
+        _check(a, "c1", leg, body)
+    a.release("c1")
+    assert a.active == 0
