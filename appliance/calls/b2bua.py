@@ -7,6 +7,13 @@ agent group (forked to every registered member at once: first to answer wins, th
 PRI span. A destination that fails before answer hands the call to the next one; when none is left the caller
 gets the last failure. After answer the B2BUA only relays events between the two legs.
 
+With a :class:`~appliance.calls.media_anchor.MediaAnchor` every relayed call's media is anchored at the
+appliance: the caller's offer is rewritten once per call (forks and failover reuse it), and every SDP that
+then crosses between the legs (early media, answer, re-INVITE/UPDATE either way, an answer in an ACK) goes
+through the anchor, which queues the media workers' commands. The local IVR terminates media itself and is
+never anchored. Media the anchor refuses fails the destination (488/503); media lost later (a timeout, a
+worker failure) ends the call in :meth:`B2bua.end_for_media`.
+
 Legs talk to the B2BUA through :meth:`Call.from_leg`; the B2BUA talks to legs through ``leg.handle``. Neither
 side knows the other's protocol. Leg timers (no-answer, session timers) sit in one heap here, beside the SIP
 endpoint's transaction timers.
