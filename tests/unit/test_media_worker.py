@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pylibsrtp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from appliance.media import g711
 from appliance.media.call import MediaCall
@@ -391,3 +393,37 @@ def test_a_failing_recording_disk_stops_the_recording_not_the_call(
     with pytest.raises(RecordingError) as info:
         list(RecordingReader(deleted.recording, keks={key_id_for(KEK): KEK}))
     assert info.value.reason is Reason.TRUNCATED
+
+
+@pytest.fixture(scope="module")
+def hostile_call() -> Iterator[MediaCall]:
+    """One call, leg a SRTP and leg b plain, kept for every example (hypothesis runs many)."""
+    pool = RtpSocketPool("127.0.0.1", 30010, 30019)
+    worker = MediaWorker(pool)
+    keys = SrtpKeys(
+        "AES_CM_128_HMAC_SHA1_80",
+        base64.b64encode(KEY_RELAY_SENDS).decode(),
+        base64.b64encode(KEY_A_SENDS).decode(),
+    )
+    set_leg(worker, "a", free_pair(), remote=PHONE_A, srtp=keys)
+    set_leg(worker, "b", free_pair(), remote=PHONE_B)
+    yield worker.calls["call-1"]
+    worker.release("call-1")
+    pool.close()
+
+
+@settings(max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "300")), deadline=None)
+@given(
+    data=st.one_of(
+        st.binary(max_size=1600),
+        st.builds(rtp, st.integers(0, 0xFFFF), st.binary(max_size=200)),
+    ),
+    rtcp=st.booleans(),
+    leg=st.sampled_from(["a", "b"]),
+    port=st.integers(1, 65535),
+)
+def test_hostile_datagrams_never_raise(
+    hostile_call: MediaCall, data: bytes, rtcp: bool, leg: str, port: int
+) -> None:
+    for _, out, _ in hostile_call.receive(leg, rtcp, data, ("127.0.0.1", port), 1.0):
+        assert 8 <= len(out) <= 1600
