@@ -200,12 +200,53 @@ def test_worker_reports_media_timeouts_and_frees_ports_on_delete() -> None:
 
 # --- SetLeg calls through a real worker process -------------------------------------------------------
 #
-# MediaSupervisor cannot pass the worker options (--media-timeout, --recording-*) or send set_leg yet, so
-# these tests drive one worker process directly over its control socket, as the supervisor does.
+# Calls are set up by set_leg through a MediaSupervisor with one worker, started with the options each test
+# needs. The kernel fast path test starts its worker inside a network namespace, which the supervisor
+# cannot do, so there WorkerProcess drives the worker over its control socket as the supervisor would.
 
 KEK = bytes(range(32))
 KEY_PHONE_A = bytes(range(30))  # what the SRTP phone on leg a protects with (the leg's remote_key)
 KEY_RELAY = bytes(range(50, 80))  # what the relay protects towards leg a with (the leg's local_key)
+
+
+class Supervised:
+    """One worker under a MediaSupervisor, with the WorkerProcess interface the tests use."""
+
+    def __init__(self, media: MediaSupervisor, events: asyncio.Queue[WorkerEvent]) -> None:
+        self.media = media
+        self.events = events
+
+    async def command(self, command: Command) -> Ok | Error:
+        index = self.media.worker_for(command.call_id) if hasattr(command, "call_id") else 0
+        try:
+            return await self.media.send(index, command)
+        except MediaWorkerError as exc:
+            return Error(0, exc.code, exc.reason)
+
+    async def ok(self, command: Command) -> Ok:
+        reply = await self.command(command)
+        assert isinstance(reply, Ok), reply
+        return reply
+
+    async def next_event(self, kind: type[WorkerEvent], within: float = READ_TIMEOUT) -> WorkerEvent:
+        while True:
+            event = await asyncio.wait_for(self.events.get(), within)
+            if isinstance(event, kind):
+                return event
+
+
+@contextlib.asynccontextmanager
+async def supervised(tmp_path: Path, *args: str) -> AsyncIterator[Supervised]:
+    events: asyncio.Queue[WorkerEvent] = asyncio.Queue()
+    async with MediaSupervisor(
+        1,
+        "127.0.0.1",
+        port_range(),
+        tmp_path / "run",
+        worker_args=args,
+        on_event=lambda _, event: events.put_nowait(event),
+    ) as media:
+        yield Supervised(media, events)
 
 
 class WorkerProcess:
@@ -339,7 +380,7 @@ def phone_pair() -> Iterator[tuple[Phone, Phone]]:
 
 
 async def set_up_call(
-    worker: WorkerProcess,
+    worker: WorkerProcess | Supervised,
     phones: tuple[Phone, Phone],
     *,
     flags: tuple[str, ...] = (),
@@ -361,7 +402,7 @@ async def test_set_leg_call_relays_rtp_and_rtcp_and_survives_hostile_packets(
     tmp_path: Path, phone_pair: tuple[Phone, Phone]
 ) -> None:
     phone_a, phone_b = phone_pair
-    async with worker_process(tmp_path, "--worker-id", "4", "--no-fastpath") as worker:
+    async with supervised(tmp_path, "--no-fastpath") as worker:
         port_a, port_b = await set_up_call(worker, phone_pair)
         for seq in range(30):
             sent = audio(seq, 0xA)
@@ -386,7 +427,7 @@ async def test_set_leg_call_relays_rtp_and_rtcp_and_survives_hostile_packets(
         phone_a.rtp.sendto(audio(40, 0xA).serialize(), ("127.0.0.1", port_a))
         assert RtpPacket.parse(await phone_b.recv()).sequence_number == 40  # nothing else came first
         stats = await worker.next_event(WorkerStats, 3.0)
-        assert isinstance(stats, WorkerStats) and stats.worker_id == 4
+        assert isinstance(stats, WorkerStats) and stats.worker_id == 0
         while dict(stats.dropped).get("latch", 0) < 5:
             stats = await worker.next_event(WorkerStats, 3.0)
             assert isinstance(stats, WorkerStats)
@@ -414,7 +455,7 @@ async def test_srtp_leg_bridged_to_rtp_leg(tmp_path: Path, phone_pair: tuple[Pho
     )
     tx = pylibsrtp.Session(pylibsrtp.Policy(KEY_PHONE_A, pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
     rx = pylibsrtp.Session(pylibsrtp.Policy(KEY_RELAY, pylibsrtp.Policy.SSRC_ANY_INBOUND))
-    async with worker_process(tmp_path, "--no-fastpath") as worker:
+    async with supervised(tmp_path, "--no-fastpath") as worker:
         port_a, port_b = await set_up_call(worker, phone_pair, srtp_a=keys)
         for seq in range(20):
             sent = audio(seq, 0xA)
@@ -450,7 +491,7 @@ async def test_recording_decrypts_to_the_audio_sent(tmp_path: Path, phone_pair: 
     key_file.write_bytes(KEK)
     sent_a, sent_b = [], []
     args = ("--recording-dir", str(recordings), "--recording-key", str(key_file), "--no-fastpath")
-    async with worker_process(tmp_path, *args) as worker:
+    async with supervised(tmp_path, *args) as worker:
         port_a, port_b = await set_up_call(worker, phone_pair, flags=("record",))
         for seq in range(25):
             a, b = audio(seq, 0xA), audio(1000 + seq, 0xB)
@@ -488,7 +529,7 @@ async def test_media_timeout_within_the_configured_time(
 ) -> None:
     phone_a, phone_b = phone_pair
     loop = asyncio.get_running_loop()
-    async with worker_process(tmp_path, "--media-timeout", "1.0", "--no-fastpath") as worker:
+    async with supervised(tmp_path, "--media-timeout", "1.0", "--no-fastpath") as worker:
         port_a, port_b = await set_up_call(worker, phone_pair)
         for seq in range(10):
             phone_a.rtp.sendto(audio(seq, 0xA).serialize(), ("127.0.0.1", port_a))
