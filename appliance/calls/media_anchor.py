@@ -32,6 +32,7 @@ Sans-I/O: no sockets, no clock; randomness (session ids, SDES keys) is injected.
 from __future__ import annotations
 
 import base64
+import functools
 import ipaddress
 import logging
 import os
@@ -49,7 +50,7 @@ from appliance.sdp import parse_sdp
 from appliance.sdp.errors import SdpError
 from appliance.sdp.model import Attribute, Direction, MediaDescription, RtpMap, SessionDescription
 from appliance.sdp.offer_answer import STATIC_AUDIO
-from appliance.sdp.relay import remote_endpoints, rewrite_for_relay
+from appliance.sdp.relay import rewrite_for_relay
 
 log = logging.getLogger("appliance.calls.media")
 
@@ -81,7 +82,8 @@ class _Leg:
     session_id: int
     local_key: bytes  # our SDES master key||salt for this leg (protects what the relay sends it)
     version: int = 0
-    sent: bytes | None = None  # the last SDP given to this leg
+    sent: SessionDescription | None = None  # the last SDP given to this leg, without its o= version
+    body: bytes = b""  # ... and as sent
     srtp: bool | None = None  # the leg's profile, None until it or we wrote one
     suite: str = sdes.AES_CM_128_HMAC_SHA1_80
     remote_key: bytes | None = None
@@ -257,7 +259,7 @@ class MediaAnchor:
         keys = []
         if target.srtp:
             keys.append(self._crypto(_OUR_CRYPTO_TAG, target.suite, target.local_key))
-        forwarded = self._rewrite(sdp, index, target.port, target.srtp, formats, extra + keys, answer=False)
+        forwarded = self._rewrite(sdp, index, target, target.srtp, formats, extra + keys, answer=False)
         call.pending = _Exchange(leg, index, sdp, forwarded.media[index], tag)
         return self._send(target, forwarded)
 
@@ -322,7 +324,7 @@ class MediaAnchor:
             offerer.suite = chosen.suite
             offer_key = chosen.key
             extra.append(self._crypto(chosen.tag, chosen.suite, offerer.local_key))
-        rewritten = self._rewrite(sdp, index, offerer.port, offerer_srtp, formats, extra, answer=True)
+        rewritten = self._rewrite(sdp, index, offerer, offerer_srtp, formats, extra, answer=True)
         body = self._send(offerer, rewritten)
         # Commit: the exchange is complete (or re-answered) and each leg's spec follows from it.
         offerer.srtp, answerer.srtp = offerer_srtp, answerer_srtp
@@ -339,10 +341,9 @@ class MediaAnchor:
     ) -> None:
         state = call.legs[leg]
         media = sdp.media[index]
-        endpoint = remote_endpoints(sdp)[index]
-        connection = sdp.connection_for(media)
-        null = connection is not None and connection.is_unspecified
-        remote = None if null or endpoint.address is None else (endpoint.address, endpoint.port)
+        connection = sdp.connection_for(media)  # present: the anchored stream was checked for one
+        null = connection is None or connection.is_unspecified
+        remote = None if null or connection is None else (connection.host, media.port)
         rtcp = media.rtcp
         keys = None
         if state.srtp and state.remote_key is not None:
@@ -379,7 +380,7 @@ class MediaAnchor:
         self,
         sdp: SessionDescription,
         index: int,
-        port: int,
+        leg: _Leg,
         use_srtp: bool,
         formats: list[str],
         extra: list[Attribute],
@@ -390,10 +391,11 @@ class MediaAnchor:
         the leg's profile and ``formats``. An offer keeps its rtpmap/fmtp lines and gains ``extra``; an
         answer's are replaced by ``extra``, which describes exactly ``formats``."""
         ports: list[int | None] = [None] * len(sdp.media)
-        ports[index] = port
+        ports[index] = leg.port
         out = rewrite_for_relay(
-            sdp, address=self.address, ports=ports, session_id=0, session_version=0, rtcp_mux=False
-        )
+            sdp, address=self.address, ports=ports, session_id=leg.session_id, session_version=0,
+            rtcp_mux=False,
+        )  # fmt: skip
         media = out.media[index]
         dropped = _RTP_FIELDS if answer else frozenset({"crypto"})
         kept = tuple(a for a in media.attributes if a.name not in dropped)
@@ -407,15 +409,13 @@ class MediaAnchor:
         )  # fmt: skip
 
     def _send(self, leg: _Leg, sdp: SessionDescription) -> bytes:
-        # RFC 3264 §8: the version grows when the description changes and stays when it is repeated.
-        origin = replace(sdp.origin, session_id=leg.session_id, session_version=leg.version)
-        body = replace(sdp, origin=origin).to_bytes()
-        if body != leg.sent:
+        """``sdp`` (written with the leg's session id and version 0) as sent, with its version: RFC 3264
+        §8 wants it to grow when the description changes and to stay when it is repeated."""
+        if sdp != leg.sent:
             leg.version += 1
-            origin = replace(origin, session_version=leg.version)
-            body = replace(sdp, origin=origin).to_bytes()
-            leg.sent = body
-        return body
+            leg.sent = sdp
+            leg.body = replace(sdp, origin=replace(sdp.origin, session_version=leg.version)).to_bytes()
+        return leg.body
 
     @staticmethod
     def _crypto(tag: int, suite: str, key: bytes) -> Attribute:
@@ -471,14 +471,17 @@ def _choose_crypto(media: MediaDescription) -> sdes.SdesCrypto:
     return chosen
 
 
-def _codecs(media: MediaDescription) -> list[RtpMap]:
+@functools.lru_cache(maxsize=256)
+def _codecs(media: MediaDescription) -> tuple[RtpMap, ...]:
+    # Cached: one exchange reads the same stream's formats several times, and parsing the rtpmap lines is
+    # most of the anchor's cost per call.
     rtpmaps: Mapping[int, RtpMap] = media.rtpmaps()
     out: list[RtpMap] = []
     for pt in media.payload_types:
         rtpmap = rtpmaps.get(pt) or STATIC_AUDIO.get(pt)
         if rtpmap is not None:
             out.append(rtpmap)
-    return out
+    return tuple(out)
 
 
 def _event(media: MediaDescription) -> RtpMap | None:
