@@ -44,7 +44,6 @@ CODECS: Final = {PCMA: "PCMA", PCMU: "PCMU"}
 PAYLOAD_BYTES: Final = 160  # 20 ms of G.711 at 8 kHz
 SUITE: Final = "AES_CM_128_HMAC_SHA1_80"
 KEY_SALT_LENGTH: Final = 30  # master key (16) || master salt (14), RFC 4568 §6.2.1
-SDP_MARK: Final = "%%SDP%%"  # where write_scenario puts the SDP in a media_*.xml template
 
 Address = tuple[str, int]
 
@@ -66,6 +65,7 @@ class AudioSdp:
     payload_types: tuple[int, ...]
     rtpmap: dict[int, str]
     crypto: tuple[tuple[int, str, bytes], ...]  # (tag, suite, key||salt)
+    direction: str  # sendrecv, sendonly, recvonly or inactive (media level, else session level)
     text: str
 
     @property
@@ -90,6 +90,7 @@ def parse_sdp(text: str) -> AudioSdp:
     audio: tuple[int, str, tuple[int, ...]] | None = None
     rtpmap: dict[int, str] = {}
     crypto: list[tuple[int, str, bytes]] = []
+    session_direction = media_direction = None
     in_audio = False
     for line in text.replace("\r\n", "\n").split("\n"):
         if line.startswith("m="):
@@ -110,6 +111,11 @@ def parse_sdp(text: str) -> AudioSdp:
                 media_address = fields[2]
             elif audio is None:
                 session_address = fields[2]
+        elif line in ("a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"):
+            if in_audio:
+                media_direction = line[2:]
+            elif audio is None:
+                session_direction = line[2:]
         elif in_audio and line.startswith("a=rtpmap:"):
             pt, _, encoding = line[len("a=rtpmap:") :].partition(" ")
             if pt.isdigit():
@@ -123,27 +129,38 @@ def parse_sdp(text: str) -> AudioSdp:
     if audio is None or address is None:
         raise SdpError(f"no audio stream with an address in:\n{text}")
     port, proto, pts = audio
-    return AudioSdp(address, port, proto, pts, rtpmap, tuple(crypto), text)
+    direction = media_direction or session_direction or "sendrecv"
+    return AudioSdp(address, port, proto, pts, rtpmap, tuple(crypto), direction, text)
 
 
 # -- SIPp glue --------------------------------------------------------------------------------------------
 
 
-def write_scenario(template: Path, out_dir: Path, sdp: str) -> Path:
-    """Copy the ``media_*.xml`` ``template`` into ``out_dir`` with ``sdp`` where it says ``%%SDP%%``.
+def write_scenario(template: Path, out_dir: Path, sdp: str, **more: str) -> Path:
+    """Copy the ``media_*.xml`` ``template`` into ``out_dir`` with ``sdp`` in place of ``%%SDP%%``, and
+    each of ``more`` in place of its name in upper case (``sdp_hold=...`` for ``%%SDP_HOLD%%``).
 
-    SIPp strips each line's leading blanks and ends lines with CRLF itself, and computes ``[len]`` from
-    the body it sends, so the SDP goes in as plain lines at the placeholder's indentation.
+    A placeholder alone on its line takes a multi-line value (an SDP): SIPp strips each line's leading
+    blanks and ends lines with CRLF itself, and computes ``[len]`` from the body it sends, so the lines go
+    in at the placeholder's indentation. Elsewhere (an attribute value) the value goes in as it is.
+    Raises ValueError for a placeholder the template lacks or one left unfilled.
     """
     text = template.read_text()
-    lines = [line for line in text.splitlines() if line.strip() == SDP_MARK]
-    if len(lines) != 1:
-        raise ValueError(f"{template} must hold {SDP_MARK} alone on one line")
-    indent = lines[0][: lines[0].index(SDP_MARK)]
-    body = "\n".join(indent + line for line in sdp.replace("\r\n", "\n").strip("\n").split("\n"))
+    for name, value in {"sdp": sdp, **more}.items():
+        mark = f"%%{name.upper()}%%"
+        if mark not in text:
+            raise ValueError(f"{template} has no {mark}")
+        for line in [line for line in text.splitlines() if line.strip() == mark]:
+            indent = line[: line.index(mark)]
+            lines = value.replace("\r\n", "\n").strip("\n").split("\n")
+            text = text.replace(line, "\n".join(indent + x for x in lines))
+        text = text.replace(mark, value)
+    left = re.search(r"%%[A-Z_]+%%", text)
+    if left is not None:
+        raise ValueError(f"{template}: {left.group()} left unfilled")
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / template.name
-    out.write_text(text.replace(lines[0], body))
+    out.write_text(text)
     return out
 
 
@@ -185,32 +202,34 @@ def sipp_messages(workdir: Path) -> list[TracedMessage]:
 
 
 async def sipp_received(
-    workdir: Path, start: str, *, method: str = "INVITE", within: float = 5.0
+    workdir: Path, start: str, *, method: str = "INVITE", nth: int = 1, within: float = 5.0
 ) -> TracedMessage:
-    """Wait for SIPp in ``workdir`` to log a received message whose start line begins with ``start`` and
-    whose CSeq names ``method``; raise TimeoutError (with what it did receive) if none comes in time."""
+    """Wait for SIPp in ``workdir`` to log the ``nth`` received message whose start line begins with
+    ``start`` and whose CSeq names ``method``; raise TimeoutError (with what it did receive) if none comes
+    in time."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while True:
         messages = sipp_messages(workdir)
-        for message in messages:
-            cseq = message.headers.get("cseq", "")
-            if (
-                message.direction == "received"
-                and message.start_line.startswith(start)
-                and cseq.endswith(" " + method)
-            ):
-                return message
+        matching = [
+            m
+            for m in messages
+            if m.direction == "received"
+            and m.start_line.startswith(start)
+            and m.headers.get("cseq", "").endswith(" " + method)
+        ]
+        if len(matching) >= nth:
+            return matching[nth - 1]
         if loop.time() > deadline:
             seen = [f"{m.direction}: {m.start_line}" for m in messages]
             raise TimeoutError(f"SIPp in {workdir} received no {start!r} for {method} in {within} s: {seen}")
         await asyncio.sleep(0.01)
 
 
-async def sipp_received_sdp(workdir: Path, start: str, *, within: float = 5.0) -> AudioSdp:
-    """The SDP in the first message starting with ``start`` (``"INVITE "``, ``"SIP/2.0 200"``) that SIPp
+async def sipp_received_sdp(workdir: Path, start: str, *, nth: int = 1, within: float = 5.0) -> AudioSdp:
+    """The SDP in the ``nth`` message starting with ``start`` (``"INVITE "``, ``"SIP/2.0 200"``) that SIPp
     in ``workdir`` received for an INVITE."""
-    message = await sipp_received(workdir, start, within=within)
+    message = await sipp_received(workdir, start, nth=nth, within=within)
     return parse_sdp(message.body)
 
 
@@ -327,14 +346,22 @@ class RtpPeer:
 
     # -- SDP --
 
-    def sdp(self, *, origin: str = "peer", session_id: int | None = None) -> str:
+    def sdp(
+        self,
+        *,
+        origin: str = "peer",
+        session_id: int | None = None,
+        version: int = 1,
+        direction: str = "sendrecv",
+    ) -> str:
         """This endpoint's SDP (offer or answer): its one G.711 codec on its port, and its SDES key when it
-        does SRTP."""
+        does SRTP. A re-offer or its answer gives a higher ``version`` (RFC 3264 §8), and for a hold the
+        ``direction`` ``sendonly``/``recvonly``/``inactive``."""
         sid = session_id if session_id is not None else 4000 + self.tag
         proto = "RTP/SAVP" if self.srtp else "RTP/AVP"
         lines = [
             "v=0",
-            f"o={origin} {sid} 1 IN IP4 {self.address}",
+            f"o={origin} {sid} {version} IN IP4 {self.address}",
             "s=-",
             f"c=IN IP4 {self.address}",
             "t=0 0",
@@ -344,7 +371,7 @@ class RtpPeer:
         ]
         if self.srtp:
             lines.append(f"a=crypto:1 {SUITE} inline:{base64.b64encode(self.local_key).decode()}")
-        lines.append("a=sendrecv")
+        lines.append(f"a={direction}")
         return "\r\n".join(lines) + "\r\n"
 
     def set_remote(self, sdp: AudioSdp) -> None:

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import warnings
 import wave
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +42,7 @@ from tests.system.rtp_peer import (
     sipp_received_sdp,
     write_scenario,
 )
-from tests.system.sipp import SIPP_BINARY, SippProcess, SippResult, free_port
+from tests.system.sipp import SIPP_BINARY, SippProcess, SippResult, free_port, udp_port_bound
 
 with warnings.catch_warnings():
     # audioop is deprecated (PEP 594) but is an A-law decoder independent of the appliance's own.
@@ -83,9 +83,13 @@ class Call:
 
 
 def rtp_range() -> tuple[int, int]:
-    """A range of 300 ports per test below the kernel's ephemeral ports, so parallel runs rarely meet."""
-    base = random.randrange(20000, 32000, 2)
-    return base, base + 299
+    """A free range of 300 ports above the kernel's ephemeral ports (32768-60999) and away from the
+    20000-31999 the default configuration and the relay benchmark use, so parallel runs rarely meet."""
+    for _ in range(20):
+        base = random.randrange(61000, 65200, 2)
+        if not any(udp_port_bound(port) for port in range(base, base + 300)):
+            return base, base + 299
+    raise OSError("no free range of 300 UDP ports above 61000")
 
 
 @contextlib.asynccontextmanager
@@ -98,14 +102,21 @@ async def trunk_call(
     media: str = "",
     hold_ms: int = 3000,
     uac_scenario: str = "media_uac.xml",
+    uas_scenario: str = "media_uas.xml",
+    uac_values: Mapping[str, str] | None = None,
+    uas_values: Mapping[str, str] | None = None,
     recv_timeout_ms: int = 8000,
 ) -> AsyncIterator[Call]:
     """Place one call caller → appliance → callee over a trunk route and yield it once both peers know
-    the relay's address. ``route`` adds keys to the ``[[routes]]`` table, ``media`` to ``[media]``."""
+    the relay's address. ``route`` adds keys to the ``[[routes]]`` table, ``media`` to ``[media]``;
+    ``uac_values``/``uas_values`` fill the scenarios' other placeholders."""
     low, high = rtp_range()
     uas_port = free_port(CALLEE_IP)
     uas = SippProcess.uas(
-        write_scenario(SCENARIOS / "media_uas.xml", tmp_path / "uas-scenario", callee.sdp(origin="callee")),
+        write_scenario(
+            SCENARIOS / uas_scenario, tmp_path / "uas-scenario", callee.sdp(origin="callee"),
+            **(uas_values or {}),
+        ),
         workdir=tmp_path / "uas", local_ip=CALLEE_IP, local_port=uas_port, max_calls=1,
         trace_messages=True, recv_timeout_ms=recv_timeout_ms,
     )  # fmt: skip
@@ -119,8 +130,9 @@ async def trunk_call(
             await asyncio.wait_for(uas.wait_bound_async(), 5)
             app = start_appliance(tmp_path, config)
             scenario = write_scenario(
-                SCENARIOS / uac_scenario, tmp_path / "uac-scenario", caller.sdp(origin="caller")
-            )
+                SCENARIOS / uac_scenario, tmp_path / "uac-scenario", caller.sdp(origin="caller"),
+                **(uac_values or {}),
+            )  # fmt: skip
             uac = SippProcess.uac(
                 scenario, app.sip, workdir=tmp_path / "uac", local_ip=CALLER_IP, max_calls=1,
                 duration_ms=hold_ms, service=CALLED, trace_messages=True, recv_timeout_ms=recv_timeout_ms,
@@ -466,3 +478,35 @@ async def test_pcma_caller_and_pcmu_callee_are_transcoded(tmp_path: Path) -> Non
         caller_result, callee_result = await call.finished()
     assert_successful(caller_result)
     assert_successful(callee_result)
+
+
+# -- hold -------------------------------------------------------------------------------------------------
+
+
+async def test_a_held_call_is_not_timed_out(tmp_path: Path) -> None:
+    timeout = 1.0
+    held_ms = 2000  # past the media timeout and its 0.5 s tolerance
+    async with peers((1, CALLER_IP, False), (2, CALLEE_IP, False)) as (caller, callee):
+        hold = {"sdp_hold": caller.sdp(origin="caller", version=2, direction="sendonly"), "talk_ms": "600"}
+        held = {"sdp_hold": callee.sdp(origin="callee", version=2, direction="recvonly")}
+        async with trunk_call(
+            tmp_path, caller, callee, media=f"timeout = {timeout}", hold_ms=held_ms,
+            uac_scenario="media_uac_hold.xml", uas_scenario="media_uas_hold.xml",
+            uac_values=hold, uas_values=held,
+        ) as call:  # fmt: skip
+            assert_relayed(call)
+            talking = asyncio.gather(caller.send(200), callee.send(200))
+            # Both talk until the hold's re-INVITE has been answered, then fall silent, as phones do.
+            reoffer = await sipp_received_sdp(call.uas.workdir, "INVITE ", nth=2)
+            answer = await sipp_received_sdp(call.uac.workdir, "SIP/2.0 200", nth=2)
+            caller.stop()
+            callee.stop()
+            await talking
+            assert reoffer.direction == "sendonly" and reoffer.target == call.at_callee.target, reoffer.text
+            assert answer.direction == "recvonly" and answer.target == call.at_caller.target, answer.text
+            assert callee.indices_from(caller) == list(range(caller.sent))
+            caller_result, callee_result = await call.finished()
+            # The caller hung up after the hold; a BYE from the appliance would have failed its call.
+            assert_successful(caller_result)
+            assert_successful(callee_result)
+            assert metric_sum(call.app, "appliance_media_timeouts_total") == 0
