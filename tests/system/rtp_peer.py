@@ -412,17 +412,32 @@ class RtpPeer:
 
     def send_one(self, index: int, *, to: Address | None = None) -> None:
         """Send packet ``index`` now, from the current socket to the remote (or ``to``)."""
-        target = to or self.remote
-        if target is None:
-            raise RuntimeError("no remote: call set_remote first")
         data = self.packet(index)
         if self._protect is not None:
             data = self._protect.protect(data)
+        self.send_raw(data, to=to)
+        self.sent += 1
+        self.last_sent_at = asyncio.get_running_loop().time()
+
+    def send_raw(self, data: bytes, *, to: Address | None = None) -> None:
+        """Send ``data`` as it is from the current socket to the remote (or ``to``); not counted as sent."""
+        target = to or self.remote
+        if target is None:
+            raise RuntimeError("no remote: call set_remote first")
         transport = self._sockets[self._send_via].transport
         assert transport is not None
         transport.sendto(data, target)
-        self.sent += 1
-        self.last_sent_at = asyncio.get_running_loop().time()
+
+    def forged(self, index: int) -> bytes:
+        """Packet ``index`` as SRTP under a key nobody negotiated: it must fail authentication."""
+        session = pylibsrtp.Session(
+            pylibsrtp.Policy(
+                os.urandom(KEY_SALT_LENGTH),
+                pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
+                srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+            )
+        )
+        return session.protect(self.packet(index))
 
     async def send(self, count: int, *, start: int = 0, interval: float = 0.02) -> int:
         """Send packets ``start .. start + count - 1`` paced ``interval`` apart; stops early after

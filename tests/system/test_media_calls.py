@@ -314,15 +314,19 @@ async def test_srtp_caller_bridged_to_a_plain_rtp_callee(tmp_path: Path) -> None
         assert call.at_caller.key() != caller.local_key  # the relay keys its own direction
         assert call.at_callee.proto == "RTP/AVP" and not call.at_callee.crypto, call.at_callee.text
         await asyncio.gather(caller.send(50), callee.send(50))
+        # Forgeries from the caller's own address (the latched source) fail SRTP authentication.
+        for index in range(50, 55):
+            caller.send_raw(caller.forged(index))
         with contextlib.suppress(TimeoutError):
             await asyncio.gather(caller.wait_received(50, within=1), callee.wait_received(50, within=1))
-        # The callee gets plain RTP whose payloads are the caller's plaintext.
+        # The callee gets plain RTP whose payloads are the caller's plaintext, and no forgery.
         assert callee.indices_from(caller) == list(range(50))
         assert {r.size for r in callee.received} == {12 + PAYLOAD_BYTES}
         # The caller gets SRTP: it authenticates and decrypts under the key the relay's SDP gave.
         assert not caller.undecryptable, f"{len(caller.undecryptable)} packets failed to unprotect"
         assert caller.indices_from(callee) == list(range(50))
         assert {r.size for r in caller.received} == {12 + PAYLOAD_BYTES + SRTP_AUTH_TAG}
+        await wait_metric(call.app, "appliance_media_worker_packets_dropped_total", 5, reason="srtp-auth")
         caller_result, callee_result = await call.finished()
     assert_successful(caller_result)
     assert_successful(callee_result)
