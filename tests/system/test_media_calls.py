@@ -146,8 +146,8 @@ async def trunk_call(
     finally:
         if app is not None:
             with contextlib.suppress(OSError):
-                media = {k: v for k, v in app.metrics().items() if k.startswith("appliance_media")}
-                print(f"appliance media metrics: {media}")  # shown by pytest when the test fails
+                figures = {k: v for k, v in app.metrics().items() if k.startswith("appliance_media")}
+                print(f"appliance media metrics: {figures}")  # shown by pytest when the test fails
             log = app.stop()
             (tmp_path / "appliance.log").write_text(log)
             print("appliance stderr (tail):\n" + log[-6000:])  # shown by pytest when the test fails
