@@ -56,6 +56,7 @@ DROP_SRTP_AUTH: Final = "srtp-auth"
 DROP_SRTP_REPLAY: Final = "srtp-replay"
 DROP_SRTP: Final = "srtp"
 DROP_SRTP_PROTECT: Final = "srtp-protect"
+DROP_LATCH: Final = "latch"
 
 G711: Final = frozenset({"PCMA", "PCMU"})
 _TO_LAW: Final[dict[tuple[str, str], bytes]] = {
@@ -114,9 +115,11 @@ class MediaLeg:
 class CallOffload:
     """The kernel fast path's share of a call (:mod:`appliance.media.offload`): ``handle`` while installed;
     ``refused`` the reasons it stays in userspace until re-negotiated; ``done`` the counters of earlier
-    installs, ``live`` those of the current one, ``seen`` the sample the last poll compared against."""
+    installs, ``live`` those of the current one, ``seen`` the sample the last poll compared against;
+    ``alive`` the legs whose latched source the kernel saw sending at the last poll (or at install)."""
 
     handle: FlowHandle | None = None
+    alive: frozenset[str] = frozenset()
     refused: tuple[str, ...] = ()
     done: FlowCounters = field(default_factory=FlowCounters)
     live: FlowCounters = field(default_factory=FlowCounters)
@@ -200,11 +203,19 @@ class MediaCall:
             if outgoing:
                 self._peer_report(state, data)
         else:
-            outgoing = relay.receive(leg, data, source, now)
-            if self.offload.handle is not None:
-                # The kernel forwards this call: a straggler is judged and counted, never sent (a send from
-                # here would recreate the conntrack entry that shadows the kernel's NAT).
+            offload = self.offload
+            if offload.handle is not None:
+                # The kernel forwards this call. Its latched sources never reach this socket, so the latch
+                # cannot see them to refuse a would-be successor: while the kernel counters show the
+                # latched source alive, another source is a hijack attempt. Once it fell silent (a NAT
+                # rebinding) the latch judges as usual and may move, which takes the call back.
+                if leg in offload.alive and source != relay.latches(leg).rtp.latched:
+                    return self._drop(DROP_LATCH)
+                # Anything else is judged and counted, never sent: a send from here would recreate the
+                # conntrack entry that shadows the kernel's NAT.
+                relay.receive(leg, data, source, now)
                 return []
+            outgoing = relay.receive(leg, data, source, now)
             if outgoing and self.recorder is not None:
                 self._record(state, data, now)
         sends: list[Send] = []

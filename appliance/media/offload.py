@@ -12,7 +12,10 @@ Theory of operation. A media worker with a :class:`~appliance.media.fastpath.Ker
 
 While a call is offloaded the kernel forwards its RTP; a straggler that still reaches the worker's socket
 is judged and counted by the relay but not sent (a userspace send would recreate a conntrack entry that
-shadows the kernel's NAT). RTCP stays in userspace.
+shadows the kernel's NAT). The latch never sees the latched sources then, so the kernel counters stand in
+for them: while a leg's count grew at the last poll, a packet from any other source on that leg is dropped
+as a hijack attempt; once it stopped growing (the phone's NAT rebound) the latch may move. RTCP stays in
+userspace.
 
 On the worker's periodic timer :meth:`Offloader.poll` reads every offloaded call's counters in a few
 netlink round trips; a direction whose packet count moved is reported to the relay as activity, so media
@@ -31,7 +34,7 @@ from typing import Final
 from appliance.media.call import CallOffload, MediaCall
 from appliance.media.fastpath import KernelFastPath
 from appliance.media.fastpath_decide import Ineligible, LegMedia, decide
-from appliance.media.fastpath_rules import FastPathError, FlowCounters
+from appliance.media.fastpath_rules import FastPathError, FlowCounters, grown
 
 log = logging.getLogger("appliance.media.offload")
 
@@ -96,6 +99,7 @@ class Offloader:
             return
         state.live = FlowCounters()
         state.seen = FlowCounters()
+        state.alive = frozenset(("a", "b"))  # both remotes just sent: that is how they were latched
         log.info("call %s handed to the kernel fast path", call.call_id)
 
     def withdraw(self, call: MediaCall) -> None:
@@ -115,6 +119,7 @@ class Offloader:
         state.done = state.done + final
         state.live = FlowCounters()
         state.seen = FlowCounters()
+        state.alive = frozenset()
         state.handle = None
 
     def poll(self, calls: Iterable[MediaCall], now: float) -> None:
@@ -132,11 +137,11 @@ class Offloader:
             call = offloaded[key]
             state: CallOffload = call.offload
             relay = call.relay
+            alive = grown(state.seen, current)
             if relay is not None:
-                if current.a_packets > state.seen.a_packets:
-                    relay.activity("a", now)
-                if current.b_packets > state.seen.b_packets:
-                    relay.activity("b", now)
+                for leg in alive:
+                    relay.activity(leg, now)
+            state.alive = frozenset(alive)
             state.live = current
             state.seen = current
 

@@ -35,6 +35,8 @@ from appliance.media.control_events import (
     StreamStats,
     WorkerStats,
 )
+from appliance.media.fastpath import FlowHandle
+from appliance.media.fastpath_rules import FlowLeg
 from appliance.media.recording import Reason, RecordingError, RecordingReader, key_id_for
 from appliance.media.rtp import RtpPacket
 from appliance.media.sockets import RtpSocketPool
@@ -427,3 +429,31 @@ def test_hostile_datagrams_never_raise(
 ) -> None:
     for _, out, _ in hostile_call.receive(leg, rtcp, data, ("127.0.0.1", port), 1.0):
         assert 8 <= len(out) <= 1600
+
+
+def test_kernel_forwarded_call_sends_nothing_and_resists_hijack_while_its_source_is_alive(
+    worker: MediaWorker, ports: tuple[int, int]
+) -> None:
+    port_a, port_b = ports
+    set_leg(worker, "a", port_a, remote=PHONE_A)
+    set_leg(worker, "b", port_b, remote=PHONE_B)
+    call = worker.calls["call-1"]
+    assert relay(call, "a", rtp(1, b"\xd5" * 160), PHONE_A, 0.1) != []
+    assert relay(call, "b", rtp(1, b"\xd5" * 160, ssrc=0xB), PHONE_B, 0.1) != []
+    # As the offloader leaves a call it installed (the kernel itself is not needed for this part).
+    leg_a = FlowLeg(PHONE_A, ("127.0.0.1", port_a))
+    leg_b = FlowLeg(PHONE_B, ("127.0.0.1", port_b))
+    call.offload.handle = FlowHandle("call-1", leg_a, leg_b)
+    call.offload.alive = frozenset("ab")
+    mover = ("127.0.0.1", 31999)
+    latch_drops = call.drop_counts().get("latch", 0)
+    for seq in range(2, 8):  # the latched SSRC from a new source: would re-latch after 3 in userspace
+        assert relay(call, "a", rtp(seq, b"\xd5" * 160), mover, 0.1 + seq * 0.02) == []
+    assert call.relay is not None and call.relay.latches("a").rtp.latched == PHONE_A
+    assert call.drop_counts()["latch"] == latch_drops + 6
+    assert relay(call, "a", rtp(8, b"\xd5" * 160), PHONE_A, 0.3) == []  # a straggler: counted, not sent
+    # The kernel saw nothing from PHONE_A at the last poll: the phone's NAT rebound, the latch may follow.
+    call.offload.alive = frozenset("b")
+    for seq in range(9, 12):
+        assert relay(call, "a", rtp(seq, b"\xd5" * 160), mover, 2.0 + seq * 0.02) == []
+    assert call.relay.latches("a").rtp.latched == mover
