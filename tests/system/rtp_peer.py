@@ -249,6 +249,7 @@ class Received:
     local_port: int
     at: float  # loop time
     size: int  # datagram length on the wire
+    marker: bool = False
 
 
 class _Socket(asyncio.DatagramProtocol):
@@ -279,6 +280,7 @@ class RtpPeer:
     srtp: bool = False
     address: str = LOOPBACK
     payload_type: int = PCMA
+    event_pt: int | None = None
     first_seq: int = 1000
     received: list[Received] = field(default_factory=list)
     undecryptable: list[tuple[bytes, Address]] = field(default_factory=list)
@@ -302,13 +304,16 @@ class RtpPeer:
         srtp: bool = False,
         address: str = LOOPBACK,
         payload_type: int = PCMA,
+        event_pt: int | None = None,
     ) -> RtpPeer:
         """A peer bound to a free port of ``address`` (any of 127.0.0.0/8 is this host) that speaks
-        ``payload_type`` (:data:`PCMA` or :data:`PCMU`)."""
+        ``payload_type`` (:data:`PCMA` or :data:`PCMU`), and RFC 4733 telephone-events on ``event_pt``."""
         if payload_type not in CODECS:
             raise ValueError(f"payload type {payload_type} is not G.711")
         ssrc = ssrc if ssrc is not None else 0x5EED0000 + tag
-        peer = cls(tag=tag, ssrc=ssrc, srtp=srtp, address=address, payload_type=payload_type)
+        peer = cls(
+            tag=tag, ssrc=ssrc, srtp=srtp, address=address, payload_type=payload_type, event_pt=event_pt
+        )
         if srtp:
             peer.local_key = os.urandom(KEY_SALT_LENGTH)
             peer._protect = pylibsrtp.Session(
@@ -365,10 +370,13 @@ class RtpPeer:
             "s=-",
             f"c=IN IP4 {self.address}",
             "t=0 0",
-            f"m=audio {self.port} {proto} {self.payload_type}",
+            f"m=audio {self.port} {proto} {self.payload_type}"
+            + ("" if self.event_pt is None else f" {self.event_pt}"),
             f"a=rtpmap:{self.payload_type} {CODECS[self.payload_type]}/8000",
-            "a=ptime:20",
         ]
+        if self.event_pt is not None:
+            lines += [f"a=rtpmap:{self.event_pt} telephone-event/8000", f"a=fmtp:{self.event_pt} 0-15"]
+        lines.append("a=ptime:20")
         if self.srtp:
             lines.append(f"a=crypto:1 {SUITE} inline:{base64.b64encode(self.local_key).decode()}")
         lines.append(f"a={direction}")
@@ -418,6 +426,25 @@ class RtpPeer:
         self.send_raw(data, to=to)
         self.sent += 1
         self.last_sent_at = asyncio.get_running_loop().time()
+
+    def digit(self, index: int, event: int) -> list[bytes]:
+        """An RFC 4733 digit as packets ``index``, ``index + 1``, ``index + 2`` (in the audio's sequence
+        numbering): the start (marker bit set, RFC 4733 §2.5.1.3), an update and the end (E bit), all with
+        the timestamp of the event's start and growing durations of 20, 40 and 60 ms, volume 10 dBm0."""
+        if self.event_pt is None:
+            raise RuntimeError("this peer negotiates no telephone-event")
+        out = []
+        for n, (end, duration) in enumerate(((False, 160), (False, 320), (True, 480))):
+            header = struct.pack(
+                "!BBHII",
+                0x80,
+                (0x80 if n == 0 else 0) | self.event_pt,
+                (self.first_seq + index + n) & 0xFFFF,
+                (PAYLOAD_BYTES * index) & 0xFFFFFFFF,
+                self.ssrc,
+            )
+            out.append(header + struct.pack("!BBH", event, (0x80 if end else 0) | 10, duration))
+        return out
 
     def send_raw(self, data: bytes, *, to: Address | None = None) -> None:
         """Send ``data`` as it is from the current socket to the remote (or ``to``); not counted as sent."""
@@ -488,7 +515,7 @@ class RtpPeer:
         self.received.append(
             Received(
                 seq, timestamp, ssrc, marker_pt & 0x7F, payload, source, local_port,
-                asyncio.get_running_loop().time(), size,
+                asyncio.get_running_loop().time(), size, bool(marker_pt & 0x80),
             )
         )  # fmt: skip
         self._arrived.set()

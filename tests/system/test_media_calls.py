@@ -156,11 +156,15 @@ async def trunk_call(
 
 
 @contextlib.asynccontextmanager
-async def peers(*specs: tuple[int, str, bool], pcmu: Collection[int] = ()) -> AsyncIterator[list[RtpPeer]]:
+async def peers(
+    *specs: tuple[int, str, bool], pcmu: Collection[int] = (), event_pt: int | None = None
+) -> AsyncIterator[list[RtpPeer]]:
     """RTP peers, each ``(tag, address, srtp)``, closed on leaving; those whose tag is in ``pcmu`` speak
-    PCMU, the others PCMA."""
+    PCMU, the others PCMA; all with telephone-events on ``event_pt`` if given."""
     opened = [
-        await RtpPeer.open(tag, address=address, srtp=srtp, payload_type=PCMU if tag in pcmu else PCMA)
+        await RtpPeer.open(
+            tag, address=address, srtp=srtp, payload_type=PCMU if tag in pcmu else PCMA, event_pt=event_pt
+        )
         for tag, address, srtp in specs
     ]
     try:
@@ -463,22 +467,34 @@ def assert_same_audio(sent: RtpPeer, received: list[Received], payload_type: int
         assert worst <= 0, f"packet {index}: a sample is {worst} beyond the quantisation tolerance"
 
 
-async def test_pcma_caller_and_pcmu_callee_are_transcoded(tmp_path: Path) -> None:
+async def test_pcma_caller_and_pcmu_callee_are_transcoded_and_digits_pass(tmp_path: Path) -> None:
     async with (
-        peers((1, CALLER_IP, False), (2, CALLEE_IP, False), pcmu={2}) as (caller, callee),
+        peers((1, CALLER_IP, False), (2, CALLEE_IP, False), pcmu={2}, event_pt=101) as (caller, callee),
         trunk_call(tmp_path, caller, callee) as call,
     ):
         assert_relayed(call)
         # The caller offered PCMA alone; the relay offers the callee PCMU as well (transcode = true by
-        # default) and answers the caller with the codec it offered.
-        assert call.at_callee.payload_types[:2] == (PCMA, PCMU), call.at_callee.text
-        assert call.at_caller.payload_types == (PCMA,), call.at_caller.text
+        # default) and answers the caller with the codec it offered. Telephone-event rides along.
+        assert call.at_callee.payload_types[0] == PCMA, call.at_callee.text
+        assert PCMU in call.at_callee.payload_types, call.at_callee.text
+        assert call.at_caller.payload_types == (PCMA, 101), call.at_caller.text
+        assert call.at_callee.rtpmap.get(101) == "telephone-event/8000", call.at_callee.text
         await asyncio.gather(caller.send(50), callee.send(50))
+        # Then each side presses a digit (5 and #): RFC 4733 events are relayed as they are, not
+        # transcoded, with the payload type of each leg.
+        digits = {caller.tag: caller.digit(50, 5), callee.tag: callee.digit(50, 11)}
+        for peer in (caller, callee):
+            for packet in digits[peer.tag]:
+                peer.send_raw(packet)
         with contextlib.suppress(TimeoutError):
-            await asyncio.gather(caller.wait_received(50, within=1), callee.wait_received(50, within=1))
-        assert len(callee.received) == len(caller.received) == 50
-        assert_same_audio(caller, callee.received, PCMU)
-        assert_same_audio(callee, caller.received, PCMA)
+            await asyncio.gather(caller.wait_received(53, within=1), callee.wait_received(53, within=1))
+        assert len(callee.received) == len(caller.received) == 53
+        assert_same_audio(caller, callee.received[:50], PCMU)
+        assert_same_audio(callee, caller.received[:50], PCMA)
+        for sender, receiver in ((caller, callee), (callee, caller)):
+            events = [(r.payload_type, r.marker, r.payload) for r in receiver.received[50:]]
+            sent = [(101, n == 0, packet[12:]) for n, packet in enumerate(digits[sender.tag])]
+            assert events == sent, f"tag {sender.tag}'s digit arrived as {events}"
         caller_result, callee_result = await call.finished()
     assert_successful(caller_result)
     assert_successful(callee_result)
