@@ -16,7 +16,7 @@
  *
  * Each end sends a 172-byte RTP packet (PCMU, 160-byte payload) every 20 ms with its own SSRC, sequence
  * number and timestamp. Start times are spread across the 20 ms period on a grid of U us slots (default
- * 100): a wake-up sends every packet of its slot, so lateness is measured against the grid, not smeared
+ * 200): a wake-up sends every packet of its slot, so lateness is measured against the grid, not smeared
  * by it. Pacing is clock_nanosleep on CLOCK_MONOTONIC to the next slot; after each slot's sends every
  * readable socket is drained (epoll with no timeout). The generator never wakes for an arrival: the
  * kernel stamps it, so reading it up to one slot later changes nothing measured and saves a context
@@ -332,7 +332,7 @@ int main(int argc, char **argv)
     uint32_t n_ends = 0;
     double seconds = 0;
     const char *address = "127.0.0.1";
-    int64_t drain_ns = 300000000LL, slot_ns = 100000LL, warmup_ns = 0;
+    int64_t drain_ns = 300000000LL, slot_ns = 200000LL, warmup_ns = 0;
     int rcvbuf = 1 << 20, rt = 0;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
