@@ -8,6 +8,13 @@ crossed the appliance's media worker, and what arrives is compared with what was
 
 Each side has a loopback address of its own (caller 127.0.0.2, callee 127.0.0.3, appliance and relay
 127.0.0.1), so that "topology hidden" is checkable: neither side's SDP nor its packets name the other.
+
+The media workers relay in userspace here (``media.fastpath`` is off by default). To run the same tests
+with the kernel fast path, which needs ``net.ipv4.ip_forward = 1``, give them a network namespace of their
+own rather than changing the host::
+
+    unshare -n sh -c 'ip link set lo up && sysctl -qw net.ipv4.ip_forward=1 &&
+        MEDIA_TESTS_FASTPATH=1 .venv/bin/pytest -q tests/system/test_media_calls.py'
 """
 
 from __future__ import annotations
@@ -55,6 +62,8 @@ CALLED = "+4930123456"
 RELAY = LOOPBACK  # [media] address, the default
 CALLER_IP = "127.0.0.2"
 CALLEE_IP = "127.0.0.3"
+# Run with media.fastpath = true (see the module's docstring).
+FASTPATH = os.environ.get("MEDIA_TESTS_FASTPATH") == "1"
 SRTP_AUTH_TAG = 10  # AES_CM_128_HMAC_SHA1_80 appends an 80-bit tag (RFC 3711 §4.2)
 
 if shutil.which(SIPP_BINARY) is None:  # pragma: no cover - .ci/run installs sip-tester
@@ -73,6 +82,13 @@ class Call:
     at_caller: AudioSdp  # the SDP the caller got in the 200 OK
     at_callee: AudioSdp  # the SDP the callee got in the INVITE
     rtp_range: tuple[int, int]
+    log: str = ""  # the appliance's stderr, once it has stopped
+
+    def assert_offloaded(self) -> None:
+        """With MEDIA_TESTS_FASTPATH=1, that the kernel did carry this (eligible) call; call it after the
+        call's ``async with`` block, when the log is complete."""
+        if FASTPATH:
+            assert "handed to the kernel fast path" in self.log, "the fast path never took the call"
 
     async def finished(self, within: float = 10.0) -> tuple[SippResult, SippResult]:
         """Wait for the caller and then the callee to end their call; both results."""
@@ -80,6 +96,11 @@ class Call:
             caller = await self.uac.wait_async()
             callee = await self.uas.wait_async()
         return caller, callee
+
+
+def ip_forwarding() -> bool:
+    """Whether this network namespace forwards IPv4, which the kernel fast path needs."""
+    return Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "1"
 
 
 def rtp_range() -> tuple[int, int]:
@@ -110,6 +131,12 @@ async def trunk_call(
     """Place one call caller → appliance → callee over a trunk route and yield it once both peers know
     the relay's address. ``route`` adds keys to the ``[[routes]]`` table, ``media`` to ``[media]``;
     ``uac_values``/``uas_values`` fill the scenarios' other placeholders."""
+    if FASTPATH:
+        if not ip_forwarding():
+            pytest.fail(
+                "MEDIA_TESTS_FASTPATH=1 needs net.ipv4.ip_forward = 1: run in a namespace (docstring)"
+            )
+        media += "\nfastpath = true"
     low, high = rtp_range()
     uas_port = free_port(CALLEE_IP)
     uas = SippProcess.uas(
@@ -125,6 +152,7 @@ async def trunk_call(
         f'[[routes]]\nmatch = "*"\ndestinations = ["trunk:sip:{CALLEE_IP}:{uas_port}"]\n{route}\n'
     )
     app: RunningAppliance | None = None
+    call: Call | None = None
     try:
         with uas:
             await asyncio.wait_for(uas.wait_bound_async(), 5)
@@ -142,13 +170,16 @@ async def trunk_call(
                 at_caller = await sipp_received_sdp(uac.workdir, "SIP/2.0 200")
                 caller.set_remote(at_caller)
                 callee.set_remote(at_callee)
-                yield Call(app, uac, uas, caller, callee, at_caller, at_callee, (low, high))
+                call = Call(app, uac, uas, caller, callee, at_caller, at_callee, (low, high))
+                yield call
     finally:
         if app is not None:
             with contextlib.suppress(OSError):
                 figures = {k: v for k, v in app.metrics().items() if k.startswith("appliance_media")}
                 print(f"appliance media metrics: {figures}")  # shown by pytest when the test fails
             log = app.stop()
+            if call is not None:
+                call.log = log
             (tmp_path / "appliance.log").write_text(log)
             print("appliance stderr (tail):\n" + log[-6000:])  # shown by pytest when the test fails
         caller.close()
@@ -246,6 +277,7 @@ async def test_rtp_both_ways_through_the_relay_arrives_intact_and_in_order(tmp_p
         await wait_metric(call.app, "appliance_media_packets_total", 200, direction="out")
         await wait_metric(call.app, "appliance_media_octets_total", 200 * PAYLOAD_BYTES, direction="in")
         await wait_metric(call.app, "appliance_media_packets_lost_total", 0, direction="in")
+    call.assert_offloaded()  # with MEDIA_TESTS_FASTPATH=1
 
 
 # -- (b) --------------------------------------------------------------------------------------------------
@@ -303,6 +335,7 @@ async def test_a_new_source_port_relatches_and_a_stranger_is_not_delivered(tmp_p
         caller_result, callee_result = await call.finished()
     assert_successful(caller_result)
     assert_successful(callee_result)
+    call.assert_offloaded()  # with MEDIA_TESTS_FASTPATH=1
 
 
 # -- (c) --------------------------------------------------------------------------------------------------
@@ -443,6 +476,7 @@ async def test_media_timeout_hangs_up_within_the_configured_time(tmp_path: Path)
     assert any(
         m.direction == "received" and m.start_line.startswith("BYE ") for m in sipp_messages(call.uas.workdir)
     )
+    call.assert_offloaded()  # with MEDIA_TESTS_FASTPATH=1
 
 
 # -- transcoding ------------------------------------------------------------------------------------------
@@ -530,3 +564,4 @@ async def test_a_held_call_is_not_timed_out(tmp_path: Path) -> None:
             assert_successful(caller_result)
             assert_successful(callee_result)
             assert metric_sum(call.app, "appliance_media_timeouts_total") == 0
+        call.assert_offloaded()  # with MEDIA_TESTS_FASTPATH=1
