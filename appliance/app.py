@@ -130,6 +130,7 @@ class Appliance:
             self.state_dir / "run",
             on_event=self._media_event,
             on_lost=self._media_lost,
+            on_reserved=self._media_reserved,
             worker_args=self._worker_args(cfg),
             local_slice=True,  # the local IVR's sockets live in this process: a slice of their own
         )
@@ -146,6 +147,9 @@ class Appliance:
             transcode=m.transcode,
             record=m.record,
         )
+        for index in range(self.supervisor.workers):
+            # Pairs another process held when the workers started: never written into an SDP.
+            self.anchor.exclude(index, self.supervisor.unusable(index))
         b2bua = B2bua(
             ctx=self.ctx,
             router=router,
@@ -330,6 +334,13 @@ class Appliance:
             self.metrics.media_timeout()
         self.core.b2bua.media_event(event.call_id, event, asyncio.get_running_loop().time())
         self.transports.flush()
+
+    def _media_reserved(self, index: int, unusable: frozenset[int]) -> None:
+        # A restarted worker bound its slice again; at the first start the anchor does not exist yet and
+        # takes every worker's figures once it does.
+        anchor: MediaAnchor | None = getattr(self, "anchor", None)
+        if anchor is not None:
+            anchor.exclude(index, unusable)
 
     def _media_lost(self, index: int, call_ids: list[str]) -> None:
         if self._stopping:

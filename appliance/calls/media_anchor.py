@@ -38,7 +38,7 @@ import logging
 import os
 import zlib
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
@@ -153,6 +153,11 @@ class MediaAnchor:
 
     def has(self, call_id: str) -> bool:
         return call_id in self._calls
+
+    def exclude(self, worker: int, rtp_ports: Iterable[int]) -> None:
+        """Never allocate these pairs (by RTP port) of ``worker``'s slice: the worker could not bind them
+        when it last started. Replaces that worker's previous exclusion."""
+        self._ports[worker].exclude(rtp_ports)
 
     def calls_on(self, worker: int) -> list[str]:
         return [cid for cid, call in self._calls.items() if call.worker == worker]

@@ -4,14 +4,15 @@
 Command contract (one call has legs ``"a"``, the caller, and ``"b"``, the callee):
 
 * ``SetLeg(call_id, leg, spec, flags)`` — the data-plane command; call control did the SDP work. The
-  first one for a leg binds ``spec.local_port`` (RTP, even) and the port above it (RTCP) on the worker's
-  address; a bind failure is ``NO_PORTS`` and leaves nothing bound. A later one for the same leg applies a
-  re-negotiation (new remote, codec, hold, SRTP keys); a changed ``local_port`` is ``BAD_MESSAGE``. The
-  relay starts once both legs are set. Flags accumulate per call: ``"record"`` (refused with
-  ``BAD_MESSAGE`` when the worker has no recording directory and key, or the leg's codec is not G.711),
-  ``"dtmf-events"`` (report digits), ``"no-fastpath"``; any other flag is ``BAD_MESSAGE``.
+  first one for a leg takes ``spec.local_port`` (RTP, even) and the port above it (RTCP) from the
+  worker's ports (in the worker process, sockets bound when it started: :class:`PortReserve`); a pair it
+  cannot have (held by another process, outside the slice, in use) is ``NO_PORTS``. A later one for the
+  same leg applies a re-negotiation (new remote, codec, hold, SRTP keys); a changed ``local_port`` is
+  ``BAD_MESSAGE``. The relay starts once both legs are set. Flags accumulate per call: ``"record"``
+  (refused with ``BAD_MESSAGE`` when the worker has no recording directory and key, or the leg's codec
+  is not G.711), ``"dtmf-events"`` (report digits), ``"no-fastpath"``; any other flag is ``BAD_MESSAGE``.
 * ``Offer``/``Answer``/``Update`` — the older commands with worker-side SDP rewriting, kept for the relay
-  benchmark: the worker allocates both legs' ports from its range at the offer, and turns each SDP into the
+  benchmark: the worker allocates both legs' pairs from its ports at the offer, and turns each SDP into the
   same leg state ``SetLeg`` gives (the reply's ``sdp`` is the description for the other leg; ``ports`` its
   relay port). Of their flags only ``"record"`` and ``"dtmf-events"`` mean anything; others are ignored.
 * ``Delete(call_id)`` frees the call; the reply carries the final ``stats`` (per leg, ``in`` = received
@@ -28,8 +29,8 @@ A command that cannot be decoded is answered with an :class:`Error` (``request_i
 not be read) and never stops the worker. Every ``stats_interval`` (1 s) :meth:`MediaWorker.handle_timer`
 yields a :class:`WorkerStats` with the drop counters by reason.
 
-Sockets are bound here, but nothing is read or sent: the glue reads them, hands each datagram to
-:meth:`MediaCall.receive` and sends what it returns. ``now`` is always a parameter.
+Sockets come from the ports object, but nothing is read or sent here: the glue reads them, hands each
+datagram to :meth:`MediaCall.receive` and sends what it returns. ``now`` is always a parameter.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ from appliance.media.recording import Codec, RecordingUsageError, RecordingWrite
 from appliance.media.relay import DtmfReceived, LegConfig, RelayCall
 from appliance.media.relay import FirstPacket as RelayFirstPacket
 from appliance.media.relay import SsrcChanged as RelaySsrcChanged
-from appliance.media.sockets import RtpSocketPool
+from appliance.media.sockets import PortUnavailableError, RelayPorts
 from appliance.media.srtp import SrtpContext
 from appliance.media.timeout import MediaTimedOut
 from appliance.sdp.codec import parse_sdp
@@ -179,15 +180,16 @@ def _request_id_of(data: bytes) -> int:
 
 class MediaWorker:
     """The worker's calls and command handlers, sans-I/O: :meth:`handle` takes one control datagram and
-    ``now`` and returns the reply. Sockets are bound here (``SetLeg``) or come from ``pool`` (the SDP
-    commands); each one is handed to ``watch(sock, call_id, leg, rtcp)`` for the glue to read and to
-    ``unwatch`` before it is closed. Packets go to :meth:`MediaCall.receive` of ``calls[call_id]``, then
-    :meth:`packet_events`; deadlines are :meth:`next_deadline` / :meth:`handle_timer`.
+    ``now`` and returns the reply. Every leg's sockets come from ``pool`` (a :class:`PortReserve` in the
+    worker process) and go back to it when the call ends; each one is handed to
+    ``watch(sock, call_id, leg, rtcp)`` for the glue to read and to ``unwatch`` before it goes back.
+    Packets go to :meth:`MediaCall.receive` of ``calls[call_id]``, then :meth:`packet_events`; deadlines
+    are :meth:`next_deadline` / :meth:`handle_timer`.
     """
 
     def __init__(
         self,
-        pool: RtpSocketPool,
+        pool: RelayPorts,
         *,
         media_timeout: float = 30.0,
         recording: RecordingConfig | None = None,
@@ -296,12 +298,10 @@ class MediaWorker:
         # Same keys keep the leg's context: a new one would forget the rollover counter and replay window.
         context = self._srtp(spec.srtp) if leg is None or spec.srtp != leg.srtp_keys else None
         # Everything that can be refused was checked; from here on the command takes effect.
-        if call is None:
-            rtp, rtcp = self._bind_pair(spec.local_port)
-            call = self.calls[msg.call_id] = MediaCall(msg.call_id)
-            leg = self._add_leg(call, msg.leg, spec.local_port, rtp, rtcp, pooled=False)
-        elif leg is None:
-            rtp, rtcp = self._bind_pair(spec.local_port)
+        if call is None or leg is None:
+            rtp, rtcp = self._take_pair(spec.local_port)
+            if call is None:
+                call = self.calls[msg.call_id] = MediaCall(msg.call_id)
             leg = self._add_leg(call, msg.leg, spec.local_port, rtp, rtcp, pooled=False)
         self._configure(call, leg, config, spec.hold, spec.srtp, now, context)
         call.flags |= set(msg.flags)
@@ -325,37 +325,12 @@ class MediaWorker:
         if config.codec.upper() not in G711:
             raise CommandFailedError(ErrorCode.BAD_MESSAGE, f"cannot record {config.codec}: not G.711")
 
-    def _bind_pair(self, port: int) -> tuple[socket.socket, socket.socket]:
-        """Bind ``port`` (RTP) and ``port + 1`` (RTCP) on the worker's address, or raise NO_PORTS with
-        nothing left bound."""
-        family = socket.AF_INET6 if ":" in self.pool.address else socket.AF_INET
-        socks: list[socket.socket] = []
+    def _take_pair(self, port: int) -> tuple[socket.socket, socket.socket]:
+        """The sockets of ``port`` (RTP) and ``port + 1`` (RTCP), or NO_PORTS with nothing taken."""
         try:
-            for p in (port, port + 1):
-                sock = socket.socket(family, socket.SOCK_DGRAM)
-                socks.append(sock)
-                sock.bind((self.pool.address, p))
-                sock.setblocking(False)
-        except OSError as exc:
-            for sock in socks:
-                sock.close()
-            raise CommandFailedError(
-                ErrorCode.NO_PORTS, f"cannot bind {self.pool.address} port {p}: {exc.strerror or exc}"
-            ) from None
-        return socks[0], socks[1]
-
-    def _bind_rtcp(self, port: int) -> socket.socket | None:
-        # The SDP commands take RTP ports from the pool; their RTCP port is best effort.
-        family = socket.AF_INET6 if ":" in self.pool.address else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.bind((self.pool.address, port))
-        except OSError as exc:
-            sock.close()
-            log.warning("media worker: RTCP port %d not bound (%s); RTCP not relayed", port, exc)
-            return None
-        sock.setblocking(False)
-        return sock
+            return self.pool.take_pair(port)
+        except PortUnavailableError as exc:
+            raise CommandFailedError(ErrorCode.NO_PORTS, str(exc)) from None
 
     def _add_leg(
         self,
@@ -469,24 +444,21 @@ class MediaWorker:
             raise CommandFailedError(ErrorCode.BAD_MESSAGE, f"call {msg.call_id!r} already offered")
         sdp = _parse(msg.sdp)
         config, hold = leg_config(sdp)
-        ports: dict[str, int] = {}
+        call = MediaCall(msg.call_id)
+        self._legacy_flags(call, msg.flags)
+        pairs: dict[str, tuple[int, socket.socket, socket.socket]] = {}
         try:
             for leg in LEGS:
-                ports[leg] = self.pool.allocate()
-        except PortsExhaustedError as exc:
-            for port in ports.values():
-                self.pool.release(port)
+                port = self.pool.allocate()
+                pairs[leg] = (port, *self.pool.take_pair(port))
+        except (PortsExhaustedError, PortUnavailableError) as exc:
+            for port, _, _ in pairs.values():
+                self.pool.give_back(port)
             raise CommandFailedError(ErrorCode.NO_PORTS, str(exc)) from None
-        call = MediaCall(msg.call_id)
-        try:
-            self._legacy_flags(call, msg.flags)
-        except CommandFailedError:
-            for port in ports.values():
-                self.pool.release(port)
-            raise
         self.calls[msg.call_id] = call
-        for name, port in ports.items():
-            self._add_leg(call, name, port, self.pool.take(port), self._bind_rtcp(port + 1), pooled=True)
+        ports = {name: port for name, (port, _, _) in pairs.items()}
+        for name, (port, rtp, rtcp) in pairs.items():
+            self._add_leg(call, name, port, rtp, rtcp, pooled=True)
         call.legs["a"].config = config
         call.legs["a"].hold = hold
         return Ok(msg.request_id, sdp=self._rewrite(sdp, ports["b"]), ports=(ports["b"],))
@@ -558,8 +530,9 @@ class MediaWorker:
         return tuple(out)
 
     def release(self, call_id: str) -> None:
-        """Forget a call, close its recording and free its ports; each socket goes to ``unwatch`` before it
-        is closed, so that no readiness callback survives on a file descriptor number the kernel reuses."""
+        """Forget a call, close its recording and give its ports back; each socket goes to ``unwatch``
+        first, so that no readiness callback survives on a socket the next call gets (or on a file
+        descriptor number the kernel reuses)."""
         call = self.calls.pop(call_id)
         self._due.pop(call_id, None)
         self._withdraw(call)
@@ -575,9 +548,7 @@ class MediaWorker:
         for leg in call.legs.values():
             for sock in leg.sockets():
                 self.unwatch(sock)
-                sock.close()
-            if leg.pooled:
-                self.pool.release(leg.port)
+            self.pool.give_back(leg.port)
 
     # -- events, timers and the periodic report ---------------------------------------------------------
 

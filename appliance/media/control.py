@@ -47,6 +47,7 @@ from appliance.media.control_events import (
     Offer,
     Ok,
     Ping,
+    PortsReserved,
     Query,
     Reply,
     SetLeg,
@@ -385,6 +386,24 @@ def _drop_reasons(f: _Fields) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
+def _ports_reserved(f: _Fields) -> Message:
+    first = f.uint("first_port", limit=65535)
+    last = f.uint("last_port", limit=65535)
+    if last < first:
+        raise ControlDecodeError("below first_port", path=f"{f.path}.last_port")
+    unusable: list[int] = []
+    for i, item in enumerate(f.array("unusable")):
+        path = f"{f.path}.unusable[{i}]"
+        port = _uint(item, path, 65535)
+        # RFC 3550 §11: a pair is an even RTP port and the RTCP port above it, both in the slice.
+        if port & 1 or not first <= port < last:
+            raise ControlDecodeError(f"{port} is not an RTP port of {first}-{last}", path=path)
+        if unusable and port <= unusable[-1]:
+            raise ControlDecodeError("not in increasing order", path=path)
+        unusable.append(port)
+    return PortsReserved(f.uint("worker_id"), first, last, tuple(unusable))
+
+
 # The wire name of each message type, and how it is read; dispatch is by this table (STYLE.md rule 15).
 _DECODERS: Final[Mapping[str, Callable[[_Fields], Message]]] = {
     "set_leg": _set_leg,
@@ -401,6 +420,7 @@ _DECODERS: Final[Mapping[str, Callable[[_Fields], Message]]] = {
     "first_packet": _first_packet,
     "ssrc_changed": _ssrc_changed,
     "worker_stats": _worker_stats,
+    "ports_reserved": _ports_reserved,
 }
 
 _TYPE_NAMES: Final[Mapping[type, str]] = {
@@ -418,6 +438,7 @@ _TYPE_NAMES: Final[Mapping[type, str]] = {
     FirstPacket: "first_packet",
     SsrcChanged: "ssrc_changed",
     WorkerStats: "worker_stats",
+    PortsReserved: "ports_reserved",
 }
 
 
@@ -521,6 +542,9 @@ def _to_map(msg: Message) -> dict[str, Any]:
             out |= {"packets_relayed": msg.packets_relayed, "packets_dropped": msg.packets_dropped}
             if msg.dropped:
                 out["dropped"] = dict(msg.dropped)
+        case PortsReserved():
+            out |= {"worker_id": msg.worker_id, "first_port": msg.first_port, "last_port": msg.last_port}
+            out["unusable"] = list(msg.unusable)
     return out
 
 
@@ -650,6 +674,9 @@ class ControlChannel:
                 self._events.append(ReplyReceived(entry[1], msg))
         elif isinstance(msg, _WORKER_EVENT_TYPES):
             self._events.append(EventReceived(msg))
+        elif isinstance(msg, PortsReserved):
+            # The connection's greeting, read before the channel is fed; a second one is a confused worker.
+            self._events.append(BadMessage("ports_reserved: only the first message of a connection"))
         else:
             self._events.append(BadMessage(f"{_TYPE_NAMES[type(msg)]}: a command sent by the worker"))
 

@@ -8,7 +8,10 @@ ping). There are three kinds of message:
   :class:`Offer`, :class:`Answer`, :class:`Update`, :class:`Delete`, :class:`Query`, :class:`Ping`;
 * **replies**, worker → control: :class:`Ok` or :class:`Error`, carrying the command's ``request_id``;
 * **events**, worker → control, unsolicited and without a ``request_id``: :class:`MediaTimeout`,
-  :class:`DtmfEvent`, :class:`FirstPacket`, :class:`SsrcChanged`, :class:`WorkerStats`.
+  :class:`DtmfEvent`, :class:`FirstPacket`, :class:`SsrcChanged`, :class:`WorkerStats`;
+* **the greeting**, worker → control, the first datagram on every control connection and never again:
+  :class:`PortsReserved`, the pairs of the worker's slice it could not bind (call control must never put
+  them in an SDP).
 
 A command's ``request_id`` is assigned by :class:`~appliance.media.control.ControlChannel`; build commands
 with the default ``0`` and let the channel number them. The wire schema is ``control.cddl``.
@@ -301,7 +304,21 @@ class WorkerStats:
         object.__setattr__(self, "dropped", tuple(sorted(self.dropped)))
 
 
+@dataclass(frozen=True, slots=True)
+class PortsReserved:
+    """The worker bound its slice ``first_port..last_port`` at start, except the pairs whose (even) RTP
+    ports are in ``unusable`` (another process held them). Kept sorted, so equal reports compare equal."""
+
+    worker_id: int
+    first_port: int
+    last_port: int
+    unusable: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "unusable", tuple(sorted(set(self.unusable))))
+
+
 Command = SetLeg | Offer | Answer | Update | Delete | Query | Ping
 Reply = Ok | Error
 WorkerEvent = MediaTimeout | DtmfEvent | FirstPacket | SsrcChanged | WorkerStats
-Message = Command | Reply | WorkerEvent
+Message = Command | Reply | WorkerEvent | PortsReserved

@@ -5,11 +5,14 @@ pairs by their even port. Allocation walks the range round-robin from where it l
 reusing the lowest free pair: a pair just released may still receive the previous call's late packets, and
 cycling through the whole range before coming back keeps those away from the next call.
 
-Pure bookkeeping: binding the socket is the caller's job, and a port the caller cannot bind (another process
-holds it) is released by the caller and simply skipped by the next allocation.
+Pure bookkeeping: binding the socket is the caller's job. A media worker binds its whole slice when it
+starts and reports the pairs another process held; :meth:`PortAllocator.exclude` keeps those out, so a port
+written into an SDP is always one the worker already holds.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from appliance.media.rtp import MediaError
 
@@ -25,7 +28,7 @@ class PortAllocator:
     within the range. Raises ``ValueError`` if the range holds no pair.
     """
 
-    __slots__ = ("_cursor", "_first", "_in_use", "_pairs")
+    __slots__ = ("_cursor", "_excluded", "_first", "_in_use", "_pairs")
 
     def __init__(self, min_port: int, max_port: int) -> None:
         first = min_port + (min_port & 1)
@@ -34,6 +37,7 @@ class PortAllocator:
         self._first = first
         self._pairs = (max_port - first + 1) // 2
         self._in_use: set[int] = set()
+        self._excluded: frozenset[int] = frozenset()
         self._cursor = 0
 
     @property
@@ -45,6 +49,26 @@ class PortAllocator:
     def in_use(self) -> int:
         return len(self._in_use)
 
+    @property
+    def excluded(self) -> frozenset[int]:
+        """The RTP ports of the pairs :meth:`allocate` skips (see :meth:`exclude`)."""
+        return self._excluded
+
+    def contains(self, rtp_port: int) -> bool:
+        """Whether ``rtp_port`` is the RTP port of one of the range's pairs."""
+        index, odd = divmod(rtp_port - self._first, 2)
+        return not odd and 0 <= index < self._pairs
+
+    def exclude(self, rtp_ports: Iterable[int]) -> None:
+        """Never hand out these pairs (by RTP port) from now on; replaces the previous exclusion, so a
+        worker that restarted and could bind a pair again gets it back. A pair in use stays in use until
+        released. Ports outside the range are ``ValueError``."""
+        ports = frozenset(rtp_ports)
+        outside = sorted(p for p in ports if not self.contains(p))
+        if outside:
+            raise ValueError(f"RTP port {outside[0]} is not a pair of this range")
+        self._excluded = ports
+
     def allocate(self) -> int:
         """Reserve the next free pair and return its (even) RTP port; raises :class:`PortsExhaustedError`."""
         if len(self._in_use) >= self._pairs:
@@ -52,11 +76,23 @@ class PortAllocator:
         for step in range(self._pairs):
             index = (self._cursor + step) % self._pairs
             port = self._first + 2 * index
-            if port not in self._in_use:
+            if port not in self._in_use and port not in self._excluded:
                 self._in_use.add(port)
                 self._cursor = (index + 1) % self._pairs
                 return port
-        raise PortsExhaustedError(f"all {self._pairs} RTP port pairs are in use")  # pragma: no cover
+        raise PortsExhaustedError(
+            f"all {self._pairs} RTP port pairs are in use or unusable ({len(self._excluded)} unusable)"
+        )
+
+    def is_allocated(self, rtp_port: int) -> bool:
+        return rtp_port in self._in_use
+
+    def claim(self, rtp_port: int) -> None:
+        """Mark a pair chosen elsewhere (call control's ``SetLeg``) as in use, so :meth:`allocate` skips
+        it; ``ValueError`` if it is not a pair of the range or already in use."""
+        if not self.contains(rtp_port) or rtp_port in self._in_use:
+            raise ValueError(f"RTP port {rtp_port} is not a free pair of this range")
+        self._in_use.add(rtp_port)
 
     def release(self, rtp_port: int) -> None:
         """Give the pair back. Releasing a pair that is not allocated is the caller's bug (``ValueError``)."""

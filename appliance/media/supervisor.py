@@ -2,14 +2,18 @@
 
 Theory of operation. :class:`MediaSupervisor` starts ``workers`` processes of :mod:`appliance.media.worker`,
 each with its own slice of the RTP port range and its own control socket ``run_dir/media-<i>.sock``, and
-connects to each once the worker printed ``ready``. A call lives on one worker, chosen by CRC-32 of its
-``call_id`` (stable across restarts of the control process, unlike ``hash``). Each worker's socket is driven
-by a sans-I/O :class:`~appliance.media.control.ControlChannel`; one reader task per worker feeds it, and
-each command's reply resolves the awaiting coroutine.
+connects to each once the worker printed ``ready``. A worker binds its whole slice before that and greets
+each connection with :class:`PortsReserved`: the pairs another process held. Those are
+:meth:`MediaSupervisor.unusable` and go to ``on_reserved`` (call control's allocator skips them); a worker
+is running only once its greeting was read, so no port is handed out before it is known to be usable.
+A call lives on one worker, chosen by CRC-32 of its ``call_id`` (stable across restarts of the control
+process, unlike ``hash``). Each worker's socket is driven by a sans-I/O
+:class:`~appliance.media.control.ControlChannel`; one reader task per worker feeds it, and each command's
+reply resolves the awaiting coroutine.
 
 When a worker's control socket reaches end of file (the process died), its pending commands fail with
 :class:`MediaWorkerError`, the call ids it carried are handed to ``on_lost`` and a new worker is started on
-the same port slice and socket path.
+the same port slice and socket path (it binds the slice again and reports afresh).
 
 With ``local_slice`` the port range is cut into ``workers + 1`` slices and the last one is left to the
 control process itself (the local IVR's sockets), so no port is ever bound by two processes.
@@ -33,6 +37,7 @@ from appliance.media.control import (
     EventReceived,
     ReplyReceived,
     RequestTimedOut,
+    decode,
 )
 from appliance.media.control_events import (
     MAX_MESSAGE_SIZE,
@@ -46,6 +51,7 @@ from appliance.media.control_events import (
     Offer,
     Ok,
     Ping,
+    PortsReserved,
     Query,
     SetLeg,
     WorkerEvent,
@@ -101,14 +107,16 @@ class _Worker:
         self.reader: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.running = asyncio.Event()
+        self.unusable: frozenset[int] = frozenset()
 
 
 class MediaSupervisor:
     """N media workers behind one API. Use ``async with`` or :meth:`start`/:meth:`close`.
 
     ``on_event(worker_index, event)`` sees every worker event (also queued for :meth:`events`);
-    ``on_lost(worker_index, call_ids)`` is told the calls of a worker that died, before it is restarted.
-    ``timeout`` bounds each command's round trip.
+    ``on_lost(worker_index, call_ids)`` is told the calls of a worker that died, before it is restarted;
+    ``on_reserved(worker_index, unusable)`` the RTP ports of the pairs a worker could not bind, each time it
+    starts (before it counts as running). ``timeout`` bounds each command's round trip.
     """
 
     def __init__(
@@ -120,6 +128,7 @@ class MediaSupervisor:
         *,
         on_event: Callable[[int, WorkerEvent], object] | None = None,
         on_lost: Callable[[int, list[str]], object] | None = None,
+        on_reserved: Callable[[int, frozenset[int]], object] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         worker_args: Sequence[str] = (),
         local_slice: bool = False,
@@ -132,6 +141,7 @@ class MediaSupervisor:
         self.timeout = timeout
         self.on_event = on_event
         self.on_lost = on_lost
+        self.on_reserved = on_reserved
         self.worker_args = tuple(worker_args)
         self.restarts = 0
         slices = split_range(port_range[0], port_range[1], workers + (1 if local_slice else 0))
@@ -183,15 +193,45 @@ class MediaSupervisor:
             with contextlib.suppress(ProcessLookupError):
                 w.process.kill()
             await w.process.wait()
-            raise MediaWorkerError(int(ErrorCode.INTERNAL), f"media worker {w.index} did not start")
+            said = line.decode("utf-8", "replace").strip()
+            reason = f"media worker {w.index} did not start" + (f": {said}" if said else "")
+            raise MediaWorkerError(int(ErrorCode.INTERNAL), reason)
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         sock.setblocking(False)
-        await loop.sock_connect(sock, str(w.path))
+        try:
+            await loop.sock_connect(sock, str(w.path))
+            greeting = await self._greeting(w, sock)
+        except BaseException:
+            sock.close()
+            raise
+        w.unusable = frozenset(greeting.unusable)
+        if w.unusable:
+            log.warning(
+                "media worker %d: %d RTP/RTCP pairs of %d-%d held by another process, never used",
+                w.index, len(w.unusable), *w.ports,
+            )  # fmt: skip
+        if self.on_reserved is not None:
+            self.on_reserved(w.index, w.unusable)
         w.sock = sock
         w.channel = ControlChannel(timeout=self.timeout)
         w.reader = asyncio.create_task(self._read(w))
         w.running.set()
+
+    async def _greeting(self, w: _Worker, sock: socket.socket) -> PortsReserved:
+        """The worker's first datagram, which must be its :class:`PortsReserved` for its own slice."""
+        loop = asyncio.get_running_loop()
+        try:
+            data = await asyncio.wait_for(loop.sock_recv(sock, MAX_MESSAGE_SIZE + 1), START_TIMEOUT)
+            greeting = decode(data)
+        except (TimeoutError, OSError, ControlError) as exc:
+            reason = f"media worker {w.index}: no greeting: {exc}"
+            raise MediaWorkerError(int(ErrorCode.INTERNAL), reason) from None
+        if not isinstance(greeting, PortsReserved) or (greeting.first_port, greeting.last_port) != w.ports:
+            raise MediaWorkerError(
+                int(ErrorCode.INTERNAL), f"media worker {w.index}: expected its ports, got {greeting!r}"
+            )
+        return greeting
 
     async def close(self) -> None:
         """Stop every worker (closing its socket makes it exit) and wait for the processes."""
@@ -215,6 +255,10 @@ class MediaSupervisor:
     def slices(self) -> list[tuple[int, int]]:
         """Each worker's RTP port slice, by worker index."""
         return [w.ports for w in self._workers]
+
+    def unusable(self, index: int) -> frozenset[int]:
+        """The RTP ports of the pairs of worker ``index``'s slice it could not bind when it last started."""
+        return self._workers[index].unusable
 
     @property
     def workers(self) -> int:

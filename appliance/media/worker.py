@@ -2,10 +2,14 @@
 
 Run as ``python -m appliance.media.worker --control PATH --address 127.0.0.1 --ports MIN-MAX`` with the
 options of :func:`main` (``--media-timeout``, ``--recording-dir``/``--recording-key``, ``--no-fastpath``,
-``--worker-id``). The worker listens on a Unix ``SOCK_SEQPACKET`` socket at ``PATH``, prints ``ready`` on
-stdout once it does, and serves one control connection at a time: one CBOR message
-(:mod:`appliance.media.control`) per datagram. When the control connection closes the worker exits, so a
-worker never outlives the process that drives it.
+``--worker-id``). The worker first binds every RTP/RTCP pair of its slice (:class:`PortReserve`: call
+control writes a port into an SDP before the worker hears of the call, so the worker must already hold
+it), raising ``RLIMIT_NOFILE``'s soft limit to the hard one for that. It then listens on a Unix
+``SOCK_SEQPACKET`` socket at ``PATH``, prints ``ready`` on stdout (or ``error: REASON`` and exits 1 if it
+cannot hold its slice) and serves one control connection: one CBOR message
+(:mod:`appliance.media.control`) per datagram, the first of which is the worker's
+:class:`PortsReserved` (the pairs another process held). When the control connection closes the worker
+exits, so a worker never outlives the process that drives it.
 
 The calls and commands are :class:`~appliance.media.commands.MediaWorker`'s (the command contract is
 there); this module is the glue around it, and the command line.
@@ -26,6 +30,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,11 +47,12 @@ from appliance.media.control import encode
 from appliance.media.control_events import (
     MAX_MESSAGE_SIZE,
     Message,
+    PortsReserved,
 )
 from appliance.media.fastpath import FastPathConfig, FastPathUnavailable, KernelFastPath
 from appliance.media.fastpath_rules import DEFAULT_TABLE, FastPathError
 from appliance.media.offload import Offloader
-from appliance.media.sockets import RtpSocketPool
+from appliance.media.sockets import FdLimitError, PortReserve, fd_budget, raise_fd_limit
 
 __all__ = [
     "CommandFailedError",
@@ -70,9 +76,10 @@ _RECV_SIZE: Final = 2048
 class WorkerServer:
     """The asyncio side: the control connection, socket readers and the one timer around a MediaWorker."""
 
-    def __init__(self, worker: MediaWorker, control_path: str) -> None:
+    def __init__(self, worker: MediaWorker, control_path: str, greeting: PortsReserved) -> None:
         self.worker = worker
         self.control_path = control_path
+        self.greeting = greeting
         self.loop = asyncio.get_running_loop()
         self.conn: socket.socket | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -151,6 +158,7 @@ class WorkerServer:
             conn, _ = await self.loop.sock_accept(listener)
             conn.setblocking(False)
             self.conn = conn
+            self.send(self.greeting)
             self._arm()
             while True:
                 data = await self.loop.sock_recv(conn, MAX_MESSAGE_SIZE + 1)
@@ -197,9 +205,33 @@ class WorkerOptions:
     worker_id: int = 0
 
 
-async def run(options: WorkerOptions) -> None:
-    """Serve one worker until its control connection closes."""
-    pool = RtpSocketPool(options.address, *options.ports)
+def reserve(options: WorkerOptions) -> tuple[PortReserve, PortsReserved]:
+    """Bind the worker's whole slice; raises :class:`FdLimitError` (the process may not hold it) or
+    ``OSError`` (the address is not the host's)."""
+    pool = PortReserve(options.address, *options.ports)
+    raise_fd_limit(fd_budget(pool.capacity))
+    started = time.perf_counter()
+    unusable = pool.open()
+    log.info(
+        "media worker %d: %d RTP/RTCP pairs of %d-%d bound in %.0f ms; %d held by another process%s",
+        options.worker_id,
+        pool.capacity - len(unusable),
+        *options.ports,
+        (time.perf_counter() - started) * 1e3,
+        len(unusable),
+        f" (RTP ports {', '.join(map(str, sorted(unusable)[:20]))}{'…' if len(unusable) > 20 else ''})"
+        if unusable
+        else "",
+    )
+    greeting = PortsReserved(options.worker_id, *options.ports, tuple(unusable))
+    if len(encode(greeting)) > MAX_MESSAGE_SIZE:
+        pool.close()
+        raise FdLimitError(f"{len(unusable)} pairs held by other processes: too many to report")
+    return pool, greeting
+
+
+async def run(options: WorkerOptions, pool: PortReserve, greeting: PortsReserved) -> None:
+    """Serve one worker until its control connection closes (``pool`` from :func:`reserve`)."""
     offload = open_fastpath(options) if options.fastpath else None
     try:
         loop = asyncio.get_running_loop()
@@ -211,7 +243,7 @@ async def run(options: WorkerOptions) -> None:
             offload=offload,
             start=loop.time(),
         )
-        await WorkerServer(worker, options.control).serve()
+        await WorkerServer(worker, options.control, greeting).serve()
     finally:
         pool.close()
         if offload is not None:
@@ -273,11 +305,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     try:
+        pool, greeting = reserve(options)
+    except (FdLimitError, OSError) as exc:
+        # Instead of "ready": the supervisor puts this line in the error it raises.
+        print(f"error: media worker {options.worker_id}: {exc}", flush=True)
+        return 1
+    try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a declared dependency; the stdlib loop still works
-        asyncio.run(run(options))
+        asyncio.run(run(options, pool, greeting))
     else:
-        uvloop.run(run(options))
+        uvloop.run(run(options, pool, greeting))
     return 0
 
 

@@ -37,6 +37,7 @@ from appliance.media.control_events import (
     Offer,
     Ok,
     Ping,
+    PortsReserved,
     Query,
     SetLeg,
     SrtpKeys,
@@ -109,6 +110,21 @@ def test_event_vectors_fields() -> None:
     )
     err = decode((valid / "error_unknown_call.cbor").read_bytes())
     assert err == Error(5, ErrorCode.UNKNOWN_CALL, "no call c9")
+
+
+def test_ports_reserved_vector_fields() -> None:
+    valid = VECTORS / "valid"
+    greeting = decode((valid / "ports_reserved.cbor").read_bytes())
+    assert greeting == PortsReserved(1, 23334, 26667, (23350, 26666))
+    assert decode((valid / "ports_reserved_none.cbor").read_bytes()) == PortsReserved(1, 23334, 26667)
+
+
+def test_ports_reserved_is_kept_sorted_and_refuses_a_port_outside_its_slice() -> None:
+    assert PortsReserved(0, 20000, 20009, (20004, 20000, 20004)).unusable == (20000, 20004)
+    with pytest.raises(LocalProtocolError, match="not an RTP port"):
+        encode(PortsReserved(0, 20000, 20008, (20008,)))  # its RTCP port 20009 is outside the slice
+    last_pair = PortsReserved(0, 20000, 20009, (20008,))
+    assert decode(encode(last_pair)) == last_pair
 
 
 def test_wire_map_uses_type_and_request_id() -> None:
@@ -206,6 +222,15 @@ messages: st.SearchStrategy[Message] = st.one_of(
         _u64,
         st.dictionaries(_text, _u64, max_size=4).map(lambda d: tuple(d.items())),
     ),
+    st.integers(0, 32767).flatmap(
+        lambda pair: st.builds(
+            PortsReserved,
+            _u64,
+            st.just(2 * pair),
+            st.just(2 * pair + 1),
+            st.lists(st.just(2 * pair), max_size=1).map(tuple),
+        )
+    ),
 )
 
 
@@ -294,6 +319,13 @@ def test_channel_queues_events_and_drops_bad_datagrams() -> None:
     bad = ch.next_event()
     assert isinstance(bad, BadMessage) and "reserved" not in bad.reason
     assert ch.next_event() == BadMessage("ping: a command sent by the worker")
+
+
+def test_channel_refuses_a_greeting_after_the_first_datagram() -> None:
+    # The supervisor reads the worker's PortsReserved before it feeds the channel anything.
+    ch = ControlChannel()
+    ch.receive(encode(PortsReserved(0, 20000, 20009, (20002,))), now=0.0)
+    assert ch.next_event() == BadMessage("ports_reserved: only the first message of a connection")
 
 
 def test_channel_request_ids_wrap_and_skip_pending() -> None:

@@ -46,3 +46,42 @@ def test_ranges_without_a_pair_are_refused(low: int, high: int) -> None:
 
 def test_default_range_capacity() -> None:
     assert PortAllocator(20000, 29999).capacity == 5000
+
+
+def test_excluded_pairs_are_never_handed_out() -> None:
+    ports = PortAllocator(20000, 20009)
+    ports.exclude([20002, 20006])
+    assert ports.excluded == {20002, 20006}
+    assert [ports.allocate() for _ in range(3)] == [20000, 20004, 20008]
+    with pytest.raises(PortsExhaustedError, match="2 unusable"):
+        ports.allocate()
+    ports.release(20004)
+    assert ports.allocate() == 20004  # round-robin still walks past the excluded pairs
+
+
+def test_exclusion_is_replaced_when_a_worker_reports_again() -> None:
+    ports = PortAllocator(20000, 20005)
+    ports.exclude([20000, 20002])
+    assert ports.allocate() == 20004
+    ports.exclude([])  # the restarted worker could bind them all
+    assert {ports.allocate(), ports.allocate()} == {20000, 20002}
+
+
+@pytest.mark.parametrize("port", [19998, 20001, 20010])
+def test_excluding_a_port_that_is_no_pair_of_the_range_is_refused(port: int) -> None:
+    ports = PortAllocator(20000, 20009)
+    with pytest.raises(ValueError, match=str(port)):
+        ports.exclude([20000, port])
+    assert ports.excluded == frozenset()
+
+
+def test_claimed_pairs_are_skipped_and_released_like_allocated_ones() -> None:
+    ports = PortAllocator(20000, 20005)
+    ports.claim(20000)
+    assert ports.is_allocated(20000) and ports.allocate() == 20002
+    with pytest.raises(ValueError, match="not a free pair"):
+        ports.claim(20002)
+    with pytest.raises(ValueError, match="not a free pair"):
+        ports.claim(20001)
+    ports.release(20000)
+    assert not ports.is_allocated(20000)
