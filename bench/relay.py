@@ -72,7 +72,14 @@ CARRIED_P99_MS: Final = 1.0
 # Relay port ranges below the kernel's ephemeral range (32768-60999), where the generator's ends bind.
 # rtpengine takes two ports per stream end (RTP, RTCP); ours one today, a pair once RTCP is bound.
 PEER_PORTS: Final = PortRange(10000, 19999)
-OUR_PORTS: Final = (20000, 31999)
+# Our workers bind every RTP/RTCP pair of their slice when they start, so the slice is kept out of the way
+# of everything else on the machine (the appliance's own default media range starts at 20000): at the top
+# of the port space, above the ephemeral range, four ports per call (two legs, RTP and RTCP) plus margin.
+OUR_PORTS_TOP: Final = 65535
+OUR_PORTS_PER_CALL: Final = 4.5
+OUR_PORTS_MIN: Final = 61000
+NO_FASTPATH: Final = "--no-fastpath"
+FASTPATH_OFF: Final = "kernel fast path off:"
 LOOPBACK: Final = "127.0.0.1"
 # Offers and answers in flight at once while setting calls up.
 SETUP_CONCURRENCY: Final = 64
@@ -98,6 +105,7 @@ class Measurement:
     workers: int | None = None
     # Cores' worth of CPU that neither the relay nor the generator used during the run: other programs.
     background_cores: float | None = None
+    fastpath: str | None = None  # our relay: whether the workers' kernel fast path was on, and if not why
 
     @property
     def cpu_us_per_packet(self) -> float | None:
@@ -127,6 +135,8 @@ class Measurement:
         out: dict[str, object] = {"bench": "relay-load", "relay": self.relay, "calls": self.calls}
         if self.workers is not None:
             out["workers"] = self.workers
+        if self.fastpath is not None:
+            out["fastpath"] = self.fastpath
         if load is None:
             return out | {"error": self.error}
         return out | {
@@ -166,6 +176,7 @@ class Measurement:
             f"p99 send lateness {load.p99_send_late_ms:.3f} ms"
             + (" (GENERATOR SATURATED: figures limited by the generator)" if load.generator_saturated else "")
             + (f", {load.misrouted} misrouted" if load.misrouted else "")
+            + (f"; fast path {self.fastpath}" if self.fastpath else "")
             + (
                 f"; BUSY MACHINE: {self.background_cores:.2f} cores used by other programs"
                 if self.background_cores is not None and self.background_cores > BUSY_CORES
@@ -268,18 +279,39 @@ async def measure_rtpengine(
 
 def fastpath_option(
     requested: bool | None, supervisor: Callable[..., object] = MediaSupervisor
-) -> tuple[dict[str, bool], str]:
-    """The supervisor keyword for ``--fastpath``/``--no-fastpath`` and a word for the report.
+) -> tuple[dict[str, object], str]:
+    """The supervisor keywords for ``--fastpath``/``--no-fastpath`` and a word for the report.
 
-    The keyword is passed only when ``supervisor`` (:class:`MediaSupervisor`) accepts ``fastpath=``; until
-    the kernel fast path exists the switch reports "not available" and the relay runs as it is.
+    A ``fastpath=`` keyword of ``supervisor`` (:class:`MediaSupervisor`) takes the switch as it is. Failing
+    that, a supervisor with ``worker_args`` runs workers whose kernel fast path is on unless they are given
+    ``--no-fastpath``: ``--no-fastpath`` passes that, anything else leaves the workers' default. With
+    neither the switch reports "not available". Whether the fast path actually came up is the workers'
+    business (:func:`fastpath_state` reads their log).
     """
-    accepted = "fastpath" in inspect.signature(supervisor).parameters
-    if requested is None:
-        return {}, "default" if accepted else "not available"
-    if not accepted:
-        return {}, "not available"
-    return {"fastpath": requested}, "on" if requested else "off"
+    params = inspect.signature(supervisor).parameters
+    if "fastpath" in params:
+        if requested is None:
+            return {}, "default"
+        return {"fastpath": requested}, "on" if requested else "off"
+    if "worker_args" in params:
+        if requested is False:
+            return {"worker_args": (NO_FASTPATH,)}, "off"
+        return {}, "on"
+    return {}, "not available"
+
+
+def fastpath_state(word: str, log: str) -> str:
+    """``word`` from :func:`fastpath_option`, or why the workers said their fast path is off."""
+    reasons = sorted(
+        {line.partition(FASTPATH_OFF)[2].strip() for line in log.splitlines() if FASTPATH_OFF in line}
+    )
+    return f"off: {'; '.join(reasons)}" if reasons and word != "off" else word
+
+
+def our_ports(calls: int) -> tuple[int, int]:
+    """The port range for our workers at ``calls`` calls: at least 61000-65535, lower for more calls."""
+    low = min(OUR_PORTS_MIN, OUR_PORTS_TOP + 1 - int(calls * OUR_PORTS_PER_CALL))
+    return max(low, 1024), OUR_PORTS_TOP
 
 
 def _worker_ticks(sup: MediaSupervisor, workers: int) -> int:
@@ -303,19 +335,23 @@ async def measure_ours(
     workdir: Path,
     *,
     workers: int,
-    supervisor_kwargs: dict[str, bool],
+    supervisor_kwargs: dict[str, object],
+    fastpath: str = "not available",
     on_running: Callable[[Sequence[int | None]], object] = lambda pids: None,
     realtime: bool = True,
     warmup_ms: int = 0,
 ) -> Measurement:
     """Start ``workers`` media workers, set ``calls`` calls up through them, offer the load."""
     factory: Callable[..., MediaSupervisor] = MediaSupervisor
-    sup = factory(workers, LOOPBACK, OUR_PORTS, workdir, timeout=COMMAND_TIMEOUT_S, **supervisor_kwargs)
+    sup = factory(
+        workers, LOOPBACK, our_ports(calls), workdir, timeout=COMMAND_TIMEOUT_S, **supervisor_kwargs
+    )
     log_path = workdir / "workers.log"
     phase = "start"
     try:
         with stderr_to(log_path):
             await sup.start()
+        state = fastpath_state(fastpath, _read(log_path))
         semaphore = asyncio.Semaphore(SETUP_CONCURRENCY)
         async with LoadGenerator(
             calls, seconds, binary=binary, realtime=realtime, warmup_ms=warmup_ms
@@ -349,7 +385,9 @@ async def measure_ours(
         # would answer each delete only after its backlog.
         cpu_s = ticks / clock_ticks_per_second()
         background = _background(busy, ticks, load)
-        return Measurement(OURS, calls, load, cpu_s, workers=workers, background_cores=background)
+        return Measurement(
+            OURS, calls, load, cpu_s, workers=workers, background_cores=background, fastpath=state
+        )
     except Exception as exc:  # a failed command, a dead worker, the generator: report it, go on
         reason = f"{phase}: {type(exc).__name__}: {exc}; workers' log: {_tail(log_path)}"
         return Measurement(OURS, calls, None, None, reason, workers)
@@ -373,12 +411,16 @@ def stderr_to(path: Path) -> Iterator[None]:
         os.close(saved)
 
 
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 def _tail(path: Path, lines: int = 10) -> str:
     """The last warnings and errors of a log (the workers' INFO lines are one per stream)."""
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(none)"
+    text = _read(path)
     kept = [line for line in text.splitlines() if line.strip() and not line.startswith("INFO:")]
     return " | ".join(kept[-lines:]) or "(nothing above INFO)"
 
@@ -465,7 +507,7 @@ def summary(
         "bench": "relay",
         "calls": calls,
         "workers": workers,
-        "fastpath": fastpath,
+        "fastpath": ours.fastpath if ours and ours.fastpath else fastpath,
         "cpu_us_per_packet": _round(ours_cpu),
         "generator_cpu_us_per_packet": _round(ours.generator_cpu_us_per_packet if ours else None),
         "loss": ours_load.loss if ours_load else None,
@@ -529,7 +571,7 @@ async def run(args: argparse.Namespace) -> int:
     supervisor_kwargs, fastpath = fastpath_option(args.fastpath)
     notes = []
     if fastpath == "not available":
-        notes.append("fastpath: not available (MediaSupervisor has no fastpath= keyword)")
+        notes.append("fastpath: not available (MediaSupervisor takes neither fastpath= nor worker_args=)")
     if PEER in relays and installed() is None:
         notes.append("rtpengine is not installed (apt-get install rtpengine-daemon): peer not measured")
         relays.remove(PEER)
@@ -560,6 +602,7 @@ async def run(args: argparse.Namespace) -> int:
                     Path(tmp),
                     workers=workers,
                     supervisor_kwargs=supervisor_kwargs,
+                    fastpath=fastpath,
                     on_running=lambda pids: print(f"[{OURS}] worker pids {list(pids)}", flush=True),
                     realtime=args.realtime,
                     warmup_ms=warmup_ms,

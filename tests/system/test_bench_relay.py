@@ -20,9 +20,11 @@ from bench.relay import (
     SUMMARY_KEYS,
     Measurement,
     fastpath_option,
+    fastpath_state,
     main,
     max_carried,
     measure_ours,
+    our_ports,
     parser,
     summary,
 )
@@ -237,20 +239,42 @@ def test_a_generator_limited_run_is_not_carried() -> None:
 
 def test_fastpath_switch_passes_through_only_when_the_supervisor_takes_it() -> None:
     def with_fastpath(workers: int, *, fastpath: bool = False) -> None:
-        """A supervisor signature that has grown the keyword."""
+        """A supervisor signature with the keyword."""
+
+    def with_worker_args(workers: int, *, worker_args: tuple[str, ...] = ()) -> None:
+        """A supervisor that hands options to workers whose fast path is on unless --no-fastpath."""
 
     def without(workers: int) -> None:
-        """Today's supervisor signature."""
+        """A supervisor with neither."""
 
     assert fastpath_option(True, with_fastpath) == ({"fastpath": True}, "on")
     assert fastpath_option(False, with_fastpath) == ({"fastpath": False}, "off")
     assert fastpath_option(None, with_fastpath) == ({}, "default")
+    assert fastpath_option(False, with_worker_args) == ({"worker_args": ("--no-fastpath",)}, "off")
+    assert fastpath_option(True, with_worker_args) == ({}, "on")
+    assert fastpath_option(None, with_worker_args) == ({}, "on")
     assert fastpath_option(True, without) == ({}, "not available")
     assert fastpath_option(None, without) == ({}, "not available")
     args = parser().parse_args(["--no-fastpath", "--workers", "3"])
     assert args.fastpath is False and args.workers == 3
     defaults = parser().parse_args([])
     assert defaults.fastpath is None and defaults.warmup == 2.0 and defaults.calls == "100,250,500,750,1000"
+
+
+def test_fastpath_state_says_why_the_workers_turned_it_off() -> None:
+    log = (
+        "INFO:appliance.media.relay:relay leg a: first packet\n"
+        "WARNING:appliance.media.worker:media worker: kernel fast path off: net.ipv4.ip_forward is 0\n"
+    ) * 2
+    assert fastpath_state("on", log) == "off: net.ipv4.ip_forward is 0"
+    assert fastpath_state("on", "INFO: nothing about it\n") == "on"
+    assert fastpath_state("off", log) == "off"
+
+
+def test_our_port_range_sits_above_the_ephemeral_ports_and_grows_with_the_load() -> None:
+    assert our_ports(1000) == (61000, 65535)  # 2268 RTP/RTCP pairs for 2000 legs
+    low, high = our_ports(4000)
+    assert high == 65535 and (high - low + 1) >= 4 * 4000
 
 
 # -- the relays ---------------------------------------------------------------------------------------------
@@ -264,6 +288,7 @@ def test_our_relay_carries_two_calls_through_the_supervisor(loadgen: Path, tmp_p
     assert m.load is not None, m.error
     assert m.load.sent == 200 and m.load.received == 200 and m.load.misrouted == 0
     assert m.cpu_s is not None and m.cpu_s >= 0 and m.workers == 1
+    assert m.fastpath is not None and m.fastpath.startswith(("on", "off", "not available"))
     assert m.load.p50_ms is not None and m.load.p50_ms < 50
 
 
