@@ -24,6 +24,7 @@ import contextlib
 import os
 import random
 import shutil
+import socket
 import subprocess
 import sys
 import warnings
@@ -35,6 +36,7 @@ from pathlib import Path
 import pytest
 
 from appliance.media.relay import DEFAULT_RELATCH_AFTER
+from appliance.media.supervisor import split_range
 from tests.system.appliance_proc import RunningAppliance, start_appliance
 from tests.system.rtp_peer import (
     LOOPBACK,
@@ -82,6 +84,7 @@ class Call:
     at_caller: AudioSdp  # the SDP the caller got in the 200 OK
     at_callee: AudioSdp  # the SDP the callee got in the INVITE
     rtp_range: tuple[int, int]
+    squatted: frozenset[int] = frozenset()  # relay-range ports another process held from the start
     log: str = ""  # the appliance's stderr, once it has stopped
 
     def assert_offloaded(self) -> None:
@@ -104,13 +107,13 @@ def ip_forwarding() -> bool:
 
 
 def rtp_range() -> tuple[int, int]:
-    """A free range of 300 ports above the kernel's ephemeral ports (32768-60999) and away from the
-    20000-31999 the default configuration and the relay benchmark use, so parallel runs rarely meet."""
-    for _ in range(20):
-        base = random.randrange(61000, 65200, 2)
+    """A range of 300 ports that nothing holds now, outside the kernel's ephemeral ports (32768-60999) and
+    the default 20000-29999, picked at random so that parallel runs (and benchmarks) rarely meet."""
+    for _ in range(50):
+        base = random.choice((random.randrange(10000, 19700, 2), random.randrange(61000, 65200, 2)))
         if not any(udp_port_bound(port) for port in range(base, base + 300)):
             return base, base + 299
-    raise OSError("no free range of 300 UDP ports above 61000")
+    raise OSError("no free range of 300 UDP ports in 10000-19999 or 61000-65499")
 
 
 @contextlib.asynccontextmanager
@@ -127,10 +130,13 @@ async def trunk_call(
     uac_values: Mapping[str, str] | None = None,
     uas_values: Mapping[str, str] | None = None,
     recv_timeout_ms: int = 8000,
+    squat_pairs: int = 0,
 ) -> AsyncIterator[Call]:
     """Place one call caller → appliance → callee over a trunk route and yield it once both peers know
     the relay's address. ``route`` adds keys to the ``[[routes]]`` table, ``media`` to ``[media]``;
-    ``uac_values``/``uas_values`` fill the scenarios' other placeholders."""
+    ``uac_values``/``uas_values`` fill the scenarios' other placeholders. ``squat_pairs`` RTP/RTCP pairs at
+    the start of each of two workers' port slices are bound by the test before the appliance starts, as
+    another program on the box might hold them."""
     if FASTPATH:
         if not ip_forwarding():
             pytest.fail(
@@ -138,6 +144,14 @@ async def trunk_call(
             )
         media += "\nfastpath = true"
     low, high = rtp_range()
+    squatters: list[socket.socket] = []
+    if squat_pairs:
+        media += "\nworkers = 2"
+        # Two workers and the local IVR share the range in three slices (appliance.media.supervisor).
+        for first, _ in split_range(low, high, 3)[:2]:
+            for port in range(first, first + 2 * squat_pairs):
+                squatters.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+                squatters[-1].bind((RELAY, port))
     uas_port = free_port(CALLEE_IP)
     uas = SippProcess.uas(
         write_scenario(
@@ -170,7 +184,8 @@ async def trunk_call(
                 at_caller = await sipp_received_sdp(uac.workdir, "SIP/2.0 200")
                 caller.set_remote(at_caller)
                 callee.set_remote(at_callee)
-                call = Call(app, uac, uas, caller, callee, at_caller, at_callee, (low, high))
+                held = frozenset(sock.getsockname()[1] for sock in squatters)
+                call = Call(app, uac, uas, caller, callee, at_caller, at_callee, (low, high), held)
                 yield call
     finally:
         if app is not None:
@@ -184,6 +199,8 @@ async def trunk_call(
             print("appliance stderr (tail):\n" + log[-6000:])  # shown by pytest when the test fails
         caller.close()
         callee.close()
+        for sock in squatters:
+            sock.close()
 
 
 @contextlib.asynccontextmanager
@@ -219,6 +236,7 @@ def assert_relayed(call: Call) -> None:
             f"(the other peer's port is {other.port}):\n{sdp.text}"
         )
         assert other.address not in sdp.text and f"o={origin} " not in sdp.text, sdp.text
+        assert sdp.port not in call.squatted, f"SDP names port {sdp.port}, which another process holds"
 
 
 def metric_sum(app: RunningAppliance, name: str, **labels: str) -> float:
@@ -255,9 +273,9 @@ def assert_successful(result: SippResult) -> None:
 async def test_rtp_both_ways_through_the_relay_arrives_intact_and_in_order(tmp_path: Path) -> None:
     async with (
         peers((1, CALLER_IP, False), (2, CALLEE_IP, False)) as (caller, callee),
-        trunk_call(tmp_path, caller, callee) as call,
+        trunk_call(tmp_path, caller, callee, squat_pairs=10) as call,
     ):
-        assert_relayed(call)
+        assert_relayed(call)  # and not on a port another program held when the appliance started
         await asyncio.gather(caller.send(100), callee.send(100))
         with contextlib.suppress(TimeoutError):
             await asyncio.gather(caller.wait_received(100, within=1), callee.wait_received(100, within=1))
