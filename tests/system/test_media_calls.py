@@ -334,7 +334,8 @@ async def test_a_new_source_port_relatches_and_a_stranger_is_not_delivered(tmp_p
         got = callee.indices_from(caller)
         assert got[:30] == list(range(30)), got
         after = got[30:]
-        assert after and after == list(range(after[0], 80)), got
+        assert after, f"nothing the caller sent from its new port (packets 30-79) reached the callee: {got}"
+        assert after == list(range(after[0], 80)), got
         print(f"re-latched: {after[0] - 30} packets from the new port dropped before it took over")
         # The first packets from the new port are held back until it proves itself, but not for long.
         assert 1 <= after[0] - 30 <= DEFAULT_RELATCH_AFTER, f"re-latched after {after[0] - 30} packets"
