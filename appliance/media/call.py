@@ -205,14 +205,11 @@ class MediaCall:
         else:
             offload = self.offload
             if offload.handle is not None:
-                # The kernel forwards this call. Its latched sources never reach this socket, so the latch
-                # cannot see them to refuse a would-be successor: while the kernel counters show the
-                # latched source alive, another source is a hijack attempt. Once it fell silent (a NAT
-                # rebinding) the latch judges as usual and may move, which takes the call back.
-                if leg in offload.alive and source != relay.latches(leg).rtp.latched:
-                    return self._drop(DROP_LATCH)
-                # Anything else is judged and counted, never sent: a send from here would recreate the
-                # conntrack entry that shadows the kernel's NAT.
+                # The kernel forwards this call. Its latched sources never reach this socket; the latch
+                # judges what does with the kernel's counters as its witness (a successor's run is refused
+                # while the incumbent still sends), and a move takes the call back to userspace
+                # (Offloader.after_packets). Nothing is sent from here: a send would recreate the conntrack
+                # entry that shadows the kernel's NAT.
                 relay.receive(leg, data, source, now)
                 return []
             outgoing = relay.receive(leg, data, source, now)

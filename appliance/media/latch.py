@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable
 from typing import Final
 
 from appliance.media.rtp import MediaError
@@ -85,6 +86,12 @@ class Latch:
 
     Counters: ``dropped`` (every DROP), ``dropped_unlatched`` (drops before anything was learnt, i.e.
     strict mode refusing a foreign IP), ``relatches``.
+
+    ``witness``, when set, counts the packets the latched source sent that this latch never sees (the
+    kernel fast path forwards them, :mod:`appliance.media.offload`); it returns None when it cannot tell.
+    In userspace a live incumbent interleaves with a would-be successor and so breaks its run; with a
+    witness the same rule is checked by counting: a run whose witness count grew between its first and its
+    last packet is refused.
     """
 
     __slots__ = (
@@ -92,6 +99,7 @@ class Latch:
         "_cand_first",
         "_cand_source",
         "_cand_ssrc",
+        "_cand_witness",
         "dropped",
         "dropped_unlatched",
         "expected",
@@ -102,6 +110,7 @@ class Latch:
         "state",
         "strict",
         "window",
+        "witness",
     )
 
     def __init__(
@@ -132,6 +141,8 @@ class Latch:
         self._cand_ssrc: int | None = None
         self._cand_first = 0.0
         self._cand_count = 0
+        self._cand_witness: int | None = None
+        self.witness: Callable[[], int | None] | None = None
 
     @property
     def destination(self) -> Address | None:
@@ -194,10 +205,18 @@ class Latch:
             self._cand_ssrc = ssrc
             self._cand_first = now
             self._cand_count = 1
+            self._cand_witness = self.witness() if self.witness is not None else None
             if self.state is LatchState.LATCHED:
                 self._set_state(LatchState.PROBING)
         if self._cand_count < self.relatch_after:
             return Decision.DROP
+        if self._cand_witness is not None and self.witness is not None:
+            seen = self.witness()
+            if seen is not None and seen != self._cand_witness:
+                # The incumbent kept sending (through the kernel) during the run: not its successor.
+                self._clear_candidate()
+                self._set_state(LatchState.LATCHED)
+                return Decision.DROP
         self.dropped -= 1  # this packet is relayed after all
         log.info("latch %s: re-latched %s -> %s (ssrc %s)", self.expected, self.latched, source, ssrc)
         self.latched = source
@@ -219,6 +238,7 @@ class Latch:
         self._cand_source = None
         self._cand_ssrc = None
         self._cand_count = 0
+        self._cand_witness = None
 
 
 def rtcp_expected(rtp: Address | None, *, rtcp_mux: bool, rtcp_port: int | None = None) -> Address | None:

@@ -13,9 +13,10 @@ Theory of operation. A media worker with a :class:`~appliance.media.fastpath.Ker
 While a call is offloaded the kernel forwards its RTP; a straggler that still reaches the worker's socket
 is judged and counted by the relay but not sent (a userspace send would recreate a conntrack entry that
 shadows the kernel's NAT). The latch never sees the latched sources then, so the kernel counters stand in
-for them: while a leg's count grew at the last poll, a packet from any other source on that leg is dropped
-as a hijack attempt; once it stopped growing (the phone's NAT rebound) the latch may move. RTCP stays in
-userspace.
+for them as the latch's ``witness``: a would-be successor's run of packets (the same SSRC from a new port,
+a NAT rebinding) re-latches only if the incumbent's kernel count did not grow from the run's first packet
+to its last. That is the userspace rule (a live incumbent breaks the run) at the cost of two counter reads
+per run, so a rebinding loses no more packets than in userspace. RTCP stays in userspace.
 
 On the worker's periodic timer :meth:`Offloader.poll` reads every offloaded call's counters in a few
 netlink round trips; a direction whose packet count moved is reported to the relay as activity, so media
@@ -27,12 +28,13 @@ Every fast path failure is logged and leaves the call in userspace; nothing here
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable
 from typing import Final
 
 from appliance.media.call import CallOffload, MediaCall
-from appliance.media.fastpath import KernelFastPath
+from appliance.media.fastpath import FlowHandle, KernelFastPath
 from appliance.media.fastpath_decide import Ineligible, LegMedia, decide
 from appliance.media.fastpath_rules import FastPathError, FlowCounters, grown
 
@@ -100,7 +102,19 @@ class Offloader:
         state.live = FlowCounters()
         state.seen = FlowCounters()
         state.alive = frozenset(("a", "b"))  # both remotes just sent: that is how they were latched
+        for name in ("a", "b"):
+            relay.latches(name).rtp.witness = functools.partial(self._witness, state.handle, name)
         log.info("call %s handed to the kernel fast path", call.call_id)
+
+    def _witness(self, handle: FlowHandle, leg: str) -> int | None:
+        """How many packets the kernel forwarded from ``leg``'s latched source (None when unreadable: the
+        latch then judges as in userspace)."""
+        try:
+            counters = self.fastpath.counters(handle)
+        except FastPathError as exc:
+            log.warning("call %s: fast path counters unreadable: %s", handle.key, exc)
+            return None
+        return counters.a_packets if leg == "a" else counters.b_packets
 
     def withdraw(self, call: MediaCall) -> None:
         """Give ``call`` back to userspace (delete, re-negotiation, moved latch) and forget any refusal, so
@@ -121,6 +135,9 @@ class Offloader:
         state.seen = FlowCounters()
         state.alive = frozenset()
         state.handle = None
+        if call.relay is not None:
+            for name in ("a", "b"):
+                call.relay.latches(name).rtp.witness = None
 
     def poll(self, calls: Iterable[MediaCall], now: float) -> None:
         """Read the counters of every offloaded call and tell each relay which directions were alive."""

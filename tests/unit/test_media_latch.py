@@ -279,3 +279,30 @@ def test_random_sequences_never_raise_nor_relatch_without_a_full_run(
             if decision is Decision.FORWARD:
                 assert source == before
         assert latch.dropped == drops
+
+
+def test_witness_refuses_a_run_while_the_incumbent_still_sends_and_allows_it_once_silent() -> None:
+    # The kernel fast path forwards the incumbent's packets, so the latch counts them through its witness.
+    latch = latched()
+    forwarded = [40]
+    latch.witness = lambda: forwarded[0]
+    for t in (1.0, 1.02):
+        assert latch.decide(REBOUND, SSRC, t) is Decision.DROP
+        forwarded[0] += 1  # the incumbent is alive between the run's packets
+    assert latch.decide(REBOUND, SSRC, 1.04) is Decision.DROP
+    assert (latch.latched, latch.state, latch.relatches) == (NAT, LatchState.LATCHED, 0)
+    # The incumbent fell silent: the next run of three moves the latch, no later than in userspace.
+    assert latch.decide(REBOUND, SSRC, 1.10) is Decision.DROP
+    assert latch.decide(REBOUND, SSRC, 1.12) is Decision.DROP
+    assert latch.decide(REBOUND, SSRC, 1.14) is Decision.RELATCHED
+    assert latch.latched == REBOUND
+
+
+def test_an_unreadable_witness_leaves_the_userspace_rule() -> None:
+    latch = latched()
+    latch.witness = lambda: None
+    assert [latch.decide(REBOUND, SSRC, 1.0 + i * 0.02) for i in range(3)] == [
+        Decision.DROP,
+        Decision.DROP,
+        Decision.RELATCHED,
+    ]
