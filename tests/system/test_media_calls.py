@@ -51,7 +51,7 @@ from tests.system.rtp_peer import (
     sipp_received_sdp,
     write_scenario,
 )
-from tests.system.sipp import SIPP_BINARY, SippProcess, SippResult, free_port, udp_port_bound
+from tests.system.sipp import SIPP_BINARY, SippProcess, SippResult, free_port
 
 with warnings.catch_warnings():
     # audioop is deprecated (PEP 594) but is an A-law decoder independent of the appliance's own.
@@ -106,12 +106,26 @@ def ip_forwarding() -> bool:
     return Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "1"
 
 
+def bound_udp_ports() -> set[int]:
+    """Every UDP port some socket on this host (this network namespace) is bound to, on any address."""
+    ports = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            next(f, None)  # the header
+            for line in f:
+                fields = line.split(maxsplit=2)
+                if len(fields) > 1:
+                    ports.add(int(fields[1].rpartition(":")[2], 16))
+    return ports
+
+
 def rtp_range() -> tuple[int, int]:
     """A range of 300 ports that nothing holds now, outside the kernel's ephemeral ports (32768-60999) and
     the default 20000-29999, picked at random so that parallel runs (and benchmarks) rarely meet."""
-    for _ in range(50):
+    bound = bound_udp_ports()  # once: a benchmark can hold thousands, and the table is read whole
+    for _ in range(200):
         base = random.choice((random.randrange(10000, 19700, 2), random.randrange(61000, 65200, 2)))
-        if not any(udp_port_bound(port) for port in range(base, base + 300)):
+        if bound.isdisjoint(range(base, base + 300)):
             return base, base + 299
     raise OSError("no free range of 300 UDP ports in 10000-19999 or 61000-65499")
 
@@ -131,12 +145,14 @@ async def trunk_call(
     uas_values: Mapping[str, str] | None = None,
     recv_timeout_ms: int = 8000,
     squat_pairs: int = 0,
+    workers: int = 1,
 ) -> AsyncIterator[Call]:
     """Place one call caller → appliance → callee over a trunk route and yield it once both peers know
     the relay's address. ``route`` adds keys to the ``[[routes]]`` table, ``media`` to ``[media]``;
     ``uac_values``/``uas_values`` fill the scenarios' other placeholders. ``squat_pairs`` RTP/RTCP pairs at
     the start of each of two workers' port slices are bound by the test before the appliance starts, as
-    another program on the box might hold them."""
+    another program on the box might hold them. One media worker unless ``workers`` says otherwise: one
+    call needs no more, and each worker is a process to start."""
     if FASTPATH:
         if not ip_forwarding():
             pytest.fail(
@@ -145,10 +161,10 @@ async def trunk_call(
         media += "\nfastpath = true"
     low, high = rtp_range()
     squatters: list[socket.socket] = []
+    media += f"\nworkers = {workers}"
     if squat_pairs:
-        media += "\nworkers = 2"
-        # Two workers and the local IVR share the range in three slices (appliance.media.supervisor).
-        for first, _ in split_range(low, high, 3)[:2]:
+        # The workers and the local IVR share the range in slices (appliance.media.supervisor).
+        for first, _ in split_range(low, high, workers + 1)[:workers]:
             for port in range(first, first + 2 * squat_pairs):
                 squatters.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
                 squatters[-1].bind((RELAY, port))
@@ -273,7 +289,7 @@ def assert_successful(result: SippResult) -> None:
 async def test_rtp_both_ways_through_the_relay_arrives_intact_and_in_order(tmp_path: Path) -> None:
     async with (
         peers((1, CALLER_IP, False), (2, CALLEE_IP, False)) as (caller, callee),
-        trunk_call(tmp_path, caller, callee, squat_pairs=10) as call,
+        trunk_call(tmp_path, caller, callee, squat_pairs=10, workers=2) as call,
     ):
         assert_relayed(call)  # and not on a port another program held when the appliance started
         await asyncio.gather(caller.send(100), callee.send(100))
