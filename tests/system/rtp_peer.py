@@ -5,22 +5,24 @@ does the signalling). It owns a UDP socket on a loopback address (any of 127.0.0
 a call can have an address of its own) whose port the SDP it writes names (SIPp's own ``[media_port]`` is
 not used), and:
 
-* sends a known G.711 stream: packet ``i`` carries a payload that names the peer and ``i``
+* sends a known G.711 stream (PCMA, or PCMU): packet ``i`` carries a payload that names the peer and ``i``
   (:meth:`RtpPeer.payload`), sequence number ``first_seq + i``, timestamp ``160 * i`` and the peer's SSRC,
-  paced at a fixed interval against the loop clock;
+  paced at a fixed interval against the loop clock; and, when its SDP names telephone-event, RFC 4733
+  digits (:meth:`RtpPeer.digit`);
 * records everything it receives (:class:`Received`: header fields, payload, source address, the local
   port it arrived on, arrival time) so a test can check what arrived, in which order and from where;
 * optionally speaks SRTP (AES_CM_128_HMAC_SHA1_80 keyed by SDES, RFC 4568, through ``pylibsrtp``): it puts
   its own key in its SDP's ``a=crypto`` and unprotects what arrives with the key the other side's SDP gave;
   a packet that fails to unprotect is kept in :attr:`RtpPeer.undecryptable`, not in :attr:`received`;
+  :meth:`RtpPeer.forged` makes packets under a key nobody negotiated;
 * can move to a second socket (:meth:`RtpPeer.rebind`), as a NAT that re-maps the phone's port would, and
   keeps receiving on both;
 * stops sending on demand (:meth:`RtpPeer.stop`), and tells when it sent its last packet.
 
 The module also carries the SIPp glue: :func:`write_scenario` fills a ``media_*.xml`` template from
-``scenarios/`` with an SDP naming the peer, and :func:`sipp_received_sdp` reads the SDP a SIPp instance
-received out of its ``-trace_msg`` log. :func:`parse_sdp` is deliberately independent of the appliance's
-SDP code, which is what these tests check.
+``scenarios/`` with an SDP naming the peer (and, for a hold, its re-offer or answer), and
+:func:`sipp_received_sdp` reads the SDP a SIPp instance received out of its ``-trace_msg`` log.
+:func:`parse_sdp` is deliberately independent of the appliance's SDP code, which is what these tests check.
 """
 
 from __future__ import annotations
