@@ -407,6 +407,30 @@ async def test_srtp_caller_bridged_to_a_plain_rtp_callee(tmp_path: Path) -> None
     assert_successful(callee_result)
 
 
+async def test_plain_caller_bridged_to_an_srtp_callee(tmp_path: Path) -> None:
+    async with (
+        peers((1, CALLER_IP, False), (2, CALLEE_IP, True)) as (caller, callee),
+        trunk_call(tmp_path, caller, callee, route='srtp = "sdes"') as call,
+    ):
+        assert_relayed(call)
+        # The relay offers the callee SDES-keyed SRTP (the test's callee answers with its own key, tag 1).
+        assert call.at_callee.proto == "RTP/SAVP" and call.at_callee.crypto, call.at_callee.text
+        assert call.at_callee.crypto[0][0] == 1, call.at_callee.text
+        assert call.at_caller.proto == "RTP/AVP" and not call.at_caller.crypto, call.at_caller.text
+        await asyncio.gather(caller.send(50), callee.send(50))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.gather(caller.wait_received(50, within=1), callee.wait_received(50, within=1))
+        # The callee gets SRTP that decrypts to the caller's payloads; the caller gets the callee's plaintext.
+        assert not callee.undecryptable, f"{len(callee.undecryptable)} packets failed to unprotect"
+        assert callee.indices_from(caller) == list(range(50))
+        assert {r.size for r in callee.received} == {12 + PAYLOAD_BYTES + SRTP_AUTH_TAG}
+        assert caller.indices_from(callee) == list(range(50))
+        assert {r.size for r in caller.received} == {12 + PAYLOAD_BYTES}
+        caller_result, callee_result = await call.finished()
+    assert_successful(caller_result)
+    assert_successful(callee_result)
+
+
 # -- (d) --------------------------------------------------------------------------------------------------
 
 
