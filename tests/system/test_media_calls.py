@@ -5,6 +5,9 @@ Each test runs the appliance as a process, a SIPp caller (UAC) and a SIPp callee
 media: the SDP each SIPp instance sends names its peer's socket, and each peer sends to the relay port the
 SDP its SIPp instance received (read from SIPp's message trace). So every packet the peers exchange has
 crossed the appliance's media worker, and what arrives is compared with what was sent, payload by payload.
+Beyond that: re-latching after a NAT rebinding and strangers kept out, SRTP bridged to RTP either way,
+recordings that decrypt to the audio, media timeouts (and none while on hold), PCMA/PCMU transcoding with
+RFC 4733 digits, relay ports other programs hold, and a media worker killed mid-call.
 
 Each side has a loopback address of its own (caller 127.0.0.2, callee 127.0.0.3, appliance and relay
 127.0.0.1), so that "topology hidden" is checkable: neither side's SDP nor its packets name the other.
