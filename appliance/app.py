@@ -134,12 +134,8 @@ class Appliance:
             worker_args=self._worker_args(cfg),
             local_slice=True,  # the local IVR's sockets live in this process: a slice of their own
         )
-        await self.supervisor.start()
-        self._media_started: dict[str, float] = {}
-        self._stopping = False
-        assert self.supervisor.local_ports is not None
-        self.rtp_sockets = RtpSocketPool(m.address, *self.supervisor.local_ports)
-        self.media = SilenceMedia(address=m.address, ports=self.rtp_sockets)
+        # Before the workers start: each one's greeting (the pairs another process held) reaches the
+        # anchor's allocator through _media_reserved before any port can be allocated.
         self.anchor = MediaAnchor(
             address=m.address,
             slices=self.supervisor.slices,
@@ -147,9 +143,12 @@ class Appliance:
             transcode=m.transcode,
             record=m.record,
         )
-        for index in range(self.supervisor.workers):
-            # Pairs another process held when the workers started: never written into an SDP.
-            self.anchor.exclude(index, self.supervisor.unusable(index))
+        await self.supervisor.start()
+        self._media_started: dict[str, float] = {}
+        self._stopping = False
+        assert self.supervisor.local_ports is not None
+        self.rtp_sockets = RtpSocketPool(m.address, *self.supervisor.local_ports)
+        self.media = SilenceMedia(address=m.address, ports=self.rtp_sockets)
         b2bua = B2bua(
             ctx=self.ctx,
             router=router,
@@ -336,11 +335,9 @@ class Appliance:
         self.transports.flush()
 
     def _media_reserved(self, index: int, unusable: frozenset[int]) -> None:
-        # A restarted worker bound its slice again; at the first start the anchor does not exist yet and
-        # takes every worker's figures once it does.
-        anchor: MediaAnchor | None = getattr(self, "anchor", None)
-        if anchor is not None:
-            anchor.exclude(index, unusable)
+        # At every start of a worker, first or restart: the pairs another process held are never written
+        # into an SDP (a pair freed since is usable again).
+        self.anchor.exclude(index, unusable)
 
     def _media_lost(self, index: int, call_ids: list[str]) -> None:
         if self._stopping:

@@ -163,9 +163,15 @@ class MediaSupervisor:
     # -- lifecycle --------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Spawn every worker and connect to it; raises :class:`MediaWorkerError` if one does not start."""
+        """Spawn every worker and connect to it; raises :class:`MediaWorkerError` if one does not start
+        (its reason: a worker that may not hold its port slice names the descriptor limit), after stopping
+        the others."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        await asyncio.gather(*(self._spawn(w) for w in self._workers))
+        results = await asyncio.gather(*(self._spawn(w) for w in self._workers), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            await self.close()
+            raise failed[0]
 
     async def _spawn(self, w: _Worker) -> None:
         low, high = w.ports

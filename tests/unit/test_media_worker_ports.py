@@ -4,6 +4,7 @@ and never handed out, calls lent pre-bound sockets that come back drained."""
 from __future__ import annotations
 
 import contextlib
+import random
 import resource
 import socket
 import subprocess
@@ -20,10 +21,28 @@ from appliance.media.ports import PortsExhaustedError
 from appliance.media.sockets import IDLE_BUFFER, PortReserve, PortUnavailableError, fd_budget
 
 ADDRESS = "127.0.0.1"
-# A slice of ten pairs clear of the other unit tests' ports (30000-30019 and 20000-29999).
-LOW, HIGH = 37100, 37119
-HELD_RTP = 37110  # the test binds this RTP port before the reserve opens
-HELD_RTCP = 37107  # ... and the RTCP port of the pair 37106
+
+
+def _free_slice() -> int:
+    """The first port of 20 that no UDP socket holds now, in 30600-30999: clear of the kernel's ephemeral
+    ports (32768-60999), the default range and the other unit tests' ports."""
+    bound = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            next(f, None)
+            bound |= {int(line.split()[1].rpartition(":")[2], 16) for line in f}
+    for _ in range(100):
+        base = random.randrange(30600, 30980, 2)
+        if bound.isdisjoint(range(base, base + 20)):
+            return base
+    raise OSError("no 20 free UDP ports in 30600-30999")
+
+
+# A slice of ten pairs.
+LOW = _free_slice()
+HIGH = LOW + 19
+HELD_RTP = LOW + 10  # the test binds this RTP port before the reserve opens
+HELD_RTCP = LOW + 7  # ... and the RTCP port of the pair LOW + 6
 PHONE_A = ("127.0.0.1", 31100)
 PHONE_B = ("127.0.0.1", 31102)
 SDP = (
@@ -186,7 +205,7 @@ def worker_command(control: Path, ports: str, nofile: tuple[int | None, int | No
 def test_a_worker_that_may_not_hold_its_slice_says_so_instead_of_ready(tmp_path: Path) -> None:
     # 1000 pairs need more than 256 descriptors whatever the soft limit is raised to.
     done = subprocess.run(
-        worker_command(tmp_path / "w.sock", "38000-39999", (256, 256)),
+        worker_command(tmp_path / "w.sock", "30000-31999", (256, 256)),
         capture_output=True,
         timeout=30,
         check=False,
@@ -200,7 +219,7 @@ def test_a_worker_that_may_not_hold_its_slice_says_so_instead_of_ready(tmp_path:
 
 def test_the_soft_descriptor_limit_is_raised_to_the_hard_one(tmp_path: Path) -> None:
     process = subprocess.Popen(
-        worker_command(tmp_path / "w.sock", "38000-38399", (128, None)), stdout=subprocess.PIPE
+        worker_command(tmp_path / "w.sock", "30200-30599", (128, None)), stdout=subprocess.PIPE
     )
     try:
         assert process.stdout is not None

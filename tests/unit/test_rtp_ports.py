@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from appliance.calls.b2bua import MediaRefused
+from appliance.calls.media_anchor import MediaAnchor
 from appliance.media import PortAllocator, PortsExhaustedError
+from appliance.media.control_events import SetLeg
 
 
 def test_pairs_are_even_rtp_ports_with_rtcp_inside_the_range() -> None:
@@ -85,3 +88,29 @@ def test_claimed_pairs_are_skipped_and_released_like_allocated_ones() -> None:
         ports.claim(20001)
     ports.release(20000)
     assert not ports.is_allocated(20000)
+
+
+def test_the_media_anchor_never_writes_a_pair_its_worker_could_not_bind_into_an_sdp() -> None:
+    offer = (
+        b"v=0\r\no=peer 1 1 IN IP4 10.1.1.1\r\ns=-\r\nc=IN IP4 10.1.1.1\r\nt=0 0\r\n"
+        b"m=audio 40000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n"
+    )
+    anchor = MediaAnchor(address="127.0.0.1", slices=[(30000, 30011)], worker_for=lambda call_id: 0)
+    anchor.exclude(0, [30002, 30006])  # the worker's greeting: pairs another process held
+    named = set()
+    for n in range(3):
+        # Sequential calls: the round-robin allocation walks the whole slice.
+        to_b = anchor.sdp_from(f"c{n}", "a", offer)
+        to_a = anchor.sdp_from(f"c{n}", "b", offer.replace(b"10.1.1.1", b"10.2.2.2"))
+        named |= {int(body.split(b"m=audio ")[1].split(b" ")[0]) for body in (to_a, to_b)}
+        assert {cmd.spec.local_port for _, cmd in anchor.commands if isinstance(cmd, SetLeg)} <= named
+        anchor.commands.clear()
+        anchor.release(f"c{n}")
+    assert named == {30000, 30004, 30008, 30010}
+    anchor.sdp_from("c-long", "a", offer)
+    anchor.sdp_from("c-long-2", "a", offer)
+    with pytest.raises(MediaRefused) as info:  # four usable pairs: two calls, not three
+        anchor.sdp_from("c-third", "a", offer)
+    assert info.value.status == 503
+    with pytest.raises(ValueError, match="30001"):
+        anchor.exclude(0, [30001])
