@@ -54,7 +54,11 @@ class PortUnavailableError(MediaError):
     already has it. The worker answers ``NO_PORTS``."""
 
 
-class FdLimitError(MediaError):
+class ReserveError(MediaError):
+    """A worker cannot hold its port slice; it does not start."""
+
+
+class FdLimitError(ReserveError):
     """The process may not open enough file descriptors to hold its whole port slice."""
 
 

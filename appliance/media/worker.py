@@ -52,7 +52,7 @@ from appliance.media.control_events import (
 from appliance.media.fastpath import FastPathConfig, FastPathUnavailable, KernelFastPath
 from appliance.media.fastpath_rules import DEFAULT_TABLE, FastPathError
 from appliance.media.offload import Offloader
-from appliance.media.sockets import FdLimitError, PortReserve, fd_budget, raise_fd_limit
+from appliance.media.sockets import PortReserve, ReserveError, fd_budget, raise_fd_limit
 
 __all__ = [
     "CommandFailedError",
@@ -206,27 +206,23 @@ class WorkerOptions:
 
 
 def reserve(options: WorkerOptions) -> tuple[PortReserve, PortsReserved]:
-    """Bind the worker's whole slice; raises :class:`FdLimitError` (the process may not hold it) or
-    ``OSError`` (the address is not the host's)."""
+    """Bind the worker's whole slice; raises :class:`ReserveError` (the process may not hold that many
+    descriptors, or too much of the slice is held by others to report) or ``OSError`` (the address is
+    not the host's)."""
     pool = PortReserve(options.address, *options.ports)
     raise_fd_limit(fd_budget(pool.capacity))
     started = time.perf_counter()
     unusable = pool.open()
+    elapsed_ms = (time.perf_counter() - started) * 1e3
     log.info(
-        "media worker %d: %d RTP/RTCP pairs of %d-%d bound in %.0f ms; %d held by another process%s",
-        options.worker_id,
-        pool.capacity - len(unusable),
-        *options.ports,
-        (time.perf_counter() - started) * 1e3,
-        len(unusable),
-        f" (RTP ports {', '.join(map(str, sorted(unusable)[:20]))}{'…' if len(unusable) > 20 else ''})"
-        if unusable
-        else "",
-    )
+        "media worker %d: %d RTP/RTCP pairs of %d-%d bound in %.0f ms; %d held by another process %s",
+        options.worker_id, pool.capacity - len(unusable), *options.ports, elapsed_ms, len(unusable),
+        sorted(unusable)[:20],
+    )  # fmt: skip
     greeting = PortsReserved(options.worker_id, *options.ports, tuple(unusable))
     if len(encode(greeting)) > MAX_MESSAGE_SIZE:
         pool.close()
-        raise FdLimitError(f"{len(unusable)} pairs held by other processes: too many to report")
+        raise ReserveError(f"{len(unusable)} pairs of the slice are held by other processes")
     return pool, greeting
 
 
@@ -306,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     try:
         pool, greeting = reserve(options)
-    except (FdLimitError, OSError) as exc:
+    except (ReserveError, OSError) as exc:
         # Instead of "ready": the supervisor puts this line in the error it raises.
         print(f"error: media worker {options.worker_id}: {exc}", flush=True)
         return 1
