@@ -398,6 +398,21 @@ class Appliance:
 
         return record
 
+    async def abort(self) -> None:
+        """Close whatever a failed :meth:`start` had opened (the database's thread above all, which would
+        otherwise keep the process alive), so that the error ends the process."""
+        self._stopping = True
+        for task in list(getattr(self, "_tasks", ())):
+            task.cancel()
+        for name in ("transports", "supervisor", "metrics_server", "outbox", "db"):
+            part = getattr(self, name, None)
+            if part is None:
+                continue
+            try:
+                await part.close()
+            except Exception:  # the start already failed: report that error, not a second one
+                log.exception("closing %s after a failed start", name)
+
     async def stop(self) -> None:
         self._stopping = True
         for task in list(self._tasks):
@@ -422,7 +437,11 @@ async def serve(config: Config, state_dir: Path, *, announce: Callable[[str], No
         loop.add_signal_handler(sig, stop.set)
     notifier = Notifier.from_env()
     appliance = Appliance(config, state_dir, notifier=notifier)
-    await appliance.start()
+    try:
+        await appliance.start()
+    except BaseException:
+        await appliance.abort()
+        raise
     # Reference counting frees every finished call: calls leave no reference cycle behind (B2bua._finish,
     # SipEndpoint._reap, and a test that counts cycles). The cycle collector's automatic passes would
     # walk every lingering transaction instead, pausing the loop for up to a second at a few hundred calls

@@ -42,6 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     import uvloop
 
     from appliance.app import serve
+    from appliance.media.supervisor import MediaWorkerError
 
-    uvloop.run(serve(config, state_dir, announce=lambda line: print(line, flush=True)))
+    try:
+        uvloop.run(serve(config, state_dir, announce=lambda line: print(line, flush=True)))
+    except (OSError, MediaWorkerError) as exc:
+        # A port taken, a state directory not writable, a media worker that cannot hold its ports: say
+        # what, and exit non-zero so that systemd restarts the unit or the technician sees it.
+        print(f"appliance: cannot start: {exc}", file=sys.stderr)
+        return 1
     return 0
