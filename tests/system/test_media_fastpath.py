@@ -9,14 +9,12 @@ the same NAT maps the ``prerouting`` chain uses for packets from the network.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from appliance.media.fastpath import (
     KernelFastPath,
     NetlinkRequestError,
 )
+from tests.system.netns import namespace
 
 pytestmark = pytest.mark.system
 
@@ -53,26 +52,12 @@ def _namespaces() -> set[str]:
     return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
-@contextlib.contextmanager
-def _namespace() -> Iterator[str]:
-    name = f"fastpath-{uuid.uuid4().hex[:10]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-        subprocess.run(
-            ["ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True, timeout=10
-        )
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=True)
-    assert name not in _namespaces()
-
-
 @pytest.fixture
 def netns() -> Iterator[str]:
     """A fresh namespace with loopback up and forwarding on; deleted afterwards, and checked to be gone."""
-    with _namespace() as name:
+    with namespace("fastpath") as name:
         yield name
+    assert name not in _namespaces()
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +66,7 @@ def forwarding() -> dict[str, Any]:
     tests read its report)."""
     if os.geteuid() != 0:
         pytest.skip("network namespaces need root")
-    with _namespace() as name:
+    with namespace("fastpath") as name:
         return run_in(name, scenario_forwarding)
 
 
@@ -429,7 +414,7 @@ def test_remove_gives_the_ports_back_and_close_drops_the_table(
 
 @needs_root
 def test_phones_on_a_link_are_forwarded_through_prerouting(netns: str) -> None:
-    with _namespace() as phones:
+    with namespace("fastpath") as phones:
         run = ["ip", "-n"]
         subprocess.run(
             ["ip", "link", "add", "fp0", "netns", netns, "type", "veth", "peer", "fp1", "netns", phones],

@@ -15,7 +15,6 @@ import struct
 import subprocess
 import sys
 import threading
-import uuid
 import wave
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -51,6 +50,7 @@ from appliance.media.rtp import RtpPacket
 from appliance.media.sockets import RtpSocketPool
 from appliance.media.supervisor import MediaSupervisor, MediaWorkerError, split_range
 from appliance.sdp.codec import parse_sdp
+from tests.system.netns import namespace
 
 READ_TIMEOUT = 5.0
 
@@ -537,7 +537,7 @@ async def test_media_timeout_within_the_configured_time(
             await phone_b.recv()
             await phone_a.recv()
         last = loop.time()
-        seen = {}
+        seen: dict[str, tuple[float, float]] = {}
         while len(seen) < 2:
             event = await worker.next_event(MediaTimeout, 3.0)
             assert isinstance(event, MediaTimeout)
@@ -548,20 +548,6 @@ async def test_media_timeout_within_the_configured_time(
 
 
 # --- the kernel fast path, in a network namespace of the test's own ------------------------------------
-
-
-@contextlib.contextmanager
-def namespace() -> Iterator[str]:
-    name = f"media-worker-{uuid.uuid4().hex[:10]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-        subprocess.run(
-            ["ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True, timeout=10
-        )
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=True)
 
 
 def phones_in(netns: str) -> tuple[Phone, Phone]:
@@ -592,7 +578,7 @@ def map_elements(netns: str, table: str) -> int:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 async def test_eligible_call_goes_to_the_kernel_and_comes_back_on_delete(tmp_path: Path) -> None:
-    with namespace() as netns:
+    with namespace("media-worker") as netns:
         phone_a, phone_b = phones_in(netns)
         try:
             prefix = ("ip", "netns", "exec", netns)
