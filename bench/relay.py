@@ -4,9 +4,11 @@ For each load (``--calls``, default 100, 250, 500, 750, 1000 concurrent calls) t
 (bench/loadgen.c, driven by :mod:`bench.loadgen`) offers G.711 20 ms streams, 50 packets/s each way,
 through each relay for ``--seconds``, one relay at a time:
 
-* ``appliance`` — our media workers under :class:`~appliance.media.supervisor.MediaSupervisor`
-  (``--workers``, default one per core), each call set up with an offer from leg a and an answer from
-  leg b, exactly as call control does;
+* ``appliance-kernel`` and ``appliance-userspace`` — our media workers under
+  :class:`~appliance.media.supervisor.MediaSupervisor` (``--workers``, default one per core), each call set
+  up with an offer from leg a and an answer from leg b, exactly as call control does; once with their
+  kernel fast path (nftables NAT, the workers only account) and once with ``--no-fastpath`` (every packet
+  through Python). ``--fastpath`` runs only the first, ``--no-fastpath`` only the second;
 * ``rtpengine`` — Debian's ``rtpengine-daemon``, userspace only, over its ng protocol (bench/rtpengine.py).
 
 A relay's CPU is the user + system time of its processes from /proc/PID/stat across the run (every worker
@@ -16,9 +18,17 @@ relay run also reports the generator's CPU per packet: a relay that moves work i
 path) shows it there. Loss counts packets sent and never received; latency is the generator's send stamp
 → the kernel's arrival stamp, through the relay on loopback, p99 and p99.9.
 
-Before the relays, a ``direct`` run at the highest load sends each stream end straight to its peer: the
-generator's own ceiling, with its CPU share, so that "the generator is not the bottleneck" is shown rather
-than assumed.
+Before the relays at each load, a ``direct`` run sends each stream end straight to its peer: the
+generator's own cost and ceiling, so that "the generator is not the bottleneck" is shown rather than
+assumed, and so that each relay's all-in cost can be worked out: ``total_us_per_packet`` = the relay's
+processes + the generator − the generator in the direct run at the same load, i.e. the relay including
+the kernel work its packets cost the sender.
+
+The kernel fast path needs ``net.ipv4.ip_forward`` = 1, which the bench never sets on the host. With
+``--netns`` (the default when run as root) the driver re-runs itself under ``unshare -n``: a network
+namespace of its own with only ``lo``, brought up, with forwarding and conntrack accounting on. The
+generator, our workers and rtpengine all run there, so the comparison stays fair; the namespace, its
+nftables tables and conntrack entries vanish with the last process in it.
 
 Output: one progress line per (relay, load), a table, one JSON line per (relay, load), and last the
 issue's JSON object (:data:`SUMMARY_KEYS`) for 500 calls (or the highest load run when 500 is not
@@ -39,11 +49,13 @@ import json
 import os
 import pstats
 import resource
+import shutil
 import stat
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
@@ -58,14 +70,18 @@ DEFAULT_SECONDS: Final = 15.0
 DEFAULT_WARMUP_S: Final = 2.0
 HEADLINE_CALLS: Final = 500
 OURS: Final = "appliance"
+KERNEL: Final = "appliance-kernel"
+USERSPACE: Final = "appliance-userspace"
 PEER: Final = "rtpengine"
 DIRECT: Final = "direct"
 RELAYS: Final = (OURS, PEER)
 SUMMARY_KEYS: Final = (
-    "bench", "calls", "workers", "fastpath", "cpu_us_per_packet", "generator_cpu_us_per_packet", "loss",
-    "p99_added_latency_ms", "p999_added_latency_ms", "peer", "peer_cpu_us_per_packet",
-    "peer_generator_cpu_us_per_packet", "peer_loss", "peer_p99_added_latency_ms",
-    "peer_p999_added_latency_ms", "ratio", "max_calls", "peer_max_calls", "note",
+    "bench", "calls", "workers", "fastpath", "offloaded", "cpu_us_per_packet", "generator_cpu_us_per_packet",
+    "total_us_per_packet", "loss", "p99_added_latency_ms", "p999_added_latency_ms", "peer",
+    "peer_cpu_us_per_packet", "peer_generator_cpu_us_per_packet", "peer_total_us_per_packet", "peer_loss",
+    "peer_p99_added_latency_ms", "peer_p999_added_latency_ms", "ratio", "total_ratio", "max_calls",
+    "peer_max_calls", "userspace_cpu_us_per_packet", "userspace_total_us_per_packet", "userspace_max_calls",
+    "note",
 )  # fmt: skip
 # A load is "carried" with no loss and p99 under this (the issue's max_calls criterion).
 CARRIED_P99_MS: Final = 1.0
@@ -80,6 +96,13 @@ OUR_PORTS_PER_CALL: Final = 4.5
 OUR_PORTS_MIN: Final = 61000
 NO_FASTPATH: Final = "--no-fastpath"
 FASTPATH_OFF: Final = "kernel fast path off:"
+# What a worker logs (appliance.media.offload, INFO) for each call it hands to the kernel.
+OFFLOADED: Final = "handed to the kernel fast path"
+# The driver re-run inside its namespace: set the namespace up, do not re-run again.
+IN_NETNS: Final = "--in-netns"
+# Inside the bench's namespace only: forwarding for the fast path's NAT, conntrack's byte/packet counters
+# (the workers' accounting; they also set it themselves).
+NETNS_SYSCTLS: Final = {"net/ipv4/ip_forward": "1", "net/netfilter/nf_conntrack_acct": "1"}
 LOOPBACK: Final = "127.0.0.1"
 # Offers and answers in flight at once while setting calls up.
 SETUP_CONCURRENCY: Final = 64
@@ -106,6 +129,9 @@ class Measurement:
     # Cores' worth of CPU that neither the relay nor the generator used during the run: other programs.
     background_cores: float | None = None
     fastpath: str | None = None  # our relay: whether the workers' kernel fast path was on, and if not why
+    offloaded: int | None = None  # our relay: calls the workers handed to the kernel
+    # The generator's CPU per packet in the direct run at the same load: what it costs with no relay.
+    direct_generator_us: float | None = None
 
     @property
     def cpu_us_per_packet(self) -> float | None:
@@ -116,6 +142,15 @@ class Measurement:
     @property
     def generator_cpu_us_per_packet(self) -> float | None:
         return self.load.cpu_us_per_packet if self.load else None
+
+    @property
+    def total_us_per_packet(self) -> float | None:
+        """The relay's all-in cost: its processes, plus what its packets cost the generator beyond sending
+        straight to the peer (on loopback the kernel's forwarding runs in the sender's syscall)."""
+        relay, gen, base = self.cpu_us_per_packet, self.generator_cpu_us_per_packet, self.direct_generator_us
+        if relay is None or gen is None or base is None:
+            return None
+        return relay + gen - base
 
     @property
     def carried(self) -> bool:
@@ -137,6 +172,8 @@ class Measurement:
             out["workers"] = self.workers
         if self.fastpath is not None:
             out["fastpath"] = self.fastpath
+        if self.offloaded is not None:
+            out["offloaded"] = self.offloaded
         if load is None:
             return out | {"error": self.error}
         return out | {
@@ -151,6 +188,7 @@ class Measurement:
             "max_ms": load.max_ms,
             "cpu_us_per_packet": _round(self.cpu_us_per_packet),
             "generator_cpu_us_per_packet": _round(self.generator_cpu_us_per_packet),
+            "total_us_per_packet": _round(self.total_us_per_packet),
             "generator_cpu_share": round(load.generator_cpu, 3),
             "generator_p99_send_late_ms": load.p99_send_late_ms,
             "generator_max_send_late_ms": load.late_max_us / 1000,
@@ -176,7 +214,13 @@ class Measurement:
             f"p99 send lateness {load.p99_send_late_ms:.3f} ms"
             + (" (GENERATOR SATURATED: figures limited by the generator)" if load.generator_saturated else "")
             + (f", {load.misrouted} misrouted" if load.misrouted else "")
+            + (
+                f"; all-in {self.total_us_per_packet:.2f} us/packet"
+                if self.total_us_per_packet is not None
+                else ""
+            )
             + (f"; fast path {self.fastpath}" if self.fastpath else "")
+            + (f", {self.offloaded}/{self.calls} calls offloaded" if self.offloaded is not None else "")
             + (
                 f"; BUSY MACHINE: {self.background_cores:.2f} cores used by other programs"
                 if self.background_cores is not None and self.background_cores > BUSY_CORES
@@ -340,8 +384,12 @@ async def measure_ours(
     on_running: Callable[[Sequence[int | None]], object] = lambda pids: None,
     realtime: bool = True,
     warmup_ms: int = 0,
+    relay: str = OURS,
 ) -> Measurement:
-    """Start ``workers`` media workers, set ``calls`` calls up through them, offer the load."""
+    """Start ``workers`` media workers, set ``calls`` calls up through them, offer the load.
+
+    The result is named ``relay``; its ``offloaded`` counts the calls the workers said they handed to the
+    kernel fast path (with the fast path on, each call once both remotes latched, during the warm-up)."""
     factory: Callable[..., MediaSupervisor] = MediaSupervisor
     sup = factory(
         workers, LOOPBACK, our_ports(calls), workdir, timeout=COMMAND_TIMEOUT_S, **supervisor_kwargs
@@ -386,11 +434,18 @@ async def measure_ours(
         cpu_s = ticks / clock_ticks_per_second()
         background = _background(busy, ticks, load)
         return Measurement(
-            OURS, calls, load, cpu_s, workers=workers, background_cores=background, fastpath=state
+            relay,
+            calls,
+            load,
+            cpu_s,
+            workers=workers,
+            background_cores=background,
+            fastpath=state,
+            offloaded=_read(log_path).count(OFFLOADED),
         )
     except Exception as exc:  # a failed command, a dead worker, the generator: report it, go on
         reason = f"{phase}: {type(exc).__name__}: {exc}; workers' log: {_tail(log_path)}"
-        return Measurement(OURS, calls, None, None, reason, workers)
+        return Measurement(relay, calls, None, None, reason, workers)
     finally:
         await sup.close()
 
@@ -497,54 +552,116 @@ def summary(
     workers: int | None,
     fastpath: str,
     note: str = "",
+    userspace: Measurement | None = None,
+    all_userspace: Sequence[Measurement] = (),
 ) -> dict[str, object]:
-    """The issue's JSON object for one load; ``max_calls`` from every load run."""
+    """The issue's JSON object for one load; ``max_calls`` from every load run.
+
+    ``ours`` is the headline run of our relay (with the kernel fast path when it was measured),
+    ``userspace`` the same load with it off when both were run. ``ratio`` is ours / peer of the relay
+    processes' CPU per packet, as the issue defines it; ``total_ratio`` the same of the all-in cost, which
+    counts the kernel's forwarding that the fast path moves into the sender's syscalls."""
     ours_load = ours.load if ours else None
     peer_load = peer.load if peer else None
     ours_cpu = ours.cpu_us_per_packet if ours else None
     peer_cpu = peer.cpu_us_per_packet if peer else None
+    ours_total = ours.total_us_per_packet if ours else None
+    peer_total = peer.total_us_per_packet if peer else None
     return {
         "bench": "relay",
         "calls": calls,
         "workers": workers,
         "fastpath": ours.fastpath if ours and ours.fastpath else fastpath,
+        "offloaded": ours.offloaded if ours else None,
         "cpu_us_per_packet": _round(ours_cpu),
         "generator_cpu_us_per_packet": _round(ours.generator_cpu_us_per_packet if ours else None),
+        "total_us_per_packet": _round(ours_total),
         "loss": ours_load.loss if ours_load else None,
         "p99_added_latency_ms": ours_load.p99_ms if ours_load else None,
         "p999_added_latency_ms": ours_load.p999_ms if ours_load else None,
         "peer": PEER,
         "peer_cpu_us_per_packet": _round(peer_cpu),
         "peer_generator_cpu_us_per_packet": _round(peer.generator_cpu_us_per_packet if peer else None),
+        "peer_total_us_per_packet": _round(peer_total),
         "peer_loss": peer_load.loss if peer_load else None,
         "peer_p99_added_latency_ms": peer_load.p99_ms if peer_load else None,
         "peer_p999_added_latency_ms": peer_load.p999_ms if peer_load else None,
-        "ratio": _round(ours_cpu / peer_cpu) if ours_cpu is not None and peer_cpu else None,
+        "ratio": _ratio(ours_cpu, peer_cpu),
+        "total_ratio": _ratio(ours_total, peer_total),
         "max_calls": max_carried(all_ours) if ours else None,
         "peer_max_calls": max_carried(all_peer) if peer else None,
+        "userspace_cpu_us_per_packet": _round(userspace.cpu_us_per_packet if userspace else None),
+        "userspace_total_us_per_packet": _round(userspace.total_us_per_packet if userspace else None),
+        "userspace_max_calls": max_carried(all_userspace) if userspace else None,
         "note": note,
     }
 
 
+def _ratio(ours: float | None, peer: float | None) -> float | None:
+    return _round(ours / peer) if ours is not None and peer else None
+
+
 def table(measurements: Sequence[Measurement]) -> list[str]:
     head = (
-        f"{'relay':<10} {'calls':>5} {'us/pkt':>7} {'gen us/pkt':>10} {'gen CPU':>7} {'late p99':>8} "
-        f"{'loss':>8} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8} {'max ms':>7} {'others':>6} carried"
+        f"{'relay':<19} {'calls':>5} {'us/pkt':>7} {'gen us/pkt':>10} {'all-in':>7} {'gen CPU':>7} "
+        f"{'late p99':>8} {'loss':>8} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8} {'max ms':>7} "
+        f"{'others':>6} {'offload':>7} carried"
     )
     out = [head]
     for m in measurements:
         load = m.load
         if load is None:
-            out.append(f"{m.relay:<10} {m.calls:>5} FAIL: {m.error}")
+            out.append(f"{m.relay:<19} {m.calls:>5} FAIL: {m.error}")
             continue
         out.append(
-            f"{m.relay:<10} {m.calls:>5} {_num(m.cpu_us_per_packet, 2):>7} "
-            f"{_num(m.generator_cpu_us_per_packet, 2):>10} {load.generator_cpu:>7.0%} "
-            f"{load.p99_send_late_ms:>8.3f} {load.loss:>8.4%} {_num(load.p50_ms):>7} {_num(load.p99_ms):>7} "
-            f"{_num(load.p999_ms):>8} {_num(load.max_ms):>7} {_num(m.background_cores, 2):>6} "
-            f"{'yes' if m.carried else 'no'}"
+            f"{m.relay:<19} {m.calls:>5} {_num(m.cpu_us_per_packet, 2):>7} "
+            f"{_num(m.generator_cpu_us_per_packet, 2):>10} {_num(m.total_us_per_packet, 2):>7} "
+            f"{load.generator_cpu:>7.0%} {load.p99_send_late_ms:>8.3f} {load.loss:>8.4%} "
+            f"{_num(load.p50_ms):>7} {_num(load.p99_ms):>7} {_num(load.p999_ms):>8} {_num(load.max_ms):>7} "
+            f"{_num(m.background_cores, 2):>6} {_num(m.offloaded):>7} {'yes' if m.carried else 'no'}"
         )
     return out
+
+
+# -- the namespace ------------------------------------------------------------------------------------------
+
+
+def forwarding(sysctl_root: Path = Path("/proc/sys")) -> bool:
+    """Whether ``net.ipv4.ip_forward`` is 1 in this process's network namespace (the fast path needs it)."""
+    try:
+        return (sysctl_root / "net/ipv4/ip_forward").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
+def prepare_namespace(sysctl_root: Path = Path("/proc/sys")) -> None:
+    """Inside the bench's fresh namespace: ``lo`` up, forwarding and conntrack accounting on.
+
+    /proc/sys/net is the namespace of the process that opens it, so these writes never reach the host's.
+    nf_conntrack's sysctls exist only once the module is loaded; the workers set accounting themselves
+    after loading it, so a missing one is skipped."""
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)
+    for name, value in NETNS_SYSCTLS.items():
+        path = sysctl_root / name
+        if path.exists():
+            path.write_text(value + "\n")
+
+
+def netns_command(argv: Sequence[str]) -> list[str]:
+    """The command that re-runs the driver with ``argv`` in a network namespace of its own."""
+    return ["unshare", "--net", "--", sys.executable, "-m", "bench.relay", *argv, IN_NETNS]
+
+
+def run_in_netns(argv: Sequence[str]) -> int:
+    """Re-run the driver under ``unshare -n``; its output is this process's. Nothing to clean up after:
+    an unnamed namespace goes, with its nftables tables and conntrack entries, when its last process
+    exits, and the driver ends every worker and daemon it starts."""
+    if shutil.which("unshare") is None:
+        print("--netns needs unshare (util-linux); run with --no-netns")
+        return 2
+    sys.stdout.flush()
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run(netns_command(argv), cwd=root, check=False).returncode
 
 
 # -- main ---------------------------------------------------------------------------------------------------
@@ -555,6 +672,20 @@ def _raise_open_files() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def our_variants(requested: bool | None, can_forward: bool) -> tuple[list[tuple[str, bool]], list[str]]:
+    """Our relay's runs per load, each (name, fast path on), and notes: ``--fastpath`` the kernel path
+    only, ``--no-fastpath`` userspace only, neither both where forwarding allows the kernel path."""
+    kernel, userspace = (KERNEL, True), (USERSPACE, False)
+    if requested is True:
+        notes = [] if can_forward else ["net.ipv4.ip_forward is 0 here: the fast path cannot come up"]
+        return [kernel], notes
+    if requested is False:
+        return [userspace], []
+    if can_forward:
+        return [kernel, userspace], []
+    return [userspace], ["net.ipv4.ip_forward is 0 here (use --netns): kernel fast path not measured"]
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -568,9 +699,9 @@ async def run(args: argparse.Namespace) -> int:
     except LoadGenError as exc:
         print(f"load generator: {exc}")
         return 1
-    supervisor_kwargs, fastpath = fastpath_option(args.fastpath)
-    notes = []
-    if fastpath == "not available":
+    variants, notes = our_variants(args.fastpath, forwarding()) if OURS in relays else ([], [])
+    options = {name: fastpath_option(on) for name, on in variants}
+    if any(word == "not available" for _, word in options.values()):
         notes.append("fastpath: not available (MediaSupervisor takes neither fastpath= nor worker_args=)")
     if PEER in relays and installed() is None:
         notes.append("rtpengine is not installed (apt-get install rtpengine-daemon): peer not measured")
@@ -580,9 +711,10 @@ async def run(args: argparse.Namespace) -> int:
     _raise_open_files()
     profile_dir = Path(os.environ[PROFILE_ENV]) if os.environ.get(PROFILE_ENV) else None
     workers = args.workers
+    names = [name for name, _ in variants] + ([PEER] if PEER in relays else [])
     print(
-        f"relay bench: loads {loads}, {args.seconds:g} s each, relays {relays}, {workers} media workers, "
-        f"fastpath {fastpath}, generator {binary}",
+        f"relay bench: loads {loads}, {args.seconds:g} s each, relays {names}, {workers} media workers, "
+        f"{'own network namespace' if args.in_netns else 'host network namespace'}, generator {binary}",
         flush=True,
     )
 
@@ -594,6 +726,7 @@ async def run(args: argparse.Namespace) -> int:
                 return await measure_rtpengine(
                     calls, args.seconds, binary, Path(tmp), realtime=args.realtime, warmup_ms=warmup_ms
                 )
+            kwargs, word = options[relay]
             with profiled_workers(profile_dir):
                 return await measure_ours(
                     calls,
@@ -601,28 +734,29 @@ async def run(args: argparse.Namespace) -> int:
                     binary,
                     Path(tmp),
                     workers=workers,
-                    supervisor_kwargs=supervisor_kwargs,
-                    fastpath=fastpath,
-                    on_running=lambda pids: print(f"[{OURS}] worker pids {list(pids)}", flush=True),
+                    supervisor_kwargs=kwargs,
+                    fastpath=word,
+                    on_running=lambda pids: print(f"[{relay}] worker pids {list(pids)}", flush=True),
                     realtime=args.realtime,
                     warmup_ms=warmup_ms,
+                    relay=relay,
                 )
 
-    direct: Measurement | None = None
-    if args.direct:
-        seconds = min(args.seconds, DIRECT_MAX_SECONDS)
-        direct = await measure_direct(max(loads), seconds, binary, realtime=args.realtime)
-        print(direct.line(), flush=True)
-    ours: list[Measurement] = []
-    peers: list[Measurement] = []
+    every: list[Measurement] = []
     for calls in loads:
-        for relay in relays:
-            m = await measure(relay, calls)
-            (ours if relay == OURS else peers).append(m)
+        direct: Measurement | None = None
+        if args.direct:
+            seconds = min(args.seconds, DIRECT_MAX_SECONDS)
+            direct = await measure_direct(calls, seconds, binary, realtime=args.realtime)
+            every.append(direct)
+            print(direct.line(), flush=True)
+        baseline = direct.generator_cpu_us_per_packet if direct else None
+        for relay in names:
+            m = replace(await measure(relay, calls), direct_generator_us=baseline)
+            every.append(m)
             print(m.line(), flush=True)
             await asyncio.sleep(0.5)  # let the kernel recycle the previous run's ports
 
-    every = ([direct] if direct else []) + [m for c in loads for m in ours + peers if m.calls == c]
     print()
     for text in table(every):
         print(text)
@@ -630,19 +764,28 @@ async def run(args: argparse.Namespace) -> int:
         print()
         print(profile_report(profile_dir))
     print()
-    rows = [m.row() for m in every]
-    for row in rows:
-        print(json.dumps(row))
+    for m in every:
+        print(json.dumps(m.row()))
     headline = HEADLINE_CALLS if HEADLINE_CALLS in loads else max(loads)
+
+    def runs(relay: str) -> list[Measurement]:
+        return [m for m in every if m.relay == relay]
+
+    def at(relay: str) -> Measurement | None:
+        return next((m for m in runs(relay) if m.calls == headline), None)
+
+    ours_name = names[0] if variants else None
     final = summary(
         headline,
-        next((m for m in ours if m.calls == headline), None),
-        next((m for m in peers if m.calls == headline), None),
-        ours,
-        peers,
-        workers=workers if OURS in relays else None,
-        fastpath=fastpath,
+        at(ours_name) if ours_name else None,
+        at(PEER),
+        runs(ours_name) if ours_name else [],
+        runs(PEER),
+        workers=workers if variants else None,
+        fastpath=options[ours_name][1] if ours_name else "not run",
         note="; ".join(notes),
+        userspace=at(USERSPACE) if ours_name == KERNEL else None,
+        all_userspace=runs(USERSPACE),
     )
     print(json.dumps(final))
     failed = any(m.load is None for m in every)
@@ -667,8 +810,16 @@ def parser() -> argparse.ArgumentParser:
         "--fastpath",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="ask the supervisor for its kernel fast path (default: the supervisor's own default)",
+        help="our relay with its kernel fast path only (--no-fastpath: userspace only; default: both)",
     )
+    p.add_argument(
+        "--netns",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run everything in a network namespace of the bench's own, with forwarding on "
+        "(default when root)",
+    )
+    p.add_argument(IN_NETNS, action="store_true", help=argparse.SUPPRESS)
     p.add_argument(
         "--realtime",
         action=argparse.BooleanOptionalAction,
@@ -679,7 +830,7 @@ def parser() -> argparse.ArgumentParser:
         "--direct",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="first measure the generator alone (ends to ends) at the highest load",
+        help="first measure the generator alone (ends to ends) at each load",
     )
     p.add_argument(
         "--loadgen", type=Path, default=DEFAULT_BINARY, help="the generator binary, built if stale"
@@ -688,10 +839,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
     if args.workers < 1 or args.seconds <= 0 or args.warmup < 0:
         print("--workers and --seconds must be positive, --warmup not negative")
         return 2
+    if args.in_netns:
+        prepare_namespace()
+    elif args.netns if args.netns is not None else os.geteuid() == 0:
+        return run_in_netns(argv)
     return asyncio.run(run(args))
 
 

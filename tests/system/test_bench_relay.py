@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import cast
@@ -15,16 +17,22 @@ from hypothesis import strategies as st
 
 from bench.loadgen import CFLAGS, LoadGenerator, LoadGenError, LoadResult, build, compiler
 from bench.relay import (
+    DIRECT,
+    IN_NETNS,
+    KERNEL,
     OURS,
     PEER,
     SUMMARY_KEYS,
+    USERSPACE,
     Measurement,
     fastpath_option,
     fastpath_state,
     main,
     max_carried,
     measure_ours,
+    netns_command,
     our_ports,
+    our_variants,
     parser,
     summary,
 )
@@ -43,6 +51,8 @@ from tests.system.sipp import free_port
 needs_rtpengine = pytest.mark.skipif(
     installed() is None, reason="rtpengine is not installed (apt-get install rtpengine-daemon)"
 )
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+ROOT = Path(__file__).resolve().parents[2]
 needs_cc = pytest.mark.skipif(compiler() is None, reason="no C compiler (apt-get install gcc libc6-dev)")
 
 
@@ -218,7 +228,7 @@ def test_summary_divides_relay_cpu_by_packets_relayed_and_finds_max_calls() -> N
     assert row["loss"] == 0.0 and row["p99_added_latency_ms"] == 0.4 and row["p999_added_latency_ms"] == 1.5
     assert row["max_calls"] == 750 and row["peer_max_calls"] == 500
     assert row["workers"] == 2 and row["fastpath"] == "not available"
-    assert list(row)[:5] == ["bench", "calls", "workers", "fastpath", "cpu_us_per_packet"]
+    assert list(row)[:6] == ["bench", "calls", "workers", "fastpath", "offloaded", "cpu_us_per_packet"]
 
 
 def test_summary_with_a_failed_relay_has_nulls_not_errors() -> None:
@@ -229,6 +239,47 @@ def test_summary_with_a_failed_relay_has_nulls_not_errors() -> None:
     assert row["peer_max_calls"] == 500
     assert failed.row()["error"] == "media workers did not start"
     assert "FAIL" in failed.line()
+
+
+def test_all_in_cost_adds_what_the_relay_cost_the_generator_beyond_the_direct_run() -> None:
+    # The generator spends 10 us per packet in every run below (RESULT); alone it spent 6.
+    kernel = replace(_measured(KERNEL, 500, cpu_s=0.025), direct_generator_us=6.0, offloaded=500)
+    peer = replace(_measured(PEER, 500, cpu_s=2.5), direct_generator_us=6.0)
+    userspace = replace(_measured(USERSPACE, 500, cpu_s=5.0), direct_generator_us=6.0)
+    assert kernel.total_us_per_packet == pytest.approx(0.1 + 10 - 6)
+    assert _measured(KERNEL, 500, cpu_s=1.0).total_us_per_packet is None  # no direct run to compare
+    row = summary(
+        500, kernel, peer, [kernel], [peer], workers=2, fastpath="on", userspace=userspace,
+        all_userspace=[userspace],
+    )  # fmt: skip
+    assert row["ratio"] == pytest.approx(0.1 / 10, abs=1e-3)  # the issue's ratio: the relay processes only
+    assert row["total_ratio"] == pytest.approx(4.1 / 14, abs=1e-3)
+    assert row["total_us_per_packet"] == 4.1 and row["peer_total_us_per_packet"] == 14.0
+    assert row["offloaded"] == 500 and row["fastpath"] == "on"
+    assert row["userspace_cpu_us_per_packet"] == 20.0 and row["userspace_total_us_per_packet"] == 24.0
+    assert row["userspace_max_calls"] == 500
+    assert kernel.row()["offloaded"] == 500 and kernel.row()["total_us_per_packet"] == 4.1
+    assert "500/500 calls offloaded" in kernel.line() and "all-in 4.10 us/packet" in kernel.line()
+
+
+def test_fastpath_switches_pick_our_runs_and_the_default_runs_both_where_forwarding_allows() -> None:
+    kernel, userspace = (KERNEL, True), (USERSPACE, False)
+    assert our_variants(None, True) == ([kernel, userspace], [])
+    assert our_variants(True, True) == ([kernel], [])
+    assert our_variants(False, True) == ([userspace], [])
+    assert our_variants(False, False) == ([userspace], [])
+    runs, notes = our_variants(None, False)
+    assert runs == [userspace] and "not measured" in notes[0]
+    runs, notes = our_variants(True, False)
+    assert runs == [kernel] and "cannot come up" in notes[0]
+
+
+def test_the_namespace_run_is_the_driver_again_under_unshare() -> None:
+    command = netns_command(["--calls", "2"])
+    assert command[:3] == ["unshare", "--net", "--"]
+    assert command[3:] == [sys.executable, "-m", "bench.relay", "--calls", "2", IN_NETNS]
+    assert parser().parse_args([]).netns is None  # root: the namespace; anyone else: the host's
+    assert parser().parse_args(["--no-netns"]).netns is False
 
 
 def test_a_generator_limited_run_is_not_carried() -> None:
@@ -297,18 +348,54 @@ def test_the_bench_prints_one_line_per_run_and_the_issue_object_last(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     argv = ["--calls", "1,2", "--seconds", "0.5", "--warmup", "0.2", "--relays", OURS, "--workers", "1"]
-    status = main([*argv, "--loadgen", str(tmp_path / "loadgen")])
+    status = main([*argv, "--no-netns", "--no-fastpath", "--loadgen", str(tmp_path / "loadgen")])
     lines = capsys.readouterr().out.strip().splitlines()
     final = json.loads(lines[-1])
     assert tuple(final) == SUMMARY_KEYS
     assert final["bench"] == "relay" and final["calls"] == 2 and final["workers"] == 1
     assert final["peer_cpu_us_per_packet"] is None and final["ratio"] is None
-    runs = [json.loads(line) for line in lines[-4:-1]]
-    assert [(r["relay"], r["calls"]) for r in runs] == [("direct", 2), (OURS, 1), (OURS, 2)]
+    assert final["fastpath"] == "off" and final["offloaded"] == 0
+    runs = [json.loads(line) for line in lines[-5:-1]]
+    assert [(r["relay"], r["calls"]) for r in runs] == [
+        (DIRECT, 1), (USERSPACE, 1), (DIRECT, 2), (USERSPACE, 2)
+    ]  # fmt: skip
     assert all(r["sent"] == 2 * r["calls"] * 25 for r in runs), runs
-    assert [r["warmup_s"] for r in runs] == [0.0, 0.2, 0.2]  # the generator alone needs no warm-up
+    assert [r["warmup_s"] for r in runs] == [0.0, 0.2, 0.0, 0.2]  # the generator alone needs no warm-up
     assert all(isinstance(r["background_cores"], float) and r["generator_cpu_share"] < 1 for r in runs)
+    assert runs[1]["total_us_per_packet"] == pytest.approx(
+        runs[1]["cpu_us_per_packet"] + runs[1]["generator_cpu_us_per_packet"]
+        - runs[0]["generator_cpu_us_per_packet"], abs=0.01
+    )  # fmt: skip
     assert status == 0
+
+
+@needs_cc
+@needs_root
+def test_a_namespace_run_brings_the_fast_path_up_and_leaves_the_host_alone() -> None:
+    forward = Path("/proc/sys/net/ipv4/ip_forward").read_text()
+    argv = ["--calls", "2", "--seconds", "1", "--warmup", "0.5", "--relays", OURS, "--workers", "1"]
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.relay", *argv, "--netns"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.strip().splitlines()
+    runs = {r["relay"]: r for r in map(json.loads, lines[-4:-1])}
+    assert set(runs) == {DIRECT, KERNEL, USERSPACE}
+    kernel, userspace = runs[KERNEL], runs[USERSPACE]
+    assert kernel["fastpath"] == "on" and kernel["offloaded"] == 2, kernel
+    assert userspace["fastpath"] == "off" and userspace["offloaded"] == 0, userspace
+    for run in (kernel, userspace):
+        assert run["sent"] == 200 and run["received"] == 200 and run["loss"] == 0 and run["misrouted"] == 0
+        assert run["total_us_per_packet"] is not None
+    final = json.loads(lines[-1])
+    assert final["fastpath"] == "on" and final["offloaded"] == 2 and final["loss"] == 0
+    assert final["userspace_cpu_us_per_packet"] is not None
+    assert "own network namespace" in out.stdout
+    # The host's forwarding and nftables are as they were: everything stayed in the namespace.
+    assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == forward
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=False).stdout
+    assert "appliance_media" not in tables
 
 
 def test_bencode_known_vectors() -> None:
