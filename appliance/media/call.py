@@ -159,6 +159,8 @@ class MediaCall:
         self.dropped: dict[str, int] = {}
         self.relayed = 0
         self.offload = CallOffload()
+        # The relay's latch_epoch when the fast path last judged this call (-1: judge it again).
+        self.latch_epoch = 0
 
     # -- drop accounting ------------------------------------------------------------------------------
 

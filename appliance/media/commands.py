@@ -36,7 +36,6 @@ datagram to :meth:`MediaCall.receive` and sends what it returns. ``now`` is alwa
 from __future__ import annotations
 
 import hashlib
-import heapq
 import logging
 import re
 import socket
@@ -184,7 +183,7 @@ class MediaWorker:
     worker process) and go back to it when the call ends; each one is handed to
     ``watch(sock, call_id, leg, rtcp)`` for the glue to read and to ``unwatch`` before it goes back.
     Packets go to :meth:`MediaCall.receive` of ``calls[call_id]``, then :meth:`packet_events`; deadlines
-    are :meth:`next_deadline` / :meth:`handle_timer`.
+    are :meth:`next_deadline` / :meth:`handle_timer`, a sweep over the calls.
     """
 
     def __init__(
@@ -209,10 +208,6 @@ class MediaWorker:
         self.offload = offload
         self.calls: dict[str, MediaCall] = {}
         self._session_version = 0
-        # Relay deadlines, one live entry per call (stale ones are skipped when they surface): the packet
-        # path reschedules only the call it touched instead of scanning every call.
-        self._deadlines: list[tuple[float, str]] = []
-        self._due: dict[str, float] = {}
         self._stats_interval = stats_interval
         self._stats_due = start + stats_interval
         # Figures of calls already deleted, so that WorkerStats totals cover the worker's whole life.
@@ -236,10 +231,6 @@ class MediaWorker:
             # A defect in one command must not take every call down with the worker.
             log.exception("media worker: command %r failed", msg)
             return Error(rid, int(ErrorCode.INTERNAL), f"{type(exc).__name__}: {exc}")
-        finally:
-            call_id = getattr(msg, "call_id", None)
-            if call_id is not None:
-                self.reschedule(call_id)  # the command may have created, changed or ended its relay
 
     def _dispatch(self, msg: Message, now: float) -> Reply:
         match msg:
@@ -316,6 +307,8 @@ class MediaWorker:
             raise CommandFailedError(ErrorCode.BAD_MESSAGE, str(exc)) from None
 
     def _withdraw(self, call: MediaCall) -> None:
+        # Whatever changed, the call is judged for the fast path again after its next packets.
+        call.latch_epoch = -1
         if self.offload is not None:
             self.offload.withdraw(call)
 
@@ -534,7 +527,6 @@ class MediaWorker:
         first, so that no readiness callback survives on a socket the next call gets (or on a file
         descriptor number the kernel reuses)."""
         call = self.calls.pop(call_id)
-        self._due.pop(call_id, None)
         self._withdraw(call)
         if call.recorder is not None:
             try:
@@ -579,15 +571,24 @@ class MediaWorker:
         return out
 
     def packet_events(self, call_id: str, now: float) -> list[WorkerEvent]:
-        """After a batch of packets of ``call_id``: its events, and its deadline rescheduled."""
+        """After a batch of packets of ``call_id``: the fast path judgement if a latch moved, and the
+        call's events. The glue makes the same two attribute checks inline and calls :meth:`latch_moved`
+        and :meth:`events_of` only when they say so."""
         call = self.calls.get(call_id)
-        if call is None:
+        if call is None or call.relay is None:
             return []
+        if call.relay.latch_epoch != call.latch_epoch:
+            self.latch_moved(call)
+        return self.events_of(call, now) if call.relay.events else []
+
+    def latch_moved(self, call: MediaCall) -> None:
+        """A latch of ``call`` learnt or moved (or the call was re-negotiated): the offloader installs it
+        if it became eligible, or takes it back if a remote moved."""
+        relay = call.relay
+        assert relay is not None
+        call.latch_epoch = relay.latch_epoch
         if self.offload is not None:
             self.offload.after_packets(call)
-        events = self.events_of(call, now)
-        self.reschedule(call_id)
-        return events
 
     def worker_stats(self) -> WorkerStats:
         """The periodic report: totals since the worker started, drops by reason."""
@@ -608,50 +609,34 @@ class MediaWorker:
             tuple(dropped.items()),
         )
 
-    def reschedule(self, call_id: str) -> None:
-        """Record ``call_id``'s current relay deadline (after its packets, timers or commands)."""
-        call = self.calls.get(call_id)
-        due = call.relay.get_timer() if call is not None and call.relay is not None else None
-        if due is None:
-            self._due.pop(call_id, None)
-        elif self._due.get(call_id) != due:
-            self._due[call_id] = due
-            heapq.heappush(self._deadlines, (due, call_id))
-
-    def next_deadline(self) -> float | None:
-        """The earliest deadline: a relay's or the next stats report."""
-        heap = self._deadlines
-        while heap and self._due.get(heap[0][1]) != heap[0][0]:
-            heapq.heappop(heap)
-        return min(heap[0][0], self._stats_due) if heap else self._stats_due
-
-    def due_calls(self, now: float) -> list[str]:
-        """The calls whose deadline has come; each is forgotten until rescheduled."""
-        out = []
-        heap = self._deadlines
-        while heap and heap[0][0] <= now:
-            due, call_id = heapq.heappop(heap)
-            if self._due.get(call_id) == due:
-                del self._due[call_id]
-                out.append(call_id)
-        return out
+    def next_deadline(self) -> float:
+        """The earliest time :meth:`handle_timer` has work: the next stats report or a relay's
+        :attr:`~appliance.media.relay.RelayCall.wake` (a lower bound: packets since only push media
+        deadlines back). One pass over the calls, with no call per call; the glue asks after each timer
+        and command, never per packet."""
+        due = self._stats_due
+        for call in self.calls.values():
+            relay = call.relay
+            if relay is not None and relay.wake < due:
+                due = relay.wake
+        return due
 
     def handle_timer(self, now: float) -> list[WorkerEvent]:
-        """Apply every deadline reached by ``now``; returns the events to send."""
+        """The sweep: apply every relay deadline reached by ``now`` (an attribute comparison for the
+        others), take every pending event (those commands queued too) and, when due, poll the kernel
+        counters and make the stats report; returns the events to send."""
         out: list[WorkerEvent] = []
         if now >= self._stats_due and self.offload is not None:
             # Kernel-forwarded media counts as activity before any media timeout is judged.
             self.offload.poll(self.calls.values(), now)
-            for offloaded in self.calls.values():
-                if offloaded.offload.handle is not None:
-                    out.extend(self.events_of(offloaded, now))
-                    self.reschedule(offloaded.call_id)
-        for call_id in self.due_calls(now):
-            call = self.calls.get(call_id)
-            if call is not None and call.relay is not None:
-                call.relay.handle_timer(now)
+        for call in self.calls.values():
+            relay = call.relay
+            if relay is None:
+                continue
+            if now >= relay.wake:
+                relay.handle_timer(now)
+            if relay.events:
                 out.extend(self.events_of(call, now))
-                self.reschedule(call_id)
         if now >= self._stats_due:
             out.append(self.worker_stats())
             self._stats_due += self._stats_interval

@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import sys
@@ -71,6 +72,9 @@ log = logging.getLogger("appliance.media.worker")
 # Datagrams drained from one socket per readiness callback before yielding to the other sockets.
 MAX_BATCH: Final = 64
 _RECV_SIZE: Final = 2048
+# The timer never fires sooner than this after the previous sweep: deadlines of many calls coalesce into
+# one pass (media timeouts promise ±0.5 s; a DTMF event whose end packets were lost is closed 0.5 s idle).
+SWEEP_GAP: Final = 0.2
 
 
 class WorkerServer:
@@ -83,7 +87,8 @@ class WorkerServer:
         self.loop = asyncio.get_running_loop()
         self.conn: socket.socket | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer_at = math.inf
+        self._swept = -math.inf
         worker.watch = self._watch
         worker.unwatch = self._unwatch
 
@@ -119,25 +124,39 @@ class WorkerServer:
             for out_sock, out, destination in call.receive(leg, rtcp, data, (source[0], source[1]), now):
                 with contextlib.suppress(OSError):
                     out_sock.sendto(out, destination)
-        for event in self.worker.packet_events(call_id, now):
-            self.send(event)
-        self._arm()
+        if call is None or (relay := call.relay) is None:
+            return
+        # Three attribute checks and no call in the common case: no latch moved, nothing to report, no
+        # deadline earlier than the armed sweep.
+        if relay.latch_epoch != call.latch_epoch:
+            self.worker.latch_moved(call)
+        if relay.events:
+            for event in self.worker.events_of(call, now):
+                self.send(event)
+        if relay.wake < self._timer_at:
+            self._sooner(relay.wake)
+
+    def _sooner(self, due: float) -> None:
+        due = max(due, self._swept + SWEEP_GAP)
+        if due < self._timer_at:
+            self._set_timer(due)
 
     def _arm(self) -> None:
-        due = self.worker.next_deadline()
+        self._set_timer(max(self.worker.next_deadline(), self._swept + SWEEP_GAP))
+
+    def _set_timer(self, due: float) -> None:
         if due == self._timer_at:
             return
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
         self._timer_at = due
-        if due is not None:
-            self._timer = self.loop.call_at(due, self._fire)
+        self._timer = self.loop.call_at(due, self._fire)
 
     def _fire(self) -> None:
         self._timer = None
-        self._timer_at = None
-        for event in self.worker.handle_timer(self.loop.time()):
+        self._timer_at = math.inf
+        now = self._swept = self.loop.time()
+        for event in self.worker.handle_timer(now):
             self.send(event)
         self._arm()
 

@@ -212,20 +212,18 @@ def test_hold_suspends_timeouts_and_renegotiation_moves_the_remote(
     port_a, port_b = ports
     set_leg(worker, "a", port_a, remote=PHONE_A, now=100.0)
     set_leg(worker, "b", port_b, remote=PHONE_B, hold=True, now=100.0)
-    worker.reschedule("call-1")
     assert [e for e in worker.handle_timer(200.0) if isinstance(e, MediaTimeout)] == []
     # Off hold and a new address for leg b: packets from a now go there, and silence times out.
     moved = ("127.0.0.1", 31010)
     assert isinstance(set_leg(worker, "b", port_b, remote=moved, now=200.0), Ok)
     call = worker.calls["call-1"]
     assert [dest for _, _, dest in call.receive("a", False, rtp(1, b"\xd5"), PHONE_A, 200.5)] == [moved]
-    due = worker.next_deadline()
-    assert due is not None
-    events = worker.handle_timer(206.0)
-    assert {(e.leg, e.direction) for e in events if isinstance(e, MediaTimeout)} == {
-        ("a", Direction.IN),
-        ("b", Direction.IN),
-    }
+    assert call.relay is not None and call.relay.wake == 205.0  # as the hold ended; leg a's packet...
+    timed_out = [e for e in worker.handle_timer(205.0) if isinstance(e, MediaTimeout)]
+    assert [(e.leg, e.direction) for e in timed_out] == [("b", Direction.IN)]
+    assert call.relay.wake == 205.5  # ...pushed its own deadline back, as the sweep found
+    timed_out = [e for e in worker.handle_timer(206.0) if isinstance(e, MediaTimeout)]
+    assert [(e.leg, e.direction) for e in timed_out] == [("a", Direction.IN)]
 
 
 def test_codec_change_transcodes(worker: MediaWorker, ports: tuple[int, int]) -> None:
