@@ -215,8 +215,23 @@ class MediaCall:
                 relay.receive(leg, data, source, now)
                 return []
             outgoing = relay.receive(leg, data, source, now)
-            if outgoing and self.recorder is not None:
+            if not outgoing:
+                return []
+            if self.recorder is not None:
                 self._record(state, data, now)
+            if len(outgoing) == 1:
+                # The common case, one plain RTP datagram out: the loop below without its branches.
+                destination, plain, out_name = outgoing[0]
+                out = self.legs[out_name]
+                if out.srtp is None:
+                    out.sent_packets += 1
+                    if plain[0] == 0x80:  # the common header: no padding, extension or CSRC
+                        out.sent_octets += len(plain) - 12
+                    else:
+                        start, end = _payload_bounds(plain)
+                        out.sent_octets += end - start
+                    self.relayed += 1
+                    return [(out.rtp, plain, destination)]
         sends: list[Send] = []
         for destination, plain, out_name in outgoing:
             packet = plain

@@ -262,7 +262,13 @@ class StreamStats:
 
         max_seq = self._max_seq
         udelta = (seq - max_seq) & 0xFFFF
-        if self._probation:
+        if udelta == 1 and not self._probation:
+            # The common case, the next packet in order: the in-order branch below, without the gap.
+            self._seen[seq & _SEEN_MASK] = 1
+            if not seq:
+                self._cycles += RTP_SEQ_MOD
+            self._max_seq = seq
+        elif self._probation:
             # A.1: a source is valid only once MIN_SEQUENTIAL packets arrived in sequence.
             if udelta == 1:
                 self._probation -= 1
