@@ -14,9 +14,17 @@ exits, so a worker never outlives the process that drives it.
 The calls and commands are :class:`~appliance.media.commands.MediaWorker`'s (the command contract is
 there); this module is the glue around it, and the command line.
 
-Every second the worker sends a :class:`WorkerStats` with the drop counters by reason. Sockets are drained
-until ``EAGAIN`` on each readiness callback; a single ``loop.call_at`` timer tracks the earliest deadline
-(relay timers and the stats report). Unless ``--no-fastpath`` is given, :func:`open_fastpath` opens the
+The packet path (:meth:`WorkerServer._readable`) is one function from ``recvfrom`` to ``sendto``: one
+datagram per readiness callback (readiness is level-triggered, so a socket with more queued is called again
+on the loop's next turn, and no read ends in ``EAGAIN``), handed to the call, its sends made, then three
+attribute checks on the relay -- a latch learnt or moved (the fast path judges the call), events pending
+(sent to call control), a deadline earlier than the armed timer. No deadline is computed per packet: one
+``loop.call_at`` timer runs the sweep (:meth:`MediaWorker.handle_timer`) at the earliest relay deadline or
+stats report, at most every ``SWEEP_GAP`` (0.2 s), so timeouts and lost DTMF ends are reported up to that
+late. The cyclic garbage collector is off after start-up (the start-up heap frozen); the sweep runs it
+on the young objects when enough accumulated and over the whole heap every minute, so that no collection
+pauses a batch of packets. Every second the worker sends a :class:`WorkerStats` with the drop counters by
+reason. Unless ``--no-fastpath`` is given, :func:`open_fastpath` opens the
 worker's own kernel fast path table (``appliance_media_<worker-id>``); where the host cannot (forwarding
 off, no nf_tables, no privilege) the worker logs why and relays every call in userspace.
 """
@@ -127,14 +135,15 @@ class WorkerServer:
                 for _ in range(MAX_BATCH):
                     recvfrom(_RECV_SIZE)  # a late packet of a call already gone
                 return
-            receive = call.receive
-            for _ in range(MAX_BATCH):
-                data, source = recvfrom(_RECV_SIZE)
-                for out_sock, out, destination in receive(leg, rtcp, data, source, now):
-                    try:  # noqa: SIM105 - a with block costs two calls per packet, a try nothing
-                        out_sock.sendto(out, destination)
-                    except OSError:
-                        pass  # ICMP-reported unreachable peer, full buffer: that datagram is lost
+            # One datagram per callback: readiness is level-triggered, so a socket with more queued is
+            # called again on the loop's next turn, and no read ends in EAGAIN (a failed syscall and an
+            # exception, as dear as a datagram's own work when most wake-ups find one or two).
+            data, source = recvfrom(_RECV_SIZE)
+            for out_sock, out, destination in call.receive(leg, rtcp, data, source, now):
+                try:  # noqa: SIM105 - a with block costs two calls per packet, a try nothing
+                    out_sock.sendto(out, destination)
+                except OSError:
+                    pass  # ICMP-reported unreachable peer, full buffer: that datagram is lost
         except (BlockingIOError, InterruptedError):
             pass
         except OSError as exc:
