@@ -102,8 +102,9 @@ _KERNEL_OVERHEAD: Final = IP_UDP_OVERHEAD + 12
 
 
 def _kernel_packets(call: MediaCall) -> int:
-    total = call.offload.total
-    return total.a_packets + total.b_packets
+    # Read field by field: the report asks this of every call each second, and .total builds an object.
+    done, live = call.offload.done, call.offload.live
+    return done.a_packets + done.b_packets + live.a_packets + live.b_packets
 
 
 class CommandFailedError(ControlError):
@@ -595,9 +596,12 @@ class MediaWorker:
         dropped = dict(self._dropped_before)
         relayed = self._relayed_before
         streams = 0
+        # Every call, every second: no per-call copies (most calls have dropped nothing).
         for call in self.calls.values():
-            for reason, count in call.drop_counts().items():
-                dropped[reason] = dropped.get(reason, 0) + count
+            for counts in (call.dropped, call.relay.dropped if call.relay is not None else None):
+                if counts:
+                    for reason, count in counts.items():
+                        dropped[reason] = dropped.get(reason, 0) + count
             relayed += call.relayed + _kernel_packets(call)
             streams += len(call.legs)
         return WorkerStats(
