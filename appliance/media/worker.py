@@ -41,11 +41,12 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
+from appliance.media.call import MediaCall
 from appliance.media.commands import (
     CommandFailedError,
     MediaWorker,
@@ -78,9 +79,8 @@ __all__ = [
 
 log = logging.getLogger("appliance.media.worker")
 
-# Datagrams drained from one socket per readiness callback before yielding to the other sockets.
-MAX_BATCH: Final = 64
 _RECV_SIZE: Final = 2048
+_RecvFrom = Callable[[int], tuple[bytes, Any]]
 # The timer never fires sooner than this after the previous sweep: deadlines of many calls coalesce into
 # one pass (media timeouts promise ±0.5 s; a DTMF event whose end packets were lost is closed 0.5 s idle).
 SWEEP_GAP: Final = 0.2
@@ -119,36 +119,33 @@ class WorkerServer:
             log.warning("media worker: control message dropped: %s", exc)
 
     def _watch(self, sock: socket.socket, call_id: str, leg: str, rtcp: bool) -> None:
-        self.loop.add_reader(sock.fileno(), self._readable, call_id, leg, rtcp, sock)
+        # MediaWorker watches a leg's sockets once the call is in .calls and unwatches them before it
+        # leaves: the callback can hold the call, and the bound recvfrom, instead of looking them up.
+        call = self.worker.calls[call_id]
+        self.loop.add_reader(sock.fileno(), self._readable, call, leg, rtcp, sock.recvfrom)
 
     def _unwatch(self, sock: socket.socket) -> None:
         self.loop.remove_reader(sock.fileno())
 
-    def _readable(self, call_id: str, leg: str, rtcp: bool, sock: socket.socket) -> None:
-        # The packet path: everything it touches is bound to a local first, and nothing is allocated
-        # per packet here beyond what recvfrom returns and the call's list of sends.
+    def _readable(self, call: MediaCall, leg: str, rtcp: bool, recvfrom: _RecvFrom) -> None:
+        # The packet path. One datagram per callback: readiness is level-triggered, so a socket with more
+        # queued is called again on the loop's next turn, and no read ends in EAGAIN (a failed syscall and
+        # an exception, as dear as a datagram's own work when most wake-ups find one or two).
         now = self.loop.time()
-        call = self.worker.calls.get(call_id)
-        recvfrom = sock.recvfrom
         try:
-            if call is None:
-                for _ in range(MAX_BATCH):
-                    recvfrom(_RECV_SIZE)  # a late packet of a call already gone
-                return
-            # One datagram per callback: readiness is level-triggered, so a socket with more queued is
-            # called again on the loop's next turn, and no read ends in EAGAIN (a failed syscall and an
-            # exception, as dear as a datagram's own work when most wake-ups find one or two).
             data, source = recvfrom(_RECV_SIZE)
-            for out_sock, out, destination in call.receive(leg, rtcp, data, source, now):
-                try:  # noqa: SIM105 - a with block costs two calls per packet, a try nothing
-                    out_sock.sendto(out, destination)
-                except OSError:
-                    pass  # ICMP-reported unreachable peer, full buffer: that datagram is lost
         except (BlockingIOError, InterruptedError):
-            pass
+            return
         except OSError as exc:
-            log.warning("media worker: call %s leg %s: %s", call_id, leg, exc)
-        if call is None or (relay := call.relay) is None:
+            log.warning("media worker: call %s leg %s: %s", call.call_id, leg, exc)
+            return
+        for out_sock, out, destination in call.receive(leg, rtcp, data, source, now):
+            try:  # noqa: SIM105 - a with block costs two calls per packet, a try nothing
+                out_sock.sendto(out, destination)
+            except OSError:
+                pass  # ICMP-reported unreachable peer, full buffer: that datagram is lost
+        relay = call.relay
+        if relay is None:
             return
         # Three attribute checks and no call in the common case: no latch moved, nothing to report, no
         # deadline earlier than the armed sweep.
