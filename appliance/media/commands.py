@@ -182,7 +182,8 @@ class MediaWorker:
     """The worker's calls and command handlers, sans-I/O: :meth:`handle` takes one control datagram and
     ``now`` and returns the reply. Every leg's sockets come from ``pool`` (a :class:`PortReserve` in the
     worker process) and go back to it when the call ends; each one is handed to
-    ``watch(sock, call_id, leg, rtcp)`` for the glue to read and to ``unwatch`` before it goes back.
+    ``watch(sock, call_id, leg, rtcp)`` for the glue to read (the call is in :attr:`calls` by then, so the
+    glue may hold it) and to ``unwatch`` when the call is released, before the socket goes back.
     Packets go to :meth:`MediaCall.receive` of ``calls[call_id]``, then :meth:`packet_events`; deadlines
     are :meth:`next_deadline` / :meth:`handle_timer`, a sweep over the calls.
     """
