@@ -330,7 +330,7 @@ class Appliance:
             self.metrics.worker_stats(index, event.packets_relayed, event.dropped)
             return
         if isinstance(event, MediaTimeout):
-            self.metrics.media_timeout()
+            self.metrics.media_timeout(one_way=event.one_way)
         self.core.b2bua.media_event(event.call_id, event, asyncio.get_running_loop().time())
         self.transports.flush()
 

@@ -474,9 +474,13 @@ class B2bua:
         if call is None or call.ended:
             return
         if isinstance(event, MediaTimeout):
+            # One-way audio (the other leg still sends) is reported as such: it points at a NAT or firewall
+            # on the silent leg's path rather than at a dead call.
+            what = "one-way audio: " if event.one_way else ""
             log.warning(
-                "no RTP from leg %s for %.1f s", event.leg, event.silent_for, extra={"ctx": {"call": call_id}}
-            )
+                "%sno RTP from leg %s for %.1f s", what, event.leg, event.silent_for,
+                extra={"ctx": {"call": call_id}},
+            )  # fmt: skip
             if call.answered:
                 self.end_for_media(call, MEDIA_TIMEOUT, now)
         elif isinstance(event, DtmfEvent):

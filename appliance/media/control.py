@@ -334,6 +334,7 @@ def _media_timeout(f: _Fields) -> Message:
         leg=f.text("leg"),
         direction=f.direction("direction"),
         silent_for=f.number("silent_for"),
+        one_way=f.boolean("one_way") if f.has("one_way") else False,
     )
 
 
@@ -528,6 +529,8 @@ def _to_map(msg: Message) -> dict[str, Any]:
         case MediaTimeout():
             out |= {"call_id": msg.call_id, "leg": msg.leg, "direction": str(msg.direction)}
             out["silent_for"] = float(msg.silent_for)
+            if msg.one_way:
+                out["one_way"] = True
         case DtmfEvent():
             out |= {"call_id": msg.call_id, "leg": msg.leg, "digit": msg.digit}
             out["duration_ms"] = msg.duration_ms

@@ -245,12 +245,17 @@ class Error:
 
 @dataclass(frozen=True, slots=True)
 class MediaTimeout:
-    """No RTP in ``direction`` on a leg for ``silent_for`` seconds (not raised while the leg is on hold)."""
+    """No RTP in ``direction`` on a leg for ``silent_for`` seconds (not raised while the leg is on hold).
+
+    ``one_way`` is true when the other leg's media still flows: one-way audio (a NAT or firewall fault, or
+    one side's media path gone), as opposed to a call whose media stopped both ways.
+    """
 
     call_id: str
     leg: str
     direction: Direction
     silent_for: float
+    one_way: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,6 +67,7 @@ class Metrics:
         "_calls_total",
         "_failovers",
         "_info",
+        "_media_one_way",
         "_media_streams",
         "_media_timeouts",
         "_mode",
@@ -102,6 +103,7 @@ class Metrics:
         self._mode: str | None = None
         self._relayed_calls = 0
         self._media_timeouts = 0
+        self._media_one_way = 0
         # direction -> [packets, octets, lost], summed from each relayed call's final statistics.
         self._media_streams: dict[str, list[int]] = {d: [0, 0, 0] for d in DIRECTIONS}
         self._workers = [0, 0, 0]  # configured, running, restarts
@@ -200,9 +202,12 @@ class Metrics:
         self._relayed_calls = relayed_calls
         self._workers = [workers, running, restarts]
 
-    def media_timeout(self) -> None:
-        """A relayed call reported no RTP for the configured media timeout."""
+    def media_timeout(self, *, one_way: bool = False) -> None:
+        """A relayed call reported no RTP for the configured media timeout; ``one_way`` when the other
+        leg's media still flowed (one-way audio, counted on its own as well)."""
         self._media_timeouts += 1
+        if one_way:
+            self._media_one_way += 1
 
     def media_stream_totals(self, direction: str, packets: int, octets: int, lost: int) -> None:
         """Add one finished stream's counts (``"in"``: received from the leg's peer, ``"out"``: sent)."""
@@ -313,6 +318,11 @@ class _Collector(Collector):
         )
         yield CounterMetricFamily(
             "appliance_media_timeouts", "Relayed calls ended for lack of RTP.", value=m._media_timeouts
+        )
+        yield CounterMetricFamily(
+            "appliance_media_one_way",
+            "Media timeouts on one leg while the other leg's RTP still flowed (one-way audio).",
+            value=m._media_one_way,
         )
         packets = CounterMetricFamily(
             "appliance_media_packets",

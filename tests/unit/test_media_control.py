@@ -209,7 +209,7 @@ messages: st.SearchStrategy[Message] = st.one_of(
         st.none() | _text,
     ),
     st.builds(Error, _u32, st.integers(0, 0xFFFF), st.text(max_size=40)),
-    st.builds(MediaTimeout, _text, _text, _dir, _secs),
+    st.builds(MediaTimeout, _text, _text, _dir, _secs, st.booleans()),
     st.builds(DtmfEvent, _text, _text, st.sampled_from(sorted("0123456789*#ABCD")), _u64),
     st.builds(FirstPacket, _text, _text, _dir, st.tuples(_text, st.integers(0, 65535))),
     st.builds(SsrcChanged, _text, _text, _dir, _u32, _u32),

@@ -166,6 +166,10 @@ def test_media_relay_metrics() -> None:
     assert value(m, "appliance_media_worker_restarts_total") == 4
     m.media_timeout()
     assert value(m, "appliance_media_timeouts_total") == 1
+    assert value(m, "appliance_media_one_way_total") == 0
+    m.media_timeout(one_way=True)
+    assert value(m, "appliance_media_timeouts_total") == 2
+    assert value(m, "appliance_media_one_way_total") == 1
     m.media_stream_totals("in", 100, 16000, 2)
     m.media_stream_totals("in", 50, 8000, -1)  # duplicates: RFC 3550 loss below zero counts as none
     m.media_stream_totals("out", 150, 24000, 0)
