@@ -26,6 +26,7 @@ from appliance.media.control_events import (
     DtmfEvent,
     Error,
     ErrorCode,
+    FirstPacket,
     LegSpec,
     MediaTimeout,
     Ok,
@@ -324,6 +325,49 @@ def test_dtmf_events_only_with_the_flag(worker: MediaWorker, ports: tuple[int, i
         relay(call, "a", rtp(1, digit_end, pt=101, marker=True), PHONE_A, 0.1)
         assert [e for e in worker.packet_events("call-1", 0.1) if isinstance(e, DtmfEvent)] == expected
         command(worker, Delete("call-1", request_id=3))
+
+
+def test_the_sweep_closes_a_digit_whose_end_packets_were_lost(
+    worker: MediaWorker, ports: tuple[int, int]
+) -> None:
+    port_a, port_b = ports
+    set_leg(worker, "a", port_a, remote=PHONE_A, flags=("dtmf-events",))
+    set_leg(worker, "b", port_b, remote=PHONE_B)
+    call = worker.calls["call-1"]
+    assert call.relay is not None and call.relay.wake == 5.0  # the media timeouts
+    digit_start = bytes((5, 10, 0x01, 0x40))  # digit 5, no end bit, 320 samples so far
+    relay(call, "a", rtp(1, digit_start, pt=101, marker=True), PHONE_A, 1.2)
+    # The packet lowered the relay's wake without a call: the glue compares it with its armed timer.
+    assert call.relay.wake == 1.7 and worker.next_deadline() == 1.0
+    assert [type(e) for e in worker.packet_events("call-1", 1.2)] == [FirstPacket]  # no digit yet
+    assert [e for e in worker.handle_timer(1.6) if isinstance(e, DtmfEvent)] == []
+    assert worker.handle_timer(1.7) == [DtmfEvent("call-1", "a", "5", 40)]
+    assert call.relay.wake == 5.0
+
+
+def test_latch_epoch_moves_only_when_a_latch_learns_or_moves(
+    worker: MediaWorker, ports: tuple[int, int]
+) -> None:
+    port_a, port_b = ports
+    set_leg(worker, "a", port_a, remote=PHONE_A)
+    set_leg(worker, "b", port_b, remote=PHONE_B)
+    call = worker.calls["call-1"]
+    relay_core = call.relay
+    # The second SetLeg applied to a call that existed: it is judged after its next packets anyway.
+    assert relay_core is not None and relay_core.latch_epoch == 0 and call.latch_epoch == -1
+    relay(call, "a", rtp(1, b"\xd5" * 160), PHONE_A, 0.1)
+    assert relay_core.latch_epoch == 1
+    worker.packet_events("call-1", 0.1)  # the fast path's judgement (no offloader here) is recorded
+    assert call.latch_epoch == 1
+    for seq in range(2, 10):
+        relay(call, "a", rtp(seq, b"\xd5" * 160), PHONE_A, 0.1 + seq * 0.02)
+    assert relay_core.latch_epoch == 1  # the latched source: nothing to judge again
+    moved = ("127.0.0.1", 31777)  # a NAT rebinding: the same SSRC from a new port, three in a row
+    for seq in range(10, 13):
+        relay(call, "a", rtp(seq, b"\xd5" * 160), moved, 0.5 + seq * 0.02)
+    assert relay_core.latches("a").rtp.latched == moved and relay_core.latch_epoch == 2
+    set_leg(worker, "b", port_b, remote=PHONE_B, codec="PCMU")  # a re-negotiation: judged again
+    assert call.latch_epoch == -1
 
 
 def test_worker_stats_every_second_with_drop_reasons(worker: MediaWorker, ports: tuple[int, int]) -> None:
