@@ -567,7 +567,9 @@ class MediaWorker:
                         out.append(DtmfEvent(call_id, event.leg, event.digit, event.duration_ms))
                 case MediaTimedOut():
                     silent = max(now - event.since, 0.0)
-                    out.append(MediaTimeout(call_id, event.direction, Direction.IN, silent))
+                    other = "b" if event.direction == "a" else "a"
+                    one_way = relay.recently_active(other, now)
+                    out.append(MediaTimeout(call_id, event.direction, Direction.IN, silent, one_way))
                 case _:
                     log.info("media worker: call %s: %s", call_id, event)
         return out

@@ -314,6 +314,14 @@ class RelayCall:
         self._refresh()
         self._drain()
 
+    def recently_active(self, leg: str, now: float, within: float = 1.0) -> bool:
+        """Whether media arrived on ``leg`` in the last ``within`` seconds: with a timeout on the other leg,
+        that is one-way audio rather than a call whose media stopped both ways."""
+        self._leg(leg)
+        self._sync()
+        watch = self._watch.directions[leg]
+        return watch.state is FlowState.FLOWING and now - watch.last_activity <= within
+
     def activity(self, leg: str, now: float) -> None:
         """Media arrived on ``leg`` by another path than :meth:`receive` (the kernel fast path forwarded it
         and its counters moved): the leg's direction is alive at ``now``, for the media timeouts."""

@@ -271,10 +271,13 @@ def test_media_timeout_per_direction_with_injected_clock() -> None:
     assert MediaTimedOut("b", 0.0) in evs
     assert any(isinstance(e, OneWayAudio) and e.silent == "b" for e in evs)
     assert not any(isinstance(e, MediaTimedOut) and e.direction == "a" for e in evs)
+    # What the worker tells call control: B timed out while A's media still flowed (one-way audio).
+    assert call.recently_active("a", 8.0) and not call.recently_active("b", 8.0)
     # A stops too; its deadline is 5 s after its last packet.
     timer = call.get_timer()
     assert timer is not None and 12.9 < timer < 13.1
     call.handle_timer(timer)
+    assert not call.recently_active("a", timer)
     assert next(e for e in events(call) if isinstance(e, MediaTimedOut)).direction == "a"
     # B comes back.
     call.receive("b", rtp(1, ssrc=SSRC_B), CLOUD, 14.0)
