@@ -5,8 +5,10 @@ Theory of operation. A :class:`MediaCall` has up to two :class:`MediaLeg` object
 ``"b"``, the callee). A leg owns its RTP socket and the RTCP socket on the port above it (RFC 3550 §11), the
 negotiated :class:`~appliance.media.relay.LegConfig` once call control set it, and an
 :class:`~appliance.media.srtp.SrtpContext` when the leg is SRTP (RFC 3711, SDES keys of RFC 4568). The
-:class:`~appliance.media.relay.RelayCall` exists once both legs are configured; before that every packet
-is dropped (reason ``"not-ready"``).
+:class:`~appliance.media.relay.RelayCall` exists once both legs are configured. A phone may send as soon as
+it has the answer (RFC 3264 §5), which can beat the worker's command for the answering leg by a moment, so
+the first :data:`EARLY_PACKETS` datagrams before that are kept and relayed when the relay starts
+(:meth:`MediaCall.take_early`); any beyond them are dropped (reason ``"not-ready"``).
 
 Per datagram (:meth:`MediaCall.receive`):
 
@@ -52,6 +54,12 @@ log = logging.getLogger("appliance.media.call")
 LEGS: Final = ("a", "b")
 
 DROP_NOT_READY: Final = "not-ready"
+# A packet that reached the worker's socket while the kernel fast path carried its call (the instant of an
+# install or withdrawal, or the packet that moved a latch): judged but not sent.
+DROP_HANDOVER: Final = "handover"
+# Datagrams kept per call before its relay starts: a few packet times of both legs' RTP and RTCP, bounded
+# so that a port sprayed before the answer costs little memory.
+EARLY_PACKETS: Final = 8
 DROP_SRTP_AUTH: Final = "srtp-auth"
 DROP_SRTP_REPLAY: Final = "srtp-replay"
 DROP_SRTP: Final = "srtp"
@@ -158,6 +166,7 @@ class MediaCall:
         self.recording_failed = False
         self.dropped: dict[str, int] = {}
         self.relayed = 0
+        self.early: list[tuple[str, bool, bytes, Address, float]] = []
         self.offload = CallOffload()
         # The relay's latch_epoch when the fast path last judged this call (-1: judge it again).
         self.latch_epoch = 0
@@ -176,6 +185,15 @@ class MediaCall:
         log.debug("call %s: SRTP refused a packet: %s", self.call_id, exc.reason)
         return self._drop(DROP_SRTP)
 
+    def take_early(self) -> list[Send]:
+        """Once the relay exists: what to send for the datagrams kept before it did, in arrival order (each
+        judged as if it had arrived now, at its own arrival time)."""
+        early, self.early = self.early, []
+        sends: list[Send] = []
+        for leg, rtcp, data, source, at in early:
+            sends.extend(self.receive(leg, rtcp, data, source, at))
+        return sends
+
     def drop_counts(self) -> dict[str, int]:
         """Every drop of this call by reason: this module's and the relay core's."""
         out = dict(self.dropped)
@@ -191,6 +209,9 @@ class MediaCall:
         returns ``(socket, datagram, destination)`` to send. Never raises for network input."""
         relay = self.relay
         if relay is None:
+            if len(self.early) < EARLY_PACKETS:
+                self.early.append((leg, rtcp, data, source, now))
+                return []
             return self._drop(DROP_NOT_READY)
         state = self.legs[leg]
         srtp = state.srtp
@@ -211,8 +232,10 @@ class MediaCall:
                 # judges what does with the kernel's counters as its witness (a successor's run is refused
                 # while the incumbent still sends), and a move takes the call back to userspace
                 # (Offloader.after_packets). Nothing is sent from here: a send would recreate the conntrack
-                # entry that shadows the kernel's NAT.
-                relay.receive(leg, data, source, now)
+                # entry that shadows the kernel's NAT. A packet the relay would have sent is counted as
+                # lost to the hand-over, so that every packet not relayed is accounted for.
+                if relay.receive(leg, data, source, now):
+                    return self._drop(DROP_HANDOVER)
                 return []
             outgoing = relay.receive(leg, data, source, now)
             if not outgoing:

@@ -46,7 +46,7 @@ from typing import Any, Final
 
 import cbor2
 
-from appliance.media.call import G711, LEGS, MediaCall, MediaLeg, SrtpKeyError, srtp_context
+from appliance.media.call import G711, LEGS, MediaCall, MediaLeg, Send, SrtpKeyError, srtp_context
 from appliance.media.control import decode as decode_message
 from appliance.media.control_events import (
     MAX_MESSAGE_SIZE,
@@ -209,6 +209,8 @@ class MediaWorker:
         self.worker_id = worker_id
         self.offload = offload
         self.calls: dict[str, MediaCall] = {}
+        # Datagrams a command released (those kept before a call's relay started), for the glue to send.
+        self.early_sends: list[Send] = []
         self._session_version = 0
         self._stats_interval = stats_interval
         self._stats_due = start + stats_interval
@@ -378,6 +380,7 @@ class MediaWorker:
             for other in (a, b):
                 if other.hold:
                     relay.set_hold(other.name, True, now)
+            self.early_sends.extend(call.take_early())
             return
         relay.update_remote(leg.name, config)
         if hold != leg.hold:

@@ -38,6 +38,7 @@ import gc
 import logging
 import math
 import os
+import signal
 import socket
 import sys
 import time
@@ -195,6 +196,12 @@ class WorkerServer:
 
     def on_command(self, data: bytes) -> None:
         self.send(self.worker.handle(data, self.loop.time()))
+        sends, self.worker.early_sends = self.worker.early_sends, []
+        for sock, out, destination in sends:
+            try:
+                sock.sendto(out, destination)
+            except OSError as exc:  # a full buffer or an unreachable peer loses this packet, nothing more
+                log.debug("media worker: early packet not sent: %s", exc)
         self._arm()
 
     async def serve(self) -> None:
@@ -357,6 +364,9 @@ def parse_args(argv: Sequence[str] | None = None) -> WorkerOptions:
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    # A Ctrl-C at a terminal reaches the whole process group. The worker stops when the control process
+    # closes its socket (after it released the calls), never on the signal itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         pool, greeting = reserve(options)
     except (ReserveError, OSError) as exc:

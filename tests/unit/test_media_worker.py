@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance.media import g711
-from appliance.media.call import MediaCall
+from appliance.media.call import EARLY_PACKETS, MediaCall
 from appliance.media.commands import MediaWorker, RecordingConfig, recording_name
 from appliance.media.control import decode, encode
 from appliance.media.control_events import (
@@ -138,9 +138,15 @@ def test_set_leg_binds_both_ports_and_relays_once_both_legs_are_set(
     assert is_bound(port_a) and is_bound(port_a + 1)
     call = worker.calls["call-1"]
     assert call.relay is None
-    assert relay(call, "a", rtp(1, b"\xd5" * 160), PHONE_A, 0.1) == []  # leg b unknown: nowhere to go
+    # Leg b is not set yet: the caller's first packet (sent as soon as it had the answer) is kept ...
+    assert relay(call, "a", rtp(1, b"\xd5" * 160), PHONE_A, 0.1) == []
     assert set_leg(worker, "b", port_b, remote=PHONE_B) == Ok(7, ports=(port_b,))
     assert is_bound(port_b) and is_bound(port_b + 1)
+    # ... and relayed once leg b is: the glue sends what the command released.
+    early, worker.early_sends = worker.early_sends, []
+    assert [(sock.getsockname()[1], data, dest) for sock, data, dest in early] == [
+        (port_b, rtp(1, b"\xd5" * 160), PHONE_B)
+    ]
     sent = call.receive("a", False, rtp(2, b"\x01" * 160), PHONE_A, 0.2)
     assert [(sock.getsockname()[1], data, dest) for sock, data, dest in sent] == [
         (port_b, rtp(2, b"\x01" * 160), PHONE_B)
@@ -151,12 +157,12 @@ def test_set_leg_binds_both_ports_and_relays_once_both_legs_are_set(
     assert isinstance(query, Ok) and query.stats is not None
     figures = {(s.leg, s.direction): (s.packets, s.octets) for s in query.stats}
     assert figures == {
-        ("a", Direction.IN): (1, 160),
+        ("a", Direction.IN): (2, 320),
         ("a", Direction.OUT): (1, 80),
         ("b", Direction.IN): (1, 80),
-        ("b", Direction.OUT): (1, 160),
+        ("b", Direction.OUT): (2, 320),
     }
-    assert worker.worker_stats().dropped == (("not-ready", 1),)
+    assert worker.worker_stats().dropped == ()
     deleted = command(worker, Delete("call-1", request_id=9))
     assert isinstance(deleted, Ok) and deleted.stats == query.stats and deleted.recording is None
     assert worker.calls == {}
@@ -503,3 +509,11 @@ def test_kernel_forwarded_call_sends_nothing_and_resists_hijack_while_its_source
     for seq in range(9, 12):
         assert relay(call, "a", rtp(seq, b"\xd5" * 160), mover, 2.0 + seq * 0.02) == []
     assert call.relay.latches("a").rtp.latched == mover
+
+
+def test_packets_before_the_relay_starts_are_kept_up_to_a_bound() -> None:
+    call = MediaCall("early")
+    for seq in range(EARLY_PACKETS + 3):
+        assert call.receive("a", False, rtp(seq, b"\xd5" * 160), PHONE_A, 0.01 * seq) == []
+    assert [entry[2] for entry in call.early] == [rtp(seq, b"\xd5" * 160) for seq in range(EARLY_PACKETS)]
+    assert call.drop_counts() == {"not-ready": 3}
