@@ -1,7 +1,8 @@
 """Handing eligible calls to the kernel fast path and reading its counters back (issue 3).
 
 Theory of operation. A media worker with a :class:`~appliance.media.fastpath.KernelFastPath` wraps it in one
-:class:`Offloader`. After each batch of a call's packets the worker calls :meth:`Offloader.after_packets`:
+:class:`Offloader`. Whenever one of a call's RTP latches learns or moves, and after a re-negotiation
+(``MediaWorker.latch_moved``), the worker calls :meth:`Offloader.after_packets`:
 
 * a call not yet offloaded is judged by :func:`~appliance.media.fastpath_decide.decide` once both legs'
   RTP sources are latched; an eligible call (plain RTP both sides, same codec and payload types, no
