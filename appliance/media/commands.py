@@ -93,6 +93,11 @@ from appliance.sdp.relay import remote_endpoints, rewrite_for_relay
 
 log = logging.getLogger("appliance.media.commands")
 
+# How often the kernel counters of offloaded calls are read. A kernel-forwarded packet is seen only at a
+# poll, so this bounds how late such a call's media timeout comes (on top of the sweep): ±0.5 s is promised.
+# One read costs ~22 µs a call, so 1000 offloaded calls cost ~9 % of a core at this rate.
+OFFLOAD_POLL: Final = 0.25
+
 STATS_INTERVAL: Final = 1.0
 FLAGS: Final = frozenset({"record", "dtmf-events", "no-fastpath"})
 _LEGACY_FLAGS: Final = frozenset({"record", "dtmf-events"})
@@ -214,6 +219,7 @@ class MediaWorker:
         self._session_version = 0
         self._stats_interval = stats_interval
         self._stats_due = start + stats_interval
+        self._poll_due = start + OFFLOAD_POLL
         # Figures of calls already deleted, so that WorkerStats totals cover the worker's whole life.
         self._dropped_before: dict[str, int] = {}
         self._relayed_before = 0
@@ -625,6 +631,8 @@ class MediaWorker:
         deadlines back). One pass over the calls, with no call per call; the glue asks after each timer
         and command, never per packet."""
         due = self._stats_due
+        if self.offload is not None and self.calls and self._poll_due < due:
+            due = self._poll_due
         for call in self.calls.values():
             relay = call.relay
             if relay is not None and relay.wake < due:
@@ -636,9 +644,11 @@ class MediaWorker:
         others), take every pending event (those commands queued too) and, when due, poll the kernel
         counters and make the stats report; returns the events to send."""
         out: list[WorkerEvent] = []
-        if now >= self._stats_due and self.offload is not None:
-            # Kernel-forwarded media counts as activity before any media timeout is judged.
+        if self.offload is not None and now >= self._poll_due:
+            # Kernel-forwarded media counts as activity before any media timeout is judged; it is dated
+            # at the poll, so the poll's period bounds how late a timeout of a kernel call can come.
             self.offload.poll(self.calls.values(), now)
+            self._poll_due = now + OFFLOAD_POLL
         for call in self.calls.values():
             relay = call.relay
             if relay is None:
