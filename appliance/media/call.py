@@ -123,15 +123,12 @@ class MediaLeg:
 class CallOffload:
     """The kernel fast path's share of a call (:mod:`appliance.media.offload`): ``handle`` while installed;
     ``refused`` the reasons it stays in userspace until re-negotiated; ``done`` the counters of earlier
-    installs, ``live`` those of the current one, ``seen`` the sample the last poll compared against;
-    ``alive`` the legs whose latched source the kernel saw sending at the last poll (or at install)."""
+    installs, ``live`` those of the current one at the last poll (what the next poll compares against)."""
 
     handle: FlowHandle | None = None
-    alive: frozenset[str] = frozenset()
     refused: tuple[str, ...] = ()
     done: FlowCounters = field(default_factory=FlowCounters)
     live: FlowCounters = field(default_factory=FlowCounters)
-    seen: FlowCounters = field(default_factory=FlowCounters)
 
     @property
     def total(self) -> FlowCounters:

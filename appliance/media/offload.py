@@ -101,8 +101,6 @@ class Offloader:
             log.warning("call %s: fast path install failed: %s", call.call_id, exc)
             return
         state.live = FlowCounters()
-        state.seen = FlowCounters()
-        state.alive = frozenset(("a", "b"))  # both remotes just sent: that is how they were latched
         for name in ("a", "b"):
             relay.latches(name).rtp.witness = functools.partial(self._witness, state.handle, name)
         log.info("call %s handed to the kernel fast path", call.call_id)
@@ -133,15 +131,13 @@ class Offloader:
             return
         state.done = state.done + final
         state.live = FlowCounters()
-        state.seen = FlowCounters()
-        state.alive = frozenset()
         state.handle = None
         if call.relay is not None:
             for name in ("a", "b"):
                 call.relay.latches(name).rtp.witness = None
 
     def poll(self, calls: Iterable[MediaCall], now: float) -> None:
-        """Read the counters of every offloaded call and tell each relay which directions were alive."""
+        """Read the counters of every offloaded call and tell each relay which directions had media."""
         offloaded = {call.call_id: call for call in calls if call.offload.handle is not None}
         if not offloaded:
             return
@@ -155,13 +151,10 @@ class Offloader:
             call = offloaded[key]
             state: CallOffload = call.offload
             relay = call.relay
-            alive = grown(state.seen, current)
             if relay is not None:
-                for leg in alive:
+                for leg in grown(state.live, current):
                     relay.activity(leg, now)
-            state.alive = frozenset(alive)
             state.live = current
-            state.seen = current
 
     def close(self) -> None:
         """Delete the worker's table; every offloaded call falls back to userspace."""
