@@ -38,7 +38,7 @@ import logging
 import os
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
@@ -49,7 +49,7 @@ from appliance.media.ports import PortAllocator, PortsExhaustedError
 from appliance.sdp import parse_sdp
 from appliance.sdp.errors import SdpError
 from appliance.sdp.model import Attribute, Direction, MediaDescription, RtpMap, SessionDescription
-from appliance.sdp.offer_answer import STATIC_AUDIO
+from appliance.sdp.offer_answer import audio_formats, same_codec
 from appliance.sdp.relay import rewrite_for_relay
 
 log = logging.getLogger("appliance.calls.media")
@@ -298,7 +298,7 @@ class MediaAnchor:
             raise MediaRefused(488, "SDP answer names no audio codec")
         offer_media = exchange.offer.media[index]
         offered = _codecs(offer_media)
-        offer_codec = next((c for c in offered if _same(c, answer_codec)), None)
+        offer_codec = next((c for c in offered if same_codec(c, answer_codec)), None)
         name = answer_codec.encoding.upper()
         if offer_codec is None and self.transcode and name in _OTHER_G711 and answer_codec.clock_rate == 8000:
             twin = _OTHER_G711[name]
@@ -476,28 +476,13 @@ def _choose_crypto(media: MediaDescription) -> sdes.SdesCrypto:
     return chosen
 
 
-@functools.lru_cache(maxsize=256)
-def _codecs(media: MediaDescription) -> tuple[RtpMap, ...]:
-    # Cached: one exchange reads the same stream's formats several times, and parsing the rtpmap lines is
-    # most of the anchor's cost per call.
-    rtpmaps: Mapping[int, RtpMap] = media.rtpmaps()
-    out: list[RtpMap] = []
-    for pt in media.payload_types:
-        rtpmap = rtpmaps.get(pt) or STATIC_AUDIO.get(pt)
-        if rtpmap is not None:
-            out.append(rtpmap)
-    return tuple(out)
+# Cached: one exchange reads the same stream's formats several times, and parsing the rtpmap lines is most
+# of the anchor's cost per call.
+_codecs = functools.lru_cache(maxsize=256)(audio_formats)
 
 
 def _event(media: MediaDescription) -> RtpMap | None:
     return next(
-        (c for c in _codecs(media) if c.encoding.lower() == "telephone-event" and c.clock_rate == 8000), None
-    )
-
-
-def _same(a: RtpMap, b: RtpMap) -> bool:
-    return (
-        a.encoding.lower() == b.encoding.lower()
-        and a.clock_rate == b.clock_rate
-        and (a.channels or 1) == (b.channels or 1)
+        (c for c in _codecs(media) if c.encoding.lower() == "telephone-event" and c.clock_rate == 8000),
+        None,
     )

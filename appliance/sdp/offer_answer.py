@@ -203,19 +203,30 @@ def _is_candidate(media: MediaDescription) -> bool:
     return media.media == "audio" and media.port != 0 and media.proto.upper() == AUDIO_PROTO
 
 
-def _format_map(media: MediaDescription) -> list[RtpMap]:
-    """The offered formats in order, each with its rtpmap or its RFC 3551 static meaning."""
+def audio_formats(media: MediaDescription) -> tuple[RtpMap, ...]:
+    """A stream's formats in order, each with its rtpmap or its RFC 3551 static meaning (formats with
+    neither are left out)."""
     rtpmaps = media.rtpmaps()
     out = []
     for pt in media.payload_types:
         rtpmap = rtpmaps.get(pt) or STATIC_AUDIO.get(pt)
         if rtpmap is not None:
             out.append(rtpmap)
-    return out
+    return tuple(out)
+
+
+def same_codec(a: RtpMap, b: RtpMap) -> bool:
+    """Whether two formats name the same codec whatever their payload type numbers (RFC 3264 §6.1: the
+    encoding name is compared case-insensitively, with the clock rate and channel count)."""
+    return (
+        a.encoding.lower() == b.encoding.lower()
+        and a.clock_rate == b.clock_rate
+        and (a.channels or 1) == (b.channels or 1)
+    )
 
 
 def _choose_codec(media: MediaDescription, codecs: Sequence[Codec]) -> tuple[Codec, int] | None:
-    for rtpmap in _format_map(media):
+    for rtpmap in audio_formats(media):
         for codec in codecs:
             if codec.matches(rtpmap):
                 return codec, rtpmap.payload_type
@@ -228,7 +239,7 @@ def _negotiate(
     codec, payload_type = choice
     dtmf = None
     if want_dtmf:
-        for rtpmap in _format_map(media):
+        for rtpmap in audio_formats(media):
             if TELEPHONE_EVENT.matches(rtpmap) and _dtmf_events(media.fmtp(rtpmap.payload_type)):
                 dtmf = rtpmap.payload_type
                 break

@@ -55,7 +55,7 @@ from appliance.sdp.model import (
     RtpMap,
     SessionDescription,
 )
-from appliance.sdp.offer_answer import STATIC_AUDIO
+from appliance.sdp.offer_answer import audio_formats, same_codec
 
 # RFC 8839 §5: the attributes that carry a leg's ICE state and candidate addresses.
 ICE_ATTRIBUTES: Final = frozenset(
@@ -169,7 +169,7 @@ def remote_endpoints(sdp: SessionDescription) -> list[MediaEndpoint]:
                 rtcp_port=rtcp_port,
                 rtcp_mux=mux,
                 direction=direction,
-                codecs=tuple(_codecs(media)),
+                codecs=audio_formats(media),
             )
         )
     return out
@@ -185,11 +185,11 @@ def payload_map(offer_leg: MediaDescription, answer_leg: MediaDescription) -> di
     so a relay can translate every payload type it forwards by one lookup. Applied to a packet travelling
     the other way, use the inverted map.
     """
-    candidates = _codecs(answer_leg)
+    candidates = audio_formats(answer_leg)
     used: set[int] = set()
     mapping: dict[int, int] = {}
-    for codec in _codecs(offer_leg):
-        same = [c for c in candidates if _same_codec(codec, c)]
+    for codec in audio_formats(offer_leg):
+        same = [c for c in candidates if same_codec(codec, c)]
         if not same:
             continue
         params = offer_leg.fmtp(codec.payload_type)
@@ -249,24 +249,6 @@ def _filter(
         a
         for a in attributes
         if not (strip_ice and a.name in ICE_ATTRIBUTES) and not (not keep_crypto and a.name == "crypto")
-    )
-
-
-def _codecs(media: MediaDescription) -> list[RtpMap]:
-    rtpmaps = media.rtpmaps()
-    out: list[RtpMap] = []
-    for pt in media.payload_types:
-        rtpmap = rtpmaps.get(pt) or STATIC_AUDIO.get(pt)
-        if rtpmap is not None:
-            out.append(rtpmap)
-    return out
-
-
-def _same_codec(a: RtpMap, b: RtpMap) -> bool:
-    return (
-        a.encoding.lower() == b.encoding.lower()
-        and a.clock_rate == b.clock_rate
-        and (a.channels or 1) == (b.channels or 1)
     )
 
 
