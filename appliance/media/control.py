@@ -23,7 +23,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import cbor2
 
@@ -31,12 +31,17 @@ from appliance.media.control_events import (
     DTMF_DIGITS,
     MAX_DEPTH,
     MAX_MESSAGE_SIZE,
+    MAX_PLAY_FILES,
     MAX_REQUEST_ID,
+    PLAY_END_REASONS,
+    RECORD_END_REASONS,
+    RECORD_ID,
     Answer,
     Command,
     ControlDecodeError,
     Delete,
     Direction,
+    DropLeg,
     DtmfEvent,
     Error,
     FirstPacket,
@@ -47,12 +52,19 @@ from appliance.media.control_events import (
     Offer,
     Ok,
     Ping,
+    Play,
+    PlayDone,
+    PlayEndReason,
     PortsReserved,
     Query,
+    Record,
+    RecordDone,
+    RecordEndReason,
     Reply,
     SetLeg,
     SrtpKeys,
     SsrcChanged,
+    StopMedia,
     StreamStats,
     Update,
     WorkerEvent,
@@ -291,6 +303,49 @@ def _ping(f: _Fields) -> Message:
     return Ping(request_id=f.uint("request_id", limit=MAX_REQUEST_ID))
 
 
+def _play(f: _Fields) -> Message:
+    request_id, call_id, leg = f.uint("request_id", limit=MAX_REQUEST_ID), f.text("call_id"), f.text("leg")
+    play_id = f.uint("play_id")
+    items = f.array("files")
+    if not 1 <= len(items) <= MAX_PLAY_FILES:
+        raise ControlDecodeError(f"expected 1..{MAX_PLAY_FILES} files", path=f"{f.path}.files")
+    files = tuple(_text(item, f"{f.path}.files[{i}]") for i, item in enumerate(items))
+    barge_in = f.boolean("barge_in")
+    loop = f.boolean("loop") if f.has("loop") else False
+    return Play(call_id, leg, play_id, files, barge_in, loop, request_id)
+
+
+def _record(f: _Fields) -> Message:
+    request_id, call_id, leg = f.uint("request_id", limit=MAX_REQUEST_ID), f.text("call_id"), f.text("leg")
+    record_id = f.text("record_id")
+    if RECORD_ID.fullmatch(record_id) is None:
+        raise ControlDecodeError("expected 1..96 of [A-Za-z0-9_.-]", path=f"{f.path}.record_id")
+    max_seconds = f.number("max_seconds")
+    if max_seconds == 0:
+        raise ControlDecodeError("expected a positive number", path=f"{f.path}.max_seconds")
+    return Record(
+        call_id,
+        leg,
+        record_id,
+        max_seconds,
+        f.number("silence_seconds"),
+        f.boolean("end_on_hash"),
+        f.boolean("beep"),
+        request_id,
+    )
+
+
+def _leg_command(cls: type[StopMedia | DropLeg]) -> Callable[[_Fields], Message]:
+    def build(f: _Fields) -> Message:
+        return cls(
+            request_id=f.uint("request_id", limit=MAX_REQUEST_ID),
+            call_id=f.text("call_id"),
+            leg=f.text("leg"),
+        )
+
+    return build
+
+
 def _stream(value: Any, path: str) -> StreamStats:
     if not isinstance(value, dict):
         raise ControlDecodeError("expected map", path=path)
@@ -387,6 +442,33 @@ def _drop_reasons(f: _Fields) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
+def _reason(f: _Fields, allowed: frozenset[str]) -> str:
+    reason = f.text("reason")
+    if reason not in allowed:
+        raise ControlDecodeError(f"unknown reason {reason!r}", path=f"{f.path}.reason")
+    return reason
+
+
+def _play_done(f: _Fields) -> Message:
+    call_id, leg, play_id = f.text("call_id"), f.text("leg"), f.uint("play_id")
+    return PlayDone(call_id, leg, play_id, cast(PlayEndReason, _reason(f, PLAY_END_REASONS)))
+
+
+_SHA256_HEX: Final = frozenset("0123456789abcdef")
+
+
+def _record_done(f: _Fields) -> Message:
+    call_id, leg, record_id = f.text("call_id"), f.text("leg"), f.text("record_id")
+    reason = cast(RecordEndReason, _reason(f, RECORD_END_REASONS))
+    duration, path, size = f.number("duration"), f.text("path", nonempty=False), f.uint("size")
+    digest = f.text("sha256", nonempty=False)
+    if digest and (len(digest) != 64 or not set(digest) <= _SHA256_HEX):
+        raise ControlDecodeError("expected 64 lower-case hex digits or empty", path=f"{f.path}.sha256")
+    return RecordDone(
+        call_id, leg, record_id, reason, duration, path, size, digest, f.text("key_id", nonempty=False)
+    )
+
+
 def _ports_reserved(f: _Fields) -> Message:
     first = f.uint("first_port", limit=65535)
     last = f.uint("last_port", limit=65535)
@@ -414,6 +496,10 @@ _DECODERS: Final[Mapping[str, Callable[[_Fields], Message]]] = {
     "delete": _delete,
     "query": _query,
     "ping": _ping,
+    "play": _play,
+    "record": _record,
+    "stop_media": _leg_command(StopMedia),
+    "drop_leg": _leg_command(DropLeg),
     "ok": _ok,
     "error": _error,
     "media_timeout": _media_timeout,
@@ -421,6 +507,8 @@ _DECODERS: Final[Mapping[str, Callable[[_Fields], Message]]] = {
     "first_packet": _first_packet,
     "ssrc_changed": _ssrc_changed,
     "worker_stats": _worker_stats,
+    "play_done": _play_done,
+    "record_done": _record_done,
     "ports_reserved": _ports_reserved,
 }
 
@@ -432,6 +520,10 @@ _TYPE_NAMES: Final[Mapping[type, str]] = {
     Delete: "delete",
     Query: "query",
     Ping: "ping",
+    Play: "play",
+    Record: "record",
+    StopMedia: "stop_media",
+    DropLeg: "drop_leg",
     Ok: "ok",
     Error: "error",
     MediaTimeout: "media_timeout",
@@ -439,6 +531,8 @@ _TYPE_NAMES: Final[Mapping[type, str]] = {
     FirstPacket: "first_packet",
     SsrcChanged: "ssrc_changed",
     WorkerStats: "worker_stats",
+    PlayDone: "play_done",
+    RecordDone: "record_done",
     PortsReserved: "ports_reserved",
 }
 
@@ -514,6 +608,18 @@ def _to_map(msg: Message) -> dict[str, Any]:
             out |= {"request_id": msg.request_id, "call_id": msg.call_id}
         case Ping():
             out["request_id"] = msg.request_id
+        case Play():
+            out |= {"request_id": msg.request_id, "call_id": msg.call_id, "leg": msg.leg}
+            out |= {"play_id": msg.play_id, "files": list(msg.files), "barge_in": msg.barge_in}
+            if msg.loop:
+                out["loop"] = True
+        case Record():
+            out |= {"request_id": msg.request_id, "call_id": msg.call_id, "leg": msg.leg}
+            out |= {"record_id": msg.record_id, "max_seconds": float(msg.max_seconds)}
+            out |= {"silence_seconds": float(msg.silence_seconds), "end_on_hash": msg.end_on_hash}
+            out["beep"] = msg.beep
+        case StopMedia() | DropLeg():
+            out |= {"request_id": msg.request_id, "call_id": msg.call_id, "leg": msg.leg}
         case Ok():
             out["request_id"] = msg.request_id
             if msg.sdp is not None:
@@ -545,6 +651,12 @@ def _to_map(msg: Message) -> dict[str, Any]:
             out |= {"packets_relayed": msg.packets_relayed, "packets_dropped": msg.packets_dropped}
             if msg.dropped:
                 out["dropped"] = dict(msg.dropped)
+        case PlayDone():
+            out |= {"call_id": msg.call_id, "leg": msg.leg, "play_id": msg.play_id, "reason": msg.reason}
+        case RecordDone():
+            out |= {"call_id": msg.call_id, "leg": msg.leg, "record_id": msg.record_id, "reason": msg.reason}
+            out |= {"duration": float(msg.duration), "path": msg.path, "size": msg.size}
+            out |= {"sha256": msg.sha256, "key_id": msg.key_id}
         case PortsReserved():
             out |= {"worker_id": msg.worker_id, "first_port": msg.first_port, "last_port": msg.last_port}
             out["unusable"] = list(msg.unusable)
@@ -605,8 +717,16 @@ class EventReceived:
 
 ChannelEvent = ReplyReceived | RequestTimedOut | UnmatchedReply | BadMessage | EventReceived
 
-_COMMAND_TYPES: Final = (SetLeg, Offer, Answer, Update, Delete, Query, Ping)
-_WORKER_EVENT_TYPES: Final = (MediaTimeout, DtmfEvent, FirstPacket, SsrcChanged, WorkerStats)
+_COMMAND_TYPES: Final = (SetLeg, Offer, Answer, Update, Delete, Query, Ping, Play, Record, StopMedia, DropLeg)
+_WORKER_EVENT_TYPES: Final = (
+    MediaTimeout,
+    DtmfEvent,
+    FirstPacket,
+    SsrcChanged,
+    WorkerStats,
+    PlayDone,
+    RecordDone,
+)
 
 
 class ControlChannel:

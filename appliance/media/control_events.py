@@ -5,10 +5,12 @@ datagram (DESIGN.md §2; the command set follows the rtpengine ng protocol: offe
 ping). There are three kinds of message:
 
 * **commands**, control → worker, each with a ``request_id`` the reply repeats: :class:`SetLeg`,
-  :class:`Offer`, :class:`Answer`, :class:`Update`, :class:`Delete`, :class:`Query`, :class:`Ping`;
+  :class:`Offer`, :class:`Answer`, :class:`Update`, :class:`Delete`, :class:`Query`, :class:`Ping`, and
+  the IVR media commands on one leg :class:`Play`, :class:`Record`, :class:`StopMedia`, :class:`DropLeg`;
 * **replies**, worker → control: :class:`Ok` or :class:`Error`, carrying the command's ``request_id``;
 * **events**, worker → control, unsolicited and without a ``request_id``: :class:`MediaTimeout`,
-  :class:`DtmfEvent`, :class:`FirstPacket`, :class:`SsrcChanged`, :class:`WorkerStats`;
+  :class:`DtmfEvent`, :class:`FirstPacket`, :class:`SsrcChanged`, :class:`WorkerStats`, :class:`PlayDone`,
+  :class:`RecordDone`;
 * **the greeting**, worker → control, the first datagram on every control connection and never again:
   :class:`PortsReserved`, the pairs of the worker's slice it could not bind (call control must never put
   them in an SDP).
@@ -20,8 +22,9 @@ with the default ``0`` and let the channel number them. The wire schema is ``con
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 from appliance.media.rtp import MediaError
 
@@ -36,6 +39,18 @@ MAX_REQUEST_ID: Final = 0xFFFFFFFF
 
 DTMF_DIGITS: Final = frozenset("0123456789*#ABCD")
 """The RFC 4733 §3.2 DTMF events 0–15 as the characters call control uses."""
+
+RECORD_ID: Final = re.compile(r"[A-Za-z0-9_.-]{1,96}")
+"""What a :class:`Record` command's ``record_id`` must fully match: it names the file
+``<voicemail-dir>/<record_id>.vm``, so it holds no path separator."""
+
+MAX_PLAY_FILES: Final = 64
+"""A :class:`Play` command names at most this many files."""
+
+PlayEndReason = Literal["done", "barge_in", "stopped", "error"]
+PLAY_END_REASONS: Final[frozenset[str]] = frozenset({"done", "barge_in", "stopped", "error"})
+RecordEndReason = Literal["silence", "dtmf", "max", "stopped", "error"]
+RECORD_END_REASONS: Final[frozenset[str]] = frozenset({"silence", "dtmf", "max", "stopped", "error"})
 
 
 class ControlError(MediaError):
@@ -132,7 +147,8 @@ class SetLeg:
     later one for the same leg applies a re-negotiation (the local port cannot change). Packets flow once
     both legs are set. ``flags`` are call options: ``"record"`` (write both directions to an encrypted
     recording), ``"dtmf-events"`` (report RFC 4733 digits to call control), ``"no-fastpath"`` (keep the
-    call's packets in userspace); unknown flags are refused.
+    call's packets in userspace), ``"inband-dtmf"`` (also detect digits in this leg's inbound audio and
+    report them like RFC 4733 ones); unknown flags are refused.
     """
 
     call_id: str
@@ -200,6 +216,59 @@ class Query:
 class Ping:
     """Liveness check; a worker that does not answer in time is restarted."""
 
+    request_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Play:
+    """Play ``files`` (raw 8 kHz A-law, the prompt catalog's format) one after the other to ``leg``,
+    replacing any playback there (the old one ends with ``PlayDone(reason="stopped")``); ``loop`` starts
+    over after the last file until stopped. With ``barge_in`` the start of a DTMF digit from the leg stops
+    it (``"barge_in"``). The end is reported by :class:`PlayDone` with the same ``play_id``. While the leg
+    plays it is not relayed to; 1..:data:`MAX_PLAY_FILES` files."""
+
+    call_id: str
+    leg: str
+    play_id: int
+    files: tuple[str, ...]
+    barge_in: bool
+    loop: bool = False
+    request_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """Record ``leg``'s inbound audio into the encrypted voicemail file ``<voicemail-dir>/<record_id>.vm``
+    (``record_id`` matches :data:`RECORD_ID`), after a beep if ``beep``. It ends after ``max_seconds``
+    (> 0), after ``silence_seconds`` of silence (0: never on silence), on ``#`` if ``end_on_hash``, on
+    :class:`StopMedia` or when the leg goes; :class:`RecordDone` reports it."""
+
+    call_id: str
+    leg: str
+    record_id: str
+    max_seconds: float
+    silence_seconds: float
+    end_on_hash: bool
+    beep: bool
+    request_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StopMedia:
+    """Stop any playback and recording on ``leg`` (each reports its end with reason ``"stopped"``)."""
+
+    call_id: str
+    leg: str
+    request_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DropLeg:
+    """Release one leg (its ports go back to the worker) and keep the call and its other leg; the reply's
+    ``stats`` are the dropped leg's streams."""
+
+    call_id: str
+    leg: str
     request_id: int = 0
 
 
@@ -310,6 +379,37 @@ class WorkerStats:
 
 
 @dataclass(frozen=True, slots=True)
+class PlayDone:
+    """The playback ``play_id`` on a leg ended: ``"done"`` (the last file played, never for a loop),
+    ``"barge_in"`` (a digit started), ``"stopped"`` (replaced, StopMedia, the leg or call released),
+    ``"error"`` (the worker could not go on)."""
+
+    call_id: str
+    leg: str
+    play_id: int
+    reason: PlayEndReason
+
+
+@dataclass(frozen=True, slots=True)
+class RecordDone:
+    """The recording ``record_id`` on a leg ended with ``reason`` (``"silence"``, ``"dtmf"``, ``"max"``,
+    ``"stopped"``, ``"error"``); the file at ``path`` is closed and synced to disk. ``duration`` is the
+    seconds of audio kept, ``size`` and ``sha256`` (lower-case hex) describe the file as written, and
+    ``key_id`` names the key-encryption key that wraps its data key. After an ``"error"`` with no file,
+    ``size`` is 0 and ``sha256`` empty."""
+
+    call_id: str
+    leg: str
+    record_id: str
+    reason: RecordEndReason
+    duration: float
+    path: str
+    size: int
+    sha256: str
+    key_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class PortsReserved:
     """The worker bound its slice ``first_port..last_port`` at start, except the pairs whose (even) RTP
     ports are in ``unusable`` (another process held them). Kept sorted, so equal reports compare equal."""
@@ -323,7 +423,7 @@ class PortsReserved:
         object.__setattr__(self, "unusable", tuple(sorted(set(self.unusable))))
 
 
-Command = SetLeg | Offer | Answer | Update | Delete | Query | Ping
+Command = SetLeg | Offer | Answer | Update | Delete | Query | Ping | Play | Record | StopMedia | DropLeg
 Reply = Ok | Error
-WorkerEvent = MediaTimeout | DtmfEvent | FirstPacket | SsrcChanged | WorkerStats
+WorkerEvent = MediaTimeout | DtmfEvent | FirstPacket | SsrcChanged | WorkerStats | PlayDone | RecordDone
 Message = Command | Reply | WorkerEvent | PortsReserved

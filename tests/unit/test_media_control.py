@@ -26,6 +26,7 @@ from appliance.media.control_events import (
     ControlDecodeError,
     Delete,
     Direction,
+    DropLeg,
     DtmfEvent,
     Error,
     ErrorCode,
@@ -37,11 +38,16 @@ from appliance.media.control_events import (
     Offer,
     Ok,
     Ping,
+    Play,
+    PlayDone,
     PortsReserved,
     Query,
+    Record,
+    RecordDone,
     SetLeg,
     SrtpKeys,
     SsrcChanged,
+    StopMedia,
     StreamStats,
     Update,
     WorkerStats,
@@ -190,7 +196,12 @@ _spec = st.builds(
     st.booleans(),
     st.none() | _keys,
 )
-_call_flags = st.lists(st.sampled_from(["record", "dtmf-events", "no-fastpath"]), max_size=3).map(tuple)
+_call_flags = st.lists(
+    st.sampled_from(["record", "dtmf-events", "no-fastpath", "inband-dtmf"]), max_size=3
+).map(tuple)
+_record_id = st.from_regex(r"\A[A-Za-z0-9_.-]{1,96}\Z")
+_positive = st.floats(min_value=0.001, max_value=1e6, allow_nan=False, allow_infinity=False)
+_sha256 = st.just("") | st.text("0123456789abcdef", min_size=64, max_size=64)
 
 messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(SetLeg, _text, _text, _spec, _call_flags, _u32),
@@ -200,6 +211,32 @@ messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(Delete, _text, st.none() | _text, _u32),
     st.builds(Query, _text, _u32),
     st.builds(Ping, _u32),
+    st.builds(
+        Play,
+        _text,
+        _text,
+        _u64,
+        st.lists(_text, min_size=1, max_size=4).map(tuple),
+        st.booleans(),
+        st.booleans(),
+        _u32,
+    ),
+    st.builds(Record, _text, _text, _record_id, _positive, _secs, st.booleans(), st.booleans(), _u32),
+    st.builds(StopMedia, _text, _text, _u32),
+    st.builds(DropLeg, _text, _text, _u32),
+    st.builds(PlayDone, _text, _text, _u64, st.sampled_from(["done", "barge_in", "stopped", "error"])),
+    st.builds(
+        RecordDone,
+        _text,
+        _text,
+        _record_id,
+        st.sampled_from(["silence", "dtmf", "max", "stopped", "error"]),
+        _secs,
+        st.text(max_size=40),
+        _u64,
+        _sha256,
+        st.text(max_size=40),
+    ),
     st.builds(
         Ok,
         _u32,
@@ -369,3 +406,61 @@ def test_set_leg_vector_fields() -> None:
     assert (spec.local_port, spec.remote, spec.codec_pt, spec.codec) == (20002, None, 0, "PCMU")
     assert (spec.event_pt, spec.rtcp_port, spec.hold) == (None, 4005, True)
     assert spec.srtp is not None and spec.srtp.suite == "AES_CM_128_HMAC_SHA1_80"
+
+
+def test_ivr_vector_fields() -> None:
+    valid = VECTORS / "valid"
+    play = decode((valid / "play.cbor").read_bytes())
+    assert isinstance(play, Play)
+    assert (play.request_id, play.call_id, play.leg, play.play_id) == (12, "c1@127.0.0.1", "a", 7)
+    assert play.files[1].endswith("/en/press_1.alaw") and len(play.files) == 2
+    assert play.barge_in and not play.loop
+    moh = decode((valid / "play_loop.cbor").read_bytes())
+    assert isinstance(moh, Play) and moh.loop and not moh.barge_in
+    assert decode((valid / "record.cbor").read_bytes()) == Record(
+        "c1@127.0.0.1", "a", "vm-20261124-0001", 120.0, 5.0, True, True, request_id=14
+    )
+    assert decode((valid / "stop_media.cbor").read_bytes()) == StopMedia("c1@127.0.0.1", "a", request_id=15)
+    assert decode((valid / "drop_leg.cbor").read_bytes()) == DropLeg("c1@127.0.0.1", "b", request_id=16)
+    assert decode((valid / "play_done.cbor").read_bytes()) == PlayDone("c1@127.0.0.1", "a", 7, "barge_in")
+    done = decode((valid / "record_done.cbor").read_bytes())
+    assert isinstance(done, RecordDone)
+    assert (done.reason, done.duration, done.size, done.key_id) == ("dtmf", 12.34, 99012, "kek-3f2a9c01")
+    assert done.path.endswith("/vm-20261124-0001.vm") and len(done.sha256) == 64
+    failed = decode((valid / "record_done_error.cbor").read_bytes())
+    assert isinstance(failed, RecordDone) and (failed.size, failed.sha256) == (0, "")
+    leg = decode((valid / "set_leg_inband_dtmf.cbor").read_bytes())
+    assert isinstance(leg, SetLeg) and leg.flags == ("dtmf-events", "inband-dtmf")
+
+
+def test_ivr_wire_maps_omit_defaults() -> None:
+    raw = cbor2.loads(encode(Play("c", "a", 1, ("/p.alaw",), barge_in=False)))
+    assert raw == {
+        "type": "play",
+        "request_id": 0,
+        "call_id": "c",
+        "leg": "a",
+        "play_id": 1,
+        "files": ["/p.alaw"],
+        "barge_in": False,
+    }
+    raw = cbor2.loads(encode(Record("c", "a", "vm", 60, 0, False, False)))
+    assert raw["max_seconds"] == 60.0 and isinstance(raw["max_seconds"], float)
+    assert cbor2.loads(encode(DropLeg("c", "b")))["type"] == "drop_leg"
+
+
+def test_encode_refuses_an_invalid_ivr_message() -> None:
+    with pytest.raises(LocalProtocolError, match="record_id"):
+        encode(Record("c", "a", "a/b", 60.0, 5.0, True, True))
+    with pytest.raises(LocalProtocolError, match="files"):
+        encode(Play("c", "a", 1, (), True))
+    with pytest.raises(LocalProtocolError, match="reason"):
+        encode(PlayDone("c", "a", 1, "over"))  # type: ignore[arg-type]
+
+
+def test_channel_passes_ivr_commands_and_events() -> None:
+    ch = ControlChannel()
+    rid = ch.send(Play("c1", "a", 3, ("/p.alaw",), True), now=0.0)
+    assert decode(ch.data_to_send()[0]) == Play("c1", "a", 3, ("/p.alaw",), True, request_id=rid)
+    ch.receive(encode(PlayDone("c1", "a", 3, "done")), now=0.1)
+    assert ch.next_event() == EventReceived(PlayDone("c1", "a", 3, "done"))
