@@ -34,6 +34,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from appliance.ivr.errors import IvrError
 from appliance.ivr.model import Schedule
 
 HORIZON_DAYS: Final = 14
@@ -45,8 +46,12 @@ _DAY_SECONDS: Final = 86_400
 _OFFSET_PROBE_SECONDS: Final = 3600
 
 
-class ScheduleError(ValueError):
-    """A schedule, or a time zone name, this module cannot use (an unknown IANA zone, say)."""
+class ScheduleError(IvrError, ValueError):
+    """A schedule, or a time zone name, this module cannot use (an unknown IANA zone, say).
+
+    The flow validator refuses a flow whose schedules name unknown zones; this error is what is left for a
+    zone that passed there but is missing from this build's tz database, or a zone given in configuration.
+    """
 
 
 def load_zone(name: str) -> ZoneInfo:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from appliance.ivr.errors import IvrError
 from appliance.ivr.hours import HORIZON_DAYS, ScheduleError, is_open, load_zone, next_change
 from appliance.ivr.model import Schedule
 
@@ -245,6 +246,7 @@ def test_unknown_zone_is_a_schedule_error(zone: str) -> None:
         next_change(bad, utc(2026, 11, 24, 12, 0))
     with pytest.raises(ScheduleError):
         load_zone(zone)
+    assert issubclass(ScheduleError, IvrError)
     assert issubclass(ScheduleError, ValueError)
 
 
