@@ -1,0 +1,589 @@
+"""How :class:`~appliance.ivr.session.IvrSession` runs each kind of node: one runner object per visit.
+
+A runner is created when the session enters a node and is dropped when it leaves it. It asks for media,
+outbox appends and agent-queue operations through its :class:`Host` (the session) and is handed the inputs
+that concern it: keys, the end of its own playback, its deadline, its recording, its persists, the agent
+queue's reports. The session routes only current inputs (a stale play id never reaches a runner), so a
+runner reacts to what it is told without checking where it came from.
+
+Common rules, from :mod:`appliance.ivr.model`:
+
+* Input timeouts start when the prompt has been played (the caller cannot answer a question not yet
+  asked), and keys pressed while an input prompt plays count (barge-in): :class:`KeyInput`.
+* Type-ahead: keys that cut a barge-in :class:`~appliance.ivr.model.Play` short are kept by the host and
+  consumed, one at a time, by the next nodes that take keys; a barge-in ``Play`` entered with keys pending
+  is skipped (the caller is already ahead of it). Announcements, voicemail, transfers and hang-ups discard
+  pending keys: none of them asks for a key.
+* Confirmations (``saved_prompts``, ``thanks_prompts``) play only after the host reports the outcome
+  ``persisted``; a persist that fails goes to the node's ``on_failure`` if it has one, else the call is
+  hung up with Q.850 cause 41 (temporary failure) and no confirmation plays.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, Generic, Protocol, TypeVar
+
+from appliance.ivr import records
+from appliance.ivr.actions import DIGIT_PROMPTS, LeaveQueue, QueueForAgents, StopMedia
+from appliance.ivr.callback_slots import Slot, offer_slots
+from appliance.ivr.hours import ScheduleError, is_open
+from appliance.ivr.model import (
+    Announcement,
+    BusinessHours,
+    CallbackRequest,
+    CollectDigits,
+    Flow,
+    Goto,
+    Hangup,
+    LanguageMenu,
+    Menu,
+    Node,
+    Play,
+    Prompts,
+    Survey,
+    Transfer,
+    Voicemail,
+)
+from appliance.ivr.session_keys import KeyInput, KeyRule
+
+log = logging.getLogger("appliance.ivr.session")
+
+CAUSE_NORMAL: Final = 16  # Q.850 normal call clearing
+CAUSE_TEMPORARY_FAILURE: Final = 41  # Q.850 temporary failure: the appliance could not keep an outcome
+
+CALLBACK_MIN_DIGITS: Final = 3
+CALLBACK_MAX_DIGITS: Final = 20
+SURVEY_KEYS: Final = "12345"
+
+
+class Host(Protocol):
+    """What a runner may ask of its session."""
+
+    @property
+    def flow(self) -> Flow: ...
+    @property
+    def call_id(self) -> str: ...
+    @property
+    def session_id(self) -> str: ...
+    @property
+    def caller(self) -> str | None: ...
+    @property
+    def caller_zone(self) -> str: ...
+    @property
+    def agent(self) -> str | None: ...
+
+    language: str
+
+    def wall(self) -> float: ...
+    def resolve(self, names: Sequence[str], language: str | None = None) -> tuple[str, ...]: ...
+    def play_files(self, files: tuple[str, ...], *, barge_in: bool, loop: bool = False) -> bool: ...
+    def forget_play(self) -> None: ...
+    def emit(self, action: StopMedia | QueueForAgents | LeaveQueue) -> None: ...
+    def record(self, node: Voicemail) -> str: ...
+    def persist(self, type_: str, body: Mapping[str, Any]) -> int: ...
+    def go(self, node_id: str, now: float) -> None: ...
+    def hang_up(self, cause: int, now: float) -> None: ...
+    def has_type_ahead(self) -> bool: ...
+    def pop_type_ahead(self) -> str | None: ...
+    def push_type_ahead(self, digit: str) -> None: ...
+    def clear_type_ahead(self) -> None: ...
+    def set_variable(self, name: str, value: str) -> None: ...
+    def agent_answered(self, agent: str) -> None: ...
+
+
+def digit_prompts(number: str) -> tuple[str, ...]:
+    """The prompts that read ``number`` back key by key (characters that are not keys are skipped)."""
+    return tuple(DIGIT_PROMPTS[c] for c in number if c in DIGIT_PROMPTS)
+
+
+# --- runners -------------------------------------------------------------------------------------------
+
+N = TypeVar("N", bound=Node)
+
+
+class Runner(Generic[N]):
+    """One visit of one node. Inputs a node does not care about are ignored (keys: discarded)."""
+
+    def __init__(self, host: Host, node_id: str, node: N) -> None:
+        self.host = host
+        self.node_id = node_id
+        self.node = node
+        self._then_go: str | None = None  # where to go once the playback under way has ended
+        self._keeping: tuple[int, Prompts, str, str | None] | None = None  # the outcome being made durable
+
+    def enter(self, now: float) -> None:
+        raise NotImplementedError
+
+    def key(self, digit: str, now: float) -> None:
+        del digit, now  # a node that asks for no key drops it
+
+    def play_done(self, reason: str, now: float) -> None:
+        if self._then_go is not None:
+            target, self._then_go = self._then_go, None
+            self.host.go(target, now)
+
+    def deadline(self) -> float | None:
+        return None
+
+    def timer(self, now: float) -> None:
+        del now
+
+    def record_done(self, reason: str, duration: float, blob: Mapping[str, Any] | None, now: float) -> None:
+        del reason, duration, blob, now
+
+    def keep(
+        self, type_: str, body: Mapping[str, Any], *, then: Prompts, next_: str, failure: str | None
+    ) -> None:
+        """Append the outcome to the outbox; once it is committed play ``then`` and go to ``next_``. If it
+        cannot be kept, nothing is confirmed: go to ``failure``, or hang up (cause 41) when None."""
+        self._keeping = (self.host.persist(type_, body), then, next_, failure)
+
+    def persisted(self, token: int, now: float) -> None:
+        if self._keeping is not None and self._keeping[0] == token:
+            _, then, next_, _ = self._keeping
+            self._keeping = None
+            self.play_then_go(then, next_, now)
+
+    def persist_failed(self, token: int, now: float) -> None:
+        if self._keeping is not None and self._keeping[0] == token:
+            failure = self._keeping[3]
+            self._keeping = None
+            if failure is None:
+                self.host.hang_up(CAUSE_TEMPORARY_FAILURE, now)
+            else:
+                self.host.go(failure, now)
+
+    def transfer_position(self, position: int, now: float) -> None:
+        del position, now
+
+    def transfer_answered(self, agent: str, now: float) -> None:
+        del agent, now
+
+    def transfer_ended(self, now: float) -> None:
+        del now
+
+    def caller_gone(self, now: float) -> None:
+        del now
+
+    def play_then_go(
+        self, prompts: Sequence[str], node_id: str, now: float, *, barge_in: bool = False
+    ) -> None:
+        """Play ``prompts``, then go to ``node_id`` (at once if there is nothing to play)."""
+        if self.host.play_files(self.host.resolve(prompts), barge_in=barge_in):
+            self._then_go = node_id
+        else:
+            self.host.go(node_id, now)
+
+
+class _Asking(Runner[N]):
+    """A node that asks questions: keys, the end of the question and the deadline go to its
+    :class:`KeyInput`, and every step allows ``1 + retries`` tries."""
+
+    _input: KeyInput | None = None
+    _failures = 0
+
+    def _step(
+        self, rule: KeyRule, on_done: Callable[[str, float], None], files: tuple[str, ...], now: float
+    ) -> None:
+        self._failures = 0
+        self._input = KeyInput(self.host, rule, on_done)
+        self._input.ask(files, now)
+
+    def _ask_again(self, files: tuple[str, ...], now: float) -> None:
+        assert self._input is not None
+        self._input.ask(files, now)
+
+    def _out_of_tries(self, retries: int) -> bool:
+        """Count a failed try; True when it was the last one allowed."""
+        self._failures += 1
+        return self._failures > retries
+
+    def key(self, digit: str, now: float) -> None:
+        if self._input is not None:
+            self._input.key(digit, now)
+
+    def play_done(self, reason: str, now: float) -> None:
+        if self._input is not None and self._input.play_done(now):
+            return
+        super().play_done(reason, now)
+
+    def deadline(self) -> float | None:
+        return None if self._input is None else self._input.deadline
+
+    def timer(self, now: float) -> None:
+        if self._input is not None:
+            self._input.timer(now)
+
+
+class PlayRunner(Runner[Play]):
+    def enter(self, now: float) -> None:
+        if self.node.barge_in and self.host.has_type_ahead():
+            self.host.go(self.node.next, now)  # the caller has already pressed past this
+            return
+        self.play_then_go(self.node.prompts, self.node.next, now, barge_in=self.node.barge_in)
+
+    def key(self, digit: str, now: float) -> None:
+        if self.node.barge_in:
+            self.host.push_type_ahead(digit)
+            self.host.forget_play()
+            self.host.go(self.node.next, now)
+
+
+class AnnouncementRunner(Runner[Announcement]):
+    def enter(self, now: float) -> None:
+        self.host.clear_type_ahead()
+        self.play_then_go(self.node.prompts, self.node.next, now)
+
+
+class GotoRunner(Runner[Goto]):
+    def enter(self, now: float) -> None:
+        self.host.go(self.node.target, now)
+
+
+class BusinessHoursRunner(Runner[BusinessHours]):
+    def enter(self, now: float) -> None:
+        schedule = self.host.flow.schedules[self.node.schedule]
+        self.host.go(self.node.open if is_open(schedule, self.host.wall()) else self.node.closed, now)
+
+
+class HangupRunner(Runner[Hangup]):
+    def enter(self, now: float) -> None:
+        self.host.clear_type_ahead()
+        if not self.host.play_files(self.host.resolve(self.node.prompts), barge_in=False):
+            self.host.hang_up(self.node.cause, now)
+
+    def play_done(self, reason: str, now: float) -> None:
+        self.host.hang_up(self.node.cause, now)
+
+
+class MenuRunner(_Asking[Menu]):
+    def enter(self, now: float) -> None:
+        self._step(
+            KeyRule(first_timeout=self.node.timeout), self._answer, self.host.resolve(self.node.prompts), now
+        )
+
+    def _answer(self, keys: str, now: float) -> None:
+        if keys in self.node.choices:
+            self.host.go(self.node.choices[keys], now)
+        elif self._out_of_tries(self.node.retries):
+            self.host.go(self.node.on_failure, now)
+        else:
+            extra = self.node.invalid_prompts if keys else self.node.timeout_prompts
+            self._ask_again(self.host.resolve((*extra, *self.node.prompts)), now)
+
+
+class CollectRunner(_Asking[CollectDigits]):
+    def enter(self, now: float) -> None:
+        node = self.node
+        rule = KeyRule(
+            first_timeout=node.first_digit_timeout,
+            max_digits=node.max_digits,
+            terminator=node.terminator,
+            inter_timeout=node.inter_digit_timeout,
+        )
+        self._step(rule, self._answer, self.host.resolve(node.prompts), now)
+
+    def _answer(self, keys: str, now: float) -> None:
+        if len(keys) >= self.node.min_digits:
+            self.host.set_variable(self.node.variable, keys)
+            self.host.go(self.node.next, now)
+        elif self._out_of_tries(self.node.retries):
+            self.host.go(self.node.on_failure, now)
+        else:
+            self._ask_again(self.host.resolve((*self.node.invalid_prompts, *self.node.prompts)), now)
+
+
+class LanguageMenuRunner(_Asking[LanguageMenu]):
+    def enter(self, now: float) -> None:
+        self._step(KeyRule(first_timeout=self.node.timeout), self._answer, self._options(), now)
+
+    def _options(self) -> tuple[str, ...]:
+        """Each choice in key order, announced in its own language: "For English, press 1"."""
+        files: list[str] = []
+        for key in sorted(self.node.choices):
+            files += self.host.resolve((self.node.prompt, f"press_{key}"), self.node.choices[key])
+        return tuple(files)
+
+    def _answer(self, keys: str, now: float) -> None:
+        language = self.node.choices.get(keys)
+        if language is not None:
+            self.host.language = language
+            self.host.go(self.node.next, now)
+        elif self._out_of_tries(self.node.retries):
+            self.host.go(self.node.next, now)  # no choice keeps the language chosen by the caller's country
+        else:
+            self._ask_again(self._options(), now)
+
+
+class VoicemailRunner(Runner[Voicemail]):
+    _record_id: str | None = None
+
+    def enter(self, now: float) -> None:
+        self.host.clear_type_ahead()
+        if not self.host.play_files(self.host.resolve(self.node.prompts), barge_in=False):
+            self._record_id = self.host.record(self.node)
+
+    def play_done(self, reason: str, now: float) -> None:
+        if self._record_id is None:
+            self._record_id = self.host.record(self.node)
+        else:
+            super().play_done(reason, now)
+
+    def record_done(self, reason: str, duration: float, blob: Mapping[str, Any] | None, now: float) -> None:
+        host = self.host
+        if duration < self.node.min_seconds:
+            self.play_then_go(self.node.too_short_prompts, self.node.next, now)
+        elif blob is None:
+            log.warning(
+                "voicemail %s not recorded: %s",
+                self._record_id,
+                reason,
+                extra={"ctx": {"call": host.call_id}},
+            )
+            host.hang_up(CAUSE_TEMPORARY_FAILURE, now)
+        else:
+            assert self._record_id is not None
+            body = records.voicemail_body(
+                call_id=host.call_id,
+                session_id=host.session_id,
+                caller=host.caller,
+                language=host.language,
+                node=self.node_id,
+                record_id=self._record_id,
+                duration=duration,
+                blob=blob,
+                recorded_at=host.wall(),
+            )
+            self.keep(
+                records.VOICEMAIL, body, then=self.node.saved_prompts, next_=self.node.next, failure=None
+            )
+
+
+def day_prompt(day: str | int) -> str:
+    """The prompt naming a callback slot's day: ``day_today``, ``day_tomorrow`` or ``day_N`` (Monday 0)."""
+    return f"day_{day}"
+
+
+class CallbackRunner(_Asking[CallbackRequest]):
+    """Three steps, each with its own tries: the number (confirm the caller's, or key one in), the time
+    (one key per offered slot), then the durable request and its confirmation."""
+
+    _number = ""
+    _source = ""
+    _slots: Sequence[Slot] = ()
+
+    def enter(self, now: float) -> None:
+        if self.node.confirm_number and self.host.caller:
+            self._step(KeyRule(first_timeout=self.node.timeout), self._confirmed, self._confirm_files(), now)
+        else:
+            self._enter_number(now)
+
+    def _confirm_files(self, *before: str) -> tuple[str, ...]:
+        caller = self.host.caller or ""
+        return self.host.resolve(
+            (*before, "callback_number_is", *digit_prompts(caller), "callback_confirm_number")
+        )
+
+    def _confirmed(self, keys: str, now: float) -> None:
+        if keys == "1":
+            self._number, self._source = self.host.caller or "", "caller"
+            self._offer(now)
+        elif keys == "2":
+            self._enter_number(now)
+        elif self._out_of_tries(self.node.retries):
+            self.host.go(self.node.on_failure, now)
+        else:
+            self._ask_again(self._confirm_files("invalid_choice" if keys else "no_input"), now)
+
+    def _enter_number(self, now: float) -> None:
+        rule = KeyRule(
+            first_timeout=self.node.timeout,
+            max_digits=CALLBACK_MAX_DIGITS,
+            terminator="#",
+            inter_timeout=self.node.timeout,
+        )
+        self._step(rule, self._keyed, self.host.resolve(("callback_enter_number",)), now)
+
+    def _keyed(self, keys: str, now: float) -> None:
+        if len(keys) >= CALLBACK_MIN_DIGITS and keys.isdigit():
+            self._number, self._source = keys, "keyed"
+            self._offer(now)
+        elif self._out_of_tries(self.node.retries):
+            self.host.go(self.node.on_failure, now)
+        else:
+            self._ask_again(self.host.resolve(("invalid_choice", "callback_enter_number")), now)
+
+    def _offer(self, now: float) -> None:
+        host = self.host
+        schedule = None if self.node.schedule is None else host.flow.schedules[self.node.schedule]
+        try:
+            # One key per slot, and keys 1-9 are all "press N" can say.
+            count = min(self.node.offers, 9)
+            self._slots = offer_slots(
+                host.wall(),
+                zone=host.caller_zone,
+                schedule=schedule,
+                count=count,
+                lead_minutes=self.node.lead_minutes,
+            )
+        except ScheduleError as exc:
+            log.warning("callback times not offered: %s", exc, extra={"ctx": {"call": host.call_id}})
+            self._slots = ()
+        if not self._slots:
+            host.go(self.node.on_failure, now)
+            return
+        self._step(KeyRule(first_timeout=self.node.timeout), self._chosen, self._offer_files(), now)
+
+    def _offer_files(self, *before: str) -> tuple[str, ...]:
+        names = [*before, "callback_choose_time"]
+        for i, slot in enumerate(self._slots, start=1):
+            names += [day_prompt(slot.day), f"time_{slot.hour:02d}", f"press_{i}"]
+        return self.host.resolve(names)
+
+    def _chosen(self, keys: str, now: float) -> None:
+        host = self.host
+        if len(keys) == 1 and keys.isdigit() and 1 <= int(keys) <= len(self._slots):
+            slot = self._slots[int(keys) - 1]
+            body = records.callback_body(
+                call_id=host.call_id,
+                session_id=host.session_id,
+                number=self._number,
+                number_source=self._source,
+                language=host.language,
+                slot_utc=slot.utc_iso,
+                slot_local=slot.local_iso,
+                timezone=host.caller_zone,
+                requested_at=host.wall(),
+            )
+            node = self.node
+            self.keep(
+                records.CALLBACK, body, then=node.saved_prompts, next_=node.next, failure=node.on_failure
+            )
+        elif self._out_of_tries(self.node.retries):
+            host.go(self.node.on_failure, now)
+        else:
+            self._ask_again(self._offer_files("invalid_choice" if keys else "no_input"), now)
+
+
+class SurveyRunner(_Asking[Survey]):
+    """Question by question; a question out of tries is recorded as unanswered and the next one asked."""
+
+    def enter(self, now: float) -> None:
+        self._answers: list[int | None] = []
+        self._ask(now)
+
+    def _files(self, *before: str) -> tuple[str, ...]:
+        question = len(self._answers)
+        intro = self.node.intro_prompts if question == 0 and not before else ()
+        return self.host.resolve((*before, *intro, *self.node.questions[question]))
+
+    def _ask(self, now: float) -> None:
+        self._step(KeyRule(first_timeout=self.node.timeout), self._answer, self._files(), now)
+
+    def _answer(self, keys: str, now: float) -> None:
+        if len(keys) == 1 and keys in SURVEY_KEYS:
+            self._answers.append(int(keys))
+        elif not self._out_of_tries(self.node.retries):
+            self._ask_again(self._files("invalid_choice" if keys else "no_input"), now)
+            return
+        else:
+            self._answers.append(None)
+        if len(self._answers) < len(self.node.questions):
+            self._ask(now)
+            return
+        host = self.host
+        self._input = None
+        body = records.survey_body(
+            call_id=host.call_id,
+            session_id=host.session_id,
+            caller=host.caller,
+            language=host.language,
+            agent=host.agent,
+            answers=self._answers,
+            answered_at=host.wall(),
+        )
+        self.keep(records.SURVEY, body, then=self.node.thanks_prompts, next_=self.node.next, failure=None)
+
+
+class TransferRunner(Runner[Transfer]):
+    """Queued with music, position announcements on a fixed cadence, a give-up deadline; once an agent
+    answers the leg is the agent's (no media, no timers) until the agent hangs up first."""
+
+    def enter(self, now: float) -> None:
+        node = self.node
+        self.host.clear_type_ahead()
+        self._position: int | None = None
+        self._connected = False
+        self._announcing = False
+        self._give_up = now + node.max_wait
+        self._announce = now + node.announce_every if node.announce_every > 0 else None
+        self.host.emit(QueueForAgents(node.group, node.strategy))
+        self._music()
+
+    def _music(self) -> None:
+        self._announcing = False
+        self.host.play_files(self.host.resolve((self.node.music,)), barge_in=False, loop=True)
+
+    def deadline(self) -> float | None:
+        if self._connected:
+            return None
+        return self._give_up if self._announce is None else min(self._give_up, self._announce)
+
+    def timer(self, now: float) -> None:
+        if self._connected:
+            return
+        if now >= self._give_up:
+            self.host.emit(LeaveQueue())
+            self.host.emit(StopMedia())
+            self.host.go(self.node.fallback, now)
+            return
+        if self._announce is not None and now >= self._announce:
+            while self._announce <= now:  # a fixed cadence, whatever the loop's lateness
+                self._announce += self.node.announce_every
+            if self._position is not None:
+                files = self.host.resolve(("queue_position", *digit_prompts(str(self._position))))
+                self._announcing = self.host.play_files(files, barge_in=False)
+
+    def play_done(self, reason: str, now: float) -> None:
+        if self._announcing and not self._connected:
+            self._music()
+
+    def transfer_position(self, position: int, now: float) -> None:
+        self._position = position
+
+    def transfer_answered(self, agent: str, now: float) -> None:
+        self._connected = True
+        self.host.forget_play()
+        self.host.emit(StopMedia())
+        self.host.agent_answered(agent)
+
+    def transfer_ended(self, now: float) -> None:
+        if not self._connected:
+            return
+        if self.node.after is not None:
+            self.host.go(self.node.after, now)
+        else:
+            self.host.hang_up(CAUSE_NORMAL, now)
+
+    def caller_gone(self, now: float) -> None:
+        if not self._connected:
+            self.host.emit(LeaveQueue())
+
+
+RUNNERS: Final[Mapping[type[Node], type[Runner[Any]]]] = {
+    Play: PlayRunner,
+    Announcement: AnnouncementRunner,
+    Menu: MenuRunner,
+    CollectDigits: CollectRunner,
+    LanguageMenu: LanguageMenuRunner,
+    BusinessHours: BusinessHoursRunner,
+    Voicemail: VoicemailRunner,
+    CallbackRequest: CallbackRunner,
+    Transfer: TransferRunner,
+    Survey: SurveyRunner,
+    Hangup: HangupRunner,
+    Goto: GotoRunner,
+}
+"""The runner for each node class (dispatch by type, STYLE rule 15)."""
