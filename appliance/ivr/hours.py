@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -144,4 +144,4 @@ def _offset_changes(zone: ZoneInfo, start: float, stop: float) -> Iterator[float
 
 
 def _offset(zone: ZoneInfo, at_utc: float) -> timedelta | None:
-    return datetime.fromtimestamp(at_utc, UTC).astimezone(zone).utcoffset()
+    return local_time(at_utc, zone).utcoffset()
