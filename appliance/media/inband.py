@@ -34,9 +34,9 @@ prompt at once (barge-in), and :class:`DigitEnded` with the tone's duration when
 end event would report it. Every :class:`DigitStarted` is followed by exactly one :class:`DigitEnded`.
 ``duration_ms`` counts from the first to the last hit block, 10 ms each, so it is within one block of the
 tone's length (plus lost packets, which are not counted). When payloads stop arriving during a digit (the
-caller's leg went quiet, packets were lost) the digit ends :data:`IDLE_TIMEOUT` after the last payload:
-``get_timer``/``handle_timer`` as every timed machine here; :meth:`InbandDtmfDetector.flush` ends it at
-once (the call is over).
+caller's leg went quiet, packets were lost) the digit ends :data:`IDLE_TIMEOUT` after the last payload's
+audio ran out: ``get_timer``/``handle_timer`` as every timed machine here; :meth:`InbandDtmfDetector.flush`
+ends it at once (the call is over).
 
 Cost: about 10-15 µs per 20 ms packet of tone or speech on the development machine, and a few µs for
 quiet packets, which skip the filters (see ``test_feed_cost``).
@@ -198,7 +198,8 @@ class InbandDtmfDetector:
         """Process one payload (any length, normally 160 octets) received at ``now``; return the events
         it completes, in order. Never raises."""
         events = self.handle_timer(now)
-        self._last_feed = now
+        # The next payload is due when this one's audio has played out.
+        self._last_feed = now + len(payload) / RATE
         if not payload:
             return events
         samples = self._table[np.frombuffer(payload, dtype=np.uint8)]
@@ -213,14 +214,15 @@ class InbandDtmfDetector:
         return events
 
     def get_timer(self) -> float | None:
-        """When a digit (or one being confirmed) is to be ended for lack of audio, or None."""
+        """When a digit (or one being confirmed) is to be ended for lack of audio, or None:
+        :data:`IDLE_TIMEOUT` after the audio of the last payload would have played out."""
         if self._last_feed is None or (self._current is None and self._candidate is None):
             return None
         return self._last_feed + IDLE_TIMEOUT
 
     def handle_timer(self, now: float) -> list[InbandEvent]:
-        """End the digit if no payload came for :data:`IDLE_TIMEOUT`; a tone resumed after that is a new
-        digit. Returns the events (at most one :class:`DigitEnded`)."""
+        """End the digit if no payload came in time (see :meth:`get_timer`); a tone resumed after that is a
+        new digit. Returns the events (at most one :class:`DigitEnded`)."""
         deadline = self.get_timer()
         if deadline is None or now < deadline:
             return []
