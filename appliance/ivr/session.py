@@ -123,7 +123,7 @@ class IvrSession:
         self._started: float | None = None
         self._outcome: str | None = None
         self._agent: str | None = None
-        self._caller_gone = False
+        self._abandoned = False
         self._ctx = {"ctx": {"call": call_id, "ivr_session": session_id}}
 
     # --- properties ------------------------------------------------------------------------------------
@@ -164,7 +164,8 @@ class IvrSession:
 
     @property
     def current_node(self) -> str | None:
-        return self._path[-1] if self._path and self.state is SessionState.ACTIVE else None
+        """The node the session is in (the last one, while closing); None before the start and once ended."""
+        return self._path[-1] if self._path and self.state is not SessionState.ENDED else None
 
     @property
     def variables(self) -> Mapping[str, str]:
@@ -266,7 +267,7 @@ class IvrSession:
         """The caller is gone: nothing more is played; what is under way is finished and recorded."""
         if self.state in (SessionState.CLOSING, SessionState.ENDED):
             return
-        self._caller_gone = True
+        self._abandoned = self._runner is None or not self._runner.ending
         self._set_state(SessionState.CLOSING)
         if self._recording is not None:
             self._actions.append(StopMedia())  # the worker ends the recording and reports it as stopped
@@ -400,7 +401,7 @@ class IvrSession:
         if self.state is not SessionState.CLOSING or self._pending or self._recording is not None:
             return
         end = self.wall()
-        outcome = self._outcome or ("abandoned" if self._caller_gone else "hangup")
+        outcome = self._outcome or ("abandoned" if self._abandoned else "hangup")
         body = records.session_body(
             call_id=self._call_id,
             session_id=self._session_id,

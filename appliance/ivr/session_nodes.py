@@ -104,7 +104,12 @@ N = TypeVar("N", bound=Node)
 
 
 class Runner(Generic[N]):
-    """One visit of one node. Inputs a node does not care about are ignored (keys: discarded)."""
+    """One visit of one node. Inputs a node does not care about are ignored (keys: discarded).
+
+    ``ending``: the node is the flow's own end (a hang-up node), so a caller who hangs up now has not
+    abandoned the call."""
+
+    ending = False
 
     def __init__(self, host: Host, node_id: str, node: N) -> None:
         self.host = host
@@ -249,6 +254,8 @@ class BusinessHoursRunner(Runner[BusinessHours]):
 
 
 class HangupRunner(Runner[Hangup]):
+    ending = True
+
     def enter(self, now: float) -> None:
         self.host.clear_type_ahead()
         if not self.host.play_files(self.host.resolve(self.node.prompts), barge_in=False):
@@ -470,6 +477,8 @@ class CallbackRunner(_Asking[CallbackRequest]):
 class SurveyRunner(_Asking[Survey]):
     """Question by question; a question out of tries is recorded as unanswered and the next one asked."""
 
+    _kept = False
+
     def enter(self, now: float) -> None:
         self._answers: list[int | None] = []
         self._ask(now)
@@ -492,19 +501,29 @@ class SurveyRunner(_Asking[Survey]):
             self._answers.append(None)
         if len(self._answers) < len(self.node.questions):
             self._ask(now)
-            return
+        else:
+            self._keep_answers()
+
+    def _keep_answers(self) -> None:
         host = self.host
         self._input = None
+        self._kept = True
         body = records.survey_body(
             call_id=host.call_id,
             session_id=host.session_id,
             caller=host.caller,
             language=host.language,
             agent=host.agent,
-            answers=self._answers,
+            answers=[*self._answers, *[None] * (len(self.node.questions) - len(self._answers))],
             answered_at=host.wall(),
         )
         self.keep(records.SURVEY, body, then=self.node.thanks_prompts, next_=self.node.next, failure=None)
+
+    def caller_gone(self, now: float) -> None:
+        # A caller who hangs up after answering part of the survey still told us something (a low first
+        # answer asks for follow-up): keep what was answered, the rest unanswered.
+        if self._answers and not self._kept:
+            self._keep_answers()
 
 
 class TransferRunner(Runner[Transfer]):
