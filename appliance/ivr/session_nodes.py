@@ -9,14 +9,19 @@ runner reacts to what it is told without checking where it came from.
 Common rules, from :mod:`appliance.ivr.model`:
 
 * Input timeouts start when the prompt has been played (the caller cannot answer a question not yet
-  asked), and keys pressed while an input prompt plays count (barge-in): :class:`KeyInput`.
+  asked), and keys pressed while an input prompt plays count (barge-in):
+  :class:`~appliance.ivr.session_keys.KeyInput`. A node that asks for keys and gets a wrong one or none
+  counts a try; ``1 + retries`` tries, then its ``on_failure``. Where the flow names no retry prompts
+  (callback and survey steps) the built-in ``invalid_choice`` / ``no_input`` precede the question again.
 * Type-ahead: keys that cut a barge-in :class:`~appliance.ivr.model.Play` short are kept by the host and
   consumed, one at a time, by the next nodes that take keys; a barge-in ``Play`` entered with keys pending
   is skipped (the caller is already ahead of it). Announcements, voicemail, transfers and hang-ups discard
   pending keys: none of them asks for a key.
 * Confirmations (``saved_prompts``, ``thanks_prompts``) play only after the host reports the outcome
   ``persisted``; a persist that fails goes to the node's ``on_failure`` if it has one, else the call is
-  hung up with Q.850 cause 41 (temporary failure) and no confirmation plays.
+  hung up with Q.850 cause 41 (temporary failure) and no confirmation plays. A recording the worker
+  reports as failed is treated the same way (the caller is not told the message was too short).
+* A playback that fails (``play_done`` ``error``) counts as played: the flow carries on.
 """
 
 from __future__ import annotations
@@ -91,6 +96,12 @@ class Host(Protocol):
     def clear_type_ahead(self) -> None: ...
     def set_variable(self, name: str, value: str) -> None: ...
     def agent_answered(self, agent: str) -> None: ...
+
+
+def press_prompt(key: str) -> str:
+    """The prompt that asks for ``key``: "press 1" for a digit; the catalog has no "press star" or "press
+    hash", so for those keys it names the key alone ("star", "hash") after the option."""
+    return f"press_{key}" if key.isdigit() else DIGIT_PROMPTS[key]
 
 
 def digit_prompts(number: str) -> tuple[str, ...]:
@@ -310,7 +321,7 @@ class LanguageMenuRunner(_Asking[LanguageMenu]):
         """Each choice in key order, announced in its own language: "For English, press 1"."""
         files: list[str] = []
         for key in sorted(self.node.choices):
-            files += self.host.resolve((self.node.prompt, f"press_{key}"), self.node.choices[key])
+            files += self.host.resolve((self.node.prompt, press_prompt(key)), self.node.choices[key])
         return tuple(files)
 
     def _answer(self, keys: str, now: float) -> None:
@@ -340,9 +351,9 @@ class VoicemailRunner(Runner[Voicemail]):
 
     def record_done(self, reason: str, duration: float, blob: Mapping[str, Any] | None, now: float) -> None:
         host = self.host
-        if duration < self.node.min_seconds:
+        if reason != "error" and duration < self.node.min_seconds:
             self.play_then_go(self.node.too_short_prompts, self.node.next, now)
-        elif blob is None:
+        elif reason == "error" or blob is None:
             log.warning(
                 "voicemail %s not recorded: %s",
                 self._record_id,
@@ -446,7 +457,7 @@ class CallbackRunner(_Asking[CallbackRequest]):
     def _offer_files(self, *before: str) -> tuple[str, ...]:
         names = [*before, "callback_choose_time"]
         for i, slot in enumerate(self._slots, start=1):
-            names += [day_prompt(slot.day), f"time_{slot.hour:02d}", f"press_{i}"]
+            names += [day_prompt(slot.day), f"time_{slot.hour:02d}", press_prompt(str(i))]
         return self.host.resolve(names)
 
     def _chosen(self, keys: str, now: float) -> None:

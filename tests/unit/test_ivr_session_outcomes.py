@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from appliance.ivr.actions import (
     HangUp,
     LeaveQueue,
@@ -130,11 +132,12 @@ def test_a_voicemail_that_cannot_be_kept_is_not_confirmed() -> None:
     assert session_record(actions)["outcome"] == "hangup"
 
 
-def test_a_recording_error_hangs_up_without_confirmation() -> None:
+@pytest.mark.parametrize("duration", [0.0, 5.0])
+def test_a_recording_error_hangs_up_without_confirmation(duration: float) -> None:
     s = recording_session()
-    s.record_done("s1-vm1", "error", 5.0, None, 8.0)
+    s.record_done("s1-vm1", "error", duration, None, 8.0)
     actions = drain(s)
-    assert actions[0] == HangUp(41)
+    assert actions[0] == HangUp(41)  # not "too short": the caller did nothing wrong
     assert plays(actions) == []
 
 
