@@ -40,6 +40,7 @@
  * between slots, so the priority costs the relay no CPU beyond what the generator uses anyway.
  */
 #define _GNU_SOURCE
+#define PROGRAM "loadgen"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -57,16 +58,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rtpbench.h"
+
 #define PTIME_NS 20000000LL
 #define PAYLOAD_BYTES 160
 #define RTP_HEADER 12
 #define PACKET_BYTES (RTP_HEADER + PAYLOAD_BYTES)
 #define MAGIC 0x52544231u /* "RTB1" */
 #define STAMP_BYTES 20    /* magic, send ns, sending end, packet index */
-#define HIST_FINE (1u << 20) /* 1 us bins: 0 .. ~1.05 s */
-#define HIST_COARSE 60000u    /* then 1 ms bins (indexed by ms from 0; the first 1048 unused) .. 60 s */
-#define HIST_BINS (HIST_FINE + HIST_COARSE)
-#define RECV_BATCH 16
 #define SEND_BATCH 16
 #define EVENTS 256
 #define DRAIN_WAKE_NS 1000000LL
@@ -85,85 +84,11 @@ struct end {
     uint32_t drops;          /* SO_RXQ_OVFL: datagrams this socket's queue dropped */
 };
 
-struct histogram {
-    uint32_t *bins;
-    uint64_t count;
-    uint64_t sum;
-    uint64_t max;
-};
-
-static void die(const char *what)
-{
-    fprintf(stderr, "loadgen: %s: %s\n", what, strerror(errno));
-    exit(2);
-}
-
 static void usage(void)
 {
     fprintf(stderr, "usage: loadgen --ends N --seconds S [--address A] [--warmup-ms W] [--drain-ms D]"
                     " [--slot-us U] [--rcvbuf BYTES] [--rt 0|1]\n");
     exit(2);
-}
-
-static int64_t clock_ns(clockid_t clock)
-{
-    struct timespec ts;
-    clock_gettime(clock, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static double cpu_s(int user)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    struct timeval tv = user ? ru.ru_utime : ru.ru_stime;
-    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
-}
-
-static void record(struct histogram *h, int64_t ns)
-{
-    uint64_t us = ns < 0 ? 0 : (uint64_t)ns / 1000u;
-    if (us > h->max)
-        h->max = us;
-    uint64_t ms = us / 1000u;
-    h->bins[us < HIST_FINE ? us : HIST_FINE + (ms < HIST_COARSE ? ms : HIST_COARSE - 1)]++;
-    h->count++;
-    h->sum += us;
-}
-
-/* Nearest-rank percentile in us (the bin's lower edge); -1 with no samples. */
-static int64_t percentile(const struct histogram *h, double fraction)
-{
-    if (h->count == 0)
-        return -1;
-    uint64_t rank = (uint64_t)(fraction * (double)h->count + 0.5);
-    if (rank < 1)
-        rank = 1;
-    if (rank > h->count)
-        rank = h->count;
-    uint64_t seen = 0;
-    for (uint32_t i = 0; i < HIST_BINS; i++) {
-        seen += h->bins[i];
-        if (seen >= rank)
-            return i < HIST_FINE ? i : (int64_t)(i - HIST_FINE) * 1000;
-    }
-    return (int64_t)(HIST_COARSE - 1) * 1000;
-}
-
-static uint32_t xorshift(uint32_t *state)
-{
-    uint32_t x = *state;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return *state = x;
-}
-
-static void sleep_until(int64_t at_ns)
-{
-    struct timespec ts = {.tv_sec = at_ns / 1000000000LL, .tv_nsec = at_ns % 1000000000LL};
-    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-        ;
 }
 
 struct counters {
@@ -174,46 +99,17 @@ struct counters {
 static void receive(struct end *ends, uint32_t n_ends, uint32_t e, struct histogram *latency,
                     struct counters *c, uint32_t warm_index, uint32_t max_index)
 {
-    static uint8_t bufs[RECV_BATCH][2048];
-    static char controls[RECV_BATCH][CMSG_SPACE(sizeof(struct timespec)) + CMSG_SPACE(sizeof(uint32_t))];
-    struct mmsghdr msgs[RECV_BATCH];
-    struct iovec iovs[RECV_BATCH];
+    static struct stamped_batch batch;
     struct end *me = &ends[e];
     for (;;) {
-        for (int i = 0; i < RECV_BATCH; i++) {
-            iovs[i].iov_base = bufs[i];
-            iovs[i].iov_len = sizeof bufs[i];
-            memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
-            msgs[i].msg_hdr.msg_iov = &iovs[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
-            msgs[i].msg_hdr.msg_control = controls[i];
-            msgs[i].msg_hdr.msg_controllen = sizeof controls[i];
-        }
-        int got = recvmmsg(me->fd, msgs, RECV_BATCH, MSG_DONTWAIT, NULL);
-        if (got < 0) {
-            if (errno == EAGAIN || errno == EINTR || errno == ECONNREFUSED)
-                return;
-            die("recvmmsg");
-        }
+        int got = recv_stamped(me->fd, &batch);
         int64_t fallback = -1;
         for (int i = 0; i < got; i++) {
-            int64_t arrived = -1;
-            struct msghdr *mh = &msgs[i].msg_hdr;
-            for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
-                if (cm->cmsg_level != SOL_SOCKET)
-                    continue;
-                if (cm->cmsg_type == SCM_TIMESTAMPNS) {
-                    struct timespec ts;
-                    memcpy(&ts, CMSG_DATA(cm), sizeof ts);
-                    arrived = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-                } else if (cm->cmsg_type == SO_RXQ_OVFL) {
-                    memcpy(&me->drops, CMSG_DATA(cm), sizeof me->drops);
-                }
-            }
-            const uint8_t *p = bufs[i];
+            int64_t arrived = arrival_stamp(&batch.msgs[i].msg_hdr, &me->drops);
+            const uint8_t *p = batch.bufs[i];
             uint32_t magic, from, index;
             int64_t sent_ns;
-            if (msgs[i].msg_len < RTP_HEADER + STAMP_BYTES) {
+            if (batch.msgs[i].msg_len < RTP_HEADER + STAMP_BYTES) {
                 c->malformed++;
                 continue;
             }
@@ -249,7 +145,7 @@ static void receive(struct end *ends, uint32_t n_ends, uint32_t e, struct histog
             record(latency, arrived - sent_ns);
             c->received++;
         }
-        if (got < RECV_BATCH)
+        if (got < STAMPED_BATCH)
             return;
     }
 }
@@ -319,21 +215,11 @@ static uint32_t send_due(struct end *me, uint32_t e, int64_t start, int64_t now,
     return n;
 }
 
-static void read_line(char *buf, size_t size)
-{
-    if (!fgets(buf, (int)size, stdin)) {
-        fprintf(stderr, "loadgen: stdin closed before the destination table\n");
-        exit(2);
-    }
-}
-
 int main(int argc, char **argv)
 {
     uint32_t n_ends = 0;
-    double seconds = 0;
-    const char *address = "127.0.0.1";
-    int64_t drain_ns = 300000000LL, slot_ns = 200000LL, warmup_ns = 0;
-    int rcvbuf = 1 << 20, rt = 0;
+    struct run_options o = RUN_OPTIONS_DEFAULT;
+    int rcvbuf = 1 << 20;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
@@ -341,24 +227,16 @@ int main(int argc, char **argv)
             usage();
         if (!strcmp(arg, "--ends"))
             n_ends = (uint32_t)strtoul(value, NULL, 10);
-        else if (!strcmp(arg, "--seconds"))
-            seconds = strtod(value, NULL);
-        else if (!strcmp(arg, "--address"))
-            address = value;
-        else if (!strcmp(arg, "--warmup-ms"))
-            warmup_ns = strtoll(value, NULL, 10) * 1000000LL;
-        else if (!strcmp(arg, "--drain-ms"))
-            drain_ns = strtoll(value, NULL, 10) * 1000000LL;
-        else if (!strcmp(arg, "--slot-us"))
-            slot_ns = strtoll(value, NULL, 10) * 1000LL;
         else if (!strcmp(arg, "--rcvbuf"))
             rcvbuf = atoi(value);
-        else if (!strcmp(arg, "--rt"))
-            rt = atoi(value);
-        else
+        else if (!run_option(&o, arg, value))
             usage();
         i++;
     }
+    double seconds = o.seconds;
+    const char *address = o.address;
+    int64_t drain_ns = o.drain_ns, slot_ns = o.slot_ns, warmup_ns = o.warmup_ns;
+    int rt = o.rt;
     if (n_ends == 0 || n_ends % 2 || n_ends > 200000 || seconds <= 0 || seconds > 86400 || slot_ns <= 0
         || drain_ns < 0 || warmup_ns < 0 || warmup_ns > 3600000000000LL)
         usage();
@@ -368,26 +246,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "loadgen: bad IPv4 address %s\n", address);
         return 2;
     }
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    int realtime = 0;
-    if (rt) {
-        struct sched_param sp = {.sched_priority = 1};
-        realtime = sched_setscheduler(0, SCHED_FIFO, &sp) == 0;
-    }
-    /* The default 50 us timer slack would show up as send lateness on every slot. */
-    prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+    int realtime = prepare_process(rt);
     /* Warm-up in whole periods, so that "measuring" falls exactly on the first measured packet's due time. */
     uint32_t warm_index = (uint32_t)((warmup_ns + PTIME_NS - 1) / PTIME_NS);
     warmup_ns = (int64_t)warm_index * PTIME_NS;
     uint32_t max_index = warm_index + (uint32_t)(seconds * 1e9 / (double)PTIME_NS) + 2;
     struct end *ends = calloc(n_ends, sizeof *ends);
-    struct histogram latency = {calloc(HIST_BINS, sizeof(uint32_t)), 0, 0, 0};
-    struct histogram late = {calloc(HIST_BINS, sizeof(uint32_t)), 0, 0, 0};
-    if (!ends || !latency.bins || !late.bins)
+    struct histogram latency = histogram_new(), late = histogram_new();
+    if (!ends)
         die("calloc");
     int ep = epoll_create1(0);
     if (ep < 0)
@@ -398,20 +264,7 @@ int main(int argc, char **argv)
         slots = 1;
     for (uint32_t e = 0; e < n_ends; e++) {
         struct end *me = &ends[e];
-        me->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
-        if (me->fd < 0)
-            die("socket");
-        int on = 1;
-        if (setsockopt(me->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) < 0
-            || setsockopt(me->fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on) < 0
-            || setsockopt(me->fd, SOL_SOCKET, SO_RXQ_OVFL, &on, sizeof on) < 0)
-            die("setsockopt");
-        struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr = addr, .sin_port = 0};
-        socklen_t len = sizeof sin;
-        if (bind(me->fd, (struct sockaddr *)&sin, sizeof sin) < 0
-            || getsockname(me->fd, (struct sockaddr *)&sin, &len) < 0)
-            die("bind");
-        me->port = ntohs(sin.sin_port);
+        me->fd = open_stamped(addr, rcvbuf, &me->port);
         me->ssrc = xorshift(&seed);
         me->seq = (uint16_t)xorshift(&seed);
         me->ts = xorshift(&seed);
@@ -430,28 +283,13 @@ int main(int argc, char **argv)
     printf("\n");
     fflush(stdout);
 
-    size_t line_size = 16 + (size_t)n_ends * 7;
-    char *line = malloc(line_size);
-    if (!line)
-        die("malloc");
-    read_line(line, line_size);
-    if (strncmp(line, "dest", 4) != 0) {
-        fprintf(stderr, "loadgen: expected 'dest D0 D1 ...'\n");
-        return 2;
-    }
-    char *cursor = line + 4;
-    for (uint32_t e = 0; e < n_ends; e++) {
-        char *next;
-        unsigned long port = strtoul(cursor, &next, 10);
-        if (next == cursor || port == 0 || port > 65535) {
-            fprintf(stderr, "loadgen: destination %u missing or not a port\n", e);
-            return 2;
-        }
-        cursor = next;
-        ends[e].dest = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr = addr,
-                                            .sin_port = htons((uint16_t)port)};
-    }
-    free(line);
+    struct sockaddr_in *dests = calloc(n_ends, sizeof *dests);
+    if (!dests)
+        die("calloc");
+    read_destinations(n_ends, addr, dests);
+    for (uint32_t e = 0; e < n_ends; e++)
+        ends[e].dest = dests[e];
+    free(dests);
 
     printf("running\n");
     fflush(stdout);

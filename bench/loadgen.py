@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Final
 
 SOURCE: Final = Path(__file__).with_name("loadgen.c")
+# What the bench's C programs share (included by each source): a change there rebuilds them too.
+SHARED_HEADER: Final = Path(__file__).with_name("rtpbench.h")
 DEFAULT_BINARY: Final = Path(__file__).resolve().parent.parent / "build" / "loadgen"
 # The Makefile's rule uses the same flags; keep them in step.
 CFLAGS: Final = ("-O2", "-Wall", "-Wextra", "-Werror")
@@ -54,26 +56,28 @@ def compiler() -> str | None:
     return cc or shutil.which("cc") or shutil.which("gcc")
 
 
-def build(binary: Path = DEFAULT_BINARY) -> Path:
-    """Compile the generator into ``binary`` unless it is already newer than its source; return the path.
+def build(binary: Path = DEFAULT_BINARY, *, source: Path = SOURCE) -> Path:
+    """Compile the generator (or another bench program's ``source``) into ``binary`` unless it is already
+    newer than its source; return the path.
 
     The compiler writes a temporary file that replaces ``binary`` atomically, so concurrent callers (the
     test suite, a bench) never run a half-written executable.
     """
-    if binary.exists() and binary.stat().st_mtime >= SOURCE.stat().st_mtime:
+    newest = max(source.stat().st_mtime, SHARED_HEADER.stat().st_mtime)
+    if binary.exists() and binary.stat().st_mtime >= newest:
         return binary
     cc = compiler()
     if cc is None:
-        raise LoadGenError("no C compiler to build bench/loadgen.c (apt-get install gcc libc6-dev)")
+        raise LoadGenError(f"no C compiler to build {source.name} (apt-get install gcc libc6-dev)")
     binary.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".loadgen-", dir=binary.parent)
     os.close(fd)
     try:
         done = subprocess.run(
-            [cc, *CFLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True, check=False
+            [cc, *CFLAGS, "-o", tmp, str(source)], capture_output=True, text=True, check=False
         )
         if done.returncode != 0:
-            raise LoadGenError(f"{cc} failed on {SOURCE}:\n{done.stderr}")
+            raise LoadGenError(f"{cc} failed on {source}:\n{done.stderr}")
         os.replace(tmp, binary)
     finally:
         with contextlib.suppress(FileNotFoundError):
