@@ -7,11 +7,11 @@ and drains the :mod:`~appliance.ivr.actions` it asks for with :meth:`IvrSession.
 deadline is :meth:`IvrSession.get_timer`; the glue calls :meth:`IvrSession.handle_timer` when it passes.
 Wall time (business hours, callback times, record timestamps) comes from the injected ``wall``.
 
-Each node visit is a runner (:mod:`appliance.ivr.session_nodes`) that follows the node's documented
-contract in :mod:`appliance.ivr.model`. The session itself keeps what outlives a node: the language, the
-keys typed ahead, the current playback id (a ``play_done`` for any other id is stale and ignored: a new
-playback replaces the old one, which the worker reports as ``stopped``), the recording and the persists
-under way, and the lifecycle:
+Each node visit is a runner (:mod:`appliance.ivr.session_nodes`, :mod:`appliance.ivr.session_outcomes`) that
+follows the node's documented contract in :mod:`appliance.ivr.model`. The session itself keeps what outlives
+a node: the language, the keys typed ahead, the current playback id (a ``play_done`` for any other id is
+stale and ignored: a new playback replaces the old one, which the worker reports as ``stopped``), the
+recording and the persists under way, and the lifecycle:
 
 * ``NEW`` -> ``ACTIVE`` at :meth:`~IvrSession.start`.
 * ``ACTIVE`` -> ``CLOSING`` when the flow hangs up (``HangUp`` is emitted) or the caller hangs up (no
@@ -46,13 +46,57 @@ from appliance.ivr.actions import (
     StopMedia,
 )
 from appliance.ivr.errors import IvrError
-from appliance.ivr.model import DTMF_KEYS, Flow, Voicemail
-from appliance.ivr.session_nodes import CAUSE_TEMPORARY_FAILURE, RUNNERS, Runner
+from appliance.ivr.model import (
+    DTMF_KEYS,
+    Announcement,
+    BusinessHours,
+    CallbackRequest,
+    CollectDigits,
+    Flow,
+    Goto,
+    Hangup,
+    LanguageMenu,
+    Menu,
+    Node,
+    Play,
+    Survey,
+    Transfer,
+    Voicemail,
+)
+from appliance.ivr.session_nodes import (
+    CAUSE_TEMPORARY_FAILURE,
+    AnnouncementRunner,
+    BusinessHoursRunner,
+    CollectRunner,
+    GotoRunner,
+    HangupRunner,
+    LanguageMenuRunner,
+    MenuRunner,
+    PlayRunner,
+    Runner,
+)
+from appliance.ivr.session_outcomes import CallbackRunner, SurveyRunner, TransferRunner, VoicemailRunner
 
 log = logging.getLogger("appliance.ivr.session")
 
 MAX_HOPS: Final = 100
 """Node transitions allowed without caller input before the flow is cut as a loop."""
+
+RUNNERS: Final[Mapping[type[Node], type[Runner[Any]]]] = {
+    Play: PlayRunner,
+    Announcement: AnnouncementRunner,
+    Menu: MenuRunner,
+    CollectDigits: CollectRunner,
+    LanguageMenu: LanguageMenuRunner,
+    BusinessHours: BusinessHoursRunner,
+    Voicemail: VoicemailRunner,
+    CallbackRequest: CallbackRunner,
+    Transfer: TransferRunner,
+    Survey: SurveyRunner,
+    Hangup: HangupRunner,
+    Goto: GotoRunner,
+}
+"""The runner for each node class (dispatch by type, STYLE rule 15)."""
 
 
 class SessionUsageError(IvrError):

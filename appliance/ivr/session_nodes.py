@@ -30,14 +30,11 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Generic, Protocol, TypeVar
 
-from appliance.ivr import records
 from appliance.ivr.actions import DIGIT_PROMPTS, LeaveQueue, QueueForAgents, StopMedia
-from appliance.ivr.callback_slots import Slot, offer_slots
-from appliance.ivr.hours import ScheduleError, is_open
+from appliance.ivr.hours import is_open
 from appliance.ivr.model import (
     Announcement,
     BusinessHours,
-    CallbackRequest,
     CollectDigits,
     Flow,
     Goto,
@@ -47,8 +44,6 @@ from appliance.ivr.model import (
     Node,
     Play,
     Prompts,
-    Survey,
-    Transfer,
     Voicemail,
 )
 from appliance.ivr.session_keys import KeyInput, KeyRule
@@ -57,10 +52,6 @@ log = logging.getLogger("appliance.ivr.session")
 
 CAUSE_NORMAL: Final = 16  # Q.850 normal call clearing
 CAUSE_TEMPORARY_FAILURE: Final = 41  # Q.850 temporary failure: the appliance could not keep an outcome
-
-CALLBACK_MIN_DIGITS: Final = 3
-CALLBACK_MAX_DIGITS: Final = 20
-SURVEY_KEYS: Final = "12345"
 
 
 class Host(Protocol):
@@ -193,7 +184,7 @@ class Runner(Generic[N]):
             self.host.go(node_id, now)
 
 
-class _Asking(Runner[N]):
+class AskingRunner(Runner[N]):
     """A node that asks questions: keys, the end of the question and the deadline go to its
     :class:`KeyInput`, and every step allows ``1 + retries`` tries."""
 
@@ -276,7 +267,7 @@ class HangupRunner(Runner[Hangup]):
         self.host.hang_up(self.node.cause, now)
 
 
-class MenuRunner(_Asking[Menu]):
+class MenuRunner(AskingRunner[Menu]):
     def enter(self, now: float) -> None:
         self._step(
             KeyRule(first_timeout=self.node.timeout), self._answer, self.host.resolve(self.node.prompts), now
@@ -292,7 +283,7 @@ class MenuRunner(_Asking[Menu]):
             self._ask_again(self.host.resolve((*extra, *self.node.prompts)), now)
 
 
-class CollectRunner(_Asking[CollectDigits]):
+class CollectRunner(AskingRunner[CollectDigits]):
     def enter(self, now: float) -> None:
         node = self.node
         rule = KeyRule(
@@ -313,7 +304,7 @@ class CollectRunner(_Asking[CollectDigits]):
             self._ask_again(self.host.resolve((*self.node.invalid_prompts, *self.node.prompts)), now)
 
 
-class LanguageMenuRunner(_Asking[LanguageMenu]):
+class LanguageMenuRunner(AskingRunner[LanguageMenu]):
     def enter(self, now: float) -> None:
         self._step(KeyRule(first_timeout=self.node.timeout), self._answer, self._options(), now)
 
@@ -333,287 +324,3 @@ class LanguageMenuRunner(_Asking[LanguageMenu]):
             self.host.go(self.node.next, now)  # no choice keeps the language chosen by the caller's country
         else:
             self._ask_again(self._options(), now)
-
-
-class VoicemailRunner(Runner[Voicemail]):
-    _record_id: str | None = None
-
-    def enter(self, now: float) -> None:
-        self.host.clear_type_ahead()
-        if not self.host.play_files(self.host.resolve(self.node.prompts), barge_in=False):
-            self._record_id = self.host.record(self.node)
-
-    def play_done(self, reason: str, now: float) -> None:
-        if self._record_id is None:
-            self._record_id = self.host.record(self.node)
-        else:
-            super().play_done(reason, now)
-
-    def record_done(self, reason: str, duration: float, blob: Mapping[str, Any] | None, now: float) -> None:
-        host = self.host
-        if reason != "error" and duration < self.node.min_seconds:
-            self.play_then_go(self.node.too_short_prompts, self.node.next, now)
-        elif reason == "error" or blob is None:
-            log.warning(
-                "voicemail %s not recorded: %s",
-                self._record_id,
-                reason,
-                extra={"ctx": {"call": host.call_id}},
-            )
-            host.hang_up(CAUSE_TEMPORARY_FAILURE, now)
-        else:
-            assert self._record_id is not None
-            body = records.voicemail_body(
-                call_id=host.call_id,
-                session_id=host.session_id,
-                caller=host.caller,
-                language=host.language,
-                node=self.node_id,
-                record_id=self._record_id,
-                duration=duration,
-                blob=blob,
-                recorded_at=host.wall(),
-            )
-            self.keep(
-                records.VOICEMAIL, body, then=self.node.saved_prompts, next_=self.node.next, failure=None
-            )
-
-
-def day_prompt(day: str | int) -> str:
-    """The prompt naming a callback slot's day: ``day_today``, ``day_tomorrow`` or ``day_N`` (Monday 0)."""
-    return f"day_{day}"
-
-
-class CallbackRunner(_Asking[CallbackRequest]):
-    """Three steps, each with its own tries: the number (confirm the caller's, or key one in), the time
-    (one key per offered slot), then the durable request and its confirmation."""
-
-    _number = ""
-    _source = ""
-    _slots: Sequence[Slot] = ()
-
-    def enter(self, now: float) -> None:
-        if self.node.confirm_number and self.host.caller:
-            self._step(KeyRule(first_timeout=self.node.timeout), self._confirmed, self._confirm_files(), now)
-        else:
-            self._enter_number(now)
-
-    def _confirm_files(self, *before: str) -> tuple[str, ...]:
-        caller = self.host.caller or ""
-        return self.host.resolve(
-            (*before, "callback_number_is", *digit_prompts(caller), "callback_confirm_number")
-        )
-
-    def _confirmed(self, keys: str, now: float) -> None:
-        if keys == "1":
-            self._number, self._source = self.host.caller or "", "caller"
-            self._offer(now)
-        elif keys == "2":
-            self._enter_number(now)
-        elif self._out_of_tries(self.node.retries):
-            self.host.go(self.node.on_failure, now)
-        else:
-            self._ask_again(self._confirm_files("invalid_choice" if keys else "no_input"), now)
-
-    def _enter_number(self, now: float) -> None:
-        rule = KeyRule(
-            first_timeout=self.node.timeout,
-            max_digits=CALLBACK_MAX_DIGITS,
-            terminator="#",
-            inter_timeout=self.node.timeout,
-        )
-        self._step(rule, self._keyed, self.host.resolve(("callback_enter_number",)), now)
-
-    def _keyed(self, keys: str, now: float) -> None:
-        if len(keys) >= CALLBACK_MIN_DIGITS and keys.isdigit():
-            self._number, self._source = keys, "keyed"
-            self._offer(now)
-        elif self._out_of_tries(self.node.retries):
-            self.host.go(self.node.on_failure, now)
-        else:
-            self._ask_again(self.host.resolve(("invalid_choice", "callback_enter_number")), now)
-
-    def _offer(self, now: float) -> None:
-        host = self.host
-        schedule = None if self.node.schedule is None else host.flow.schedules[self.node.schedule]
-        try:
-            # One key per slot, and keys 1-9 are all "press N" can say.
-            count = min(self.node.offers, 9)
-            self._slots = offer_slots(
-                host.wall(),
-                zone=host.caller_zone,
-                schedule=schedule,
-                count=count,
-                lead_minutes=self.node.lead_minutes,
-            )
-        except ScheduleError as exc:
-            log.warning("callback times not offered: %s", exc, extra={"ctx": {"call": host.call_id}})
-            self._slots = ()
-        if not self._slots:
-            host.go(self.node.on_failure, now)
-            return
-        self._step(KeyRule(first_timeout=self.node.timeout), self._chosen, self._offer_files(), now)
-
-    def _offer_files(self, *before: str) -> tuple[str, ...]:
-        names = [*before, "callback_choose_time"]
-        for i, slot in enumerate(self._slots, start=1):
-            names += [day_prompt(slot.day), f"time_{slot.hour:02d}", press_prompt(str(i))]
-        return self.host.resolve(names)
-
-    def _chosen(self, keys: str, now: float) -> None:
-        host = self.host
-        if len(keys) == 1 and keys.isdigit() and 1 <= int(keys) <= len(self._slots):
-            slot = self._slots[int(keys) - 1]
-            body = records.callback_body(
-                call_id=host.call_id,
-                session_id=host.session_id,
-                number=self._number,
-                number_source=self._source,
-                language=host.language,
-                slot_utc=slot.utc_iso,
-                slot_local=slot.local_iso,
-                timezone=host.caller_zone,
-                requested_at=host.wall(),
-            )
-            node = self.node
-            self.keep(
-                records.CALLBACK, body, then=node.saved_prompts, next_=node.next, failure=node.on_failure
-            )
-        elif self._out_of_tries(self.node.retries):
-            host.go(self.node.on_failure, now)
-        else:
-            self._ask_again(self._offer_files("invalid_choice" if keys else "no_input"), now)
-
-
-class SurveyRunner(_Asking[Survey]):
-    """Question by question; a question out of tries is recorded as unanswered and the next one asked."""
-
-    _kept = False
-
-    def enter(self, now: float) -> None:
-        self._answers: list[int | None] = []
-        self._ask(now)
-
-    def _files(self, *before: str) -> tuple[str, ...]:
-        question = len(self._answers)
-        intro = self.node.intro_prompts if question == 0 and not before else ()
-        return self.host.resolve((*before, *intro, *self.node.questions[question]))
-
-    def _ask(self, now: float) -> None:
-        self._step(KeyRule(first_timeout=self.node.timeout), self._answer, self._files(), now)
-
-    def _answer(self, keys: str, now: float) -> None:
-        if len(keys) == 1 and keys in SURVEY_KEYS:
-            self._answers.append(int(keys))
-        elif not self._out_of_tries(self.node.retries):
-            self._ask_again(self._files("invalid_choice" if keys else "no_input"), now)
-            return
-        else:
-            self._answers.append(None)
-        if len(self._answers) < len(self.node.questions):
-            self._ask(now)
-        else:
-            self._keep_answers()
-
-    def _keep_answers(self) -> None:
-        host = self.host
-        self._input = None
-        self._kept = True
-        body = records.survey_body(
-            call_id=host.call_id,
-            session_id=host.session_id,
-            caller=host.caller,
-            language=host.language,
-            agent=host.agent,
-            answers=[*self._answers, *[None] * (len(self.node.questions) - len(self._answers))],
-            answered_at=host.wall(),
-        )
-        self.keep(records.SURVEY, body, then=self.node.thanks_prompts, next_=self.node.next, failure=None)
-
-    def caller_gone(self, now: float) -> None:
-        # A caller who hangs up after answering part of the survey still told us something (a low first
-        # answer asks for follow-up): keep what was answered, the rest unanswered.
-        if self._answers and not self._kept:
-            self._keep_answers()
-
-
-class TransferRunner(Runner[Transfer]):
-    """Queued with music, position announcements on a fixed cadence, a give-up deadline; once an agent
-    answers the leg is the agent's (no media, no timers) until the agent hangs up first."""
-
-    def enter(self, now: float) -> None:
-        node = self.node
-        self.host.clear_type_ahead()
-        self._position: int | None = None
-        self._connected = False
-        self._announcing = False
-        self._give_up = now + node.max_wait
-        self._announce = now + node.announce_every if node.announce_every > 0 else None
-        self.host.emit(QueueForAgents(node.group, node.strategy))
-        self._music()
-
-    def _music(self) -> None:
-        self._announcing = False
-        self.host.play_files(self.host.resolve((self.node.music,)), barge_in=False, loop=True)
-
-    def deadline(self) -> float | None:
-        if self._connected:
-            return None
-        return self._give_up if self._announce is None else min(self._give_up, self._announce)
-
-    def timer(self, now: float) -> None:
-        if self._connected:
-            return
-        if now >= self._give_up:
-            self.host.emit(LeaveQueue())
-            self.host.emit(StopMedia())
-            self.host.go(self.node.fallback, now)
-            return
-        if self._announce is not None and now >= self._announce:
-            while self._announce <= now:  # a fixed cadence, whatever the loop's lateness
-                self._announce += self.node.announce_every
-            if self._position is not None:
-                files = self.host.resolve(("queue_position", *digit_prompts(str(self._position))))
-                self._announcing = self.host.play_files(files, barge_in=False)
-
-    def play_done(self, reason: str, now: float) -> None:
-        if self._announcing and not self._connected:
-            self._music()
-
-    def transfer_position(self, position: int, now: float) -> None:
-        self._position = position
-
-    def transfer_answered(self, agent: str, now: float) -> None:
-        self._connected = True
-        self.host.forget_play()
-        self.host.emit(StopMedia())
-        self.host.agent_answered(agent)
-
-    def transfer_ended(self, now: float) -> None:
-        if not self._connected:
-            return
-        if self.node.after is not None:
-            self.host.go(self.node.after, now)
-        else:
-            self.host.hang_up(CAUSE_NORMAL, now)
-
-    def caller_gone(self, now: float) -> None:
-        if not self._connected:
-            self.host.emit(LeaveQueue())
-
-
-RUNNERS: Final[Mapping[type[Node], type[Runner[Any]]]] = {
-    Play: PlayRunner,
-    Announcement: AnnouncementRunner,
-    Menu: MenuRunner,
-    CollectDigits: CollectRunner,
-    LanguageMenu: LanguageMenuRunner,
-    BusinessHours: BusinessHoursRunner,
-    Voicemail: VoicemailRunner,
-    CallbackRequest: CallbackRunner,
-    Transfer: TransferRunner,
-    Survey: SurveyRunner,
-    Hangup: HangupRunner,
-    Goto: GotoRunner,
-}
-"""The runner for each node class (dispatch by type, STYLE rule 15)."""
