@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Generic, Protocol, TypeVar
 
 from appliance.ivr.actions import DIGIT_PROMPTS, LeaveQueue, QueueForAgents, StopMedia
-from appliance.ivr.hours import is_open
+from appliance.ivr.hours import ScheduleError, is_open
 from appliance.ivr.model import (
     Announcement,
     BusinessHours,
@@ -87,6 +87,11 @@ class Host(Protocol):
     def clear_type_ahead(self) -> None: ...
     def set_variable(self, name: str, value: str) -> None: ...
     def agent_answered(self, agent: str) -> None: ...
+
+
+def ctx(host: Host) -> dict[str, Any]:
+    """Logging context of the session's call (``extra=``), as :mod:`appliance.calls` logs."""
+    return {"ctx": {"call": host.call_id, "ivr_session": host.session_id}}
 
 
 def press_prompt(key: str) -> str:
@@ -251,8 +256,14 @@ class GotoRunner(Runner[Goto]):
 
 class BusinessHoursRunner(Runner[BusinessHours]):
     def enter(self, now: float) -> None:
-        schedule = self.host.flow.schedules[self.node.schedule]
-        self.host.go(self.node.open if is_open(schedule, self.host.wall()) else self.node.closed, now)
+        try:
+            is_open_now = is_open(self.host.flow.schedules[self.node.schedule], self.host.wall())
+        except (KeyError, ScheduleError) as exc:
+            # The validator refuses such a flow; should one run anyway, "closed" is the branch that still
+            # serves the caller without promising an agent.
+            log.error("business hours %s unknown: %s", self.node.schedule, exc, extra=ctx(self.host))
+            is_open_now = False
+        self.host.go(self.node.open if is_open_now else self.node.closed, now)
 
 
 class HangupRunner(Runner[Hangup]):
@@ -318,6 +329,7 @@ class LanguageMenuRunner(AskingRunner[LanguageMenu]):
     def _answer(self, keys: str, now: float) -> None:
         language = self.node.choices.get(keys)
         if language is not None:
+            log.info("ivr language %s -> %s", self.host.language, language, extra=ctx(self.host))
             self.host.language = language
             self.host.go(self.node.next, now)
         elif self._out_of_tries(self.node.retries):

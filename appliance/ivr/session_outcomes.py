@@ -23,6 +23,7 @@ from appliance.ivr.session_nodes import (
     CAUSE_TEMPORARY_FAILURE,
     AskingRunner,
     Runner,
+    ctx,
     digit_prompts,
     press_prompt,
 )
@@ -53,12 +54,7 @@ class VoicemailRunner(Runner[Voicemail]):
         if reason != "error" and duration < self.node.min_seconds:
             self.play_then_go(self.node.too_short_prompts, self.node.next, now)
         elif reason == "error" or blob is None:
-            log.warning(
-                "voicemail %s not recorded: %s",
-                self._record_id,
-                reason,
-                extra={"ctx": {"call": host.call_id}},
-            )
+            log.warning("voicemail %s not recorded: %s", self._record_id, reason, extra=ctx(host))
             host.hang_up(CAUSE_TEMPORARY_FAILURE, now)
         else:
             assert self._record_id is not None
@@ -134,19 +130,17 @@ class CallbackRunner(AskingRunner[CallbackRequest]):
 
     def _offer(self, now: float) -> None:
         host = self.host
-        schedule = None if self.node.schedule is None else host.flow.schedules[self.node.schedule]
         try:
-            # One key per slot, and keys 1-9 are all "press N" can say.
-            count = min(self.node.offers, 9)
+            schedule = None if self.node.schedule is None else host.flow.schedules[self.node.schedule]
             self._slots = offer_slots(
                 host.wall(),
                 zone=host.caller_zone,
                 schedule=schedule,
-                count=count,
+                count=min(self.node.offers, 9),  # one key per slot, and "press N" goes up to 9
                 lead_minutes=self.node.lead_minutes,
             )
-        except ScheduleError as exc:
-            log.warning("callback times not offered: %s", exc, extra={"ctx": {"call": host.call_id}})
+        except (KeyError, ScheduleError) as exc:
+            log.error("callback times not offered: %s", exc, extra=ctx(host))
             self._slots = ()
         if not self._slots:
             host.go(self.node.on_failure, now)

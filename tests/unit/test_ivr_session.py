@@ -469,3 +469,12 @@ def test_keys_that_are_not_keypad_keys_are_ignored() -> None:
     drain(s)
     s.dtmf("A", 1.0)
     assert drain(s) == [] and s.current_node == "start"
+
+
+def test_business_hours_with_an_unknown_schedule_take_the_closed_branch() -> None:
+    s = make(HOURS, schedules={"office": Schedule(timezone="Mars/Olympus_Mons", weekly={})})
+    s.start(0.0)
+    assert drain(s)[0] == HangUp(17)
+    s = make(HOURS)
+    s.start(0.0)
+    assert drain(s)[0] == HangUp(17)

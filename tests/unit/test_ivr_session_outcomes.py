@@ -234,10 +234,17 @@ def test_callback_without_a_known_number_asks_for_one() -> None:
     assert only_play(s).files == ("en/callback_enter_number",)
 
 
-def test_callback_with_no_open_hour_goes_to_on_failure() -> None:
-    never = Schedule(timezone="Europe/Berlin", weekly={})
+@pytest.mark.parametrize(
+    "schedules",
+    [
+        {"never": Schedule(timezone="Europe/Berlin", weekly={})},  # no open hour in the next 14 days
+        {"never": Schedule(timezone="Nowhere/Town", weekly={0: ((0, 1440),)})},  # not a zone
+        {},  # not a schedule of the flow
+    ],
+)
+def test_callback_with_no_hour_to_offer_goes_to_on_failure(schedules: dict[str, Schedule]) -> None:
     nodes = {**CALLBACK, "start": CallbackRequest(next="bye", on_failure="sorry", schedule="never")}
-    s = make(nodes, schedules={"never": never})
+    s = make(nodes, schedules=schedules)
     s.start(0.0)
     drain(s)
     s.dtmf("1", 1.0)
