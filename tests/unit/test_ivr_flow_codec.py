@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +198,29 @@ def test_default_flow_is_the_documented_one() -> None:
 def test_default_flow_file_is_canonical() -> None:
     path = Path(flow_codec.__file__).parent / "flows" / "default.json"
     assert encode_flow_json(default_flow()) == path.read_bytes()
+
+
+# --- the schema in CDDL ----------------------------------------------------------------------------------
+
+
+def _cddl_maps() -> dict[str, list[str]]:
+    """Each map rule of ``flow.cddl`` (``name = { ... }``) with its field names in order; a node rule is
+    named by its ``type`` value."""
+    text = (Path(flow_codec.__file__).parent / "flow.cddl").read_text()
+    maps: dict[str, list[str]] = {}
+    for match in re.finditer(r"^([a-z-]+) = \{\n(.*?)^\}", text, re.M | re.S):
+        body = match.group(2)
+        kind = re.search(r'^\s*type: "(\w+)"', body, re.M)
+        maps[kind.group(1) if kind else match.group(1)] = re.findall(r"^\s*(?:\? )?(\w+):", body, re.M)
+    return maps
+
+
+def test_cddl_schema_names_every_field_the_codec_reads() -> None:
+    maps = _cddl_maps()
+    for kind, cls in NODE_TYPES.items():
+        assert maps[kind] == ["type", *(f.name for f in dataclasses.fields(cls))], kind
+    assert maps["schedule"] == ["timezone", "weekly", "holidays"]
+    assert maps["flow"] == list(encode_flow(load_flow_file(VECTORS / "valid" / "every_node.json")))
 
 
 # --- node types, defaults, numbers ------------------------------------------------------------------------
@@ -558,3 +583,23 @@ def test_truncated_and_flipped_vectors_decode_or_raise_decode_error(path: Path, 
     for sample in (bytes(raw[:cut]), bytes(raw)):
         with contextlib.suppress(FlowDecodeError):
             decode_flow_bytes(sample, _content_type(path))
+
+
+# --- the documentation ------------------------------------------------------------------------------------
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "ivr-flows.md"
+
+
+def test_documented_example_flow_reads() -> None:
+    example = re.search(r"```json\n(\{\n  \"schema\".*?)```", DOC.read_text(), re.S)
+    assert example is not None
+    flow = decode_flow_bytes(example.group(1).encode(), "application/json")
+    assert flow.schedules["office"].weekly == {0: ((540, 1050),)}
+
+
+def test_documented_error_messages_are_the_vectors() -> None:
+    block = DOC.read_text().split("### 1. Reading")[1].split("```")[1]
+    expected = {p.read_text().rstrip("\n") for p in (VECTORS / "invalid").glob("*.expected")}
+    documented = [line for line in block.strip().splitlines() if not line.startswith("document too large")]
+    assert len(documented) >= 15
+    assert [line for line in documented if line not in expected] == []
