@@ -21,16 +21,21 @@ which quote the AT&T receiver figures: 40 ms accepted, twist 8 dB normal / 4 dB 
   least -8 dB ("normal twist", the high group weakened by line loss), checked with 1 dB to spare for the
   reading error of off-frequency tones, so a pair beyond +5 dB or -9 dB is refused;
 * purity: the fitted pair explains at least :data:`TONE_TO_TOTAL` (-0.85 dB, spandsp's figure) of the
-  block's energy, which rejects speech, music and noise (talk-off) as well as a tone more than about
-  3% off frequency.
+  block's energy, which rejects speech, music and noise (talk-off);
+* frequency, from the second block of a digit on: each tone's fitted phase moved from the previous
+  block's by the nominal frequency's advance, within what a tone :data:`FREQUENCY_TOLERANCE` (2.5%, halfway
+  between the ±1.5% that must be accepted and the ±3.5% that must be refused) off would drift in 10 ms. A
+  10 ms block alone cannot tell 697 Hz from 721 Hz (a quarter of its 100 Hz resolution); the phase drift
+  across blocks can, and stays unambiguous up to ±50 Hz, beyond which the purity test refuses anyway.
 
 Timing (ITU-T Q.24's reception limits as applied here: tones of 40 ms or more are accepted, tones shorter
 than 23 ms refused; breaks of up to 10 ms do not end a digit, pauses of 40 ms or more separate two). A
-digit *starts* after :data:`START_BLOCKS` = 3 consecutive hits: a 40 ms tone covers at least three whole
-10 ms blocks wherever it falls, while a 23 ms tone covers at most two, and the blocks it only grazes (3 ms
-or less of tone) fail the purity test. It *ends* after :data:`END_BLOCKS` = 3 blocks without it: a 10 ms
-break spoils at most two blocks, a 40 ms pause always three. The same digit after a pause is a second
-digit; a different digit with three hits ends the first and starts itself.
+digit *starts* after :data:`START_BLOCKS` = 3 consecutive hits, the second and third coherent in frequency
+with the one before: a 40 ms tone covers at least three whole 10 ms blocks wherever it falls, while a
+23 ms tone covers at most two, and the blocks it only grazes (3 ms or less of tone) fail the purity test.
+It *ends* after :data:`END_BLOCKS` = 3 blocks without it: a 10 ms break spoils at most two blocks, a
+40 ms pause always three. The same digit after a pause is a second digit; a different digit with three
+hits ends the first and starts itself.
 
 Events (frozen dataclasses): :class:`DigitStarted` when a digit is recognised, so the worker can stop a
 prompt at once (barge-in), and :class:`DigitEnded` with the tone's duration when it stops, as an RFC 4733
@@ -84,6 +89,7 @@ MAX_REVERSE_TWIST_DB: Final = 4.0
 MAX_NORMAL_TWIST_DB: Final = 8.0
 RELATIVE_PEAK_DB: Final = 4.0
 TONE_TO_TOTAL: Final = 0.82
+FREQUENCY_TOLERANCE: Final = 0.025
 ENERGY_FLOOR_DBM0: Final = -100.0
 
 # A tone 1.5% off its nominal frequency reads up to 0.9 dB low in a 10 ms block (the DFT's sinc response at
@@ -92,6 +98,17 @@ _TWIST_MARGIN_DB: Final = 1.0
 _REVERSE_TWIST: Final = 10 ** ((MAX_REVERSE_TWIST_DB + _TWIST_MARGIN_DB) / 10)
 _NORMAL_TWIST: Final = 10 ** ((MAX_NORMAL_TWIST_DB + _TWIST_MARGIN_DB) / 10)
 _RELATIVE_PEAK: Final = 10 ** (RELATIVE_PEAK_DB / 10)
+# Phase advance of each nominal DTMF frequency over one block, as a unit phasor, and the largest phase
+# drift per block that a tone FREQUENCY_TOLERANCE off its frequency makes: 2π · Δf · 10 ms.
+_ADVANCE: Final = tuple(
+    complex(
+        math.cos(2 * math.pi * f * BLOCK_SAMPLES / RATE), math.sin(2 * math.pi * f * BLOCK_SAMPLES / RATE)
+    )
+    for f in DTMF_ROWS + DTMF_COLUMNS
+)
+_MAX_DRIFT: Final = tuple(
+    2 * math.pi * FREQUENCY_TOLERANCE * f * BLOCK_SAMPLES / RATE for f in DTMF_ROWS + DTMF_COLUMNS
+)
 
 
 def _filters() -> npt.NDArray[np.float64]:
@@ -144,6 +161,24 @@ class DigitEnded:
 
 InbandEvent = DigitStarted | DigitEnded
 
+# A block's hit: the digit, its row and column (0-3) and the fitted phasors ``a + jb`` of its two tones.
+_Hit = tuple[str, int, int, complex, complex]
+
+
+def _coherent(previous: _Hit | None, hit: _Hit) -> bool:
+    """Whether ``hit`` continues the same two tones as the block before it, each within
+    :data:`FREQUENCY_TOLERANCE` of its nominal frequency (judged by the phase it drifted across the block)."""
+    if previous is None or previous[0] != hit[0]:
+        return False
+    _, row, column, low, high = hit
+    for now, before, tone in ((low, previous[3], row), (high, previous[4], 4 + column)):
+        # A tone at the nominal frequency advances by exactly _ADVANCE; the fitted phasor's angle
+        # (atan2(b, a), the phase of R·cos(ωn - θ)) moves the other way, hence the conjugate.
+        drift = now * before.conjugate() * _ADVANCE[tone]
+        if abs(math.atan2(drift.imag, drift.real)) > _MAX_DRIFT[tone]:
+            return False
+    return True
+
 
 def _table_for(law: Law) -> npt.NDArray[np.float64]:
     if law == "PCMA":
@@ -191,6 +226,7 @@ class InbandDtmfDetector:
         "_min_power",
         "_misses",
         "_pending",
+        "_previous",
         "_table",
         "law",
     )
@@ -208,6 +244,7 @@ class InbandDtmfDetector:
         self._candidate: str | None = None
         self._candidate_first = 0
         self._candidate_count = 0
+        self._previous: _Hit | None = None
         self._last_feed: float | None = None
 
     @property
@@ -257,11 +294,12 @@ class InbandDtmfDetector:
             events.append(self._end(self._current))
         self._candidate = None
         self._candidate_count = 0
+        self._previous = None
         self._pending = self._pending[:0]
         return events
 
-    def _classify(self, blocks: npt.NDArray[np.float64]) -> list[str | None]:
-        """The digit each block is a hit for, or None."""
+    def _classify(self, blocks: npt.NDArray[np.float64]) -> list[_Hit | None]:
+        """Each block's hit, or None."""
         energies = np.einsum("ij,ij->i", blocks, blocks)
         # Both tones at the minimum level carry more than half that power: quieter blocks skip the filters.
         loud = energies >= self._min_power * BLOCK_SAMPLES
@@ -273,7 +311,7 @@ class InbandDtmfDetector:
             for output, energy, is_loud in zip(outputs, energies.tolist(), loud.tolist(), strict=True)
         ]
 
-    def _hit(self, output: list[float], energy: float) -> str | None:
+    def _hit(self, output: list[float], energy: float) -> _Hit | None:
         """The digit of one block from its filter outputs (see :func:`_filters`) and energy ``Σ x²``."""
         dft = [(c * c + s * s) * _DFT_SCALE for c, s in zip(output[:8], output[8:16], strict=True)]
         rows, columns = dft[:4], dft[4:]
@@ -295,13 +333,15 @@ class InbandDtmfDetector:
         explained = a * output[row] + b * output[8 + row] + c * output[4 + column] + d * output[12 + column]
         if explained < TONE_TO_TOTAL * energy:
             return None
-        return DTMF_KEYPAD[row][column]
+        return DTMF_KEYPAD[row][column], row, column, complex(a, b), complex(c, d)
 
-    def _step(self, hit: str | None, events: list[InbandEvent]) -> None:
+    def _step(self, hit: _Hit | None, events: list[InbandEvent]) -> None:
         index = self._block_index
         self._block_index += 1
+        previous, self._previous = self._previous, hit
+        digit = hit[0] if hit is not None else None
         if self._current is not None:
-            if hit == self._current:
+            if digit == self._current:
                 self._current_last = index
                 self._misses = 0
                 self._candidate = None
@@ -310,27 +350,27 @@ class InbandDtmfDetector:
             self._misses += 1
             if self._misses >= END_BLOCKS:
                 events.append(self._end(self._current))
-        if hit is None:
+        if hit is None or digit is None:
             self._candidate = None
             self._candidate_count = 0
             return
-        if hit == self._candidate:
+        if digit == self._candidate and _coherent(previous, hit):
             self._candidate_count += 1
         else:
-            self._candidate = hit
+            self._candidate = digit
             self._candidate_first = index
             self._candidate_count = 1
         if self._candidate_count >= START_BLOCKS:
             if self._current is not None:
                 events.append(self._end(self._current))
-            self._current = hit
+            self._current = digit
             self._current_first = self._candidate_first
             self._current_last = index
             self._misses = 0
             self._candidate = None
             self._candidate_count = 0
-            log.debug("in-band digit %s started", hit)
-            events.append(DigitStarted(hit))
+            log.debug("in-band digit %s started", digit)
+            events.append(DigitStarted(digit))
 
     def _end(self, digit: str) -> DigitEnded:
         duration = (self._current_last - self._current_first + 1) * BLOCK_MS
