@@ -258,6 +258,11 @@ class AgentQueue:
         caller = self._callers.get(call_id)
         return tuple(caller.ringing) if caller is not None else ()
 
+    def tried(self, call_id: str) -> frozenset[str]:
+        """The agents rung for ``call_id`` in its current round (not offered it again until the next)."""
+        caller = self._callers.get(call_id)
+        return frozenset(caller.tried) if caller is not None else frozenset()
+
     def queued(self, group: str) -> tuple[str, ...]:
         """The callers queued for ``group``, first in line first."""
         return tuple(c.call_id for c in self._callers.values() if c.group == group)
@@ -381,10 +386,10 @@ class AgentQueue:
         wrap-up, and its idle time counts from then. Ignored unless the agent is busy."""
         self._advance(now)
         record = self._agents.get(agent)
-        if record is None:
-            record = self._agents[agent] = self._new_agent(agent, AgentState.BUSY, now)
-        if record.state is not AgentState.BUSY:
-            self._log.debug("agent %s free while %s; ignored", agent, record.state.name)
+        if record is None or record.state is not AgentState.BUSY:
+            self._log.debug(
+                "agent %s free while %s; ignored", agent, record.state.name if record else "unknown"
+            )
             return
         if self._wrap_up > 0:
             record.wrap_up_until = now + self._wrap_up

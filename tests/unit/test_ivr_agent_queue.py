@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from appliance.ivr.agent_queue import (
     AGENT_TRANSITIONS,
@@ -22,6 +26,9 @@ from appliance.ivr.agent_queue import (
     Ring,
     check_transition,
 )
+from tests.unit.vectors import soak_marks
+
+pytestmark = soak_marks()
 
 RING = 20.0
 
@@ -104,6 +111,17 @@ def test_ring_all_timeout_cancels_every_ring_and_retries_after_the_delay() -> No
     assert q.caller_state("c1") is CallerState.WAITING
     assert q.get_timer() == RING + 5.0
     q.handle_timer(RING + 5.0)
+    assert drain(q) == [Ring("c1", ("a1", "a2"))]
+
+
+def test_ring_all_does_not_ring_a_refusing_agent_again_while_the_round_still_rings() -> None:
+    q = queue_with(["a1", "a2"], retry_delay=0.0)
+    q.join("c1", "sales", "ring_all", 0.0)
+    drain(q)
+    q.ring_failed("c1", "a1", 1.0)  # declined at once; a2 still rings
+    assert drain(q) == []
+    assert q.tried("c1") == {"a1", "a2"}
+    q.ring_failed("c1", "a2", 2.0)  # the round is over: with no retry delay, the next starts at once
     assert drain(q) == [Ring("c1", ("a1", "a2"))]
 
 
@@ -286,8 +304,8 @@ def test_agent_free_when_not_busy_is_ignored() -> None:
     q = queue_with(["a1"])
     q.agent_free("a1", 1.0)
     assert q.agent_state("a1") is AgentState.IDLE and drain(q) == []
-    q.agent_free("ghost", 1.0)  # an agent never reported: its call ended, now idle
-    assert q.agent_state("ghost") is AgentState.IDLE
+    q.agent_free("ghost", 1.0)  # an agent never reported
+    assert q.agent_state("ghost") is None and drain(q) == []
 
 
 def test_connected_agent_is_busy_until_freed() -> None:
@@ -394,3 +412,262 @@ def test_transitions_are_logged_old_to_new(caplog: pytest.LogCaptureFixture) -> 
     assert "caller c1: WAITING -> RINGING" in messages
     assert "caller c1: RINGING -> CONNECTED" in messages
     assert "agent a1: RINGING -> BUSY" in messages
+
+
+# -- random inputs -----------------------------------------------------------------------------------------
+
+AGENTS = ("a1", "a2", "a3", "a4")
+GROUPS = ("g1", "g2")
+STRATEGY = st.sampled_from(["ring_all", "longest_idle"])
+
+
+class AgentQueueModel(RuleBasedStateMachine):
+    """Random inputs in any order. A model built from the inputs and the actions checks every action
+    against what call control was told: an agent rings for at most one caller, busy, wrapping-up and
+    connected agents are never rung, rings go to current members only, offers follow arrival order, free
+    agents are not left idle while a caller could take them, and positions are always current."""
+
+    @initialize(wrap_up=st.sampled_from([0.0, 7.0]), retry=st.sampled_from([0.0, 5.0]))
+    def boot(self, wrap_up: float, retry: float) -> None:
+        self.q = AgentQueue(ring_timeout=RING, wrap_up=wrap_up, retry_delay=retry)
+        self.wrap_up = wrap_up
+        self.now = 0.0
+        self.seen = 0.0  # the latest time handed to the queue
+        self.next_call = 0
+        self.queue: list[tuple[str, str, str]] = []  # (call, group, strategy) in arrival order
+        self.members: dict[str, frozenset[str]] = {}
+        self.rings: dict[str, tuple[str, float]] = {}  # agent -> (call, deadline)
+        self.busy: set[str] = set()
+        self.free_at: dict[str, float] = {}  # agent -> end of its wrap-up
+        self.announced: dict[str, int] = {}
+
+    # -- the model --------------------------------------------------------------------------------------
+
+    def position(self, call: str) -> int:
+        group = next(g for c, g, _ in self.queue if c == call)
+        return [c for c, g, _ in self.queue if g == group].index(call) + 1
+
+    def entry(self, call: str) -> tuple[str, str, str] | None:
+        return next((e for e in self.queue if e[0] == call), None)
+
+    def collect(self) -> list[QueueAction]:
+        actions = drain(self.q)
+        for action in actions:
+            if isinstance(action, Ring):
+                entry = self.entry(action.call_id)
+                assert entry is not None, action
+                for agent in action.agents:
+                    assert agent not in self.rings, f"{agent} already rings for {self.rings[agent]}"
+                    assert agent not in self.busy, f"busy {agent} rung"
+                    assert self.free_at.get(agent, 0.0) <= self.seen, f"{agent} rung during wrap-up"
+                    assert agent in self.members.get(entry[1], frozenset()), f"{agent} not a member"
+                    self.rings[agent] = (action.call_id, self.seen + RING)
+            elif isinstance(action, CancelRing):
+                for agent in action.agents:
+                    assert self.rings.pop(agent)[0] == action.call_id
+            elif isinstance(action, Connected):
+                assert self.rings.pop(action.agent)[0] == action.call_id
+                self.queue = [e for e in self.queue if e[0] != action.call_id]
+                self.busy.add(action.agent)
+            elif isinstance(action, Position):
+                assert self.position(action.call_id) == action.position
+                self.announced[action.call_id] = action.position
+            else:
+                raise AssertionError(f"unexpected {action}")
+        self.check_offers([a for a in actions if isinstance(a, Ring)])
+        return actions
+
+    def check_offers(self, rings: list[Ring]) -> None:
+        """Offers follow arrival: an agent went to a later caller only when every earlier caller that could
+        take it had tried it already in its round, or (longest_idle) was ringing another agent."""
+        order = [c for c, _, _ in self.queue]
+        for ring in rings:
+            for call, group, strategy in self.queue[: order.index(ring.call_id)]:
+                for agent in set(ring.agents) & self.members.get(group, frozenset()):
+                    ringing_one = strategy == "longest_idle" and bool(self.q.ringing(call))
+                    assert agent in self.q.tried(call) or ringing_one, (
+                        f"{agent} offered to {ring} before {call}"
+                    )
+
+    def pick(self, data: st.DataObject, stale: bool) -> tuple[str, str]:
+        """A ringing (caller, agent) pair, or with ``stale`` any pair, likely not ringing."""
+        if stale or not self.rings:
+            call = data.draw(st.sampled_from([f"c{i}" for i in range(self.next_call)] + ["gone"]))
+            return call, data.draw(st.sampled_from(AGENTS))
+        agent = data.draw(st.sampled_from(sorted(self.rings)))
+        return self.rings[agent][0], agent
+
+    def catch_up(self) -> None:
+        """Hand ``now`` to the queue first, so an input's own effect is seen apart from the deadlines."""
+        self.seen = self.now
+        self.q.handle_timer(self.now)
+        self.collect()
+
+    # -- rules ------------------------------------------------------------------------------------------
+
+    @rule(dt=st.sampled_from([0.0, 1.0, 3.0, 7.0, RING]), fire_timers=st.booleans())
+    def advance(self, dt: float, fire_timers: bool) -> None:
+        target = self.now + dt
+        while fire_timers and (timer := self.q.get_timer()) is not None and timer <= target:
+            self.now = self.seen = max(self.seen, timer)
+            self.q.handle_timer(self.now)
+            self.collect()
+        self.now = target
+
+    @rule(group=st.sampled_from(GROUPS), strategy=STRATEGY)
+    def join(self, group: str, strategy: str) -> None:
+        self.catch_up()
+        call = f"c{self.next_call}"
+        self.next_call += 1
+        self.queue.append((call, group, strategy))
+        self.q.join(call, group, strategy, self.now)
+        assert self.collect()[0] == Position(call, self.position(call))
+
+    @rule(data=st.data())
+    def leave(self, data: st.DataObject) -> None:
+        self.catch_up()
+        calls = [c for c, _, _ in self.queue] + ["gone"]
+        call = data.draw(st.sampled_from(calls))
+        self.queue = [e for e in self.queue if e[0] != call]
+        self.q.leave(call, self.now)
+        self.collect()
+        assert not any(c == call for c, _ in self.rings.values())
+
+    @rule(group=st.sampled_from(GROUPS), agents=st.lists(st.sampled_from(AGENTS), unique=True, max_size=4))
+    def members_changed(self, group: str, agents: list[str]) -> None:
+        self.catch_up()
+        self.members[group] = frozenset(agents)
+        self.q.members_changed(group, agents, self.now)
+        self.collect()
+
+    @rule(data=st.data(), stale=st.booleans())
+    def answer(self, data: st.DataObject, stale: bool) -> None:
+        self.catch_up()
+        call, agent = self.pick(data, stale)
+        valid = self.rings.get(agent, ("", 0.0))[0] == call
+        self.q.ring_answered(call, agent, self.now)
+        actions = self.collect() if valid else drain(self.q)
+        assert actions[0] == (Connected(call, agent) if valid else RejectAnswer(call, agent))
+        if valid:
+            assert self.q.agent_state(agent) is AgentState.BUSY
+        else:
+            assert actions[1:] == []
+
+    @rule(data=st.data(), stale=st.booleans())
+    def fail(self, data: st.DataObject, stale: bool) -> None:
+        self.catch_up()
+        call, agent = self.pick(data, stale)
+        if self.rings.get(agent, ("", 0.0))[0] == call:
+            del self.rings[agent]
+        self.q.ring_failed(call, agent, self.now)
+        self.collect()
+
+    @rule(agent=st.sampled_from(AGENTS))
+    def agent_busy(self, agent: str) -> None:
+        self.catch_up()
+        self.busy.add(agent)
+        self.free_at.pop(agent, None)
+        self.q.agent_busy(agent, self.now)
+        actions = self.collect()
+        assert agent not in self.rings
+        assert all(agent not in a.agents for a in actions if isinstance(a, Ring))
+
+    @rule(agent=st.sampled_from(AGENTS))
+    def agent_free(self, agent: str) -> None:
+        self.catch_up()
+        if agent in self.busy:
+            self.busy.discard(agent)
+            self.free_at[agent] = self.now + self.wrap_up
+        self.q.agent_free(agent, self.now)
+        self.collect()
+
+    # -- invariants -------------------------------------------------------------------------------------
+
+    @invariant()
+    def consistent(self) -> None:
+        if not hasattr(self, "q"):
+            return
+        q = self.q
+        for group in GROUPS:
+            assert q.queued(group) == tuple(c for c, g, _ in self.queue if g == group)
+            assert q.members(group) == self.members.get(group, frozenset())
+        for call, _, _ in self.queue:
+            assert self.announced[call] == self.position(call)
+            assert set(q.ringing(call)) == {a for a, (c, _) in self.rings.items() if c == call}
+        for agent in AGENTS:
+            state = q.agent_state(agent)
+            if agent in self.rings:
+                assert state is AgentState.RINGING and q.ringing_for(agent) == self.rings[agent][0]
+                assert self.rings[agent][1] > self.seen, "a ring outlived its timeout"
+            elif agent in self.busy:
+                assert state is AgentState.BUSY
+            elif agent in self.free_at and self.free_at[agent] > self.seen:
+                assert state is AgentState.WRAP_UP
+            elif state is not None:
+                assert state is AgentState.IDLE
+        timer = q.get_timer()
+        assert timer is None or timer > self.seen
+
+    @invariant()
+    def work_conserving(self) -> None:
+        if not hasattr(self, "q"):
+            return
+        q = self.q
+        # No idle member sits unoffered while a caller of its group could take it.
+        for call, group, strategy in self.queue:
+            if strategy == "longest_idle" and q.ringing(call):
+                continue
+            for agent in self.members.get(group, frozenset()):
+                if q.agent_state(agent) is AgentState.IDLE:
+                    assert agent in q.tried(call), f"idle {agent} not offered to waiting {call}"
+
+
+# Small and deterministic by default; HYPOTHESIS_PROFILE=long explores at random, far longer (STYLE rule 12).
+_LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
+AgentQueueModel.TestCase.settings = settings(
+    max_examples=5000 if _LONG else 200,
+    stateful_step_count=80 if _LONG else 50,
+    deadline=None,
+    derandomize=not _LONG,
+    database=None,
+)
+test_agent_queue_model = AgentQueueModel.TestCase
+
+
+@settings(max_examples=2000 if _LONG else 200, deadline=None, derandomize=not _LONG, database=None)
+@given(
+    script=st.lists(
+        st.one_of(
+            st.tuples(st.just("join"), st.sampled_from(GROUPS), STRATEGY),
+            st.tuples(st.just("members"), st.sampled_from(GROUPS), st.sets(st.sampled_from(AGENTS))),
+            st.tuples(st.just("busy"), st.sampled_from(AGENTS)),
+            st.tuples(st.just("free"), st.sampled_from(AGENTS)),
+        ),
+        max_size=40,
+    )
+)
+def test_equal_agents_connect_callers_in_arrival_order(script: list[tuple[object, ...]]) -> None:
+    """When every agent answers at once, each group's callers are connected in the order they arrived."""
+    q = AgentQueue(ring_timeout=RING)
+    arrived: dict[str, list[str]] = {g: [] for g in GROUPS}
+    connected: dict[str, list[str]] = {g: [] for g in GROUPS}
+    group_of: dict[str, str] = {}
+    for now, (kind, *args) in enumerate(script):
+        if kind == "join":
+            call = f"c{now}"
+            group_of[call] = str(args[0])
+            arrived[group_of[call]].append(call)
+            q.join(call, str(args[0]), str(args[1]), float(now))
+        elif kind == "members":
+            q.members_changed(str(args[0]), sorted(args[1]), float(now))  # type: ignore[call-overload]
+        elif kind == "busy":
+            q.agent_busy(str(args[0]), float(now))
+        else:
+            q.agent_free(str(args[0]), float(now))
+        while (action := q.next_action()) is not None:
+            if isinstance(action, Ring):
+                q.ring_answered(action.call_id, action.agents[0], float(now))
+            elif isinstance(action, Connected):
+                connected[group_of[action.call_id]].append(action.call_id)
+    for group in GROUPS:
+        assert connected[group] == arrived[group][: len(connected[group])]
