@@ -7,7 +7,8 @@ can encode them as they are; times are ISO 8601 UTC strings (``2026-03-29T01:00:
 POSIX seconds where a consumer computes with them.
 
 Event types: ``ivr.voicemail``, ``ivr.callback``, ``ivr.survey`` and ``ivr.session`` (one per session,
-written last, summing it up).
+written last, summing it up). Their schema, the contract with the cloud, is ``records.cddl`` next to this
+module; a change here goes there too (a test checks the two agree).
 """
 
 from __future__ import annotations
