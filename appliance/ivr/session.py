@@ -219,9 +219,11 @@ class IvrSession:
     # --- inputs ----------------------------------------------------------------------------------------
 
     def start(self, now: float) -> None:
-        """Answer: enter the flow's start node."""
-        if self.state is not SessionState.NEW:
+        """Answer: enter the flow's start node (nothing if the caller already hung up)."""
+        if self.state is SessionState.ACTIVE:
             raise SessionUsageError(f"session {self._session_id} started twice")
+        if self.state is not SessionState.NEW:
+            return
         self._started = self.wall()
         self._set_state(SessionState.ACTIVE)
         log.info(

@@ -478,3 +478,21 @@ def test_business_hours_with_an_unknown_schedule_take_the_closed_branch() -> Non
     s = make(HOURS)
     s.start(0.0)
     assert drain(s)[0] == HangUp(17)
+
+
+def test_a_loop_that_waits_for_the_caller_is_not_cut() -> None:
+    nodes: dict[str, Node] = {
+        "start": Menu(("main_menu",), choices={"1": "bye"}, on_failure="again", timeout=5.0, retries=0),
+        "again": Goto("start"),
+        **BYE,
+    }
+    s = make(nodes)
+    s.start(0.0)
+    now = 0.0
+    for _ in range(150):
+        play = only_play(s)
+        s.play_done(play.play_id, "done", now)
+        now += 5.0
+        s.handle_timer(now)
+    assert s.current_node == "start" and not s.ended
+    assert len(s.path) == 301

@@ -453,6 +453,8 @@ def test_caller_hanging_up_before_start_still_writes_the_record() -> None:
     s.caller_hung_up(0.0)
     assert session_record(drain(s))["path"] == []
     assert s.ended
+    s.start(1.0)  # the glue may still start it: nothing happens
+    assert drain(s) == []
 
 
 def test_a_survey_cut_short_by_the_caller_keeps_what_was_answered() -> None:
@@ -477,3 +479,16 @@ def test_a_caller_hanging_up_during_the_goodbye_has_not_abandoned_the_call() -> 
     drain(s)
     s.caller_hung_up(1.0)
     assert session_record(drain(s))["outcome"] == "hangup"
+
+
+def test_caller_hanging_up_while_with_the_agent_ends_the_session_as_an_agent_call() -> None:
+    s = make(TRANSFER)
+    s.start(0.0)
+    drain(s)
+    s.transfer_answered("agent-3", 4.0)
+    drain(s)
+    s.caller_hung_up(90.0)
+    actions = drain(s)
+    assert not [a for a in actions if isinstance(a, LeaveQueue)]  # the queue already let go of the caller
+    record = session_record(actions)
+    assert (record["outcome"], record["agent"], record["path"]) == ("agent", "agent-3", ["start"])
