@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Sequence
+from typing import Final
 
 import numpy as np
 import pytest
@@ -427,6 +429,42 @@ def test_any_payloads_never_raise(law: tones.Law, payloads: list[bytes], steps: 
         assert event.digit in DIGITS
         if isinstance(event, DigitEnded):
             assert event.duration_ms >= 30
+
+
+_STREAM: Final = tones.linear_to_ulaw(
+    np.concatenate(
+        (
+            _tone("1", 45, lead=7, tail=40),
+            tones.dtmf_tone("1", duration_ms=60),
+            tones.silence(13),
+            tones.dtmf_tone("B", duration_ms=120),
+            tones.silence(50),
+        )
+    )
+)
+
+
+def _cut_and_fed(cuts: list[int]) -> list[InbandEvent]:
+    detector = InbandDtmfDetector("PCMU")
+    events: list[InbandEvent] = []
+    for start, end in itertools.pairwise([0, *sorted(cuts), len(_STREAM)]):
+        events += detector.feed(_STREAM[start:end], start / RATE)
+    return events + detector.flush()
+
+
+def test_stream_reference_events() -> None:
+    events = _cut_and_fed([])
+    _well_formed(events)
+    assert _digits(events) == "11B"
+    durations = [event.duration_ms for event in events if isinstance(event, DigitEnded)]
+    assert all(abs(got - want) <= 10 for got, want in zip(durations, [45, 60, 120], strict=True))
+
+
+@hypothesis_settings()
+@given(cuts=st.lists(st.integers(min_value=0, max_value=len(_STREAM)), max_size=30))
+def test_events_do_not_depend_on_where_payloads_are_cut(cuts: list[int]) -> None:
+    # Blocks run over payload boundaries: any cutting of one stream gives the same events.
+    assert _cut_and_fed(cuts) == _cut_and_fed([])
 
 
 @hypothesis_settings()
