@@ -26,6 +26,14 @@ Per datagram (:meth:`MediaCall.receive`):
 While the kernel fast path forwards the call (:attr:`MediaCall.offload`), an RTP packet that still reaches
 the worker is judged and counted by the relay but not sent.
 
+IVR media (:mod:`appliance.media.ivr_endpoint`). A leg is in IVR mode while its endpoint plays or records,
+or while it has no partner leg (an IVR-only call, or a caller whose other leg was dropped: the relay then
+keeps the missing leg as a placeholder nothing is sent to). A leg in IVR mode is neither relayed from nor
+relayed to: its packets still go through the relay core (latching, statistics, media timeout, RFC 4733
+digits), and then to its endpoint instead of out. A leg's endpoint also sees its inbound audio while it
+only runs an in-band DTMF detector, the call being relayed as usual. :attr:`MediaCall.inspect` says
+whether any of this applies, so that a plain relayed call pays one attribute check for it per packet.
+
 Nothing the network sends makes :meth:`MediaCall.receive` raise. Sockets are opened and closed by the
 worker; this module only reads their objects to say where to send. Pure code otherwise: ``now`` is a
 parameter.
@@ -44,9 +52,10 @@ from appliance.media.control_events import SrtpKeys
 from appliance.media.fastpath import FlowHandle
 from appliance.media.fastpath_rules import FlowCounters
 from appliance.media.g711 import ALAW_TO_ULAW_TABLE, ULAW_TO_ALAW_TABLE
+from appliance.media.ivr_endpoint import IvrEndpoint
 from appliance.media.latch import Address
 from appliance.media.recording import RecordingUsageError, RecordingWriter
-from appliance.media.relay import LegConfig, RelayCall
+from appliance.media.relay import DROP_NO_DESTINATION, LegConfig, Outgoing, RelayCall
 from appliance.media.srtp import SrtpContext, SrtpError
 
 log = logging.getLogger("appliance.media.call")
@@ -99,6 +108,8 @@ class MediaLeg:
     ``srtp_keys``/``srtp`` are None for plain RTP. ``pooled`` says the RTP port came from the worker's
     allocator (the SDP commands) rather than from call control (``SetLeg``). ``peer_lost``/
     ``peer_jitter_ms`` are from the peer's latest RTCP receiver report about the stream we send it.
+    ``ivr`` is the leg's IVR endpoint once it had IVR media or in-band detection (kept, so that its RTP
+    stream continues across playbacks); ``inband`` whether call control asked for in-band DTMF detection.
     """
 
     name: str
@@ -114,6 +125,8 @@ class MediaLeg:
     sent_octets: int = 0
     peer_lost: int = 0
     peer_jitter_ms: float = 0.0
+    ivr: IvrEndpoint | None = None
+    inband: bool = False
 
     def sockets(self) -> list[socket.socket]:
         return [self.rtp] if self.rtcp is None else [self.rtp, self.rtcp]
@@ -167,6 +180,8 @@ class MediaCall:
         self.offload = CallOffload()
         # The relay's latch_epoch when the fast path last judged this call (-1: judge it again).
         self.latch_epoch = 0
+        # Whether a leg has IVR media, in-band detection or no partner (see refresh_ivr).
+        self.inspect = False
 
     # -- drop accounting ------------------------------------------------------------------------------
 
@@ -222,6 +237,8 @@ class MediaCall:
             outgoing = relay.receive_rtcp(leg, data, source, now)
             if outgoing:
                 self._peer_report(state, data)
+                if self.inspect:
+                    outgoing = self._not_to_ivr(leg, outgoing)
         else:
             offload = self.offload
             if offload.handle is not None:
@@ -237,6 +254,10 @@ class MediaCall:
             outgoing = relay.receive(leg, data, source, now)
             if not outgoing:
                 return []
+            if self.inspect:
+                outgoing = self._inspect(state, data, outgoing, now)
+                if not outgoing:
+                    return []
             if self.recorder is not None:
                 self._record(state, data, now)
             if len(outgoing) == 1:
@@ -274,6 +295,74 @@ class MediaCall:
                     continue
             self.relayed += 1
             sends.append((sock, packet, destination))
+        return sends
+
+    # -- IVR media ------------------------------------------------------------------------------------
+
+    def ivr_mode(self, name: str) -> bool:
+        """Whether leg ``name`` is in IVR mode (see the module docstring); a leg that is not there is."""
+        leg = self.legs.get(name)
+        if leg is None:
+            return True
+        if leg.ivr is not None and leg.ivr.active:
+            return True
+        return ("b" if name == "a" else "a") not in self.legs
+
+    def reports_digit(self, name: str) -> bool:
+        """Whether a digit that just ended on leg ``name`` is reported whatever ``"dtmf-events"`` says: the
+        leg is in IVR mode, or was when the digit began (a barge-in stopped its playback)."""
+        leg = self.legs.get(name)
+        owed = leg is not None and leg.ivr is not None and leg.ivr.take_digit()
+        return owed or (self.inspect and self.ivr_mode(name))
+
+    def refresh_ivr(self) -> None:
+        """Recompute :attr:`inspect` after an IVR command, a playback or recording ending, or a leg
+        added or dropped."""
+        self.inspect = any(name not in self.legs for name in LEGS) or any(
+            leg.ivr is not None and (leg.ivr.active or leg.ivr.detector is not None)
+            for leg in self.legs.values()
+        )
+
+    def _not_to_ivr(self, leg: str, outgoing: list[Outgoing]) -> list[Outgoing]:
+        if self.ivr_mode(leg):
+            return []
+        return [out for out in outgoing if not self.ivr_mode(out[2])]
+
+    def _inspect(self, state: MediaLeg, data: bytes, outgoing: list[Outgoing], now: float) -> list[Outgoing]:
+        """An RTP packet the relay accepted from a call with IVR media: to the leg's endpoint, and out
+        only between legs that are both relaying."""
+        ivr, config = state.ivr, state.config
+        if ivr is not None and config is not None:
+            pt = data[1] & 0x7F
+            if pt == config.codec_pt:
+                start, end = _payload_bounds(data)
+                ivr.audio(data[start:end], now)
+            elif pt == config.event_pt:
+                start, end = _payload_bounds(data)
+                ivr.telephone_event(int.from_bytes(data[4:8]), data[start:end])
+        return self._not_to_ivr(state.name, outgoing)
+
+    def ivr_sends(self, leg: MediaLeg, packets: list[bytes]) -> list[Send]:
+        """The datagrams for ``packets`` of ``leg``'s endpoint: protected on an SRTP leg and addressed to
+        the leg's latched source (its SDP address until one is learnt)."""
+        relay = self.relay
+        destination = relay.latches(leg.name).rtp.destination if relay is not None else None
+        if destination is None:
+            for _ in packets:
+                self._drop(DROP_NO_DESTINATION)
+            return []
+        sends: list[Send] = []
+        for packet in packets:
+            leg.sent_packets += 1
+            leg.sent_octets += len(packet) - 12
+            out = packet
+            if leg.srtp is not None:
+                try:
+                    out = leg.srtp.protect(packet)
+                except SrtpError:
+                    self._drop(DROP_SRTP_PROTECT)
+                    continue
+            sends.append((leg.rtp, out, destination))
         return sends
 
     def _record(self, state: MediaLeg, data: bytes, now: float) -> None:

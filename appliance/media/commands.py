@@ -10,7 +10,17 @@ Command contract (one call has legs ``"a"``, the caller, and ``"b"``, the callee
   same leg applies a re-negotiation (new remote, codec, hold, SRTP keys); a changed ``local_port`` is
   ``BAD_MESSAGE``. The relay starts once both legs are set. Flags accumulate per call: ``"record"``
   (refused with ``BAD_MESSAGE`` when the worker has no recording directory and key, or the leg's codec
-  is not G.711), ``"dtmf-events"`` (report digits), ``"no-fastpath"``; any other flag is ``BAD_MESSAGE``.
+  is not G.711), ``"dtmf-events"`` (report digits), ``"no-fastpath"``; ``"inband-dtmf"`` is the leg's
+  own and follows its latest ``SetLeg`` (detect digits in its inbound G.711 audio and report them); any
+  other flag is ``BAD_MESSAGE``.
+* ``Play``/``Record``/``StopMedia`` on one leg (:mod:`appliance.media.ivr_commands`): IVR media, on a leg
+  that is set up with a G.711 codec. A call with one leg set gets its relay then, with a placeholder for
+  the missing leg. ``Record`` is ``BAD_MESSAGE`` ``"voicemail not configured"`` without a voicemail
+  directory and key; a missing prompt file is ``BAD_MESSAGE`` naming it. While a leg has IVR media or no
+  partner, every digit from it is reported, whatever ``"dtmf-events"`` says.
+* ``DropLeg(call_id, leg)`` releases one leg (its ports back to the worker) and keeps the call; the reply's
+  ``stats`` are that leg's. The relay keeps a placeholder for it, so the other leg goes on in IVR mode
+  until a ``SetLeg`` brings a new partner.
 * ``Offer``/``Answer``/``Update`` — the older commands with worker-side SDP rewriting, kept for the relay
   benchmark: the worker allocates both legs' pairs from its ports at the offer, and turns each SDP into the
   same leg state ``SetLeg`` gives (the reply's ``sdp`` is the description for the other leg; ``ports`` its
@@ -56,6 +66,7 @@ from appliance.media.control_events import (
     ControlError,
     Delete,
     Direction,
+    DropLeg,
     DtmfEvent,
     Error,
     ErrorCode,
@@ -65,17 +76,21 @@ from appliance.media.control_events import (
     Offer,
     Ok,
     Ping,
+    Play,
     Query,
+    Record,
     Reply,
     SetLeg,
     SrtpKeys,
     SsrcChanged,
+    StopMedia,
     StreamStats,
     Update,
     WorkerEvent,
     WorkerStats,
 )
 from appliance.media.fastpath_rules import IP_UDP_OVERHEAD
+from appliance.media.ivr_commands import IvrCommandError, IvrMedia
 from appliance.media.offload import Offloader
 from appliance.media.ports import PortsExhaustedError
 from appliance.media.recording import Codec, RecordingUsageError, RecordingWriter, key_id_for
@@ -99,7 +114,7 @@ log = logging.getLogger("appliance.media.commands")
 OFFLOAD_POLL: Final = 0.25
 
 STATS_INTERVAL: Final = 1.0
-FLAGS: Final = frozenset({"record", "dtmf-events", "no-fastpath"})
+FLAGS: Final = frozenset({"record", "dtmf-events", "no-fastpath", "inband-dtmf"})
 _LEGACY_FLAGS: Final = frozenset({"record", "dtmf-events"})
 _SAFE_NAME: Final = re.compile(r"[^A-Za-z0-9_.-]")
 # IPv4 and UDP headers and the fixed RTP header: kernel byte counters less this per packet is payload.
@@ -170,6 +185,12 @@ def _parse(text: str) -> SessionDescription:
         raise CommandFailedError(ErrorCode.BAD_SDP, str(exc)) from None
 
 
+def _placeholder(config: LegConfig) -> LegConfig:
+    """The relay's stand-in for a leg that is not there: ``config``'s formats, and the discard port of an
+    unspecified address as the destination the relay computes (the call never sends to a missing leg)."""
+    return LegConfig(("0.0.0.0", 9), config.codec_pt, config.codec, config.event_pt)
+
+
 def _request_id_of(data: bytes) -> int:
     """The request id of an undecodable command, when it can still be read; else 0."""
     try:
@@ -205,6 +226,7 @@ class MediaWorker:
         stats_interval: float = STATS_INTERVAL,
         watch: Callable[[socket.socket, str, str, bool], object] = lambda sock, call_id, leg, rtcp: None,
         unwatch: Callable[[socket.socket], object] = lambda sock: None,
+        ivr: IvrMedia | None = None,
     ) -> None:
         self.pool = pool
         self.watch = watch
@@ -213,6 +235,7 @@ class MediaWorker:
         self.recording = recording
         self.worker_id = worker_id
         self.offload = offload
+        self.ivr = ivr if ivr is not None else IvrMedia()
         self.calls: dict[str, MediaCall] = {}
         # Datagrams a command released (those kept before a call's relay started), for the glue to send.
         self.early_sends: list[Send] = []
@@ -235,7 +258,7 @@ class MediaWorker:
         rid = getattr(msg, "request_id", 0)
         try:
             return self._dispatch(msg, now)
-        except CommandFailedError as exc:
+        except (CommandFailedError, IvrCommandError) as exc:
             return Error(rid, int(exc.code), exc.reason)
         except Exception as exc:
             # A defect in one command must not take every call down with the worker.
@@ -261,6 +284,22 @@ class MediaWorker:
                 return Ok(msg.request_id, stats=stats, recording=call.recording_path)
             case Query():
                 return Ok(msg.request_id, stats=self._stats(self._call(msg.call_id)))
+            case Play():
+                call, leg = self._leg(msg.call_id, msg.leg)
+                self._ivr_relay(call, now)
+                self.ivr.play(call, leg, msg, now)
+                return Ok(msg.request_id)
+            case Record():
+                call, leg = self._leg(msg.call_id, msg.leg)
+                self._ivr_relay(call, now)
+                self.ivr.record(call, leg, msg, now)
+                return Ok(msg.request_id)
+            case StopMedia():
+                call, leg = self._leg(msg.call_id, msg.leg)
+                self.ivr.stop(call, leg)
+                return Ok(msg.request_id)
+            case DropLeg():
+                return self._drop_leg(msg, now)
             case _:
                 raise CommandFailedError(ErrorCode.BAD_MESSAGE, f"{type(msg).__name__} is not a command")
 
@@ -269,6 +308,58 @@ class MediaWorker:
         if call is None:
             raise CommandFailedError(ErrorCode.UNKNOWN_CALL, f"no call {call_id!r}")
         return call
+
+    def _leg(self, call_id: str, name: str) -> tuple[MediaCall, MediaLeg]:
+        call = self._call(call_id)
+        leg = call.legs.get(name)
+        if leg is None:
+            raise CommandFailedError(ErrorCode.UNKNOWN_CALL, f"no leg {name!r} in call {call_id!r}")
+        return call, leg
+
+    def _ivr_relay(self, call: MediaCall, now: float) -> None:
+        """Before IVR media on a call with one leg set: its relay, with a placeholder for the other leg
+        (the same codec, an address nothing is sent to), so that the leg is latched, counted and timed
+        like any other. The call leaves the kernel fast path while it has IVR media."""
+        self._withdraw(call)
+        if call.relay is not None:
+            return
+        legs = {name: leg for name, leg in call.legs.items() if leg.config is not None}
+        configs = {name: leg.config for name, leg in legs.items() if leg.config is not None}
+        if not configs:
+            return  # nothing set up: the IVR command refuses the leg
+        stand_in = _placeholder(next(iter(configs.values())))
+        relay = call.relay = RelayCall(
+            local_a=legs["a"].port if "a" in legs else 0,
+            local_b=legs["b"].port if "b" in legs else 0,
+            remote_a=configs.get("a", stand_in),
+            remote_b=configs.get("b", stand_in),
+            now=now,
+            media_timeout=self.media_timeout,
+        )
+        for leg in legs.values():
+            if leg.hold:
+                relay.set_hold(leg.name, True, now)
+        call.refresh_ivr()
+        self.early_sends.extend(call.take_early())
+
+    def _drop_leg(self, msg: DropLeg, now: float) -> Ok:
+        call, leg = self._leg(msg.call_id, msg.leg)
+        stats = tuple(s for s in self._stats(call) if s.leg == msg.leg)
+        self._withdraw(call)
+        self.ivr.forget(call, leg)
+        for sock in leg.sockets():
+            self.unwatch(sock)
+        self.pool.give_back(leg.port)
+        del call.legs[msg.leg]
+        relay = call.relay
+        if relay is not None and leg.config is not None:
+            # The relay keeps the leg as a placeholder: nothing goes to it, and its hold no longer spares
+            # the other leg's media timeout.
+            relay.update_remote(msg.leg, _placeholder(leg.config))
+            relay.set_hold(msg.leg, False, now)
+        call.refresh_ivr()
+        log.info("media worker: call %s: leg %s dropped", call.call_id, msg.leg)
+        return Ok(msg.request_id, stats=stats)
 
     def _set_leg(self, msg: SetLeg, now: float) -> Ok:
         spec = msg.spec
@@ -305,7 +396,10 @@ class MediaWorker:
                 call = self.calls[msg.call_id] = MediaCall(msg.call_id)
             leg = self._add_leg(call, msg.leg, spec.local_port, rtp, rtcp, pooled=False)
         self._configure(call, leg, config, spec.hold, spec.srtp, now, context)
-        call.flags |= set(msg.flags)
+        call.flags |= set(msg.flags) - {"inband-dtmf"}
+        leg.inband = "inband-dtmf" in msg.flags
+        self.ivr.configure(call, leg)
+        call.refresh_ivr()
         self._start_recording(call)
         return Ok(msg.request_id, ports=(spec.local_port,))
 
@@ -539,6 +633,8 @@ class MediaWorker:
         descriptor number the kernel reuses)."""
         call = self.calls.pop(call_id)
         self._withdraw(call)
+        for leg in call.legs.values():
+            self.ivr.forget(call, leg)
         if call.recorder is not None:
             try:
                 call.recorder.close()
@@ -572,8 +668,10 @@ class MediaWorker:
                 case RelaySsrcChanged():
                     out.append(SsrcChanged(call_id, event.leg, Direction.IN, event.old, event.new))
                 case DtmfReceived():
-                    if "dtmf-events" in call.flags:
+                    if "dtmf-events" in call.flags or call.reports_digit(event.leg):
                         out.append(DtmfEvent(call_id, event.leg, event.digit, event.duration_ms))
+                case MediaTimedOut() if event.direction not in call.legs:
+                    pass  # a dropped leg's placeholder: nothing was expected from it
                 case MediaTimedOut():
                     silent = max(now - event.since, 0.0)
                     other = "b" if event.direction == "a" else "a"
@@ -600,7 +698,10 @@ class MediaWorker:
         relay = call.relay
         assert relay is not None
         call.latch_epoch = relay.latch_epoch
-        if self.offload is not None:
+        if call.inspect:
+            self._withdraw(call)  # IVR media or in-band detection: every packet stays in userspace
+            call.latch_epoch = relay.latch_epoch
+        elif self.offload is not None:
             self.offload.after_packets(call)
 
     def worker_stats(self) -> WorkerStats:

@@ -77,6 +77,8 @@ class IvrEndpoint:
         self.detector: InbandDtmfDetector | None = InbandDtmfDetector(law) if inband else None
         self.events: deque[IvrEvent] = deque()
         self._event_timestamp: int | None = None
+        # A digit began while IVR media was on: it is reported at its end even if that stopped the media.
+        self.owes_digit = False
 
     # -- state -----------------------------------------------------------------------------------------
 
@@ -162,6 +164,8 @@ class IvrEndpoint:
     # -- inbound ---------------------------------------------------------------------------------------
 
     def _digit_started(self, digit: str) -> None:
+        if self.active:
+            self.owes_digit = True
         playback = self.playback
         if playback is not None and playback.barge_in:
             log.debug("call %s leg %s: barge-in by %s", self.call_id, self.leg, digit)
@@ -196,6 +200,12 @@ class IvrEndpoint:
         self._event_timestamp = timestamp
         if payload[0] < len(DTMF_DIGITS):
             self._digit_started(DTMF_DIGITS[payload[0]])
+
+    def take_digit(self) -> bool:
+        """Whether the RFC 4733 digit just ended began during IVR media (and so is reported); asking
+        settles it."""
+        owed, self.owes_digit = self.owes_digit, False
+        return owed
 
     # -- time ------------------------------------------------------------------------------------------
 

@@ -1,13 +1,13 @@
 """The media worker process: asyncio glue between the control socket, the RTP/RTCP sockets and the calls.
 
 Run as ``python -m appliance.media.worker --control PATH --address 127.0.0.1 --ports MIN-MAX`` with the
-options of :func:`main` (``--media-timeout``, ``--recording-dir``/``--recording-key``, ``--no-fastpath``,
-``--worker-id``). The worker first binds every RTP/RTCP pair of its slice (:class:`PortReserve`: call
-control writes a port into an SDP before the worker hears of the call, so the worker must already hold
-it), raising ``RLIMIT_NOFILE``'s soft limit to the hard one for that. It then listens on a Unix
-``SOCK_SEQPACKET`` socket at ``PATH``, prints ``ready`` on stdout (or ``error: REASON`` and exits 1 if it
-cannot hold its slice) and serves one control connection: one CBOR message
-(:mod:`appliance.media.control`) per datagram, the first of which is the worker's
+options of :func:`main` (``--media-timeout``, ``--recording-dir``/``--recording-key``,
+``--voicemail-dir``/``--voicemail-key``, ``--no-fastpath``, ``--worker-id``). The worker first binds
+every RTP/RTCP pair of its slice (:class:`PortReserve`: call control writes a port into an SDP before the
+worker hears of the call, so the worker must already hold it), raising ``RLIMIT_NOFILE``'s soft limit to
+the hard one for that. It then listens on a Unix ``SOCK_SEQPACKET`` socket at ``PATH``, prints ``ready`` on
+stdout (or ``error: REASON`` and exits 1 if it cannot hold its slice) and serves one control connection:
+one CBOR message (:mod:`appliance.media.control`) per datagram, the first of which is the worker's
 :class:`PortsReserved` (the pairs another process held). When the control connection closes the worker
 exits, so a worker never outlives the process that drives it.
 
@@ -24,7 +24,14 @@ stats report, at most every ``SWEEP_GAP`` (0.2 s), so timeouts and lost DTMF end
 late. The cyclic garbage collector is off after start-up (the start-up heap frozen); the sweep runs it
 on the young objects when enough accumulated and over the whole heap every minute, so that no collection
 pauses a batch of packets. Every second the worker sends a :class:`WorkerStats` with the drop counters by
-reason. Unless ``--no-fastpath`` is given, :func:`open_fastpath` opens the
+reason.
+
+IVR media has a timer of its own (:mod:`appliance.media.ivr_commands` says why): one ``loop.call_at`` at
+the earliest packet or recording deadline of any endpoint. uvloop's ``loop.time()`` has millisecond
+resolution and is read once per loop iteration, so the pacing timer reads ``time.monotonic()`` (the same
+clock, at full resolution) when it fires, and sends every packet due within :data:`PACING_EARLY` of it:
+packets leave at most that early, and late only by the loop's own wake-up delay. Unless ``--no-fastpath``
+is given, :func:`open_fastpath` opens the
 worker's own kernel fast path table (``appliance_media_<worker-id>``); where the host cannot (forwarding
 off, no nf_tables, no privilege) the worker logs why and relays every call in userspace.
 """
@@ -47,7 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from appliance.media.call import MediaCall
+from appliance.media.call import MediaCall, Send
 from appliance.media.commands import (
     CommandFailedError,
     MediaWorker,
@@ -63,6 +70,7 @@ from appliance.media.control_events import (
 )
 from appliance.media.fastpath import FastPathConfig, FastPathUnavailable, KernelFastPath
 from appliance.media.fastpath_rules import DEFAULT_TABLE, FastPathError
+from appliance.media.ivr_commands import IvrMedia, VoicemailConfig
 from appliance.media.offload import Offloader
 from appliance.media.sockets import PortReserve, ReserveError, fd_budget, raise_fd_limit
 
@@ -91,6 +99,9 @@ SWEEP_GAP: Final = 0.2
 GC_YOUNG: Final = 2000
 GC_MIDDLE: Final = 10
 GC_FULL_INTERVAL: Final = 60.0
+# A packet due this soon after the pacing timer fired leaves with those due already, rather than one more
+# wake-up a fraction of a millisecond later.
+PACING_EARLY: Final = 0.0005
 
 
 class WorkerServer:
@@ -106,6 +117,8 @@ class WorkerServer:
         self._timer_at = math.inf
         self._swept = -math.inf
         self._full_gc_due = self.loop.time() + GC_FULL_INTERVAL
+        self._pacer: asyncio.TimerHandle | None = None
+        self._pacer_at = math.inf
         worker.watch = self._watch
         worker.unwatch = self._unwatch
 
@@ -145,6 +158,11 @@ class WorkerServer:
                 out_sock.sendto(out, destination)
             except OSError:
                 pass  # ICMP-reported unreachable peer, full buffer: that datagram is lost
+        if call.inspect:
+            # IVR media: a barge-in, a digit or a recording's end may have queued events and moved a deadline.
+            for event in self.worker.ivr.after_packets(call):
+                self.send(event)
+            self._pace()
         relay = call.relay
         if relay is None:
             return
@@ -194,15 +212,46 @@ class WorkerServer:
         if young > GC_YOUNG:
             gc.collect(1 if middle >= GC_MIDDLE else 0)
 
-    def on_command(self, data: bytes) -> None:
-        self.send(self.worker.handle(data, self.loop.time()))
-        sends, self.worker.early_sends = self.worker.early_sends, []
+    def _pace(self) -> None:
+        """Keep the pacing timer at the earliest IVR deadline."""
+        due = self.worker.ivr.get_timer()
+        if due is None:
+            if self._pacer is not None:
+                self._pacer.cancel()
+                self._pacer, self._pacer_at = None, math.inf
+            return
+        if due == self._pacer_at:
+            return
+        if self._pacer is not None:
+            self._pacer.cancel()
+        self._pacer_at = due
+        self._pacer = self.loop.call_at(due, self._paced)
+
+    def _paced(self) -> None:
+        self._pacer, self._pacer_at = None, math.inf
+        sends, events = self.worker.ivr.due(time.monotonic() + PACING_EARLY)
+        self._send_all(sends)
+        for event in events:
+            self.send(event)
+        self._pace()
+
+    @staticmethod
+    def _send_all(sends: list[Send]) -> None:
         for sock, out, destination in sends:
             try:
                 sock.sendto(out, destination)
             except OSError as exc:  # a full buffer or an unreachable peer loses this packet, nothing more
-                log.debug("media worker: early packet not sent: %s", exc)
+                log.debug("media worker: packet not sent: %s", exc)
+
+    def on_command(self, data: bytes) -> None:
+        self.send(self.worker.handle(data, self.loop.time()))
+        events, self.worker.ivr.events = self.worker.ivr.events, []
+        for event in events:
+            self.send(event)
+        sends, self.worker.early_sends = self.worker.early_sends, []
+        self._send_all(sends)
         self._arm()
+        self._pace()
 
     async def serve(self) -> None:
         """Accept control connections one after the other; return when the first one closes."""
@@ -227,6 +276,8 @@ class WorkerServer:
         finally:
             if self._timer is not None:
                 self._timer.cancel()
+            if self._pacer is not None:
+                self._pacer.cancel()
             listener.close()
             if self.conn is not None:
                 self.conn.close()
@@ -262,6 +313,7 @@ class WorkerOptions:
     recording: RecordingConfig | None = None
     fastpath: bool = True
     worker_id: int = 0
+    voicemail: VoicemailConfig | None = None
 
 
 def reserve(options: WorkerOptions) -> tuple[PortReserve, PortsReserved]:
@@ -297,6 +349,7 @@ async def run(options: WorkerOptions, pool: PortReserve, greeting: PortsReserved
             worker_id=options.worker_id,
             offload=offload,
             start=loop.time(),
+            ivr=IvrMedia(voicemail=options.voicemail),
         )
         # Everything built so far lives as long as the process: frozen out of every collection. The
         # packet path makes no reference cycles, so automatic collection is off and the sweep collects.
@@ -334,22 +387,32 @@ def parse_args(argv: Sequence[str] | None = None) -> WorkerOptions:
     )
     parser.add_argument("--recording-dir", type=Path, help="directory for encrypted call recordings")
     parser.add_argument("--recording-key", help="file holding the 32-byte key-encryption key")
+    parser.add_argument("--voicemail-dir", type=Path, help="directory for encrypted voicemail files")
+    parser.add_argument("--voicemail-key", help="file holding the voicemail 32-byte key-encryption key")
     parser.add_argument("--no-fastpath", action="store_true", help="keep every packet in userspace")
     parser.add_argument("--worker-id", type=int, default=0, help="this worker's index in its reports")
     args = parser.parse_args(argv)
-    recording = None
-    if (args.recording_dir is None) != (args.recording_key is None):
-        parser.error("--recording-dir and --recording-key go together")
-    if args.recording_dir is not None:
+
+    def key_and_dir(kind: str, directory: Path | None, key: str | None) -> tuple[Path, bytes] | None:
+        if (directory is None) != (key is None):
+            parser.error(f"--{kind}-dir and --{kind}-key go together")
+        if directory is None or key is None:
+            return None
         try:
-            kek = load_kek(args.recording_key)
+            kek = load_kek(key)
         except KeyFileError as exc:
             parser.error(str(exc))
         if len(kek) != 32:
-            parser.error("the recording key-encryption key must be 32 octets")
-        if not args.recording_dir.is_dir():
-            parser.error(f"--recording-dir {args.recording_dir} is not a directory")
-        recording = RecordingConfig(args.recording_dir, kek)
+            parser.error(f"the {kind} key-encryption key must be 32 octets")
+        if not directory.is_dir():
+            parser.error(f"--{kind}-dir {directory} is not a directory")
+        return directory, kek
+
+    recording = voicemail = None
+    if (found := key_and_dir("recording", args.recording_dir, args.recording_key)) is not None:
+        recording = RecordingConfig(*found)
+    if (found := key_and_dir("voicemail", args.voicemail_dir, args.voicemail_key)) is not None:
+        voicemail = VoicemailConfig(*found)
     return WorkerOptions(
         control=args.control,
         address=args.address,
@@ -358,6 +421,7 @@ def parse_args(argv: Sequence[str] | None = None) -> WorkerOptions:
         recording=recording,
         fastpath=not args.no_fastpath,
         worker_id=args.worker_id,
+        voicemail=voicemail,
     )
 
 
