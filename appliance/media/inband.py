@@ -136,8 +136,6 @@ def _filters() -> npt.NDArray[np.float64]:
 
 
 _FILTERS: Final = _filters()
-# Σ(x cos)² + Σ(x sin)² times this is the mean power of a sine at the filter's frequency (amplitude²/2).
-_DFT_SCALE: Final = 2 / BLOCK_SAMPLES**2
 
 
 class InbandUsageError(MediaError):
@@ -191,7 +189,7 @@ def _table_for(law: Law) -> npt.NDArray[np.float64]:
 def decode(payload: bytes, law: Law) -> npt.NDArray[np.float64]:
     """G.711 octets of ``law`` as 16-bit linear samples (float64). Raises :class:`InbandUsageError` for an
     unknown law."""
-    return _table_for(law)[np.frombuffer(payload, dtype=np.uint8)]
+    return _table_for(law).take(np.frombuffer(payload, dtype=np.uint8))
 
 
 def energy_dbm0(payload: bytes, law: Law) -> float:
@@ -260,7 +258,7 @@ class InbandDtmfDetector:
         self._last_feed = now + len(payload) / RATE
         if not payload:
             return events
-        samples = self._table[np.frombuffer(payload, dtype=np.uint8)]
+        samples = self._table.take(np.frombuffer(payload, dtype=np.uint8))
         if self._pending.size:
             samples = np.concatenate((self._pending, samples))
         count = samples.size // BLOCK_SAMPLES
@@ -300,28 +298,26 @@ class InbandDtmfDetector:
 
     def _classify(self, blocks: npt.NDArray[np.float64]) -> list[_Hit | None]:
         """Each block's hit, or None."""
-        energies = np.einsum("ij,ij->i", blocks, blocks)
-        # Both tones at the minimum level carry more than half that power: quieter blocks skip the filters.
-        loud = energies >= self._min_power * BLOCK_SAMPLES
-        if not loud.any():
-            return [None] * len(blocks)
+        energies = np.einsum("ij,ij->i", blocks, blocks).tolist()
+        # Both tones at the minimum level carry more than that energy: quieter blocks skip the filters.
+        floor = self._min_power * BLOCK_SAMPLES
+        if max(energies) < floor:
+            return [None] * len(energies)
         outputs = (blocks @ _FILTERS).tolist()
         return [
-            self._hit(output, energy) if is_loud else None
-            for output, energy, is_loud in zip(outputs, energies.tolist(), loud.tolist(), strict=True)
+            self._hit(output, energy) if energy >= floor else None
+            for output, energy in zip(outputs, energies, strict=True)
         ]
 
     def _hit(self, output: list[float], energy: float) -> _Hit | None:
         """The digit of one block from its filter outputs (see :func:`_filters`) and energy ``Σ x²``."""
-        dft = [(c * c + s * s) * _DFT_SCALE for c, s in zip(output[:8], output[8:16], strict=True)]
+        # Unscaled DFT powers: the relative-peak test compares them only with each other.
+        dft = [c * c + s * s for c, s in zip(output[:8], output[8:16], strict=True)]
         rows, columns = dft[:4], dft[4:]
-        row = max(range(4), key=rows.__getitem__)
-        column = max(range(4), key=columns.__getitem__)
-        for index in range(4):
-            if index != row and rows[index] * _RELATIVE_PEAK > rows[row]:
-                return None
-            if index != column and columns[index] * _RELATIVE_PEAK > columns[column]:
-                return None
+        low_peak, high_peak = max(rows), max(columns)
+        if sorted(rows)[2] * _RELATIVE_PEAK > low_peak or sorted(columns)[2] * _RELATIVE_PEAK > high_peak:
+            return None
+        row, column = rows.index(low_peak), columns.index(high_peak)
         fit = 16 + 4 * (4 * row + column)
         a, b, c, d = output[fit : fit + 4]
         low, high = (a * a + b * b) / 2, (c * c + d * d) / 2
