@@ -54,6 +54,7 @@ Pure code: no sockets, no clocks; ``now`` is a parameter.
 
 from __future__ import annotations
 
+import cmath
 import logging
 import math
 from dataclasses import dataclass
@@ -101,10 +102,7 @@ _RELATIVE_PEAK: Final = 10 ** (RELATIVE_PEAK_DB / 10)
 # Phase advance of each nominal DTMF frequency over one block, as a unit phasor, and the largest phase
 # drift per block that a tone FREQUENCY_TOLERANCE off its frequency makes: 2π · Δf · 10 ms.
 _ADVANCE: Final = tuple(
-    complex(
-        math.cos(2 * math.pi * f * BLOCK_SAMPLES / RATE), math.sin(2 * math.pi * f * BLOCK_SAMPLES / RATE)
-    )
-    for f in DTMF_ROWS + DTMF_COLUMNS
+    cmath.rect(1.0, 2 * math.pi * f * BLOCK_SAMPLES / RATE) for f in DTMF_ROWS + DTMF_COLUMNS
 )
 _MAX_DRIFT: Final = tuple(
     2 * math.pi * FREQUENCY_TOLERANCE * f * BLOCK_SAMPLES / RATE for f in DTMF_ROWS + DTMF_COLUMNS
