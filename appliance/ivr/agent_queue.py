@@ -306,9 +306,9 @@ class AgentQueue:
         caller = self._callers.get(call_id)
         if caller is None:
             self._log.debug("leave of unqueued caller %s ignored", call_id, extra=_ctx(call_id))
-            return
-        self._cancel_rings(caller, tuple(caller.ringing), now, requeue=False)
-        self._remove(caller, CallerState.LEFT)
+        else:
+            self._cancel_rings(caller, tuple(caller.ringing), now, requeue=False)
+            self._remove(caller, CallerState.LEFT)
         self._settle(now)
 
     def members_changed(self, group: str, agents: Sequence[str], now: float) -> None:
@@ -362,8 +362,8 @@ class AgentQueue:
         caller = self._callers.get(call_id)
         if caller is None or agent not in caller.ringing:
             self._log.debug("failure of %s for %s ignored: not ringing", agent, call_id, extra=_ctx(call_id))
-            return
-        self._end_ring(caller, agent, now)
+        else:
+            self._end_ring(caller, agent, now)
         self._settle(now)
 
     def agent_busy(self, agent: str, now: float) -> None:
@@ -372,11 +372,9 @@ class AgentQueue:
         record = self._agents.get(agent)
         if record is None:
             self._agents[agent] = self._new_agent(agent, AgentState.BUSY, now)
-            return
-        if record.state is AgentState.RINGING and record.ringing_for is not None:
-            caller = self._callers[record.ringing_for]
-            self._cancel_rings(caller, (agent,), now)
-        if record.state is not AgentState.BUSY:
+        elif record.state is not AgentState.BUSY:
+            if record.ringing_for is not None:
+                self._cancel_rings(self._callers[record.ringing_for], (agent,), now)
             record.wrap_up_until = None
             self._set_agent(record, AgentState.BUSY)
         self._settle(now)
@@ -390,8 +388,7 @@ class AgentQueue:
             self._log.debug(
                 "agent %s free while %s; ignored", agent, record.state.name if record else "unknown"
             )
-            return
-        if self._wrap_up > 0:
+        elif self._wrap_up > 0:
             record.wrap_up_until = now + self._wrap_up
             self._set_agent(record, AgentState.WRAP_UP)
         else:
@@ -413,7 +410,9 @@ class AgentQueue:
         self._set_agent(agent, AgentState.IDLE)
 
     def _advance(self, now: float) -> None:
-        """Process the deadlines due by ``now``: ring timeouts, ends of wrap-up, callers' next rounds."""
+        """Process the deadlines due by ``now``: ring timeouts, ends of wrap-up, callers' next rounds.
+        Every input starts here and ends in :meth:`_settle`, even one it then ignores, so that what the
+        deadlines freed is offered at once."""
         for caller in list(self._callers.values()):
             expired = tuple(a for a, deadline in caller.ringing.items() if deadline <= now)
             if expired:
