@@ -5,7 +5,8 @@ whatever order, the session keeps its promises.
 2. Play ids only grow.
 3. A confirmation (``voicemail_saved``, ``callback_saved``, ``survey_thanks``) plays only after an outcome
    of its kind was reported persisted.
-4. Nothing plays after the caller hung up; nothing at all is asked for after ``SessionEnded``.
+4. Nothing plays over a recording or after either side hung up; the session hangs up at most once;
+   nothing at all is asked for after ``SessionEnded``.
 5. Once the caller is gone and every recording and persist is answered, the session has ended, with
    exactly one ``ivr.session`` record, right before ``SessionEnded``.
 
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from appliance.ivr.actions import Action, Persist, PlayFiles, RecordMessage, SessionEnded
+from appliance.ivr.actions import Action, HangUp, Persist, PlayFiles, RecordMessage, SessionEnded
 from appliance.ivr.flow_codec import default_flow
 from appliance.ivr.model import Flow, Survey, Transfer
 from appliance.ivr.session import IvrSession
@@ -72,6 +73,7 @@ class Driver:
     recording: str | None = None
     kept: set[str] = field(default_factory=set)
     caller_gone: bool = False
+    hung_up: bool = False
     ended: bool = False
     records: int = 0
 
@@ -85,7 +87,8 @@ class Driver:
             match action:
                 case PlayFiles():
                     assert action.play_id > self.last_play
-                    assert not self.caller_gone
+                    assert not self.caller_gone and not self.hung_up
+                    assert self.recording is None  # nothing plays over a recording
                     self.last_play = action.play_id
                     for file in action.files:
                         kind = CONFIRMS.get(file.rsplit("/", 1)[-1])
@@ -97,6 +100,9 @@ class Driver:
                     self.pending[action.token] = action.type
                 case RecordMessage():
                     self.recording = action.record_id
+                case HangUp():
+                    assert not self.hung_up  # once
+                    self.hung_up = True
                 case SessionEnded():
                     self.ended = True
                     assert self.session.ended
