@@ -517,12 +517,16 @@ def test_feed_cost(capsys: pytest.CaptureFixture[str]) -> None:
         detector = InbandDtmfDetector("PCMA")
         best = math.inf
         for _ in range(5):
-            start = time.perf_counter()
+            # CPU time, so that other processes on a shared machine do not count.
+            start = time.process_time()
             for index, packet in enumerate(packets):
                 detector.feed(packet, index * 0.02)
-            best = min(best, (time.perf_counter() - start) / len(packets))
+            best = min(best, (time.process_time() - start) / len(packets))
         costs[name] = best
     with capsys.disabled():
-        print(" ".join(f"{name} {cost * 1e6:.1f} µs/packet" for name, cost in costs.items()))
+        print(
+            "in-band DTMF, CPU per packet:",
+            ", ".join(f"{name} {cost * 1e6:.1f} µs" for name, cost in costs.items()),
+        )
     # The target is 30 µs per 20 ms packet; the bound leaves room for a busy shared machine.
     assert max(costs.values()) < 300e-6
