@@ -2,13 +2,14 @@
 #   make run     start the appliance on embedded defaults (loopback only, state under var/)
 #   make test    install everything into .venv, then lint, type-check and run the test suite
 #   make bench-sip   signalling benchmark against the sippy B2BUA (see bench/README.md)
+#   make prompts render the IVR's default prompts with espeak-ng (apt-get install espeak-ng)
 
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit system bench-sip install clean
+.PHONY: run test lint typecheck unit system bench-sip install clean prompts
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +19,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)
+run: $(STAMP) prompts
 	$(BIN)/appliance run
 
 lint: $(STAMP)
@@ -28,14 +29,23 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) prompts
 	$(BIN)/pytest -q tests --ignore=tests/system
 
-system: $(STAMP)
+system: $(STAMP) prompts
 	$(BIN)/pytest -q tests/system
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) lint typecheck prompts
 	$(BIN)/pytest -q -p no:cacheprovider tests
+
+# The IVR's default prompts in every language, spoken by espeak-ng from appliance/ivr/prompts/texts.toml;
+# rendered again when the texts or the renderer change (manifest.json holds each file's SHA-256).
+PROMPTS := appliance/ivr/prompts
+prompts: $(PROMPTS)/.rendered
+
+$(PROMPTS)/.rendered: $(PROMPTS)/texts.toml appliance/ivr/render_prompts.py | $(STAMP)
+	$(BIN)/python -m appliance.ivr.render_prompts
+	touch $@
 
 bench-sip: $(STAMP)
 	$(BIN)/python -m bench.sip
