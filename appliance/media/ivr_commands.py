@@ -211,14 +211,18 @@ class IvrMedia:
     def due(self, now: float) -> tuple[list[Send], list[WorkerEvent]]:
         """Everything due by ``now`` across the endpoints: the datagrams to send and the events."""
         sends: list[Send] = []
-        for ep in self.heap.pop_due(now):
-            owner = self._owners.get(ep)
+        heap, owners = self.heap, self._owners
+        for ep in heap.pop_due(now):
+            owner = owners.get(ep)
             if owner is None:
                 continue
             call, leg = owner
             packets = ep.handle_timer(now)
             if packets:
                 sends.extend(call.ivr_sends(leg, packets))
-            self.changed(call, ep)
+            if ep.events or not ep.active:
+                self.changed(call, ep)  # an end: events to report, maybe a relay to resume
+            else:
+                heap.set(ep, ep.get_timer())
         events, self.events = self.events, []
         return sends, events

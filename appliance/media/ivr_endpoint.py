@@ -211,9 +211,10 @@ class IvrEndpoint:
 
     def get_timer(self) -> float | None:
         """The next time :meth:`handle_timer` has work, or None."""
-        due: float | None = None
-        if self.playback is not None:
-            due = self.playback.next_due
+        playback = self.playback
+        due = playback.next_due if playback is not None else None
+        if self.recorder is None and self.detector is None:
+            return due  # the common case: a prompt playing
         for other in (
             self.recorder.get_timer() if self.recorder is not None else None,
             self.detector.get_timer() if self.detector is not None else None,

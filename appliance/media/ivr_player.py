@@ -214,13 +214,19 @@ class Playback:
 
     def _take(self, size: int) -> bytes:
         """The next ``size`` octets of the sequence (fewer at the end without ``loop``)."""
+        data = self._audio[self._file]
+        start = self._offset
+        end = start + size
+        if end < len(data):  # the common case: inside one file, one slice
+            self._offset = end
+            return data[start:end]
         parts: list[bytes] = []
         while size > 0 and not self.finished:
             piece = self._audio[self._file][self._offset : self._offset + size]
             parts.append(piece)
             size -= len(piece)
             self._advance(len(piece))
-        return parts[0] if len(parts) == 1 else b"".join(parts)  # one piece: no copy
+        return b"".join(parts)
 
     def _skip(self, size: int) -> int:
         """Pass over the next ``size`` octets without building them; returns how many there were."""
@@ -236,11 +242,11 @@ class Playback:
         module docstring)."""
         out: list[bytes] = []
         while not self.finished:
-            deadline = self._start + self._index * PTIME
-            if now < deadline:
+            late = now - (self._start + self._index * PTIME)
+            if late < 0:
                 break
-            behind = int((now - deadline) / PTIME)
-            if behind > self._max_catch_up:
+            if late >= (self._max_catch_up + 1) * PTIME:
+                behind = int(late / PTIME)  # later deadlines that have also passed
                 stream.skip(self._skip(behind * SAMPLES))
                 self._index += behind
                 self.skipped += behind
