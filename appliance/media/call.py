@@ -335,8 +335,9 @@ class MediaCall:
         if ivr is not None and config is not None:
             pt = data[1] & 0x7F
             if pt == config.codec_pt:
-                start, end = _payload_bounds(data)
-                ivr.audio(data[start:end], now)
+                if ivr.recorder is not None or ivr.detector is not None:  # else no one listens
+                    start, end = _payload_bounds(data)
+                    ivr.audio(data[start:end], now)
             elif pt == config.event_pt:
                 start, end = _payload_bounds(data)
                 ivr.telephone_event(int.from_bytes(data[4:8]), data[start:end])
