@@ -18,6 +18,9 @@ not used), and:
 * can move to a second socket (:meth:`RtpPeer.rebind`), as a NAT that re-maps the phone's port would, and
   keeps receiving on both;
 * stops sending on demand (:meth:`RtpPeer.stop`), and tells when it sent its last packet.
+* talks throughout a call with keys pressed on demand (:meth:`RtpPeer.talk`), as a caller of an IVR does,
+  and finds where a known audio (a prompt file) begins among the packets it received
+  (:meth:`RtpPeer.find_audio`, :meth:`RtpPeer.wait_audio`).
 
 The module also carries the SIPp glue: :func:`write_scenario` fills a ``media_*.xml`` template from
 ``scenarios/`` with an SDP naming the peer (and, for a hold, its re-offer or answer), and
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import re
 import socket
@@ -238,6 +242,14 @@ async def sipp_received_sdp(workdir: Path, start: str, *, nth: int = 1, within: 
 # -- RTP ------------------------------------------------------------------------------------------------
 
 
+def _distinct_head(audio: bytes, packets: int) -> tuple[bytes, int]:
+    """The start of ``audio`` that :meth:`RtpPeer.find_audio` looks for, and its length in packets: the
+    packets that merely repeat its first octet, then ``packets`` more."""
+    lead = len(audio) - len(audio.lstrip(audio[:1]))
+    count = lead // PAYLOAD_BYTES + packets
+    return audio[: count * PAYLOAD_BYTES], count
+
+
 @dataclass(frozen=True)
 class Received:
     """One RTP packet as it arrived (after SRTP unprotection when the peer speaks SRTP)."""
@@ -294,6 +306,8 @@ class RtpPeer:
     _send_via: int = 0
     _protect: pylibsrtp.Session | None = None
     _unprotect: pylibsrtp.Session | None = None
+    keyed: list[tuple[int, int]] = field(default_factory=list)  # (index, event) of each digit talk() sent
+    next_index: int = 0  # the index talk() sends next
     _stopped: bool = False
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -490,6 +504,38 @@ class RtpPeer:
         """Stop sending (a running :meth:`send` returns before its next packet)."""
         self._stopped = True
 
+    async def talk(
+        self, keys: asyncio.Queue[int] | None = None, *, start: int = 0, interval: float = 0.02
+    ) -> int:
+        """Send packets from ``start`` on, ``interval`` apart, until :meth:`stop`, as a phone's microphone
+        does throughout a call; an RFC 4733 event put on ``keys`` goes out as :meth:`digit` in place of the
+        next three packets (a phone mutes its audio while a key is down), and is noted in :attr:`keyed`.
+        :attr:`next_index` follows the packet sent next. Plain RTP only (the digits are not protected).
+        Returns the index after the last packet sent."""
+        loop = asyncio.get_running_loop()
+        begin = loop.time()
+        self.next_index = start
+        pending: list[bytes] = []
+        n = 0
+        while not self._stopped:
+            delay = begin + n * interval - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self._stopped:
+                break
+            if not pending and keys is not None and not keys.empty():
+                event = keys.get_nowait()
+                pending = self.digit(self.next_index, event)
+                self.keyed.append((self.next_index, event))
+            if pending:
+                self.send_raw(pending.pop(0))
+                self.last_sent_at = loop.time()
+            else:
+                self.send_one(self.next_index)
+            self.next_index += 1
+            n += 1
+        return self.next_index
+
     async def rebind(self) -> int:
         """Send from now on from a new socket (a new source port), still receiving on both; its port."""
         new = await self._bind()
@@ -531,6 +577,54 @@ class RtpPeer:
 
     def payloads(self) -> list[bytes]:
         return [r.payload for r in self.received]
+
+    def find_audio(self, audio: bytes, *, after: int = 0, packets: int = 3) -> int | None:
+        """The index in :attr:`received` of the first packet from ``after`` on whose payload, with the
+        next ones', begins with ``audio``'s first ``packets`` packets (a playback starts on a packet
+        boundary) after any that merely repeat its first octet (leading silence, which any pause matches);
+        None if no such run has arrived."""
+        head, count = _distinct_head(audio, packets)
+        received = self.received
+        for index in range(after, len(received)):
+            if not head.startswith(received[index].payload[: len(head)]):
+                continue
+            run = b"".join(r.payload for r in received[index : index + count])
+            if len(run) >= len(head) and run.startswith(head):
+                return index
+        return None
+
+    async def wait_audio(self, audio: bytes, *, after: int = 0, within: float, packets: int = 3) -> int:
+        """Wait for :meth:`find_audio` to find ``audio`` from packet ``after`` on; its index. TimeoutError
+        (naming how many packets arrived) after ``within`` seconds."""
+        try:
+            async with asyncio.timeout(within):
+                start = after
+                _, count = _distinct_head(audio, packets)
+                while (found := self.find_audio(audio, after=start, packets=packets)) is None:
+                    # A run that did not match with all its packets in never will: search only the tail.
+                    start = max(start, len(self.received) - count)
+                    self._arrived.clear()
+                    await self._arrived.wait()
+        except TimeoutError:
+            raise TimeoutError(
+                f"the audio sought did not arrive after packet {after} in {within} s "
+                f"({len(self.received)} packets arrived)"
+            ) from None
+        return found
+
+    async def wait_quiet(self, quiet: float, *, within: float) -> float:
+        """Wait until nothing has arrived for ``quiet`` seconds; the loop time of the last arrival (or of
+        the call if nothing ever arrived). TimeoutError after ``within`` seconds."""
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(within):
+            while True:
+                last = self.received[-1].at if self.received else loop.time()
+                remaining = last + quiet - loop.time()
+                if remaining <= 0:
+                    return last
+                self._arrived.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrived.wait(), remaining)
 
     def indices_from(self, other: RtpPeer) -> list[int]:
         """The indices of ``other``'s packets among those received, in arrival order (others skipped)."""
