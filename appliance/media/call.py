@@ -318,10 +318,13 @@ class MediaCall:
     def refresh_ivr(self) -> None:
         """Recompute :attr:`inspect` after an IVR command, a playback or recording ending, or a leg
         added or dropped."""
-        self.inspect = any(name not in self.legs for name in LEGS) or any(
+        inspect = any(name not in self.legs for name in LEGS) or any(
             leg.ivr is not None and (leg.ivr.active or leg.ivr.detector is not None)
             for leg in self.legs.values()
         )
+        if self.inspect and not inspect:
+            self.latch_epoch = -1  # relaying again: the fast path judges the call after its next packets
+        self.inspect = inspect
 
     def _not_to_ivr(self, leg: str, outgoing: list[Outgoing]) -> list[Outgoing]:
         if self.ivr_mode(leg):

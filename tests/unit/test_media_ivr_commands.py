@@ -156,7 +156,7 @@ def test_relay_is_suspended_while_playing_and_resumes_after(
     assert b"".join(data[12:] for data, _ in sent) == prompt.read_bytes()
     assert [struct.unpack("!I", data[8:12])[0] for data, _ in sent] == [0x1234] * 4  # the IVR's own SSRC
     assert events == [PlayDone("call-1", "a", 7, "done")]
-    assert not call.inspect
+    assert not call.inspect and call.latch_epoch == -1  # the fast path judges the call again
     assert relay(call, "a", rtp(3, b"\x55" * 160), PHONE_A, 1.0)
     assert relay(call, "b", rtp(3, b"\x55" * 160, ssrc=9), PHONE_B, 1.0)
     stats = {(s.leg, s.direction): s for s in worker._stats(call)}
