@@ -9,9 +9,11 @@ client (bench/ivrload.c, driven by :mod:`bench.ivr_client`) for ``--warmup`` + `
 session is a caller on its own UDP port that
 
 * receives the prompt and measures its **pacing error**: for packet ``k`` of a stream, with ``t`` the
-  kernel's arrival stamp and ``ts`` the RTP timestamp, ``|(t_k − t_0) − (ts_k − ts_0)/8000|``, against the
-  stream's first packet of the measured window, so lateness, bunching and skipped audio all show; p99 and
-  max over every packet of every session. Sequence gaps are the **lost packets**;
+  kernel's arrival stamp and ``ts`` the RTP timestamp, its offset ``o_k = (t_k − t_0) − (ts_k − ts_0)/8000``
+  from the stream's first packet of the measured window; the pacing error is ``|o_k − median(o)|``, the
+  distance from the stream's own 8 kHz clock (``|o_k|`` itself, the error against one packet whose own
+  jitter then counts twice, is reported too as ``…_from_first``). Lateness, bunching and skipped audio
+  all show; p99 and max over every packet of every session. Sequence gaps are the **lost packets**;
 * sends its own 20 ms audio toward the worker (the inbound load a real caller gives it) and one RFC 4733
   digit every 2 s (start, three updates, three end packets 20 ms apart, RFC 4733 §2.5.1), staggered across
   the sessions. The worker reports each digit as a ``DtmfEvent``; **dtmf_lost** counts the digits a
@@ -37,6 +39,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -57,7 +60,7 @@ from bench.ivr_client import (
     digits_of,
 )
 from bench.loadgen import LoadGenError
-from bench.relay import LOOPBACK, our_ports, stderr_to
+from bench.relay import BUSY_CORES, LOOPBACK, machine_busy_ticks, our_ports, stderr_to
 from bench.servers import clock_ticks_per_second, tree_cpu_ticks
 
 DEFAULT_SESSIONS: Final = (100, 250, 500, 750, 1000, 1250, 1500, 2000)
@@ -119,6 +122,9 @@ class LoadRun:
     client: ClientResult | None
     calibration: bool = False
     worker_cpu: float | None = None  # share of one core over the measured window
+    # Cores' worth of CPU that neither the worker nor the client used meanwhile: other programs.
+    background_cores: float | None = None
+    worker_realtime: bool = False  # the worker ran SCHED_FIFO (--worker-realtime), not as deployed
     dtmf_lost: int = 0
     dtmf_wrong: int = 0
     play_errors: int = 0
@@ -152,6 +158,8 @@ class LoadRun:
             "max_pacing_error_ms": c.max_pacing_error_ms,
             "p50_pacing_error_ms": _ms(c.pacing_p50_us),
             "p999_pacing_error_ms": _ms(c.pacing_p999_us),
+            "p99_pacing_error_from_first_ms": c.first_p99_pacing_error_ms,
+            "max_pacing_error_from_first_ms": _ms(c.first_max_us),
             "lost_packets": c.lost,
             "packets_received": c.received,
             "silent_sessions": c.silent,
@@ -167,25 +175,36 @@ class LoadRun:
             "client_socket_drops": c.socket_drops,
             "client_saturated": c.saturated,
             "client_realtime": bool(c.realtime),
+            "worker_realtime": self.worker_realtime,
+            "background_cores": None if self.background_cores is None else round(self.background_cores, 2),
             "seconds": c.seconds,
             "warmup_s": c.warmup_s,
             "passed": self.passed,
         }
 
     def line(self) -> str:
-        head = f"[{'calibration' if self.calibration else 'worker'}] {self.sessions:>5} sessions"
+        name = (
+            "calibration" if self.calibration else "worker, SCHED_FIFO" if self.worker_realtime else "worker"
+        )
+        head = f"[{name}] {self.sessions:>5} sessions"
         c = self.client
         if c is None:
             return f"{head}: FAIL - {self.error}"
         cpu = "" if self.worker_cpu is None else f", worker {self.worker_cpu:.0%} CPU"
         return (
             f"{head} x {c.seconds:g} s: pacing error p50 {_ms(c.pacing_p50_us)} p99 {_ms(c.pacing_p99_us)} "
-            f"p99.9 {_ms(c.pacing_p999_us)} max {_ms(c.pacing_max_us)} ms, {c.lost} lost of {c.received}, "
+            f"p99.9 {_ms(c.pacing_p999_us)} max {_ms(c.pacing_max_us)} ms (from the first packet: p99 "
+            f"{_ms(c.first_p99_us)} max {_ms(c.first_max_us)}), {c.lost} lost of {c.received}, "
             f"{c.silent} silent / {c.stalled} stalled sessions, digits {c.digits_sent} sent "
             f"{self.dtmf_lost} lost {self.dtmf_wrong} wrong{cpu}; client {c.cpu_share:.0%} CPU, p99 send "
             f"lateness {c.late_p99_us / 1000:.3f} ms"
             + (" (CLIENT SATURATED)" if c.saturated else "")
             + (f", {self.play_errors} playbacks failed" if self.play_errors else "")
+            + (
+                f"; BUSY MACHINE: {self.background_cores:.2f} cores used by other programs"
+                if self.background_cores is not None and self.background_cores > BUSY_CORES
+                else ""
+            )
             + ("" if self.calibration else f" -> {'pass' if self.passed else 'FAIL'}")
         )
 
@@ -290,6 +309,7 @@ async def measure_worker(
     *,
     warmup_ms: int,
     realtime: bool,
+    worker_realtime: bool = False,
 ) -> LoadRun:
     """One worker, ``sessions`` IVR sessions on it, the client's load for ``seconds``."""
     reports = _Reports()
@@ -309,6 +329,10 @@ async def measure_worker(
         with stderr_to(log_path):
             await sup.start()
         ports = free_ports(sup, sessions)
+        if worker_realtime:
+            worker_pid = sup.pid(0)
+            assert worker_pid is not None
+            os.sched_setscheduler(worker_pid, os.SCHED_FIFO, os.sched_param(1))
         semaphore = asyncio.Semaphore(SETUP_CONCURRENCY)
         async with IvrLoadClient(
             sessions, seconds, binary=binary, warmup_ms=warmup_ms, realtime=realtime
@@ -330,18 +354,24 @@ async def measure_worker(
                 raise LoadGenError("the media worker is not running")
             phase = "run"
             await client.begin()
-            ticks0, t0 = tree_cpu_ticks(pid), loop.time()
+            ticks0, busy0, t0 = tree_cpu_ticks(pid), machine_busy_ticks(), loop.time()
             result = await client.result()
             ticks, elapsed = tree_cpu_ticks(pid) - ticks0, loop.time() - t0
+            busy = machine_busy_ticks() - busy0
             if sup.pid(0) != pid:
                 raise LoadGenError("the media worker restarted during the run")
             await reports.wait_for(result.digits_sent, DTMF_GRACE_S)
         lost, wrong = tally(reports.digits, result.digits)
-        cpu = ticks / clock_ticks_per_second() / elapsed if elapsed > 0 else None
+        tick = clock_ticks_per_second()
+        cpu = ticks / tick / elapsed if elapsed > 0 else None
+        # The client's CPU is for its sending window only; its drain adds little.
+        others = max(0.0, (busy - ticks) / tick - result.cpu_s) / elapsed if elapsed > 0 else None
         return LoadRun(
             sessions,
             result,
             worker_cpu=cpu,
+            background_cores=others,
+            worker_realtime=worker_realtime,
             dtmf_lost=lost,
             dtmf_wrong=wrong,
             play_errors=reports.play_errors,
@@ -403,6 +433,7 @@ async def run(args: argparse.Namespace) -> int:
                 prompt,
                 warmup_ms=warmup_ms,
                 realtime=args.realtime,
+                worker_realtime=args.worker_realtime,
             )
             runs.append(measured)
             print(measured.line(), flush=True)
@@ -436,6 +467,13 @@ def parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="run the client SCHED_FIFO so that a busy worker does not make it send late (needs root)",
+    )
+    p.add_argument(
+        "--worker-realtime",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="run the media worker SCHED_FIFO priority 1 (needs root): its pacing on a core of its own, "
+        "as no other program's load can take it (default: as deployed, normal priority)",
     )
     p.add_argument(
         "--prompt", type=Path, default=None, help="a raw A-law prompt to loop (default: generated)"

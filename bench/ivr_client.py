@@ -52,9 +52,10 @@ def digits_of(session: int, count: int) -> str:
 class ClientResult:
     """What the client measured in one run (its JSON line) and the digits each session sent (``digits``).
 
-    Pacing errors are in µs (-1 when no audio arrived); ``lost`` counts sequence-number gaps in the
-    window; ``digits_seen``/``digits_wrong`` count the telephone-events the client itself received, which
-    only the calibration run does."""
+    Pacing errors are in µs (-1 when no audio arrived): ``pacing_*`` against each stream's median offset
+    from its RTP clock, ``first_*`` against its first packet in the window (see bench/ivrload.c);
+    ``lost`` counts sequence-number gaps in the window; ``digits_seen``/``digits_wrong`` count the
+    telephone-events the client itself received, which only the calibration run does."""
 
     sessions: int
     seconds: float
@@ -73,6 +74,8 @@ class ClientResult:
     pacing_p99_us: int
     pacing_p999_us: int
     pacing_max_us: int
+    first_p99_us: int
+    first_max_us: int
     late_p99_us: int
     late_max_us: int
     cpu_s: float
@@ -110,6 +113,10 @@ class ClientResult:
     @property
     def max_pacing_error_ms(self) -> float | None:
         return None if self.pacing_p99_us < 0 else self.pacing_max_us / 1000
+
+    @property
+    def first_p99_pacing_error_ms(self) -> float | None:
+        return None if self.first_p99_us < 0 else self.first_p99_us / 1000
 
     @property
     def cpu_share(self) -> float:

@@ -26,10 +26,13 @@
  * session should have reported.
  *
  * What a caller measures, on what arrives in the measured window (kernel arrival stamps, SO_TIMESTAMPNS):
- *   - pacing error of every packet k of payload type C, against the stream's first packet in the window:
- *     |(t_k - t_0) - (ts_k - ts_0) / 8000 s|, t the arrival stamp and ts the RTP timestamp, unwrapped: a
- *     player that sends late, bunches packets or skips audio (timestamp jumps) shows, one that merely
- *     starts late does not. Histogram of 1 us bins up to ~1 s, then 1 ms bins.
+ *   - pacing error of every packet k of payload type C. Its offset from the stream's RTP clock is
+ *     o_k = (t_k - t_0) - (ts_k - ts_0) / 8000 s, t the arrival stamp, ts the RTP timestamp (unwrapped), 0
+ *     the stream's first audio packet in the window. "first_*" report |o_k| itself; "pacing_*" report
+ *     |o_k - median(o)|, the error against the stream's own clock phase rather than one packet's, whose
+ *     own jitter would otherwise count into every other packet's error. Either way a player that sends
+ *     late, bunches packets or skips audio (timestamp jumps) shows, one that merely starts late does
+ *     not. Histograms of 1 us bins up to ~1 s, then 1 ms bins.
  *   - lost packets: gaps in the sequence numbers between the first and last packet of the window;
  *     "silent" sessions (nothing arrived in the window) and "stalled" ones (nothing in its last 100 ms).
  *   - digits seen: RFC 4733 events whose end arrived (the first E packet of each event timestamp); only
@@ -81,6 +84,8 @@ struct caller {
     int64_t seq_ext, seq_min, seq_max;
     uint64_t received;
     int64_t t0_ns, ts_ext, ts_ref;
+    int64_t *offsets; /* each audio packet's (t_k - t_0) - (ts_k - ts_0) / 8000, ns */
+    uint32_t n_offsets, cap_offsets;
     int64_t last_ns;
     uint32_t drops;
     /* digits received (calibration) */
@@ -169,7 +174,7 @@ static void event_received(struct caller *c, uint32_t index, const uint8_t *p, s
 
 /* One RTP packet in the measured window: sequence accounting, and pacing for the audio. */
 static void measure(struct caller *c, const uint8_t *p, int64_t arrived, uint8_t codec_pt,
-                    struct histogram *pacing)
+                    struct histogram *from_first)
 {
     uint16_t seq = (uint16_t)(p[2] << 8 | p[3]);
     uint32_t ts = (uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 | (uint32_t)p[6] << 8 | p[7];
@@ -192,8 +197,40 @@ static void measure(struct caller *c, const uint8_t *p, int64_t arrived, uint8_t
     } else {
         c->ts_ext += (int32_t)(ts - (uint32_t)c->ts_ext);
     }
-    int64_t error = (arrived - c->t0_ns) - (c->ts_ext - c->ts_ref) * NS_PER_TS;
-    record(pacing, error < 0 ? -error : error);
+    int64_t offset = (arrived - c->t0_ns) - (c->ts_ext - c->ts_ref) * NS_PER_TS;
+    record(from_first, offset < 0 ? -offset : offset);
+    if (c->n_offsets == c->cap_offsets) {
+        c->cap_offsets = c->cap_offsets ? 2 * c->cap_offsets : 1024;
+        c->offsets = realloc(c->offsets, c->cap_offsets * sizeof *c->offsets);
+        if (!c->offsets)
+            die("realloc");
+    }
+    c->offsets[c->n_offsets++] = offset;
+}
+
+static int by_value(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* After the run: each audio packet's pacing error against the stream's median offset (its own clock's
+ * phase, not one packet's), into ``pacing``. */
+static void settle(struct caller *c, struct histogram *pacing)
+{
+    if (c->n_offsets == 0)
+        return;
+    int64_t *sorted = malloc(c->n_offsets * sizeof *sorted);
+    if (!sorted)
+        die("malloc");
+    memcpy(sorted, c->offsets, c->n_offsets * sizeof *sorted);
+    qsort(sorted, c->n_offsets, sizeof *sorted, by_value);
+    int64_t median = sorted[c->n_offsets / 2];
+    free(sorted);
+    for (uint32_t k = 0; k < c->n_offsets; k++) {
+        int64_t error = c->offsets[k] - median;
+        record(pacing, error < 0 ? -error : error);
+    }
 }
 
 struct window {
@@ -201,7 +238,7 @@ struct window {
     uint8_t codec_pt, event_pt;
 };
 
-static void receive(struct caller *c, uint32_t index, const struct window *w, struct histogram *pacing)
+static void receive(struct caller *c, uint32_t index, const struct window *w, struct histogram *from_first)
 {
     static struct stamped_batch batch;
     for (;;) {
@@ -217,7 +254,7 @@ static void receive(struct caller *c, uint32_t index, const struct window *w, st
             if (arrived < 0)
                 arrived = clock_ns(CLOCK_REALTIME);
             if (arrived >= w->from_real && arrived < w->to_real)
-                measure(c, p, arrived, w->codec_pt, pacing);
+                measure(c, p, arrived, w->codec_pt, from_first);
         }
         if (got < STAMPED_BATCH)
             return;
@@ -280,7 +317,7 @@ int main(int argc, char **argv)
     int realtime = prepare_process(o.rt);
     uint64_t digit_ticks = (uint64_t)(digit_ns / TICK_NS);
     struct caller *callers = calloc(n, sizeof *callers);
-    struct histogram pacing = histogram_new(), late = histogram_new();
+    struct histogram pacing = histogram_new(), from_first = histogram_new(), late = histogram_new();
     struct sockaddr_in *dests = calloc(n, sizeof *dests);
     if (!callers || !dests)
         die("calloc");
@@ -344,7 +381,7 @@ int main(int argc, char **argv)
             if (got < 0 && errno != EINTR)
                 die("epoll_wait");
             for (int i = 0; i < got; i++)
-                receive(&callers[events[i].data.u32], events[i].data.u32, &w, &pacing);
+                receive(&callers[events[i].data.u32], events[i].data.u32, &w, &from_first);
         } while (got == EVENTS);
         if (!sending) {
             if (now >= stop)
@@ -359,6 +396,7 @@ int main(int argc, char **argv)
     for (uint32_t i = 0; i < n; i++) {
         struct caller *c = &callers[i];
         printf(" %u", c->digits_sent);
+        settle(c, &pacing);
         received += c->received;
         if (c->have_seq && c->seq_max - c->seq_min + 1 > (int64_t)c->received)
             lost += (uint64_t)(c->seq_max - c->seq_min + 1) - c->received;
@@ -371,15 +409,16 @@ int main(int argc, char **argv)
     }
     printf("\n");
     printf("{\"sessions\": %u, \"seconds\": %g, \"warmup_s\": %.3f, \"sent\": %" PRIu64
-           ", \"received\": %" PRIu64
-           ", \"audio_received\": %" PRIu64 ", \"lost\": %" PRIu64 ", \"silent\": %u, \"stalled\": %u"
-           ", \"socket_drops\": %" PRIu64 ", \"digits_sent\": %" PRIu64 ", \"digits_seen\": %" PRIu64
-           ", \"digits_wrong\": %" PRIu64 ", \"pacing_p50_us\": %" PRId64 ", \"pacing_p99_us\": %" PRId64
-           ", \"pacing_p999_us\": %" PRId64 ", \"pacing_max_us\": %" PRIu64 ", \"late_p99_us\": %" PRId64
+           ", \"received\": %" PRIu64 ", \"audio_received\": %" PRIu64 ", \"lost\": %" PRIu64
+           ", \"silent\": %u, \"stalled\": %u, \"socket_drops\": %" PRIu64 ", \"digits_sent\": %" PRIu64
+           ", \"digits_seen\": %" PRIu64 ", \"digits_wrong\": %" PRIu64 ", \"pacing_p50_us\": %" PRId64
+           ", \"pacing_p99_us\": %" PRId64 ", \"pacing_p999_us\": %" PRId64 ", \"pacing_max_us\": %" PRIu64
+           ", \"first_p99_us\": %" PRId64 ", \"first_max_us\": %" PRIu64 ", \"late_p99_us\": %" PRId64
            ", \"late_max_us\": %" PRIu64 ", \"cpu_s\": %.4f, \"wall_s\": %.4f, \"realtime\": %d}\n",
            n, seconds, (double)warmup_ns / 1e9, sent, received, pacing.count, lost, silent, stalled, drops,
            digits_sent, digits_seen, digits_wrong, percentile(&pacing, 0.5), percentile(&pacing, 0.99),
-           percentile(&pacing, 0.999), pacing.max, percentile(&late, 0.99), late.max, cpu_window, wall,
+           percentile(&pacing, 0.999), pacing.max, percentile(&from_first, 0.99), from_first.max,
+           percentile(&late, 0.99), late.max, cpu_window, wall,
            realtime);
     fflush(stdout);
     return 0;
