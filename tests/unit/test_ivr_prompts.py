@@ -135,6 +135,15 @@ def test_texts_cover_exactly_the_builtin_prompts_in_eleven_languages() -> None:
         assert set(entry.texts) == BUILTIN_PROMPTS
 
 
+def test_main_menu_text_speaks_the_default_flows_choices() -> None:
+    # texts.toml's main_menu says "1 callback, 2 message, 0 agent, * another language" in every language.
+    flow = json.loads((PACKAGED.parent / "flows" / "default.json").read_text(encoding="utf-8"))
+    menus = [node for node in flow["nodes"].values() if "main_menu" in node.get("prompts", ())]
+    assert len(menus) == 1
+    kinds = {key: flow["nodes"][target]["type"] for key, target in menus[0]["choices"].items()}
+    assert kinds == {"1": "callback", "2": "voicemail", "0": "transfer", "*": "language_menu"}
+
+
 @needs_espeak
 def test_rendering_again_reproduces_the_packaged_prompts(manifest: dict[str, object]) -> None:
     texts = render.load_texts(PACKAGED / render.TEXTS_FILE)
