@@ -16,7 +16,7 @@ folder (latest first), then the catalog's default language (latest first). A sha
 present in every language (:meth:`PromptCatalog.has`), so a flow's ``music_on_hold`` validates everywhere.
 
 Names and languages are checked before they touch the file system (no path traversal): names are
-``[a-z0-9_]{1,64}``, languages ``[a-z]{2,3}`` with an optional ``-subtag`` (``pt``, ``zh``, ``pt-BR``).
+``[a-z0-9_]{1,64}``, languages ``[a-z]{2,3}`` with up to two ``-subtags`` (``pt``, ``pt-BR``, ``zh-Hant-TW``).
 :func:`install_prompt` stores a pushed prompt atomically, converting 8 kHz WAV input to raw A-law.
 """
 
@@ -46,7 +46,8 @@ MAX_ALAW_BYTES: Final = MAX_SECONDS * RATE
 MAX_INPUT_BYTES: Final = 2 * MAX_ALAW_BYTES + 65536
 
 _NAME: Final = re.compile(r"[a-z0-9_]{1,64}")
-_LANGUAGE: Final = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})?")
+# The same tags a flow may offer (appliance.ivr.validate.language_tag_ok): a language and up to two subtags.
+_LANGUAGE: Final = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8}){0,2}")
 
 # WAVE format tags (RFC 2361 appendix A) and the extensible format's sub-format GUID tail.
 _WAVE_PCM: Final = 0x0001

@@ -296,7 +296,7 @@ def layers(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     base, pushed = tmp_path / "base", tmp_path / "pushed"
     for folder, files in {
         base: ["en/hello", "en/goodbye", "de/hello", "shared/music_on_hold"],
-        pushed: ["de/goodbye", "en/hello", "fr-CA/hello"],
+        pushed: ["de/goodbye", "en/hello", "fr-CA/hello", "zh-Hant-TW/hello"],
     }.items():
         for file in files:
             (folder / file).parent.mkdir(parents=True, exist_ok=True)
@@ -321,7 +321,8 @@ def test_fallback_goes_to_shared_then_the_default_language(layers: tuple[Path, P
     assert catalog.has("fr-CA", "hello") and catalog.has("ja", "music_on_hold")
     with pytest.raises(KeyError):
         catalog.path("de", "closed")
-    assert catalog.languages() == {"en", "de", "fr-CA"}
+    assert catalog.languages() == {"en", "de", "fr-CA", "zh-Hant-TW"}
+    assert catalog.path("zh-Hant-TW", "hello") == str(pushed / "zh-Hant-TW" / "hello.alaw")
     assert catalog.names("de") == {"hello", "goodbye", "music_on_hold"}
     assert catalog.names("xx") == {"music_on_hold"}
     assert PromptCatalog([base / "missing"], default_language="en").languages() == frozenset()
@@ -341,7 +342,7 @@ def test_bad_prompt_names_are_refused(layers: tuple[Path, Path], name: str) -> N
 
 
 @pytest.mark.parametrize(
-    "language", ["", "e", "EN", "english", "../en", "en-", "en-x", "en/US", "shared", "."]
+    "language", ["", "e", "EN", "english", "../en", "en-", "en-x", "en/US", "shared", ".", "zh-Hant-TW-x1"]
 )
 def test_bad_languages_are_refused(layers: tuple[Path, Path], language: str) -> None:
     catalog = PromptCatalog(list(layers), default_language="en")
