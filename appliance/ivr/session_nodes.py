@@ -26,11 +26,13 @@ Common rules, from :mod:`appliance.ivr.model`:
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar
 
 from appliance.ivr.actions import DIGIT_PROMPTS, LeaveQueue, QueueForAgents, StopMedia
+from appliance.ivr.errors import IvrError
 from appliance.ivr.hours import ScheduleError, is_open
 from appliance.ivr.model import (
     Announcement,
@@ -110,13 +112,20 @@ def digit_prompts(number: str) -> tuple[str, ...]:
 N = TypeVar("N", bound=Node)
 
 
+class NodeStateError(IvrError):
+    """A node runner was driven into a transition its table forbids (a defect here, not the caller's)."""
+
+
 class Runner(Generic[N]):
     """One visit of one node. Inputs a node does not care about are ignored (keys: discarded).
 
     ``ending``: the node is the flow's own end (a hang-up node), so a caller who hangs up now has not
-    abandoned the call."""
+    abandoned the call. A node with several steps names them in an ``Enum`` and lists the allowed moves in
+    ``PHASES``; :meth:`set_phase` is the one way to move."""
 
     ending = False
+    PHASES: ClassVar[Mapping[Any, frozenset[Any]]] = {}
+    phase: enum.Enum | None = None
 
     def __init__(self, host: Host, node_id: str, node: N) -> None:
         self.host = host
@@ -127,6 +136,17 @@ class Runner(Generic[N]):
 
     def enter(self, now: float) -> None:
         raise NotImplementedError
+
+    def set_phase(self, new: enum.Enum) -> None:
+        """Move to step ``new`` (the first move is free); raise :class:`NodeStateError` if ``PHASES`` forbids
+        it, and log ``OLD -> NEW``."""
+        old = self.phase
+        if old is not None and new not in self.PHASES[old]:
+            raise NodeStateError(f"ivr node {self.node_id}: illegal transition {old.name} -> {new.name}")
+        if log.isEnabledFor(logging.DEBUG):
+            was = "-" if old is None else old.name
+            log.debug("ivr node %s: %s -> %s", self.node_id, was, new.name, extra=ctx(self.host))
+        self.phase = new
 
     def key(self, digit: str, now: float) -> None:
         del digit, now  # a node that asks for no key drops it

@@ -492,3 +492,19 @@ def test_caller_hanging_up_while_with_the_agent_ends_the_session_as_an_agent_cal
     assert not [a for a in actions if isinstance(a, LeaveQueue)]  # the queue already let go of the caller
     record = session_record(actions)
     assert (record["outcome"], record["agent"], record["path"]) == ("agent", "agent-3", ["start"])
+
+
+def test_an_announcement_due_while_the_last_one_plays_replaces_it() -> None:
+    s = make({**TRANSFER, "start": Transfer("sales", fallback="vm", announce_every=2.0, max_wait=100.0)})
+    s.start(0.0)
+    drain(s)
+    s.transfer_position(3, 0.5)
+    s.handle_timer(2.0)
+    assert only_play(s).play_id == 2
+    s.transfer_position(2, 3.0)
+    s.handle_timer(4.0)
+    assert only_play(s) == PlayFiles(3, ("en/queue_position", "en/digit_2"), barge_in=False)
+    s.play_done(2, "stopped", 4.0)
+    assert drain(s) == []
+    s.play_done(3, "done", 5.0)
+    assert only_play(s).files == ("en/music_on_hold",)
