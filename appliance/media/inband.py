@@ -220,17 +220,17 @@ class InbandDtmfDetector:
         "_current_first",
         "_current_last",
         "_last_feed",
+        "_law",
         "_min_power",
         "_misses",
         "_pending",
         "_previous",
         "_table",
-        "law",
     )
 
     def __init__(self, law: Law) -> None:
         self._table = _table_for(law)
-        self.law = law
+        self._law = law
         self._min_power = dbm0_power(law) * 10 ** (MIN_TONE_DBM0 / 10)
         self._pending: npt.NDArray[np.float64] = np.empty(0, dtype=np.float64)
         self._block_index = 0
@@ -243,6 +243,11 @@ class InbandDtmfDetector:
         self._candidate_count = 0
         self._previous: _Hit | None = None
         self._last_feed: float | None = None
+
+    @property
+    def law(self) -> Law:
+        """The G.711 law of the audio this detector reads."""
+        return self._law
 
     @property
     def digit(self) -> str | None:
