@@ -29,7 +29,13 @@ at its own port: the client alone at that load, its pacing, clock and digit coun
 between: the floor under the worker's figures, and the proof that the client is not the bottleneck.
 
 The worker's CPU is its process's user + system time from /proc across the measured window, as a share of
-one core. The client runs SCHED_FIFO when it can (root), so a busy worker does not make it send late.
+one core. The client runs SCHED_FIFO when it can (root), so a busy worker does not make it send late; the
+worker runs as deployed (normal priority) unless ``--worker-realtime``. Other programs' CPU during each run
+is reported (``background_cores``): on a shared machine they, not the worker, may set the pacing error.
+
+Profiling hook: with ``BENCH_IVR_PROFILE=DIR`` in the environment the worker of each load runs under
+cProfile (CPU-time clock) and writes ``DIR/worker-<pid>.pstats`` when it exits; the bench prints the top
+functions of them all.
 """
 
 from __future__ import annotations
@@ -60,7 +66,15 @@ from bench.ivr_client import (
     digits_of,
 )
 from bench.loadgen import LoadGenError
-from bench.relay import BUSY_CORES, LOOPBACK, machine_busy_ticks, our_ports, stderr_to
+from bench.relay import (
+    BUSY_CORES,
+    LOOPBACK,
+    machine_busy_ticks,
+    our_ports,
+    profile_report,
+    profiled_workers,
+    stderr_to,
+)
 from bench.servers import clock_ticks_per_second, tree_cpu_ticks
 
 DEFAULT_SESSIONS: Final = (100, 250, 500, 750, 1000, 1250, 1500, 2000)
@@ -79,6 +93,7 @@ COMMAND_TIMEOUT_S: Final = 10.0
 DTMF_GRACE_S: Final = 2.0
 # IVR legs are played in userspace; the kernel fast path would only add nftables set-up to each load.
 WORKER_ARGS: Final = ("--no-fastpath",)
+PROFILE_ENV: Final = "BENCH_IVR_PROFILE"
 
 
 def write_prompt(path: Path, samples: int = PROMPT_SAMPLES) -> Path:
@@ -141,6 +156,7 @@ class LoadRun:
             and self.dtmf_wrong == 0
             and c.silent == 0
             and self.play_errors == 0
+            and c.socket_drops == 0
             and not c.saturated
         )
 
@@ -199,6 +215,7 @@ class LoadRun:
             f"{self.dtmf_lost} lost {self.dtmf_wrong} wrong{cpu}; client {c.cpu_share:.0%} CPU, p99 send "
             f"lateness {c.late_p99_us / 1000:.3f} ms"
             + (" (CLIENT SATURATED)" if c.saturated else "")
+            + (f", {c.socket_drops} datagrams dropped at its sockets" if c.socket_drops else "")
             + (f", {self.play_errors} playbacks failed" if self.play_errors else "")
             + (
                 f"; BUSY MACHINE: {self.background_cores:.2f} cores used by other programs"
@@ -405,6 +422,7 @@ async def run(args: argparse.Namespace) -> int:
         print(f"load client: {exc}")
         return 1
     warmup_ms = round(args.warmup * 1000)
+    profile_dir = Path(os.environ[PROFILE_ENV]) if os.environ.get(PROFILE_ENV) else None
     runs: list[LoadRun] = []
     with tempfile.TemporaryDirectory(prefix="bench-ivr-") as tmp:
         prompt = args.prompt or write_prompt(Path(tmp) / "prompt.alaw")
@@ -425,21 +443,25 @@ async def run(args: argparse.Namespace) -> int:
                 runs.append(calibration)
                 print(calibration.line(), flush=True)
             workdir = Path(tempfile.mkdtemp(prefix=f"load-{sessions}-", dir=tmp))
-            measured = await measure_worker(
-                sessions,
-                args.seconds,
-                binary,
-                workdir,
-                prompt,
-                warmup_ms=warmup_ms,
-                realtime=args.realtime,
-                worker_realtime=args.worker_realtime,
-            )
+            with profiled_workers(profile_dir):
+                measured = await measure_worker(
+                    sessions,
+                    args.seconds,
+                    binary,
+                    workdir,
+                    prompt,
+                    warmup_ms=warmup_ms,
+                    realtime=args.realtime,
+                    worker_realtime=args.worker_realtime,
+                )
             runs.append(measured)
             print(measured.line(), flush=True)
             if not measured.passed:
                 break
             await asyncio.sleep(0.5)  # let the kernel recycle the previous run's ports
+    if profile_dir is not None:
+        print()
+        print(profile_report(profile_dir))
     print()
     for r in runs:
         print(json.dumps(r.row()))

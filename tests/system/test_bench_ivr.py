@@ -7,6 +7,7 @@ import contextlib
 import json
 import socket
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -93,7 +94,8 @@ def test_client_result_parses_its_two_lines() -> None:
     assert result.first_p99_pacing_error_ms == 1.8
     assert result.cpu_share == pytest.approx(0.1) and not result.saturated
     assert ClientResult.parse(*_result_lines(late_p99_us=2500)).saturated
-    assert ClientResult.parse(*_result_lines(socket_drops=1)).saturated
+    assert not ClientResult.parse(*_result_lines(socket_drops=1)).saturated  # the machine's UDP memory
+    assert ClientResult.parse(*_result_lines(cpu_s=0.95)).saturated
     assert ClientResult.parse(*_result_lines(pacing_p99_us=-1)).p99_pacing_error_ms is None
 
 
@@ -123,6 +125,11 @@ def test_client_result_parse_is_total(digits: str, line: str) -> None:
 def _run(sessions: int, p99_us: int, *, lost: int = 0, calibration: bool = False) -> LoadRun:
     result = ClientResult.parse(*_result_lines(sessions, pacing_p99_us=p99_us))
     return LoadRun(sessions, result, calibration=calibration, worker_cpu=0.5, dtmf_lost=lost)
+
+
+def test_a_load_whose_packets_were_dropped_at_the_client_does_not_pass() -> None:
+    result = ClientResult.parse(*_result_lines(socket_drops=3))
+    assert not LoadRun(2, result).passed and LoadRun(2, replace(result, socket_drops=0)).passed
 
 
 def test_the_summary_names_the_highest_passing_load() -> None:
