@@ -52,6 +52,9 @@ from appliance.ivr.session_keys import KeyInput, KeyRule
 
 log = logging.getLogger("appliance.ivr.session")
 
+BARGE_IN_GRACE: Final = 2.0
+"""Seconds a barge-in prompt waits, once cut, for the digit that cut it (reported when the key is let go)."""
+
 CAUSE_NORMAL: Final = 16  # Q.850 normal call clearing
 CAUSE_TEMPORARY_FAILURE: Final = 41  # Q.850 temporary failure: the appliance could not keep an outcome
 
@@ -250,11 +253,32 @@ class AskingRunner(Runner[N]):
 
 
 class PlayRunner(Runner[Play]):
+    """Barge-in: the worker stops the prompt at the START of a digit (``play_done`` ``barge_in``) and reports
+    the digit when it ends, a moment later. The node waits for that digit (at most
+    :data:`BARGE_IN_GRACE`) before it moves on, so the next node neither starts a prompt the key will cut at
+    once nor misses the key as type-ahead."""
+
+    _grace: float | None = None
+
     def enter(self, now: float) -> None:
         if self.node.barge_in and self.host.has_type_ahead():
             self.host.go(self.node.next, now)  # the caller has already pressed past this
             return
         self.play_then_go(self.node.prompts, self.node.next, now, barge_in=self.node.barge_in)
+
+    def play_done(self, reason: str, now: float) -> None:
+        if reason == "barge_in" and self.node.barge_in:
+            self._grace = now + BARGE_IN_GRACE
+        else:
+            super().play_done(reason, now)
+
+    def deadline(self) -> float | None:
+        return self._grace
+
+    def timer(self, now: float) -> None:
+        if self._grace is not None and now >= self._grace:
+            self._grace = None  # a digit start the worker saw but no digit followed: carry on
+            self.host.go(self.node.next, now)
 
     def key(self, digit: str, now: float) -> None:
         if self.node.barge_in:

@@ -233,6 +233,26 @@ def test_barge_in_on_a_play_carries_the_key_into_the_next_menu() -> None:
     assert s.path == ("start", "menu", "two")
 
 
+def test_a_play_cut_by_a_digits_start_waits_for_the_digit() -> None:
+    s = make({**MENU, "start": Play(("welcome",), next="menu"), "menu": MENU["start"]})
+    s.start(0.0)
+    drain(s)
+    s.play_done(1, "barge_in", 0.3)  # the worker stops at the digit's start ...
+    assert drain(s) == [] and s.get_timer() == 2.3
+    s.dtmf("2", 0.45)  # ... and reports the digit when it ends
+    assert only_play(s).files == ("en/closed",)  # the menu's prompt never started
+    assert s.path == ("start", "menu", "two")
+
+
+def test_a_play_cut_by_a_digit_that_never_comes_carries_on() -> None:
+    s = make({**MENU, "start": Play(("welcome",), next="menu"), "menu": MENU["start"]})
+    s.start(0.0)
+    drain(s)
+    s.play_done(1, "barge_in", 0.3)
+    s.handle_timer(2.3)
+    assert only_play(s).files == ("en/main_menu",)
+
+
 def test_type_ahead_feeds_a_menu_then_a_collection_and_skips_barge_in_plays() -> None:
     nodes: dict[str, Node] = {
         "start": Play(("welcome",), next="menu"),
