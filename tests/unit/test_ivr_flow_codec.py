@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import re
 from pathlib import Path
@@ -549,7 +550,8 @@ def test_random_values_decode_or_raise_decode_error(value: Any) -> None:
 @hypothesis_settings()
 @given(_documents, st.data())
 def test_mutated_documents_decode_or_raise_decode_error(doc: dict[str, Any], data: st.DataObject) -> None:
-    # Replace or delete one value somewhere in a valid document.
+    # Replace or delete one value somewhere in a valid document (a copy: strategies share their constants).
+    doc = copy.deepcopy(doc)
     container: Any = doc
     while True:
         keys = list(container) if isinstance(container, dict) else list(range(len(container)))
