@@ -25,9 +25,11 @@ threading or BLAS); ``manifest.json`` records that version and, per file, its te
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -36,10 +38,11 @@ import tempfile
 import tomllib
 import wave
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TextIO
 
 import numpy as np
 import numpy.typing as npt
@@ -344,10 +347,12 @@ def speak(text: str, voice: str, *, program: str = "espeak-ng") -> tuple[Samples
         return _read_wav(path)
 
 
-def render_text(text: str, voice: str, *, program: str = "espeak-ng") -> bytes:
-    """One prompt: speech → 8 kHz → trimmed → levelled → A-law."""
+def render_text(
+    text: str, voice: str, *, program: str = "espeak-ng", table: npt.NDArray[np.uint8] | None = None
+) -> bytes:
+    """One prompt: speech → 8 kHz → trimmed → levelled → A-law (``table``: a prebuilt A-law table)."""
     samples, rate = speak(text, voice, program=program)
-    return to_alaw(normalise(trim(resample(samples, rate, RATE))))
+    return to_alaw(normalise(trim(resample(samples, rate, RATE))), table)
 
 
 # --- output ---------------------------------------------------------------------------------------------
@@ -369,7 +374,7 @@ def render(
     languages: Iterable[str] | None = None,
     *,
     program: str = "espeak-ng",
-    log: Any = None,
+    log: TextIO | None = None,
 ) -> dict[str, Any]:
     """Render ``languages`` (default: all of ``texts``) and the shared music on hold into ``out``, remove
     ``.alaw`` files of those languages that have no text any more, and rewrite ``out/manifest.json``
@@ -391,12 +396,14 @@ def render(
             if stale.stem not in entry.texts:
                 stale.unlink()
         files = {key: value for key, value in files.items() if not key.startswith(f"{language}/")}
-        for name in sorted(entry.texts):
-            text = entry.texts[name]
-            samples, rate = speak(text, entry.voice, program=program)
-            data = to_alaw(normalise(trim(resample(samples, rate, RATE))), table)
-            _write(folder / f"{name}{SUFFIX}", data)
-            files[f"{language}/{name}{SUFFIX}"] = _entry(data, text, entry.voice)
+        names = sorted(entry.texts)
+        # One espeak-ng process per prompt, a few at a time: each prompt's result depends on its text only.
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            speak_one = functools.partial(render_text, voice=entry.voice, program=program, table=table)
+            rendered = pool.map(speak_one, [entry.texts[name] for name in names])
+            for name, data in zip(names, rendered, strict=True):
+                _write(folder / f"{name}{SUFFIX}", data)
+                files[f"{language}/{name}{SUFFIX}"] = _entry(data, entry.texts[name], entry.voice)
         if log is not None:
             print(f"{language}: {len(entry.texts)} prompts", file=log)
     music = to_alaw(music_on_hold(), table)

@@ -190,9 +190,14 @@ def test_load_texts_refuses_a_language_missing_a_prompt(tmp_path: Path) -> None:
         render.load_texts(path)
 
 
-def test_render_reports_a_missing_espeak() -> None:
+def test_render_reports_a_missing_espeak_and_an_unknown_language(tmp_path: Path) -> None:
     with pytest.raises(render.RenderError):
         render.espeak_version("/nonexistent/espeak-ng")
+    with pytest.raises(render.RenderError):
+        render.speak("hello", "en", program="/nonexistent/espeak-ng")
+    if HAVE_ESPEAK:
+        assert render.main(["--out", str(tmp_path), "--lang", "xx"]) == 1
+        assert not list(tmp_path.iterdir())
 
 
 # --- signal processing ----------------------------------------------------------------------------------
