@@ -261,12 +261,13 @@ class IvrSession:
     ) -> None:
         """Recording ``record_id`` ended (``silence``, ``dtmf``, ``max``, ``stopped`` or ``error``); ``blob``
         describes the encrypted, fsync'd file (None on error)."""
-        if record_id != self._recording or self._runner is None:
+        if record_id != self._recording:
             return
         self._recording = None
         self._hops = 0
         log.info("ivr recording %s ended (%s) after %.1f s", record_id, reason, duration, extra=self._ctx)
-        self._runner.record_done(reason, duration, blob, now)
+        if self._runner is not None:
+            self._runner.record_done(reason, duration, blob, now)
         self._maybe_end()
 
     def persisted(self, token: int, now: float) -> None:
