@@ -124,12 +124,14 @@ def session_body(
     ended: float,
     path: Sequence[str],
     digits: str,
+    truncated: bool,
     outcome: str,
     agent: str | None,
     variables: Mapping[str, str],
 ) -> dict[str, Any]:
     """The summary of one session: the flow and version walked, the node ids in the order visited, every
-    key the caller pressed (in order), the session's final language, and its ``outcome``: ``voicemail``,
+    key the caller pressed (in order; ``truncated`` when either list was cut at the session's cap), the
+    session's final language, and its ``outcome``: ``voicemail``,
     ``callback`` or ``agent`` when one was taken (the last one wins), else ``hangup`` (the flow ended the
     call), ``abandoned`` (the caller hung up first) or ``error`` (the flow was cut short). ``rescued``: the
     call reached the IVR from a failed cloud leg. ``started``/``ended`` are wall time (POSIX s)."""
@@ -146,6 +148,7 @@ def session_body(
         "duration": round(max(0.0, ended - started), 3),
         "path": list(path),
         "digits": digits,
+        "truncated": truncated,
         "outcome": outcome,
         "agent": agent,
         "variables": dict(variables),

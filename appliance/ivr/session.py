@@ -82,6 +82,10 @@ log = logging.getLogger("appliance.ivr.session")
 MAX_HOPS: Final = 100
 """Node transitions allowed without caller input before the flow is cut as a loop."""
 
+MAX_RECORDED: Final = 1000
+"""Node ids and keys the session record keeps at most, each: a caller who holds the line pressing keys, or
+sits through a looping menu for hours, must not grow an outbox event without bound."""
+
 RUNNERS: Final[Mapping[type[Node], type[Runner[Any]]]] = {
     Play: PlayRunner,
     Announcement: AnnouncementRunner,
@@ -154,6 +158,8 @@ class IvrSession:
         self._actions: deque[Action] = deque()
         self._runner: Runner[Any] | None = None
         self._path: list[str] = []
+        self._node_id: str | None = None
+        self._truncated = False
         self._digits: list[str] = []
         self._type_ahead: deque[str] = deque()
         self._variables: dict[str, str] = {}
@@ -203,13 +209,14 @@ class IvrSession:
 
     @property
     def path(self) -> tuple[str, ...]:
-        """Node ids in the order visited (a node visited twice appears twice)."""
+        """Node ids in the order visited (a node visited twice appears twice), the first
+        :data:`MAX_RECORDED`."""
         return tuple(self._path)
 
     @property
     def current_node(self) -> str | None:
         """The node the session is in (the last one, while closing); None before the start and once ended."""
-        return self._path[-1] if self._path and self.state is not SessionState.ENDED else None
+        return None if self.state is SessionState.ENDED else self._node_id
 
     @property
     def variables(self) -> Mapping[str, str]:
@@ -242,7 +249,7 @@ class IvrSession:
             return
         if self.state is not SessionState.ACTIVE or self._runner is None:
             return
-        self._digits.append(digit)
+        self._record(self._digits, digit)
         self._hops = 0
         self._runner.key(digit, now)
 
@@ -403,9 +410,10 @@ class IvrSession:
             self._outcome = "error"
             self.hang_up(CAUSE_TEMPORARY_FAILURE, now)
             return
-        previous = self._path[-1] if self._path else "-"
+        previous = self._node_id or "-"
         log.info("ivr node %s -> %s", previous, node_id, extra=self._ctx)
-        self._path.append(node_id)
+        self._node_id = node_id
+        self._record(self._path, node_id)
         self._runner = RUNNERS[type(node)](self, node_id, node)
         self._runner.enter(now)
 
@@ -438,6 +446,12 @@ class IvrSession:
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
+    def _record(self, kept: list[str], item: str) -> None:
+        if len(kept) < MAX_RECORDED:
+            kept.append(item)
+        else:
+            self._truncated = True
+
     def _set_state(self, new: SessionState) -> None:
         if new not in _TRANSITIONS[self.state]:
             raise SessionUsageError(f"ivr session: illegal transition {self.state.name} -> {new.name}")
@@ -461,6 +475,7 @@ class IvrSession:
             ended=end,
             path=self._path,
             digits="".join(self._digits),
+            truncated=self._truncated,
             outcome=outcome,
             agent=self._agent,
             variables=self._variables,

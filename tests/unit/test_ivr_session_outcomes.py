@@ -23,7 +23,17 @@ from appliance.ivr.actions import (
     StopMedia,
 )
 from appliance.ivr.callback_slots import offer_slots
-from appliance.ivr.model import CallbackRequest, Hangup, Node, Play, Schedule, Survey, Transfer, Voicemail
+from appliance.ivr.model import (
+    Announcement,
+    CallbackRequest,
+    Hangup,
+    Node,
+    Play,
+    Schedule,
+    Survey,
+    Transfer,
+    Voicemail,
+)
 from tests.unit.test_ivr_session import WALL, Wall, drain, feed, make, only_play, plays, session_record
 
 BLOB: Mapping[str, Any] = {"path": "var/vm/s1-vm1.enc", "size": 4000, "sha256": "ab" * 32, "key_id": "k1"}
@@ -437,6 +447,7 @@ def test_the_session_record_sums_up_the_call() -> None:
         "duration": 42.5,
         "path": ["start", "menu"],
         "digits": "4*12",
+        "truncated": False,
         "outcome": "abandoned",
         "agent": None,
         "variables": {},
@@ -508,3 +519,13 @@ def test_an_announcement_due_while_the_last_one_plays_replaces_it() -> None:
     assert drain(s) == []
     s.play_done(3, "done", 5.0)
     assert only_play(s).files == ("en/music_on_hold",)
+
+
+def test_the_session_record_keeps_at_most_1000_keys() -> None:
+    s = make({"start": Announcement(("closed",), next="bye"), "bye": Hangup()})
+    s.start(0.0)
+    feed(s, "1234" * 300, 1.0)
+    s.caller_hung_up(2.0)
+    record = session_record(drain(s))
+    assert (len(record["digits"]), record["truncated"]) == (1000, True)
+    assert record["digits"].startswith("12341234")
