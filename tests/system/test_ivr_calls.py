@@ -296,6 +296,7 @@ async def ask_for_a_callback(caller: Caller, language: str) -> float:
     menu = await greeted(caller, language)
     caller.press(1)
     confirm = await caller.hears(language, "callback_number_is", after=menu + 1)
+    assert confirm - menu < packets_of(prompt(language, "main_menu")), "the key did not cut the menu short"
     caller.press(1)
     offer = await caller.hears(language, "callback_choose_time", after=confirm + 1)
     caller.press(1)
