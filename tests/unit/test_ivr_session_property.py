@@ -9,6 +9,7 @@ whatever order, the session keeps its promises.
    nothing at all is asked for after ``SessionEnded``.
 5. Once the caller is gone and every recording and persist is answered, the session has ended, with
    exactly one ``ivr.session`` record, right before ``SessionEnded``.
+6. A digit collection reads the same keys whether they were typed ahead, over its prompt or after it.
 
 The profile comes from ``HYPOTHESIS_PROFILE`` (see ``tests/unit/vectors.py``).
 """
@@ -23,9 +24,9 @@ from hypothesis import strategies as st
 
 from appliance.ivr.actions import Action, HangUp, Persist, PlayFiles, RecordMessage, SessionEnded
 from appliance.ivr.flow_codec import default_flow
-from appliance.ivr.model import Flow, Survey, Transfer
+from appliance.ivr.model import CollectDigits, Flow, Hangup, Play, Survey, Transfer
 from appliance.ivr.session import IvrSession
-from tests.unit.test_ivr_session import FakeCatalog, Wall
+from tests.unit.test_ivr_session import FakeCatalog, Wall, make
 from tests.unit.vectors import hypothesis_settings, soak_marks
 
 pytestmark = soak_marks()
@@ -193,3 +194,40 @@ def test_random_inputs_keep_the_sessions_promises(ops: list[tuple[str, int]], la
             driver.pump()
     assert driver.ended and session.ended
     assert driver.records == 1
+
+
+def expected_collection(keys: str, max_digits: int) -> str:
+    """What a collection of at most ``max_digits`` keys ended by ``#`` makes of ``keys``."""
+    return keys.split("#", 1)[0][:max_digits]
+
+
+@SETTINGS
+@given(
+    keys=st.text(alphabet=KEYS, min_size=1, max_size=12),
+    when=st.sampled_from(["greeting", "question", "after"]),
+    max_digits=st.integers(1, 8),
+)
+def test_a_collection_reads_the_same_keys_typed_ahead_or_live(keys: str, when: str, max_digits: int) -> None:
+    """Whether the caller starts typing during the barge-in greeting (the first key is type-ahead), during
+    the collection's own prompt (barge-in) or after it, the collection reads the keys alike: up to ``#`` or
+    ``max_digits``, whichever comes first (no retry: a failed try ends the node)."""
+    nodes = {
+        "start": Play(("welcome",), next="collect"),
+        "collect": CollectDigits(
+            ("prompt",), variable="v", next="bye", on_failure="bye", max_digits=max_digits, retries=0
+        ),
+        "bye": Hangup(),
+    }
+    s = make(nodes)
+    s.start(0.0)
+    if when != "greeting":
+        s.play_done(1, "done", 1.0)
+    if when == "after":
+        s.play_done(2, "done", 2.0)
+    now = 2.0
+    for key in keys:
+        now += 0.5
+        s.dtmf(key, now)
+    s.handle_timer(now + 100.0)
+    assert s.variables.get("v") == (expected_collection(keys, max_digits) or None)
+    assert s.path[-1] == "bye"
