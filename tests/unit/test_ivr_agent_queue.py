@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -447,7 +448,8 @@ class AgentQueueModel(RuleBasedStateMachine):
     """Random inputs in any order. A model built from the inputs and the actions checks every action
     against what call control was told: an agent rings for at most one caller, busy, wrapping-up and
     connected agents are never rung, rings go to current members only, offers follow arrival order, free
-    agents are not left idle while a caller could take them, and positions are always current."""
+    agents are not left idle while a caller could take them, and positions are always current. That offers
+    in arrival order make connections in arrival order is checked with equal agents below."""
 
     @initialize(wrap_up=st.sampled_from([0.0, 7.0]), retry=st.sampled_from([0.0, 5.0]))
     def boot(self, wrap_up: float, retry: float) -> None:
@@ -671,40 +673,75 @@ AgentQueueModel.TestCase.settings = settings(
 test_agent_queue_model = AgentQueueModel.TestCase
 
 
-@settings(max_examples=2000 if _LONG else 200, deadline=None, derandomize=not _LONG, database=None)
-@given(
-    script=st.lists(
-        st.one_of(
-            st.tuples(st.just("join"), st.sampled_from(GROUPS), STRATEGY),
-            st.tuples(st.just("members"), st.sampled_from(GROUPS), st.sets(st.sampled_from(AGENTS))),
-            st.tuples(st.just("busy"), st.sampled_from(AGENTS)),
-            st.tuples(st.just("free"), st.sampled_from(AGENTS)),
-        ),
-        max_size=40,
-    )
-)
-def test_equal_agents_connect_callers_in_arrival_order(script: list[tuple[object, ...]]) -> None:
-    """When every agent answers at once, each group's callers are connected in the order they arrived."""
-    q = AgentQueue(ring_timeout=RING)
-    arrived: dict[str, list[str]] = {g: [] for g in GROUPS}
-    connected: dict[str, list[str]] = {g: [] for g in GROUPS}
-    group_of: dict[str, str] = {}
-    for now, (kind, *args) in enumerate(script):
-        if kind == "join":
-            call = f"c{now}"
-            group_of[call] = str(args[0])
-            arrived[group_of[call]].append(call)
-            q.join(call, str(args[0]), str(args[1]), float(now))
-        elif kind == "members":
-            q.members_changed(str(args[0]), sorted(args[1]), float(now))  # type: ignore[call-overload]
-        elif kind == "busy":
-            q.agent_busy(str(args[0]), float(now))
-        else:
-            q.agent_free(str(args[0]), float(now))
-        while (action := q.next_action()) is not None:
+class EqualAgents:
+    """Drives a queue whose agents are equal: each answers within the ring timeout, in the order it was
+    rung, and none declines, goes busy or leaves its group while ringing."""
+
+    def __init__(self) -> None:
+        self.q = AgentQueue(ring_timeout=RING)
+        self.now = 0.0
+        self.queue: list[tuple[str, str]] = []  # (call, group) in arrival order
+        self.pending: list[tuple[str, str]] = []  # rings not yet answered, oldest first: (call, agent)
+        self.connected: list[str] = []
+        self.calls = 0
+
+    def run(self, op: tuple[Any, ...]) -> None:
+        now = self.now
+        ringing = {agent for _, agent in self.pending}
+        match op:
+            case ("join", group, strategy):
+                self.calls += 1
+                self.queue.append((f"c{self.calls}", group))
+                self.q.join(f"c{self.calls}", group, strategy, now)
+            case ("leave", index) if self.queue:
+                self.q.leave(self.queue.pop(index % len(self.queue))[0], now)
+            case ("members", group, agents):
+                self.q.members_changed(group, sorted(agents | (ringing & self.q.members(group))), now)
+            case ("busy", agent) if agent not in ringing:
+                self.q.agent_busy(agent, now)
+            case ("free", agent):
+                self.q.agent_free(agent, now)
+            case ("answer",) if self.pending:
+                self.q.ring_answered(*self.pending[0], now)
+        self.now += 0.3  # sixty inputs stay inside one ring timeout
+        while (action := self.q.next_action()) is not None:
             if isinstance(action, Ring):
-                q.ring_answered(action.call_id, action.agents[0], float(now))
+                self.pending += [(action.call_id, agent) for agent in action.agents]
+            elif isinstance(action, CancelRing):
+                self.pending = [
+                    (c, a) for c, a in self.pending if c != action.call_id or a not in action.agents
+                ]
             elif isinstance(action, Connected):
-                connected[group_of[action.call_id]].append(action.call_id)
-    for group in GROUPS:
-        assert connected[group] == arrived[group][: len(connected[group])]
+                group = next(g for c, g in self.queue if c == action.call_id)
+                head = next(c for c, g in self.queue if g == group)
+                assert action.call_id == head, f"{action.call_id} connected before {head}"
+                self.queue = [(c, g) for c, g in self.queue if c != action.call_id]
+                self.pending = [(c, a) for c, a in self.pending if a != action.agent]
+                self.connected.append(action.call_id)
+
+
+EQUAL_AGENT_INPUTS = st.one_of(
+    st.tuples(st.just("join"), st.sampled_from(GROUPS), STRATEGY),
+    st.tuples(st.just("join"), st.sampled_from(GROUPS), STRATEGY),
+    st.tuples(st.just("leave"), st.integers(0, 9)),
+    st.tuples(st.just("members"), st.sampled_from(GROUPS), st.frozensets(st.sampled_from(AGENTS))),
+    st.tuples(st.just("busy"), st.sampled_from(AGENTS)),
+    st.tuples(st.just("free"), st.sampled_from(AGENTS)),
+    st.just(("answer",)),
+    st.just(("answer",)),
+    st.just(("answer",)),
+)
+
+
+@settings(max_examples=2000 if _LONG else 300, deadline=None, derandomize=not _LONG, database=None)
+@given(
+    members=st.tuples(*(st.frozensets(st.sampled_from(AGENTS), min_size=1) for _ in GROUPS)),
+    script=st.lists(EQUAL_AGENT_INPUTS, min_size=20, max_size=60),
+)
+def test_equal_agents_connect_each_group_in_arrival_order(
+    members: tuple[frozenset[str], ...], script: list[tuple[Any, ...]]
+) -> None:
+    """With equal agents, a caller is connected only when every caller ahead of it in its group is gone."""
+    driver = EqualAgents()
+    for op in [("members", g, m) for g, m in zip(GROUPS, members, strict=True)] + script:
+        driver.run(op)
