@@ -61,6 +61,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Final, Literal, TypeVar, cast
 
+from appliance.ivr.errors import IvrError
+
 _LOG: Final = logging.getLogger(__name__)
 
 Strategy = Literal["ring_all", "longest_idle"]
@@ -120,9 +122,9 @@ QueueAction = Ring | CancelRing | Connected | Position | RejectAnswer
 # --- errors ---------------------------------------------------------------------------------------------
 
 
-class AgentQueueError(Exception):
+class AgentQueueError(IvrError):
     """Base of the errors :class:`AgentQueue` raises: the caller of the API misused it (a bad strategy or
-    configuration value). Inputs in an unexpected order never raise."""
+    configuration value; the package's local protocol error). Inputs in an unexpected order never raise."""
 
 
 class QueueStateError(AgentQueueError):
