@@ -8,9 +8,11 @@ themselves: the payloads of the RTP a caller receives, put end to end, must be t
 * With no cloud configured (SURVIVABLE: DESIGN.md §5.1) a caller from Germany and one from Spain each hear
   the default flow in their language. The German one asks for a callback (menu 1, confirms its number with
   1, takes the first time offered with 1); the Spanish one leaves a voicemail (menu 2, speaks after the
-  beep, ends with ``#``). Both are confirmed and hung up on by the IVR; the outbox holds the callback, the
-  voicemail (whose file is encrypted at rest and decrypts to what the caller said) and a session record
-  per call, and still does after the appliance is SIGKILLed and started again on the same state.
+  beep, ends with ``#``). A third caller, from the United States, is greeted in English, picks Spanish in
+  the language menu (menu *) and asks for a callback in Spanish, at a time in New York. Each is confirmed
+  and hung up on by the IVR; the outbox holds the callbacks, the voicemail (whose file is encrypted at rest
+  and decrypts to what the caller said) and a session record per call, and still does after the appliance
+  is SIGKILLed and started again on the same state.
 * A call the cloud answered is rescued into the local IVR when its cloud leg fails -- the cloud's media
   stops (a media timeout) or the cloud hangs up with ``Reason: Q.850;cause=38`` -- within 3 s, on the
   caller's existing RTP session, with no BYE or re-INVITE to the caller; a plain BYE from the cloud is
@@ -66,10 +68,12 @@ PROMPTS = Path(appliance.ivr.__file__).parent / "prompts"
 CALLED = "+4930555000"
 GERMAN = "+4930123456"  # Berlin
 SPANISH = "+34912345678"  # Madrid
+AMERICAN = "+12124567890"  # New York: English first, then Spanish (the [ivr] languages' defaults)
 CALLER_IP = "127.0.0.2"
 CLOUD_IP = "127.0.0.3"
 EVENT_PT = 101
-KEY_HASH = 11  # RFC 4733 §3.2: events 0-9 are the digits, 10 is *, 11 is #
+KEY_STAR = 10  # RFC 4733 §3.2: events 0-9 are the digits, 10 is *, 11 is #
+KEY_HASH = 11
 ALAW_SILENCE = 0xD5
 RESCUE_WITHIN = 3.0  # seconds from the cloud leg's failure to the caller hearing the IVR
 QUIET = 0.3  # seconds without a packet after which a playback is taken as over
@@ -290,10 +294,20 @@ async def confirmed(caller: Caller, language: str, name: str, at: int) -> None:
     await hear_whole(caller, language, "goodbye", goodbye)
 
 
-async def ask_for_a_callback(caller: Caller, language: str) -> float:
+async def ask_for_a_callback(
+    caller: Caller, language: str, *, greeted_in: str | None = None, pick: int | None = None
+) -> float:
     """Menu 1, confirm the calling number with 1, the first time offered with 1; the caller hears the
-    request confirmed and a goodbye, then the IVR's BYE. The wall time the confirmation began."""
-    menu = await greeted(caller, language)
+    request confirmed and a goodbye in ``language``, then the IVR's BYE. A caller greeted in another
+    language first picks ``language`` with key ``pick`` in the language menu (menu *). The wall time the
+    confirmation began."""
+    menu = await greeted(caller, greeted_in or language)
+    if pick is not None:
+        caller.press(KEY_STAR)
+        # The options in key order, each in its own language: "#" (Turkish) first.
+        options = await caller.hears("tr", "language_option", after=menu + 1)
+        caller.press(pick)
+        menu = await caller.hears(language, "main_menu", after=options + 1)
     caller.press(1)
     confirm = await caller.hears(language, "callback_number_is", after=menu + 1)
     assert confirm - menu < packets_of(prompt(language, "main_menu")), "the key did not cut the menu short"
@@ -358,6 +372,24 @@ def check_voicemail(app: RunningAppliance, blob: dict[str, Any], peer: RtpPeer, 
     assert message.beep < recorded[0] <= message.quiet, (message, recorded[0])
 
 
+def check_callback(
+    event: Event, language: str, zone: str, offsets: tuple[int, int], heard_saved: float
+) -> None:
+    """A callback request for the number the caller called from, in ``language``, for the first time
+    offered: a whole hour in ``zone`` (whose UTC offset is one of ``offsets`` hours) at least an hour
+    ahead, the same instant in UTC; kept before the caller heard it confirmed at ``heard_saved``."""
+    body = event.body
+    assert body["number_source"] == "caller" and body["language"] == language, body
+    assert body["timezone"] == zone, body
+    slot_local = datetime.fromisoformat(body["slot_local"])
+    slot_utc = datetime.fromisoformat(body["slot_utc"].replace("Z", "+00:00"))
+    assert slot_utc.utcoffset() == timedelta(0) and slot_local == slot_utc, body
+    assert slot_local.utcoffset() in tuple(timedelta(hours=h) for h in offsets), body
+    assert (slot_local.minute, slot_local.second) == (0, 0), body
+    assert 3600 <= slot_utc.timestamp() - event.created <= 3600 + 2 * 3600, body
+    assert event.created <= heard_saved + 0.05, (event.created, heard_saved)
+
+
 async def test_callers_hear_their_language_and_leave_a_callback_and_a_voicemail_that_survive_sigkill(
     tmp_path: Path,
 ) -> None:
@@ -367,16 +399,19 @@ async def test_callers_hear_their_language_and_leave_a_callback_and_a_voicemail_
         async with (
             calling(app, tmp_path / "de", GERMAN, tag=1) as german,
             calling(app, tmp_path / "es", SPANISH, tag=2) as spanish,
+            calling(app, tmp_path / "us", AMERICAN, tag=3) as american,
         ):
-            callback_heard, voicemail = await asyncio.gather(
-                ask_for_a_callback(german, "de"), leave_a_voicemail(spanish, "es")
+            callback_heard, voicemail, picked_heard = await asyncio.gather(
+                ask_for_a_callback(german, "de"),
+                leave_a_voicemail(spanish, "es"),
+                ask_for_a_callback(american, "es", greeted_in="en", pick=2),
             )
-            for caller in (german, spanish):
+            for caller in (german, spanish, american):
                 result = await caller.finished()  # the IVR's BYE ended the call
                 assert result.all_successful, result.describe()
         # The IVR's RTP to a caller is one stream from the answer to the BYE: one SSRC, and sequence numbers
         # that run on from one playback to the next (RFC 3550 §5.1).
-        for caller in (german, spanish):
+        for caller in (german, spanish, american):
             ivr = caller.peer.received
             assert len({r.ssrc for r in ivr}) == 1
             assert [(r.seq - ivr[0].seq) & 0xFFFF for r in ivr] == list(range(len(ivr)))
@@ -386,20 +421,12 @@ async def test_callers_hear_their_language_and_leave_a_callback_and_a_voicemail_
         assert middle(prompt("es", "service_interruption")) not in heard_de
         assert middle(prompt("de", "service_interruption")) not in heard_es
 
-        session_records = await wait_outbox(app, "ivr.session", 2)  # written as each session ends
+        session_records = await wait_outbox(app, "ivr.session", 3)  # written as each session ends
         before = outbox(app)
-        callback = only(before, "ivr.callback")
-        assert callback.body["number"] == GERMAN and callback.body["number_source"] == "caller"
-        assert callback.body["language"] == "de" and callback.body["timezone"] == "Europe/Berlin"
-        # The first time offered: a whole hour in Berlin at least an hour ahead, the same instant in UTC.
-        slot_local = datetime.fromisoformat(callback.body["slot_local"])
-        slot_utc = datetime.fromisoformat(callback.body["slot_utc"].replace("Z", "+00:00"))
-        assert slot_utc.utcoffset() == timedelta(0) and slot_local == slot_utc, callback.body
-        assert slot_local.utcoffset() in (timedelta(hours=1), timedelta(hours=2)), callback.body  # CET, CEST
-        assert (slot_local.minute, slot_local.second) == (0, 0), callback.body
-        assert 3600 <= slot_utc.timestamp() - callback.created <= 3600 + 2 * 3600, callback.body
-        # Kept before it was confirmed.
-        assert callback.created <= callback_heard + 0.05, (callback.created, callback_heard)
+        callbacks = {e.body["number"]: e for e in before if e.type == "ivr.callback"}
+        assert sorted(callbacks) == sorted([GERMAN, AMERICAN]), before
+        check_callback(callbacks[GERMAN], "de", "Europe/Berlin", (1, 2), callback_heard)  # CET, CEST
+        check_callback(callbacks[AMERICAN], "es", "America/New_York", (-5, -4), picked_heard)  # EST, EDT
 
         message = only(before, "ivr.voicemail")
         assert message.body["caller"] == SPANISH and message.body["language"] == "es"
@@ -411,6 +438,8 @@ async def test_callers_hear_their_language_and_leave_a_callback_and_a_voicemail_
         assert by_caller[GERMAN]["digits"] == "111" and not by_caller[GERMAN]["rescued"]
         assert by_caller[SPANISH]["outcome"] == "voicemail" and by_caller[SPANISH]["language"] == "es"
         assert by_caller[SPANISH]["digits"] == "2#"
+        assert by_caller[AMERICAN]["outcome"] == "callback" and by_caller[AMERICAN]["language"] == "es"
+        assert by_caller[AMERICAN]["digits"] == "*2111"
 
         # Durability: killed outright, then started again on the same state.
         app.proc.kill()
@@ -418,7 +447,7 @@ async def test_callers_hear_their_language_and_leave_a_callback_and_a_voicemail_
         apps.append(start_appliance(tmp_path, config))
         after = outbox(apps[-1])
         kept = {e.id: e for e in after}
-        for event in (callback, message, *session_records):
+        for event in (*callbacks.values(), message, *session_records):
             assert kept.get(event.id) == event, f"{event.type} {event.seq} lost or changed by the restart"
 
 
