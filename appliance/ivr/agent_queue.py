@@ -30,7 +30,7 @@ a ``longest_idle`` caller that is not ringing already takes the one idle longest
 one caller at a time rings every idle member, and with ``longest_idle`` and N idle members the first N
 callers each ring a different member. An agent ringing for one caller is never offered to another, and an
 agent that failed for a caller is not rung for that caller again until every other idle member was tried
-(mod_callcenter's tiers, Asterisk's per-caller ``tried`` marks). It may be offered to the next caller
+(as Asterisk marks the members it tried for a caller). It may be offered to the next caller
 meanwhile: it did not take this one. When a caller has tried every idle member and rings none, a new round
 starts ``retry_delay`` seconds after its last ring ended (Asterisk's ``retry``), so that a phone which
 refuses at once (486 Busy Here, do-not-disturb) is not rung in a tight loop.
@@ -50,6 +50,17 @@ hang up while an agent answers. Inputs about unknown callers, agents not ringing
 callers already gone are ignored (logged), except an answer, which is refused with :class:`RejectAnswer`
 so call control hangs up that agent's leg. No input order raises; only a bad strategy or configuration
 (a caller bug) does.
+
+Glue (SIP). A :class:`Ring` is a parallel fork, one INVITE per agent; a :class:`CancelRing` CANCELs each
+pending INVITE (RFC 3261 §9.1). A 2xx that crosses the CANCEL still establishes that dialog (§9.1; a fork
+can bring several 2xx, §13.2.2.4): call control reports it as ``ring_answered`` and, given a
+:class:`RejectAnswer`, ACKs and BYEs it. A final non-2xx (486, 480, 603, 408 ...) is ``ring_failed``.
+:class:`Connected` bridges the caller to the agent's dialog; :class:`Position` is the session's
+``transfer_position``. The queue needs no answer to any action.
+
+Cost. Each input walks the queued callers and the agents once or twice: linear, which suits the tens of
+callers an appliance holds in an outage (about 0.3 ms an input with 500 callers and 100 agents, logging
+off).
 """
 
 from __future__ import annotations
