@@ -132,12 +132,13 @@ def test_ring_all_does_not_ring_a_refusing_agent_again_while_the_round_still_rin
 
 def test_longest_idle_rings_the_agent_idle_longest_counting_wrap_up() -> None:
     q = AgentQueue(ring_timeout=RING, wrap_up=30.0)
-    q.members_changed("support", ["a1", "a2", "a3"], 0.0)
-    for agent, end in (("a1", 100.0), ("a2", 60.0), ("a3", 80.0)):
-        q.agent_busy(agent, 0.0)
-        q.agent_free(agent, end)
-    assert q.agent_state("a2") is AgentState.WRAP_UP
-    # idle since 90 (a2), 110 (a3), 130 (a1): all wrap-ups over by 200.
+    q.members_changed("support", ["a1", "a2"], 0.0)
+    q.agent_busy("a1", 0.0)
+    q.agent_busy("a2", 0.0)
+    q.agent_free("a2", 60.0)  # idle since 90
+    q.agent_free("a1", 70.0)  # idle since 100
+    assert q.agent_state("a1") is AgentState.WRAP_UP
+    q.members_changed("support", ["a1", "a2", "a3"], 95.0)  # a3, never busy: idle since 95
     run_timers(q, 200.0)
     q.join("c1", "support", "longest_idle", 200.0)
     assert rings(drain(q)) == [Ring("c1", ("a2",))]
