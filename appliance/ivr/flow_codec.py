@@ -3,9 +3,10 @@
 Theory of operation. The cloud writes a flow as one map (the schema is ``flow.cddl`` next to this module,
 for humans ``docs/ivr-flows.md``) and pushes it through the sync API as CBOR (RFC 8949) or JSON
 (RFC 8259); a flow on disk is JSON. :func:`decode_flow_bytes` is the edge: it caps the size
-(:data:`MAX_DOCUMENT_SIZE`) and the nesting (:data:`MAX_DEPTH`) before a value is built, refuses duplicate
-map keys (RFC 8949 §5.6; RFC 8259 §4 leaves them undefined, so two readers could disagree) and non-finite
-numbers, then hands the value to :func:`decode_flow`.
+(:data:`MAX_DOCUMENT_SIZE`) before parsing and the nesting (:data:`MAX_DEPTH`: CBOR while parsing, JSON
+as soon as it is parsed, the parser itself held by the interpreter's recursion limit), refuses duplicate
+map keys (RFC 8949 §5.6; RFC 8259 §4 leaves them undefined, so two readers could disagree), CBOR tags and
+non-finite numbers, then hands the value to :func:`decode_flow`.
 
 :func:`decode_flow` is strict and total: it returns a :class:`Flow` or raises :class:`FlowDecodeError`
 naming the first offending field by path (checked in a fixed order: ``schema`` first, so that a document of
