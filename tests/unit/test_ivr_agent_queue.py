@@ -464,6 +464,7 @@ class AgentQueueModel(RuleBasedStateMachine):
         self.rings: dict[str, tuple[str, float]] = {}  # agent -> (call, deadline)
         self.busy: set[str] = set()
         self.free_at: dict[str, float] = {}  # agent -> end of its wrap-up
+        self.idle_since: dict[str, float] = {}  # when each agent's idle clock started
         self.announced: dict[str, int] = {}
         self.reject: RejectAnswer | None = None  # the refusal the current input must bring
 
@@ -504,6 +505,7 @@ class AgentQueueModel(RuleBasedStateMachine):
             else:
                 raise AssertionError(f"unexpected {action}")
         self.check_offers([a for a in actions if isinstance(a, Ring)])
+        self.check_longest_idle([a for a in actions if isinstance(a, Ring)])
         return actions
 
     def check_offers(self, rings: list[Ring]) -> None:
@@ -517,6 +519,20 @@ class AgentQueueModel(RuleBasedStateMachine):
                     assert agent in self.q.tried(call) or ringing_one, (
                         f"{agent} offered to {ring} before {call}"
                     )
+
+    def check_longest_idle(self, rings: list[Ring]) -> None:
+        """A longest_idle caller rang the agent idle longest of those it could take: none still idle and
+        untried for it has an older idle clock."""
+        for ring in rings:
+            entry = self.entry(ring.call_id)
+            assert entry is not None
+            if entry[2] != "longest_idle":
+                continue
+            assert len(ring.agents) == 1
+            clock = self.idle_since[ring.agents[0]]
+            for agent in self.members.get(entry[1], frozenset()) - self.q.tried(ring.call_id):
+                if self.q.agent_state(agent) is AgentState.IDLE:
+                    assert self.idle_since[agent] >= clock, f"{agent} idle longer than {ring.agents[0]}"
 
     def pick(self, data: st.DataObject, stale: bool) -> tuple[str, str]:
         """A ringing (caller, agent) pair, or with ``stale`` any pair, likely not ringing."""
@@ -577,6 +593,9 @@ class AgentQueueModel(RuleBasedStateMachine):
     def members_changed(self, group: str, agents: list[str], timer_first: bool) -> None:
         self.catch_up(timer_first)
         self.members[group] = frozenset(agents)
+        for agent in agents:
+            if agent not in self.busy and agent not in self.idle_since:
+                self.idle_since[agent] = self.now
         self.q.members_changed(group, agents, self.now)
         self.collect()
 
@@ -617,7 +636,7 @@ class AgentQueueModel(RuleBasedStateMachine):
         self.catch_up(timer_first)
         if agent in self.busy:
             self.busy.discard(agent)
-            self.free_at[agent] = self.now + self.wrap_up
+            self.free_at[agent] = self.idle_since[agent] = self.now + self.wrap_up
         self.q.agent_free(agent, self.now)
         self.collect()
 
