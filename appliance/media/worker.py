@@ -49,6 +49,7 @@ import signal
 import socket
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,8 @@ GC_FULL_INTERVAL: Final = 60.0
 # A packet due this soon after the pacing timer fired leaves with those due already, rather than one more
 # wake-up a fraction of a millisecond later.
 PACING_EARLY: Final = 0.0005
+# Control messages kept while call control's socket is full (a few seconds of a busy worker's events).
+CONTROL_BACKLOG: Final = 10000
 
 
 class WorkerServer:
@@ -119,18 +122,48 @@ class WorkerServer:
         self._full_gc_due = self.loop.time() + GC_FULL_INTERVAL
         self._pacer: asyncio.TimerHandle | None = None
         self._pacer_at = math.inf
+        self._backlog: deque[bytes] = deque()
         worker.watch = self._watch
         worker.unwatch = self._unwatch
 
     def send(self, msg: Message) -> None:
-        if self.conn is None:
+        """Send one message to call control. A control process slow to read gets it later, in order,
+        from a backlog written when its socket is writable again -- a voicemail's ``RecordDone`` must not
+        be lost to a burst of digits -- and never stalls the media; only beyond :data:`CONTROL_BACKLOG`
+        queued messages is one dropped (a reply then times out on its side)."""
+        conn = self.conn
+        if conn is None:
             return
-        try:
-            self.conn.send(encode(msg))
-        except (BlockingIOError, BrokenPipeError, ConnectionError) as exc:
-            # A control process too slow to read loses the message (a reply then times out on its side)
-            # rather than stall the media of every call on this worker.
-            log.warning("media worker: control message dropped: %s", exc)
+        data = encode(msg)
+        if not self._backlog:
+            try:
+                conn.send(data)
+                return
+            except BlockingIOError:
+                self.loop.add_writer(conn.fileno(), self._drain_backlog)
+            except (BrokenPipeError, ConnectionError) as exc:
+                log.warning("media worker: control message dropped: %s", exc)
+                return
+        if len(self._backlog) >= CONTROL_BACKLOG:
+            log.warning("media worker: control message dropped: %d queued", len(self._backlog))
+            return
+        self._backlog.append(data)
+
+    def _drain_backlog(self) -> None:
+        conn = self.conn
+        backlog = self._backlog
+        while conn is not None and backlog:
+            try:
+                conn.send(backlog[0])
+            except BlockingIOError:
+                return
+            except (BrokenPipeError, ConnectionError) as exc:
+                log.warning("media worker: %d control messages dropped: %s", len(backlog), exc)
+                backlog.clear()
+                break
+            backlog.popleft()
+        if conn is not None:
+            self.loop.remove_writer(conn.fileno())
 
     def _watch(self, sock: socket.socket, call_id: str, leg: str, rtcp: bool) -> None:
         # MediaWorker watches a leg's sockets once the call is in .calls and unwatches them before it
@@ -278,6 +311,8 @@ class WorkerServer:
                 self._timer.cancel()
             if self._pacer is not None:
                 self._pacer.cancel()
+            if self.conn is not None and self._backlog:
+                self.loop.remove_writer(self.conn.fileno())
             listener.close()
             if self.conn is not None:
                 self.conn.close()

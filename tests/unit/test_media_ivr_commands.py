@@ -3,6 +3,8 @@ on 127.0.0.1, packets handed to the call directly, time advanced by hand."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 
 from appliance.media.call import MediaCall
 from appliance.media.commands import MediaWorker
+from appliance.media.control import decode
 from appliance.media.control_events import (
     Delete,
     Direction,
@@ -22,6 +25,7 @@ from appliance.media.control_events import (
     Ok,
     Play,
     PlayDone,
+    PortsReserved,
     Record,
     RecordDone,
     StopMedia,
@@ -33,7 +37,7 @@ from appliance.media.recording import RecordingReader, key_id_for
 from appliance.media.rtp import RtpPacket
 from appliance.media.sockets import RtpSocketPool
 from appliance.media.tones import dtmf_tone, encode, sine
-from appliance.media.worker import parse_args
+from appliance.media.worker import WorkerServer, parse_args
 from tests.unit.test_media_worker import PHONE_A, PHONE_B, command, free_pair, is_bound, relay, rtp, set_leg
 
 KEK = bytes(range(32))
@@ -304,3 +308,22 @@ def test_worker_options_for_voicemail(tmp_path: Path) -> None:
     assert parse_args(base).voicemail is None
     with pytest.raises(SystemExit):
         parse_args([*base, "--voicemail-dir", str(tmp_path)])
+
+
+async def test_control_messages_wait_for_a_slow_control_process_in_order(worker: MediaWorker) -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.setblocking(False)
+    theirs.setblocking(False)
+    server = WorkerServer(worker, "/nonexistent", PortsReserved(3, 30000, 30009))
+    server.conn = ours
+    sent = [DtmfEvent("c", "a", "1234567890"[n % 10], n) for n in range(3000)]  # more than the buffer
+    for event in sent:
+        server.send(event)
+    assert server._backlog  # the socket filled up; nothing was dropped
+    received = []
+    loop = asyncio.get_running_loop()
+    while len(received) < len(sent):
+        received.append(decode(await loop.sock_recv(theirs, 65536)))
+    assert received == sent and not server._backlog
+    ours.close()
+    theirs.close()
