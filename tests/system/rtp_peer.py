@@ -37,6 +37,7 @@ import os
 import re
 import socket
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, cast
@@ -306,7 +307,8 @@ class RtpPeer:
     _send_via: int = 0
     _protect: pylibsrtp.Session | None = None
     _unprotect: pylibsrtp.Session | None = None
-    keyed: list[tuple[int, int]] = field(default_factory=list)  # (index, event) of each digit talk() sent
+    # (index, RFC 4733 event, or None for a key sent as audio) of each key talk() sent
+    keyed: list[tuple[int, int | None]] = field(default_factory=list)
     next_index: int = 0  # the index talk() sends next
     _stopped: bool = False
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -505,12 +507,17 @@ class RtpPeer:
         self._stopped = True
 
     async def talk(
-        self, keys: asyncio.Queue[int] | None = None, *, start: int = 0, interval: float = 0.02
+        self,
+        keys: asyncio.Queue[int | Sequence[bytes]] | None = None,
+        *,
+        start: int = 0,
+        interval: float = 0.02,
     ) -> int:
         """Send packets from ``start`` on, ``interval`` apart, until :meth:`stop`, as a phone's microphone
-        does throughout a call; an RFC 4733 event put on ``keys`` goes out as :meth:`digit` in place of the
-        next three packets (a phone mutes its audio while a key is down), and is noted in :attr:`keyed`.
-        :attr:`next_index` follows the packet sent next. Plain RTP only (the digits are not protected).
+        does throughout a call. A key put on ``keys`` goes out in place of the next packets and is noted in
+        :attr:`keyed`: an RFC 4733 event as :meth:`digit` (three packets; a phone mutes its audio while a key
+        is down), or payloads (a DTMF tone in the audio, for a phone without telephone-events) one packet
+        each. :attr:`next_index` follows the packet sent next. Plain RTP only (keys are not protected).
         Returns the index after the last packet sent."""
         loop = asyncio.get_running_loop()
         begin = loop.time()
@@ -524,9 +531,13 @@ class RtpPeer:
             if self._stopped:
                 break
             if not pending and keys is not None and not keys.empty():
-                event = keys.get_nowait()
-                pending = self.digit(self.next_index, event)
-                self.keyed.append((self.next_index, event))
+                key = keys.get_nowait()
+                if isinstance(key, int):
+                    pending = self.digit(self.next_index, key)
+                    self.keyed.append((self.next_index, key))
+                else:
+                    pending = [self.packet(self.next_index + n, payload=p) for n, p in enumerate(key)]
+                    self.keyed.append((self.next_index, None))
             if pending:
                 self.send_raw(pending.pop(0))
                 self.last_sent_at = loop.time()

@@ -9,10 +9,11 @@ themselves: the payloads of the RTP a caller receives, put end to end, must be t
   the default flow in their language. The German one asks for a callback (menu 1, confirms its number with
   1, takes the first time offered with 1); the Spanish one leaves a voicemail (menu 2, speaks after the
   beep, ends with ``#``). A third caller, from the United States, is greeted in English, picks Spanish in
-  the language menu (menu *) and asks for a callback in Spanish, at a time in New York. Each is confirmed
-  and hung up on by the IVR; the outbox holds the callbacks, the voicemail (whose file is encrypted at rest
-  and decrypts to what the caller said) and a session record per call, and still does after the appliance
-  is SIGKILLed and started again on the same state.
+  the language menu (menu *) and asks for a callback in Spanish, at a time in New York; a fourth, from
+  France, has a phone without telephone-events and asks for its callback with DTMF tones in its audio
+  (in-band, ITU-T Q.23). Each is confirmed and hung up on by the IVR; the outbox holds the callbacks, the
+  voicemail (whose file is encrypted at rest and decrypts to what the caller said) and a session record per
+  call, and still does after the appliance is SIGKILLed and started again on the same state.
 * A call the cloud answered is rescued into the local IVR when its cloud leg fails -- the cloud's media
   stops (a media timeout) or the cloud hangs up with ``Reason: Q.850;cause=38`` -- within 3 s, on the
   caller's existing RTP session, with no BYE or re-INVITE to the caller; a plain BYE from the cloud is
@@ -23,14 +24,17 @@ Addresses: the callers 127.0.0.2, the cloud 127.0.0.3, the appliance and its med
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import hashlib
 import itertools
+import math
 import re
 import shutil
 import sqlite3
 import time
+import warnings
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -63,17 +67,25 @@ if shutil.which(SIPP_BINARY) is None:  # pragma: no cover - .ci/run installs sip
 
 from tests.system.test_media_calls import rtp_range  # noqa: E402 - after the skip: it skips likewise
 
+with warnings.catch_warnings():
+    # audioop is deprecated (PEP 594) but is an A-law encoder independent of the appliance's own.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
+
 SCENARIOS = Path(__file__).parent / "scenarios"
 PROMPTS = Path(appliance.ivr.__file__).parent / "prompts"
 CALLED = "+4930555000"
 GERMAN = "+4930123456"  # Berlin
 SPANISH = "+34912345678"  # Madrid
 AMERICAN = "+12124567890"  # New York: English first, then Spanish (the [ivr] languages' defaults)
+FRENCH = "+33142345678"  # Paris
 CALLER_IP = "127.0.0.2"
 CLOUD_IP = "127.0.0.3"
 EVENT_PT = 101
-KEY_STAR = 10  # RFC 4733 §3.2: events 0-9 are the digits, 10 is *, 11 is #
-KEY_HASH = 11
+EVENTS = {**{str(d): d for d in range(10)}, "*": 10, "#": 11}  # RFC 4733 §3.2
+# DTMF (ITU-T Q.23): each key is one low and one high frequency, in Hz.
+DTMF = {key: (low, high) for row, low in zip(("123", "456", "789", "*0#"), (697, 770, 852, 941), strict=True)
+        for key, high in zip(row, (1209, 1336, 1477), strict=True)}  # fmt: skip
 ALAW_SILENCE = 0xD5
 RESCUE_WITHIN = 3.0  # seconds from the cloud leg's failure to the caller hearing the IVR
 QUIET = 0.3  # seconds without a packet after which a playback is taken as over
@@ -82,6 +94,20 @@ QUIET = 0.3  # seconds without a packet after which a playback is taken as over
 def prompt(language: str, name: str) -> bytes:
     """The audio of a packaged prompt: raw 8 kHz A-law."""
     return (PROMPTS / language / f"{name}.alaw").read_bytes()
+
+
+def dtmf_tone(key: str, *, ms: int = 100) -> list[bytes]:
+    """``key``'s DTMF tone for ``ms`` milliseconds in A-law payloads of 20 ms, each frequency at -10 dBm0
+    (Q.24 asks a receiver to take -3 to -25 dBm0): made here, not by the appliance's tone generator."""
+    low, high = DTMF[key]
+    # A full-scale sine is +3.14 dBm0 in A-law (G.711), and audioop's 16-bit scale maps onto its range.
+    amplitude = 32767 * 10 ** ((-10 - 3.14) / 20)
+    samples = [
+        round(amplitude * (math.sin(2 * math.pi * low * n / 8000) + math.sin(2 * math.pi * high * n / 8000)))
+        for n in range(8 * ms)
+    ]
+    alaw = audioop.lin2alaw(array.array("h", samples).tobytes(), 2)
+    return [alaw[i : i + PAYLOAD_BYTES] for i in range(0, len(alaw), PAYLOAD_BYTES)]
 
 
 def middle(audio: bytes) -> bytes:
@@ -104,12 +130,12 @@ class Caller:
     peer: RtpPeer
     uac: SippProcess
     sdp: AudioSdp  # the appliance's answer: where the caller's RTP goes and the IVR's comes from
-    keys: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
+    keys: asyncio.Queue[int | list[bytes]] = field(default_factory=asyncio.Queue)
     talking: asyncio.Task[int] | None = None
 
-    def press(self, event: int) -> None:
-        """Press a key: the next three packets the peer sends are its RFC 4733 event."""
-        self.keys.put_nowait(event)
+    def press(self, key: str) -> None:
+        """Press ``key``: an RFC 4733 event when the call has telephone-events, else its DTMF tone."""
+        self.keys.put_nowait(EVENTS[key] if self.peer.event_pt is not None else dtmf_tone(key))
 
     async def hears(self, language: str, name: str, *, after: int, within: float = 10.0) -> int:
         """Wait for prompt ``name`` to begin after packet ``after``; the index of its first packet."""
@@ -133,10 +159,12 @@ async def calling(
     scenario: str = "ivr_uac.xml",
     hold_ms: int = 0,
     recv_timeout_ms: int = 40000,
+    event_pt: int | None = EVENT_PT,
 ) -> AsyncIterator[Caller]:
     """Place a call from ``number`` to the appliance and yield it once the caller knows where to send its
-    RTP, talking from then on; the peer and SIPp are closed on leaving."""
-    peer = await RtpPeer.open(tag, address=CALLER_IP, event_pt=EVENT_PT)
+    RTP, talking from then on (a caller without ``event_pt`` offers no telephone-events: its keys are
+    tones); the peer and SIPp are closed on leaving."""
+    peer = await RtpPeer.open(tag, address=CALLER_IP, event_pt=event_pt)
     try:
         uac = SippProcess.uac(
             write_scenario(SCENARIOS / scenario, workdir / "scenario", peer.sdp(origin="caller"),
@@ -295,7 +323,7 @@ async def confirmed(caller: Caller, language: str, name: str, at: int) -> None:
 
 
 async def ask_for_a_callback(
-    caller: Caller, language: str, *, greeted_in: str | None = None, pick: int | None = None
+    caller: Caller, language: str, *, greeted_in: str | None = None, pick: str | None = None
 ) -> float:
     """Menu 1, confirm the calling number with 1, the first time offered with 1; the caller hears the
     request confirmed and a goodbye in ``language``, then the IVR's BYE. A caller greeted in another
@@ -303,17 +331,17 @@ async def ask_for_a_callback(
     confirmation began."""
     menu = await greeted(caller, greeted_in or language)
     if pick is not None:
-        caller.press(KEY_STAR)
+        caller.press("*")
         # The options in key order, each in its own language: "#" (Turkish) first.
         options = await caller.hears("tr", "language_option", after=menu + 1)
         caller.press(pick)
         menu = await caller.hears(language, "main_menu", after=options + 1)
-    caller.press(1)
+    caller.press("1")
     confirm = await caller.hears(language, "callback_number_is", after=menu + 1)
     assert confirm - menu < packets_of(prompt(language, "main_menu")), "the key did not cut the menu short"
-    caller.press(1)
+    caller.press("1")
     offer = await caller.hears(language, "callback_choose_time", after=confirm + 1)
-    caller.press(1)
+    caller.press("1")
     saved = await caller.hears(language, "callback_saved", after=offer + 1)
     await confirmed(caller, language, "callback_saved", saved)
     return wall_of(caller.peer.received[saved].at)
@@ -334,7 +362,7 @@ async def leave_a_voicemail(caller: Caller, language: str) -> Message:
     """Menu 2; after the prompt and its beep the caller speaks for 2 s and presses #; the caller hears the
     message confirmed and a goodbye, then the IVR's BYE."""
     menu = await greeted(caller, language)
-    caller.press(2)
+    caller.press("2")
     asked = await caller.hears(language, "voicemail_prompt", after=menu + 1)
     asked_index = caller.peer.next_index
     await hear_whole(caller, language, "voicemail_prompt", asked)
@@ -344,10 +372,10 @@ async def leave_a_voicemail(caller: Caller, language: str) -> Message:
     await caller.peer.wait_quiet(QUIET, within=5)  # and ended: the recording runs
     quiet_index = caller.peer.next_index
     await asyncio.sleep(2.0)  # the caller's message
-    caller.press(KEY_HASH)
+    caller.press("#")
     saved = await caller.hears(language, "voicemail_saved", after=beep + 1)
     await confirmed(caller, language, "voicemail_saved", saved)
-    hash_index = next(index for index, event in caller.peer.keyed if event == KEY_HASH)
+    hash_index = next(index for index, event in caller.peer.keyed if event == EVENTS["#"])
     heard = wall_of(caller.peer.received[saved].at)
     return Message(heard, asked_index, beep_index, quiet_index, hash_index)
 
@@ -400,18 +428,21 @@ async def test_callers_hear_their_language_and_leave_a_callback_and_a_voicemail_
             calling(app, tmp_path / "de", GERMAN, tag=1) as german,
             calling(app, tmp_path / "es", SPANISH, tag=2) as spanish,
             calling(app, tmp_path / "us", AMERICAN, tag=3) as american,
+            calling(app, tmp_path / "fr", FRENCH, tag=4, event_pt=None) as french,
         ):
-            callback_heard, voicemail, picked_heard = await asyncio.gather(
+            callback_heard, voicemail, picked_heard, tones_heard = await asyncio.gather(
                 ask_for_a_callback(german, "de"),
                 leave_a_voicemail(spanish, "es"),
-                ask_for_a_callback(american, "es", greeted_in="en", pick=2),
+                ask_for_a_callback(american, "es", greeted_in="en", pick="2"),
+                ask_for_a_callback(french, "fr"),
             )
-            for caller in (german, spanish, american):
+            callers = (german, spanish, american, french)
+            for caller in callers:
                 result = await caller.finished()  # the IVR's BYE ended the call
                 assert result.all_successful, result.describe()
         # The IVR's RTP to a caller is one stream from the answer to the BYE: one SSRC, and sequence numbers
         # that run on from one playback to the next (RFC 3550 §5.1).
-        for caller in (german, spanish, american):
+        for caller in callers:
             ivr = caller.peer.received
             assert len({r.ssrc for r in ivr}) == 1
             assert [(r.seq - ivr[0].seq) & 0xFFFF for r in ivr] == list(range(len(ivr)))
@@ -421,12 +452,13 @@ async def test_callers_hear_their_language_and_leave_a_callback_and_a_voicemail_
         assert middle(prompt("es", "service_interruption")) not in heard_de
         assert middle(prompt("de", "service_interruption")) not in heard_es
 
-        session_records = await wait_outbox(app, "ivr.session", 3)  # written as each session ends
+        session_records = await wait_outbox(app, "ivr.session", 4)  # written as each session ends
         before = outbox(app)
         callbacks = {e.body["number"]: e for e in before if e.type == "ivr.callback"}
-        assert sorted(callbacks) == sorted([GERMAN, AMERICAN]), before
+        assert sorted(callbacks) == sorted([GERMAN, AMERICAN, FRENCH]), before
         check_callback(callbacks[GERMAN], "de", "Europe/Berlin", (1, 2), callback_heard)  # CET, CEST
         check_callback(callbacks[AMERICAN], "es", "America/New_York", (-5, -4), picked_heard)  # EST, EDT
+        check_callback(callbacks[FRENCH], "fr", "Europe/Paris", (1, 2), tones_heard)
 
         message = only(before, "ivr.voicemail")
         assert message.body["caller"] == SPANISH and message.body["language"] == "es"
@@ -440,6 +472,7 @@ async def test_callers_hear_their_language_and_leave_a_callback_and_a_voicemail_
         assert by_caller[SPANISH]["digits"] == "2#"
         assert by_caller[AMERICAN]["outcome"] == "callback" and by_caller[AMERICAN]["language"] == "es"
         assert by_caller[AMERICAN]["digits"] == "*2111"
+        assert by_caller[FRENCH]["outcome"] == "callback" and by_caller[FRENCH]["digits"] == "111"
 
         # Durability: killed outright, then started again on the same state.
         app.proc.kill()
