@@ -4,11 +4,13 @@ on 127.0.0.1, packets handed to the call directly, time advanced by hand."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import struct
 from collections.abc import Iterator
 from pathlib import Path
 
+import pylibsrtp
 import pytest
 
 from appliance.media.call import MediaCall
@@ -28,6 +30,7 @@ from appliance.media.control_events import (
     PortsReserved,
     Record,
     RecordDone,
+    SrtpKeys,
     StopMedia,
     WorkerEvent,
 )
@@ -38,7 +41,18 @@ from appliance.media.rtp import RtpPacket
 from appliance.media.sockets import RtpSocketPool
 from appliance.media.tones import dtmf_tone, encode, sine
 from appliance.media.worker import WorkerServer, parse_args
-from tests.unit.test_media_worker import PHONE_A, PHONE_B, command, free_pair, is_bound, relay, rtp, set_leg
+from tests.unit.test_media_worker import (
+    KEY_A_SENDS,
+    KEY_RELAY_SENDS,
+    PHONE_A,
+    PHONE_B,
+    command,
+    free_pair,
+    is_bound,
+    relay,
+    rtp,
+    set_leg,
+)
 
 KEK = bytes(range(32))
 
@@ -327,3 +341,20 @@ async def test_control_messages_wait_for_a_slow_control_process_in_order(worker:
     assert received == sent and not server._backlog
     ours.close()
     theirs.close()
+
+
+def test_playback_to_an_srtp_leg_is_protected_with_its_key(
+    worker: MediaWorker, ports: tuple[int, int], prompt: Path
+) -> None:
+    keys = SrtpKeys(
+        "AES_CM_128_HMAC_SHA1_80",
+        local_key=base64.b64encode(KEY_RELAY_SENDS).decode(),
+        remote_key=base64.b64encode(KEY_A_SENDS).decode(),
+    )
+    set_leg(worker, "a", ports[0], remote=PHONE_A, srtp=keys)
+    command(worker, Play("call-1", "a", 1, (str(prompt),), False, request_id=1), 0.0)
+    sent, events = play_out(worker, 0.0, 1.0)
+    phone_rx = pylibsrtp.Session(pylibsrtp.Policy(KEY_RELAY_SENDS, pylibsrtp.Policy.SSRC_ANY_INBOUND))
+    plain = [phone_rx.unprotect(data) for data, _ in sent]
+    assert b"".join(p[12:] for p in plain) == prompt.read_bytes()
+    assert events == [PlayDone("call-1", "a", 1, "done")]
