@@ -15,9 +15,10 @@ themselves: the payloads of the RTP a caller receives, put end to end, must be t
   voicemail (whose file is encrypted at rest and decrypts to what the caller said) and a session record per
   call, and still does after the appliance is SIGKILLed and started again on the same state.
 * A call the cloud answered is rescued into the local IVR when its cloud leg fails -- the cloud's media
-  stops (a media timeout) or the cloud hangs up with ``Reason: Q.850;cause=38`` -- within 3 s, on the
-  caller's existing RTP session, with no BYE or re-INVITE to the caller; a plain BYE from the cloud is
-  passed on to the caller instead.
+  stops (a media timeout), the cloud hangs up with ``Reason: Q.850;cause=38``, or the cloud vanishes and
+  its probes go unanswered (the appliance turns SURVIVABLE) -- within 3 s, on the caller's existing RTP
+  session, with no BYE or re-INVITE to the caller; a plain BYE from the cloud is passed on to the caller
+  instead.
 
 Addresses: the callers 127.0.0.2, the cloud 127.0.0.3, the appliance and its media 127.0.0.1.
 """
@@ -498,7 +499,12 @@ class Cloud:
 
 @contextlib.asynccontextmanager
 async def cloud_online(
-    tmp_path: Path, *, scenario: str, hold_ms: int = 0, reason: str | None = None
+    tmp_path: Path,
+    *,
+    scenario: str,
+    hold_ms: int = 0,
+    reason: str | None = None,
+    media_timeout: float = 1.0,
 ) -> AsyncIterator[tuple[RunningAppliance, Cloud]]:
     """A cloud (a SIPp UAS that answers OPTIONS probes and calls) and the appliance that routes to it, once
     the appliance has found it ONLINE."""
@@ -511,7 +517,7 @@ async def cloud_online(
         workdir=tmp_path / "cloud", local_ip=CLOUD_IP, local_port=port, trace_messages=True,
         duration_ms=hold_ms, recv_timeout_ms=30000,
     )  # fmt: skip
-    config = media_config("timeout = 1.0") + (
+    config = media_config(f"timeout = {media_timeout}") + (
         f'[cloud]\ntrunk = "sip:{CLOUD_IP}:{port}"\nprobe_interval = 0.5\nprobe_timeout = 0.4\n'
         "probe_failures = 2\n"
     )
@@ -546,10 +552,10 @@ def from_ivr(caller: Caller, cloud: Cloud) -> list[Received]:
     return [r for r in caller.peer.received if r.payload[:1] != bytes([cloud.peer.tag])]
 
 
-async def assert_rescued(app: RunningAppliance, caller: Caller, cloud: Cloud, cut: float) -> None:
+async def assert_rescued(app: RunningAppliance, caller: Caller, cloud: Cloud, cut: float, q850: int) -> None:
     """Within 3 s of the ``cut`` (wall time) the caller hears the rescue flow's greeting in its language,
     on the same RTP session (the relay port it was sending to, its own socket); counted and kept in the
-    outbox."""
+    outbox with the Q.850 cause of the failure."""
     relayed = len(caller.peer.received)
     greeting = await caller.hears("de", "service_interruption", after=0, within=RESCUE_WITHIN + 2)
     after = wall_of(caller.peer.received[greeting].at) - cut
@@ -561,7 +567,7 @@ async def assert_rescued(app: RunningAppliance, caller: Caller, cloud: Cloud, cu
     assert {r.source for r in caller.peer.received} == {caller.sdp.target}
     await until(lambda: app.metric("appliance_calls_rescued_total") == 1, within=5, what="one call rescued")
     rescued = only(outbox(app), "call.rescued")
-    assert rescued.body["flow"] == "default", rescued.body
+    assert rescued.body["flow"] == "default" and rescued.body["q850"] == q850, rescued.body
 
 
 async def caller_kept_the_line(caller: Caller) -> None:
@@ -589,13 +595,34 @@ async def test_a_call_whose_cloud_media_stops_is_rescued_into_the_ivr(tmp_path: 
             assert cloud.talking is not None
             await cloud.talking
             assert cloud.peer.last_sent_at is not None
-            await assert_rescued(app, caller, cloud, wall_of(cloud.peer.last_sent_at))
+            await assert_rescued(app, caller, cloud, wall_of(cloud.peer.last_sent_at), 102)  # media timeout
             await caller_kept_the_line(caller)
         await session_rescued(app)
         # The failed cloud leg was released.
         messages = sipp_messages(cloud.uas.workdir)
         bye = [m for m in messages if m.start_line.startswith("BYE ")]
         assert bye and bye[0].direction == "received", [m.start_line for m in messages]
+
+
+async def test_calls_on_a_cloud_that_vanishes_are_rescued_as_the_appliance_turns_survivable(
+    tmp_path: Path,
+) -> None:
+    # A media timeout far off: the rescue must come from the probes' verdict, not from the call's media.
+    async with cloud_online(tmp_path, scenario="media_uas.xml", media_timeout=30.0) as (app, cloud):
+        async with calling(
+            app, tmp_path / "caller", GERMAN, tag=1, scenario="ivr_uac_hangup.xml", hold_ms=9000
+        ) as caller:
+            await answered_by_the_cloud(caller, cloud)
+            cloud.uas.kill()  # the cloud is gone: its probes go unanswered, its media stops
+            cloud.peer.stop()
+            assert cloud.talking is not None
+            await cloud.talking
+            assert cloud.peer.last_sent_at is not None
+            # Network out of order (Q.850 cause 38).
+            await assert_rescued(app, caller, cloud, wall_of(cloud.peer.last_sent_at), 38)
+            assert app.metric('appliance_mode{mode="SURVIVABLE"}') == 1
+            await caller_kept_the_line(caller)
+        await session_rescued(app)
 
 
 def sipp_sent_at(workdir: Path, start: str) -> float | None:
@@ -629,7 +656,7 @@ async def test_a_call_the_cloud_hangs_up_on_with_a_failure_cause_is_rescued(tmp_
             await answered_by_the_cloud(caller, cloud)
             cut = await cloud_bye_sent(cloud)
             cloud.peer.stop()
-            await assert_rescued(app, caller, cloud, cut)
+            await assert_rescued(app, caller, cloud, cut, 38)
             await caller_kept_the_line(caller)
         await session_rescued(app)
         # The cloud's BYE was answered.
