@@ -161,11 +161,12 @@ async def calling(
     hold_ms: int = 0,
     recv_timeout_ms: int = 40000,
     event_pt: int | None = EVENT_PT,
+    srtp: bool = False,
 ) -> AsyncIterator[Caller]:
     """Place a call from ``number`` to the appliance and yield it once the caller knows where to send its
     RTP, talking from then on (a caller without ``event_pt`` offers no telephone-events: its keys are
-    tones); the peer and SIPp are closed on leaving."""
-    peer = await RtpPeer.open(tag, address=CALLER_IP, event_pt=event_pt)
+    tones; with ``srtp`` it offers SRTP keyed by SDES); the peer and SIPp are closed on leaving."""
+    peer = await RtpPeer.open(tag, address=CALLER_IP, event_pt=event_pt, srtp=srtp)
     try:
         uac = SippProcess.uac(
             write_scenario(SCENARIOS / scenario, workdir / "scenario", peer.sdp(origin="caller"),
@@ -505,10 +506,11 @@ async def cloud_online(
     hold_ms: int = 0,
     reason: str | None = None,
     media_timeout: float = 1.0,
+    srtp: bool = False,
 ) -> AsyncIterator[tuple[RunningAppliance, Cloud]]:
-    """A cloud (a SIPp UAS that answers OPTIONS probes and calls) and the appliance that routes to it, once
-    the appliance has found it ONLINE."""
-    peer = await RtpPeer.open(3, address=CLOUD_IP, event_pt=EVENT_PT)
+    """A cloud (a SIPp UAS that answers OPTIONS probes and calls, with SRTP if ``srtp``) and the appliance
+    that routes to it, once the appliance has found it ONLINE."""
+    peer = await RtpPeer.open(3, address=CLOUD_IP, event_pt=EVENT_PT, srtp=srtp)
     port = free_port(CLOUD_IP)
     values = {} if reason is None else {"reason": reason}
     # No -m: SIPp counts each OPTIONS it answers as a call, and would stop answering them after the first.
@@ -564,6 +566,7 @@ async def assert_rescued(app: RunningAppliance, caller: Caller, cloud: Cloud, cu
     assert greeting >= relayed - 5  # after the cloud's audio (a few of its last packets may trail)
     await hear_whole(caller, "de", "service_interruption", greeting)
     assert {r.local_port for r in caller.peer.received} == {caller.peer.port}
+    assert not caller.peer.undecryptable, f"{len(caller.peer.undecryptable)} packets failed to unprotect"
     assert {r.source for r in caller.peer.received} == {caller.sdp.target}
     await until(lambda: app.metric("appliance_calls_rescued_total") == 1, within=5, what="one call rescued")
     rescued = only(outbox(app), "call.rescued")
@@ -585,11 +588,15 @@ async def session_rescued(app: RunningAppliance) -> None:
     assert record.body["rescued"] is True and record.body["outcome"] == "abandoned", record.body
 
 
-async def test_a_call_whose_cloud_media_stops_is_rescued_into_the_ivr(tmp_path: Path) -> None:
-    async with cloud_online(tmp_path, scenario="media_uas.xml") as (app, cloud):
+@pytest.mark.parametrize("srtp", [False, True], ids=["rtp", "srtp"])
+async def test_a_call_whose_cloud_media_stops_is_rescued_into_the_ivr(tmp_path: Path, srtp: bool) -> None:
+    # With SRTP (the relay follows the caller's profile on the cloud leg) the IVR's prompts reach the
+    # caller protected under the key the caller's leg negotiated.
+    async with cloud_online(tmp_path, scenario="media_uas.xml", srtp=srtp) as (app, cloud):
         async with calling(
-            app, tmp_path / "caller", GERMAN, tag=1, scenario="ivr_uac_hangup.xml", hold_ms=9000
+            app, tmp_path / "caller", GERMAN, tag=1, scenario="ivr_uac_hangup.xml", hold_ms=9000, srtp=srtp
         ) as caller:
+            assert (caller.sdp.proto == "RTP/SAVP") == srtp, caller.sdp.text
             await answered_by_the_cloud(caller, cloud)
             cloud.peer.stop()  # the cut: the cloud's media is gone, its signalling says nothing
             assert cloud.talking is not None
