@@ -50,20 +50,18 @@ import logging
 import re
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 import cbor2
 
 from appliance.media.call import G711, LEGS, MediaCall, MediaLeg, Send, SrtpKeyError, srtp_context
+from appliance.media.command_types import CommandFailedError, RecordingConfig
 from appliance.media.control import decode as decode_message
 from appliance.media.control_events import (
     MAX_MESSAGE_SIZE,
     MAX_REQUEST_ID,
     Answer,
     ControlDecodeError,
-    ControlError,
     Delete,
     Direction,
     DropLeg,
@@ -90,10 +88,10 @@ from appliance.media.control_events import (
     WorkerStats,
 )
 from appliance.media.fastpath_rules import IP_UDP_OVERHEAD
-from appliance.media.ivr_commands import IvrCommandError, IvrMedia
+from appliance.media.ivr_commands import IvrMedia
 from appliance.media.offload import Offloader
 from appliance.media.ports import PortsExhaustedError
-from appliance.media.recording import Codec, RecordingUsageError, RecordingWriter, key_id_for
+from appliance.media.recording import Codec, RecordingUsageError, RecordingWriter
 from appliance.media.relay import DtmfReceived, LegConfig, RelayCall
 from appliance.media.relay import FirstPacket as RelayFirstPacket
 from appliance.media.relay import SsrcChanged as RelaySsrcChanged
@@ -125,27 +123,6 @@ def _kernel_packets(call: MediaCall) -> int:
     # Read field by field: the report asks this of every call each second, and .total builds an object.
     done, live = call.offload.done, call.offload.live
     return done.a_packets + done.b_packets + live.a_packets + live.b_packets
-
-
-class CommandFailedError(ControlError):
-    """A command the worker refuses; ``code`` is the :class:`ErrorCode` of the ``Error`` reply."""
-
-    def __init__(self, code: ErrorCode, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class RecordingConfig:
-    """Where recordings go and the key-encryption key that wraps each file's data key."""
-
-    directory: Path
-    kek: bytes
-
-    @property
-    def key_id(self) -> str:
-        return key_id_for(self.kek)
 
 
 def leg_config(sdp: SessionDescription) -> tuple[LegConfig, bool]:
@@ -258,7 +235,7 @@ class MediaWorker:
         rid = getattr(msg, "request_id", 0)
         try:
             return self._dispatch(msg, now)
-        except (CommandFailedError, IvrCommandError) as exc:
+        except CommandFailedError as exc:
             return Error(rid, int(exc.code), exc.reason)
         except Exception as exc:
             # A defect in one command must not take every call down with the worker.

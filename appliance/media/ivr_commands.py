@@ -21,39 +21,20 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 from appliance.media.call import G711, MediaCall, MediaLeg, Send
+from appliance.media.command_types import CommandFailedError, RecordingConfig
 from appliance.media.control_events import ErrorCode, Play, Record, WorkerEvent
 from appliance.media.ivr_endpoint import IvrEndpoint
 from appliance.media.ivr_player import AudioCache, DeadlineHeap, PromptFileError
 from appliance.media.ivr_recorder import VoicemailRecorder
-from appliance.media.recording import Codec, RecordingUsageError, key_id_for
-from appliance.media.rtp import MediaError
+from appliance.media.recording import Codec, RecordingUsageError
 
 log = logging.getLogger("appliance.media.ivr_commands")
 
 
-class IvrCommandError(MediaError):
-    """An IVR command the worker refuses; ``code`` is the :class:`ErrorCode` of its ``Error`` reply."""
-
-    def __init__(self, code: ErrorCode, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class VoicemailConfig:
-    """Where voicemail files go and the key-encryption key that wraps each file's data key."""
-
-    directory: Path
-    kek: bytes
-
-    @property
-    def key_id(self) -> str:
-        return key_id_for(self.kek)
+VoicemailConfig = RecordingConfig
+"""Where voicemail files go and the key-encryption key that wraps each file's data key."""
 
 
 def _beep() -> bytes:
@@ -92,16 +73,16 @@ class IvrMedia:
     def _law(leg: MediaLeg) -> tuple[Codec, int]:
         config = leg.config
         if config is None:
-            raise IvrCommandError(ErrorCode.BAD_MESSAGE, f"leg {leg.name!r} is not set up")
+            raise CommandFailedError(ErrorCode.BAD_MESSAGE, f"leg {leg.name!r} is not set up")
         codec = config.codec.upper()
         if codec not in G711:
-            raise IvrCommandError(
+            raise CommandFailedError(
                 ErrorCode.BAD_MESSAGE, f"cannot play to or record {config.codec}: not G.711"
             )
         return ("PCMA" if codec == "PCMA" else "PCMU"), config.codec_pt
 
     def endpoint(self, call: MediaCall, leg: MediaLeg) -> IvrEndpoint:
-        """``leg``'s endpoint, created on first use; raises :class:`IvrCommandError` for a leg that is not
+        """``leg``'s endpoint, created on first use; raises :class:`CommandFailedError` for a leg that is not
         set up or not G.711."""
         law, pt = self._law(leg)
         ep = leg.ivr
@@ -123,7 +104,7 @@ class IvrMedia:
             return
         try:
             ep = self.endpoint(call, leg)
-        except IvrCommandError as exc:
+        except CommandFailedError as exc:
             log.warning("call %s leg %s: no in-band DTMF detection: %s", call.call_id, leg.name, exc.reason)
             return
         ep.set_inband(leg.inband)
@@ -157,7 +138,7 @@ class IvrMedia:
         try:
             audio = [self.cache.load(path) for path in msg.files]
         except PromptFileError as exc:
-            raise IvrCommandError(ErrorCode.BAD_MESSAGE, str(exc)) from None
+            raise CommandFailedError(ErrorCode.BAD_MESSAGE, str(exc)) from None
         ep = self.endpoint(call, leg)
         ep.play(msg.play_id, audio, barge_in=msg.barge_in, loop=msg.loop, now=now)
         self.changed(call, ep)
@@ -166,7 +147,7 @@ class IvrMedia:
         """Carry out ``msg`` on ``leg``: the file is created now (an existing one is ``BAD_MESSAGE``)."""
         voicemail = self.voicemail
         if voicemail is None:
-            raise IvrCommandError(ErrorCode.BAD_MESSAGE, "voicemail not configured")
+            raise CommandFailedError(ErrorCode.BAD_MESSAGE, "voicemail not configured")
         ep = self.endpoint(call, leg)
         try:
             recorder = VoicemailRecorder(
@@ -175,9 +156,9 @@ class IvrMedia:
                 silence_seconds=msg.silence_seconds, end_on_hash=msg.end_on_hash,
             )  # fmt: skip
         except FileExistsError:
-            raise IvrCommandError(ErrorCode.BAD_MESSAGE, f"voicemail {msg.record_id!r} exists") from None
+            raise CommandFailedError(ErrorCode.BAD_MESSAGE, f"voicemail {msg.record_id!r} exists") from None
         except (OSError, RecordingUsageError) as exc:
-            raise IvrCommandError(ErrorCode.INTERNAL, f"voicemail not started: {exc}") from None
+            raise CommandFailedError(ErrorCode.INTERNAL, f"voicemail not started: {exc}") from None
         beep = None
         if msg.beep:
             if self._beep is None:

@@ -57,13 +57,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from appliance.media.call import MediaCall, Send
-from appliance.media.commands import (
-    CommandFailedError,
-    MediaWorker,
-    RecordingConfig,
-    leg_config,
-    recording_name,
-)
+from appliance.media.command_types import CommandFailedError, RecordingConfig
+from appliance.media.commands import MediaWorker, leg_config, recording_name
 from appliance.media.control import encode
 from appliance.media.control_events import (
     MAX_MESSAGE_SIZE,
