@@ -11,9 +11,10 @@ themselves: the payloads of the RTP a caller receives, put end to end, must be t
   beep, ends with ``#``). A third caller, from the United States, is greeted in English, picks Spanish in
   the language menu (menu *) and asks for a callback in Spanish, at a time in New York; a fourth, from
   France, has a phone without telephone-events and asks for its callback with DTMF tones in its audio
-  (in-band, ITU-T Q.23). Each is confirmed and hung up on by the IVR; the outbox holds the callbacks, the
-  voicemail (whose file is encrypted at rest and decrypts to what the caller said) and a session record per
-  call, and still does after the appliance is SIGKILLed and started again on the same state.
+  (in-band, ITU-T Q.23); a fifth, from Britain, hangs up in the middle of its voicemail. Each of the others
+  is confirmed and hung up on by the IVR; the outbox holds the callbacks, both voicemails (each file
+  encrypted at rest, decrypting to what its caller said) and a session record per call, and still does
+  after the appliance is SIGKILLed and started again on the same state.
 * A call the cloud answered is rescued into the local IVR when its cloud leg fails -- the cloud's media
   stops (a media timeout), the cloud hangs up with ``Reason: Q.850;cause=38``, or the cloud vanishes and
   its probes go unanswered (the appliance turns SURVIVABLE) -- within 3 s, on the caller's existing RTP
@@ -80,6 +81,8 @@ GERMAN = "+4930123456"  # Berlin
 SPANISH = "+34912345678"  # Madrid
 AMERICAN = "+12124567890"  # New York: English first, then Spanish (the [ivr] languages' defaults)
 FRENCH = "+33142345678"  # Paris
+BRITISH = "+442071234567"  # London
+HANG_UP_AFTER = 20000  # ms: the British caller hangs up while recording its voicemail
 CALLER_IP = "127.0.0.2"
 CLOUD_IP = "127.0.0.3"
 EVENT_PT = 101
@@ -353,16 +356,18 @@ async def ask_for_a_callback(
 class Message:
     """A voicemail as its caller left it, in indices of the packets the caller sent (RtpPeer.payload)."""
 
-    heard_saved: float  # the wall time the caller began to hear it confirmed
     asked: int  # the packet being sent when the voicemail prompt began
     beep: int  # ... when the beep began
     quiet: int  # ... when the beep was over (QUIET s without a packet from the IVR)
-    hash: int  # the packet the # replaced
+    end: int  # the packet the # replaced; for a caller who hung up instead, the first one after the BYE
+    hash: bool = True  # ended by the #, not by hanging up
+    heard_saved: float = 0.0  # the wall time the caller began to hear it confirmed (after a #)
 
 
-async def leave_a_voicemail(caller: Caller, language: str) -> Message:
-    """Menu 2; after the prompt and its beep the caller speaks for 2 s and presses #; the caller hears the
-    message confirmed and a goodbye, then the IVR's BYE."""
+async def after_the_beep(caller: Caller, language: str) -> tuple[int, int, int, int]:
+    """Menu 2: the caller hears the voicemail prompt whole and the beep. Returns once the beep is over (the
+    recording runs): the ``asked``, ``beep`` and ``quiet`` of its :class:`Message`, and the index among
+    the received packets where the beep began."""
     menu = await greeted(caller, language)
     caller.press("2")
     asked = await caller.hears(language, "voicemail_prompt", after=menu + 1)
@@ -372,34 +377,55 @@ async def leave_a_voicemail(caller: Caller, language: str) -> Message:
     await caller.peer.wait_received(beep + 1, within=5)  # the beep has begun
     beep_index = caller.peer.next_index
     await caller.peer.wait_quiet(QUIET, within=5)  # and ended: the recording runs
-    quiet_index = caller.peer.next_index
+    return asked_index, beep_index, caller.peer.next_index, beep
+
+
+async def leave_a_voicemail(caller: Caller, language: str) -> Message:
+    """Menu 2; after the prompt and its beep the caller speaks for 2 s and presses #; the caller hears the
+    message confirmed and a goodbye, then the IVR's BYE."""
+    asked, beep_index, quiet, beep = await after_the_beep(caller, language)
     await asyncio.sleep(2.0)  # the caller's message
     caller.press("#")
     saved = await caller.hears(language, "voicemail_saved", after=beep + 1)
     await confirmed(caller, language, "voicemail_saved", saved)
     hash_index = next(index for index, event in caller.peer.keyed if event == EVENTS["#"])
     heard = wall_of(caller.peer.received[saved].at)
-    return Message(heard, asked_index, beep_index, quiet_index, hash_index)
+    return Message(asked, beep_index, quiet, hash_index, heard_saved=heard)
+
+
+async def hang_up_while_recording(caller: Caller, language: str) -> Message:
+    """Menu 2; after the prompt and its beep the caller speaks until it hangs up (its hold time is over),
+    never pressing #."""
+    asked, beep_index, quiet, _ = await after_the_beep(caller, language)
+    result = await caller.finished(within=30)
+    assert result.all_successful, result.describe()  # nothing from the IVR cut the message short
+    return Message(asked, beep_index, quiet, caller.peer.next_index, hash=False)
 
 
 def check_voicemail(app: RunningAppliance, blob: dict[str, Any], peer: RtpPeer, message: Message) -> None:
     """The voicemail file ``blob`` describes is under the state directory, encrypted, and decrypts with the
-    appliance's voicemail key to what ``peer`` said from the end of the beep up to the #."""
+    appliance's voicemail key to what ``peer`` said from the end of the beep up to the # (or about to its
+    hanging up)."""
     path = Path(blob["path"])
     assert path.parent == app.state_dir / "voicemail" and path.is_file(), blob
     data = path.read_bytes()
     assert len(data) == blob["size"]
     assert hashlib.sha256(data).hexdigest() == blob["sha256"]
-    spoken = range(message.asked, message.hash)
+    spoken = range(message.asked, message.end)
     assert not any(peer.payload(i) in data for i in spoken), "the voicemail file holds audio in the clear"
     kek = (app.state_dir / "keys" / "voicemail.kek").read_bytes()
     frames = [f.payload for f in RecordingReader(path, keks={blob["key_id"]: kek})]
     recorded = [i for i in spoken if peer.payload(i) in frames]
     assert recorded, "the voicemail holds none of what the caller said"
-    # The message is the caller's audio from the end of the beep to the #: in order, none missing.
+    # The message is the caller's audio from the end of the beep on: in order, none missing; after a #,
+    # all of it up to the #.
     assert frames == [peer.payload(i) for i in recorded]
-    assert recorded == list(range(recorded[0], message.hash)), "the recording lost audio or its end"
+    assert recorded == list(range(recorded[0], recorded[-1] + 1)), "the recording lost audio"
     assert message.beep < recorded[0] <= message.quiet, (message, recorded[0])
+    if message.hash:
+        assert recorded[-1] == message.end - 1, "the recording lost the audio before the #"
+    else:
+        assert len(recorded) >= 100, f"a message of {len(recorded)} packets: it was cut short"
 
 
 def check_callback(
@@ -431,14 +457,18 @@ async def test_callers_hear_their_language_and_leave_a_callback_and_a_voicemail_
             calling(app, tmp_path / "es", SPANISH, tag=2) as spanish,
             calling(app, tmp_path / "us", AMERICAN, tag=3) as american,
             calling(app, tmp_path / "fr", FRENCH, tag=4, event_pt=None) as french,
+            calling(
+                app, tmp_path / "gb", BRITISH, tag=5, scenario="ivr_uac_hangup.xml", hold_ms=HANG_UP_AFTER
+            ) as british,
         ):
-            callback_heard, voicemail, picked_heard, tones_heard = await asyncio.gather(
+            callback_heard, voicemail, picked_heard, tones_heard, hung_up = await asyncio.gather(
                 ask_for_a_callback(german, "de"),
                 leave_a_voicemail(spanish, "es"),
                 ask_for_a_callback(american, "es", greeted_in="en", pick="2"),
                 ask_for_a_callback(french, "fr"),
+                hang_up_while_recording(british, "en"),
             )
-            callers = (german, spanish, american, french)
+            callers = (german, spanish, american, french, british)
             for caller in callers:
                 result = await caller.finished()  # the IVR's BYE ended the call
                 assert result.all_successful, result.describe()
@@ -454,7 +484,7 @@ async def test_callers_hear_their_language_and_leave_a_callback_and_a_voicemail_
         assert middle(prompt("es", "service_interruption")) not in heard_de
         assert middle(prompt("de", "service_interruption")) not in heard_es
 
-        session_records = await wait_outbox(app, "ivr.session", 4)  # written as each session ends
+        session_records = await wait_outbox(app, "ivr.session", 5)  # written as each session ends
         before = outbox(app)
         callbacks = {e.body["number"]: e for e in before if e.type == "ivr.callback"}
         assert sorted(callbacks) == sorted([GERMAN, AMERICAN, FRENCH]), before
@@ -462,10 +492,15 @@ async def test_callers_hear_their_language_and_leave_a_callback_and_a_voicemail_
         check_callback(callbacks[AMERICAN], "es", "America/New_York", (-5, -4), picked_heard)  # EST, EDT
         check_callback(callbacks[FRENCH], "fr", "Europe/Paris", (1, 2), tones_heard)
 
-        message = only(before, "ivr.voicemail")
-        assert message.body["caller"] == SPANISH and message.body["language"] == "es"
+        messages = {e.body["caller"]: e for e in before if e.type == "ivr.voicemail"}
+        assert sorted(messages) == sorted([SPANISH, BRITISH]), before
+        message = messages[SPANISH]
+        assert message.body["language"] == "es"
         assert message.created <= voicemail.heard_saved + 0.05, (message.created, voicemail.heard_saved)
         check_voicemail(app, message.body["blob"], spanish.peer, voicemail)
+        # The message of a caller who hung up instead of pressing # is kept all the same.
+        assert messages[BRITISH].body["language"] == "en"
+        check_voicemail(app, messages[BRITISH].body["blob"], british.peer, hung_up)
 
         by_caller = {e.body["caller"]: e.body for e in session_records}
         assert by_caller[GERMAN]["outcome"] == "callback" and by_caller[GERMAN]["language"] == "de"
@@ -475,6 +510,7 @@ async def test_callers_hear_their_language_and_leave_a_callback_and_a_voicemail_
         assert by_caller[AMERICAN]["outcome"] == "callback" and by_caller[AMERICAN]["language"] == "es"
         assert by_caller[AMERICAN]["digits"] == "*2111"
         assert by_caller[FRENCH]["outcome"] == "callback" and by_caller[FRENCH]["digits"] == "111"
+        assert by_caller[BRITISH]["outcome"] == "voicemail" and by_caller[BRITISH]["digits"] == "2"
 
         # Durability: killed outright, then started again on the same state.
         app.proc.kill()
@@ -482,7 +518,7 @@ async def test_callers_hear_their_language_and_leave_a_callback_and_a_voicemail_
         apps.append(start_appliance(tmp_path, config))
         after = outbox(apps[-1])
         kept = {e.id: e for e in after}
-        for event in (*callbacks.values(), message, *session_records):
+        for event in (*callbacks.values(), *messages.values(), *session_records):
             assert kept.get(event.id) == event, f"{event.type} {event.seq} lost or changed by the restart"
 
 
