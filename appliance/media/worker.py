@@ -191,7 +191,12 @@ class WorkerServer:
             # IVR media: a barge-in, a digit or a recording's end may have queued events and moved a deadline.
             for event in self.worker.ivr.after_packets(call):
                 self.send(event)
-            self._pace()
+            if time.monotonic() + PACING_EARLY >= self._pacer_at:
+                # Packets are due: sent now, between two reads, rather than after every socket ready in this
+                # loop iteration has been read (hundreds at a time on a busy worker).
+                self._paced()
+            else:
+                self._pace()
         relay = call.relay
         if relay is None:
             return
@@ -257,6 +262,8 @@ class WorkerServer:
         self._pacer = self.loop.call_at(due, self._paced)
 
     def _paced(self) -> None:
+        if self._pacer is not None:
+            self._pacer.cancel()  # run from the packet path before the timer fired
         self._pacer, self._pacer_at = None, math.inf
         sends, events = self.worker.ivr.due(time.monotonic() + PACING_EARLY)
         self._send_all(sends)
