@@ -446,7 +446,7 @@ def check_callback(
     assert event.created <= heard_saved + 0.05, (event.created, heard_saved)
 
 
-async def test_callers_hear_their_language_and_leave_a_callback_and_a_voicemail_that_survive_sigkill(
+async def test_callers_served_in_their_languages_leave_callbacks_and_voicemails_that_survive_sigkill(
     tmp_path: Path,
 ) -> None:
     config = media_config()
@@ -470,7 +470,7 @@ async def test_callers_hear_their_language_and_leave_a_callback_and_a_voicemail_
             )
             callers = (german, spanish, american, french, british)
             for caller in callers:
-                result = await caller.finished()  # the IVR's BYE ended the call
+                result = await caller.finished()  # the IVR's BYE ended the call (the British one hung up)
                 assert result.all_successful, result.describe()
         # The IVR's RTP to a caller is one stream from the answer to the BYE: one SSRC, and sequence numbers
         # that run on from one playback to the next (RFC 3550 §5.1).
