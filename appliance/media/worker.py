@@ -117,7 +117,8 @@ class WorkerServer:
         self._swept = -math.inf
         self._full_gc_due = self.loop.time() + GC_FULL_INTERVAL
         self._pacer: asyncio.TimerHandle | None = None
-        self._pacer_at = math.inf
+        self._pacer_at = math.inf  # when the pacing timer fires (no later than _next_due)
+        self._next_due = math.inf  # the earliest IVR deadline
         self._backlog: deque[bytes] = deque()
         worker.watch = self._watch
         worker.unwatch = self._unwatch
@@ -189,14 +190,15 @@ class WorkerServer:
                 pass  # ICMP-reported unreachable peer, full buffer: that datagram is lost
         if call.inspect:
             # IVR media: a barge-in, a digit or a recording's end may have queued events and moved a deadline.
-            for event in self.worker.ivr.after_packets(call):
-                self.send(event)
-            if time.monotonic() + PACING_EARLY >= self._pacer_at:
+            events = self.worker.ivr.after_packets(call)
+            if events:
+                for event in events:
+                    self.send(event)
+                self._pace()
+            if time.monotonic() + PACING_EARLY >= self._next_due:
                 # Packets are due: sent now, between two reads, rather than after every socket ready in this
                 # loop iteration has been read (hundreds at a time on a busy worker).
                 self._paced()
-            else:
-                self._pace()
         relay = call.relay
         if relay is None:
             return
@@ -247,24 +249,24 @@ class WorkerServer:
             gc.collect(1 if middle >= GC_MIDDLE else 0)
 
     def _pace(self) -> None:
-        """Keep the pacing timer at the earliest IVR deadline."""
+        """Note the earliest IVR deadline and make sure a timer fires by then. A timer armed earlier is
+        kept (firing early costs one look at the heap; re-arming costs a timer handle, and the deadline
+        moves with every packet sent)."""
         due = self.worker.ivr.get_timer()
-        if due is None:
-            if self._pacer is not None:
-                self._pacer.cancel()
-                self._pacer, self._pacer_at = None, math.inf
-            return
-        if due == self._pacer_at:
+        self._next_due = math.inf if due is None else due
+        if due is None or due >= self._pacer_at:
             return
         if self._pacer is not None:
             self._pacer.cancel()
         self._pacer_at = due
-        self._pacer = self.loop.call_at(due, self._paced)
+        self._pacer = self.loop.call_at(due, self._pacer_fired)
+
+    def _pacer_fired(self) -> None:
+        self._pacer, self._pacer_at = None, math.inf
+        self._paced()
 
     def _paced(self) -> None:
-        if self._pacer is not None:
-            self._pacer.cancel()  # run from the packet path before the timer fired
-        self._pacer, self._pacer_at = None, math.inf
+        """Send every IVR packet due (from the pacing timer or the packet path) and report the events."""
         sends, events = self.worker.ivr.due(time.monotonic() + PACING_EARLY)
         self._send_all(sends)
         for event in events:
