@@ -38,6 +38,7 @@ from typing import Final
 
 from appliance.media.control_events import DtmfEvent, PlayDone, PlayEndReason, RecordDone, RecordEndReason
 from appliance.media.dtmf import DTMF_DIGITS
+from appliance.media.g711 import ALAW_TO_ULAW_TABLE, ULAW_TO_ALAW_TABLE
 from appliance.media.inband import DigitEnded, DigitStarted, InbandDtmfDetector, InbandEvent
 from appliance.media.ivr_player import Playback, RtpStream
 from appliance.media.ivr_recorder import VoicemailRecorder
@@ -88,10 +89,13 @@ class IvrEndpoint:
         return self.playback is not None or self.recorder is not None
 
     def set_codec(self, law: Codec, payload_type: int) -> None:
-        """The leg was re-negotiated: later packets use ``payload_type``, the detector ``law``."""
+        """The leg was re-negotiated: later packets use ``payload_type`` and ``law``, and so does the
+        detector; a recording keeps its law (the new frames are transcoded, G.711 Tables 3/4)."""
         self.stream.payload_type = payload_type
         if law != self.law:
             self.law = law
+            if self.playback is not None:
+                self.playback.set_law(law)
             if self.detector is not None:
                 self.detector = InbandDtmfDetector(law)
 
@@ -188,6 +192,10 @@ class IvrEndpoint:
             self._inband(self.detector.feed(payload, now))
         recorder = self.recorder
         if recorder is not None:
+            if recorder.law != self.law:  # re-negotiated while recording: the file keeps its law
+                payload = payload.translate(
+                    ALAW_TO_ULAW_TABLE if recorder.law == "PCMU" else ULAW_TO_ALAW_TABLE
+                )
             ended = recorder.frame(payload, now)
             if ended is not None:
                 self._end_record(ended)

@@ -177,8 +177,7 @@ class Playback:
         max_catch_up: int = MAX_CATCH_UP,
     ) -> None:
         self._audio = tuple(data for data in audio if data)
-        self._table = ALAW_TO_ULAW_TABLE if law.upper() == "PCMU" else None
-        self._silence = bytes((ULAW_SILENCE_OCTET if self._table is not None else ALAW_SILENCE_OCTET,))
+        self.set_law(law)
         self._start = start
         self._index = 0
         self._file = 0
@@ -190,6 +189,11 @@ class Playback:
         self.loop = loop
         self.skipped = 0
         self.finished = not self._audio
+
+    def set_law(self, law: str) -> None:
+        """The leg was re-negotiated to ``law``: the packets from now on are in it."""
+        self._table = ALAW_TO_ULAW_TABLE if law.upper() == "PCMU" else None
+        self._silence = bytes((ULAW_SILENCE_OCTET if self._table is not None else ALAW_SILENCE_OCTET,))
 
     @property
     def clock(self) -> float:

@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from appliance.media.control_events import DtmfEvent, PlayDone, RecordDone
-from appliance.media.g711 import ALAW_SILENCE_OCTET, ALAW_TO_ULAW_TABLE, ULAW_SILENCE_OCTET
+from appliance.media.g711 import (
+    ALAW_SILENCE_OCTET,
+    ALAW_TO_ULAW_TABLE,
+    ULAW_SILENCE_OCTET,
+    ULAW_TO_ALAW_TABLE,
+)
 from appliance.media.ivr_endpoint import IvrEndpoint
 from appliance.media.ivr_player import PTIME, SAMPLES, AudioCache, DeadlineHeap, PromptFileError
 from appliance.media.ivr_recorder import VoicemailRecorder
@@ -388,3 +393,27 @@ def test_deadline_heap_orders_moves_and_removes() -> None:
     assert heap.pop_due(3.9) == []
     assert heap.pop_due(4.0) == ["b"]
     assert heap.get_timer() is None
+
+
+def test_a_renegotiated_codec_applies_to_the_next_packet_and_the_recording_keeps_its_law(
+    tmp_path: Path,
+) -> None:
+    ep = endpoint()
+    ep.record(recorder(tmp_path, silence_seconds=0.0), beep=None, now=0.0)
+    data = audio(SAMPLES * 3)
+    ep.play(1, [data], barge_in=False, loop=False, now=0.0)
+    first = ep.handle_timer(0.0)
+    ep.audio(voiced(0), 0.0)
+    ep.set_codec("PCMU", 0)
+    second = ep.handle_timer(PTIME)
+    ep.audio(voiced(1).translate(ALAW_TO_ULAW_TABLE), PTIME)
+    assert header(first[0])[1] & 0x7F == 8 and first[0][12:] == data[:SAMPLES]
+    assert header(second[0])[1] & 0x7F == 0
+    assert second[0][12:] == data[SAMPLES : 2 * SAMPLES].translate(ALAW_TO_ULAW_TABLE)
+    ep.stop()
+    done = next(e for e in ep.events if isinstance(e, RecordDone))
+    reader = RecordingReader(done.path, keks={key_id_for(KEK): KEK})
+    assert reader.header.codec == "PCMA"
+    frames = [f.payload for f in reader]
+    assert frames[0] == voiced(0)
+    assert frames[1] == voiced(1).translate(ALAW_TO_ULAW_TABLE).translate(ULAW_TO_ALAW_TABLE)
