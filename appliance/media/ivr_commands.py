@@ -7,8 +7,9 @@ endpoint's next deadline in one :class:`~appliance.media.ivr_player.DeadlineHeap
 
 Pacing has its own timer rather than the worker's sweep: the sweep coalesces deadlines into passes at
 least ``SWEEP_GAP`` (0.2 s) apart, which suits media timeouts but not packets due every 20 ms. The glue
-keeps one ``loop.call_at`` at :meth:`IvrMedia.get_timer` and calls :meth:`IvrMedia.due`, which sends every
-packet due across all endpoints: a heap pop per endpoint, so 500 playing legs cost 25 000 pops a second.
+keeps one ``loop.call_at`` at :meth:`IvrMedia.get_timer` (and looks again from the packet path of IVR
+calls, see :mod:`appliance.media.worker`) and calls :meth:`IvrMedia.due`, which sends every packet due
+across all endpoints: a heap pop per endpoint, so 500 playing legs cost 25 000 pops a second.
 
 Events an IVR command causes (the replaced playback's ``PlayDone``, a stopped recording's ``RecordDone``)
 queue on :attr:`IvrMedia.events` for the glue to send after the reply; those of packets and timers are
@@ -29,6 +30,7 @@ from appliance.media.ivr_endpoint import IvrEndpoint
 from appliance.media.ivr_player import AudioCache, DeadlineHeap, PromptFileError
 from appliance.media.ivr_recorder import VoicemailRecorder
 from appliance.media.recording import Codec, RecordingUsageError
+from appliance.media.tones import beep as tone_beep
 
 log = logging.getLogger("appliance.media.ivr_commands")
 
@@ -38,9 +40,7 @@ VoicemailConfig = RecordingConfig
 
 
 def _beep() -> bytes:
-    from appliance.media.tones import beep
-
-    return beep("PCMA")
+    return tone_beep("PCMA")
 
 
 class IvrMedia:
