@@ -8,6 +8,8 @@ import struct
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from appliance.media.control_events import DtmfEvent, PlayDone, RecordDone
 from appliance.media.g711 import (
@@ -17,12 +19,13 @@ from appliance.media.g711 import (
     ULAW_TO_ALAW_TABLE,
 )
 from appliance.media.ivr_endpoint import IvrEndpoint
-from appliance.media.ivr_player import PTIME, SAMPLES, AudioCache, DeadlineHeap, PromptFileError
+from appliance.media.ivr_player import MAX_CATCH_UP, PTIME, SAMPLES, AudioCache, DeadlineHeap, PromptFileError
 from appliance.media.ivr_recorder import VoicemailRecorder
 from appliance.media.recording import Codec, RecordingReader, key_id_for
 from appliance.media.tones import beep, dtmf_tone, encode, sine
 
 KEK = bytes(range(32))
+EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "100"))
 SSRC, SEQ, TS = 0x11223344, 65530, 0xFFFFFF00
 
 
@@ -417,3 +420,36 @@ def test_a_renegotiated_codec_applies_to_the_next_packet_and_the_recording_keeps
     frames = [f.payload for f in reader]
     assert frames[0] == voiced(0)
     assert frames[1] == voiced(1).translate(ALAW_TO_ULAW_TABLE).translate(ULAW_TO_ALAW_TABLE)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.lists(st.floats(min_value=0.0, max_value=0.3), min_size=1, max_size=60), st.booleans())
+def test_any_firing_keeps_the_stream_on_its_schedule(gaps: list[float], loop: bool) -> None:
+    ep = endpoint()
+    data = audio(SAMPLES * 40 + 37)
+    padded = data + bytes([ALAW_SILENCE_OCTET]) * SAMPLES
+    ep.play(1, [data], barge_in=False, loop=loop, now=0.0)
+    now, previous, count = 0.0, -1, 0
+    for gap in gaps:
+        now += gap
+        due = ep.get_timer()
+        packets = ep.handle_timer(now)
+        if due is None or now < due:
+            assert packets == []
+        for packet in packets:
+            _, second, seq, ts, ssrc = header(packet)
+            index = ((ts - TS) & 0xFFFFFFFF) // SAMPLES  # the schedule slot the packet stands for
+            assert index * PTIME <= now + 1e-9  # never ahead of its time
+            assert ssrc == SSRC and seq == (SEQ + count) & 0xFFFF  # the sequence counts packets sent
+            count += 1
+            assert bool(second & 0x80) == (index != previous + 1 or previous < 0)  # marker after a gap
+            if loop:
+                start = index * SAMPLES % len(data)
+                assert packet[12:] == (data + data)[start : start + SAMPLES]
+            else:
+                assert packet[12:] == padded[index * SAMPLES : (index + 1) * SAMPLES]
+            previous = index
+        next_due = ep.get_timer()
+        if next_due is not None:
+            # What is left is never more than the catch-up allowance behind.
+            assert now - next_due < (MAX_CATCH_UP + 1) * PTIME
