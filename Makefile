@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP) prompts
+run: $(STAMP)
 	$(BIN)/appliance run
 
 lint: $(STAMP)
@@ -29,23 +29,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) prompts
+unit: $(STAMP)
 	$(BIN)/pytest -q tests --ignore=tests/system
 
-system: $(STAMP) prompts
+system: $(STAMP)
 	$(BIN)/pytest -q tests/system
 
-test: $(STAMP) lint typecheck prompts
+test: $(STAMP) lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
-# The IVR's default prompts in every language, spoken by espeak-ng from appliance/ivr/prompts/texts.toml;
-# rendered again when the texts or the renderer change (manifest.json holds each file's SHA-256).
-PROMPTS := appliance/ivr/prompts
-prompts: $(PROMPTS)/.rendered
-
-$(PROMPTS)/.rendered: $(PROMPTS)/texts.toml appliance/ivr/render_prompts.py | $(STAMP)
+# The IVR's default prompts in every language, spoken by espeak-ng from appliance/ivr/prompts/texts.toml.
+# The rendered files are committed, so that `make run` needs no synthesizer; render them again after
+# changing the texts or the renderer (manifest.json holds each file's SHA-256, checked by the tests).
+prompts: $(STAMP)
 	$(BIN)/python -m appliance.ivr.render_prompts
-	touch $@
 
 bench-sip: $(STAMP)
 	$(BIN)/python -m bench.sip

@@ -23,23 +23,27 @@ from appliance import __version__
 from appliance.calls.b2bua import B2bua
 from appliance.calls.b2bua import Destination as RouteDestination
 from appliance.calls.context import SipContext
-from appliance.calls.local_media import SilenceMedia, StartSilence, StopStream
 from appliance.calls.media_anchor import MediaAnchor, RouteMedia
 from appliance.calls.routing import RoutingTable
 from appliance.config import Config
+from appliance.config.schema import RECORDING_KEY_SIZE
 from appliance.core import ApplianceCore
+from appliance.ivr.service import IvrService
 from appliance.logs import SipTrace, setup_logging
 from appliance.media.control_events import (
+    Command,
     Delete,
+    DropLeg,
     ErrorCode,
     MediaTimeout,
     Ok,
+    Play,
+    Record,
     SetLeg,
+    StopMedia,
     WorkerEvent,
     WorkerStats,
 )
-from appliance.media.silence import SilencePlayer
-from appliance.media.sockets import RtpSocketPool
 from appliance.media.supervisor import MediaSupervisor, MediaWorkerError
 from appliance.metrics import Metrics, MetricsServer, start_metrics_server
 from appliance.ratelimit import SourceRateLimiter
@@ -56,7 +60,7 @@ from appliance.sip.transport import SipTransports, load_tls_context
 from appliance.sip.uri import parse_sip_uri
 from appliance.store import Database, Outbox
 from appliance.wan.events import ModeChanged
-from appliance.wan.mode import ModeMachine
+from appliance.wan.mode import Mode, ModeMachine
 
 log = logging.getLogger("appliance")
 GC_IDLE_INTERVAL = 60.0
@@ -132,7 +136,6 @@ class Appliance:
             on_lost=self._media_lost,
             on_reserved=self._media_reserved,
             worker_args=self._worker_args(cfg),
-            local_slice=True,  # the local IVR's sockets live in this process: a slice of their own
         )
         # Before the workers start: each one's greeting (the pairs another process held) reaches the
         # anchor's allocator through _media_reserved before any port can be allocated.
@@ -146,19 +149,24 @@ class Appliance:
         await self.supervisor.start()
         self._media_started: dict[str, float] = {}
         self._stopping = False
-        assert self.supervisor.local_ports is not None
-        self.rtp_sockets = RtpSocketPool(m.address, *self.supervisor.local_ports)
-        self.media = SilenceMedia(address=m.address, ports=self.rtp_sockets)
+        self.ivr = IvrService.load(
+            self.state_dir,
+            by_country={e.country: e.languages for e in cfg.ivr.languages},
+            site_zone=cfg.site.timezone,
+            wall=time.time,
+            agent_groups=[g.name for g in cfg.agent_groups],
+        )
         b2bua = B2bua(
             ctx=self.ctx,
             router=router,
             cloud_available=lambda: self.mode.routes_to_cloud,
             cloud_trunk=c.trunk,
             agents=self._agents,
-            media=self.media,
             observer=self.metrics,
             media_anchor=self.anchor,
             route_media={r.match: RouteMedia(r.srtp, r.record or m.record) for r in cfg.routes},
+            ivr_sessions=self.ivr.session_for,
+            rescue_flow=cfg.ivr.rescue_flow or None,
         )
         self.core = ApplianceCore(
             ctx=self.ctx,
@@ -172,12 +180,11 @@ class Appliance:
         tls = None
         if cfg.sip.tls_certificate:
             tls = load_tls_context(cfg.sip.tls_certificate, cfg.sip.tls_private_key)
-        self.player = SilencePlayer(loop=loop, ports=self.rtp_sockets)
         self.transports = SipTransports(
             self.core,
             max_message_size=cfg.sip.max_message_size,
             tls_context=tls,
-            after_flush=self._media_commands,
+            after_flush=self._persist_requests,
         )
         host = cfg.sip.listen
         udp = await self.transports.listen_udp(host, cfg.sip.udp_port)
@@ -262,18 +269,51 @@ class Appliance:
             directory = Path(m.recording_path(str(self.state_dir)))
             directory.mkdir(parents=True, exist_ok=True)
             args += ["--recording-dir", str(directory), "--recording-key", m.recording_key]
+        voicemail = self.state_dir / "voicemail"
+        voicemail.mkdir(parents=True, exist_ok=True)
+        args += ["--voicemail-dir", str(voicemail), "--voicemail-key", self._voicemail_key(cfg)]
         return args
 
-    def _media_commands(self) -> None:
-        """After every flush of the SIP core: start/stop local IVR streams, queue the relay's commands."""
-        commands = self.media.commands
-        while commands:
-            cmd = commands.popleft()
-            if isinstance(cmd, StartSilence):
-                sock = self.rtp_sockets.take(cmd.local_port)
-                self.player.adopt(cmd.stream_id, sock, cmd.remote, cmd.payload_type, cmd.silence_octet)
-            elif isinstance(cmd, StopStream):
-                self.player.stop(cmd.stream_id)
+    def _voicemail_key(self, cfg: Config) -> str:
+        """The voicemail key-encryption key file: configured, or generated once under ``keys/`` (0600)."""
+        if cfg.ivr.voicemail_key:
+            return cfg.ivr.voicemail_key
+        keys = self.state_dir / "keys"
+        keys.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = keys / "voicemail.kek"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, os.urandom(RECORDING_KEY_SIZE))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)  # whole or absent: a torn key would make every voicemail unreadable
+            dir_fd = os.open(keys, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        return str(path)
+
+    def _persist_requests(self) -> None:
+        """After every flush of the SIP core: append what IVR sessions asked to keep; each session hears
+        that its record is durable only once the outbox has committed it."""
+        requests = self.core.b2bua.persist_requests
+        while requests:
+            call_id, token, kind, body = requests.popleft()
+            self._spawn(self._persist(call_id, token, kind, body))
+
+    async def _persist(self, call_id: str, token: int, kind: str, body: Mapping[str, object]) -> None:
+        try:
+            await self.outbox.append(kind, body)
+        except Exception as exc:  # the session must hear of it: its caller is waiting for a confirmation
+            log.exception("outbox append of %s failed", kind, extra={"ctx": {"call": call_id}})
+            self.core.b2bua.persist_failed(call_id, token, repr(exc), asyncio.get_running_loop().time())
+        else:
+            self.core.b2bua.persisted(call_id, token, asyncio.get_running_loop().time())
+        self.transports.flush()
 
     def _relay_commands(self) -> None:
         """Before SIP messages go out: hand the workers what call control decided, in order per worker.
@@ -287,22 +327,27 @@ class Appliance:
             future = self.supervisor.submit(index, command)
             future.add_done_callback(functools.partial(self._relay_reply, command))
 
-    def _relay_reply(self, command: SetLeg | Delete, done: asyncio.Future[Ok]) -> None:
+    def _relay_reply(self, command: Command, done: asyncio.Future[Ok]) -> None:
         if done.cancelled() or self._stopping:
             return  # replies cut short by shutdown: the calls end with the process
         now = asyncio.get_running_loop().time()
         exc = done.exception()
         if exc is not None:
             reason = exc.reason if isinstance(exc, MediaWorkerError) else repr(exc)
-            if isinstance(command, SetLeg):
+            if isinstance(command, (Play, Record, StopMedia, DropLeg)):
+                self.core.b2bua.ivr_command_failed(command.call_id, command, reason, now)
+                self.transports.flush()
+            elif isinstance(command, SetLeg):
                 self.core.b2bua.media_failed(command.call_id, reason, now)
                 self.transports.flush()
-            elif not (isinstance(exc, MediaWorkerError) and exc.code == ErrorCode.UNKNOWN_CALL):
+            elif isinstance(command, Delete) and not (
+                isinstance(exc, MediaWorkerError) and exc.code == ErrorCode.UNKNOWN_CALL
+            ):
                 log.warning("media delete of %s failed: %s", command.call_id, reason)  # a restarted worker
             return
         if isinstance(command, SetLeg):
             self._media_started.setdefault(command.call_id, now)
-        else:
+        elif isinstance(command, Delete):
             self._media_deleted(command.call_id, done.result(), now)
 
     def _media_deleted(self, call_id: str, reply: Ok, now: float) -> None:
@@ -350,6 +395,12 @@ class Appliance:
 
     def _mode_changed(self, event: ModeChanged) -> None:
         self.metrics.set_mode(event.new.name)
+        if event.new is Mode.SURVIVABLE and event.old is not Mode.SURVIVABLE:
+            # The cloud is gone: its answered calls are rescued now, not one media timeout later each.
+            now = asyncio.get_running_loop().time()
+            rescued = self.core.b2bua.rescue_cloud_calls(event.reason, now)
+            if rescued:
+                log.warning("%d cloud calls rescued into the local IVR: %s", rescued, event.reason)
         if self.notifier is not None:
             self.notifier.status(f"mode {event.new.name}: {event.reason}")
         body = {"old": event.old.name, "new": event.new.name, "reason": event.reason}
@@ -420,7 +471,6 @@ class Appliance:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.transports.close()
         await self.supervisor.close()
-        self.player.close()
         await self.metrics_server.close()
         await self.outbox.close()
         await self.db.close()

@@ -24,9 +24,10 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from appliance.calls import causes
 from appliance.calls.causes import Cause
@@ -45,9 +46,10 @@ from appliance.calls.events import (
     UpdateAnswer,
     UpdateRejected,
 )
+from appliance.calls.ivr_leg import IvrLeg
 from appliance.calls.routing import RoutingTable
 from appliance.calls.sip_leg import LegState, SipLeg
-from appliance.media.control_events import DtmfEvent, MediaTimeout, WorkerEvent
+from appliance.media.control_events import DtmfEvent, MediaTimeout, PlayDone, RecordDone, WorkerEvent
 from appliance.sip.dialog import uri_to_peer
 from appliance.sip.errors import DecodeError
 from appliance.sip.events import Peer
@@ -57,6 +59,7 @@ from appliance.sip.transaction import ServerTransaction
 from appliance.sip.uri import SipUri, TelUri, parse_sip_uri, parse_uri
 
 if TYPE_CHECKING:
+    from appliance.calls.ivr_leg import Session
     from appliance.calls.media_anchor import MediaAnchor, RouteMedia
 
 log = logging.getLogger("appliance.calls")
@@ -73,6 +76,14 @@ MEDIA_TIMEOUT: Final = Cause(102, 408, "Media timeout")
 MEDIA_FAILURE: Final = Cause(41, 503, "Media relay failure")
 
 
+def is_failure(cause: Cause) -> bool:
+    """Whether a release ``cause`` says something failed rather than someone hung up: Q.850 §2.2.5 puts
+    causes 1–31 in the normal event classes and 32–127 in resource unavailable, service not available,
+    not implemented, invalid message, protocol error and interworking. A cloud leg released with one of
+    the latter (a BYE with ``Reason: Q.850;cause=38``, a timed-out session) is rescued."""
+    return cause.q850 >= 32
+
+
 class Destination(Protocol):
     @property
     def kind(self) -> str: ...
@@ -83,15 +94,16 @@ class Destination(Protocol):
 class CallObserver(Protocol):
     def call_started(self, route: str) -> None: ...
     def call_routed(self, old_route: str, new_route: str) -> None: ...
+    def call_rescued(self) -> None: ...
     def call_ended(self, route: str) -> None: ...
     def reject(self, reason: str) -> None: ...
 
 
-class LocalMedia(Protocol):
-    """Media the appliance terminates itself (the local IVR). ``answer`` raises :class:`MediaRefused`."""
+IvrSessions = Callable[[str, str, Setup, bool], "Session | None"]
+"""``(call_id, flow, setup, rescued)`` → a new IVR session for the call, or None without such a flow."""
 
-    def answer(self, stream_id: str, offer: bytes | None) -> bytes: ...
-    def stop(self, stream_id: str) -> None: ...
+PersistRequest = tuple[str, int, str, Mapping[str, Any]]
+"""``(call_id, token, type, body)``: an outbox append an IVR session waits for."""
 
 
 class MediaRefused(Exception):
@@ -106,6 +118,14 @@ class Leg(Protocol):
     route_kind: str
 
     def handle(self, event: CallEvent, now: float) -> None: ...
+
+
+class TimedLeg(Protocol):
+    """A leg with a deadline in the B2BUA's heap (SIP legs' no-answer and session timers, IVR sessions)."""
+
+    @property
+    def timer_due(self) -> float | None: ...
+    def on_timer(self, now: float) -> None: ...
 
 
 class Call:
@@ -146,39 +166,6 @@ class Call:
         self._b2bua.call_event(self, leg, event, now)
 
 
-class LocalIvrLeg:
-    """The local IVR destination. Until the IVR engine lands it answers and plays silence."""
-
-    __slots__ = ("_b2bua", "call", "flow", "route_kind", "stream_id")
-
-    def __init__(self, b2bua: B2bua, call: Call, flow: str) -> None:
-        self._b2bua = b2bua
-        self.call = call
-        self.flow = flow
-        self.route_kind = "ivr"
-        self.stream_id = f"{call.id}:ivr"
-
-    def start(self, setup: Setup, now: float) -> None:
-        media = self._b2bua.media
-        try:
-            answer = media.answer(self.stream_id, setup.sdp)
-        except MediaRefused as exc:
-            self.call.from_leg(self, Fail(Cause.from_sip(exc.status, exc.reason)), now)
-            return
-        self.call.from_leg(self, Answer(answer), now)
-
-    def handle(self, event: CallEvent, now: float) -> None:
-        if isinstance(event, (Disconnect, Fail)):
-            self._b2bua.media.stop(self.stream_id)
-        elif isinstance(event, Update):
-            try:
-                answer = self._b2bua.media.answer(self.stream_id, event.sdp)
-            except MediaRefused as exc:
-                self.call.from_leg(self, Fail(Cause.from_sip(exc.status, exc.reason)), now)
-                return
-            self.call.from_leg(self, UpdateAnswer(answer), now)
-
-
 class B2bua:
     def __init__(
         self,
@@ -188,25 +175,37 @@ class B2bua:
         cloud_available: Callable[[], bool],
         cloud_trunk: str,
         agents: Callable[[str], list[tuple[str, Peer]]],
-        media: LocalMedia,
         observer: CallObserver,
         media_anchor: MediaAnchor | None = None,
         route_media: Mapping[str, RouteMedia] | None = None,
+        ivr_sessions: IvrSessions | None = None,
+        ivr_media: MediaAnchor | None = None,
+        rescue_flow: str | None = None,
     ) -> None:
         self.ctx = ctx
         self.router = router
         self.cloud_available = cloud_available
         self.cloud_trunk = parse_sip_uri(cloud_trunk) if cloud_trunk else None
         self.agents = agents
-        self.media = media
         self.observer = observer
         # With an anchor every SDP between relayed legs goes through it (the RTP flows via the media
         # workers); without one SDP passes through untouched and the endpoints send media to each other.
         self.media_anchor = media_anchor
         self.route_media = route_media or {}
+        # The local IVR runs on the media workers of ``ivr_media`` (by default the relay's anchor, which a
+        # rescue needs: the caller's relayed leg becomes the IVR's); without sessions or an anchor an
+        # ``ivr:`` destination is unavailable. ``rescue_flow``: where answered cloud calls go when their
+        # cloud leg fails.
+        self.ivr_sessions = ivr_sessions
+        self.ivr_media = ivr_media or media_anchor
+        self.rescue_flow = rescue_flow
         self.calls: dict[str, Call] = {}
+        # IVR sessions by call id, from answer until the session has persisted its last record (which may
+        # be after the caller hung up).
+        self.ivr_legs: dict[str, IvrLeg] = {}
+        self.persist_requests: deque[PersistRequest] = deque()
         self._legs: dict[tuple[str, str], SipLeg] = {}
-        self._heap: list[tuple[float, int, SipLeg]] = []
+        self._heap: list[tuple[float, int, TimedLeg]] = []
         self._seq = itertools.count()
 
     # -------------------------------------------------------------------------------- bookkeeping
@@ -221,7 +220,7 @@ class B2bua:
         if txn is not None:
             self._legs.pop((txn.request.call_id, leg.local_tag), None)
 
-    def arm(self, leg: SipLeg) -> None:
+    def arm(self, leg: TimedLeg) -> None:
         if leg.timer_due is not None:
             heapq.heappush(self._heap, (leg.timer_due, next(self._seq), leg))
 
@@ -312,11 +311,13 @@ class B2bua:
                 return False
             return self._dial_trunk(call, trunk, setup, now, "trunk")
         if kind == "ivr":
-            if self.media_anchor is not None:
-                # The local IVR terminates the media itself: nothing of this call is relayed any more.
+            ivr = self._ivr_leg(call, dest.target, setup, rescued=False)
+            if ivr is None:
+                return False
+            if self.media_anchor is not None and call.b_setup is not None:
+                # An earlier relayed destination anchored the caller's offer; the IVR answers it afresh.
                 self.media_anchor.release(call.id)
                 call.b_setup = None
-            ivr = LocalIvrLeg(self, call, dest.target)
             self._route(call, "ivr")
             call.forks.append(ivr)
             ivr.start(setup, now)
@@ -427,6 +428,8 @@ class B2bua:
                     self._next_destination(call, now)
         elif isinstance(event, Disconnect):
             if leg is call.b:
+                if is_failure(event.cause) and self.rescue(call, event.cause, now):
+                    return
                 call.a.handle(event, now)
                 self._finish(call)
         elif leg is call.b:
@@ -437,8 +440,8 @@ class B2bua:
         anchor = self.media_anchor
         if (
             anchor is None
-            or isinstance(source, LocalIvrLeg)
-            or isinstance(target, LocalIvrLeg)
+            or isinstance(source, IvrLeg)
+            or isinstance(target, IvrLeg)
             or not anchor.has(call.id)
         ):
             target.handle(event, now)
@@ -470,6 +473,10 @@ class B2bua:
     # ------------------------------------------------------------------------- media events
     def media_event(self, call_id: str, event: WorkerEvent, now: float) -> None:
         """An event a media worker reported about ``call_id`` (see :mod:`appliance.media.control_events`)."""
+        ivr = self.ivr_legs.get(call_id)
+        if ivr is not None and isinstance(event, (PlayDone, RecordDone, DtmfEvent)):
+            ivr.media_event(event, now)
+            return
         call = self.calls.get(call_id)
         if call is None or call.ended:
             return
@@ -482,6 +489,9 @@ class B2bua:
                 extra={"ctx": {"call": call_id}},
             )  # fmt: skip
             if call.answered:
+                # The callee's media died while the caller's still flows: a rescue keeps the caller.
+                if event.leg == "b" and self.rescue(call, MEDIA_TIMEOUT, now):
+                    return
                 self.end_for_media(call, MEDIA_TIMEOUT, now)
         elif isinstance(event, DtmfEvent):
             log.info("DTMF %s on leg %s", event.digit, event.leg, extra={"ctx": {"call": call_id}})
@@ -496,6 +506,9 @@ class B2bua:
 
     def media_failed(self, call_id: str, reason: str, now: float) -> None:
         """The worker refused a command for the call, or died: its media is gone, so is the call."""
+        ivr = self.ivr_legs.get(call_id)
+        if ivr is not None and ivr.call.ended:
+            ivr.command_failed(None, reason, now)  # only the session's last records are still pending
         call = self.calls.get(call_id)
         if call is not None and not call.ended:
             log.error("media relay failed: %s", reason, extra={"ctx": {"call": call_id}})
@@ -508,6 +521,97 @@ class B2bua:
         for leg in legs:
             leg.handle(Disconnect(cause), now)
         self._finish(call)
+
+    # ------------------------------------------------------------------------------- local IVR
+    def _ivr_leg(self, call: Call, flow: str, setup: Setup, *, rescued: bool) -> IvrLeg | None:
+        if self.ivr_sessions is None or self.ivr_media is None:
+            log.info("call %s: no local IVR configured", call.id)
+            return None
+        session = self.ivr_sessions(call.id, flow, setup, rescued)
+        if session is None:
+            call.last_cause = causes.Cause(47, 503, f"No IVR flow {flow!r}")
+            log.warning("no IVR flow %r", flow, extra={"ctx": {"call": call.id}})
+            return None
+        return IvrLeg(self, call, flow, session)
+
+    def rescue(self, call: Call, cause: Cause, now: float) -> bool:
+        """Move an answered call whose cloud leg failed into the rescue flow, on the caller's existing
+        media leg: the caller is neither re-answered nor dropped. False when the call cannot be rescued
+        (no rescue flow, not a cloud call, the caller's media not G.711); the caller must then be released.
+        """
+        anchor = self.media_anchor
+        flow = self.rescue_flow
+        b = call.b
+        if flow is None or anchor is None or anchor is not self.ivr_media:
+            return False
+        if not call.answered or b is None or b.route_kind != "cloud" or not anchor.can_adopt_local(call.id):
+            return False
+        ivr = self._ivr_leg(call, flow, call.setup, rescued=True)
+        if ivr is None:
+            return False
+        anchor.adopt_local(call.id)
+        log.warning(
+            "cloud leg failed (%d %s): call rescued into IVR flow %r", cause.q850, cause.text, flow,
+            extra={"ctx": {"call": call.id, "q850": cause.q850}},
+        )  # fmt: skip
+        b.handle(Disconnect(cause), now)  # a leg that has not ended yet (a media timeout) is released
+        call.b = ivr
+        call.b_setup = None
+        self._route(call, "ivr")
+        self.observer.call_rescued()
+        body = {"call_id": call.id, "from": "cloud", "q850": cause.q850, "reason": cause.text, "flow": flow}
+        self.persist_requests.append((call.id, 0, "call.rescued", body))
+        ivr.adopt(now)
+        return True
+
+    def rescue_cloud_calls(self, reason: str, now: float) -> int:
+        """The WAN or the cloud is gone: rescue every answered call on a cloud leg now rather than waiting
+        for each one's media timeout. Returns how many were rescued."""
+        cause = Cause(38, 503, f"Network out of order: {reason}")
+        rescued = 0
+        for call in list(self.calls.values()):
+            if call.answered and call.b is not None and call.b.route_kind == "cloud" and not call.ended:
+                rescued += self.rescue(call, cause, now)
+        return rescued
+
+    def ivr_started(self, leg: IvrLeg) -> None:
+        self.ivr_legs[leg.call_id] = leg
+
+    def ivr_ended(self, leg: IvrLeg) -> None:
+        if self.ivr_legs.get(leg.call_id) is leg:
+            del self.ivr_legs[leg.call_id]
+
+    def ivr_hang_up(self, leg: IvrLeg, cause: Cause, now: float) -> None:
+        """The flow ended the call (a hang-up node)."""
+        call = leg.call
+        if not call.ended:
+            call.a.handle(Disconnect(cause), now)
+            self._finish(call)
+
+    def persisted(self, call_id: str, token: int, now: float) -> None:
+        """An IVR session's outbox append is committed."""
+        leg = self.ivr_legs.get(call_id)
+        if leg is not None and token:
+            leg.persisted(token, now)
+
+    def persist_failed(self, call_id: str, token: int, reason: str, now: float) -> None:
+        leg = self.ivr_legs.get(call_id)
+        if leg is not None and token:
+            leg.persist_failed(token, reason, now)
+
+    def ivr_command_failed(self, call_id: str, command: object, reason: str, now: float) -> None:
+        leg = self.ivr_legs.get(call_id)
+        if leg is not None:
+            leg.command_failed(command, reason, now)
+
+    def queue_for_agents(self, leg: IvrLeg, group: str, strategy: str, now: float) -> None:
+        """Local agent queues are not wired to the IVR in this build: the caller waits with music until
+        the flow's maximum wait sends it to the fallback."""
+        log.warning("agent queue %r (%s) not available", group, strategy,
+                    extra={"ctx": {"call": leg.call_id}})  # fmt: skip
+
+    def leave_queue(self, leg: IvrLeg, now: float) -> None:
+        pass
 
     def _end(self, call: Call, event: Fail, now: float) -> None:
         log.warning(
@@ -526,6 +630,8 @@ class B2bua:
         self.calls.pop(call.id, None)
         if self.media_anchor is not None:
             self.media_anchor.release(call.id)
+        if self.ivr_media is not None and self.ivr_media is not self.media_anchor:
+            self.ivr_media.release(call.id)
         # The legs refer to their call and the call to its legs: let go of them so that reference counting,
         # not the cycle collector, frees a finished call (legs still answering late messages keep working:
         # every event they raise stops at ``call.ended``).

@@ -44,9 +44,10 @@ from typing import Final, Literal
 
 from appliance.calls.b2bua import MediaRefused
 from appliance.media import srtp as sdes
-from appliance.media.control_events import Delete, LegSpec, SetLeg, SrtpKeys
+from appliance.media.control_events import Command as WorkerCommand
+from appliance.media.control_events import Delete, DropLeg, LegSpec, SetLeg, SrtpKeys
 from appliance.media.ports import PortAllocator, PortsExhaustedError
-from appliance.sdp import parse_sdp
+from appliance.sdp import PCMA, PCMU, TELEPHONE_EVENT, answer_audio, parse_sdp
 from appliance.sdp.errors import SdpError
 from appliance.sdp.model import Attribute, Direction, MediaDescription, RtpMap, SessionDescription
 from appliance.sdp.offer_answer import audio_formats, same_codec
@@ -56,13 +57,17 @@ log = logging.getLogger("appliance.calls.media")
 
 LEGS: Final = ("a", "b")
 SrtpPolicy = Literal["follow", "off", "sdes"]
-Command = tuple[int, SetLeg | Delete]
+Command = tuple[int, WorkerCommand]
 
 AVP: Final = "RTP/AVP"
 SAVP: Final = "RTP/SAVP"
 _OUR_CRYPTO_TAG: Final = 1
 _G711: Final = {"PCMA": 8, "PCMU": 0}
 _OTHER_G711: Final = {"PCMA": "PCMU", "PCMU": "PCMA"}
+# The leg flags of a caller whose media the appliance terminates (the local IVR): every digit is reported to
+# call control, and listened for in the audio when the caller negotiated no RFC 4733 events.
+_LOCAL_FLAGS: Final = ("dtmf-events",)
+_LOCAL_FLAGS_INBAND: Final = ("dtmf-events", "inband-dtmf")
 # Formats that are never "the" codec of a leg: RFC 4733 events and RFC 3389 comfort noise ride along.
 _SIDE_FORMATS: Final = frozenset({"telephone-event", "cn"})
 _RTP_FIELDS: Final = frozenset({"rtpmap", "fmtp", "crypto"})  # an answer's, rewritten for the offerer
@@ -111,6 +116,8 @@ class _Call:
     last: _Exchange | None = None
     set_sent: bool = False
     specs: dict[str, LegSpec] = field(default_factory=dict)
+    # The appliance terminates leg a's media itself (the local IVR): nothing is relayed to a leg b.
+    local: bool = False
 
 
 def _crc_worker(workers: int) -> Callable[[str], int]:
@@ -201,6 +208,103 @@ class MediaAnchor:
         except SdpError as exc:
             raise MediaRefused(488, f"SDP: {exc.reason}") from None
 
+    # ------------------------------------------------------------------------- local media (IVR)
+    def answer_local(self, call_id: str, offer: bytes, *, options: RouteMedia | None = None) -> bytes:
+        """Answer the caller's (leg a's) ``offer`` with the appliance as the media end, for the local IVR.
+
+        The caller's RTP then terminates on the call's worker, which plays prompts, records and detects
+        digits on it. G.711 (A-law, then µ-law) plus telephone-event are accepted; a caller that offers no
+        telephone-event gets in-band detection. A later offer from the caller (re-INVITE) re-answers on
+        the same port. Raises :class:`MediaRefused`: 488 for SDP that cannot be answered (SRTP callers
+        are not answered locally yet), 503 without a free port.
+        """
+        try:
+            sdp = parse_sdp(offer)
+        except SdpError as exc:
+            raise MediaRefused(488, f"SDP: {exc.reason}") from None
+        call = self._calls.get(call_id)
+        if call is None:
+            call = self._open(call_id, options or RouteMedia(record=self.record), legs=("a",))
+        leg = call.legs["a"]
+        try:
+            answer, negotiated = answer_audio(
+                sdp,
+                local_address=self.address,
+                local_port=leg.port,
+                supported=(PCMA, PCMU, TELEPHONE_EVENT),
+                session_id=leg.session_id,
+                session_version=0,
+            )
+        except SdpError as exc:
+            raise MediaRefused(exc.status if exc.status >= 400 else 488, f"SDP: {exc.reason}") from None
+        call.local = True
+        call.pending = call.last = None
+        held = not negotiated.direction.sends or negotiated.remote_address in ("0.0.0.0", "::")
+        spec = LegSpec(
+            local_port=leg.port,
+            remote=None if held else (negotiated.remote_address, negotiated.remote_port),
+            codec_pt=negotiated.payload_type,
+            codec=negotiated.codec.name.upper(),
+            event_pt=negotiated.dtmf_payload_type,
+            rtcp_port=negotiated.remote_rtcp_port,
+            hold=held,
+            srtp=None,
+        )
+        self._set_local(call_id, call, spec)
+        return self._send(leg, answer)
+
+    def adopt_local(self, call_id: str) -> bool:
+        """Take over a relayed call's caller leg for the local IVR (call rescue): leg b is dropped, leg a
+        stays on its port with its negotiated codec, so the caller notices nothing but new audio.
+
+        False (nothing changed) when the call is not anchored, leg a has no agreed media yet, or its codec
+        is not G.711 (the IVR plays and records G.711 only).
+        """
+        if not self.can_adopt_local(call_id):
+            return False
+        call = self._calls[call_id]
+        spec = call.specs["a"]
+        b = call.legs.pop("b", None)
+        if b is not None:
+            self._ports[call.worker].release(b.port)
+            if b.spec is not None:
+                self.commands.append((call.worker, DropLeg(call_id, "b")))
+        call.specs.pop("b", None)
+        call.local = True
+        call.pending = call.last = None
+        self._set_local(call_id, call, spec)
+        return True
+
+    def can_adopt_local(self, call_id: str) -> bool:
+        """Whether :meth:`adopt_local` would take the call."""
+        call = self._calls.get(call_id)
+        spec = None if call is None else call.specs.get("a")
+        return spec is not None and spec.codec in _G711
+
+    def is_local(self, call_id: str) -> bool:
+        call = self._calls.get(call_id)
+        return call is not None and call.local
+
+    def local_command(self, call_id: str, command: WorkerCommand) -> bool:
+        """Queue ``command`` (play, record, stop) for the worker that carries ``call_id``'s local media;
+        False when the call has none."""
+        call = self._calls.get(call_id)
+        if call is None or not call.local:
+            return False
+        self.commands.append((call.worker, command))
+        return True
+
+    def _set_local(self, call_id: str, call: _Call, spec: LegSpec) -> None:
+        leg = call.legs["a"]
+        flags = _LOCAL_FLAGS if spec.event_pt is not None else _LOCAL_FLAGS_INBAND
+        if call.options.record or self.record:
+            flags = (*flags, "record")
+        call.specs["a"] = spec
+        if spec != leg.spec or flags != leg.flags:
+            leg.spec, leg.flags = spec, flags
+            call.set_sent = True
+            self.commands.append((call.worker, SetLeg(call_id, "a", spec, flags)))
+
     def reject(self, call_id: str) -> None:
         """The pending offer was refused by the other leg: the last agreed media stays in force."""
         call = self._calls.get(call_id)
@@ -218,22 +322,22 @@ class MediaAnchor:
             self.commands.append((call.worker, Delete(call_id)))
 
     # -------------------------------------------------------------------------------- internals
-    def _open(self, call_id: str, options: RouteMedia) -> _Call:
+    def _open(self, call_id: str, options: RouteMedia, legs: Sequence[str] = LEGS) -> _Call:
         worker = self._worker_for(call_id)
         allocator = self._ports[worker]
         ports: list[int] = []
         try:
-            for _ in LEGS:
+            for _ in legs:
                 ports.append(allocator.allocate())
         except PortsExhaustedError:
             for port in ports:
                 allocator.release(port)
             raise MediaRefused(503, "No RTP port free") from None
-        legs = {
+        states = {
             name: _Leg(port, self._session_id(), self._random(sdes.KEY_SALT_LENGTH))
-            for name, port in zip(LEGS, ports, strict=True)
+            for name, port in zip(legs, ports, strict=True)
         }
-        call = _Call(worker, legs, options)
+        call = _Call(worker, states, options)
         self._calls[call_id] = call
         return call
 

@@ -41,7 +41,7 @@ from appliance.sip.builder import make_request
 from appliance.sip.dialog import Dialog, uri_to_peer
 from appliance.sip.errors import DecodeError
 from appliance.sip.events import Peer
-from appliance.sip.headers import parse_contacts, parse_session_expires
+from appliance.sip.headers import parse_contacts, parse_reason, parse_session_expires
 from appliance.sip.message import Request, Response
 from appliance.sip.transaction import ClientTransaction, ServerTransaction, TxState
 from appliance.sip.uri import TelUri, parse_uri
@@ -442,8 +442,7 @@ class SipLeg:
             if self.state is not LegState.ENDED:
                 self.state = LegState.ENDED
                 self.timer_due = None
-                reason = Cause.from_q850(16, "Normal call clearing")
-                self.call.from_leg(self, Disconnect(reason), now)
+                self.call.from_leg(self, Disconnect(bye_cause(request)), now)
                 self._b2bua.leg_ended(self)
         elif method in ("INVITE", "UPDATE"):
             self._incoming_offer(request, txn, now)
@@ -632,3 +631,17 @@ class SipLeg:
         txn = ctx.endpoint.send_request(request, self._dialog_peer(), now)
         txn.tu_data = self
         return txn
+
+
+def bye_cause(request: Request) -> Cause:
+    """Why the peer hung up: the Q.850 cause of its Reason header (RFC 3326 §2), or a SIP status there;
+    normal clearing when it gives none. Call control tells a hang-up from a failure by it (a cloud leg
+    that failed is rescued, one that hung up is not)."""
+    value = request.headers.get("reason")
+    if value:
+        for protocol, cause, text in parse_reason(value):
+            if protocol == "Q.850" and 1 <= cause <= 127:
+                return Cause.from_q850(cause, text)
+            if protocol == "SIP" and 300 <= cause <= 699:
+                return Cause.from_sip(cause, text)
+    return Cause.from_q850(16, "Normal call clearing")

@@ -17,7 +17,7 @@ import ipaddress
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Self
+from typing import ClassVar, Final, Literal, Self
 
 from appliance.config.rules import (
     NAME_RE,
@@ -368,6 +368,60 @@ class AgentGroupConfig:
     ring_timeout: float = field(default=20.0, metadata=number(above=0))  # seconds
 
 
+LANGUAGE_RE = r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})?"
+
+
+@dataclass(frozen=True)
+class CountryLanguages:
+    """The languages callers from ``country`` (ISO 3166 region of their number) are served in, best first;
+    the first one the IVR flow offers is used."""
+
+    country: str = field(metadata=rule('an ISO 3166 region code such as "DE"', region_check))
+    languages: tuple[str, ...] = field(
+        metadata=non_empty_array(
+            "a non-empty array of language codes",
+            item=Rule('a language code such as "de"', text(LANGUAGE_RE)),
+        )
+    )
+
+
+def _country_languages(*pairs: tuple[str, str]) -> tuple[CountryLanguages, ...]:
+    return tuple(CountryLanguages(c, tuple(langs.split())) for c, langs in pairs)
+
+
+# Where the default prompts' eleven languages are spoken (first the language callers expect, then a
+# second one many of them understand).
+DEFAULT_COUNTRY_LANGUAGES: Final = _country_languages(
+    ("DE", "de en"), ("AT", "de en"), ("CH", "de fr en"), ("LI", "de"), ("LU", "fr de"),
+    ("ES", "es en"), ("MX", "es"), ("AR", "es"), ("CO", "es"), ("CL", "es"), ("PE", "es"), ("VE", "es"),
+    ("EC", "es"), ("GT", "es"), ("CU", "es"), ("BO", "es"), ("DO", "es"), ("HN", "es"), ("PY", "es"),
+    ("SV", "es"), ("NI", "es"), ("CR", "es"), ("PA", "es"), ("UY", "es"),
+    ("BR", "pt"), ("PT", "pt"), ("AO", "pt"), ("MZ", "pt"),
+    ("FR", "fr en"), ("BE", "fr de"), ("MC", "fr"), ("SN", "fr"), ("CI", "fr"), ("CM", "fr"), ("CA", "en fr"),
+    ("AE", "ar en"), ("SA", "ar en"), ("EG", "ar en"), ("QA", "ar en"), ("KW", "ar en"), ("BH", "ar en"),
+    ("OM", "ar en"), ("JO", "ar en"), ("LB", "ar fr"), ("MA", "ar fr"), ("DZ", "ar fr"), ("TN", "ar fr"),
+    ("IQ", "ar"),
+    ("CN", "zh"), ("TW", "zh"), ("HK", "zh en"), ("MO", "zh pt"), ("SG", "en zh"),
+    ("JP", "ja"), ("IN", "hi en"), ("ID", "id"), ("TR", "tr"),
+    ("US", "en es"), ("GB", "en"), ("IE", "en"), ("AU", "en"), ("NZ", "en"), ("ZA", "en"),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class IvrConfig:
+    """The local failover IVR (DESIGN.md §4): which flow answers rescued calls and how callers' languages
+    are chosen. Flows and prompts the cloud pushes are kept under the state directory; the packaged
+    default flow and prompts serve until then."""
+
+    # Answered cloud calls whose cloud leg fails go to this flow; "" hangs them up instead.
+    rescue_flow: str = field(default="default", metadata=rule("a flow name", text(r"[A-Za-z0-9_.\-]{0,64}")))
+    # Callers whose country has no entry below (or anonymous callers) hear the flow's default language.
+    languages: tuple[CountryLanguages, ...] = DEFAULT_COUNTRY_LANGUAGES
+    # A file holding the 32-byte key that encrypts voicemail at rest; "" generates one under
+    # <state_dir>/keys on first start.
+    voicemail_key: str = field(default="", metadata=rule("a readable 32-byte key file", _key_file))
+
+
 @dataclass(frozen=True)
 class ServiceListen:
     """Where a TCP service (metrics, NOC SSH, sync API) listens."""
@@ -397,6 +451,7 @@ class Config:
         default_factory=_default_routes, metadata=non_empty_array("a non-empty array of routes")
     )
     agent_groups: tuple[AgentGroupConfig, ...] = ()
+    ivr: IvrConfig = field(default_factory=IvrConfig)
     metrics: ServiceListen = field(default_factory=lambda: ServiceListen("127.0.0.1", 9464))
     noc: ServiceListen = field(default_factory=lambda: ServiceListen("127.0.0.1", 2222))
     sync: ServiceListen = field(default_factory=lambda: ServiceListen("127.0.0.1", 8443))

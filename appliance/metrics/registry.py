@@ -64,6 +64,7 @@ class Metrics:
     __slots__ = (
         "_bindings",
         "_calls_active",
+        "_calls_rescued",
         "_calls_total",
         "_failovers",
         "_info",
@@ -92,6 +93,7 @@ class Metrics:
         self._calls_active: dict[str, int] = dict.fromkeys(ROUTES, 0)
         self._calls_total: dict[str, int] = dict.fromkeys(ROUTES, 0)
         self._failovers: dict[tuple[str, str], int] = {}
+        self._calls_rescued = 0
         # Index 0 is unused so that ``status // 100`` indexes directly.
         self._responses: dict[str, list[int]] = {d: [0] * 7 for d in DIRECTIONS}
         self._requests: dict[str, dict[str, int]] = {
@@ -138,6 +140,11 @@ class Metrics:
         self._calls_total[new_route] += 1
         key = (old_route, new_route)
         self._failovers[key] = self._failovers.get(key, 0) + 1
+
+    def call_rescued(self) -> None:
+        """An answered call whose cloud leg failed was moved into the local IVR instead of being dropped
+        (it is also counted as a cloud → ivr failover by :meth:`call_routed`)."""
+        self._calls_rescued += 1
 
     def call_ended(self, route: str) -> None:
         """A call that was on ``route`` ended."""
@@ -315,6 +322,11 @@ class _Collector(Collector):
             "appliance_media_relayed_calls_active",
             "Calls whose RTP the media workers relay.",
             value=m._relayed_calls,
+        )
+        yield CounterMetricFamily(
+            "appliance_calls_rescued",
+            "Answered calls moved into the local IVR when their cloud leg failed.",
+            value=m._calls_rescued,
         )
         yield CounterMetricFamily(
             "appliance_media_timeouts", "Relayed calls ended for lack of RTP.", value=m._media_timeouts

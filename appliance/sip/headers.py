@@ -215,3 +215,25 @@ def parse_session_expires(value: str) -> tuple[int, str | None]:
     if refresher is not None and refresher.lower() not in ("uac", "uas"):
         raise DecodeError("Malformed refresher in Session-Expires header")
     return int(number), refresher.lower() if refresher else None
+
+
+def parse_reason(value: str) -> list[tuple[str, int, str]]:
+    """RFC 3326 §2: ``reason-value *(COMMA reason-value)``, each ``protocol *(SEMI reason-params)`` → a list
+    of (protocol upper-cased, cause, text); values without a numeric ``cause`` are left out (§2 makes it
+    mandatory, but a peer's slip must not cost the call its other reasons)."""
+    out: list[tuple[str, int, str]] = []
+    for item in split_list(value):
+        protocol, semi, param_text = item.partition(";")
+        protocol = protocol.strip()
+        if not is_token(protocol) or not semi:
+            continue
+        try:
+            params = parse_params(param_text, what="Reason header")
+        except DecodeError:
+            continue
+        cause = params.get("cause")
+        if cause is None or not cause.isascii() or not cause.isdigit() or len(cause) > 5:
+            continue
+        text = params.get("text") or ""
+        out.append((protocol.upper(), int(cause), unquote(text)))
+    return out

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from appliance.calls.b2bua import B2bua
 from appliance.calls.context import SipContext
-from appliance.calls.local_media import SilenceMedia
+from appliance.calls.events import Setup
 from appliance.calls.media_anchor import MediaAnchor, RouteMedia
 from appliance.calls.routing import RoutingTable
 from appliance.config.schema import Destination
 from appliance.core import ApplianceCore
-from appliance.media.ports import PortAllocator
+from appliance.ivr.actions import Action, PlayFiles, SessionEnded
 from appliance.sip.builder import IdFactory, make_request, make_response
 from appliance.sip.digest import DigestServer, ha1
 from appliance.sip.endpoint import SipEndpoint
@@ -48,6 +50,7 @@ class CallsSeen:
         self.routed: list[tuple[str, str]] = []
         self.ended: list[str] = []
         self.rejects: list[str] = []
+        self.rescued = 0
 
     def reject(self, reason: str) -> None:
         self.rejects.append(reason)
@@ -60,6 +63,51 @@ class CallsSeen:
 
     def call_ended(self, route: str) -> None:
         self.ended.append(route)
+
+    def call_rescued(self) -> None:
+        self.rescued += 1
+
+
+@dataclass
+class ScriptedSession:
+    """An IVR session double for call-control tests: it records its inputs and performs the actions a
+    test queues (the interpreter itself is tested in test_ivr_session*). On start it plays one prompt."""
+
+    call_id: str
+    flow: str
+    setup: Setup
+    rescued: bool
+    inputs: list[tuple[Any, ...]] = field(default_factory=list)
+    actions: deque[Action] = field(default_factory=deque)
+    timer: float | None = None
+    ended: bool = False
+
+    def start(self, now: float) -> None:
+        self.inputs.append(("start", now))
+        self.actions.append(PlayFiles(1, ("/prompts/en/welcome.alaw",), barge_in=True))
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        # dtmf, play_done, record_done, persisted, caller_hung_up ...: recorded as (name, *args).
+        if name.startswith("_") or name in ("next_action", "get_timer", "handle_timer"):
+            raise AttributeError(name)
+        return lambda *args: self.inputs.append((name, *args))
+
+    def next_action(self) -> Action | None:
+        if not self.actions:
+            return None
+        action = self.actions.popleft()
+        self.ended = self.ended or isinstance(action, SessionEnded)
+        return action
+
+    def get_timer(self) -> float | None:
+        return self.timer
+
+    def handle_timer(self, now: float) -> None:
+        self.timer = None
+        self.inputs.append(("timer", now))
+
+    def names(self) -> list[str]:
+        return [i[0] for i in self.inputs]
 
 
 @dataclass
@@ -74,6 +122,9 @@ class Harness:
     anchor: bool = False
     route_media: dict[str, RouteMedia] = field(default_factory=dict)
     before_send: Callable[[], None] | None = None
+    # Answered cloud calls whose cloud leg fails go to this IVR flow (None: they are released).
+    rescue_flow: str | None = "default"
+    ivr_flows: tuple[str, ...] = ("default",)
 
     def __post_init__(self) -> None:
         self.endpoint = SipEndpoint(timers=TimerSettings(0.5, 4.0, 5.0), ids=IdFactory())
@@ -82,8 +133,13 @@ class Harness:
         self.mode = ModeMachine(cloud_configured=bool(self.cloud), probe_interval=5.0, probe_timeout=2.0,
                                 probe_failures=3, probe_successes=2, hold_down=30.0, now=0.0)  # fmt: skip
         self.calls = CallsSeen()
-        self.media = SilenceMedia(address="127.0.0.1", ports=PortAllocator(20000, 20999))
         counter = iter(range(1, 1 << 30))
+        # The local IVR's media: the relay's anchor when there is one (a rescue needs it), else an anchor
+        # of its own, so that calls answered locally still get an SDP answer naming the appliance.
+        self.ivr_media = MediaAnchor(
+            address="127.0.0.1", slices=[(20000, 20999)], random_bytes=lambda n: b"\x11" * n
+        )
+        self.sessions: list[ScriptedSession] = []
         self.media_anchor = (
             MediaAnchor(
                 address="127.0.0.1",
@@ -107,8 +163,10 @@ class Harness:
         self.b2bua = B2bua(
             ctx=self.ctx, router=table, cloud_available=lambda: self.mode.routes_to_cloud,
             cloud_trunk=self.cloud,
-            agents=self._agents, media=self.media, observer=self.calls,
+            agents=self._agents, observer=self.calls,
             media_anchor=self.media_anchor, route_media=self.route_media,
+            ivr_sessions=self._ivr_session, ivr_media=self.media_anchor or self.ivr_media,
+            rescue_flow=self.rescue_flow,
         )  # fmt: skip
         self.core = ApplianceCore(
             ctx=self.ctx, b2bua=self.b2bua, mode=self.mode, registrar=self.registrar,
@@ -118,6 +176,13 @@ class Harness:
         self.inbox: dict[Peer, list[Request | Response]] = {}
         self.core.start(self.now)
         self._pump()
+
+    def _ivr_session(self, call_id: str, flow: str, setup: Setup, rescued: bool) -> ScriptedSession | None:
+        if flow not in self.ivr_flows:
+            return None
+        session = ScriptedSession(call_id, flow, setup, rescued)
+        self.sessions.append(session)
+        return session
 
     def _agents(self, group: str) -> list[tuple[str, Peer]]:
         out = []

@@ -109,7 +109,7 @@ def test_failure_fails_over_to_next_destination() -> None:
     ok = to_caller[-1]
     assert b"m=audio 20000 RTP/AVP 8" in ok.body
     assert h.calls.routed == [("cloud", "ivr")]
-    assert h.media.active == 1
+    assert h.ivr_media.active == 1
 
 
 def test_survivable_mode_skips_the_cloud() -> None:
@@ -435,7 +435,7 @@ def test_nothing_is_left_behind_after_calls_end() -> None:
     assert h.b2bua.calls == {} and h.b2bua.find_leg("leak-0", "x") is None
     assert not h.b2bua._legs
     assert h.endpoint.get_timer() is None and h.b2bua.get_timer() is None
-    assert h.media.active == 0
+    assert h.ivr_media.active == 0
     assert h.calls.ended.count("trunk") == 10 and h.calls.ended.count("ivr") == 10
 
 

@@ -154,7 +154,7 @@ def test_failover_reuses_the_anchored_offer() -> None:
     assert statuses(h.take(CALLER)) == [100, 200]
 
 
-def test_local_ivr_is_not_anchored_and_the_ports_are_released() -> None:
+def test_local_ivr_answers_on_a_fresh_port_and_only_the_callers_leg_is_set() -> None:
     h = Harness(anchor=True)
     h.cloud_online()
     h.send(CALLER, invite())
@@ -162,8 +162,12 @@ def test_local_ivr_is_not_anchored_and_the_ports_are_released() -> None:
     assert h.media_anchor is not None and h.media_anchor.active == 1
     h.send(CLOUD, reply(b1, 503))
     ok = h.take(CALLER)[-1]
-    assert isinstance(ok, Response) and b"m=audio 20000 RTP/AVP 8" in ok.body  # the IVR's own port
-    assert h.media_anchor.active == 0 and drain(h.media_anchor) == []
+    # The relayed attempt's two ports went back; the IVR answered on one port of its own.
+    assert isinstance(ok, Response) and b"m=audio 30004 RTP/AVP 8 101" in ok.body and hidden(ok.body)
+    set_a, *rest = drain(h.media_anchor)
+    assert isinstance(set_a, SetLeg) and set_a.leg == "a" and set_a.spec.remote == ("127.0.0.1", 40000)
+    assert set_a.flags == ("dtmf-events",) and h.media_anchor.active == 1
+    assert all(c.leg == "a" for c in rest)  # the session's prompt, on the caller's leg
 
 
 def test_an_offer_that_cannot_be_anchored_fails_the_relayed_destination() -> None:
@@ -206,7 +210,7 @@ def test_an_srtp_callee_answering_plain_rtp_fails_the_call_with_488() -> None:
 
 
 def test_media_timeout_ends_an_answered_call_on_both_legs() -> None:
-    h = Harness(anchor=True)
+    h = Harness(anchor=True, rescue_flow=None)
     answered(h)
     drain(h.media_anchor)
     (call_id,) = h.b2bua.calls

@@ -126,6 +126,8 @@ def test_full_override_file() -> None:
         ServiceListen("127.0.0.2", 18443),
     )
     assert (c.logging.level, c.logging.format) == ("debug", "text")
+    assert c.ivr.rescue_flow == "rescue"
+    assert [(e.country, e.languages) for e in c.ivr.languages] == [("CH", ("fr", "de")), ("DE", ("de",))]
     # Every setting in the file differs from its default, so the file really exercises each field.
     assert all(getattr(c, f.name) != getattr(Config(), f.name) for f in dataclasses.fields(Config))
 
