@@ -132,6 +132,12 @@ def test_a_load_whose_packets_were_dropped_at_the_client_does_not_pass() -> None
     assert not LoadRun(2, result).passed and LoadRun(2, replace(result, socket_drops=0)).passed
 
 
+def test_a_run_is_busy_when_other_programs_used_more_than_a_sixth_of_a_core() -> None:
+    result = ClientResult.parse(*_result_lines())
+    assert LoadRun(2, result, background_cores=0.2).busy
+    assert not LoadRun(2, result, background_cores=0.1).busy and not LoadRun(2, result).busy
+
+
 def test_the_summary_names_the_highest_passing_load() -> None:
     runs = [_run(100, 1500, calibration=True), _run(100, 900), _run(250, 1900), _run(500, 2400)]
     assert [r.passed for r in runs[1:]] == [True, True, False]
