@@ -50,6 +50,7 @@ import math
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,7 +140,7 @@ class LoadRun:
     client: ClientResult | None
     calibration: bool = False
     worker_cpu: float | None = None  # share of one core over the measured window
-    # Cores' worth of CPU that neither the worker nor the client used meanwhile: other programs.
+    # Cores' worth of CPU that neither the worker, the client nor the bench used meanwhile: other programs.
     background_cores: float | None = None
     worker_realtime: bool = False  # the worker ran SCHED_FIFO (--worker-realtime), not as deployed
     dtmf_lost: int = 0
@@ -379,9 +380,11 @@ async def measure_worker(
             phase = "run"
             await client.begin()
             ticks0, busy0, t0 = tree_cpu_ticks(pid), machine_busy_ticks(), loop.time()
+            own0 = time.process_time()  # this process: the control side reading the worker's events
             result = await client.result()
             ticks, elapsed = tree_cpu_ticks(pid) - ticks0, loop.time() - t0
             busy = machine_busy_ticks() - busy0
+            own = time.process_time() - own0
             if sup.pid(0) != pid:
                 raise LoadGenError("the media worker restarted during the run")
             await reports.wait_for(result.digits_sent, DTMF_GRACE_S)
@@ -389,7 +392,7 @@ async def measure_worker(
         tick = clock_ticks_per_second()
         cpu = ticks / tick / elapsed if elapsed > 0 else None
         # The client's CPU is for its sending window only; its drain adds little.
-        others = max(0.0, (busy - ticks) / tick - result.cpu_s) / elapsed if elapsed > 0 else None
+        others = max(0.0, (busy - ticks) / tick - result.cpu_s - own) / elapsed if elapsed > 0 else None
         return LoadRun(
             sessions,
             result,
