@@ -32,6 +32,7 @@ import contextlib
 import hashlib
 import itertools
 import math
+import random
 import re
 import shutil
 import sqlite3
@@ -67,7 +68,7 @@ pytestmark = [pytest.mark.system, pytest.mark.timeout(60)]
 if shutil.which(SIPP_BINARY) is None:  # pragma: no cover - .ci/run installs sip-tester
     pytest.skip("SIPp is not installed (Debian package sip-tester)", allow_module_level=True)
 
-from tests.system.test_media_calls import rtp_range  # noqa: E402 - after the skip: it skips likewise
+from tests.system.test_media_calls import bound_udp_ports  # noqa: E402 - after the skip: it skips likewise
 
 with warnings.catch_warnings():
     # audioop is deprecated (PEP 594) but is an A-law encoder independent of the appliance's own.
@@ -267,6 +268,17 @@ def only(events: list[Event], type_: str) -> Event:
 
 
 # -- the appliance --------------------------------------------------------------------------------------
+
+
+def rtp_range() -> tuple[int, int]:
+    """300 ports in 10000-19999 that nothing holds now: below the kernel's ephemeral ports, and away from
+    61000-65535, which the relay and IVR benchmarks take whole while they run."""
+    bound = bound_udp_ports()
+    for _ in range(200):
+        base = random.randrange(10000, 19700, 2)
+        if bound.isdisjoint(range(base, base + 300)):
+            return base, base + 299
+    raise OSError("no free range of 300 UDP ports in 10000-19999")
 
 
 def media_config(extra: str = "") -> str:
