@@ -14,6 +14,10 @@ through the anchor, which queues the media workers' commands. The local IVR term
 never anchored. Media the anchor refuses fails the destination (488/503); media lost later (a timeout, a
 worker failure) ends the call in :meth:`B2bua.end_for_media`.
 
+The local IVR (:mod:`appliance.calls.local_ivr`: IVR destinations and the rescue of answered cloud calls)
+and the transfer of IVR callers to a local agent group through the agent queue
+(:mod:`appliance.calls.agent_transfer`) are objects this B2BUA owns; their legs join calls like any other.
+
 Legs talk to the B2BUA through :meth:`Call.from_leg`; the B2BUA talks to legs through ``leg.handle``. Neither
 side knows the other's protocol. Leg timers (no-answer, session timers) sit in one heap here, beside the SIP
 endpoint's transaction timers.
@@ -30,6 +34,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from appliance.calls import causes
+from appliance.calls.agent_transfer import ANSWERED_ELSEWHERE, AgentTransfer
 from appliance.calls.causes import Cause
 from appliance.calls.context import ALLOW, SipContext
 from appliance.calls.events import (
@@ -47,9 +52,11 @@ from appliance.calls.events import (
     UpdateRejected,
 )
 from appliance.calls.ivr_leg import IvrLeg
+from appliance.calls.local_ivr import LocalIvr
 from appliance.calls.routing import RoutingTable
 from appliance.calls.sip_leg import LegState, SipLeg
-from appliance.media.control_events import DtmfEvent, MediaTimeout, PlayDone, RecordDone, WorkerEvent
+from appliance.ivr.agent_queue import AgentQueue
+from appliance.media.control_events import DtmfEvent, MediaTimeout, WorkerEvent
 from appliance.sip.dialog import uri_to_peer
 from appliance.sip.errors import DecodeError
 from appliance.sip.events import Peer
@@ -64,7 +71,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("appliance.calls")
 
-ANSWERED_ELSEWHERE = Cause(16, 200, "Call completed elsewhere")
 # No RTP on an answered call for media.timeout seconds. Q.850 cause 102 "recovery on timer expiry" is the
 # cause for a call cleared because a timer expired, and RFC 3326 §2 carries it to a SIP peer as
 # "Reason: Q.850;cause=102". Others pick differently: FreeSWITCH ends such calls with its own MEDIA_TIMEOUT
@@ -181,6 +187,7 @@ class B2bua:
         ivr_sessions: IvrSessions | None = None,
         ivr_media: MediaAnchor | None = None,
         rescue_flow: str | None = None,
+        agent_queue: AgentQueue | None = None,
     ) -> None:
         self.ctx = ctx
         self.router = router
@@ -196,13 +203,11 @@ class B2bua:
         # rescue needs: the caller's relayed leg becomes the IVR's); without sessions or an anchor an
         # ``ivr:`` destination is unavailable. ``rescue_flow``: where answered cloud calls go when their
         # cloud leg fails.
-        self.ivr_sessions = ivr_sessions
         self.ivr_media = ivr_media or media_anchor
-        self.rescue_flow = rescue_flow
+        self.local_ivr = LocalIvr(self, sessions=ivr_sessions, media=self.ivr_media, rescue_flow=rescue_flow)
+        # IVR callers transferred to a local agent group queue here for the group's agents.
+        self.transfer = AgentTransfer(self, agent_queue or AgentQueue())
         self.calls: dict[str, Call] = {}
-        # IVR sessions by call id, from answer until the session has persisted its last record (which may
-        # be after the caller hung up).
-        self.ivr_legs: dict[str, IvrLeg] = {}
         self.persist_requests: deque[PersistRequest] = deque()
         self._legs: dict[tuple[str, str], SipLeg] = {}
         self._heap: list[tuple[float, int, TimedLeg]] = []
@@ -311,17 +316,7 @@ class B2bua:
                 return False
             return self._dial_trunk(call, trunk, setup, now, "trunk")
         if kind == "ivr":
-            ivr = self._ivr_leg(call, dest.target, setup, rescued=False)
-            if ivr is None:
-                return False
-            if self.media_anchor is not None and call.b_setup is not None:
-                # An earlier relayed destination anchored the caller's offer; the IVR answers it afresh.
-                self.media_anchor.release(call.id)
-                call.b_setup = None
-            self._route(call, "ivr")
-            call.forks.append(ivr)
-            ivr.start(setup, now)
-            return True
+            return self.local_ivr.try_destination(call, dest.target, now)
         if kind == "agents":
             contacts = self.agents(dest.target)
             if not contacts:
@@ -330,7 +325,7 @@ class B2bua:
             b_setup = self._b_setup(call)
             if b_setup is None:
                 return False
-            self._route(call, "agents")
+            self.route(call, "agents")
             for uri, peer in contacts:
                 leg = SipLeg(self, call, role="uac", peer=peer, route_kind="agents")
                 call.forks.append(leg)
@@ -373,12 +368,12 @@ class B2bua:
         params = "".join(f";{k}" if v is None else f";{k}={v}" for k, v in trunk.params.items())
         uri = f"{trunk.scheme}:{setup.called or 'anonymous'}@{trunk.host}{port}{params}"
         leg = SipLeg(self, call, role="uac", peer=uri_to_peer(trunk), route_kind=kind)
-        self._route(call, kind)
+        self.route(call, kind)
         call.forks.append(leg)
         leg.send_invite(setup, uri, now)
         return True
 
-    def _route(self, call: Call, kind: str) -> None:
+    def route(self, call: Call, kind: str) -> None:
         if log.isEnabledFor(logging.INFO):
             log.info("call tries %s", kind, extra={"ctx": {"call": call.id}})
         if call.route_kind == "none":
@@ -391,11 +386,13 @@ class B2bua:
     def call_event(self, call: Call, leg: Leg, event: CallEvent, now: float) -> None:
         if call.ended:
             return
+        if self.transfer.leg_event(call, leg, event, now):
+            return  # an agent's leg while it rings for a queued caller, or its hang-up once connected
         if leg is call.a:
             if isinstance(event, Disconnect):
                 for other in [*call.forks, *([call.b] if call.b else [])]:
                     other.handle(event, now)
-                self._finish(call)
+                self.finish(call, now)
             elif call.b is not None:
                 self._relay(call, leg, call.b, event, now)
             return
@@ -415,7 +412,9 @@ class B2bua:
                     other.handle(Disconnect(ANSWERED_ELSEWHERE), now)
             call.forks = []
             if call.route_kind != leg.route_kind:
-                self._route(call, leg.route_kind)
+                self.route(call, leg.route_kind)
+            if leg.route_kind == "agents" and isinstance(leg, SipLeg):
+                self.transfer.agent_busy(leg.target_uri, now)  # a direct call to the group
             self._relay(call, leg, call.a, event, now)
         elif isinstance(event, (Fail, Redirect)):
             if leg in call.forks:
@@ -431,7 +430,7 @@ class B2bua:
                 if is_failure(event.cause) and self.rescue(call, event.cause, now):
                     return
                 call.a.handle(event, now)
-                self._finish(call)
+                self.finish(call, now)
         elif leg is call.b:
             self._relay(call, leg, call.a, event, now)
 
@@ -473,9 +472,7 @@ class B2bua:
     # ------------------------------------------------------------------------- media events
     def media_event(self, call_id: str, event: WorkerEvent, now: float) -> None:
         """An event a media worker reported about ``call_id`` (see :mod:`appliance.media.control_events`)."""
-        ivr = self.ivr_legs.get(call_id)
-        if ivr is not None and isinstance(event, (PlayDone, RecordDone, DtmfEvent)):
-            ivr.media_event(event, now)
+        if self.local_ivr.media_event(call_id, event, now):
             return
         call = self.calls.get(call_id)
         if call is None or call.ended:
@@ -520,98 +517,31 @@ class B2bua:
         legs = [call.a, *call.forks, *([call.b] if call.b is not None and call.b not in call.forks else [])]
         for leg in legs:
             leg.handle(Disconnect(cause), now)
-        self._finish(call)
+        self.finish(call, now)
 
     # ------------------------------------------------------------------------------- local IVR
-    def _ivr_leg(self, call: Call, flow: str, setup: Setup, *, rescued: bool) -> IvrLeg | None:
-        if self.ivr_sessions is None or self.ivr_media is None:
-            log.info("call %s: no local IVR configured", call.id)
-            return None
-        session = self.ivr_sessions(call.id, flow, setup, rescued)
-        if session is None:
-            call.last_cause = causes.Cause(47, 503, f"No IVR flow {flow!r}")
-            log.warning("no IVR flow %r", flow, extra={"ctx": {"call": call.id}})
-            return None
-        return IvrLeg(self, call, flow, session)
+    @property
+    def ivr_legs(self) -> dict[str, IvrLeg]:
+        """IVR sessions by call id, from answer until each has persisted its last record."""
+        return self.local_ivr.legs
 
     def rescue(self, call: Call, cause: Cause, now: float) -> bool:
-        """Move an answered call whose cloud leg failed into the rescue flow, on the caller's existing
-        media leg: the caller is neither re-answered nor dropped. False when the call cannot be rescued
-        (no rescue flow, not a cloud call, the caller's media not G.711); the caller must then be released.
-        """
-        anchor = self.media_anchor
-        flow = self.rescue_flow
-        b = call.b
-        if flow is None or anchor is None or anchor is not self.ivr_media:
-            return False
-        if not call.answered or b is None or b.route_kind != "cloud" or not anchor.can_adopt_local(call.id):
-            return False
-        ivr = self._ivr_leg(call, flow, call.setup, rescued=True)
-        if ivr is None:
-            return False
-        anchor.adopt_local(call.id)
-        log.warning(
-            "cloud leg failed (%d %s): call rescued into IVR flow %r", cause.q850, cause.text, flow,
-            extra={"ctx": {"call": call.id, "q850": cause.q850}},
-        )  # fmt: skip
-        b.handle(Disconnect(cause), now)  # a leg that has not ended yet (a media timeout) is released
-        call.b = ivr
-        call.b_setup = None
-        self._route(call, "ivr")
-        self.observer.call_rescued()
-        body = {"call_id": call.id, "from": "cloud", "q850": cause.q850, "reason": cause.text, "flow": flow}
-        self.persist_requests.append((call.id, 0, "call.rescued", body))
-        ivr.adopt(now)
-        return True
+        """See :meth:`LocalIvr.rescue <appliance.calls.local_ivr.LocalIvr.rescue>`."""
+        return self.local_ivr.rescue(call, cause, now)
 
     def rescue_cloud_calls(self, reason: str, now: float) -> int:
-        """The WAN or the cloud is gone: rescue every answered call on a cloud leg now rather than waiting
-        for each one's media timeout. Returns how many were rescued."""
-        cause = Cause(38, 503, f"Network out of order: {reason}")
-        rescued = 0
-        for call in list(self.calls.values()):
-            if call.answered and call.b is not None and call.b.route_kind == "cloud" and not call.ended:
-                rescued += self.rescue(call, cause, now)
-        return rescued
-
-    def ivr_started(self, leg: IvrLeg) -> None:
-        self.ivr_legs[leg.call_id] = leg
-
-    def ivr_ended(self, leg: IvrLeg) -> None:
-        if self.ivr_legs.get(leg.call_id) is leg:
-            del self.ivr_legs[leg.call_id]
-
-    def ivr_hang_up(self, leg: IvrLeg, cause: Cause, now: float) -> None:
-        """The flow ended the call (a hang-up node)."""
-        call = leg.call
-        if not call.ended:
-            call.a.handle(Disconnect(cause), now)
-            self._finish(call)
+        """See :meth:`LocalIvr.rescue_cloud_calls <appliance.calls.local_ivr.LocalIvr.rescue_cloud_calls>`."""
+        return self.local_ivr.rescue_cloud_calls(reason, now)
 
     def persisted(self, call_id: str, token: int, now: float) -> None:
         """An IVR session's outbox append is committed."""
-        leg = self.ivr_legs.get(call_id)
-        if leg is not None and token:
-            leg.persisted(token, now)
+        self.local_ivr.persisted(call_id, token, now)
 
     def persist_failed(self, call_id: str, token: int, reason: str, now: float) -> None:
-        leg = self.ivr_legs.get(call_id)
-        if leg is not None and token:
-            leg.persist_failed(token, reason, now)
+        self.local_ivr.persist_failed(call_id, token, reason, now)
 
     def ivr_command_failed(self, call_id: str, command: object, reason: str, now: float) -> None:
-        leg = self.ivr_legs.get(call_id)
-        if leg is not None:
-            leg.command_failed(command, reason, now)
-
-    def queue_for_agents(self, leg: IvrLeg, group: str, strategy: str, now: float) -> None:
-        """Local agent queues are not wired to the IVR in this build: the caller waits with music until
-        the flow's maximum wait sends it to the fallback."""
-        log.warning("agent queue %r (%s) not available", group, strategy,
-                    extra={"ctx": {"call": leg.call_id}})  # fmt: skip
-
-    def leave_queue(self, leg: IvrLeg, now: float) -> None:
-        pass
+        self.local_ivr.command_failed(call_id, command, reason, now)
 
     def _end(self, call: Call, event: Fail, now: float) -> None:
         log.warning(
@@ -621,13 +551,14 @@ class B2bua:
         call.a.handle(event, now)
         if call.route_kind == "none":
             self.observer.call_started("none")
-        self._finish(call)
+        self.finish(call, now)
 
-    def _finish(self, call: Call) -> None:
+    def finish(self, call: Call, now: float) -> None:
         if call.ended:
             return
         call.ended = True
         self.calls.pop(call.id, None)
+        self.transfer.call_gone(call, now)
         if self.media_anchor is not None:
             self.media_anchor.release(call.id)
         if self.ivr_media is not None and self.ivr_media is not self.media_anchor:

@@ -95,14 +95,14 @@ class IvrLeg:
         except MediaRefused as exc:
             self.call.from_leg(self, Fail(Cause.from_sip(exc.status, exc.reason)), now)
             return
-        self._b2bua.ivr_started(self)
+        self._b2bua.local_ivr.started(self)
         self.call.from_leg(self, Answer(answer), now)
         self.session.start(now)
         self.pump(now)
 
     def adopt(self, now: float) -> None:
         """A rescued call: the caller's leg is already answered and anchored; the session starts at once."""
-        self._b2bua.ivr_started(self)
+        self._b2bua.local_ivr.started(self)
         self.session.start(now)
         self.pump(now)
 
@@ -208,13 +208,13 @@ class IvrLeg:
             case Persist():
                 b2bua.persist_requests.append((call_id, action.token, action.type, action.body))
             case QueueForAgents():
-                b2bua.queue_for_agents(self, action.group, action.strategy, now)
+                b2bua.transfer.join(self, action.group, action.strategy, now)
             case LeaveQueue():
-                b2bua.leave_queue(self, now)
+                b2bua.transfer.leave(self, now)
             case HangUp():
                 if not self.hung_up:
                     self.hung_up = True
                     text = "Normal call clearing" if action.cause == 16 else "Ended by the local IVR"
-                    b2bua.ivr_hang_up(self, Cause.from_q850(action.cause, text), now)
+                    b2bua.local_ivr.hang_up(self, Cause.from_q850(action.cause, text), now)
             case SessionEnded():
-                b2bua.ivr_ended(self)
+                b2bua.local_ivr.ended(self)

@@ -94,6 +94,7 @@ class _Leg:
     remote_key: bytes | None = None
     spec: LegSpec | None = None
     flags: tuple[str, ...] = ()
+    written: SessionDescription | None = None  # the last SDP the leg itself wrote that was accepted
 
 
 @dataclass(slots=True)
@@ -118,6 +119,8 @@ class _Call:
     specs: dict[str, LegSpec] = field(default_factory=dict)
     # The appliance terminates leg a's media itself (the local IVR): nothing is relayed to a leg b.
     local: bool = False
+    # The offer to a leg b that the local caller is being transferred to, until an agent answers it.
+    transfer: _Exchange | None = None
 
 
 def _crc_worker(workers: int) -> Callable[[str], int]:
@@ -198,15 +201,22 @@ class MediaAnchor:
         except SdpError as exc:
             raise MediaRefused(488, f"SDP: {exc.reason}") from None
         call = self._calls.get(call_id) or self._open(call_id, RouteMedia(record=self.record))
+        exchange = None
+        if offer is not True:
+            pending, last = call.pending, call.last
+            if pending is not None and pending.offerer != leg:
+                exchange = pending
+            elif pending is None and last is not None and last.offerer != leg:
+                exchange = last
         try:
-            if offer is not True:
-                if call.pending is not None and call.pending.offerer != leg:
-                    return self._answer(call_id, call, call.pending, leg, parsed)
-                if call.pending is None and call.last is not None and call.last.offerer != leg:
-                    return self._answer(call_id, call, call.last, leg, parsed)
-            return self._offer(call, leg, parsed)
+            if exchange is not None:
+                body = self._answer(call_id, call, exchange, leg, parsed)
+            else:
+                body = self._offer(call, leg, parsed)
         except SdpError as exc:
             raise MediaRefused(488, f"SDP: {exc.reason}") from None
+        call.legs[leg].written = parsed
+        return body
 
     # ------------------------------------------------------------------------- local media (IVR)
     def answer_local(self, call_id: str, offer: bytes, *, options: RouteMedia | None = None) -> bytes:
@@ -239,6 +249,7 @@ class MediaAnchor:
             raise MediaRefused(exc.status if exc.status >= 400 else 488, f"SDP: {exc.reason}") from None
         call.local = True
         call.pending = call.last = None
+        leg.written = sdp
         held = not negotiated.direction.sends or negotiated.remote_address in ("0.0.0.0", "::")
         spec = LegSpec(
             local_port=leg.port,
@@ -271,7 +282,7 @@ class MediaAnchor:
                 self.commands.append((call.worker, DropLeg(call_id, "b")))
         call.specs.pop("b", None)
         call.local = True
-        call.pending = call.last = None
+        call.pending = call.last = call.transfer = None
         self._set_local(call_id, call, spec)
         return True
 
@@ -293,6 +304,55 @@ class MediaAnchor:
             return False
         self.commands.append((call.worker, command))
         return True
+
+    # ------------------------------------------------------------- transfer of a local caller
+    def offer_from_local(self, call_id: str) -> bytes:
+        """The offer for a new leg b of a call whose caller (leg a) the appliance answers itself: the local
+        IVR hands the caller to an agent.
+
+        It is the caller's last SDP narrowed to the codec the caller uses now (and telephone-event), with
+        the other G.711 law added when transcoding: the caller keeps its port and codec, whichever law the
+        agent picks, and is not re-INVITEd. Leg b's port is allocated on the first call and kept for the
+        next (another agent rung gets the same offer). Leg a stays local (:meth:`local_command` still
+        plays to it) until :meth:`answer_from_local`. Raises :class:`MediaRefused`: 488 when the call has
+        no local caller leg with agreed media, 503 without a free port.
+        """
+        call = self._calls.get(call_id)
+        caller = None if call is None else call.legs["a"]
+        spec = None if call is None else call.specs.get("a")
+        if call is None or caller is None or caller.written is None or spec is None or not call.local:
+            raise MediaRefused(488, "No local caller media to transfer")
+        if "b" not in call.legs:
+            try:
+                port = self._ports[call.worker].allocate()
+            except PortsExhaustedError:
+                raise MediaRefused(503, "No RTP port free") from None
+            call.legs["b"] = _Leg(port, self._session_id(), self._random(sdes.KEY_SALT_LENGTH))
+        pending = call.pending
+        try:
+            body = self._offer(call, "a", _narrowed(caller.written, spec))
+        except SdpError as exc:
+            raise MediaRefused(488, f"SDP: {exc.reason}") from None
+        # The caller's own offer/answer state (a re-INVITE to the IVR) is not this exchange's.
+        call.transfer, call.pending = call.pending, pending
+        return body
+
+    def answer_from_local(self, call_id: str, answer: bytes) -> None:
+        """The agent's ``answer`` to :meth:`offer_from_local`: both legs are set (``SetLeg`` each) and the
+        call is relayed from then on, every later SDP through :meth:`sdp_from`. A prompt still playing to
+        the caller keeps the relay from reaching it until stopped (the worker's IVR media rule). Raises
+        :class:`MediaRefused` (488) for an answer that cannot be used; the call then stays local."""
+        call = self._calls.get(call_id)
+        exchange = None if call is None else call.transfer
+        if call is None or exchange is None:
+            raise MediaRefused(488, "No transfer offer to answer")
+        try:
+            parsed = parse_sdp(answer)
+            self._answer(call_id, call, exchange, "b", parsed)
+        except SdpError as exc:
+            raise MediaRefused(488, f"SDP: {exc.reason}") from None
+        call.legs["b"].written = parsed
+        call.transfer = None
 
     def _set_local(self, call_id: str, call: _Call, spec: LegSpec) -> None:
         leg = call.legs["a"]
@@ -537,6 +597,24 @@ def _other(leg: str) -> str:
 
 def _b64(key: bytes) -> str:
     return base64.b64encode(key).decode("ascii")
+
+
+def _narrowed(sdp: SessionDescription, spec: LegSpec) -> SessionDescription:
+    """``sdp`` with its anchored stream down to the codec and telephone-event of ``spec``."""
+    index, media = _anchored_stream(sdp)
+    keep = {str(spec.codec_pt)} | (set() if spec.event_pt is None else {str(spec.event_pt)})
+
+    def kept(attribute: Attribute) -> bool:
+        if attribute.name not in ("rtpmap", "fmtp"):
+            return True
+        return (attribute.value or "").split(" ", 1)[0] in keep
+
+    media = replace(
+        media,
+        formats=tuple(f for f in media.formats if f in keep),
+        attributes=tuple(a for a in media.attributes if kept(a)),
+    )
+    return replace(sdp, media=(*sdp.media[:index], media, *sdp.media[index + 1 :]))
 
 
 def _anchored_stream(sdp: SessionDescription) -> tuple[int, MediaDescription]:

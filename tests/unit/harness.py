@@ -17,6 +17,7 @@ from appliance.config.schema import Destination
 from appliance.core import ApplianceCore
 from appliance.ivr.actions import Action, PlayFiles, SessionEnded
 from appliance.sip.builder import IdFactory, make_request, make_response
+from appliance.sip.dialog import uri_to_peer
 from appliance.sip.digest import DigestServer, ha1
 from appliance.sip.endpoint import SipEndpoint
 from appliance.sip.events import Peer
@@ -187,6 +188,9 @@ class Harness:
     def _agents(self, group: str) -> list[tuple[str, Peer]]:
         out = []
         for member in self.agent_groups.get(group, []):
+            if ":" in member:  # a member's own URI, as the appliance's configuration allows
+                out.append((member, uri_to_peer(parse_sip_uri(member))))
+                continue
             for b in self.registrar.lookup(member, self.now):
                 out.append((b.uri, Peer(b.transport, b.source[0], b.source[1])))
         return out
