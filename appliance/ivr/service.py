@@ -71,7 +71,10 @@ class IvrService:
         for source in candidates:
             try:
                 flow = source if isinstance(source, Flow) else load_flow_file(source)
-                validate_flow(flow, catalog=catalog, agent_groups=agent_groups)
+                # The packaged flow serves whatever the site configured: a transfer to a group the site
+                # lacks finds no agent and goes to its fallback. A stored flow must name real groups.
+                groups = None if source is default else agent_groups
+                validate_flow(flow, catalog=catalog, agent_groups=groups)
             except (IvrError, OSError) as exc:
                 log.error("IVR flow %s not loaded: %s", source, exc)
                 continue

@@ -311,6 +311,11 @@ class IvrSession:
             self._hops = 0
             self._runner.transfer_answered(agent, now)
 
+    def transfer_unavailable(self, now: float) -> None:
+        """No agent of the group can be reached: the caller hears so and goes to the node's fallback."""
+        if self.state is SessionState.ACTIVE and self._runner is not None:
+            self._runner.transfer_unavailable(now)
+
     def transfer_ended(self, now: float) -> None:
         """The agent hung up first; the caller is still on the line."""
         if self.state is SessionState.ACTIVE and self._runner is not None:

@@ -199,6 +199,9 @@ class Runner(Generic[N]):
     def transfer_ended(self, now: float) -> None:
         del now
 
+    def transfer_unavailable(self, now: float) -> None:
+        del now
+
     def caller_gone(self, now: float) -> None:
         del now
 

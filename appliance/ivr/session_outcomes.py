@@ -340,6 +340,17 @@ class TransferRunner(Runner[Transfer]):
     def play_done(self, reason: str, now: float) -> None:
         if self.phase is TransferPhase.ANNOUNCING:
             self._music()
+        elif self.phase is TransferPhase.GAVE_UP:
+            super().play_done(reason, now)
+
+    def transfer_unavailable(self, now: float) -> None:
+        # No agent of the group can be reached at all (none configured or registered): waiting out
+        # max_wait with music would only delay the fallback (Asterisk's joinempty=no, leavewhenempty).
+        if not self._waiting():
+            return
+        self.set_phase(TransferPhase.GAVE_UP)
+        self.host.emit(StopMedia())
+        self.play_then_go(("agents_unavailable",), self.node.fallback, now)
 
     def transfer_position(self, position: int, now: float) -> None:
         self._position = position

@@ -331,6 +331,22 @@ def test_transfer_plays_music_and_announces_the_position_then_gives_up() -> None
     assert s.current_node == "vm"
 
 
+def test_a_group_without_reachable_agents_sends_the_caller_to_the_fallback_at_once() -> None:
+    s = make(TRANSFER)
+    s.start(0.0)
+    drain(s)
+    s.transfer_unavailable(0.1)
+    actions = drain(s)
+    assert actions[0] == StopMedia()
+    assert only_play_of(actions[1:]) == PlayFiles(2, ("en/agents_unavailable",), barge_in=False)
+    assert s.current_node == "start" and s.get_timer() is None  # no give-up, no announcement left
+    s.play_done(2, "done", 3.0)
+    assert s.current_node == "vm"
+    s.transfer_unavailable(4.0)  # too late to matter
+    s.transfer_answered("agent-1", 4.0)
+    assert s.current_node == "vm"
+
+
 def test_transfer_answered_then_ended_goes_on_to_the_survey() -> None:
     s = make(TRANSFER)
     s.start(0.0)
