@@ -28,6 +28,7 @@ from appliance.calls.routing import RoutingTable
 from appliance.config import Config
 from appliance.config.schema import RECORDING_KEY_SIZE
 from appliance.core import ApplianceCore
+from appliance.ivr.agent_queue import AgentQueue
 from appliance.ivr.service import IvrService
 from appliance.logs import SipTrace, setup_logging
 from appliance.media.control_events import (
@@ -167,6 +168,10 @@ class Appliance:
             route_media={r.match: RouteMedia(r.srtp, r.record or m.record) for r in cfg.routes},
             ivr_sessions=self.ivr.session_for,
             rescue_flow=cfg.ivr.rescue_flow or None,
+            # One queue for every group: an agent rings for one caller at a time, however many groups.
+            agent_queue=AgentQueue(
+                ring_timeout=max((g.ring_timeout for g in cfg.agent_groups), default=20.0)
+            ),
         )
         self.core = ApplianceCore(
             ctx=self.ctx,
@@ -428,6 +433,8 @@ class Appliance:
                 restarts=sup.restarts,
             )  # fmt: skip
             now = loop.time()
+            if self.core.b2bua.transfer.refresh(now):  # agents registering or gone while callers wait
+                self.transports.flush()
             idle = not self.core.b2bua.calls and now - last_gc > GC_IDLE_INTERVAL
             if idle or now - last_gc > GC_MAX_INTERVAL:
                 started = time.perf_counter()

@@ -123,11 +123,14 @@ class AgentTransfer:
             self.queue.leave(ivr.call_id, now)
             self._pump(now)
 
-    def refresh(self, now: float) -> None:
-        """Registrations may have changed: tell the queue who is reachable in each group callers wait for."""
-        for group in {q.group for q in self._queued.values()}:
+    def refresh(self, now: float) -> bool:
+        """Registrations may have changed: tell the queue who is reachable in each group callers wait for.
+        False when no caller waits (nothing to do)."""
+        groups = {q.group for q in self._queued.values()}
+        for group in groups:
             self._refresh(group, now)
         self._pump(now)
+        return bool(groups)
 
     def _refresh(self, group: str, now: float) -> None:
         contacts = self._b2bua.agents(group)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from appliance.ivr.actions import LeaveQueue, QueueForAgents, StopMedia
 from appliance.ivr.agent_queue import AgentState
-from appliance.media.control_events import Delete, DropLeg, SetLeg
+from appliance.media.control_events import Delete, DropLeg, DtmfEvent, SetLeg
 from appliance.media.control_events import StopMedia as StopMediaCommand
 from appliance.sip.builder import make_request
 from appliance.sip.events import Peer
@@ -16,6 +16,7 @@ from tests.unit.harness import (
     AGENT2,
     ANSWER,
     CALLER,
+    CLOUD,
     Harness,
     ScriptedSession,
     ack_for,
@@ -23,7 +24,7 @@ from tests.unit.harness import (
     invite,
     reply,
 )
-from tests.unit.test_b2bua_media import drain
+from tests.unit.test_b2bua_media import answered, drain
 
 AGENT1_URI = "sip:agent1@127.0.0.1:5091"
 AGENT2_URI = "sip:agent2@127.0.0.1:5092"
@@ -264,3 +265,60 @@ def test_an_answer_after_the_ring_timed_out_is_hung_up() -> None:
     answer(h, inv1, AGENT1, tag="ag1")
     assert [r.method for r in h.requests(AGENT1)] == ["ACK", "BYE"]
     assert "transfer_answered" not in session.names()
+
+
+def test_digits_of_a_connected_caller_go_to_the_agent_not_the_session() -> None:
+    h, call_id, session, _, _ = connected()
+    h.b2bua.media_event(call_id, DtmfEvent(call_id, "a", "5", 120), h.now)
+    h._pump()
+    (info,) = h.requests(AGENT1)  # the agent's phone negotiated no telephone-event: SIP INFO
+    assert info.method == "INFO" and b"Signal=5" in info.body
+    assert "dtmf" not in session.names()
+
+
+def test_a_caller_re_invite_while_connected_reaches_the_agent_through_the_relay() -> None:
+    h, _, _, _, ok = connected()
+    offer = invite().body.replace(b"40000", b"40010")
+    reinvite = in_dialog(
+        "INVITE", ok, branch="z9hG4bKre1", cseq=3, body=offer, content_type="application/sdp"
+    )
+    h.send(CALLER, reinvite)
+    (forwarded,) = invites(h, AGENT1)
+    assert b"m=audio 30002 " in forwarded.body and b"40010" not in forwarded.body
+
+
+def test_an_agent_on_a_call_routed_straight_to_its_group_is_not_rung_by_the_queue() -> None:
+    h = Harness(
+        cloud="", anchor=True, agent_groups={"sales": [AGENT1_URI]},
+        routes=(("100", ("agents:sales",)), ("*", ("ivr:default",))),
+    )  # fmt: skip
+    h.send(CALLER, invite("100", call_id="direct", branch="z9hG4bKd1"))
+    (direct,) = invites(h, AGENT1)
+    answer(h, direct, AGENT1, tag="d1")
+    h.take(AGENT1)
+    assert h.b2bua.transfer.queue.agent_state(AGENT1_URI) is AgentState.BUSY
+    _, session, _ = caller_in_ivr(h, 1)
+    queue(h, session)
+    assert invites(h, AGENT1) == [] and session.inputs[-1] == ("transfer_position", 1, h.now)
+    # The direct call ends: the agent is free and the waiting caller rings it.
+    h.send(AGENT1, from_agent("BYE", direct, tag="d1", port=5091))
+    assert [r.uri for r in invites(h, AGENT1)] == [AGENT1_URI]
+
+
+def test_a_rescued_caller_can_be_transferred_on_its_relayed_leg() -> None:
+    h = Harness(anchor=True, agent_groups={"sales": [AGENT1_URI]})
+    answered(h)
+    (call_id,) = h.b2bua.calls
+    assert h.b2bua.rescue_cloud_calls("carrier lost", h.now) == 1
+    h.take(CLOUD)
+    (session,) = h.sessions
+    drain(h.media_anchor)
+    queue(h, session)
+    (inv1,) = invites(h, AGENT1)
+    assert b"RTP/AVP 8 101 0\r\n" in inv1.body  # the codec the caller agreed with the cloud, its twin
+    answer(h, inv1, AGENT1, tag="ag1")
+    # Leg a is left as it was (same port, remote, codec and flags): only leg b is set.
+    (set_b,) = drain(h.media_anchor)
+    assert isinstance(set_b, SetLeg) and set_b.leg == "b" and set_b.spec.remote == ("127.0.0.1", 41000)
+    assert session.inputs[-1] == ("transfer_answered", AGENT1_URI, h.now)
+    assert h.take(CALLER) == [] and call_id in h.b2bua.calls
