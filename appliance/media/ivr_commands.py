@@ -13,8 +13,12 @@ across all endpoints: a heap pop per endpoint, so 500 playing legs cost 25 000 p
 
 Events an IVR command causes (the replaced playback's ``PlayDone``, a stopped recording's ``RecordDone``)
 queue on :attr:`IvrMedia.events` for the glue to send after the reply; those of packets and timers are
-returned by :meth:`IvrMedia.after_packets` and :meth:`IvrMedia.due`. Prompt files are read through one
-:class:`~appliance.media.ivr_player.AudioCache` per worker. ``now`` is always a parameter.
+returned by :meth:`IvrMedia.after_packets` and :meth:`IvrMedia.due`. A recording that ends is closed --
+its file and directory synced to disk, then read back for its digest -- by :attr:`IvrMedia.finish` when
+the glue sets one (the worker does it in a thread and sends the ``RecordDone`` when it is done: an fsync
+can take tens of milliseconds on flash, which no playing leg may wait for); otherwise at once. Prompt
+files are read through one :class:`~appliance.media.ivr_player.AudioCache` per worker. ``now`` is always
+a parameter.
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ from collections.abc import Callable
 
 from appliance.media.call import G711, MediaCall, MediaLeg, Send
 from appliance.media.command_types import CommandFailedError, RecordingConfig
-from appliance.media.control_events import ErrorCode, Play, Record, WorkerEvent
-from appliance.media.ivr_endpoint import IvrEndpoint
+from appliance.media.control_events import ErrorCode, Play, Record, RecordEndReason, WorkerEvent
+from appliance.media.ivr_endpoint import Finisher, IvrEndpoint
 from appliance.media.ivr_player import AudioCache, DeadlineHeap, PromptFileError
 from appliance.media.ivr_recorder import VoicemailRecorder
 from appliance.media.recording import Codec, RecordingUsageError
@@ -66,6 +70,7 @@ class IvrMedia:
         self._beep_source = beep
         self._beep: bytes | None = None
         self._owners: dict[IvrEndpoint, tuple[MediaCall, MediaLeg]] = {}
+        self.finish: Finisher | None = None
 
     # -- endpoints ---------------------------------------------------------------------------------------
 
@@ -90,12 +95,18 @@ class IvrMedia:
             bits = self._randbits
             ep = leg.ivr = IvrEndpoint(
                 call_id=call.call_id, leg=leg.name, law=law, payload_type=pt, ssrc=bits(32),
-                initial_seq=bits(16), initial_timestamp=bits(32), inband=leg.inband,
+                initial_seq=bits(16), initial_timestamp=bits(32), inband=leg.inband, finish=self._finished,
             )  # fmt: skip
             self._owners[ep] = (call, leg)
         else:
             ep.set_codec(law, pt)
         return ep
+
+    def _finished(self, recorder: VoicemailRecorder, reason: RecordEndReason) -> None:
+        if self.finish is not None:
+            self.finish(recorder, reason)
+        else:
+            self.events.append(recorder.finish(reason))
 
     def configure(self, call: MediaCall, leg: MediaLeg) -> None:
         """After a ``SetLeg``: the endpoint follows the leg's codec and ``inband`` flag. A leg that is not

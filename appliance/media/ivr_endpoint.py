@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from appliance.media.control_events import DtmfEvent, PlayDone, PlayEndReason, RecordDone, RecordEndReason
@@ -47,13 +47,17 @@ from appliance.media.recording import Codec
 log = logging.getLogger("appliance.media.ivr_endpoint")
 
 IvrEvent = PlayDone | RecordDone | DtmfEvent
+Finisher = Callable[[VoicemailRecorder, RecordEndReason], None]
+"""Takes a recording that ended and its reason, to close and report it elsewhere (the worker: in a thread,
+since closing syncs the file to disk, and that must not hold up any leg's pacing)."""
 LAWS: Final = frozenset({"PCMA", "PCMU"})
 
 
 class IvrEndpoint:
     """IVR media on one leg (see the module docstring). ``law`` is the leg's G.711 codec and
     ``payload_type`` its negotiated type; ``ssrc``, ``initial_seq`` and ``initial_timestamp`` start the
-    outgoing stream (random in the worker)."""
+    outgoing stream (random in the worker). A recording that ends goes to ``finish``; without one it is
+    closed at once and its ``RecordDone`` queued on :attr:`events`."""
 
     def __init__(
         self,
@@ -66,8 +70,10 @@ class IvrEndpoint:
         initial_seq: int,
         initial_timestamp: int,
         inband: bool = False,
+        finish: Finisher | None = None,
     ) -> None:
         self.call_id = call_id
+        self._finish = finish
         self.leg = leg
         self.law: Codec = law
         self.stream = RtpStream(
@@ -153,7 +159,10 @@ class IvrEndpoint:
             return
         if self.playback is not None and self.playback.play_id is None:
             self.playback = None  # the beep of this recording
-        self.events.append(recorder.finish(reason))
+        if self._finish is not None:
+            self._finish(recorder, reason)
+        else:
+            self.events.append(recorder.finish(reason))
 
     def _played_out(self) -> None:
         playback = self.playback

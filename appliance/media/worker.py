@@ -67,10 +67,13 @@ from appliance.media.control_events import (
     MAX_MESSAGE_SIZE,
     Message,
     PortsReserved,
+    RecordDone,
+    RecordEndReason,
 )
 from appliance.media.fastpath import FastPathConfig, FastPathUnavailable, KernelFastPath
 from appliance.media.fastpath_rules import DEFAULT_TABLE, FastPathError
 from appliance.media.ivr_commands import IvrMedia, VoicemailConfig
+from appliance.media.ivr_recorder import VoicemailRecorder
 from appliance.media.offload import Offloader
 from appliance.media.sockets import PortReserve, ReserveError, fd_budget, raise_fd_limit
 
@@ -125,6 +128,7 @@ class WorkerServer:
         self._backlog: deque[bytes] = deque()
         worker.watch = self._watch
         worker.unwatch = self._unwatch
+        worker.ivr.finish = self._finish_recording
 
     def send(self, msg: Message) -> None:
         """Send one message to call control. A control process slow to read gets it later, in order,
@@ -275,6 +279,21 @@ class WorkerServer:
         for event in events:
             self.send(event)
         self._pace()
+
+    def _finish_recording(self, recorder: VoicemailRecorder, reason: RecordEndReason) -> None:
+        """Close a voicemail in a thread (its fsyncs must not hold up any leg's packets); the
+        ``RecordDone`` is sent once the file is on disk."""
+        future = self.loop.run_in_executor(None, recorder.finish, reason)
+        future.add_done_callback(self._recording_finished)
+
+    def _recording_finished(self, future: asyncio.Future[RecordDone]) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            log.error("media worker: voicemail not finished: %r", exc)
+            return
+        self.send(future.result())
 
     @staticmethod
     def _send_all(sends: list[Send]) -> None:
