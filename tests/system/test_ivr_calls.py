@@ -283,12 +283,7 @@ def rtp_range() -> tuple[int, int]:
 
 def media_config(extra: str = "") -> str:
     low, high = rtp_range()
-    # The default flow's transfer node names the agent group "local"; the flow is checked against the
-    # configured groups when it is loaded.
-    return (
-        f"[media]\nrtp_port_min = {low}\nrtp_port_max = {high}\nworkers = 1\n{extra}\n"
-        '[[agent_groups]]\nname = "local"\nmembers = ["sip:agent@127.0.0.9"]\n'
-    )
+    return f"[media]\nrtp_port_min = {low}\nrtp_port_max = {high}\nworkers = 1\n{extra}\n"
 
 
 @contextlib.asynccontextmanager
