@@ -125,6 +125,7 @@ class IvrMedia:
         """An endpoint's state changed: its deadline is updated, its events queued, the call's IVR mode
         recomputed."""
         self.heap.set(ep, ep.get_timer())
+        ep.ended = False
         while ep.events:
             self.events.append(ep.events.popleft())
         call.refresh_ivr()
@@ -191,7 +192,7 @@ class IvrMedia:
         endpoints queued, with their deadlines updated (a barge-in or a recording's end moves them)."""
         for leg in call.legs.values():
             ep = leg.ivr
-            if ep is not None and ep.events:
+            if ep is not None and (ep.events or ep.ended):
                 self.changed(call, ep)
         out, self.events = self.events, []
         return out
@@ -212,7 +213,7 @@ class IvrMedia:
             packets = ep.handle_timer(now)
             if packets:
                 sends.extend(call.ivr_sends(leg, packets))
-            if ep.events or not ep.active:
+            if ep.events or ep.ended or not ep.active:
                 self.changed(call, ep)  # an end: events to report, maybe a relay to resume
             else:
                 heap.set(ep, ep.get_timer())

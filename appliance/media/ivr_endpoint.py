@@ -86,6 +86,8 @@ class IvrEndpoint:
         self._event_timestamp: int | None = None
         # A digit began while IVR media was on: it is reported at its end even if that stopped the media.
         self.owes_digit = False
+        # A playback or recording ended since the owner last looked (its IVR mode may have changed).
+        self.ended = False
 
     # -- state -----------------------------------------------------------------------------------------
 
@@ -116,8 +118,10 @@ class IvrEndpoint:
 
     def _end_play(self, reason: PlayEndReason) -> None:
         playback, self.playback = self.playback, None
-        if playback is not None and playback.play_id is not None:
-            self.events.append(PlayDone(self.call_id, self.leg, playback.play_id, reason))
+        if playback is not None:
+            self.ended = True
+            if playback.play_id is not None:
+                self.events.append(PlayDone(self.call_id, self.leg, playback.play_id, reason))
 
     def _start(self, playback: Playback) -> None:
         self.stream.begin(playback.clock)
@@ -157,6 +161,7 @@ class IvrEndpoint:
         recorder, self.recorder = self.recorder, None
         if recorder is None:
             return
+        self.ended = True
         if self.playback is not None and self.playback.play_id is None:
             self.playback = None  # the beep of this recording
         if self._finish is not None:

@@ -36,6 +36,7 @@ from appliance.media.control_events import (
 )
 from appliance.media.ivr_commands import IvrMedia, VoicemailConfig
 from appliance.media.ivr_player import PTIME, SAMPLES
+from appliance.media.ivr_recorder import VoicemailRecorder
 from appliance.media.recording import RecordingReader, key_id_for
 from appliance.media.rtp import RtpPacket
 from appliance.media.sockets import RtpSocketPool
@@ -358,3 +359,19 @@ def test_playback_to_an_srtp_leg_is_protected_with_its_key(
     plain = [phone_rx.unprotect(data) for data, _ in sent]
     assert b"".join(p[12:] for p in plain) == prompt.read_bytes()
     assert events == [PlayDone("call-1", "a", 1, "done")]
+
+
+def test_an_ended_voicemail_goes_to_the_finisher_and_the_leg_relays_at_once(
+    worker: MediaWorker, ports: tuple[int, int]
+) -> None:
+    pending: list[tuple[VoicemailRecorder, str]] = []
+    worker.ivr.finish = lambda recorder, reason: pending.append((recorder, reason))
+    call = relayed_call(worker, ports)
+    command(worker, Record("call-1", "a", "vm-9", 30.0, 0.0, True, False, request_id=2), 1.0)
+    relay(call, "a", rtp(1, encode(sine(440, 20, -20.0), "PCMA")), PHONE_A, 1.0)
+    relay(call, "a", te(2, 8000, 11, 160), PHONE_A, 1.1)
+    assert worker.ivr.after_packets(call) == []  # the file is closed elsewhere
+    assert not call.inspect  # but the leg relays again now
+    ((recorder, reason),) = pending
+    done = recorder.finish(reason)  # type: ignore[arg-type]
+    assert (done.record_id, done.reason, done.duration) == ("vm-9", "dtmf", 0.02)
