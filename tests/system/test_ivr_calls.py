@@ -586,9 +586,14 @@ async def answered_by_the_cloud(caller: Caller, cloud: Cloud) -> None:
     assert at_cloud.address == LOOPBACK, at_cloud.text
     cloud.peer.set_remote(at_cloud)
     cloud.talking = asyncio.create_task(cloud.peer.talk())
+    await hear_each_other(caller.peer, cloud.peer, 10)
+
+
+async def hear_each_other(one: RtpPeer, other: RtpPeer, packets: int) -> None:
+    """Wait until each of two peers has received more than ``packets`` of the other's packets."""
     await until(
-        lambda: caller.peer.indices_from(cloud.peer)[10:] and cloud.peer.indices_from(caller.peer)[10:],
-        within=5, what="caller and cloud hear each other",
+        lambda: one.indices_from(other)[packets:] and other.indices_from(one)[packets:],
+        within=5, what=f"peers {one.tag} and {other.tag} hear each other",
     )  # fmt: skip
 
 
