@@ -193,7 +193,6 @@ class AgentTransfer:
         log.info("agent %s hung up: caller back in the IVR", connected.agent,
                  extra={"ctx": {"call": call.id}})  # fmt: skip
         call.b = ivr
-        self._b2bua.route(call, "ivr")
         ivr.session.transfer_ended(now)
         ivr.pump(now)
         self._pump(now)
@@ -299,8 +298,9 @@ class AgentTransfer:
             return
         log.info("caller connected to agent %s", agent, extra={"ctx": {"call": call_id}})
         self._connected[call_id] = _Connected(queued.ivr, agent, ring.leg)
+        # The call stays on its route (``ivr``): a transfer within the local IVR is not a failover, and the
+        # session keeps the call (the agent may hand the caller back to it).
         call.b = ring.leg
-        self._b2bua.route(call, "agents")
         queued.ivr.session.transfer_answered(agent, now)
         queued.ivr.pump(now)
 

@@ -262,6 +262,10 @@ class MediaAnchor:
             srtp=None,
         )
         self._set_local(call_id, call, spec)
+        if call.transfer is not None:
+            # Agents ring for this caller with an offer made from its previous SDP: their answer is to
+            # meet the caller where it is now (the offer they got names only the relay, so it stands).
+            call.transfer = self._transfer_offer(call)[1]
         return self._send(leg, answer)
 
     def adopt_local(self, call_id: str) -> bool:
@@ -328,14 +332,21 @@ class MediaAnchor:
             except PortsExhaustedError:
                 raise MediaRefused(503, "No RTP port free") from None
             call.legs["b"] = _Leg(port, self._session_id(), self._random(sdes.KEY_SALT_LENGTH))
+        body, call.transfer = self._transfer_offer(call)
+        return body
+
+    def _transfer_offer(self, call: _Call) -> tuple[bytes, _Exchange | None]:
+        """The offer to leg b made from leg a's last SDP and agreed media, and its exchange, kept apart from
+        the caller's own offer/answer state (a re-INVITE to the IVR is not this exchange's)."""
+        caller, spec = call.legs["a"], call.specs["a"]
+        assert caller.written is not None
         pending = call.pending
         try:
             body = self._offer(call, "a", _narrowed(caller.written, spec))
         except SdpError as exc:
             raise MediaRefused(488, f"SDP: {exc.reason}") from None
-        # The caller's own offer/answer state (a re-INVITE to the IVR) is not this exchange's.
-        call.transfer, call.pending = call.pending, pending
-        return body
+        exchange, call.pending = call.pending, pending
+        return body, exchange
 
     def answer_from_local(self, call_id: str, answer: bytes) -> None:
         """The agent's ``answer`` to :meth:`offer_from_local`: both legs are set (``SetLeg`` each) and the

@@ -127,7 +127,7 @@ def test_the_first_agent_to_answer_gets_the_caller_and_the_other_ring_is_cancell
         "b", 30002, ("127.0.0.1", 41000), "PCMA",
     )  # fmt: skip
     assert h.take(CALLER) == []
-    assert h.calls.routed == [("ivr", "agents")]
+    assert h.calls.routed == [] and h.calls.started == ["ivr"]  # a transfer is no failover
     queue_ = h.b2bua.transfer.queue
     assert queue_.agent_state(AGENT2_URI) is AgentState.BUSY
     assert queue_.agent_state(AGENT1_URI) is AgentState.IDLE
@@ -243,7 +243,7 @@ def test_an_agent_hanging_up_gives_the_caller_back_to_its_session() -> None:
     assert drain(h.media_anchor) == [DropLeg(call_id, "b")]
     assert h.media_anchor is not None and h.media_anchor.is_local(call_id)
     assert h.take(CALLER) == [] and call_id in h.b2bua.calls
-    assert h.calls.routed == [("ivr", "agents"), ("agents", "ivr")]
+    assert h.calls.routed == []
     assert h.b2bua.transfer.queue.agent_state(AGENT1_URI) is AgentState.IDLE
 
 
@@ -322,3 +322,21 @@ def test_a_rescued_caller_can_be_transferred_on_its_relayed_leg() -> None:
     assert isinstance(set_b, SetLeg) and set_b.leg == "b" and set_b.spec.remote == ("127.0.0.1", 41000)
     assert session.inputs[-1] == ("transfer_answered", AGENT1_URI, h.now)
     assert h.take(CALLER) == [] and call_id in h.b2bua.calls
+
+
+def test_a_caller_moving_its_media_while_agents_ring_is_met_where_it_is_now() -> None:
+    h = harness(AGENT1_URI)
+    _, session, ok = caller_in_ivr(h)
+    queue(h, session)
+    (inv1,) = invites(h, AGENT1)
+    offer = invite().body.replace(b"40000", b"40010")
+    h.send(
+        CALLER,
+        in_dialog("INVITE", ok, branch="z9hG4bKre1", cseq=3, body=offer, content_type="application/sdp"),
+    )
+    assert invites(h, AGENT1) == []  # the agents' offer names only the relay: it stands
+    drain(h.media_anchor)
+    answer(h, inv1, AGENT1, tag="ag1")
+    set_a, set_b = drain(h.media_anchor)
+    assert isinstance(set_a, SetLeg) and isinstance(set_b, SetLeg)
+    assert (set_a.leg, set_a.spec.remote, set_b.leg) == ("a", ("127.0.0.1", 40010), "b")
