@@ -70,7 +70,6 @@ class _Ring:
     call_id: str
     agent: str
     leg: SipLeg
-    answer: bytes | None = None  # the agent's SDP answer, once it answered
 
 
 @dataclass(slots=True, eq=False)
@@ -150,8 +149,7 @@ class AgentTransfer:
         ring = self._ring_legs.get(leg) if isinstance(leg, SipLeg) else None
         if ring is not None:
             if isinstance(event, Answer):
-                ring.answer = event.sdp
-                self.queue.ring_answered(ring.call_id, ring.agent, now)
+                self._answered(ring, event.sdp, now)
             elif isinstance(event, (Fail, Redirect, Disconnect)):
                 self._forget(ring)
                 self.queue.ring_failed(ring.call_id, ring.agent, now)
@@ -272,30 +270,39 @@ class AgentTransfer:
             self._ring_legs[leg] = ring
             leg.send_invite(setup, agent, now)
 
-    def _connect(self, call_id: str, agent: str, now: float) -> None:
+    def _answered(self, ring: _Ring, sdp: bytes | None, now: float) -> None:
+        """An agent's phone answered. The queue first processes its deadlines due by ``now`` (a ring that
+        timed out is cancelled: this leg gets its BYE); an answer still wanted must then suit the caller's
+        media, or it counts as the ring failing; only then is it the queue's ``ring_answered``, which
+        connects the two."""
         from appliance.calls.b2bua import MediaRefused
 
+        self.queue.handle_timer(now)
+        self._pump(now)
+        anchor = self._b2bua.ivr_media
+        call_id, agent = ring.call_id, ring.agent
+        if anchor is not None and ring.leg in self._ring_legs and self.queue.ringing_for(agent) == call_id:
+            try:
+                anchor.answer_from_local(call_id, sdp or b"")
+            except MediaRefused as exc:
+                log.warning("agent %s answer refused: %d %s", agent, exc.status, exc.reason,
+                            extra={"ctx": {"call": call_id}})  # fmt: skip
+                self._forget(ring)
+                ring.leg.handle(Disconnect(Cause.from_sip(exc.status, exc.reason)), now)
+                self.queue.ring_failed(call_id, agent, now)
+                return
+        self.queue.ring_answered(call_id, agent, now)  # a ring no longer wanted: RejectAnswer
+
+    def _connect(self, call_id: str, agent: str, now: float) -> None:
+        """The queue connected ``agent``, whose answer the anchor has taken (:meth:`_answered`)."""
         ring = self._rings.get((call_id, agent))
         queued = self._queued.pop(call_id, None)
-        anchor = self._b2bua.ivr_media
-        if ring is None or queued is None or anchor is None:
+        if ring is None or queued is None:  # not reached: an answer is connected only while both exist
             self.queue.agent_free(agent, now)
             self._hang_up_ring(call_id, agent, ANSWERED_ELSEWHERE, now)
             return
         self._forget(ring)
         call = queued.ivr.call
-        try:
-            anchor.answer_from_local(call_id, ring.answer or b"")
-        except MediaRefused as exc:
-            # The agent's phone answered with media the caller's cannot be relayed to: release it and
-            # queue the caller again (at the end of the line: it was out of the queue for an instant).
-            log.warning("agent %s answer refused: %d %s", agent, exc.status, exc.reason,
-                        extra={"ctx": {"call": call_id}})  # fmt: skip
-            ring.leg.handle(Disconnect(Cause.from_sip(exc.status, exc.reason)), now)
-            self.queue.agent_free(agent, now)
-            self._queued[call_id] = queued
-            self.queue.join(call_id, queued.group, queued.strategy, now)
-            return
         log.info("caller connected to agent %s", agent, extra={"ctx": {"call": call_id}})
         self._connected[call_id] = _Connected(queued.ivr, agent, ring.leg)
         # The call stays on its route (``ivr``): a transfer within the local IVR is not a failover, and the

@@ -340,3 +340,17 @@ def test_a_caller_moving_its_media_while_agents_ring_is_met_where_it_is_now() ->
     set_a, set_b = drain(h.media_anchor)
     assert isinstance(set_a, SetLeg) and isinstance(set_b, SetLeg)
     assert (set_a.leg, set_a.spec.remote, set_b.leg) == ("a", ("127.0.0.1", 40010), "b")
+
+
+def test_an_answer_whose_media_cannot_reach_the_caller_is_a_failed_ring() -> None:
+    h = harness()
+    _, session, _ = caller_in_ivr(h)
+    queue(h, session, "longest_idle")
+    (inv1,) = invites(h, AGENT1)
+    g722 = ANSWER.replace(b"RTP/AVP 8", b"RTP/AVP 9").replace(b"8 PCMA/8000", b"9 G722/8000")
+    answer(h, inv1, AGENT1, tag="ag1", body=g722)
+    assert [r.method for r in h.requests(AGENT1)] == ["ACK", "BYE"]
+    assert "transfer_answered" not in session.names()
+    (inv2,) = invites(h, AGENT2)  # on to the next agent, as after any failed ring
+    answer(h, inv2, AGENT2, tag="ag2")
+    assert session.inputs[-1] == ("transfer_answered", AGENT2_URI, h.now)
