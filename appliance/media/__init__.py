@@ -1,16 +1,9 @@
-"""Media for the appliance: RTP packets, port pairs, and the silence the placeholder local IVR plays.
-
-:mod:`appliance.media.rtp` and :class:`~appliance.media.silence.SilenceSource` are sans-I/O; only
-:class:`~appliance.media.silence.SilencePlayer` touches sockets and the event loop.
-"""
+"""Media for the appliance: RTP packets and port pairs here; the media workers in the submodules."""
 
 from appliance.media.ports import PortAllocator, PortsExhaustedError
 from appliance.media.rtp import MediaError, RtpDecodeError, RtpExtension, RtpPacket, RtpSender, parse_rtp
-from appliance.media.silence import ALAW_SILENCE, ULAW_SILENCE, SilencePlayer, SilenceSource, StreamStats
 
 __all__ = [
-    "ALAW_SILENCE",
-    "ULAW_SILENCE",
     "MediaError",
     "PortAllocator",
     "PortsExhaustedError",
@@ -18,8 +11,5 @@ __all__ = [
     "RtpExtension",
     "RtpPacket",
     "RtpSender",
-    "SilencePlayer",
-    "SilenceSource",
-    "StreamStats",
     "parse_rtp",
 ]

@@ -14,10 +14,10 @@ of a talkspurt).
 :class:`Playback` plays a list of files as one sequence of 20 ms packets of 160 octets (a packet may span
 two files; the last one is padded with the law's silence octet); with ``loop`` it starts over after the
 last file until stopped. Packet *n* is due exactly at ``start + n * PTIME``, computed from *n* and never
-accumulated, so pacing cannot drift (as :class:`~appliance.media.silence.SilenceSource`). A caller that
-fires late sends the missed packets at once if it is at most :data:`MAX_CATCH_UP` behind; further behind
-it skips them, their timestamps passed over, and the next packet carries the marker bit. A PCMU leg gets
-each packet through G.711 Table 4 (:data:`~appliance.media.g711.ALAW_TO_ULAW_TABLE`).
+accumulated, so pacing cannot drift. A caller that fires late sends the missed packets at once if it is at
+most :data:`MAX_CATCH_UP` behind; further behind it skips them, their timestamps passed over, and the next
+packet carries the marker bit. A PCMU leg gets each packet through G.711 Table 4
+(:data:`~appliance.media.g711.ALAW_TO_ULAW_TABLE`).
 
 :class:`DeadlineHeap` keeps the earliest deadline of any number of keys (endpoints) in a binary heap with
 lazy deletion, so that the worker keeps one ``loop.call_at`` for every playing leg: O(log n) per packet.

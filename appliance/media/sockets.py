@@ -5,8 +5,8 @@ must already be one the relay holds. Two ways:
 
 * :class:`PortReserve` — a media worker binds every pair of its slice when it starts, reports the pairs
   another process held, and lends the bound sockets to calls (``SetLeg`` and the SDP commands).
-* :class:`RtpSocketPool` — binds at allocation time (the control process's own slice for the local IVR, and
-  in-process tests of the worker): a port another process holds is skipped there and then.
+* :class:`RtpSocketPool` — binds at allocation time (in-process tests of the worker): a port another
+  process holds is skipped there and then.
 
 Both satisfy :class:`RelayPorts`, what :class:`~appliance.media.commands.MediaWorker` needs.
 """

@@ -14,9 +14,6 @@ reply resolves the awaiting coroutine.
 When a worker's control socket reaches end of file (the process died), its pending commands fail with
 :class:`MediaWorkerError`, the call ids it carried are handed to ``on_lost`` and a new worker is started on
 the same port slice and socket path (it binds the slice again and reports afresh).
-
-With ``local_slice`` the port range is cut into ``workers + 1`` slices and the last one is left to the
-control process itself (the local IVR's sockets), so no port is ever bound by two processes.
 """
 
 from __future__ import annotations
@@ -131,11 +128,10 @@ class MediaSupervisor:
         on_reserved: Callable[[int, frozenset[int]], object] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         worker_args: Sequence[str] = (),
-        local_slice: bool = False,
     ) -> None:
         """``worker_args`` are added to every worker's command line (``--media-timeout``,
-        ``--recording-dir``/``--recording-key``, ``--no-fastpath``); ``local_slice`` keeps the last slice of
-        the port range out of the workers' (see :attr:`local_ports`)."""
+        ``--recording-dir``/``--recording-key``, ``--voicemail-dir``/``--voicemail-key``,
+        ``--no-fastpath``)."""
         self.address = address
         self.run_dir = Path(run_dir)
         self.timeout = timeout
@@ -144,8 +140,7 @@ class MediaSupervisor:
         self.on_reserved = on_reserved
         self.worker_args = tuple(worker_args)
         self.restarts = 0
-        slices = split_range(port_range[0], port_range[1], workers + (1 if local_slice else 0))
-        self.local_ports: tuple[int, int] | None = slices.pop() if local_slice else None
+        slices = split_range(port_range[0], port_range[1], workers)
         self._workers = [
             _Worker(i, ports, self.run_dir / f"media-{i}.sock") for i, ports in enumerate(slices)
         ]

@@ -167,8 +167,8 @@ async def trunk_call(
     squatters: list[socket.socket] = []
     media += f"\nworkers = {workers}"
     if squat_pairs:
-        # The workers and the local IVR share the range in slices (appliance.media.supervisor).
-        for first, _ in split_range(low, high, workers + 1)[:workers]:
+        # The workers share the range in slices (appliance.media.supervisor).
+        for first, _ in split_range(low, high, workers):
             for port in range(first, first + 2 * squat_pairs):
                 squatters.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
                 squatters[-1].bind((RELAY, port))

@@ -286,9 +286,9 @@ def test_session_name_and_contacts_of_the_other_side_are_not_forwarded() -> None
     ]  # fmt: skip
 
 
-def test_slices_come_from_the_supervisor_which_keeps_the_last_for_the_local_ivr(tmp_path: Path) -> None:
-    sup = MediaSupervisor(2, RELAY, (20000, 29999), tmp_path, local_slice=True)
-    assert sup.slices == [(20000, 23331), (23332, 26665)] and sup.local_ports == (26666, 29999)
+def test_slices_come_from_the_supervisor(tmp_path: Path) -> None:
+    sup = MediaSupervisor(2, RELAY, (20000, 29999), tmp_path)
+    assert sup.slices == [(20000, 24999), (25000, 29999)]
     a = anchor(slices=sup.slices, worker_for=sup.worker_for)
     a.sdp_from("call-7", "a", OFFER_A)
     low, high = sup.slices[sup.worker_for("call-7")]
