@@ -32,8 +32,6 @@ Sans-I/O: no sockets, no clock; randomness (session ids, SDES keys) is injected.
 from __future__ import annotations
 
 import base64
-import functools
-import ipaddress
 import logging
 import os
 import zlib
@@ -42,6 +40,18 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
+from appliance.calls.anchor_sdp import (
+    AVP,
+    SAVP,
+    anchored_stream,
+    check_stream,
+    choose_crypto,
+    codecs,
+    cryptos,
+    is_srtp,
+    narrowed,
+    telephone_event,
+)
 from appliance.calls.b2bua import MediaRefused
 from appliance.media import srtp as sdes
 from appliance.media.control_events import Command as WorkerCommand
@@ -50,7 +60,7 @@ from appliance.media.ports import PortAllocator, PortsExhaustedError
 from appliance.sdp import PCMA, PCMU, TELEPHONE_EVENT, answer_audio, parse_sdp
 from appliance.sdp.errors import SdpError
 from appliance.sdp.model import Attribute, Direction, MediaDescription, RtpMap, SessionDescription
-from appliance.sdp.offer_answer import audio_formats, same_codec
+from appliance.sdp.offer_answer import same_codec
 from appliance.sdp.relay import rewrite_for_relay
 
 log = logging.getLogger("appliance.calls.media")
@@ -59,8 +69,6 @@ LEGS: Final = ("a", "b")
 SrtpPolicy = Literal["follow", "off", "sdes"]
 Command = tuple[int, WorkerCommand]
 
-AVP: Final = "RTP/AVP"
-SAVP: Final = "RTP/SAVP"
 _OUR_CRYPTO_TAG: Final = 1
 _G711: Final = {"PCMA": 8, "PCMU": 0}
 _OTHER_G711: Final = {"PCMA": "PCMU", "PCMU": "PCMA"}
@@ -342,7 +350,7 @@ class MediaAnchor:
         assert caller.written is not None
         pending = call.pending
         try:
-            body = self._offer(call, "a", _narrowed(caller.written, spec))
+            body = self._offer(call, "a", narrowed(caller.written, spec))
         except SdpError as exc:
             raise MediaRefused(488, f"SDP: {exc.reason}") from None
         exchange, call.pending = call.pending, pending
@@ -418,11 +426,11 @@ class MediaAnchor:
 
     def _offer(self, call: _Call, leg: str, sdp: SessionDescription) -> bytes:
         other = _other(leg)
-        index, media = _anchored_stream(sdp)
-        offerer_srtp = _is_srtp(media)
+        index, media = anchored_stream(sdp)
+        offerer_srtp = is_srtp(media)
         tag = None
         if offerer_srtp:
-            chosen = _choose_crypto(media)
+            chosen = choose_crypto(media)
             tag = chosen.tag
         target = call.legs[other]
         if target.srtp is None:
@@ -431,7 +439,7 @@ class MediaAnchor:
         formats = list(media.formats)
         extra: list[Attribute] = []
         if self.transcode:
-            names = {c.encoding.upper() for c in _codecs(media)}
+            names = {c.encoding.upper() for c in codecs(media)}
             for name, pt in _G711.items():
                 if name not in names and _OTHER_G711[name] in names and str(pt) not in formats:
                     formats.append(str(pt))
@@ -452,27 +460,27 @@ class MediaAnchor:
         media = sdp.media[index]
         if media.port == 0:
             raise MediaRefused(488, "The audio stream was refused")
-        _check_stream(sdp, media)
+        check_stream(sdp, media)
         answerer = call.legs[leg]
         offerer_name = exchange.offerer
         offerer = call.legs[offerer_name]
         forwarded = exchange.forwarded
-        answerer_srtp = _is_srtp(media)
+        answerer_srtp = is_srtp(media)
         if answerer_srtp != (forwarded.proto.upper() == SAVP):
             raise MediaRefused(488, f"SDP answer uses {media.proto}, offered {forwarded.proto}")
         if answerer_srtp:
-            theirs = next((c for c in _cryptos(media) if c.tag == _OUR_CRYPTO_TAG), None)
+            theirs = next((c for c in cryptos(media) if c.tag == _OUR_CRYPTO_TAG), None)
             if theirs is None or theirs.suite != answerer.suite:
                 raise MediaRefused(488, "SDP answer has no a=crypto for the offered key")
             answer_key: bytes | None = theirs.key
         else:
             answer_key = None
         # The codec the answerer will send and receive, in its numbering; its twin in the offerer's.
-        answer_codec = next((c for c in _codecs(media) if c.encoding.lower() not in _SIDE_FORMATS), None)
+        answer_codec = next((c for c in codecs(media) if c.encoding.lower() not in _SIDE_FORMATS), None)
         if answer_codec is None:
             raise MediaRefused(488, "SDP answer names no audio codec")
         offer_media = exchange.offer.media[index]
-        offered = _codecs(offer_media)
+        offered = codecs(offer_media)
         offer_codec = next((c for c in offered if same_codec(c, answer_codec)), None)
         name = answer_codec.encoding.upper()
         if offer_codec is None and self.transcode and name in _OTHER_G711 and answer_codec.clock_rate == 8000:
@@ -484,8 +492,8 @@ class MediaAnchor:
             raise MediaRefused(488, f"SDP answer chose {answer_codec.encoding}, which was not offered")
         # Telephone-event stays on each leg that has it: when only one has, the worker reports the digits
         # it receives there ("dtmf-events") and call control sends them to the other leg as SIP INFO.
-        answer_event = _event(media)
-        offer_event = _event(offer_media)
+        answer_event = telephone_event(media)
+        offer_event = telephone_event(offer_media)
         # The answer the offerer sees: one codec and the events, in the offerer's numbers and fmtp.
         formats = [str(offer_codec.payload_type)]
         extra = [Attribute("rtpmap", str(offer_codec))]
@@ -499,8 +507,8 @@ class MediaAnchor:
             if fmtp is not None:
                 extra.append(Attribute("fmtp", f"{offer_event.payload_type} {fmtp}"))
         offer_key: bytes | None = None
-        if offerer_srtp := _is_srtp(offer_media):
-            chosen = _choose_crypto(offer_media)
+        if offerer_srtp := is_srtp(offer_media):
+            chosen = choose_crypto(offer_media)
             offerer.suite = chosen.suite
             offer_key = chosen.key
             extra.append(self._crypto(chosen.tag, chosen.suite, offerer.local_key))
@@ -608,74 +616,3 @@ def _other(leg: str) -> str:
 
 def _b64(key: bytes) -> str:
     return base64.b64encode(key).decode("ascii")
-
-
-def _narrowed(sdp: SessionDescription, spec: LegSpec) -> SessionDescription:
-    """``sdp`` with its anchored stream down to the codec and telephone-event of ``spec``."""
-    index, media = _anchored_stream(sdp)
-    keep = {str(spec.codec_pt)} | (set() if spec.event_pt is None else {str(spec.event_pt)})
-
-    def kept(attribute: Attribute) -> bool:
-        if attribute.name not in ("rtpmap", "fmtp"):
-            return True
-        return (attribute.value or "").split(" ", 1)[0] in keep
-
-    media = replace(
-        media,
-        formats=tuple(f for f in media.formats if f in keep),
-        attributes=tuple(a for a in media.attributes if kept(a)),
-    )
-    return replace(sdp, media=(*sdp.media[:index], media, *sdp.media[index + 1 :]))
-
-
-def _anchored_stream(sdp: SessionDescription) -> tuple[int, MediaDescription]:
-    for index, media in enumerate(sdp.media):
-        if media.media == "audio" and media.port != 0 and media.proto.upper() in (AVP, SAVP):
-            _check_stream(sdp, media)
-            return index, media
-    raise MediaRefused(488, "SDP offers no RTP/AVP or RTP/SAVP audio stream")
-
-
-def _check_stream(sdp: SessionDescription, media: MediaDescription) -> None:
-    connection = sdp.connection_for(media)
-    if connection is None:
-        raise MediaRefused(488, "SDP audio stream has no c= line")
-    try:
-        ipaddress.ip_address(connection.host)
-    except ValueError:
-        raise MediaRefused(488, "SDP connection address is not an IP address") from None
-    if not _codecs(media):
-        raise MediaRefused(488, "SDP audio stream names no known payload format")
-
-
-def _is_srtp(media: MediaDescription) -> bool:
-    return media.proto.upper() == SAVP
-
-
-def _cryptos(media: MediaDescription) -> list[sdes.SdesCrypto]:
-    out = []
-    for value in media.attribute_values("crypto"):
-        try:
-            out.append(sdes.parse_crypto(value))
-        except sdes.SrtpError:
-            continue  # RFC 4568 §7.1.1: an attribute we cannot use is skipped, the next one may do
-    return out
-
-
-def _choose_crypto(media: MediaDescription) -> sdes.SdesCrypto:
-    chosen = sdes.answer_crypto(_cryptos(media))
-    if chosen is None:
-        raise MediaRefused(488, "SDP offers no usable a=crypto (SDES) for RTP/SAVP")
-    return chosen
-
-
-# Cached: one exchange reads the same stream's formats several times, and parsing the rtpmap lines is most
-# of the anchor's cost per call.
-_codecs = functools.lru_cache(maxsize=256)(audio_formats)
-
-
-def _event(media: MediaDescription) -> RtpMap | None:
-    return next(
-        (c for c in _codecs(media) if c.encoding.lower() == "telephone-event" and c.clock_rate == 8000),
-        None,
-    )
