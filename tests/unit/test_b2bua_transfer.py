@@ -24,6 +24,7 @@ from tests.unit.harness import (
     invite,
     reply,
 )
+from tests.unit.test_b2bua import register_agent
 from tests.unit.test_b2bua_media import answered, drain
 
 AGENT1_URI = "sip:agent1@127.0.0.1:5091"
@@ -354,3 +355,18 @@ def test_an_answer_whose_media_cannot_reach_the_caller_is_a_failed_ring() -> Non
     (inv2,) = invites(h, AGENT2)  # on to the next agent, as after any failed ring
     answer(h, inv2, AGENT2, tag="ag2")
     assert session.inputs[-1] == ("transfer_answered", AGENT2_URI, h.now)
+
+
+def test_an_agent_registering_while_a_caller_waits_is_rung_at_the_next_refresh() -> None:
+    h = Harness(cloud="", anchor=True, agent_groups={"sales": ["1001"]}, users={"1001": "pw1"})
+    _, session, _ = caller_in_ivr(h)
+    queue(h, session)
+    assert invites(h, AGENT1) == [] and session.inputs[-1] == ("transfer_position", 1, h.now)
+    register_agent(h, "1001", "pw1", AGENT1)
+    assert h.b2bua.transfer.refresh(h.now)  # the appliance's once-a-second housekeeping
+    h._pump()
+    (inv,) = invites(h, AGENT1)  # rung at its binding's contact, sent where it registered from
+    assert inv.uri == "sip:1001@127.0.0.1:5091"
+    answer(h, inv, AGENT1, tag="ag1")
+    assert session.inputs[-1] == ("transfer_answered", "sip:1001@127.0.0.1:5091", h.now)
+    assert not h.b2bua.transfer.refresh(h.now)  # no caller waits: nothing to do
