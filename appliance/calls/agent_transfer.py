@@ -18,6 +18,10 @@ music while the queue's actions are carried out in SIP, as its docstring lays do
   late (a 2xx crossing the CANCEL, §9.1), :class:`~appliance.ivr.agent_queue.Position` is the session's
   ``transfer_position``.
 
+A group with no reachable agent (none configured, none registered) does not queue the caller: the session
+hears ``transfer_unavailable`` and goes to the node's fallback at once (Asterisk's ``joinempty=no``); callers
+already waiting for a group that loses its last agent follow them there (``leavewhenempty``).
+
 The agent hanging up first gives the caller back to its session (``transfer_ended``), on its leg as a rescue
 does (:meth:`MediaAnchor.adopt_local`): the flow goes on to the node's ``after`` (a survey) or ends. The
 caller hanging up releases the agent; a caller who leaves the queue (hang-up, the node's maximum wait)
@@ -106,8 +110,14 @@ class AgentTransfer:
         call_id = ivr.call_id
         if ivr.call.ended or ivr.hung_up or call_id in self._connected:
             return
-        self._queued[call_id] = _Queued(ivr, group, strategy)
         self._refresh(group, now)
+        if not self.queue.members(group):
+            # Asterisk's joinempty=no: with no agent to ring the caller goes to the node's fallback now.
+            # The session hears it once this action is done (its leg drains the actions it adds).
+            log.info("no agent of group %s reachable", group, extra={"ctx": {"call": call_id}})
+            ivr.session.transfer_unavailable(now)
+            return
+        self._queued[call_id] = _Queued(ivr, group, strategy)
         try:
             self.queue.join(call_id, group, strategy, now)
         except AgentQueueError as exc:
@@ -124,10 +134,18 @@ class AgentTransfer:
 
     def refresh(self, now: float) -> bool:
         """Registrations may have changed: tell the queue who is reachable in each group callers wait for.
-        False when no caller waits (nothing to do)."""
+        Callers of a group left without any agent go to their fallback (Asterisk's leavewhenempty). False
+        when no caller waits (nothing to do)."""
         groups = {q.group for q in self._queued.values()}
         for group in groups:
             self._refresh(group, now)
+        self._pump(now)
+        for call_id, queued in list(self._queued.items()):
+            if not self.queue.members(queued.group):
+                del self._queued[call_id]
+                self.queue.leave(call_id, now)
+                queued.ivr.session.transfer_unavailable(now)
+                queued.ivr.pump(now)
         self._pump(now)
         return bool(groups)
 

@@ -358,15 +358,36 @@ def test_an_answer_whose_media_cannot_reach_the_caller_is_a_failed_ring() -> Non
 
 
 def test_an_agent_registering_while_a_caller_waits_is_rung_at_the_next_refresh() -> None:
+    users = {"1001": "pw1", "1002": "pw2"}
+    h = Harness(cloud="", anchor=True, agent_groups={"sales": ["1001", "1002"]}, users=users)
+    register_agent(h, "1001", "pw1", AGENT1)
+    _, session, _ = caller_in_ivr(h)
+    queue(h, session)
+    (inv1,) = invites(h, AGENT1)  # rung at its binding's contact, sent where it registered from
+    assert inv1.uri == "sip:1001@127.0.0.1:5091"
+    register_agent(h, "1002", "pw2", AGENT2)
+    assert h.b2bua.transfer.refresh(h.now)  # the appliance's once-a-second housekeeping
+    h._pump()
+    (inv2,) = invites(h, AGENT2)  # ring_all: a member idle while the caller rings is rung as well
+    answer(h, inv2, AGENT2, tag="ag2")
+    assert session.inputs[-1] == ("transfer_answered", "sip:1002@127.0.0.1:5092", h.now)
+    assert [r.method for r in h.requests(AGENT1)] == ["CANCEL"]
+    assert not h.b2bua.transfer.refresh(h.now)  # no caller waits: nothing to do
+
+
+def test_a_group_without_a_reachable_agent_is_unavailable_at_once() -> None:
     h = Harness(cloud="", anchor=True, agent_groups={"sales": ["1001"]}, users={"1001": "pw1"})
     _, session, _ = caller_in_ivr(h)
     queue(h, session)
-    assert invites(h, AGENT1) == [] and session.inputs[-1] == ("transfer_position", 1, h.now)
-    register_agent(h, "1001", "pw1", AGENT1)
-    assert h.b2bua.transfer.refresh(h.now)  # the appliance's once-a-second housekeeping
+    assert session.inputs[-1] == ("transfer_unavailable", h.now)
+    assert h.b2bua.transfer.queue.queued("sales") == () and h.take(AGENT1) == []
+
+
+def test_callers_of_a_group_left_without_agents_are_sent_on() -> None:
+    h, session, _ = ringing_both()
+    h.agent_groups["sales"] = []  # both phones' registrations lapsed
+    assert h.b2bua.transfer.refresh(h.now)
     h._pump()
-    (inv,) = invites(h, AGENT1)  # rung at its binding's contact, sent where it registered from
-    assert inv.uri == "sip:1001@127.0.0.1:5091"
-    answer(h, inv, AGENT1, tag="ag1")
-    assert session.inputs[-1] == ("transfer_answered", "sip:1001@127.0.0.1:5091", h.now)
-    assert not h.b2bua.transfer.refresh(h.now)  # no caller waits: nothing to do
+    assert both_cancelled(h)
+    assert session.inputs[-1] == ("transfer_unavailable", h.now)
+    assert h.b2bua.transfer.queue.queued("sales") == ()
