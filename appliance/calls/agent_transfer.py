@@ -195,6 +195,17 @@ class AgentTransfer:
             self.queue.leave(call_id, now)
         self._pump(now)
 
+    def agent_lost(self, call: Call, cause: Cause, now: float) -> bool:
+        """The connected agent's media is gone (a media timeout): its leg is released with ``cause`` and the
+        caller goes back to its session as when the agent hangs up. False when no agent has the call."""
+        connected = self._connected.get(call.id)
+        if connected is None:
+            return False
+        log.warning("agent %s lost: %s", connected.agent, cause.text, extra={"ctx": {"call": call.id}})
+        connected.leg.handle(Disconnect(cause), now)
+        self._agent_hung_up(call, connected, now)
+        return True
+
     def _agent_hung_up(self, call: Call, connected: _Connected, now: float) -> None:
         """The agent ended the call: the caller goes back to its session, on the leg it is on."""
         del self._connected[call.id]

@@ -489,6 +489,8 @@ class B2bua:
                 # The callee's media died while the caller's still flows: a rescue keeps the caller.
                 if event.leg == "b" and self.rescue(call, MEDIA_TIMEOUT, now):
                     return
+                if event.leg == "b" and self.transfer.agent_lost(call, MEDIA_TIMEOUT, now):
+                    return  # a local agent's: the caller goes back to its IVR session
                 self.end_for_media(call, MEDIA_TIMEOUT, now)
         elif isinstance(event, DtmfEvent):
             log.info("DTMF %s on leg %s", event.digit, event.leg, extra={"ctx": {"call": call_id}})

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from appliance.ivr.actions import LeaveQueue, QueueForAgents, StopMedia
 from appliance.ivr.agent_queue import AgentState
-from appliance.media.control_events import Delete, DropLeg, DtmfEvent, SetLeg
+from appliance.media.control_events import Delete, Direction, DropLeg, DtmfEvent, MediaTimeout, SetLeg
 from appliance.media.control_events import StopMedia as StopMediaCommand
 from appliance.sip.builder import make_request
 from appliance.sip.events import Peer
@@ -391,3 +391,15 @@ def test_callers_of_a_group_left_without_agents_are_sent_on() -> None:
     assert both_cancelled(h)
     assert session.inputs[-1] == ("transfer_unavailable", h.now)
     assert h.b2bua.transfer.queue.queued("sales") == ()
+
+
+def test_an_agent_whose_media_stops_is_released_and_the_caller_goes_back_to_its_session() -> None:
+    h, call_id, session, _, _ = connected()
+    drain(h.media_anchor)
+    h.b2bua.media_event(call_id, MediaTimeout(call_id, "b", Direction.IN, 2.0), h.now)
+    h._pump()
+    (bye,) = h.requests(AGENT1)
+    assert bye.method == "BYE" and "cause=102" in (bye.headers.get("reason") or "")
+    assert session.inputs[-1] == ("transfer_ended", h.now)
+    assert drain(h.media_anchor) == [DropLeg(call_id, "b")]
+    assert h.take(CALLER) == [] and call_id in h.b2bua.calls
