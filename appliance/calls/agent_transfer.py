@@ -51,6 +51,7 @@ from appliance.ivr.agent_queue import (
 )
 from appliance.sip.dialog import uri_to_peer
 from appliance.sip.errors import DecodeError
+from appliance.sip.headers import parse_contacts
 from appliance.sip.uri import parse_sip_uri
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
     from appliance.calls.events import CallEvent
     from appliance.calls.ivr_leg import IvrLeg
     from appliance.sip.events import Peer
+    from appliance.sip.message import Request
 
 log = logging.getLogger("appliance.calls.agents")
 
@@ -102,6 +104,7 @@ class AgentTransfer:
         self._rings: dict[tuple[str, str], _Ring] = {}  # by (call id, agent)
         self._ring_legs: dict[SipLeg, _Ring] = {}
         self._peers: dict[str, Peer] = {}  # where to send each agent's INVITE, from the last refresh
+        self._calling: dict[str, str] = {}  # agent by call id: calls an agent's phone placed
         self._pumping = False
 
     # --------------------------------------------------------------------------- the session's
@@ -160,6 +163,17 @@ class AgentTransfer:
         self.queue.agent_busy(agent, now)
         self._pump(now)
 
+    def call_placed(self, call: Call, request: Request, now: float) -> None:
+        """A new call from a phone: when its Contact is an agent the queue knows (the contact it registered,
+        RFC 3261 §10.2.1), that agent is busy until the call ends."""
+        try:
+            contacts = parse_contacts(request.headers.get_all("contact")) or []
+        except DecodeError:
+            return
+        if contacts and self.queue.agent_state(contacts[0].uri) is not None:
+            self._calling[call.id] = contacts[0].uri
+            self.agent_busy(contacts[0].uri, now)
+
     # ------------------------------------------------------------------------------- call control
     def leg_event(self, call: Call, leg: Leg, event: CallEvent, now: float) -> bool:
         """Take ``event`` from ``leg`` when it is the transfer's: an agent's leg ringing for a queued caller,
@@ -191,6 +205,8 @@ class AgentTransfer:
             connected.ivr.caller_gone(now)
         elif call.answered and isinstance(call.b, SipLeg) and call.b.route_kind == "agents":
             self.queue.agent_free(call.b.target_uri, now)  # a call routed straight to the group
+        if (agent := self._calling.pop(call_id, None)) is not None:
+            self.queue.agent_free(agent, now)  # a call the agent placed
         if self._queued.pop(call_id, None) is not None:
             self.queue.leave(call_id, now)
         self._pump(now)

@@ -287,6 +287,7 @@ class B2bua:
             call.route_match = route.match
         self.calls[call_id] = call
         self.index_leg(request.call_id, a.local_tag, a)
+        self.transfer.call_placed(call, request, now)
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "call from %s to %s", setup.calling or "anonymous", setup.called,

@@ -403,3 +403,30 @@ def test_an_agent_whose_media_stops_is_released_and_the_caller_goes_back_to_its_
     assert session.inputs[-1] == ("transfer_ended", h.now)
     assert drain(h.media_anchor) == [DropLeg(call_id, "b")]
     assert h.take(CALLER) == [] and call_id in h.b2bua.calls
+
+
+def test_an_agent_placing_a_call_is_busy_until_it_ends() -> None:
+    h = harness(AGENT1_URI)
+    _, first, _ = caller_in_ivr(h, 1)
+    queue(h, first)
+    (inv1,) = invites(h, AGENT1)
+    h.send(AGENT1, reply(inv1, 486, tag="ag1"))  # busy: the queue now knows the agent
+    first.actions.append(LeaveQueue())
+    h.b2bua.ivr_legs[first.call_id].pump(h.now)
+    h.take(AGENT1)
+    # The agent's phone calls out (to the IVR here), from the contact it is rung at.
+    own = make_request(
+        "INVITE", "sip:+49301234567@127.0.0.1", via="SIP/2.0/UDP 127.0.0.1:5091;branch=z9hG4bKout1",
+        from_="<sip:agent1@127.0.0.1>;tag=out1", to="<sip:+49301234567@127.0.0.1>", call_id="agent-out",
+        cseq=1, contact=f"<{AGENT1_URI}>", body=invite().body, content_type="application/sdp",
+    )  # fmt: skip
+    h.send(AGENT1, own)
+    ok = h.take(AGENT1)[-1]
+    assert isinstance(ok, Response) and ok.status == 200
+    assert h.b2bua.transfer.queue.agent_state(AGENT1_URI) is AgentState.BUSY
+    _, second, _ = caller_in_ivr(h, 3)
+    queue(h, second)
+    assert invites(h, AGENT1) == []
+    # The agent hangs up its own call: it is free and rung for the caller waiting.
+    h.send(AGENT1, in_dialog("BYE", ok, branch="z9hG4bKout2", cseq=2, via_port=5091))
+    assert [r.uri for r in invites(h, AGENT1)] == [AGENT1_URI]
