@@ -166,6 +166,8 @@ class AgentTransfer:
     def call_placed(self, call: Call, request: Request, now: float) -> None:
         """A new call from a phone: when its Contact is an agent the queue knows (the contact it registered,
         RFC 3261 §10.2.1), that agent is busy until the call ends."""
+        if not self._peers:
+            return  # no agent known yet: spare every call the parsing
         try:
             contacts = parse_contacts(request.headers.get_all("contact")) or []
         except DecodeError:
