@@ -7,9 +7,11 @@ Theory of operation. A call routed to ``ivr:<flow>`` (or rescued there when its 
 :class:`~appliance.ivr.session.IvrSession` on it. The session's actions become commands for the call's
 media worker (play, record, stop) and outbox appends (:attr:`B2bua.persist_requests`); the worker's events
 (playback and recording ends, digits) and the appliance's answers (an append committed) go back to the
-session. The session outlives the call when the caller hangs up: its last records (a voicemail being
-recorded, the session record) are still made durable, so the leg stays known to the B2BUA until the
-session says it has ended.
+session. A transfer node's requests go to the B2BUA's agent transfer, which answers with the queue's
+``transfer_*`` inputs and, once an agent answers, makes the agent's leg the call's b leg until the agent
+hangs up and hands the caller back. The session outlives the call when the caller hangs up: its last
+records (a voicemail being recorded, the session record) are still made durable, so the leg stays known to
+the B2BUA until the session says it has ended.
 """
 
 from __future__ import annotations

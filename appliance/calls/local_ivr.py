@@ -10,7 +10,7 @@ after the caller hung up; the appliance's answers (an outbox append committed or
 refused, a worker event) reach them through :class:`LocalIvr`.
 
 A session's transfer to a local agent group is the agent transfer's
-(:class:`~appliance.calls.agent_transfer.AgentTransfer`); this module only hands it the requests.
+(:class:`~appliance.calls.agent_transfer.AgentTransfer`), to which each IVR leg speaks directly.
 """
 
 from __future__ import annotations
