@@ -99,7 +99,8 @@ class LocalIvr:
             return False
         anchor.adopt_local(call.id)
         log.warning(
-            "cloud leg failed (%d %s): call rescued into IVR flow %r", cause.q850, cause.text, flow,
+            "cloud leg failed (Q.850 cause %d%s): call rescued into IVR flow %r",
+            cause.q850, f", {cause.text}" if cause.text else "", flow,
             extra={"ctx": {"call": call.id, "q850": cause.q850}},
         )  # fmt: skip
         b.handle(Disconnect(cause), now)  # a leg that has not ended yet (a media timeout) is released
