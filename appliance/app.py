@@ -266,7 +266,7 @@ class Appliance:
 
     def _worker_args(self, cfg: Config) -> list[str]:
         m = cfg.media
-        args = ["--media-timeout", f"{m.timeout:g}"]
+        args = ["--media-timeout", f"{m.timeout:g}", "--scheduling", m.scheduling]
         if not m.fastpath:
             args.append("--no-fastpath")
         if m.recording_key:

@@ -44,6 +44,7 @@ from appliance.config.rules import (
     text,
     timezone_check,
 )
+from appliance.media.scheduling import Scheduling
 
 Problem = tuple[str, str]
 """A cross-field issue: the path relative to the checked object ("" for the object itself) and a message."""
@@ -198,6 +199,9 @@ class MediaConfig:
     timeout: float = field(default=30.0, metadata=number(above=0))
     # Record every relayed call (a route's ``record`` records only that route's calls).
     record: bool = False
+    # CPU scheduling of the media workers: "normal", "high" (nice -10) or "realtime" (SCHED_RR 1), see
+    # appliance.media.scheduling; prompt pacing under load depends on it.
+    scheduling: Scheduling = "normal"
     # Where encrypted recordings are written; "" means ``<state_dir>/recordings``.
     recording_dir: str = field(default="", metadata=rule("a directory path (or empty)", _printable_or_empty))
     # A file holding the 32-byte key that wraps each recording's own key; recording needs it.

@@ -75,6 +75,7 @@ from appliance.media.fastpath_rules import DEFAULT_TABLE, FastPathError
 from appliance.media.ivr_commands import IvrMedia, VoicemailConfig
 from appliance.media.ivr_recorder import VoicemailRecorder
 from appliance.media.offload import Offloader
+from appliance.media.scheduling import POLICIES, Scheduling, apply_scheduling
 from appliance.media.sockets import PortReserve, ReserveError, fd_budget, raise_fd_limit
 
 __all__ = [
@@ -376,6 +377,7 @@ class WorkerOptions:
     fastpath: bool = True
     worker_id: int = 0
     voicemail: VoicemailConfig | None = None
+    scheduling: Scheduling = "normal"
 
 
 def reserve(options: WorkerOptions) -> tuple[PortReserve, PortsReserved]:
@@ -453,6 +455,9 @@ def parse_args(argv: Sequence[str] | None = None) -> WorkerOptions:
     parser.add_argument("--voicemail-key", help="file holding the voicemail 32-byte key-encryption key")
     parser.add_argument("--no-fastpath", action="store_true", help="keep every packet in userspace")
     parser.add_argument("--worker-id", type=int, default=0, help="this worker's index in its reports")
+    parser.add_argument(
+        "--scheduling", choices=POLICIES, default="normal", help="CPU scheduling (appliance.media.scheduling)"
+    )
     args = parser.parse_args(argv)
 
     def key_and_dir(kind: str, directory: Path | None, key: str | None) -> tuple[Path, bytes] | None:
@@ -484,6 +489,7 @@ def parse_args(argv: Sequence[str] | None = None) -> WorkerOptions:
         fastpath=not args.no_fastpath,
         worker_id=args.worker_id,
         voicemail=voicemail,
+        scheduling=args.scheduling,
     )
 
 
@@ -493,6 +499,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A Ctrl-C at a terminal reaches the whole process group. The worker stops when the control process
     # closes its socket (after it released the calls), never on the signal itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if (problem := apply_scheduling(options.scheduling)) is not None:
+        log.warning("media worker %d: %s", options.worker_id, problem)
     try:
         pool, greeting = reserve(options)
     except (ReserveError, OSError) as exc:

@@ -99,7 +99,7 @@ def test_full_override_file() -> None:
     assert dataclasses.astuple(s.timers) == (0.25, 2.0, 2.5)
     assert dataclasses.astuple(s.session_timer) == (900, 120)
     assert dataclasses.astuple(c.media) == (
-        "::1", 30000, 30999, 2, 12.5, False, "var/site-a/rec", "", False, True,
+        "::1", 30000, 30999, 2, 12.5, False, "realtime", "var/site-a/rec", "", False, True,
     )  # fmt: skip
     assert c.cloud.configured and c.cloud.trunk == "sips:cc@localhost:5081;transport=tls"
     assert (c.cloud.probe_interval, c.cloud.probe_timeout, c.cloud.hold_down) == (10.0, 3.5, 0.0)
