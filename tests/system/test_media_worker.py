@@ -47,9 +47,9 @@ from appliance.media.control_events import (
     WorkerStats,
 )
 from appliance.media.rtp import RtpPacket
-from appliance.media.sockets import RtpSocketPool
 from appliance.media.supervisor import MediaSupervisor, MediaWorkerError, split_range
 from appliance.sdp.codec import parse_sdp
+from tests.socket_pool import RtpSocketPool
 from tests.system.netns import namespace
 
 READ_TIMEOUT = 5.0

@@ -39,9 +39,9 @@ from appliance.media.ivr_player import PTIME, SAMPLES
 from appliance.media.ivr_recorder import VoicemailRecorder
 from appliance.media.recording import RecordingReader, key_id_for
 from appliance.media.rtp import RtpPacket
-from appliance.media.sockets import RtpSocketPool
 from appliance.media.tones import dtmf_tone, encode, sine
 from appliance.media.worker import WorkerServer, parse_args
+from tests.socket_pool import RtpSocketPool
 from tests.unit.test_media_worker import (
     KEY_A_SENDS,
     KEY_RELAY_SENDS,

@@ -40,8 +40,8 @@ from appliance.media.fastpath import FlowHandle
 from appliance.media.fastpath_rules import FlowLeg
 from appliance.media.recording import Reason, RecordingError, RecordingReader, key_id_for
 from appliance.media.rtp import RtpPacket
-from appliance.media.sockets import RtpSocketPool
 from appliance.media.worker import WorkerOptions, parse_args
+from tests.socket_pool import RtpSocketPool
 
 PHONE_A = ("127.0.0.1", 31000)
 PHONE_B = ("127.0.0.1", 31002)
