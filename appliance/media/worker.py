@@ -2,7 +2,8 @@
 
 Run as ``python -m appliance.media.worker --control PATH --address 127.0.0.1 --ports MIN-MAX`` with the
 options of :func:`main` (``--media-timeout``, ``--recording-dir``/``--recording-key``,
-``--voicemail-dir``/``--voicemail-key``, ``--no-fastpath``, ``--worker-id``). The worker first binds
+``--voicemail-dir``/``--voicemail-key``, ``--no-fastpath``, ``--worker-id``, ``--scheduling``: its CPU
+priority, :mod:`appliance.media.scheduling`). The worker first binds
 every RTP/RTCP pair of its slice (:class:`PortReserve`: call control writes a port into an SDP before the
 worker hears of the call, so the worker must already hold it), raising ``RLIMIT_NOFILE``'s soft limit to
 the hard one for that. It then listens on a Unix ``SOCK_SEQPACKET`` socket at ``PATH``, prints ``ready`` on
