@@ -334,6 +334,7 @@ class MediaWorker:
             # the other leg's media timeout.
             relay.update_remote(msg.leg, _placeholder(leg.config))
             relay.set_hold(msg.leg, False, now)
+            relay.set_timeout(msg.leg, None, now)
         call.refresh_ivr()
         log.info("media worker: call %s: leg %s dropped", call.call_id, msg.leg)
         return Ok(msg.request_id, stats=stats)
@@ -350,7 +351,9 @@ class MediaWorker:
                 ErrorCode.BAD_MESSAGE, f"local_port {spec.local_port} is not an even port"
             )
         try:
-            config = LegConfig(spec.remote, spec.codec_pt, spec.codec, spec.event_pt, spec.rtcp_port)
+            config = LegConfig(
+                spec.remote, spec.codec_pt, spec.codec, spec.event_pt, spec.rtcp_port, spec.timeout
+            )
         except ValueError as exc:
             raise CommandFailedError(ErrorCode.BAD_MESSAGE, str(exc)) from None
         call = self.calls.get(msg.call_id)
@@ -460,6 +463,7 @@ class MediaWorker:
             self.early_sends.extend(call.take_early())
             return
         relay.update_remote(leg.name, config)
+        relay.set_timeout(leg.name, config.timeout, now)
         if hold != leg.hold:
             leg.hold = hold
             relay.set_hold(leg.name, hold, now)

@@ -30,6 +30,7 @@ import cbor2
 from appliance.media.control_events import (
     DTMF_DIGITS,
     MAX_DEPTH,
+    MAX_LEG_TIMEOUT,
     MAX_MESSAGE_SIZE,
     MAX_PLAY_FILES,
     MAX_REQUEST_ID,
@@ -262,6 +263,15 @@ def _srtp(f: _Fields) -> SrtpKeys:
     return keys
 
 
+def _leg_timeout(f: _Fields) -> float | None:
+    if not f.has("timeout"):
+        return None
+    timeout = f.number("timeout")
+    if not 0 < timeout <= MAX_LEG_TIMEOUT:
+        raise ControlDecodeError(f"expected seconds in (0, {MAX_LEG_TIMEOUT:g}]", path=f"{f.path}.timeout")
+    return timeout
+
+
 def _leg_spec(f: _Fields) -> LegSpec:
     spec = LegSpec(
         local_port=f.uint("local_port", limit=65535),
@@ -272,6 +282,7 @@ def _leg_spec(f: _Fields) -> LegSpec:
         rtcp_port=f.uint("rtcp_port", limit=65535) if f.has("rtcp_port") else None,
         hold=f.boolean("hold") if f.has("hold") else False,
         srtp=_srtp(f.fields("srtp")) if f.has("srtp") else None,
+        timeout=_leg_timeout(f),
     )
     f.done()
     return spec
@@ -585,6 +596,8 @@ def _spec_map(spec: LegSpec) -> dict[str, Any]:
     if spec.srtp is not None:
         keys = spec.srtp
         out["srtp"] = {"suite": keys.suite, "local_key": keys.local_key, "remote_key": keys.remote_key}
+    if spec.timeout is not None:
+        out["timeout"] = float(spec.timeout)
     return out
 
 

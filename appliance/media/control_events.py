@@ -44,6 +44,9 @@ RECORD_ID: Final = re.compile(r"[A-Za-z0-9_.-]{1,96}")
 """What a :class:`Record` command's ``record_id`` must fully match: it names the file
 ``<voicemail-dir>/<record_id>.vm``, so it holds no path separator."""
 
+MAX_LEG_TIMEOUT: Final = 86400.0
+"""A :class:`LegSpec` ``timeout`` is at most a day (seconds): longer is no timeout, and a typo."""
+
 MAX_PLAY_FILES: Final = 64
 """A :class:`Play` command names at most this many files."""
 
@@ -126,7 +129,9 @@ class LegSpec:
     ``rtcp_port`` its ``a=rtcp`` port (None: RTP port + 1); ``codec_pt``/``codec`` the negotiated audio
     format on this leg (the same payload type both ways, RFC 3264 §6.1); ``event_pt`` its telephone-event
     payload type (None if not negotiated); ``hold`` whether its SDP put the stream on hold
-    (sendonly/recvonly/inactive); ``srtp`` its SDES keys, None for plain RTP.
+    (sendonly/recvonly/inactive); ``srtp`` its SDES keys, None for plain RTP; ``timeout`` the seconds of
+    silence from the leg's peer before a :class:`MediaTimeout` for the leg (more than 0, at most
+    :data:`MAX_LEG_TIMEOUT`), None for the worker's ``--media-timeout``.
     """
 
     local_port: int
@@ -137,6 +142,7 @@ class LegSpec:
     rtcp_port: int | None = None
     hold: bool = False
     srtp: SrtpKeys | None = None
+    timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

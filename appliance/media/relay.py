@@ -100,7 +100,9 @@ class LegConfig:
 
     ``address`` is the ``c=``/``m=`` endpoint (None while unknown or 0.0.0.0); ``codec`` is the encoding
     name of ``codec_pt`` (``"PCMA"``, ``"PCMU"``, ...); ``event_pt`` is the telephone-event payload type, None
-    if not negotiated; ``rtcp_port`` is an ``a=rtcp`` port (RFC 3605), else RTP port + 1 is assumed.
+    if not negotiated; ``rtcp_port`` is an ``a=rtcp`` port (RFC 3605), else RTP port + 1 is assumed;
+    ``timeout`` the seconds of silence allowed from this leg's peer (positive), None for the call's
+    ``media_timeout``.
     """
 
     address: Address | None
@@ -108,10 +110,13 @@ class LegConfig:
     codec: str
     event_pt: int | None = None
     rtcp_port: int | None = None
+    timeout: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.codec_pt <= 127 or (self.event_pt is not None and not 0 <= self.event_pt <= 127):
             raise ValueError("payload type out of range 0-127")
+        if self.timeout is not None and not self.timeout > 0:
+            raise ValueError("media timeout must be positive")
         if self.event_pt == self.codec_pt:
             raise ValueError("codec and telephone-event need distinct payload types")
 
@@ -211,13 +216,15 @@ class RelayCall:
     """The worker-side media state of one call.
 
     ``local_a``/``local_b`` are the relay's own RTP ports for each leg (RTCP on the port + 1);
-    ``media_timeout`` is the silence allowed per direction; ``strict`` latching only accepts sources from
+    ``media_timeout`` is the silence allowed per direction unless the leg's :attr:`LegConfig.timeout` gives
+    its own (changed later by :meth:`set_timeout`); ``strict`` latching only accepts sources from
     the IP the SDP named (see :class:`~appliance.media.latch.Latch`), and falls back to open latching on a
     leg whose SDP address is unknown; ``relatch_after`` packets in a row from a new source with the
     latched SSRC follow a NAT rebinding.
     """
 
     __slots__ = (
+        "_default_timeout",
         "_due",
         "_legs",
         "_other",
@@ -257,8 +264,16 @@ class RelayCall:
         }
         self._other: dict[str, _LegState] = {"a": self._legs["b"], "b": self._legs["a"]}
         self._route()
-        self._watch = CallMediaWatch(media_timeout, now=now, forward="a", backward="b")
-        self._due = now + media_timeout
+        self._default_timeout = media_timeout
+        own = {leg: config.timeout for leg, config in (("a", remote_a), ("b", remote_b))}
+        self._watch = CallMediaWatch(
+            media_timeout,
+            now=now,
+            forward="a",
+            backward="b",
+            timeouts={leg: timeout for leg, timeout in own.items() if timeout is not None},
+        )
+        self._due = now + min(timeout or media_timeout for timeout in own.values())
         # The earliest time handle_timer may have work: never later than a real deadline, possibly earlier
         # (packets deferred in _LegState.pending only push deadlines back). The worker's sweep compares it.
         self.wake = self._due
@@ -302,6 +317,15 @@ class RelayCall:
             self.latch_epoch += 1
         state.config = config
         self._route()
+
+    def set_timeout(self, leg: str, timeout: float | None, now: float) -> None:
+        """Allow ``timeout`` seconds of silence from ``leg``'s peer from ``now`` on (None: the call's
+        ``media_timeout``); silence already longer than a shortened timeout is reported at the next timer."""
+        self._leg(leg)
+        self._sync()
+        self._watch.set_timeout(leg, self._default_timeout if timeout is None else timeout, now)
+        self._refresh()
+        self._drain()
 
     def set_hold(self, leg: str, held: bool, now: float) -> None:
         """Put ``leg`` on hold (its SDP said sendonly/recvonly/inactive) or take it off; while either leg is

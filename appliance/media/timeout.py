@@ -11,7 +11,14 @@ active sender transmit at least every few seconds; a relay therefore watches eac
   inactive), so silence is expected and nothing times out; leaving hold restarts the clock from that moment.
 * :class:`CallMediaWatch` pairs the two directions of a call and adds :class:`OneWayAudio` when one
   direction flows while the other has timed out -- the NAT/firewall fault call control reports as such
-  rather than as a dead leg.
+  rather than as a dead leg. "Flows" means a packet within the silent direction's timeout: with unequal
+  timeouts a direction can still be ``FLOWING`` after it fell silent together with the other.
+
+Each direction has its own timeout: a peer known to send continuously (a cloud media server sends comfort
+noise, RFC 3389, rather than nothing) is declared dead after seconds, while a phone that may suppress
+silence keeps a long one. A changed timeout (:meth:`MediaTimeout.set_timeout`) needs no transition: it
+moves the ``FLOWING`` deadline to ``last activity + new timeout``, so silence that already lasted longer
+than a shortened timeout is reported the next time the machine sees time.
 
 The deadline is judged whenever the machine sees time: :meth:`MediaTimeout.handle_timer`, or a packet that
 arrives after the deadline before the timer fired (the silence did last the full timeout, so it is
@@ -25,6 +32,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -115,6 +123,13 @@ class MediaTimeout:
         """The earliest time :meth:`handle_timer` has something to do, or None."""
         return self.deadline
 
+    def set_timeout(self, timeout: float) -> None:
+        """Allow ``timeout`` seconds (positive) of silence from now on; the current silence is measured
+        against it (see the theory of operation). The state does not change."""
+        if not timeout > 0:
+            raise ValueError("media timeout must be positive")
+        self.timeout = timeout
+
     def handle_timer(self, now: float) -> None:
         """Time out if ``now`` has reached the deadline (exactly at the deadline counts)."""
         deadline = self.deadline
@@ -151,21 +166,33 @@ class MediaTimeout:
 class CallMediaWatch:
     """Both directions of one call, with one-way audio detection.
 
-    ``forward`` and ``backward`` name the directions in the events (for instance ``"caller->callee"``).
+    ``forward`` and ``backward`` name the directions in the events (for instance ``"caller->callee"``);
+    ``timeout`` is the silence allowed in each, unless ``timeouts`` gives a direction its own.
     :class:`OneWayAudio` is reported once each time the call enters the condition "one direction
-    ``FLOWING``, the other ``TIMED_OUT``"; a held direction is never one-way audio.
+    ``FLOWING`` with a packet within the other's timeout, the other ``TIMED_OUT``"; a held direction is
+    never one-way audio.
     """
 
     __slots__ = ("_events", "_one_way", "directions")
 
     def __init__(
-        self, timeout: float, *, now: float, forward: str = "forward", backward: str = "backward"
+        self,
+        timeout: float,
+        *,
+        now: float,
+        forward: str = "forward",
+        backward: str = "backward",
+        timeouts: Mapping[str, float] | None = None,
     ) -> None:
         if forward == backward:
             raise ValueError("the two directions need distinct names")
+        own = dict(timeouts or {})
+        unknown = sorted(set(own) - {forward, backward})
+        if unknown:
+            raise ValueError(f"no media direction {unknown[0]!r} in this call")
         self.directions: dict[str, MediaTimeout] = {
-            forward: MediaTimeout(timeout, now=now, direction=forward),
-            backward: MediaTimeout(timeout, now=now, direction=backward),
+            name: MediaTimeout(own.get(name, timeout), now=now, direction=name)
+            for name in (forward, backward)
         }
         self._one_way = False
         self._events: deque[MediaEvent] = deque()
@@ -180,13 +207,20 @@ class CallMediaWatch:
         """A packet arrived in ``direction`` at ``now``."""
         self._advance(now)
         self._watch(direction).packet(now)
-        self._collect()
+        self._collect(now)
 
     def set_hold(self, direction: str, held: bool, now: float) -> None:
         """Hold or release one direction (see :meth:`MediaTimeout.set_hold`)."""
         self._advance(now)
         self._watch(direction).set_hold(held, now)
-        self._collect()
+        self._collect(now)
+
+    def set_timeout(self, direction: str, timeout: float, now: float) -> None:
+        """Give ``direction`` a new timeout (see :meth:`MediaTimeout.set_timeout`), after every deadline
+        reached by ``now`` under the old ones was applied."""
+        self._advance(now)
+        self._watch(direction).set_timeout(timeout)
+        self._collect(now)
 
     def get_timer(self) -> float | None:
         """The earliest deadline of either direction, or None."""
@@ -196,7 +230,7 @@ class CallMediaWatch:
     def handle_timer(self, now: float) -> None:
         """Apply every deadline reached by ``now``."""
         self._advance(now)
-        self._collect()
+        self._collect(now)
 
     def next_event(self) -> MediaEvent | None:
         """The oldest event not yet taken, or None."""
@@ -207,17 +241,26 @@ class CallMediaWatch:
         for watch in self.directions.values():
             watch.handle_timer(now)
 
-    def _collect(self) -> None:
+    def _collect(self, now: float) -> None:
         for watch in self.directions.values():
             while (event := watch.next_event()) is not None:
                 self._events.append(event)
         (a, wa), (b, wb) = self.directions.items()
         one_way: OneWayAudio | None = None
-        if wa.state is FlowState.FLOWING and wb.state is FlowState.TIMED_OUT:
+        if _flows_while(wa, wb, now):
             one_way = OneWayAudio(a, b, wb.last_activity)
-        elif wb.state is FlowState.FLOWING and wa.state is FlowState.TIMED_OUT:
+        elif _flows_while(wb, wa, now):
             one_way = OneWayAudio(b, a, wa.last_activity)
         if one_way is not None and not self._one_way:
             log.info("media: one-way audio, %s flows, %s silent", one_way.flowing, one_way.silent)
             self._events.append(one_way)
         self._one_way = one_way is not None
+
+
+def _flows_while(flowing: MediaTimeout, silent: MediaTimeout, now: float) -> bool:
+    # With equal timeouts FLOWING alone implies the recent packet; with unequal ones it must be checked.
+    return (
+        flowing.state is FlowState.FLOWING
+        and silent.state is FlowState.TIMED_OUT
+        and now - flowing.last_activity < silent.timeout
+    )

@@ -195,6 +195,7 @@ _spec = st.builds(
     st.none() | st.integers(0, 65535),
     st.booleans(),
     st.none() | _keys,
+    st.none() | st.floats(min_value=0.001, max_value=86400, allow_nan=False, allow_infinity=False),
 )
 _call_flags = st.lists(
     st.sampled_from(["record", "dtmf-events", "no-fastpath", "inband-dtmf"]), max_size=3
@@ -406,6 +407,23 @@ def test_set_leg_vector_fields() -> None:
     assert (spec.local_port, spec.remote, spec.codec_pt, spec.codec) == (20002, None, 0, "PCMU")
     assert (spec.event_pt, spec.rtcp_port, spec.hold) == (None, 4005, True)
     assert spec.srtp is not None and spec.srtp.suite == "AES_CM_128_HMAC_SHA1_80"
+
+
+def test_set_leg_timeout_vector_fields() -> None:
+    msg = decode((VECTORS / "valid" / "set_leg_timeout.cbor").read_bytes())
+    assert isinstance(msg, SetLeg)
+    assert (msg.leg, msg.spec.remote, msg.spec.timeout) == ("b", ("127.0.0.1", 4002), 2.0)
+    plain = decode((VECTORS / "valid" / "set_leg.cbor").read_bytes())
+    assert isinstance(plain, SetLeg) and plain.spec.timeout is None
+
+
+def test_set_leg_timeout_bounds() -> None:
+    for seconds in (0.001, 1, 86400):
+        msg = SetLeg("c", "b", LegSpec(20002, None, 8, "PCMA", timeout=seconds))
+        assert decode(encode(msg)) == msg
+    for seconds in (0.0, -1.0, 86400.001):
+        with pytest.raises(LocalProtocolError, match=r"set_leg\.spec\.timeout: expected"):
+            encode(SetLeg("c", "b", LegSpec(20002, None, 8, "PCMA", timeout=seconds)))
 
 
 def test_ivr_vector_fields() -> None:

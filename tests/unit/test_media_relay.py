@@ -284,6 +284,38 @@ def test_media_timeout_per_direction_with_injected_clock() -> None:
     assert MediaResumed("b") in events(call)
 
 
+def test_a_leg_of_its_own_timeout_is_watched_with_it() -> None:
+    call = RelayCall(
+        local_a=30000,
+        local_b=30002,
+        remote_a=LegConfig(PHONE, codec_pt=8, codec="PCMA"),
+        remote_b=LegConfig(CLOUD, codec_pt=8, codec="PCMA", timeout=2.0),
+        now=0.0,
+        media_timeout=30.0,
+    )
+    assert call.wake == 2.0 and call.get_timer() == 2.0
+    call.receive("b", rtp(1, ssrc=SSRC_B), CLOUD, 0.5)
+    now, seq = 0.0, 0
+    while now < 3.0:  # the phone keeps talking; the cloud stopped at 0.5
+        call.receive("a", rtp(seq), PHONE, now)
+        seq, now = seq + 1, now + 0.02
+    call.handle_timer(3.0)
+    evs = events(call)
+    assert MediaTimedOut("b", 0.5) in evs and not any(e == MediaTimedOut("a", 0.0) for e in evs)
+    assert call.recently_active("a", 3.0) and not call.recently_active("b", 3.0)
+    # Back to the call's own timeout from now on: the next silence from b is allowed 30 s.
+    call.receive("b", rtp(2, ssrc=SSRC_B), CLOUD, 3.5)
+    call.set_timeout("b", None, 3.5)
+    assert MediaResumed("b") in events(call)
+    call.receive("a", rtp(seq), PHONE, 20.0)
+    call.handle_timer(33.0)
+    assert events(call) == []
+    call.handle_timer(33.5)
+    assert events(call) == [MediaTimedOut("b", 3.5), OneWayAudio("a", "b", 3.5)]
+    with pytest.raises(ValueError, match="positive"):
+        LegConfig(CLOUD, codec_pt=8, codec="PCMA", timeout=0.0)
+
+
 def test_hold_suppresses_timeout() -> None:
     call = make_call(timeout=5.0)
     call.set_hold("a", True, 1.0)

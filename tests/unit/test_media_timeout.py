@@ -181,6 +181,71 @@ def test_packet_in_one_direction_does_not_hide_the_others_expiry() -> None:
     assert drain(call) == [MediaTimedOut("backward", 0.0), OneWayAudio("forward", "backward", 0.0)]
 
 
+# --- a timeout per direction (a cloud leg's short one beside a phone's long one) ---------------------
+
+
+def test_short_timeout_on_one_direction_fires_while_the_long_one_does_not() -> None:
+    call = CallMediaWatch(30.0, now=0.0, forward="a", backward="b", timeouts={"b": 2.0})
+    assert call.get_timer() == 2.0
+    call.packet("b", 0.5)
+    for i in range(1, 6):
+        call.packet("a", float(i))  # the phone keeps talking; the cloud went silent at 0.5
+    # a: the caller's direction still flows, so its silence is no fault: one-way audio, reported as such.
+    assert drain(call) == [MediaTimedOut("b", 0.5), OneWayAudio("a", "b", 0.5)]
+    assert call.directions["a"].state is FlowState.FLOWING
+    call.handle_timer(34.999)
+    assert drain(call) == []
+    call.handle_timer(35.0)
+    assert drain(call) == [MediaTimedOut("a", 5.0)]
+
+
+def test_short_timeout_while_both_directions_are_silent() -> None:
+    call = CallMediaWatch(30.0, now=0.0, forward="a", backward="b", timeouts={"b": 2.0})
+    call.handle_timer(2.0)
+    assert drain(call) == [MediaTimedOut("b", 0.0)]  # a's silence is still within its 30 s
+    assert call.get_timer() == 30.0
+
+
+def test_hold_suppresses_a_short_timeout() -> None:
+    call = CallMediaWatch(30.0, now=0.0, forward="a", backward="b", timeouts={"b": 2.0})
+    call.set_hold("b", True, 1.0)
+    for i in range(1, 61):
+        call.packet("a", float(i))  # music on hold one way, nothing from the held cloud
+    assert drain(call) == []
+    call.set_hold("b", False, 61.0)
+    assert call.get_timer() == 63.0  # leaving hold restarts the short clock
+    call.packet("a", 62.0)
+    call.handle_timer(63.0)
+    assert drain(call) == [MediaTimedOut("b", 61.0), OneWayAudio("a", "b", 61.0)]
+
+
+def test_a_changed_timeout_applies_from_then_on() -> None:
+    call = CallMediaWatch(30.0, now=0.0, forward="a", backward="b")
+    call.packet("b", 4.0)
+    call.set_timeout("b", 2.0, 5.0)  # silence since 4.0 is within the new timeout
+    assert drain(call) == []
+    assert call.directions["b"].get_timer() == 6.0
+    call.set_timeout("b", 30.0, 5.5)  # lengthened again before it fired
+    call.handle_timer(10.0)
+    assert drain(call) == []
+    call.set_timeout("b", 2.0, 10.0)  # silence already longer than the shortened timeout
+    assert call.get_timer() == 6.0
+    call.handle_timer(10.0)
+    assert drain(call) == [MediaTimedOut("b", 4.0)]
+
+
+def test_per_direction_timeouts_are_checked() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        CallMediaWatch(30.0, now=0.0, timeouts={"backward": 0.0})
+    with pytest.raises(ValueError, match="sideways"):
+        CallMediaWatch(30.0, now=0.0, timeouts={"sideways": 2.0})
+    call = CallMediaWatch(30.0, now=0.0)
+    with pytest.raises(ValueError, match="positive"):
+        call.set_timeout("forward", -1.0, 0.0)
+    with pytest.raises(TimeoutStateError):
+        call.set_timeout("sideways", 1.0, 0.0)
+
+
 _actions = st.lists(
     st.tuples(
         st.sampled_from(["packet", "hold", "unhold", "timer"]),

@@ -107,9 +107,10 @@ def set_leg(
     hold: bool = False,
     srtp: SrtpKeys | None = None,
     now: float = 0.0,
+    timeout: float | None = None,
 ) -> Ok | Error:
     pt = 8 if codec == "PCMA" else 0
-    spec = LegSpec(port, remote, pt, codec, event_pt=101, hold=hold, srtp=srtp)
+    spec = LegSpec(port, remote, pt, codec, event_pt=101, hold=hold, srtp=srtp, timeout=timeout)
     return command(worker, SetLeg("call-1", leg, spec, flags, request_id=7), now)
 
 
@@ -231,6 +232,27 @@ def test_hold_suspends_timeouts_and_renegotiation_moves_the_remote(
     assert call.relay.wake == 205.5  # ...pushed its own deadline back, as the sweep found
     timed_out = [e for e in worker.handle_timer(206.0) if isinstance(e, MediaTimeout)]
     assert [(e.leg, e.direction) for e in timed_out] == [("a", Direction.IN)]
+
+
+def test_a_leg_timeout_set_by_set_leg_and_changed_by_a_later_one(
+    worker: MediaWorker, ports: tuple[int, int]
+) -> None:
+    port_a, port_b = ports
+    set_leg(worker, "a", port_a, remote=PHONE_A, now=100.0)
+    assert isinstance(set_leg(worker, "b", port_b, remote=PHONE_B, timeout=2.0, now=100.0), Ok)
+    call = worker.calls["call-1"]
+    assert call.relay is not None and call.relay.wake == 102.0  # leg b's own, not the worker's 5 s
+    for i in range(10):
+        call.receive("a", False, rtp(i, b"\xd5"), PHONE_A, 100.0 + i * 0.25)
+    timed_out = [e for e in worker.handle_timer(102.0) if isinstance(e, MediaTimeout)]
+    assert [(e.leg, e.one_way) for e in timed_out] == [("b", True)]
+    assert timed_out[0].silent_for == 2.0
+    # A re-SetLeg without the timeout gives leg b the worker's 5 s from then on.
+    call.receive("b", False, rtp(1, b"\xd5"), PHONE_B, 103.0)
+    assert isinstance(set_leg(worker, "b", port_b, remote=PHONE_B, now=103.0), Ok)
+    assert [e for e in worker.handle_timer(107.9) if isinstance(e, MediaTimeout) and e.leg == "b"] == []
+    timed_out = [e for e in worker.handle_timer(108.0) if isinstance(e, MediaTimeout)]
+    assert [e.leg for e in timed_out] == ["b"]
 
 
 def test_codec_change_transcodes(worker: MediaWorker, ports: tuple[int, int]) -> None:
