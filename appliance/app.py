@@ -146,6 +146,7 @@ class Appliance:
             worker_for=self.supervisor.worker_for,
             transcode=m.transcode,
             record=m.record,
+            cloud_media_timeout=cfg.cloud.media_timeout,
         )
         await self.supervisor.start()
         self._media_started: dict[str, float] = {}

@@ -382,6 +382,9 @@ class B2bua:
         elif call.route_kind != kind:
             self.observer.call_routed(call.route_kind, kind)
         call.route_kind = kind
+        if self.media_anchor is not None:
+            # A silent cloud is noticed by its own short media timeout; phones and trunks keep the long one.
+            self.media_anchor.mark_cloud(call.id, kind == "cloud")
 
     # --------------------------------------------------------------------------- event relay
     def call_event(self, call: Call, leg: Leg, event: CallEvent, now: float) -> None:

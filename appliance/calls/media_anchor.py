@@ -54,8 +54,8 @@ from appliance.calls.anchor_sdp import (
 )
 from appliance.calls.b2bua import MediaRefused
 from appliance.media import srtp as sdes
+from appliance.media.control_events import MAX_LEG_TIMEOUT, Delete, DropLeg, LegSpec, SetLeg, SrtpKeys
 from appliance.media.control_events import Command as WorkerCommand
-from appliance.media.control_events import Delete, DropLeg, LegSpec, SetLeg, SrtpKeys
 from appliance.media.ports import PortAllocator, PortsExhaustedError
 from appliance.sdp import PCMA, PCMU, TELEPHONE_EVENT, answer_audio, parse_sdp
 from appliance.sdp.errors import SdpError
@@ -129,6 +129,8 @@ class _Call:
     local: bool = False
     # The offer to a leg b that the local caller is being transferred to, until an agent answers it.
     transfer: _Exchange | None = None
+    # Leg b is the cloud: its spec carries the cloud's media timeout (MediaAnchor.mark_cloud).
+    cloud: bool = False
 
 
 def _crc_worker(workers: int) -> Callable[[str], int]:
@@ -142,6 +144,9 @@ class MediaAnchor:
     ``slices`` are the workers' RTP port ranges (index = worker index); ``worker_for(call_id)`` picks the
     worker (default: CRC-32 of the call id, as the supervisor does). ``record`` records every call;
     ``transcode`` allows PCMA↔PCMU. ``random_bytes(n)`` gives ``n`` random octets (SDES keys, session ids).
+    ``cloud_media_timeout`` (seconds, 0 < s <= 86400) is the silence allowed from a leg b that is the cloud
+    (:meth:`mark_cloud`) before the worker reports its media timeout; None, and every other leg: the
+    worker's own timeout.
     """
 
     def __init__(
@@ -153,7 +158,11 @@ class MediaAnchor:
         transcode: bool = True,
         record: bool = False,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        cloud_media_timeout: float | None = None,
     ) -> None:
+        if cloud_media_timeout is not None and not 0 < cloud_media_timeout <= MAX_LEG_TIMEOUT:
+            raise ValueError(f"cloud_media_timeout must be in (0, {MAX_LEG_TIMEOUT:g}] seconds")
+        self.cloud_media_timeout = cloud_media_timeout
         self.address = address
         self._ports = [PortAllocator(low, high) for low, high in slices]
         self._worker_for = worker_for or _crc_worker(len(slices))
@@ -189,6 +198,14 @@ class MediaAnchor:
         if call is None:
             call = self._open(call_id, options)
         call.options = options
+
+    def mark_cloud(self, call_id: str, cloud: bool) -> None:
+        """Say whether the leg b being dialled for ``call_id`` is the cloud, before its SDP is exchanged: a
+        cloud leg's media is watched with ``cloud_media_timeout`` from its next ``SetLeg`` on, so that a
+        silent cloud is noticed (and the caller rescued) in seconds. A call not anchored is ignored."""
+        call = self._calls.get(call_id)
+        if call is not None:
+            call.cloud = cloud
 
     def wants_info(self, call_id: str, leg: str) -> bool:
         """Whether ``leg`` negotiated no telephone-event, so digits must reach it as SIP INFO."""
@@ -545,6 +562,7 @@ class MediaAnchor:
             rtcp_port=None if rtcp is None else rtcp.port,
             hold=null or sdp.direction_for(media) is not Direction.SENDRECV,
             srtp=keys,
+            timeout=self.cloud_media_timeout if leg == "b" and call.cloud else None,
         )
 
     def _emit(self, call_id: str, call: _Call) -> None:

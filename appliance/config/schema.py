@@ -235,6 +235,14 @@ class CloudConfig:
     probe_failures: int = field(default=3, metadata=integer(1))
     probe_successes: int = field(default=2, metadata=integer(1))
     hold_down: float = field(default=30.0, metadata=number(least=0))
+    # Seconds of silence from the cloud's side of an answered call before its media is declared gone and
+    # the caller rescued into the local IVR (media.timeout still applies to phones and trunks). The cloud
+    # sends RTP continuously, comfort noise included (RFC 3389), so this much silence means its media path
+    # is gone: a rescued caller then hears the IVR within about this long.
+    media_timeout: float = field(
+        default=2.0,
+        metadata=rule("a number greater than 0, at most 86400", lambda v: None if 0 < v <= 86400 else REJECT),
+    )
 
     @property
     def configured(self) -> bool:

@@ -555,10 +555,13 @@ async def cloud_online(
     hold_ms: int = 0,
     reason: str | None = None,
     media_timeout: float = 1.0,
+    cloud_media_timeout: float | None = None,
     srtp: bool = False,
 ) -> AsyncIterator[tuple[RunningAppliance, Cloud]]:
     """A cloud (a SIPp UAS that answers OPTIONS probes and calls, with SRTP if ``srtp``) and the appliance
-    that routes to it, once the appliance has found it ONLINE."""
+    that routes to it, once the appliance has found it ONLINE. ``media_timeout`` is the relay's
+    (``[media] timeout``), ``cloud_media_timeout`` the cloud leg's (``[cloud] media_timeout``; None: the
+    same as the relay's)."""
     peer = await RtpPeer.open(3, address=CLOUD_IP, event_pt=EVENT_PT, srtp=srtp)
     port = free_port(CLOUD_IP)
     values = {} if reason is None else {"reason": reason}
@@ -570,7 +573,7 @@ async def cloud_online(
     )  # fmt: skip
     config = media_config(f"timeout = {media_timeout}") + (
         f'[cloud]\ntrunk = "sip:{CLOUD_IP}:{port}"\nprobe_interval = 0.5\nprobe_timeout = 0.4\n'
-        "probe_failures = 2\n"
+        f"probe_failures = 2\nmedia_timeout = {cloud_media_timeout or media_timeout}\n"
     )
     cloud = Cloud(uas, peer)
     try:
@@ -642,11 +645,24 @@ async def session_rescued(app: RunningAppliance) -> None:
     assert record.body["rescued"] is True and record.body["outcome"] == "abandoned", record.body
 
 
-@pytest.mark.parametrize("srtp", [False, True], ids=["rtp", "srtp"])
-async def test_a_call_whose_cloud_media_stops_is_rescued_into_the_ivr(tmp_path: Path, srtp: bool) -> None:
+@pytest.mark.parametrize(
+    ("srtp", "media_timeout", "cloud_media_timeout"),
+    [(False, 1.0, None), (True, 1.0, None), (False, 30.0, 1.5)],
+    ids=["rtp", "srtp", "cloud-leg-timeout"],
+)
+async def test_a_call_whose_cloud_media_stops_is_rescued_into_the_ivr(
+    tmp_path: Path, srtp: bool, media_timeout: float, cloud_media_timeout: float | None
+) -> None:
     # With SRTP (the relay follows the caller's profile on the cloud leg) the IVR's prompts reach the
-    # caller protected under the key the caller's leg negotiated.
-    async with cloud_online(tmp_path, scenario="media_uas.xml", srtp=srtp) as (app, cloud):
+    # caller protected under the key the caller's leg negotiated. With cloud-leg-timeout the relay's media
+    # timeout is far off: only the cloud leg's own short one can rescue the call in time.
+    async with cloud_online(
+        tmp_path,
+        scenario="media_uas.xml",
+        srtp=srtp,
+        media_timeout=media_timeout,
+        cloud_media_timeout=cloud_media_timeout,
+    ) as (app, cloud):
         async with calling(
             app, tmp_path / "caller", GERMAN, tag=1, scenario="ivr_uac_hangup.xml", hold_ms=HOLD_MS, srtp=srtp
         ) as caller:

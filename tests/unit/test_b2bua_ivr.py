@@ -22,6 +22,7 @@ from appliance.media.control_events import (
 )
 from appliance.media.control_events import StopMedia as StopMediaCommand
 from appliance.sip.message import Request, Response
+from tests.unit import harness
 from tests.unit.harness import CALLER, CLOUD, Harness, ScriptedSession, ack_for, in_dialog, invite
 from tests.unit.test_b2bua import from_callee
 from tests.unit.test_b2bua_media import answered, drain
@@ -208,6 +209,23 @@ def test_a_media_timeout_on_the_cloud_leg_rescues_and_releases_the_cloud() -> No
     (bye,) = [r for r in h.requests(CLOUD) if r.method == "BYE"]
     assert "cause=102" in (bye.headers.get("reason") or "")
     assert_rescued(h, call_id)
+
+
+def test_a_cloud_leg_is_watched_with_the_cloud_media_timeout_a_trunk_leg_with_the_workers() -> None:
+    h = Harness(anchor=True, routes=(("*", ("cloud", "trunk:sip:127.0.0.1:5082")),))
+    assert h.media_anchor is not None
+    h.media_anchor.cloud_media_timeout = 2.0
+    answered(h)
+    specs = {c.leg: c.spec for c in drain(h.media_anchor) if isinstance(c, SetLeg)}
+    assert (specs["a"].timeout, specs["b"].timeout) == (None, 2.0)
+    # The cloud refuses the next call and the trunk answers it: its leg b keeps the worker's timeout.
+    h.send(CALLER, invite(call_id="second@127.0.0.1", branch="z9hG4bKsecond"))
+    (b1,) = [r for r in h.requests(CLOUD) if r.method == "INVITE"]
+    h.send(CLOUD, harness.reply(b1, 503))
+    (b2,) = [r for r in h.requests(harness.TRUNK2) if r.method == "INVITE"]
+    h.send(harness.TRUNK2, harness.reply(b2, 200, body=harness.ANSWER, contact="<sip:t@127.0.0.1:5082>"))
+    specs = {c.leg: c.spec for c in drain(h.media_anchor) if isinstance(c, SetLeg)}
+    assert (specs["a"].timeout, specs["b"].timeout) == (None, None)
 
 
 def test_a_media_timeout_on_the_callers_leg_ends_the_call() -> None:

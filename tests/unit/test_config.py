@@ -103,7 +103,7 @@ def test_full_override_file() -> None:
     )  # fmt: skip
     assert c.cloud.configured and c.cloud.trunk == "sips:cc@localhost:5081;transport=tls"
     assert (c.cloud.probe_interval, c.cloud.probe_timeout, c.cloud.hold_down) == (10.0, 3.5, 0.0)
-    assert (c.cloud.probe_failures, c.cloud.probe_successes) == (5, 3)
+    assert (c.cloud.probe_failures, c.cloud.probe_successes, c.cloud.media_timeout) == (5, 3, 1.5)
     r = c.registrar
     assert (r.min_expires, r.max_expires, r.default_expires, r.nonce_lifetime) == (30, 7200, 600, 120.0)
     assert r.algorithms == ("MD5",)
@@ -183,6 +183,14 @@ def test_destination_rejects(text: str, reason: str) -> None:
     quoted = '"' + text + '"'
     doc = f'[[routes]]\nmatch = "*"\ndestinations = ["{text}"]\n'
     assert only_issue(doc) == f"routes[0].destinations[0]: expected {dest}, got {quoted} (string){suffix}"
+
+
+@pytest.mark.parametrize("value", ["0", "-1.5", "86400.5", "inf"])
+def test_cloud_media_timeout_is_seconds_up_to_a_day(value: str) -> None:
+    assert issues_of(f"[cloud]\nmedia_timeout = {value}") == [
+        f"cloud.media_timeout: expected a number greater than 0, at most 86400, got {value} "
+        f"({'integer' if value == '0' else 'float'})"
+    ]
 
 
 # --- unknown keys, syntax errors, collection of issues ----------------------------------------------------

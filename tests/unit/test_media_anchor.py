@@ -112,6 +112,34 @@ def test_offer_and_answer_each_leg_sees_only_the_relay() -> None:
     assert a.active == 1
 
 
+def test_a_cloud_leg_b_gets_the_cloud_media_timeout_and_a_trunk_leg_the_workers() -> None:
+    a = anchor(cloud_media_timeout=2.0)
+    for call_id, cloud in (("cloud-call", True), ("trunk-call", False)):
+        a.configure(call_id, None)
+        a.mark_cloud(call_id, cloud)
+        a.sdp_from(call_id, "a", OFFER_A)
+        a.sdp_from(call_id, "b", ANSWER_B)
+    legs: dict[str, dict[str, LegSpec]] = {}
+    while a.commands:
+        _, cmd = a.commands.popleft()
+        assert isinstance(cmd, SetLeg)
+        legs.setdefault(cmd.call_id, {})[cmd.leg] = cmd.spec
+    assert legs["cloud-call"]["b"].timeout == 2.0
+    assert legs["cloud-call"]["a"].timeout is None  # the caller keeps the worker's timeout
+    assert legs["trunk-call"]["a"].timeout is None and legs["trunk-call"]["b"].timeout is None
+    # A call that falls back from the cloud to a trunk (or agents) before the answer: the worker's.
+    a.configure("fallback", None)
+    a.mark_cloud("fallback", True)
+    a.sdp_from("fallback", "a", OFFER_A)
+    a.mark_cloud("fallback", False)
+    a.sdp_from("fallback", "b", ANSWER_B)
+    assert all(cmd.spec.timeout is None for _, cmd in a.commands if isinstance(cmd, SetLeg))
+    a.mark_cloud("not-anchored", True)  # ignored
+    assert not a.has("not-anchored")
+    with pytest.raises(ValueError, match="cloud_media_timeout"):
+        anchor(cloud_media_timeout=0.0)
+
+
 def test_delayed_offer_the_callee_offers_and_the_callers_ack_answers() -> None:
     a = anchor()
     a.configure("c1", None)
