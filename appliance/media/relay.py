@@ -208,7 +208,8 @@ class _LegState:
         self.route: _Route | None = None
         # The latest packet time not yet given to the media watch (see RelayCall._sync).
         self.pending: float | None = None
-        # Whether a packet on this leg can leave the watch untold for now (its direction is not timed out).
+        # Whether a packet on this leg can leave the watch untold for now: neither direction is timed out
+        # (a packet then changes no state and starts no one-way audio).
         self.quiet_ok = True
 
 
@@ -502,8 +503,11 @@ class RelayCall:
     def _refresh(self) -> None:
         due = self._watch.get_timer()
         wake = self._due = due if due is not None else float("inf")
+        # With unequal timeouts a packet on a silent but not timed-out leg can start one-way audio against
+        # the other, timed-out one: while either direction is timed out, every packet is told at once.
+        quiet_ok = all(w.state is not FlowState.TIMED_OUT for w in self._watch.directions.values())
         for state in self._legs.values():
-            state.quiet_ok = self._watch.directions[state.name].state is not FlowState.TIMED_OUT
+            state.quiet_ok = quiet_ok
             digit_due = state.dtmf.get_timer()
             if digit_due is not None and digit_due < wake:
                 wake = digit_due

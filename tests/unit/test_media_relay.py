@@ -39,13 +39,20 @@ SSRC_B = 0x22222222
 
 
 def make_call(
-    *, codec_a: str = "PCMA", codec_b: str = "PCMA", now: float = 0.0, timeout: float = 10.0
+    *,
+    codec_a: str = "PCMA",
+    codec_b: str = "PCMA",
+    now: float = 0.0,
+    timeout: float = 10.0,
+    timeout_b: float | None = None,
 ) -> RelayCall:
     return RelayCall(
         local_a=30000,
         local_b=30002,
         remote_a=LegConfig(PHONE, codec_pt=8 if codec_a == "PCMA" else 0, codec=codec_a, event_pt=101),
-        remote_b=LegConfig(CLOUD, codec_pt=8 if codec_b == "PCMA" else 0, codec=codec_b, event_pt=96),
+        remote_b=LegConfig(
+            CLOUD, codec_pt=8 if codec_b == "PCMA" else 0, codec=codec_b, event_pt=96, timeout=timeout_b
+        ),
         now=now,
         media_timeout=timeout,
     )
@@ -388,12 +395,16 @@ _OPS = st.lists(
 )
 
 
-@given(_OPS)
+@given(_OPS, st.sampled_from([None, 0.5, 5.0]))
 @settings(max_examples=200, deadline=None)
-def test_timeout_events_match_a_watch_told_every_packet(ops: list[tuple[str, float]]) -> None:
-    # The relay defers telling its watch about packets; the events must be those of a watch told each one.
-    call = make_call(timeout=2.0)
-    reference = CallMediaWatch(2.0, now=0.0, forward="a", backward="b")
+def test_timeout_events_match_a_watch_told_every_packet(
+    ops: list[tuple[str, float]], timeout_b: float | None
+) -> None:
+    # The relay defers telling its watch about packets; the events must be those of a watch told each one,
+    # with leg b's own timeout shorter, longer or the same as the call's.
+    call = make_call(timeout=2.0, timeout_b=timeout_b)
+    own = {} if timeout_b is None else {"b": timeout_b}
+    reference = CallMediaWatch(2.0, now=0.0, forward="a", backward="b", timeouts=own)
     now = 0.0
     seq = 0
     got: list[RelayEvent] = []
