@@ -257,9 +257,12 @@ _actions = st.lists(
 
 
 @settings(max_examples=300, deadline=None)
-@given(actions=_actions)
-def test_random_activity_never_raises_and_events_alternate(actions: list[tuple[str, str, float]]) -> None:
-    call = CallMediaWatch(2.0, now=0.0)
+@given(actions=_actions, backward=st.sampled_from([0.5, 2.0, 5.0]))
+def test_random_activity_never_raises_and_events_alternate(
+    actions: list[tuple[str, str, float]], backward: float
+) -> None:
+    call = CallMediaWatch(2.0, now=0.0, timeouts={"backward": backward})
+    timeouts = {"forward": 2.0, "backward": backward}
     now = 0.0
     last: dict[str, type | None] = {}
     for action, direction, dt in actions:
@@ -281,10 +284,12 @@ def test_random_activity_never_raises_and_events_alternate(actions: list[tuple[s
             elif isinstance(event, MediaTimedOut):
                 # Once per silence: no second timeout without a resumption or a hold in between.
                 assert last.get(event.direction) is not MediaTimedOut
-                assert event.since + 2.0 <= now
+                assert event.since + timeouts[event.direction] <= now
                 last[event.direction] = MediaTimedOut
             else:
                 assert event.flowing != event.silent
                 assert call.directions[event.silent].state is FlowState.TIMED_OUT
+                # The flowing direction did carry a packet within the silent one's timeout.
+                assert now - call.directions[event.flowing].last_activity < timeouts[event.silent]
         if was_held != (call.directions[direction].state is FlowState.HELD):
             last[direction] = None  # a hold change ends one silence; the next may time out afresh
