@@ -71,12 +71,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("appliance.calls")
 
-# No RTP on an answered call for media.timeout seconds. Q.850 cause 102 "recovery on timer expiry" is the
-# cause for a call cleared because a timer expired, and RFC 3326 §2 carries it to a SIP peer as
-# "Reason: Q.850;cause=102". Others pick differently: FreeSWITCH ends such calls with its own MEDIA_TIMEOUT
-# (604, outside Q.850), Asterisk's rtp_timeout with cause 44 ("requested channel unavailable"), and
-# rtpengine leaves the decision to Kamailio (its timeout only deletes the media session); a timer expiry
-# says what happened, so the far end's logs and CDRs read it right.
+# No RTP on an answered call for media.timeout seconds (cloud.media_timeout from a cloud leg). Q.850
+# cause 102 "recovery on timer expiry" is the cause for a call cleared because a timer expired, and
+# RFC 3326 §2 carries it to a SIP peer as "Reason: Q.850;cause=102". Others pick differently: FreeSWITCH
+# ends such calls with its own MEDIA_TIMEOUT (604, outside Q.850), Asterisk's rtp_timeout with cause 44
+# ("requested channel unavailable"), and rtpengine leaves the decision to Kamailio (its timeout only
+# deletes the media session); a timer expiry says what happened, so the far end's logs and CDRs read it
+# right.
 MEDIA_TIMEOUT: Final = Cause(102, 408, "Media timeout")
 # The media worker carrying the call refused a command or died: the relay state is gone (Q.850 41).
 MEDIA_FAILURE: Final = Cause(41, 503, "Media relay failure")

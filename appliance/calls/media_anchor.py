@@ -14,8 +14,9 @@ RFC 3264 offer/answer state between the two legs, ``"a"`` (the caller's) and ``"
   offerer offered it, each leg keeping its own number (a leg without it gets digits as SIP INFO). A
   second answer from the same leg (183 then 200, or a 200 from another fork) **re-answers** the offer;
 * once an exchange completes, each leg's :class:`~appliance.media.control_events.LegSpec` is computed
-  (remote RTP endpoint, codec, event payload type, RTCP port, hold, SRTP keys) and a ``SetLeg`` is queued
-  for every leg whose spec changed, on :attr:`MediaAnchor.commands` as ``(worker index, command)``.
+  (remote RTP endpoint, codec, event payload type, RTCP port, hold, SRTP keys, and for a leg b that is
+  the cloud its own media timeout) and a ``SetLeg`` is queued for every leg whose spec changed, on
+  :attr:`MediaAnchor.commands` as ``(worker index, command)``.
 
 Only the first enabled audio RTP stream is anchored; every other stream is forwarded disabled (port 0,
 RFC 3264 §8.2), because a worker relays one stream per leg. Each leg gets one even RTP port (RTCP on the
