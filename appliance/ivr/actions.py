@@ -15,6 +15,9 @@ from typing import Any, Final, Protocol
 DIGIT_PROMPTS: Final = {**{d: f"digit_{d}" for d in "0123456789"}, "*": "digit_star", "#": "digit_hash"}
 """The prompt that speaks each key, for reading numbers back."""
 
+PRESS_PROMPTS: Final = {**{d: f"press_{d}" for d in "0123456789"}, "*": "press_star", "#": "press_hash"}
+"""The prompt that asks the caller to press each key ("press 1")."""
+
 BUILTIN_PROMPTS: Final = frozenset(
     {
         *DIGIT_PROMPTS.values(),
@@ -22,7 +25,7 @@ BUILTIN_PROMPTS: Final = frozenset(
         "day_today",
         "day_tomorrow",
         *(f"day_{d}" for d in range(7)),  # Monday is day_0
-        *(f"press_{d}" for d in "0123456789"),  # "press 1"
+        *PRESS_PROMPTS.values(),  # "press 1", "press star"
         "language_option",  # "For English," (in each language), followed by press_N
         "service_interruption",
         "main_menu",

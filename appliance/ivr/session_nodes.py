@@ -31,7 +31,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar
 
-from appliance.ivr.actions import DIGIT_PROMPTS, LeaveQueue, QueueForAgents, StopMedia
+from appliance.ivr.actions import DIGIT_PROMPTS, PRESS_PROMPTS, LeaveQueue, QueueForAgents, StopMedia
 from appliance.ivr.errors import IvrError
 from appliance.ivr.hours import ScheduleError, is_open
 from appliance.ivr.model import (
@@ -100,9 +100,8 @@ def ctx(host: Host) -> dict[str, Any]:
 
 
 def press_prompt(key: str) -> str:
-    """The prompt that asks for ``key``: "press 1" for a digit; the catalog has no "press star" or "press
-    hash", so for those keys it names the key alone ("star", "hash") after the option."""
-    return f"press_{key}" if key.isdigit() else DIGIT_PROMPTS[key]
+    """The prompt that asks for ``key``: "press 1", "press star", "press hash"."""
+    return PRESS_PROMPTS[key]
 
 
 def digit_prompts(number: str) -> tuple[str, ...]:

@@ -378,15 +378,15 @@ def test_language_menu_announces_each_choice_in_its_language_and_switches() -> N
     assert session_record(drain(s))["language"] == "de"
 
 
-def test_language_menu_names_star_and_hash_by_the_key_alone() -> None:
+def test_language_menu_asks_for_star_and_hash_in_each_language() -> None:
     nodes: dict[str, Node] = {"start": LanguageMenu(choices={"#": "fr", "*": "de"}, next="bye"), **BYE}
     s = make(nodes)
     s.start(0.0)
     assert only_play(s).files == (
         "fr/language_option",
-        "fr/digit_hash",
+        "fr/press_hash",
         "de/language_option",
-        "de/digit_star",
+        "de/press_star",
     )
     s.dtmf("#", 1.0)
     assert s.language == "fr"
