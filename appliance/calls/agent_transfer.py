@@ -36,7 +36,8 @@ import logging
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
 
-from appliance.calls.causes import Cause
+from appliance.calls.causes import NORMAL_CLEARING, Cause
+from appliance.calls.errors import MediaRefused
 from appliance.calls.events import Answer, Disconnect, Fail, Redirect
 from appliance.calls.sip_leg import SipLeg
 from appliance.ivr.agent_queue import (
@@ -67,8 +68,6 @@ log = logging.getLogger("appliance.calls.agents")
 ANSWERED_ELSEWHERE: Final = Cause(16, 200, "Call completed elsewhere")
 # A ring stopped by the queue for a reason other than another agent's answer (timeout, the caller left).
 RING_CANCELLED: Final = Cause(16, 487, "Ring cancelled")
-# The caller is gone while connected to an agent.
-CALLER_CLEARED: Final = Cause(16, 200, "Normal call clearing")
 
 
 @dataclass(slots=True, eq=False)
@@ -202,7 +201,7 @@ class AgentTransfer:
         call_id = call.id
         connected = self._connected.pop(call_id, None)
         if connected is not None:
-            connected.leg.handle(Disconnect(CALLER_CLEARED), now)  # a no-op once the leg has ended
+            connected.leg.handle(Disconnect(NORMAL_CLEARING), now)  # a no-op once the leg has ended
             self.queue.agent_free(connected.agent, now)
             connected.ivr.caller_gone(now)
         elif call.answered and isinstance(call.b, SipLeg) and call.b.route_kind == "agents":
@@ -231,7 +230,7 @@ class AgentTransfer:
         anchor = self._b2bua.ivr_media
         self.queue.agent_free(connected.agent, now)
         if anchor is None or not anchor.adopt_local(call.id):
-            call.a.handle(Disconnect(CALLER_CLEARED), now)
+            call.a.handle(Disconnect(NORMAL_CLEARING), now)
             self._b2bua.finish(call, now)
             ivr.caller_gone(now)
             return
@@ -283,8 +282,6 @@ class AgentTransfer:
                 self._hang_up_ring(action.call_id, action.agent, ANSWERED_ELSEWHERE, now)
 
     def _ring(self, action: Ring, now: float) -> None:
-        from appliance.calls.b2bua import MediaRefused
-
         call_id = action.call_id
         queued = self._queued.get(call_id)
         anchor = self._b2bua.ivr_media
@@ -322,8 +319,6 @@ class AgentTransfer:
         timed out is cancelled: this leg gets its BYE); an answer still wanted must then suit the caller's
         media, or it counts as the ring failing; only then is it the queue's ``ring_answered``, which
         connects the two."""
-        from appliance.calls.b2bua import MediaRefused
-
         self.queue.handle_timer(now)
         self._pump(now)
         anchor = self._b2bua.ivr_media

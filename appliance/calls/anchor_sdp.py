@@ -9,7 +9,7 @@ import ipaddress
 from dataclasses import replace
 from typing import Final
 
-from appliance.calls.b2bua import MediaRefused
+from appliance.calls.errors import MediaRefused
 from appliance.media import srtp as sdes
 from appliance.media.control_events import LegSpec
 from appliance.sdp.model import Attribute, MediaDescription, RtpMap, SessionDescription

@@ -37,6 +37,7 @@ from appliance.calls import causes
 from appliance.calls.agent_transfer import ANSWERED_ELSEWHERE, AgentTransfer
 from appliance.calls.causes import Cause
 from appliance.calls.context import ALLOW, SipContext
+from appliance.calls.errors import MediaRefused
 from appliance.calls.events import (
     Answer,
     CallEvent,
@@ -111,13 +112,6 @@ IvrSessions = Callable[[str, str, Setup, bool], "Session | None"]
 
 PersistRequest = tuple[str, int, str, Mapping[str, Any]]
 """``(call_id, token, type, body)``: an outbox append an IVR session waits for."""
-
-
-class MediaRefused(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 class Leg(Protocol):

@@ -21,7 +21,17 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from appliance.calls.causes import Cause
-from appliance.calls.events import Answer, CallEvent, Disconnect, Dtmf, Fail, Update, UpdateAnswer
+from appliance.calls.errors import MediaRefused
+from appliance.calls.events import (
+    Answer,
+    CallEvent,
+    Disconnect,
+    Dtmf,
+    Fail,
+    Update,
+    UpdateAnswer,
+    UpdateRejected,
+)
 from appliance.ivr.actions import (
     Action,
     HangUp,
@@ -86,8 +96,6 @@ class IvrLeg:
     # ------------------------------------------------------------------------------ starting
     def start(self, setup: Setup, now: float) -> None:
         """A new call for the IVR: answer the caller locally, then run the flow."""
-        from appliance.calls.b2bua import MediaRefused
-
         anchor = self._b2bua.ivr_media
         if anchor is None or setup.sdp is None:
             reason = "No SDP offer (delayed offer)" if anchor is not None else "No media relay"
@@ -112,8 +120,6 @@ class IvrLeg:
     # ------------------------------------------------------------------------------ inputs
     def handle(self, event: CallEvent, now: float) -> None:
         """An event from the caller's leg."""
-        from appliance.calls.b2bua import MediaRefused
-
         if isinstance(event, (Disconnect, Fail)):
             self.caller_gone(now)
         elif isinstance(event, Dtmf):
@@ -125,8 +131,6 @@ class IvrLeg:
             try:
                 answer = anchor.answer_local(self.call_id, event.sdp)
             except MediaRefused as exc:
-                from appliance.calls.events import UpdateRejected
-
                 self.call.from_leg(self, UpdateRejected(Cause.from_sip(exc.status, exc.reason)), now)
                 return
             self.call.from_leg(self, UpdateAnswer(answer), now)

@@ -53,7 +53,7 @@ from appliance.calls.anchor_sdp import (
     narrowed,
     telephone_event,
 )
-from appliance.calls.b2bua import MediaRefused
+from appliance.calls.errors import MediaRefused
 from appliance.media import srtp as sdes
 from appliance.media.control_events import MAX_LEG_TIMEOUT, Delete, DropLeg, LegSpec, SetLeg, SrtpKeys
 from appliance.media.control_events import Command as WorkerCommand
