@@ -28,6 +28,7 @@ from appliance.calls.routing import RoutingTable
 from appliance.config import Config
 from appliance.config.schema import RECORDING_KEY_SIZE
 from appliance.core import ApplianceCore
+from appliance.durable import write_atomically
 from appliance.ivr.agent_queue import AgentQueue
 from appliance.ivr.service import IvrService
 from appliance.logs import SipTrace, setup_logging
@@ -288,19 +289,8 @@ class Appliance:
         keys.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = keys / "voicemail.kek"
         if not path.exists():
-            tmp = path.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, os.urandom(RECORDING_KEY_SIZE))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)  # whole or absent: a torn key would make every voicemail unreadable
-            dir_fd = os.open(keys, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            # Whole or absent: a torn key would make every voicemail unreadable.
+            write_atomically(path, os.urandom(RECORDING_KEY_SIZE), mode=0o600)
         return str(path)
 
     def _persist_requests(self) -> None:

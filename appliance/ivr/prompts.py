@@ -22,16 +22,14 @@ Names and languages are checked before they touch the file system (no path trave
 
 from __future__ import annotations
 
-import contextlib
 import importlib.resources
-import os
 import re
 import struct
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
+from appliance.durable import fsync_dir, write_atomically
 from appliance.ivr.errors import IvrError
 from appliance.media import g711
 
@@ -219,14 +217,6 @@ def to_prompt_audio(data: bytes) -> bytes:
     return audio
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def install_prompt(directory: Path, language: str, name: str, data: bytes) -> Path:
     """Store ``data`` as prompt ``name`` of ``language`` (or :data:`SHARED`) under catalog folder
     ``directory``, replacing any previous version; returns the file's path.
@@ -243,18 +233,7 @@ def install_prompt(directory: Path, language: str, name: str, data: bytes) -> Pa
     created = not folder.is_dir()
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{name}{SUFFIX}"
-    fd, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(audio)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    _fsync_dir(folder)
+    write_atomically(target, audio)
     if created:
-        _fsync_dir(folder.parent)  # the new language folder's own entry
+        fsync_dir(folder.parent)  # the new language folder's own entry
     return target

@@ -50,6 +50,7 @@ from cryptography.hazmat.primitives.keywrap import (
     aes_key_wrap_with_padding,
 )
 
+from appliance.durable import fsync_dir
 from appliance.media.g711 import alaw_decode, ulaw_decode
 from appliance.media.rtp import MediaError
 
@@ -223,11 +224,7 @@ class RecordingWriter:
         finally:
             self._file.close()
         # The directory entry must be durable too, or a crash could lose a file the outbox announced.
-        dir_fd = os.open(self._path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_dir(self._path.parent)
 
     def abort(self) -> None:
         """Stop writing without the final chunk (the disk failed): the file keeps the chunks sealed so far

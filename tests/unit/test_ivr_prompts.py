@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from appliance.ivr import prompts as catalog_module
+from appliance import durable
 from appliance.ivr import render_prompts as render
 from appliance.ivr.actions import BUILTIN_PROMPTS, MUSIC_ON_HOLD
 from appliance.ivr.errors import IvrError
@@ -428,7 +428,7 @@ def test_install_is_atomic_when_the_rename_fails(tmp_path: Path, monkeypatch: py
     def failing_replace(src: str, dst: Path) -> None:
         raise OSError("disk gone")
 
-    monkeypatch.setattr(catalog_module.os, "replace", failing_replace)
+    monkeypatch.setattr(durable.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk gone"):
         install_prompt(tmp_path, "en", "closed", b"new")
     assert (tmp_path / "en" / "closed.alaw").read_bytes() == b"old"
@@ -443,7 +443,7 @@ def test_install_fsyncs_the_file_and_its_folders(tmp_path: Path, monkeypatch: py
         synced.append(os.readlink(f"/proc/self/fd/{fd}"))
         real_fsync(fd)
 
-    monkeypatch.setattr(catalog_module.os, "fsync", recording_fsync)
+    monkeypatch.setattr(durable.os, "fsync", recording_fsync)
     install_prompt(tmp_path, "de", "closed", b"\xd5")
     assert synced[0].startswith(str(tmp_path / "de" / ".closed."))  # the data, under its temporary name
     assert synced[1:] == [str(tmp_path / "de"), str(tmp_path)]  # the rename, and the new language folder
