@@ -20,6 +20,7 @@ from appliance.config.schema import (
     SessionTimerConfig,
     SipConfig,
     SiteConfig,
+    SyncConfig,
     TimerConfig,
     UserConfig,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "SessionTimerConfig",
     "SipConfig",
     "SiteConfig",
+    "SyncConfig",
     "TimerConfig",
     "UserConfig",
     "build_config",

@@ -443,6 +443,51 @@ class ServiceListen:
 
 
 @dataclass(frozen=True)
+class SyncConfig:
+    """The sync API the central cloud connects to (DESIGN.md §5.3): HTTPS with client certificates, CBOR.
+
+    With the three certificate paths empty the appliance makes its own private CA under
+    ``<state_dir>/keys/sync`` on first start, a server certificate from it, and one cloud client
+    certificate for the reference client (``make run`` prints where). A site enrolled with the cloud's CA
+    names the files instead. The certificate and key files are read again when they change (or on
+    SIGHUP), so a rotated certificate serves new connections without a restart.
+    """
+
+    listen: str = field(default="127.0.0.1", metadata=ip_address())
+    port: int = field(default=8443, metadata=port())
+    # PEM: the appliance's certificate chain and its private key.
+    certificate: str = field(
+        default="", metadata=rule("the path of an existing file (or empty)", _existing_file)
+    )
+    private_key: str = field(
+        default="", metadata=rule("the path of an existing file (or empty)", _existing_file)
+    )
+    # PEM: the CA certificates that sign the cloud's client certificates; any other client is refused in
+    # the TLS handshake.
+    client_ca: str = field(
+        default="", metadata=rule("the path of an existing file (or empty)", _existing_file)
+    )
+    # Largest request body accepted (a prompt is the largest document); larger ones get 413.
+    max_body: int = field(default=4 * 1024 * 1024, metadata=integer(1024, 64 * 1024 * 1024))
+    # Longest a long-poll for events is held open.
+    max_wait: float = field(
+        default=30.0,
+        metadata=rule("a number greater than 0, at most 300", lambda v: None if 0 < v <= 300 else REJECT),
+    )
+    # Disk the outbox may use for events not yet acknowledged, in MiB. Near it, metric events are thinned
+    # and an alarm is raised; call records, voicemail and callback requests are always kept.
+    outbox_quota_mb: int = field(default=512, metadata=integer(1, 1024 * 1024))
+
+    def cross_check(self) -> Iterator[Problem]:
+        if bool(self.certificate) != bool(self.private_key):
+            missing = "private_key" if self.certificate else "certificate"
+            other = "certificate" if self.certificate else "private_key"
+            yield missing, f"required when {other} is set"
+        if self.certificate and not self.client_ca:
+            yield "client_ca", "required when certificate is set (which CA signs the cloud's certificates)"
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: LogLevel = "info"
     format: Literal["json", "text"] = "json"
@@ -466,7 +511,7 @@ class Config:
     ivr: IvrConfig = field(default_factory=IvrConfig)
     metrics: ServiceListen = field(default_factory=lambda: ServiceListen("127.0.0.1", 9464))
     noc: ServiceListen = field(default_factory=lambda: ServiceListen("127.0.0.1", 2222))
-    sync: ServiceListen = field(default_factory=lambda: ServiceListen("127.0.0.1", 8443))
+    sync: SyncConfig = field(default_factory=SyncConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     state_dir: str = field(default="var", metadata=non_empty_text("a directory path"))
 

@@ -63,6 +63,27 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             ) STRICT""",
         ),
     ),
+    Migration(
+        2,
+        "configuration documents pushed by the cloud",
+        (
+            # DESIGN.md §5.3, appliance/sync/sync.cddl. One row per document (kind, name): the running
+            # version, and while a "confirm within N s" write waits for its confirmation, the version it
+            # replaced, which a missed confirmation restores. content is the canonical CBOR the cloud sent.
+            """CREATE TABLE config_documents (
+                kind TEXT NOT NULL,
+                name TEXT NOT NULL,
+                version INTEGER NOT NULL CHECK (version > 0),
+                content BLOB NOT NULL,
+                sha256 TEXT NOT NULL,
+                applied REAL NOT NULL,
+                confirm_by REAL,
+                previous_version INTEGER,
+                previous_content BLOB,
+                PRIMARY KEY (kind, name)
+            ) STRICT""",
+        ),
+    ),
 )
 
 _BOOKKEEPING: Final = """CREATE TABLE IF NOT EXISTS schema_migrations (

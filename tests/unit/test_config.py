@@ -16,6 +16,7 @@ from appliance.config import (
     Destination,
     RouteConfig,
     ServiceListen,
+    SyncConfig,
     check_file,
     load_config,
     load_config_text,
@@ -47,7 +48,8 @@ def test_defaults_match_the_make_run_contract() -> None:
     assert (c.sip.listen, c.sip.udp_port, c.sip.tcp_port) == ("127.0.0.1", 5060, 5060)
     assert (c.media.address, c.media.rtp_port_min, c.media.rtp_port_max) == ("127.0.0.1", 20000, 29999)
     assert c.noc == ServiceListen("127.0.0.1", 2222)
-    assert c.sync == ServiceListen("127.0.0.1", 8443)
+    assert c.sync == SyncConfig()
+    assert (c.sync.listen, c.sync.port, c.sync.certificate) == ("127.0.0.1", 8443, "")
     assert c.metrics == ServiceListen("127.0.0.1", 9464)
     assert c.state_dir == "var"
     assert not c.cloud.configured  # so the appliance starts in SURVIVABLE mode
@@ -120,11 +122,8 @@ def test_full_override_file() -> None:
         AgentGroupConfig("berlin", ("alice", "bob", "sip:carol@127.0.0.4"), "sequential", 15.5),
     )
     assert c.agent_group("berlin") is c.agent_groups[0] and c.agent_group("nope") is None
-    assert (c.metrics, c.noc, c.sync) == (
-        ServiceListen("127.0.0.2", 19464),
-        ServiceListen("::1", 12222),
-        ServiceListen("127.0.0.2", 18443),
-    )
+    assert (c.metrics, c.noc) == (ServiceListen("127.0.0.2", 19464), ServiceListen("::1", 12222))
+    assert dataclasses.astuple(c.sync) == ("127.0.0.2", 18443, "", "", "", 1048576, 10.0, 64)
     assert (c.logging.level, c.logging.format) == ("debug", "text")
     assert c.ivr.rescue_flow == "rescue"
     assert [(e.country, e.languages) for e in c.ivr.languages] == [("CH", ("fr", "de")), ("DE", ("de",))]
