@@ -1,0 +1,321 @@
+"""A WAN in a box: two throwaway network namespaces, the appliance's and the cloud's, joined by a veth pair.
+
+Theory of operation. :class:`WanPair` makes ``app-<rand>`` and ``cloud-<rand>``, moves one end of a veth
+pair into each (``10.77.<n>.1/24`` on the appliance side, ``10.77.<n>.2/24`` on the cloud side, ``n``
+random so parallel runs read apart in logs), and brings ``lo`` and the veth ends up. The WAN is cut in the
+two ways a branch office loses its uplink:
+
+* :meth:`WanPair.cut_link` sets the *cloud* end of the veth down: the appliance's end loses carrier
+  (``NO-CARRIER``, an RTM_NEWLINK on netlink), as when the modem or the cable goes;
+* :meth:`WanPair.drop` loads an nftables table into the appliance's namespace that drops every packet to
+  or from the cloud's address: the link stays up and nothing is told, as when a router upstream
+  black-holes the traffic.
+
+:meth:`WanPair.restore_link` and :meth:`WanPair.undrop` undo them. Processes started with
+:meth:`WanPair.run_in` run under ``ip netns exec``; every one of them, and anything else still living in
+the namespaces, is killed when the pair is closed, and the namespaces are deleted then whatever happened
+(STYLE.md rule 14). The pair is a context manager for synchronous tests (``with WanPair.create() as
+wan``) and asynchronous ones (``async with WanPair.create() as wan``; set-up and tear-down then run in a
+worker thread so the loop is not blocked).
+
+Everything here needs root and iproute2 (``ip``) and, for :meth:`WanPair.drop`, nftables (``nft``);
+:func:`skip_reason` says what is missing so a test can skip with a clear reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Final, Self, TypeVar
+
+T = TypeVar("T")
+
+APP_PREFIX: Final = "app-"
+CLOUD_PREFIX: Final = "cloud-"
+_CUT_TABLE: Final = "wan_cut"
+_IP_TIMEOUT: Final = 10.0
+# Names of the namespaces this process made and has not deleted yet: what check_no_leftovers looks for.
+# (Only this process's own: other test runs on the machine make namespaces of the same shape.)
+_LIVE: Final[set[str]] = set()
+
+
+def skip_reason(*, nft: bool = True) -> str | None:
+    """Why the harness cannot run here (not root, no ``ip``, no ``nft``), or None when it can."""
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    if shutil.which("ip") is None:
+        return "iproute2 (ip) is not installed"
+    if nft and shutil.which("nft") is None:
+        return "nftables (nft) is not installed"
+    return None
+
+
+def _ip(*args: str, input_text: str | None = None) -> None:
+    done = subprocess.run(
+        ["ip", *args], input=input_text, capture_output=True, text=True, timeout=_IP_TIMEOUT, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
+
+
+def list_namespaces() -> set[str]:
+    """The names of the network namespaces that exist now (``ip netns list``)."""
+    out = subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, check=True, timeout=_IP_TIMEOUT
+    ).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def leftovers() -> set[str]:
+    """Namespaces this process made that still exist: after a closed :class:`WanPair`, none."""
+    return _LIVE & list_namespaces()
+
+
+@contextlib.contextmanager
+def check_no_leftovers() -> Iterator[None]:
+    """Fail (AssertionError) if the block leaves a namespace of this harness behind; delete it then."""
+    try:
+        yield
+    finally:
+        left = leftovers()
+        for name in left:
+            _delete_namespace(name)
+        assert not left, f"network namespaces left behind: {sorted(left)}"
+
+
+def _namespace_pids(name: str) -> list[int]:
+    done = subprocess.run(
+        ["ip", "netns", "pids", name], capture_output=True, text=True, timeout=_IP_TIMEOUT, check=False
+    )
+    return [int(p) for p in done.stdout.split() if p.isdigit()]
+
+
+def _delete_namespace(name: str) -> None:
+    """Kill whatever still runs in ``name`` (all of it was started by the harness's user) and delete it."""
+    for _ in range(50):
+        pids = _namespace_pids(name)
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.02)
+    subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=_IP_TIMEOUT, check=False)
+    _LIVE.discard(name)
+
+
+@dataclass
+class WanPair:
+    """Two namespaces joined by a veth pair; see the module docstring. Make it with :meth:`create`."""
+
+    app: str
+    cloud: str
+    subnet: int
+    app_if: str
+    cloud_if: str
+    _procs: list[subprocess.Popen[Any]] = field(default_factory=list)
+    _link_cut: bool = False
+    _dropping: bool = False
+    _open: bool = False
+
+    @classmethod
+    def create(cls, subnet: int | None = None) -> WanPair:
+        """A pair not yet set up: entering the context (``with`` or ``async with``) builds it."""
+        tag = secrets.token_hex(4)
+        n = subnet if subnet is not None else 1 + secrets.randbelow(254)
+        return cls(f"{APP_PREFIX}{tag}", f"{CLOUD_PREFIX}{tag}", n, f"wa{tag}", f"wc{tag}")
+
+    @property
+    def app_ip(self) -> str:
+        """The appliance's WAN address (on ``app_if``, in the ``app`` namespace)."""
+        return f"10.77.{self.subnet}.1"
+
+    @property
+    def cloud_ip(self) -> str:
+        """The cloud's address (on ``cloud_if``, in the ``cloud`` namespace)."""
+        return f"10.77.{self.subnet}.2"
+
+    @property
+    def link_cut(self) -> bool:
+        return self._link_cut
+
+    @property
+    def dropping(self) -> bool:
+        return self._dropping
+
+    # -- life cycle --
+
+    def open(self) -> None:
+        """Make the namespaces, the veth pair and the addresses. On failure everything made is removed."""
+        if self._open:
+            raise RuntimeError("already open")
+        self._open = True
+        try:
+            for name in (self.app, self.cloud):
+                _LIVE.add(name)
+                _ip("netns", "add", name)
+                _ip("-n", name, "link", "set", "lo", "up")
+            _ip(
+                "link", "add", self.app_if, "netns", self.app, "type", "veth",
+                "peer", "name", self.cloud_if, "netns", self.cloud,
+            )  # fmt: skip
+            for name, ifname, address in ((self.app, self.app_if, self.app_ip),
+                                          (self.cloud, self.cloud_if, self.cloud_ip)):  # fmt: skip
+                _ip("-n", name, "addr", "add", f"{address}/24", "dev", ifname)
+                _ip("-n", name, "link", "set", ifname, "up")
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Kill every process started in the namespaces and delete them. Safe to call more than once."""
+        for proc in self._procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        self._procs.clear()
+        for name in (self.app, self.cloud):
+            if name in _LIVE:
+                _delete_namespace(name)  # takes the veth pair with it
+        self._open = False
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        await asyncio.to_thread(self.open)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        # Shielded: a cancelled test must still delete its namespaces.
+        await asyncio.shield(asyncio.to_thread(self.close))
+
+    # -- running things inside --
+
+    def command(self, ns: str, argv: Sequence[str]) -> list[str]:
+        """``argv`` run inside namespace ``ns`` (``ip netns exec``: the same pid once it has exec'd)."""
+        if ns not in (self.app, self.cloud):
+            raise ValueError(f"{ns!r} is not a namespace of this pair")
+        return ["ip", "netns", "exec", ns, *argv]
+
+    def run_in(self, ns: str, argv: Sequence[str], **popen_kwargs: Any) -> subprocess.Popen[Any]:
+        """Start ``argv`` in ``ns`` (``subprocess.Popen`` keyword arguments as given); killed on close."""
+        proc: subprocess.Popen[Any] = subprocess.Popen(self.command(ns, argv), **popen_kwargs)
+        self._procs.append(proc)
+        return proc
+
+    def check_in(self, ns: str, argv: Sequence[str], timeout: float = 30.0) -> str:
+        """Run ``argv`` in ``ns`` to completion and return its standard output; raise if it fails."""
+        done = subprocess.run(
+            self.command(ns, argv), capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} in {ns}: exit {done.returncode}: {done.stderr.strip()}")
+        return done.stdout
+
+    def call_in(self, ns: str, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in a thread that has entered ``ns``: sockets it opens live there (a socket keeps
+        the namespace it was made in). Blocks until ``fn`` returns; its exception is raised here."""
+        result: list[T] = []
+        error: list[BaseException] = []
+
+        def run() -> None:
+            from pyroute2.netns import setns  # type: ignore[import-untyped]
+
+            try:
+                setns(ns, flags=0)  # this thread only; it ends with the call
+                result.append(fn(*args))
+            except BaseException as exc:
+                error.append(exc)
+
+        thread = threading.Thread(target=run, name=f"in-{ns}", daemon=True)
+        thread.start()
+        thread.join()
+        if error:
+            raise error[0]
+        return result[0]
+
+    # -- cutting the WAN --
+
+    def cut_link(self) -> float:
+        """Set the cloud end of the veth down: the appliance's end loses carrier at once. Returns
+        ``time.monotonic()`` when the kernel has done it."""
+        _ip("-n", self.cloud, "link", "set", self.cloud_if, "down")
+        self._link_cut = True
+        return time.monotonic()
+
+    def restore_link(self) -> float:
+        """Undo :meth:`cut_link`; returns ``time.monotonic()`` when the link is set up again."""
+        _ip("-n", self.cloud, "link", "set", self.cloud_if, "up")
+        self._link_cut = False
+        return time.monotonic()
+
+    def drop(self) -> float:
+        """Drop, silently, every packet between the appliance and the cloud's address (an nftables table
+        in the appliance's namespace, hooked before anything else); the link stays up. Returns
+        ``time.monotonic()`` when the rules are in force."""
+        rules = (
+            f"table ip {_CUT_TABLE} {{\n"
+            f"  chain input {{ type filter hook input priority raw; ip saddr {self.cloud_ip} drop; }}\n"
+            f"  chain output {{ type filter hook output priority raw; ip daddr {self.cloud_ip} drop; }}\n"
+            "}\n"
+        )
+        done = subprocess.run(
+            self.command(self.app, ["nft", "-f", "-"]),
+            input=rules, capture_output=True, text=True, timeout=_IP_TIMEOUT, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"nft: {done.stderr.strip()}")
+        self._dropping = True
+        return time.monotonic()
+
+    def undrop(self) -> float:
+        """Remove the rules of :meth:`drop`; returns ``time.monotonic()`` when they are gone."""
+        self.check_in(self.app, ["nft", "delete", "table", "ip", _CUT_TABLE], timeout=_IP_TIMEOUT)
+        self._dropping = False
+        return time.monotonic()
+
+    def reachable(self, timeout: float = 1.0) -> bool:
+        """Whether the cloud's kernel answers a TCP connection attempt from the appliance's namespace
+        within ``timeout`` (a refusal is an answer: no listener is needed)."""
+
+        def attempt() -> bool:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.settimeout(timeout)
+                try:
+                    s.connect((self.cloud_ip, 9))
+                except ConnectionRefusedError:
+                    return True
+                except OSError:
+                    return False
+                return True
+
+        return self.call_in(self.app, attempt)
+
+
+@contextlib.contextmanager
+def wan_pair(subnet: int | None = None) -> Iterator[WanPair]:
+    """``with wan_pair() as wan``: a :class:`WanPair` set up for the block and removed after it."""
+    with WanPair.create(subnet) as pair:
+        yield pair
