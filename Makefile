@@ -67,5 +67,11 @@ build/ivrload: bench/ivrload.c bench/rtpbench.h
 bench-ivr: $(STAMP) build/ivrload
 	$(BIN)/python -m bench.ivr
 
+# Sync benchmark: durable outbox appends (against a naive one-commit-per-event outbox), draining a
+# 1,000,000-event backlog over loopback TLS, and WAN cut to SURVIVABLE in network namespaces (needs root).
+.PHONY: bench-sync
+bench-sync: $(STAMP)
+	$(BIN)/python -m bench.sync
+
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,183 @@
+"""``make bench-sync``: durable appends, draining a backlog to the cloud, time from a WAN cut to SURVIVABLE.
+
+Three parts, each run unless left out with ``--parts``:
+
+1. **append** (:mod:`bench.sync_append`): ``--producers`` (200) concurrent tasks append call records
+   (~300 B) to the outbox on a real database file for ``--append-seconds`` (10); latency is until the
+   append returned, i.e. was fsync'd. The same load then runs against the peer, a naive outbox (stdlib
+   ``sqlite3``, one fsync'd commit per event), and our appends/s are given as a ratio to it.
+2. **drain** (:mod:`bench.sync_drain`): a backlog of ``--backlog`` (1,000,000) events is drained over
+   loopback TLS by the reference client from the real sync service.
+3. **wan** (:mod:`bench.sync_wan`): the appliance in a network namespace pair; the WAN is cut ``--cuts``
+   times by carrier loss and by a silent drop, each timed to SURVIVABLE.
+
+Progress lines go to stdout as the parts run, then one JSON line per measurement, and last the issue's
+object: ``{"bench": "sync", "append_p99_ms": …, "appends_per_s": …, "drain_events_per_s": …,
+"carrier_loss_to_survivable_s": …, "silent_drop_to_survivable_s": …}`` with the peer, the goals
+(:data:`GOALS`), ``ratio_to_goal`` (measured / goal, per figure) and ``goal_met`` (per figure). A part not
+run, or that failed, reports None and says why under ``notes``.
+
+``--quick`` is a smoke run (seconds, not minutes): 20 producers for 1 s, a backlog of 2,000, one cut each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from bench.common import emit, parser, progress, ratio, rounded
+from bench.sync_append import AppendResult, appends_of
+
+PARTS: Final = ("append", "drain", "wan")
+PEER: Final = "sqlite3, one fsync'd commit per event"
+# The issue's goals: (figure, goal, True when the figure must stay below it).
+GOALS: Final[Mapping[str, tuple[float, bool]]] = {
+    "append_p99_ms": (5.0, True),
+    "drain_events_per_s": (20_000.0, False),
+    "carrier_loss_to_survivable_s": (0.5, True),
+    "silent_drop_to_survivable_s": (3.0, True),
+}
+QUICK: Final = {"producers": 20, "append_seconds": 1.0, "append_rate": 500.0, "backlog": 2_000, "cuts": 1}
+
+
+@dataclass
+class Results:
+    """Every part's figures as they come in; :meth:`summary` is the issue's object."""
+
+    appends: list[AppendResult] = field(default_factory=list)
+    figures: dict[str, float | None] = field(default_factory=dict)
+    extra: dict[str, object] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def closed(self, target: str) -> AppendResult | None:
+        """``target``'s back-to-back run: its ceiling, and the latency with every producer always waiting."""
+        return next((r for r in self.appends if r.target == target and r.rate is None), None)
+
+    def offered(self, target: str) -> AppendResult | None:
+        return next((r for r in self.appends if r.target == target and r.rate is not None), None)
+
+    def summary(self) -> dict[str, object]:
+        ours, peer = self.closed("outbox"), self.closed("naive")
+        steady, peer_steady = self.offered("outbox"), self.offered("naive")
+        out: dict[str, object] = {
+            "bench": "sync",
+            "append_p99_ms": rounded(ours.p_ms(99)) if ours else None,
+            "appends_per_s": rounded(ours.appends_per_s, 1) if ours else None,
+            "drain_events_per_s": rounded(self.figures.get("drain_events_per_s"), 1),
+            "carrier_loss_to_survivable_s": rounded(self.figures.get("carrier_loss_to_survivable_s")),
+            "silent_drop_to_survivable_s": rounded(self.figures.get("silent_drop_to_survivable_s")),
+            "append_p50_ms": rounded(ours.p_ms(50)) if ours else None,
+            "append_producers": ours.producers if ours else None,
+            "append_offered_per_s": steady.rate if steady else None,
+            "append_p99_ms_at_offered": rounded(steady.p_ms(99)) if steady else None,
+            "peer": PEER,
+            "peer_append_p99_ms": rounded(peer.p_ms(99)) if peer else None,
+            "peer_appends_per_s": rounded(peer.appends_per_s, 1) if peer else None,
+            "peer_append_p99_ms_at_offered": rounded(peer_steady.p_ms(99)) if peer_steady else None,
+            "appends_ratio_to_peer": ratio(
+                ours.appends_per_s if ours else None, peer.appends_per_s if peer else None
+            ),
+        }
+        out |= self.extra
+        goals = {name: goal for name, (goal, _) in GOALS.items()}
+        measured = {name: out.get(name) for name in GOALS}
+        return out | {
+            "goals": goals,
+            "ratio_to_goal": {
+                name: ratio(value, goals[name]) if isinstance(value, int | float) else None
+                for name, value in measured.items()
+            },
+            "goal_met": {name: _met(name, value) for name, value in measured.items()},
+            "notes": self.notes,
+        }
+
+
+def _met(name: str, value: object) -> bool | None:
+    if not isinstance(value, int | float):
+        return None
+    goal, below = GOALS[name]
+    return value < goal if below else value >= goal
+
+
+async def run_append(args: argparse.Namespace, workdir: Path, results: Results) -> None:
+    progress(
+        f"append: {args.producers} producers of call records for {args.append_seconds:g} s, back to back "
+        f"then {args.append_rate:g}/s offered, on {workdir}"
+    )
+    for kind in ("outbox", "naive"):
+        for rate in (None, args.append_rate):
+            db = workdir / f"{kind}-{'max' if rate is None else 'rate'}.db"
+            result = await appends_of(
+                kind, db, producers=args.producers, seconds=args.append_seconds, rate=rate
+            )
+            progress(result.line())
+            results.appends.append(result)
+    ours, peer = results.closed("outbox"), results.closed("naive")
+    if ours and peer:
+        progress(f"  ours / peer: {ratio(ours.appends_per_s, peer.appends_per_s)}x the appends per second")
+
+
+async def run(args: argparse.Namespace) -> int:
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        progress(f"unknown parts {unknown}; choose from {', '.join(PARTS)}")
+        return 2
+    results = Results()
+    args.dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-sync-", dir=args.dir) as tmp:
+        workdir = Path(tmp)
+        if "append" in parts:
+            await run_append(args, workdir, results)
+        for part in ("drain", "wan"):
+            if part in parts:
+                results.notes.append(f"{part}: not measured yet")
+    for r in results.appends:
+        emit(r.row())
+    emit(results.summary())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = parser("bench.sync", __doc__)
+    p.add_argument("--parts", default=",".join(PARTS), help="comma-separated parts to run")
+    p.add_argument("--producers", type=int, default=200, help="concurrent appending tasks")
+    p.add_argument("--append-seconds", type=float, default=10.0, help="appending window per target")
+    p.add_argument(
+        "--append-rate",
+        type=float,
+        default=2_000.0,
+        help="appends/s offered in all, for the steady-load latency",
+    )
+    p.add_argument("--backlog", type=int, default=1_000_000, help="events in the backlog to drain")
+    p.add_argument("--cuts", type=int, default=5, help="WAN cuts of each kind")
+    p.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("var"),
+        help="where the databases go (a disk, not tmpfs; default var/)",
+    )
+    p.add_argument("--quick", action="store_true", help="a smoke run: " + str(QUICK))
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.quick:
+        for name, value in QUICK.items():
+            setattr(args, name, value)
+    numbers = (args.producers, args.append_seconds, args.append_rate, args.backlog, args.cuts)
+    if min(numbers) <= 0:
+        progress("--producers, --append-seconds, --append-rate, --backlog and --cuts must be positive")
+        return 2
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""The sync benchmark: its pure parts, and a ``--quick`` run whose last line is the issue's object.
+
+The quick run checks the shape and sanity of the figures (present, positive, cuts under 5 s), not the
+issue's goals: those are for ``make bench-sync`` on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cbor2
+import pytest
+
+from bench.common import percentile, ratio
+from bench.sync import GOALS, Results, main
+from bench.sync_append import AppendResult, call_record
+
+HEADLINE = (
+    "bench", "append_p99_ms", "appends_per_s", "drain_events_per_s", "carrier_loss_to_survivable_s",
+    "silent_drop_to_survivable_s",
+)  # fmt: skip
+QUICK_PARTS = "append"
+
+
+def test_percentile_is_nearest_rank() -> None:
+    samples = [float(n) for n in range(1, 101)]
+    assert percentile(samples, 99) == 99.0 and percentile(samples, 50) == 50.0
+    assert percentile(samples, 100) == 100.0 and percentile([3.0], 99) == 3.0
+    assert percentile([], 99) is None
+    with pytest.raises(ValueError):
+        percentile(samples, 0)
+
+
+def test_ratio_is_none_without_both_figures() -> None:
+    assert ratio(3.0, 2.0) == 1.5
+    assert ratio(None, 2.0) is None and ratio(3.0, None) is None and ratio(3.0, 0.0) is None
+
+
+def test_a_call_record_is_about_three_hundred_bytes_of_cbor() -> None:
+    sizes = [len(cbor2.dumps(call_record(n), canonical=True)) for n in range(0, 10_000, 97)]
+    assert min(sizes) >= 250 and max(sizes) <= 350
+
+
+def test_the_summary_names_the_goals_and_which_were_met() -> None:
+    fast = AppendResult("outbox", 2, 1000, 1.0, (0.001,) * 1000)
+    slow = AppendResult("naive", 2, 250, 1.0, (0.008,) * 250)
+    results = Results(appends=[fast, slow], figures={"drain_events_per_s": 10_000.0})
+    summary = results.summary()
+    assert tuple(summary)[: len(HEADLINE)] == HEADLINE
+    assert summary["append_p99_ms"] == 1.0 and summary["appends_per_s"] == 1000.0
+    assert summary["appends_ratio_to_peer"] == 4.0 and summary["peer_append_p99_ms"] == 8.0
+    assert summary["goals"] == {name: goal for name, (goal, _) in GOALS.items()}
+    assert summary["ratio_to_goal"] == {
+        "append_p99_ms": 0.2, "drain_events_per_s": 0.5, "carrier_loss_to_survivable_s": None,
+        "silent_drop_to_survivable_s": None,
+    }  # fmt: skip
+    assert summary["goal_met"] == {
+        "append_p99_ms": True, "drain_events_per_s": False, "carrier_loss_to_survivable_s": None,
+        "silent_drop_to_survivable_s": None,
+    }  # fmt: skip
+
+
+def test_a_quick_run_prints_the_issue_object_last(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    status = main(["--quick", "--parts", QUICK_PARTS, "--dir", str(tmp_path)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    final = json.loads(lines[-1])
+    assert status == 0, lines
+    assert tuple(final)[: len(HEADLINE)] == HEADLINE and final["bench"] == "sync"
+    assert final["append_p99_ms"] > 0 and final["appends_per_s"] > 0
+    assert final["peer_appends_per_s"] > 0 and final["appends_ratio_to_peer"] > 0
+    assert final["append_p99_ms_at_offered"] > 0
+    appends = [json.loads(line) for line in lines if line.startswith('{"bench": "sync-append"')]
+    assert sorted((a["target"], a["offered_per_s"] is None) for a in appends) == [
+        ("naive", False), ("naive", True), ("outbox", False), ("outbox", True),
+    ]  # fmt: skip
+    assert all(a["appends"] > 0 and a["p99_ms"] >= a["p50_ms"] > 0 for a in appends)
+    assert os.listdir(tmp_path) == []  # the databases went with the run
