@@ -1,5 +1,6 @@
 """The ``appliance`` command: ``appliance run`` starts the control process, ``appliance config check FILE``
-validates a configuration file without starting anything."""
+validates a configuration file without starting anything, ``appliance sync-client ...`` is the reference
+cloud client of the sync API (``python -m appliance.sync.client``)."""
 
 from __future__ import annotations
 
@@ -21,10 +22,20 @@ def _parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate a configuration file")
     check.add_argument("file")
+    sync_client = sub.add_parser(
+        "sync-client", help="the reference cloud client of the sync API", add_help=False
+    )
+    sync_client.add_argument("arguments", nargs=argparse.REMAINDER)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sync-client"]:
+        # Everything after the word belongs to the client's own parser (options before its command too).
+        from appliance.sync.client_cli import main as sync_client_main
+
+        return sync_client_main(argv[1:], prog="appliance sync-client")
     args = _parser().parse_args(argv)
     if args.command == "config":
         return config_check_main(args.file)

@@ -1,0 +1,174 @@
+"""The pull loop of the reference cloud client: read events, fetch their blobs, store, acknowledge.
+
+Theory of operation. Exactly once, in order, whatever crashes (DESIGN.md §5.3):
+
+1. ``GET /events?after=<last seq held>`` — the position is the store's, never a counter in memory, so a
+   restart of either side resumes where the durable store stands;
+2. fetch the blobs the new events name (``ivr.voicemail``: blob id ``voicemail/<file name>``) — the
+   appliance keeps a blob until its event is acknowledged, so they are fetched first;
+3. store the batch in one durable transaction (gap-free, duplicates skipped: see ``client_store``);
+4. ``POST /ack upto=<last seq held>`` — only now may the appliance prune.
+
+A crash between any two steps re-reads the same events: blobs already whole are not fetched again, stored
+events are skipped as replays, and a repeated acknowledgement changes nothing. When the appliance goes
+away (connection refused or broken, 503) the loop backs off and retries from the store's position; it
+never skips. Errors that retrying cannot cure (a gap, an id sent twice, 4xx) end the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from appliance.sync.client_store import ClientStore
+from appliance.sync.client_types import ClientError, Event, TransportError
+
+if TYPE_CHECKING:
+    from appliance.sync.client import SyncClient
+
+log = logging.getLogger(__name__)
+
+BACKOFF_FIRST: Final = 0.1
+BACKOFF_MAX: Final = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class PullReport:
+    """What one round of the loop did."""
+
+    received: int  # events in the batch
+    stored: int  # of them new to the store
+    blobs: int  # blobs downloaded
+    missing_blobs: int  # blobs the appliance no longer has (404)
+    last_held: int  # the store's last seq after the round
+    acked_seq: int  # the appliance's acknowledgement after the round
+    last_seq: int  # the appliance's last seq when it answered
+
+    def as_json(self) -> dict[str, int]:
+        return {
+            "received": self.received,
+            "stored": self.stored,
+            "blobs": self.blobs,
+            "missing_blobs": self.missing_blobs,
+            "last_held": self.last_held,
+            "acked_seq": self.acked_seq,
+            "last_seq": self.last_seq,
+        }
+
+
+def blob_ids(event: Event) -> list[str]:
+    """The blob ids an event names: an ``ivr.voicemail`` body's ``blob.path`` file (records.cddl)."""
+    if event.type != "ivr.voicemail":
+        return []
+    blob = event.body.get("blob")
+    if not isinstance(blob, Mapping) or not isinstance(blob.get("path"), str):
+        return []
+    name = os.path.basename(blob["path"])
+    return [] if name in ("", ".", "..") else ["voicemail/" + name]
+
+
+class Puller:
+    """Pulls one appliance's events into a :class:`ClientStore` (blobs into ``blobs_dir``) and
+    acknowledges them. ``sleep`` is injected so that tests drive the back-off by hand."""
+
+    def __init__(
+        self,
+        client: SyncClient,
+        store: ClientStore,
+        blobs_dir: str | os.PathLike[str] | None = None,
+        *,
+        limit: int = 1000,
+        wait: float = 20.0,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.blobs_dir = Path(blobs_dir) if blobs_dir is not None else None
+        self.limit = limit
+        self.wait = wait
+        self._sleep = sleep
+        self.retries = 0  # transport failures survived, for reports
+
+    async def pull_once(self, *, wait: float | None = None) -> PullReport:
+        """One round: read after the store's last seq, fetch blobs, store, acknowledge.
+
+        Raises TransportError (retry), ClientError, or the store's errors."""
+        batch = await self.client.events(
+            after=self.store.last_seq, limit=self.limit, wait=self.wait if wait is None else wait
+        )
+        fresh = [e for e in batch.events if e.seq > self.store.last_seq]
+        fetched, missing = await self._fetch_blobs(fresh)
+        stored = await asyncio.to_thread(self.store.store, batch)
+        acked = batch.acked_seq
+        held = self.store.last_seq
+        if held > acked:
+            # Also acknowledges what a previous round stored but could not acknowledge (a crash or a
+            # broken connection between the two): the position is the store's.
+            answer = await self.client.ack(held)
+            acked = int(answer.get("acked_seq", held))
+        return PullReport(len(batch.events), stored, fetched, missing, held, acked, batch.last_seq)
+
+    async def run(
+        self,
+        *,
+        follow: bool = False,
+        on_round: Callable[[PullReport], None] | None = None,
+    ) -> int:
+        """Pull until the store holds the appliance's last seq (``follow``: forever); returns how many
+        events were stored. Transport failures and 503 back off (0.1 s doubling to 5 s) and retry."""
+        total = 0
+        delay = BACKOFF_FIRST
+        first = True
+        while True:
+            try:
+                # The first round does not long-poll: it settles an acknowledgement left over by a crash.
+                report = await self.pull_once(wait=0 if first or not follow else None)
+            except TransportError as exc:
+                await self._back_off(delay, exc)
+                delay = min(delay * 2, BACKOFF_MAX)
+                continue
+            except ClientError as exc:
+                if exc.status != 503:
+                    raise
+                await self._back_off(delay, exc)
+                delay = min(delay * 2, BACKOFF_MAX)
+                continue
+            first = False
+            delay = BACKOFF_FIRST
+            total += report.stored
+            if on_round is not None and (report.received or report.stored):
+                on_round(report)
+            if not follow and report.last_held >= report.last_seq:
+                return total
+
+    async def _back_off(self, delay: float, exc: Exception) -> None:
+        self.retries += 1
+        log.info("sync pull: %s; retrying in %.1f s from seq %d", exc, delay, self.store.last_seq)
+        await self._sleep(delay)
+
+    async def _fetch_blobs(self, events: Sequence[Event]) -> tuple[int, int]:
+        if self.blobs_dir is None:
+            return 0, 0
+        fetched = missing = 0
+        for event in events:
+            for blob_id in blob_ids(event):
+                dest = self.blobs_dir / blob_id
+                if dest.exists():  # renamed into place only whole and verified: fetched before a crash
+                    continue
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    await self.client.blob(blob_id, dest)
+                except ClientError as exc:
+                    if exc.status != 404:
+                        raise
+                    # The appliance no longer has it (removed on the box): retrying cannot help.
+                    log.warning("sync pull: blob %s of event seq %d is gone: %s", blob_id, event.seq, exc)
+                    missing += 1
+                    continue
+                fetched += 1
+        return fetched, missing
