@@ -8,8 +8,8 @@ two ways a branch office loses its uplink:
 * :meth:`WanPair.cut_link` sets the *cloud* end of the veth down: the appliance's end loses carrier
   (``NO-CARRIER``, an RTM_NEWLINK on netlink), as when the modem or the cable goes;
 * :meth:`WanPair.drop` loads an nftables table into the appliance's namespace that drops every packet to
-  or from the cloud's address: the link stays up and nothing is told, as when a router upstream
-  black-holes the traffic.
+  or from the cloud's address at the appliance's veth end: the link stays up and no sender is told, as
+  when a router upstream black-holes the traffic.
 
 :meth:`WanPair.restore_link` and :meth:`WanPair.undrop` undo them. Processes started with
 :meth:`WanPair.run_in` run under ``ip netns exec``; every one of them, and anything else still living in
@@ -272,13 +272,19 @@ class WanPair:
         return time.monotonic()
 
     def drop(self) -> float:
-        """Drop, silently, every packet between the appliance and the cloud's address (an nftables table
-        in the appliance's namespace, hooked before anything else); the link stays up. Returns
-        ``time.monotonic()`` when the rules are in force."""
+        """Drop, silently, every IP packet between the appliance and the cloud's address; the link stays
+        up. Returns ``time.monotonic()`` when the rules are in force.
+
+        The rules are a ``netdev`` table on the appliance's veth end (ingress and egress hooks) rather than
+        an ``inet`` output chain: a drop in the output hook fails the sender's ``sendto`` with EPERM,
+        which would tell the appliance what a black-holing router upstream never does. At the device, a
+        datagram is accepted by the socket layer and vanishes."""
+        dev, cloud = self.app_if, self.cloud_ip
+        hook = "type filter hook {} device " + dev + " priority -500;"
         rules = (
-            f"table ip {_CUT_TABLE} {{\n"
-            f"  chain input {{ type filter hook input priority raw; ip saddr {self.cloud_ip} drop; }}\n"
-            f"  chain output {{ type filter hook output priority raw; ip daddr {self.cloud_ip} drop; }}\n"
+            f"table netdev {_CUT_TABLE} {{\n"
+            f"  chain ingress {{ {hook.format('ingress')} ip saddr {cloud} drop; }}\n"
+            f"  chain egress {{ {hook.format('egress')} ip daddr {cloud} drop; }}\n"
             "}\n"
         )
         done = subprocess.run(
@@ -292,7 +298,7 @@ class WanPair:
 
     def undrop(self) -> float:
         """Remove the rules of :meth:`drop`; returns ``time.monotonic()`` when they are gone."""
-        self.check_in(self.app, ["nft", "delete", "table", "ip", _CUT_TABLE], timeout=_IP_TIMEOUT)
+        self.check_in(self.app, ["nft", "delete", "table", "netdev", _CUT_TABLE], timeout=_IP_TIMEOUT)
         self._dropping = False
         return time.monotonic()
 
