@@ -27,17 +27,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import queue
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
+
+from tests.system.sipp import LOOPBACK, Role, SippNotReadyError, SippProcess
 
 T = TypeVar("T")
 
@@ -325,3 +331,167 @@ def wan_pair(subnet: int | None = None) -> Iterator[WanPair]:
     """``with wan_pair() as wan``: a :class:`WanPair` set up for the block and removed after it."""
     with WanPair.create(subnet) as pair:
         yield pair
+
+
+# -- the appliance in the appliance's namespace ------------------------------------------------------------
+
+
+@dataclass
+class NamespacedAppliance:
+    """The appliance process started by :func:`start_appliance_in` (``appliance run`` under ``ip netns
+    exec``), its start-up banner, and its metrics read from inside its namespace."""
+
+    wan: WanPair
+    proc: subprocess.Popen[str]
+    config_path: Path
+    banner: list[str]
+    stderr_path: Path
+
+    @property
+    def metrics_url(self) -> str:
+        return next(line.split()[-1] for line in self.banner if line.startswith("metrics"))
+
+    def metrics(self) -> dict[str, float]:
+        """Every sample of the metrics endpoint, ``name{labels}`` → value."""
+
+        def fetch() -> str:
+            with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+                return response.read().decode()  # type: ignore[no-any-return]
+
+        out: dict[str, float] = {}
+        for line in self.wan.call_in(self.wan.app, fetch).splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                with contextlib.suppress(ValueError):
+                    out[name] = float(value)
+        return out
+
+    def mode(self) -> str | None:
+        """The survivability mode the metrics show (``appliance_mode{mode=...}`` at 1)."""
+        for name, value in self.metrics().items():
+            if name.startswith("appliance_mode{") and value == 1:
+                return name.split('mode="', 1)[1].split('"', 1)[0]
+        return None
+
+    def wait_mode(self, mode: str, timeout: float, poll: float = 0.02) -> float:
+        """Poll until the mode is ``mode``; returns ``time.monotonic()`` then. AssertionError on timeout."""
+        deadline = time.monotonic() + timeout
+        seen = None
+        while time.monotonic() < deadline:
+            seen = self.mode()
+            if seen == mode:
+                return time.monotonic()
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"the appliance exited ({self.proc.returncode}): {self.stderr()[-3000:]}"
+                )
+            time.sleep(poll)
+        raise AssertionError(f"mode stayed {seen} for {timeout} s, expected {mode}")
+
+    def stderr(self) -> str:
+        """What the process has written to standard error so far (its log)."""
+        try:
+            return self.stderr_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM and wait (SIGKILL after ``timeout``); returns the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL, as a power cut or the OOM killer would, and reap."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def start_appliance_in(
+    wan: WanPair, workdir: Path, config: str, *, ready_timeout: float = 30.0, name: str = "appliance"
+) -> NamespacedAppliance:
+    """Write ``config`` (a whole TOML file) to ``workdir/<name>.toml`` and start ``appliance run`` with it
+    in the appliance's namespace; return once it printed ``appliance ready`` (RuntimeError if it exits or
+    takes longer than ``ready_timeout``). Its log goes to ``workdir/<name>.log``; the banner is kept."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / f"{name}.toml"
+    path.write_text(config)
+    log_path = workdir / f"{name}.log"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    binary = Path(sys.executable).parent / "appliance"
+    with open(log_path, "ab") as log:
+        proc: subprocess.Popen[str] = wan.run_in(
+            wan.app, [str(binary), "run", "--config", str(path)],
+            stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=workdir,
+        )  # fmt: skip
+    lines: queue.Queue[str] = queue.Queue()
+    # A reader thread: a pipe's buffered lines are invisible to select() once one is read. It keeps
+    # draining after start-up so the process never blocks on a full pipe.
+    banner: list[str] = []
+
+    def pump() -> None:
+        for line in proc.stdout or ():
+            lines.put(line.rstrip("\n"))
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + ready_timeout
+    while not banner or banner[-1] != "appliance ready":
+        try:
+            banner.append(lines.get(timeout=max(0.0, deadline - time.monotonic())))
+        except queue.Empty:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(
+                f"the appliance did not start: {banner} {log_path.read_text(errors='replace')[-3000:]}"
+            ) from None
+    return NamespacedAppliance(wan, proc, path, banner, log_path)
+
+
+# -- SIPp in a namespace -----------------------------------------------------------------------------------
+
+
+class NamespacedSipp(SippProcess):
+    """A :class:`~tests.system.sipp.SippProcess` run in namespace ``ns`` (under ``ip netns exec``, so its
+    pid is SIPp's own) on ``local_ip:local_port`` there. Make it with :meth:`in_ns`."""
+
+    ns: str
+
+    @classmethod
+    def in_ns(
+        cls, ns: str, scenario: Path, *, role: Role, local_ip: str, local_port: int, workdir: Path,
+        **options: Any,
+    ) -> NamespacedSipp:  # fmt: skip
+        """``options`` as for ``SippProcess``. The control socket's port is picked in the test's own
+        namespace: the namespace is fresh, so that port is free there too."""
+        sipp = cls(scenario, role=role, workdir=workdir, local_ip=LOOPBACK, local_port=local_port, **options)
+        sipp.local_ip = local_ip
+        sipp.ns = ns
+        return sipp
+
+    @property
+    def argv(self) -> list[str]:
+        return ["ip", "netns", "exec", self.ns, *super().argv]
+
+    def wait_bound(self, timeout: float = 5.0) -> Self:
+        """Block until SIPp's SIP socket is bound (read from ``/proc/<pid>/net/udp``, which shows the
+        socket table of SIPp's namespace)."""
+        deadline = time.monotonic() + timeout
+        wanted = f"{socket.inet_aton(self.local_ip)[::-1].hex().upper()}:{self.local_port:04X}"
+        while True:
+            try:
+                table = Path(f"/proc/{self.pid}/net/udp").read_text()
+            except OSError:
+                table = ""
+            if any(line.split()[1:2] == [wanted] for line in table.splitlines()[1:]):
+                return self
+            if not self.running:
+                raise SippNotReadyError(f"SIPp exited before binding: {self.stop().describe()}")
+            if time.monotonic() > deadline:
+                raise SippNotReadyError(f"SIPp did not bind {self.local_ip}:{self.local_port} in {timeout} s")
+            time.sleep(0.01)
