@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from appliance.calls import causes
 from appliance.calls.agent_transfer import ANSWERED_ELSEWHERE, AgentTransfer
 from appliance.calls.causes import Cause
+from appliance.calls.cdr import CallRecords
 from appliance.calls.context import ALLOW, SipContext
 from appliance.calls.errors import MediaRefused
 from appliance.calls.events import (
@@ -183,6 +184,7 @@ class B2bua:
         ivr_media: MediaAnchor | None = None,
         rescue_flow: str | None = None,
         agent_queue: AgentQueue | None = None,
+        cdr: CallRecords | None = None,
     ) -> None:
         self.ctx = ctx
         self.router = router
@@ -204,6 +206,8 @@ class B2bua:
         self.transfer = AgentTransfer(self, agent_queue or AgentQueue())
         self.calls: dict[str, Call] = {}
         self.persist_requests: deque[PersistRequest] = deque()
+        # Call detail records: finished ones wait in ``cdr.done`` for the outbox (none without a wall clock).
+        self.cdr = cdr or CallRecords()
         self._legs: dict[tuple[str, str], SipLeg] = {}
         self._heap: list[tuple[float, int, TimedLeg]] = []
         self._seq = itertools.count()
@@ -281,6 +285,7 @@ class B2bua:
             call.candidates = self.router.candidates(route, cloud_available=self.cloud_available())
             call.route_match = route.match
         self.calls[call_id] = call
+        self.cdr.begin(call_id, request.call_id, setup.calling, setup.called, now, self.router.normalise)
         self.index_leg(request.call_id, a.local_tag, a)
         self.transfer.call_placed(call, request, now)
         if log.isEnabledFor(logging.INFO):
@@ -294,8 +299,10 @@ class B2bua:
     def _next_destination(self, call: Call, now: float) -> None:
         while call.candidates:
             dest = call.candidates.pop(0)
+            self.cdr.trying(call.id, dest, now)
             if self._try_destination(call, dest, now):
                 return
+            self.cdr.unavailable(call.id)
         self._end(call, Fail(call.last_cause), now)
 
     def _try_destination(self, call: Call, dest: Destination, now: float) -> bool:
@@ -376,6 +383,8 @@ class B2bua:
             self.observer.call_started(kind)
         elif call.route_kind != kind:
             self.observer.call_routed(call.route_kind, kind)
+        if call.answered:  # a rescue
+            self.cdr.rerouted(call.id, kind, self.local_ivr.rescue_flow or "")
         call.route_kind = kind
         if self.media_anchor is not None:
             # A silent cloud is noticed by its own short media timeout; phones and trunks keep the long one.
@@ -389,6 +398,7 @@ class B2bua:
             return  # an agent's leg while it rings for a queued caller, or its hang-up once connected
         if leg is call.a:
             if isinstance(event, Disconnect):
+                self.cdr.released(call.id, "caller", event.cause)
                 for other in [*call.forks, *([call.b] if call.b else [])]:
                     other.handle(event, now)
                 self.finish(call, now)
@@ -404,6 +414,7 @@ class B2bua:
                 return
             call.answered = True
             call.b = leg
+            self.cdr.answered(call.id, leg.route_kind, now)
             if log.isEnabledFor(logging.INFO):
                 log.info("call answered by %s", leg.route_kind, extra={"ctx": {"call": call.id}})
             for other in call.forks:
@@ -422,12 +433,15 @@ class B2bua:
                     call.last_cause = event.cause
                 else:
                     call.last_cause = Cause.from_sip(480, "Redirected")
+                if not call.forks:
+                    self.cdr.leg_failed(call.id, call.last_cause)
                 if not call.forks and not call.answered:
                     self._next_destination(call, now)
         elif isinstance(event, Disconnect):
             if leg is call.b:
                 if is_failure(event.cause) and self.rescue(call, event.cause, now):
                     return
+                self.cdr.released(call.id, "callee", event.cause)
                 call.a.handle(event, now)
                 self.finish(call, now)
         elif leg is call.b:
@@ -516,6 +530,7 @@ class B2bua:
         """The one decision on a call whose media is lost: today both legs are released with ``cause``
         (BYE with a Reason header once answered, the cause's status before)."""
         legs = [call.a, *call.forks, *([call.b] if call.b is not None and call.b not in call.forks else [])]
+        self.cdr.released(call.id, "appliance", cause)
         for leg in legs:
             leg.handle(Disconnect(cause), now)
         self.finish(call, now)
@@ -549,6 +564,7 @@ class B2bua:
             "call failed: %d %s", event.cause.sip_status, event.cause.text,
             extra={"ctx": {"call": call.id, "q850": event.cause.q850}},
         )  # fmt: skip
+        self.cdr.failed(call.id, event.cause)
         call.a.handle(event, now)
         if call.route_kind == "none":
             self.observer.call_started("none")
@@ -559,6 +575,7 @@ class B2bua:
             return
         call.ended = True
         self.calls.pop(call.id, None)
+        self.cdr.finish(call.id, now, ivr=self.ivr_legs.get(call.id))
         self.transfer.call_gone(call, now)
         if self.media_anchor is not None:
             self.media_anchor.release(call.id)

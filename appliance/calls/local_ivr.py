@@ -135,6 +135,7 @@ class LocalIvr:
         """The flow ended the call (a hang-up node)."""
         call = leg.call
         if not call.ended:
+            self._b2bua.cdr.released(call.id, "appliance", cause)
             call.a.handle(Disconnect(cause), now)
             self._b2bua.finish(call, now)
 
