@@ -33,3 +33,71 @@ class ModeChanged:
 
 
 Event: TypeAlias = SendProbe | ModeChanged
+
+
+# -- netlink (appliance.wan.netlink) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LinkChanged:
+    """An interface's state as the kernel reported it (RTM_NEWLINK/RTM_DELLINK, or the start-up dump).
+
+    ``carrier`` is the lower layer being up (IFF_LOWER_UP, with an operational state of UP or UNKNOWN);
+    ``admin_up`` is IFF_UP. A deleted interface is reported with both False.
+    """
+
+    ifname: str
+    index: int
+    carrier: bool
+    admin_up: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AddressChanged:
+    """An address was added to (``present``) or removed from interface ``index``."""
+
+    index: int
+    family: int
+    address: str
+    prefixlen: int
+    present: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RouteChanged:
+    """A route in the main table was added (``present``) or removed; ``dst`` is "" for a default route."""
+
+    family: int
+    dst: str
+    dst_len: int
+    gateway: str | None
+    oif: int | None
+    present: bool
+
+
+NetlinkEvent: TypeAlias = LinkChanged | AddressChanged | RouteChanged
+
+
+# -- uplink selection (appliance.wan.uplinks) ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UseUplink:
+    """Command: make the default route go via ``gateway`` on ``ifname`` (the uplink called ``name``)."""
+
+    name: str
+    gateway: str
+    ifname: str
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkChanged:
+    """Event: the active uplink went from ``old`` (None at start) to ``new`` at monotonic time ``at``."""
+
+    old: str | None
+    new: str
+    reason: str
+    at: float
+
+
+UplinkEvent: TypeAlias = UseUplink | UplinkChanged
