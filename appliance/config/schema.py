@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar, Final, Literal, Self
+from urllib.parse import urlsplit
 
 from appliance.config.rules import (
     NAME_RE,
@@ -225,6 +226,18 @@ class MediaConfig:
         return self.recording_dir or os.path.join(state_dir, "recordings")
 
 
+def _https_url_check(v: str) -> str | None:
+    if v == "":
+        return None
+    parts = urlsplit(v)
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return REJECT
+    ok = parts.scheme == "https" and parts.hostname and v.isprintable() and " " not in v and len(v) <= 2048
+    return None if ok else REJECT
+
+
 @dataclass(frozen=True)
 class CloudConfig:
     """Where the cloud contact centre is and how the WAN monitor probes it."""
@@ -243,11 +256,71 @@ class CloudConfig:
         default=2.0,
         metadata=rule("a number greater than 0, at most 86400", lambda v: None if 0 < v <= 86400 else REJECT),
     )
+    # The cloud's HTTPS health endpoint, probed with every SIP OPTIONS probe when set: a probe round is
+    # answered only when both are (any 2xx within probe_timeout), so a cloud whose SBC answers while its
+    # API is down still counts as down. "" probes with SIP OPTIONS alone.
+    health_url: str = field(default="", metadata=rule('"" or an https:// URL', _https_url_check))
 
     @property
     def configured(self) -> bool:
         """False when no trunk is set: the appliance then stays in SURVIVABLE mode (DESIGN.md §5.1)."""
         return self.trunk != ""
+
+    def cross_check(self) -> Iterator[Problem]:
+        if self.probe_interval < self.probe_timeout:
+            words = f"at least probe_timeout = {self.probe_timeout:g}"
+            yield "probe_interval", expected(words, self.probe_interval)
+
+
+_IFNAME_CHECK: Final = text(r"[^/:\s]{1,15}", max_len=15)  # IFNAMSIZ - 1; "/" and ":" are refused by Linux
+
+
+@dataclass(frozen=True)
+class UplinkConfig:
+    """One WAN uplink for default-route failover; the first of ``[[wan.uplinks]]`` is the primary."""
+
+    name: str = field(metadata=name())
+    interface: str = field(metadata=rule("a network interface name", _IFNAME_CHECK))
+    gateway: str = field(metadata=ip_address())
+    # The default route's priority (RTA_PRIORITY) while this uplink carries it.
+    metric: int = field(default=0, metadata=integer(0, 2**32 - 1))
+
+
+@dataclass(frozen=True)
+class WanConfig:
+    """The WAN monitor: carrier of the WAN interfaces and primary/backup default-route failover.
+
+    ``interfaces`` are watched for carrier over netlink: losing it makes the survivable mode SUSPECT at
+    once (RFC 2863 operational state). Empty, as under ``make run``, watches nothing. With ``failover``
+    the default route is moved between the two ``uplinks`` (primary first); without it the route is
+    never touched (DESIGN.md §5.1), whatever the uplinks say.
+    """
+
+    interfaces: tuple[str, ...] = field(
+        default=(),
+        metadata=rule("an array of interface names", item=Rule("an interface name", _IFNAME_CHECK)),
+    )
+    failover: bool = False
+    uplinks: tuple[UplinkConfig, ...] = ()
+    # Seconds the primary must keep carrier before the route returns to it (hold-down against flapping).
+    revert_after: float = field(default=60.0, metadata=number(least=0))
+    # Consecutive failed probe rounds on the active uplink that move the route to the other uplink.
+    failover_after: int = field(default=2, metadata=integer(1))
+
+    def cross_check(self) -> Iterator[Problem]:
+        yield from _duplicates("interfaces[{}]", self.interfaces, "an interface named once")
+        if len(self.uplinks) not in (0, 2):
+            yield "uplinks", f"expected no uplinks or two (primary, backup); got {len(self.uplinks)}"
+        elif self.failover and not self.uplinks:
+            yield "uplinks", "two uplinks (primary, backup) are required when failover is true"
+        yield from _duplicates("uplinks[{}].name", [u.name for u in self.uplinks], "a unique uplink name")
+        yield from _duplicates(
+            "uplinks[{}].interface", [u.interface for u in self.uplinks], "an interface used by one uplink"
+        )
+        for i, uplink in enumerate(self.uplinks):
+            if uplink.interface not in self.interfaces:
+                words = "an interface listed in interfaces"
+                yield f"uplinks[{i}].interface", expected(words, uplink.interface)
 
 
 @dataclass(frozen=True)
@@ -503,6 +576,7 @@ class Config:
     sip: SipConfig = field(default_factory=SipConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     cloud: CloudConfig = field(default_factory=CloudConfig)
+    wan: WanConfig = field(default_factory=WanConfig)
     registrar: RegistrarConfig = field(default_factory=RegistrarConfig)
     routes: tuple[RouteConfig, ...] = field(
         default_factory=_default_routes, metadata=non_empty_array("a non-empty array of routes")

@@ -21,6 +21,7 @@ from appliance.config import (
     load_config,
     load_config_text,
 )
+from appliance.config.schema import UplinkConfig, WanConfig
 
 VECTORS = Path(__file__).parent.parent / "vectors" / "config"
 
@@ -30,6 +31,15 @@ def issues_of(text: str) -> list[str]:
         load_config_text(text)
     assert info.value.errors, "a ConfigError always lists at least one issue"
     return [str(e) for e in info.value.errors]
+
+
+def problems_of(text: str) -> list[str]:
+    """The issues of ``text``, or none when it loads."""
+    try:
+        load_config_text(text)
+    except ConfigError as exc:
+        return [str(e) for e in exc.errors]
+    return []
 
 
 def only_issue(text: str) -> str:
@@ -49,6 +59,10 @@ def test_defaults_match_the_make_run_contract() -> None:
     assert (c.media.address, c.media.rtp_port_min, c.media.rtp_port_max) == ("127.0.0.1", 20000, 29999)
     assert c.noc == ServiceListen("127.0.0.1", 2222)
     assert c.sync == SyncConfig()
+    assert (
+        c.wan == WanConfig() and c.wan.interfaces == () and not c.wan.failover
+    )  # make run: no routes touched
+    assert c.cloud.health_url == ""
     assert (c.sync.listen, c.sync.port, c.sync.certificate) == ("127.0.0.1", 8443, "")
     assert c.metrics == ServiceListen("127.0.0.1", 9464)
     assert c.state_dir == "var"
@@ -106,6 +120,18 @@ def test_full_override_file() -> None:
     assert c.cloud.configured and c.cloud.trunk == "sips:cc@localhost:5081;transport=tls"
     assert (c.cloud.probe_interval, c.cloud.probe_timeout, c.cloud.hold_down) == (10.0, 3.5, 0.0)
     assert (c.cloud.probe_failures, c.cloud.probe_successes, c.cloud.media_timeout) == (5, 3, 1.5)
+    assert c.cloud.health_url == "https://cloud.localhost:8443/health"
+    w = c.wan
+    assert (w.interfaces, w.failover, w.revert_after, w.failover_after) == (
+        ("wan0", "wan1", "lan0"),
+        True,
+        120.5,
+        3,
+    )
+    assert w.uplinks == (
+        UplinkConfig("fibre", "wan0", "10.77.1.1", 10),
+        UplinkConfig("lte", "wan1", "10.77.2.1", 20),
+    )
     r = c.registrar
     assert (r.min_expires, r.max_expires, r.default_expires, r.nonce_lifetime) == (30, 7200, 600, 120.0)
     assert r.algorithms == ("MD5",)
@@ -190,6 +216,87 @@ def test_cloud_media_timeout_is_seconds_up_to_a_day(value: str) -> None:
         f"cloud.media_timeout: expected a number greater than 0, at most 86400, got {value} "
         f"({'integer' if value == '0' else 'float'})"
     ]
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("", True),
+        ("https://cloud.localhost/health", True),
+        ("https://127.0.0.1:8443/sync/v1/health", True),
+        ("http://cloud.localhost/health", False),
+        ("https://", False),
+        ("https://cloud.localhost:99999/", False),
+        ("https://cloud localhost/", False),
+    ],
+)
+def test_cloud_health_url_is_empty_or_https(value: str, ok: bool) -> None:
+    issues = problems_of(f'[cloud]\nhealth_url = "{value}"')
+    assert issues == (
+        [] if ok else [f'cloud.health_url: expected "" or an https:// URL, got "{value}" (string)']
+    )
+
+
+def test_probe_interval_must_cover_the_probe_timeout() -> None:
+    assert issues_of("[cloud]\nprobe_interval = 1\nprobe_timeout = 1.5") == [
+        "cloud.probe_interval: expected at least probe_timeout = 1.5, got 1.0 (float)"
+    ]
+
+
+WAN_UPLINKS = """
+[[wan.uplinks]]
+name = "fibre"
+interface = "wan0"
+gateway = "10.77.1.1"
+[[wan.uplinks]]
+name = "lte"
+interface = "wan1"
+gateway = "fd77::1"
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "problems"),
+    [
+        ('[wan]\ninterfaces = ["wan0", "wan1"]\nfailover = true\n' + WAN_UPLINKS, []),
+        ('[wan]\ninterfaces = ["wan0"]', []),
+        (
+            "[wan]\nfailover = true",
+            ["wan.uplinks: two uplinks (primary, backup) are required when failover is true"],
+        ),
+        (
+            '[wan]\ninterfaces = ["wan0", "wan0"]',
+            ['wan.interfaces[1]: expected an interface named once, got "wan0" (string) (also interfaces[0])'],
+        ),
+        (
+            '[wan]\ninterfaces = ["eth/0"]',
+            ['wan.interfaces[0]: expected an interface name, got "eth/0" (string)'],
+        ),
+        (
+            '[wan]\ninterfaces = ["wan0"]\n' + WAN_UPLINKS,
+            ['wan.uplinks[1].interface: expected an interface listed in interfaces, got "wan1" (string)'],
+        ),
+        (
+            '[wan]\ninterfaces = ["wan0"]\n'
+            + WAN_UPLINKS.split("[[wan.uplinks]]")[1].join(["[[wan.uplinks]]", ""]),
+            ["wan.uplinks: expected no uplinks or two (primary, backup); got 1"],
+        ),
+        (
+            '[wan]\ninterfaces = ["wan0", "wan1"]\n' + WAN_UPLINKS.replace('"lte"', '"fibre"'),
+            [
+                'wan.uplinks[1].name: expected a unique uplink name, got "fibre" (string)'
+                " (also uplinks[0].name)"
+            ],
+        ),
+        ("[wan]\nrevert_after = -1", ["wan.revert_after: expected a number of at least 0, got -1 (integer)"]),
+        (
+            "[wan]\nfailover_after = 0",
+            ["wan.failover_after: expected an integer of at least 1, got 0 (integer)"],
+        ),
+    ],
+)
+def test_wan_section(text: str, problems: list[str]) -> None:
+    assert problems_of(text) == problems
 
 
 # --- unknown keys, syntax errors, collection of issues ----------------------------------------------------
