@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance import __version__
+from appliance.app_records import CallRecordWriter
 from appliance.calls.b2bua import B2bua
 from appliance.calls.b2bua import Destination as RouteDestination
+from appliance.calls.cdr import CallRecords, media_stats
 from appliance.calls.context import SipContext
 from appliance.calls.media_anchor import MediaAnchor, RouteMedia
 from appliance.calls.routing import RoutingTable
@@ -30,6 +32,7 @@ from appliance.config.schema import RECORDING_KEY_SIZE
 from appliance.core import ApplianceCore
 from appliance.durable import write_atomically
 from appliance.ivr.agent_queue import AgentQueue
+from appliance.ivr.records import iso_utc
 from appliance.ivr.service import IvrService
 from appliance.logs import SipTrace, setup_logging
 from appliance.media.control_events import (
@@ -88,6 +91,7 @@ class Appliance:
         self.db = await Database.open(self.state_dir / "appliance.db")
         self.outbox = Outbox(self.db)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.records = CallRecordWriter(self.outbox, spawn=self._spawn)
 
         limiter = None
         if cfg.sip.rate_limit.enabled:
@@ -124,6 +128,7 @@ class Appliance:
             now=now,
         )
         self.metrics.set_mode(self.mode.mode.name)
+        self._mode_since = now
         self.registrar = self._registrar(cfg)
         router: RoutingTable[RouteDestination] = RoutingTable(
             [(r.match, r.destinations) for r in cfg.routes], region=cfg.site.region
@@ -174,6 +179,7 @@ class Appliance:
             agent_queue=AgentQueue(
                 ring_timeout=max((g.ring_timeout for g in cfg.agent_groups), default=20.0)
             ),
+            cdr=CallRecords(wall=time.time, mode=self._mode_name),
         )
         self.core = ApplianceCore(
             ctx=self.ctx,
@@ -217,6 +223,10 @@ class Appliance:
         self.transports.flush()  # the first probe, if a cloud is configured
         self._spawn(self._housekeeping())
         await self.outbox.append("appliance.started", {"version": __version__, "site": cfg.site.name})
+
+    def _mode_name(self) -> str:
+        """The current mode as the sync API names it ("online", "survivable", ...)."""
+        return self.mode.mode.name.lower()
 
     def _registrar(self, cfg: Config) -> Registrar:
         users = {u.username: u for u in cfg.registrar.users}
@@ -300,6 +310,7 @@ class Appliance:
         while requests:
             call_id, token, kind, body = requests.popleft()
             self._spawn(self._persist(call_id, token, kind, body))
+        self.records.take(self.core.b2bua.cdr.done)
 
     async def _persist(self, call_id: str, token: int, kind: str, body: Mapping[str, object]) -> None:
         try:
@@ -322,6 +333,8 @@ class Appliance:
             index, command = relay.popleft()
             future = self.supervisor.submit(index, command)
             future.add_done_callback(functools.partial(self._relay_reply, command))
+            if isinstance(command, Delete):
+                self.records.media_deleting(command.call_id, future)  # the call record's media statistics
 
     def _relay_reply(self, command: Command, done: asyncio.Future[Ok]) -> None:
         if done.cancelled() or self._stopping:
@@ -356,12 +369,8 @@ class Appliance:
                 "call_id": call_id,
                 "path": reply.recording,
                 "duration": round(now - started, 3),
-                "stats": [
-                    {"leg": s.leg, "direction": s.direction.value, "packets": s.packets, "octets": s.octets,
-                     "lost": s.lost, "jitter_ms": s.jitter_ms}
-                    for s in stats
-                ],
-            }  # fmt: skip
+                "stats": media_stats(stats),
+            }
             self._spawn(self._append("recording", body))
 
     def _media_event(self, index: int, event: WorkerEvent) -> None:
@@ -390,16 +399,22 @@ class Appliance:
         self.transports.flush()
 
     def _mode_changed(self, event: ModeChanged) -> None:
+        now = asyncio.get_running_loop().time()
+        since, self._mode_since = now - self._mode_since, now
         self.metrics.set_mode(event.new.name)
+        self.metrics.sync.mode_transition(event.old.name, event.new.name)
         if event.new is Mode.SURVIVABLE and event.old is not Mode.SURVIVABLE:
             # The cloud is gone: its answered calls are rescued now, not one media timeout later each.
-            now = asyncio.get_running_loop().time()
             rescued = self.core.b2bua.rescue_cloud_calls(event.reason, now)
             if rescued:
                 log.warning("%d cloud calls rescued into the local IVR: %s", rescued, event.reason)
         if self.notifier is not None:
             self.notifier.status(f"mode {event.new.name}: {event.reason}")
-        body = {"old": event.old.name, "new": event.new.name, "reason": event.reason}
+        # The mode names of the sync API's status (lower case), and when: the cloud sees how long each lasted.
+        body = {
+            "old": event.old.name.lower(), "new": event.new.name.lower(), "reason": event.reason,
+            "at": iso_utc(time.time()), "since_s": round(since, 3),
+        }  # fmt: skip
         self._spawn(self._append("mode.changed", body))
 
     async def _append(self, kind: str, body: Mapping[str, object]) -> None:

@@ -25,6 +25,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from appliance.metrics.sync import SyncMetrics
+
 ROUTES: Final = ("cloud", "ivr", "agents", "pri", "trunk", "local", "none")
 """Destination kinds that can take a call: ``local`` is a registered endpoint, ``none`` a failed call."""
 
@@ -81,6 +83,7 @@ class Metrics:
         "_worker_relayed",
         "_workers",
         "registry",
+        "sync",
     )
 
     def __init__(
@@ -112,6 +115,9 @@ class Metrics:
         self._worker_relayed: dict[int, int] = {}
         self._worker_drops: dict[tuple[int, str], int] = {}
         self.registry.register(_Collector(self))
+        # The cloud sync, the outbox and the WAN: set by the control process's sync wiring.
+        self.sync = SyncMetrics()
+        self.sync.register(self.registry)
         if process_metrics:
             ProcessCollector(registry=self.registry)
 
