@@ -86,6 +86,18 @@ def build_config(document: Mapping[str, Any]) -> Config:
     return config
 
 
+def build_field(cls: type[Any], name: str, raw: object) -> Any:
+    """Field ``name`` of schema dataclass ``cls`` built from ``raw`` (TOML-like data) by the rules
+    :func:`build_config` applies to it, issues named from the field (``routes[0].match``); the object's
+    ``cross_check`` is not run. Raises :class:`ConfigError` listing every issue."""
+    field = next(f for f in dataclasses.fields(cls) if f.name == name)
+    walker = _Walker()
+    value = walker.value(get_type_hints(cls)[name], raw, name, rule_of(field.metadata), None)
+    if walker.issues or value is _INVALID:
+        raise ConfigError(walker.issues)
+    return value
+
+
 def check_file(path: str | Path) -> tuple[bool, str]:
     """Validate a file without starting anything.
 
@@ -263,4 +275,4 @@ def _unknown_key(key: str, known: list[str]) -> str:
     return "unknown key; known keys are " + ", ".join(known)
 
 
-__all__ = ["MAX_FILE_SIZE", "build_config", "check_file", "load_config", "load_config_text"]
+__all__ = ["MAX_FILE_SIZE", "build_config", "build_field", "check_file", "load_config", "load_config_text"]

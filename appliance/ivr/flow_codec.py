@@ -477,6 +477,23 @@ def _decode_schedule(value: Any, path: str) -> Schedule:
     return Schedule(timezone, weekly, obj.optional("holidays", _holidays, frozenset()))
 
 
+def kind_of(value: Any) -> str:
+    """The document type of ``value`` as a message names it ("a map", "text", "an integer", ...)."""
+    return _kind(value)
+
+
+def check_schedule_name(name: Any) -> str:
+    """``name`` if a flow could name a schedule so (business hours pushed on their own are matched to the
+    flows' ``schedules`` by it), else :class:`FlowDecodeError` with an empty path."""
+    return str(_schedule_name(name, ""))
+
+
+def decode_schedule(doc: Any) -> Schedule:
+    """One schedule document (what a flow holds under ``schedules.<name>``: ``timezone``, ``weekly``,
+    ``holidays``), read by the same rules as inside a flow; errors name paths relative to ``doc``."""
+    return _decode_schedule(doc, "")
+
+
 def _named(value: Any, path: str, limit: int, read_name: _Read, read_item: _Read) -> dict[str, Any]:
     raw = _mapping(value, path)
     if len(raw) > limit:
