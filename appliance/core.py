@@ -8,7 +8,9 @@ and the survivable-mode machine, feeds bytes into the endpoint and dispatches wh
   (§8.2.2.3); a method we know but do not serve → 405 with Allow; an unknown method → 501 (§8.2.1).
 * The mode machine's probes become SIP OPTIONS to the cloud trunk. Any final response except 503 (§21.5.4:
   the peer is overloaded or down) proves the cloud reachable; 503, a timeout or a transport error counts as
-  a miss.
+  a miss. With an HTTPS health check configured (``https_probe``) each probe is a round of both: the glue
+  starts the GET and reports it with :meth:`https_probe_result`; the round is answered when both answered
+  and failed at the first failure.
 
 The I/O glue (:mod:`appliance.runtime`) calls :meth:`receive` and :meth:`handle_timer`, sends
 :meth:`datagrams_to_send` and re-arms one timer at :meth:`get_timer`.
@@ -78,9 +80,11 @@ class ApplianceCore:
         cloud_trunk: SipUri | None,
         on_mode_change: Callable[[ModeChanged], None] | None = None,
         before_send: Callable[[], None] | None = None,
+        https_probe: Callable[[int], None] | None = None,
     ) -> None:
         """``before_send`` runs each time the SIP messages are collected for sending: the media commands
-        it dispatches then leave before the SDP that tells a peer where to send RTP."""
+        it dispatches then leave before the SDP that tells a peer where to send RTP. ``https_probe``
+        starts the HTTPS health check of a probe round (see :meth:`https_probe_result`)."""
         self.ctx = ctx
         self._before_send = before_send
         self.endpoint = ctx.endpoint
@@ -89,6 +93,8 @@ class ApplianceCore:
         self.registrar = registrar
         self.cloud_trunk = cloud_trunk
         self._on_mode_change = on_mode_change
+        self._https_probe = https_probe
+        self._round: tuple[int, set[str]] | None = None  # the probe round waiting for its parts
         self.mode_history: list[ModeChanged] = []
 
     # -------------------------------------------------------------------------------- I/O edge
@@ -190,7 +196,7 @@ class ApplianceCore:
     def _timeout(self, txn: ClientTransaction, now: float) -> None:
         owner = txn.tu_data
         if isinstance(owner, _Probe):
-            self.mode.probe_failed(owner.probe_id, now, "no answer to OPTIONS")
+            self._probe_part(owner.probe_id, "sip", now, "no answer to OPTIONS")
         elif owner is not None:
             owner.on_timeout(txn, now)  # type: ignore[attr-defined]
 
@@ -215,10 +221,18 @@ class ApplianceCore:
                 if self._on_mode_change is not None:
                     self._on_mode_change(event)
 
+    def https_probe_result(self, probe_id: int, answered: bool, reason: str, now: float) -> None:
+        """The HTTPS health check of probe round ``probe_id`` ended (``reason`` says why it failed)."""
+        self._probe_part(probe_id, "https", now, None if answered else reason)
+        self._drain_mode(now)
+
     def _send_probe(self, probe_id: int, now: float) -> None:
         trunk = self.cloud_trunk
         if trunk is None:
             return
+        self._round = (probe_id, {"sip", "https"} if self._https_probe is not None else {"sip"})
+        if self._https_probe is not None:
+            self._https_probe(probe_id)
         ctx = self.ctx
         peer = uri_to_peer(trunk)
         target = f"{trunk.scheme}:{trunk.host}" + (f":{trunk.port}" if trunk.port else "")
@@ -238,8 +252,19 @@ class ApplianceCore:
     def _probe_result(self, probe: _Probe, status: int, now: float) -> None:
         if status < 200:
             return
-        if status == 503:
-            self.mode.probe_failed(probe.probe_id, now, "503 from the cloud")
-        else:
-            self.mode.probe_answered(probe.probe_id, now)
+        self._probe_part(probe.probe_id, "sip", now, "503 from the cloud" if status == 503 else None)
         self._drain_mode(now)
+
+    def _probe_part(self, probe_id: int, part: str, now: float, failure: str | None) -> None:
+        """One part of a probe round ended (``failure`` None: answered); the mode machine hears the round's
+        outcome at its first failure or once every part answered. Parts of an older round are dropped."""
+        if self._round is None or self._round[0] != probe_id or part not in self._round[1]:
+            return
+        waiting = self._round[1]
+        waiting.discard(part)
+        if failure is not None:
+            self._round = None
+            self.mode.probe_failed(probe_id, now, failure)
+        elif not waiting:
+            self._round = None
+            self.mode.probe_answered(probe_id, now)

@@ -35,7 +35,8 @@ any probe other than the outstanding one are ignored.
 
 Other evidence. Carrier loss on a WAN link (``link_down``) makes ONLINE SUSPECT and RECOVERING SURVIVABLE
 at once, without counting as a miss: the appliance may have another uplink, and the probe it triggers
-decides. ``link_up`` proves nothing about the cloud and only triggers a probe. A media timeout on a cloud
+decides. ``link_up`` proves nothing about the cloud and only triggers a probe, and so does
+``path_changed`` (the default route moved to another uplink). A media timeout on a cloud
 leg counts as one missed probe, but at most once per probe sent: one WAN fault times out every cloud leg
 at the same moment, and that is one observation, not one per call.
 
@@ -51,8 +52,9 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from enum import Enum
-from typing import Final
+from typing import Final, TypeAlias
 
 from appliance.wan.errors import ModeConfigError, ModeError
 from appliance.wan.events import Event, ModeChanged, SendProbe
@@ -83,6 +85,10 @@ TRANSITIONS: Final[dict[Mode, frozenset[Mode]]] = {
 FORCEABLE: Final = frozenset({Mode.ONLINE, Mode.SURVIVABLE})
 
 _CLOUD_MODES: Final = frozenset({Mode.ONLINE, Mode.SUSPECT})
+
+ProbeObserver: TypeAlias = Callable[[int, bool, str, float], None]
+"""Told ``(probe_id, answered, reason, now)`` for every probe that counted: answered, failed or timed out
+(not for superseded ones, nor for answers that came too late)."""
 
 
 def check_transition(old: Mode, new: Mode) -> None:
@@ -144,6 +150,7 @@ class ModeMachine:
         self._last_sent = now
         self._media_miss_probe: int | None = None  # probe id a media timeout was last counted against
         self._down_links: set[str] = set()
+        self._probe_observer: ProbeObserver | None = None
         if cloud_configured:
             self._send_probe(now)
 
@@ -182,6 +189,10 @@ class ModeMachine:
         """The next queued command or event, or None when the queue is empty."""
         return self._events.popleft() if self._events else None
 
+    def set_probe_observer(self, observer: ProbeObserver | None) -> None:
+        """Have ``observer`` told the outcome of every probe that counts (the uplink selector needs them)."""
+        self._probe_observer = observer
+
     # -- timers -----------------------------------------------------------------------------------------
 
     def get_timer(self) -> float | None:
@@ -201,7 +212,9 @@ class ModeMachine:
         if self._deadline is not None and now >= self._deadline:
             probe_id = self._outstanding
             self._conclude()
-            self._miss(now, f"probe {probe_id} unanswered after {self._timeout:g} s")
+            reason = f"probe {probe_id} unanswered after {self._timeout:g} s"
+            self._observe(probe_id, False, reason, now)
+            self._miss(now, reason)
         self._check_recovered(now)
         if self._outstanding is None and now >= self._probe_due():
             self._send_probe(now)
@@ -215,6 +228,7 @@ class ModeMachine:
             self._log.debug("ignoring answer to probe %d (outstanding: %s)", probe_id, self._outstanding)
             return
         self._conclude()
+        self._observe(probe_id, True, "answered", now)
         self._answer(now, f"probe {probe_id} answered")
 
     def probe_failed(self, probe_id: int, now: float, reason: str) -> None:
@@ -224,6 +238,7 @@ class ModeMachine:
             self._log.debug("ignoring failure of probe %d (outstanding: %s)", probe_id, self._outstanding)
             return
         self._conclude()
+        self._observe(probe_id, False, reason, now)
         self._miss(now, f"probe {probe_id} failed: {reason}")
 
     def link_down(self, now: float, ifname: str) -> None:
@@ -246,6 +261,15 @@ class ModeMachine:
         if not self._cloud or self._forced is not None:
             return
         self.handle_timer(now)
+        self._send_probe(now)
+
+    def path_changed(self, now: float, reason: str) -> None:
+        """The route to the cloud changed (another uplink): a probe goes out at once over the new path,
+        superseding the outstanding one, which left over the old path."""
+        if not self._cloud or self._forced is not None:
+            return
+        self.handle_timer(now)
+        self._log.info("path to the cloud changed: %s", reason)
         self._send_probe(now)
 
     def cloud_leg_media_timeout(self, now: float) -> None:
@@ -302,6 +326,10 @@ class ModeMachine:
         self._deadline = now + self._timeout
         self._last_sent = now
         self._events.append(SendProbe(probe_id))
+
+    def _observe(self, probe_id: int | None, answered: bool, reason: str, now: float) -> None:
+        if self._probe_observer is not None and probe_id is not None:
+            self._probe_observer(probe_id, answered, reason, now)
 
     def _conclude(self) -> None:
         self._outstanding = None

@@ -1,0 +1,70 @@
+"""The mode machine's inputs for the uplink selector: probe outcomes told to an observer, path changes."""
+
+from __future__ import annotations
+
+from appliance.wan import Mode, ModeMachine, SendProbe
+
+
+def make(**overrides: object) -> ModeMachine:
+    kwargs: dict[str, object] = {
+        "cloud_configured": True,
+        "probe_interval": 10.0,
+        "probe_timeout": 2.0,
+        "probe_failures": 3,
+        "probe_successes": 1,
+        "hold_down": 0.0,
+        "now": 0.0,
+    }
+    kwargs.update(overrides)
+    return ModeMachine(**kwargs)  # type: ignore[arg-type]
+
+
+def test_observer_hears_answers_failures_and_timeouts_that_count() -> None:
+    m = make()
+    seen: list[tuple[int, bool, str, float]] = []
+    m.set_probe_observer(lambda *outcome: seen.append(outcome))
+    m.probe_answered(1, 0.5)
+    m.handle_timer(10.0)  # probe 2 goes out
+    m.probe_failed(2, 10.1, "503 from the cloud")
+    m.handle_timer(15.0)  # probe 3 goes out (fast interval outside ONLINE)
+    m.handle_timer(17.0)  # and times out
+    m.probe_answered(3, 17.5)  # too late: not told
+    m.probe_answered(99, 17.6)  # not outstanding: not told
+    assert seen == [
+        (1, True, "answered", 0.5),
+        (2, False, "503 from the cloud", 10.1),
+        (3, False, "probe 3 unanswered after 2 s", 17.0),
+    ]
+
+
+def test_superseded_probe_is_not_told() -> None:
+    m = make()
+    seen: list[tuple[int, bool, str, float]] = []
+    m.set_probe_observer(lambda *outcome: seen.append(outcome))
+    m.path_changed(0.5, "route moved to the backup")
+    m.handle_timer(2.0)  # probe 1's deadline: superseded, nothing to tell
+    assert seen == []
+    m.handle_timer(2.5)
+    assert seen == [(2, False, "probe 2 unanswered after 2 s", 2.5)]
+
+
+def test_path_change_sends_a_probe_at_once_and_keeps_the_mode() -> None:
+    m = make()
+    m.probe_answered(1, 0.1)
+    while m.next_event() is not None:
+        pass
+    m.path_changed(3.0, "route moved to the backup")
+    assert m.next_event() == SendProbe(2) and m.mode is Mode.ONLINE
+    assert m.get_timer() == 5.0  # the new probe's deadline
+
+
+def test_path_change_without_cloud_or_when_forced_does_nothing() -> None:
+    m = make(cloud_configured=False)
+    m.path_changed(1.0, "x")
+    assert m.next_event() is None
+    m = make()
+    m.force(Mode.SURVIVABLE, 0.0, "maintenance")
+    while m.next_event() is not None:
+        pass
+    m.path_changed(1.0, "x")
+    assert m.next_event() is None
