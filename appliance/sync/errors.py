@@ -105,12 +105,15 @@ class Internal(SyncError):
 def error_body(exc: BaseException) -> tuple[int, dict[str, Any]]:
     """The status and ``error`` body for any exception.
 
-    A :class:`SyncError` speaks for itself; an error of the documents package (it has ``status`` and
-    ``code`` of sync.cddl, and maybe ``path`` and ``current_version``) is passed through; anything else is
-    500 ``internal`` and says nothing of the cause (it is logged, not sent)."""
-    if isinstance(exc, SyncError):
-        return exc.status, exc.to_body()
+    A :class:`SyncError` speaks for itself. An error of the documents package (it has the ``status`` and
+    ``code`` of sync.cddl and ``as_message()``, or ``path`` and ``current_version``) is passed through.
+    Anything else is 500 ``internal`` and says nothing of the cause (it is logged, not sent)."""
     status, code = getattr(exc, "status", None), getattr(exc, "code", None)
+    as_message = getattr(exc, "as_message", None)
+    if isinstance(status, int) and 400 <= status <= 599 and callable(as_message):
+        message = as_message()
+        if isinstance(message, dict):
+            return status, message
     if isinstance(status, int) and 400 <= status <= 599 and isinstance(code, str):
         body: dict[str, Any] = {"error": code, "message": str(getattr(exc, "message", None) or exc)}
         path = getattr(exc, "path", None)

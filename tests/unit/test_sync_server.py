@@ -1,0 +1,269 @@
+"""The sync API over real mutual TLS on 127.0.0.1: every endpoint, hostile bodies, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import cbor2
+import pytest
+
+from tests.sync_server import CBOR, Site, running_site
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[Site]:
+    async with running_site(tmp_path, max_body=4096) as running:
+        yield running
+
+
+async def test_health_and_status(site: Site) -> None:
+    health = await site.call("GET", "health", rule="health")
+    assert health["status"] == "ok" and health["mode"] == "online"
+    await site.outbox.append("mode.changed", {"mode": "online"})
+    status = await site.call("GET", "status", rule="status")
+    assert status["site"] == "test-site" and status["uplink"] == "wan0"
+    assert status["mode_since"] == "2024-11-24T20:26:40.000Z"
+    assert status["outbox"]["last_seq"] == 1 and status["outbox"]["pending"] == 1
+    assert status["certificate"]["sha256"] == site.service.tls.info.sha256  # type: ignore[union-attr]
+
+
+async def test_events_in_batches_gap_free(site: Site) -> None:
+    for n in range(5):
+        await site.outbox.append("call.record", {"n": n, "d": 1.5})
+    batch = await site.call("GET", "events?after=0&limit=3", rule="event-batch")
+    assert [e["seq"] for e in batch["events"]] == [1, 2, 3]
+    assert batch["events"][0]["body"] == {"n": 0, "d": 1.5} and batch["events"][0]["type"] == "call.record"
+    assert (batch["first_seq"], batch["last_seq"], batch["acked_seq"]) == (1, 5, 0)
+    rest = await site.call("GET", "events?after=3", rule="event-batch")
+    assert [e["seq"] for e in rest["events"]] == [4, 5]
+    assert len({e["id"] for e in batch["events"] + rest["events"]}) == 5
+    empty = await site.call("GET", "events?after=5&wait=0", rule="event-batch")
+    assert empty["events"] == []
+
+
+@pytest.mark.parametrize("query", ["after=x", "after=-1", "limit=0", "limit=10001", "wait=-1", "wait=nan"])
+async def test_bad_event_queries(site: Site, query: str) -> None:
+    error = await site.call("GET", f"events?{query}", status=400)
+    assert error["error"] == "bad-request"
+
+
+async def test_long_poll_answers_when_an_event_is_appended(site: Site) -> None:
+    poll = asyncio.create_task(site.call("GET", "events?after=0&wait=30", rule="event-batch"))
+    await asyncio.sleep(0.05)  # let the request reach its wait; the answer does not depend on it
+    assert not poll.done()
+    await site.outbox.append("mode.changed", {"mode": "suspect"})
+    batch = await asyncio.wait_for(poll, 5)
+    assert [e["seq"] for e in batch["events"]] == [1]
+
+
+async def test_stop_ends_open_long_polls_promptly(tmp_path: Path) -> None:
+    async with running_site(tmp_path) as site:
+        poll = asyncio.create_task(site.call("GET", "events?after=0&wait=30", rule="event-batch"))
+        await asyncio.sleep(0.05)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await site.service.stop()
+        batch = await asyncio.wait_for(poll, 5)
+        assert batch["events"] == []
+        assert loop.time() - started < 2
+
+
+async def test_ack_prunes_replay_changes_nothing_and_beyond_last_is_refused(site: Site) -> None:
+    for n in range(4):
+        await site.outbox.append("call.record", {"n": n})
+    assert await site.call("POST", "ack", body={"upto": 3}, rule="ack-response") == {
+        "acked_seq": 3,
+        "pruned": 3,
+    }
+    assert await site.call("POST", "ack", body={"upto": 3}, rule="ack-response") == {
+        "acked_seq": 3,
+        "pruned": 0,
+    }
+    assert await site.call("POST", "ack", body={"upto": 1}, rule="ack-response") == {
+        "acked_seq": 3,
+        "pruned": 0,
+    }
+    error = await site.call("POST", "ack", body={"upto": 5}, status=409)
+    assert error["error"] == "ack-beyond-last"
+    batch = await site.call("GET", "events?after=0", rule="event-batch")
+    assert [e["seq"] for e in batch["events"]] == [4] and batch["first_seq"] == 4 and batch["acked_seq"] == 3
+
+
+async def test_hostile_bodies(site: Site) -> None:
+    error = await site.call("POST", "ack", data=b"\xa1\x64upto", status=400)
+    assert error["error"] == "bad-cbor"
+    error = await site.call("POST", "ack", data=cbor2.dumps({"upto": "x"}), status=400)
+    assert (error["error"], error["path"]) == ("schema", "upto")
+    error = await site.call("POST", "ack", data=cbor2.dumps({"upto": 1, "x": [0] * 5000}), status=413)
+    assert error["error"] == "too-large"
+    error = await site.call(
+        "POST", "ack", data=b"{}", headers={"Content-Type": "application/json"}, status=415
+    )
+    assert error["error"] == "unsupported-media-type"
+    error = await site.call("GET", "nowhere", status=404)
+    assert error["error"] == "not-found"
+    error = await site.call("DELETE", "ack", status=405)
+    assert error["error"] == "method-not-allowed"
+
+
+async def test_oversized_body_without_content_length_is_refused(site: Site) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield b"\x00" * 1000
+
+    async with site.session.post(site.url("ack"), data=chunks(), headers={"Content-Type": CBOR}) as response:
+        assert response.status == 413
+        assert cbor2.loads(await response.read())["error"] == "too-large"
+
+
+def _voicemail(site: Site, name: str, data: bytes) -> dict[str, object]:
+    path = site.voicemail / name
+    path.write_bytes(data)
+    return {
+        "record_id": name,
+        "blob": {
+            "path": str(path),
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "key_id": "k1",
+        },
+    }
+
+
+async def test_blob_ranges_etag_if_range_and_head(site: Site) -> None:
+    data = bytes(range(256)) * 40
+    await site.outbox.append("ivr.voicemail", _voicemail(site, "r1.vm", data))
+    url = site.url("blobs/voicemail/r1.vm")
+    etag = '"' + hashlib.sha256(data).hexdigest() + '"'
+    async with site.session.get(url) as response:
+        assert response.status == 200 and await response.read() == data
+        assert response.headers["ETag"] == etag and response.headers["Accept-Ranges"] == "bytes"
+    async with site.session.get(url, headers={"Range": "bytes=1000-", "If-Range": etag}) as response:
+        assert response.status == 206 and await response.read() == data[1000:]
+        assert response.headers["Content-Range"] == f"bytes 1000-{len(data) - 1}/{len(data)}"
+    async with site.session.get(url, headers={"Range": "bytes=10-19"}) as response:
+        assert response.status == 206 and await response.read() == data[10:20]
+    async with site.session.get(url, headers={"Range": "bytes=-5"}) as response:
+        assert response.status == 206 and await response.read() == data[-5:]
+    async with site.session.get(url, headers={"Range": "bytes=10-", "If-Range": '"stale"'}) as response:
+        assert response.status == 200 and await response.read() == data
+    async with site.session.get(url, headers={"Range": f"bytes={len(data)}-"}) as response:
+        assert response.status == 416 and response.headers["Content-Range"] == f"bytes */{len(data)}"
+        assert cbor2.loads(await response.read())["error"] == "bad-range"
+    async with site.session.head(url) as response:
+        assert response.status == 200 and response.headers["Content-Length"] == str(len(data))
+        assert await response.read() == b""
+
+
+@pytest.mark.parametrize(
+    ("blob_id", "status"),
+    [
+        ("voicemail/nope.vm", 404),
+        ("voicemail/.hidden", 400),
+        ("voicemail/a%2F..%2Fx", 400),
+        ("voicemail/..", 404),
+        ("other/x.vm", 404),
+        ("voicemail", 400),
+    ],
+)
+async def test_blob_ids_cannot_leave_their_directory(site: Site, blob_id: str, status: int) -> None:
+    (site.state_dir / "x").write_bytes(b"secret")
+    error = await site.call("GET", f"blobs/{blob_id}", status=status)
+    assert error["error"] in ("not-found", "bad-request")
+
+
+async def test_ack_deletes_acknowledged_voicemail_blobs_only(site: Site) -> None:
+    await site.outbox.append("ivr.voicemail", _voicemail(site, "a.vm", b"a" * 10))
+    await site.outbox.append("call.record", {"n": 1})
+    await site.outbox.append("ivr.voicemail", _voicemail(site, "b.vm", b"b" * 10))
+    await site.call("POST", "ack", body={"upto": 2}, rule="ack-response")
+    assert not (site.voicemail / "a.vm").exists() and (site.voicemail / "b.vm").exists()
+    await site.call("GET", "blobs/voicemail/a.vm", status=404)
+
+
+async def test_startup_sweep_removes_orphans_and_keeps_pending_blobs(site: Site) -> None:
+    import os
+
+    await site.outbox.append("ivr.voicemail", _voicemail(site, "kept.vm", b"k"))
+    _voicemail(site, "orphan.vm", b"o")
+    _voicemail(site, "fresh.vm", b"f")
+    (site.voicemail / ".partial.tmp").write_bytes(b"p")
+    for name in ("kept.vm", "orphan.vm", ".partial.tmp"):
+        os.utime(site.voicemail / name, (1_000_000_000, 1_000_000_000))
+    assert await site.service.sweep_blobs() == 1
+    assert sorted(p.name for p in site.voicemail.iterdir()) == [".partial.tmp", "fresh.vm", "kept.vm"]
+
+
+async def test_documents_put_get_list_confirm(site: Site) -> None:
+    content = {"routes": [{"match": "*", "destinations": ["cloud"]}]}
+    result = await site.call(
+        "PUT",
+        "config/routing/main",
+        body={"replaces": 0, "version": 1, "content": content},
+        rule="config-result",
+    )
+    assert result == {"kind": "routing", "name": "main", "version": 1, "state": "applied"}
+    document = await site.call("GET", "config/routing/main", rule="document")
+    assert document["content"] == content
+    listed = await site.call("GET", "config", rule="document-list")
+    assert [d["name"] for d in listed["documents"]] == ["main"]
+    stale = await site.call(
+        "PUT", "config/routing/main", body={"replaces": 0, "version": 2, "content": content}, status=412
+    )
+    assert (stale["error"], stale["current_version"]) == ("stale-version", 1)
+    invalid = await site.call(
+        "PUT", "config/routing/main", body={"replaces": 1, "version": 2, "content": {"bad": 1}}, status=422
+    )
+    assert (invalid["error"], invalid["path"]) == ("invalid-document", "content.bad")
+    pending = await site.call(
+        "PUT",
+        "config/prompt/de/welcome",
+        body={"replaces": 0, "version": 1, "content": b"\xd5" * 80, "confirm_within": 60},
+        rule="config-result",
+    )
+    assert pending["state"] == "pending-confirm"
+    confirmed = await site.call(
+        "POST", "config/prompt/de/welcome/confirm", body={"version": 1}, rule="config-result"
+    )
+    assert confirmed["state"] == "applied"
+    again = await site.call("POST", "config/prompt/de/welcome/confirm", body={"version": 1}, status=409)
+    assert again["error"] == "nothing-to-confirm"
+    assert (await site.call("GET", "config/routing/other", status=404))["error"] == "not-found"
+    assert (await site.call("GET", "config/span/x", status=404))["error"] == "not-found"
+    schema = await site.call(
+        "PUT",
+        "config/routing/main",
+        body=None,
+        data=cbor2.dumps({"replaces": 1, "version": 2, "content": 1, "confirm_within": 0}),
+        status=400,
+    )
+    assert (schema["error"], schema["path"]) == ("schema", "confirm_within")
+
+
+async def test_unconfirmed_document_is_handed_to_the_store_when_due(site: Site) -> None:
+    await site.call(
+        "PUT",
+        "config/routing/main",
+        body={"replaces": 0, "version": 1, "content": {"routes": []}, "confirm_within": 1},
+        rule="config-result",
+    )
+    deadline = site.documents.get_timer()
+    assert deadline is not None
+    for doc in site.documents.docs.values():  # make it due now rather than waiting a second
+        doc.deadline = asyncio.get_running_loop().time()
+    site.service._arm_documents_timer()
+    for _ in range(100):
+        if site.documents.timer_calls:
+            break
+        await asyncio.sleep(0.01)
+    assert site.documents.timer_calls and not site.documents.docs
+
+
+async def test_documents_unavailable_without_a_store(tmp_path: Path) -> None:
+    async with running_site(tmp_path, with_documents=False) as site:
+        assert (await site.call("GET", "config", status=503))["error"] == "unavailable"
+        status = await site.call("GET", "status", rule="status")
+        assert status["documents"] == []

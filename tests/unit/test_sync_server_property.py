@@ -1,0 +1,86 @@
+"""Hostile bodies against the running sync API: random bytes and mutated valid bodies to POST /ack and
+PUT /config always get a 4xx CBOR error body, never a 500."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import cbor2
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.sync_schema import validate
+from tests.sync_server import CBOR, Site, running_site
+
+EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "60"))
+VALID = [
+    ("POST", "ack", cbor2.dumps({"upto": 0})),
+    ("PUT", "config/routing/main", cbor2.dumps({"replaces": 0, "version": 1, "content": {"routes": []}})),
+    (
+        "PUT",
+        "config/prompt/de/x",
+        cbor2.dumps({"replaces": 0, "version": 1, "content": b"\xd5" * 16, "confirm_within": 5}),
+    ),
+    ("POST", "config/routing/main/confirm", cbor2.dumps({"version": 1})),
+]
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[asyncio.AbstractEventLoop, Site]]:
+    loop = asyncio.new_event_loop()
+    manager = running_site(Path(tmp_path_factory.mktemp("property")), max_body=2048)
+    site = loop.run_until_complete(manager.__aenter__())
+    try:
+        yield loop, site
+    finally:
+        loop.run_until_complete(manager.__aexit__(None, None, None))
+        loop.close()
+
+
+def _post(running: tuple[asyncio.AbstractEventLoop, Site], method: str, path: str, data: bytes) -> None:
+    loop, site = running
+
+    async def call() -> tuple[int, bytes, str]:
+        async with site.session.request(
+            method, site.url(path), data=data, headers={"Content-Type": CBOR}
+        ) as response:
+            return response.status, await response.read(), response.content_type
+
+    status, raw, content_type = loop.run_until_complete(call())
+    assert content_type == CBOR
+    if status < 400:  # a mutation can make a valid body: then it is answered as one
+        return
+    assert 400 <= status < 500, (status, raw[:200])
+    validate("error", raw)
+
+
+@given(st.sampled_from(VALID), st.binary(max_size=300))
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_random_bytes_get_a_cbor_error(
+    running: tuple[asyncio.AbstractEventLoop, Site], target: tuple[str, str, bytes], data: bytes
+) -> None:
+    method, path, _ = target
+    _post(running, method, path, data)
+
+
+@given(st.sampled_from(VALID), st.data())
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_mutated_valid_bodies_get_a_cbor_error_or_an_answer(
+    running: tuple[asyncio.AbstractEventLoop, Site], target: tuple[str, str, bytes], data: st.DataObject
+) -> None:
+    method, path, body = target
+    mutated = bytearray(body)
+    for _ in range(data.draw(st.integers(1, 4))):
+        action = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        at = data.draw(st.integers(0, max(0, len(mutated) - 1)))
+        if action == "flip" and mutated:
+            mutated[at] ^= 1 << data.draw(st.integers(0, 7))
+        elif action == "cut":
+            del mutated[at:]
+        else:
+            mutated[at:at] = data.draw(st.binary(min_size=1, max_size=8))
+    _post(running, method, path, bytes(mutated))
