@@ -27,12 +27,14 @@ import asyncio
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Final
 
 from bench.common import emit, parser, progress, ratio, rounded
 from bench.sync_append import AppendResult, appends_of
+from bench.sync_drain import CLIENTS, DrainResult, build_backlog, copy_database, measure_drain
+from bench.sync_wan import KINDS, Cut, ProbeSettings, measure_cuts, median_and_worst
 
 PARTS: Final = ("append", "drain", "wan")
 PEER: Final = "sqlite3, one fsync'd commit per event"
@@ -43,6 +45,8 @@ GOALS: Final[Mapping[str, tuple[float, bool]]] = {
     "carrier_loss_to_survivable_s": (0.5, True),
     "silent_drop_to_survivable_s": (3.0, True),
 }
+# The client's store is taken to be the bottleneck of a drain when the API alone goes this much faster.
+STORE_BOUND: Final = 1.2
 QUICK: Final = {"producers": 20, "append_seconds": 1.0, "append_rate": 500.0, "backlog": 2_000, "cuts": 1}
 
 
@@ -51,6 +55,8 @@ class Results:
     """Every part's figures as they come in; :meth:`summary` is the issue's object."""
 
     appends: list[AppendResult] = field(default_factory=list)
+    drains: list[DrainResult] = field(default_factory=list)
+    cuts: list[Cut] = field(default_factory=list)
     figures: dict[str, float | None] = field(default_factory=dict)
     extra: dict[str, object] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -123,6 +129,60 @@ async def run_append(args: argparse.Namespace, workdir: Path, results: Results) 
         progress(f"  ours / peer: {ratio(ours.appends_per_s, peer.appends_per_s)}x the appends per second")
 
 
+async def run_drain(args: argparse.Namespace, workdir: Path, results: Results) -> None:
+    backlog = workdir / "backlog.db"
+    progress(f"drain: building a backlog of {args.backlog:,} call records with Outbox.append_many")
+    built = await build_backlog(backlog, args.backlog)
+    progress(
+        f"  built in {built:.1f} s ({args.backlog / built:,.0f} events/s), {backlog.stat().st_size:,} bytes"
+    )
+    results.extra |= {"drain_backlog": args.backlog, "backlog_build_s": rounded(built, 1)}
+    for kind in CLIENTS:
+        copy = copy_database(backlog, workdir / f"drain-{kind.replace('+', '-')}.db")
+        try:
+            result = await measure_drain(kind, copy, workdir, expected=args.backlog)
+        except Exception as exc:  # reported with the part's figure as None, the other parts still run
+            result = DrainResult(kind, 0, 0.0, None, f"{exc.__class__.__name__}: {exc}")
+        finally:
+            copy.unlink(missing_ok=True)
+        progress(result.line())
+        results.drains.append(result)
+    rates = {d.client: d.events_per_s for d in results.drains}
+    puller, api = rates.get("puller"), rates.get("events+ack")
+    headline, client = puller, "puller"
+    if api is not None and (puller is None or api > STORE_BOUND * puller):
+        headline, client = api, "events+ack"
+        results.notes.append(f"drain: the client's store was the bottleneck (puller {puller} events/s)")
+    results.figures["drain_events_per_s"] = headline
+    results.extra |= {
+        "drain_client": client if headline is not None else None,
+        "drain_puller_events_per_s": rounded(puller, 1),
+        "drain_events_ack_events_per_s": rounded(api, 1),
+    }
+    for d in results.drains:
+        if d.error:
+            results.notes.append(f"drain {d.client}: {d.error}")
+
+
+def run_wan(args: argparse.Namespace, workdir: Path, results: Results) -> None:
+    """Synchronous on purpose: SIPp dies with the thread that started it, so it runs on the main thread."""
+    probes = ProbeSettings(
+        args.probe_interval, args.probe_timeout, args.probe_failures, args.probe_successes, args.hold_down
+    )
+    progress(f"wan: {args.cuts} cuts of each kind ({', '.join(KINDS)}), probes {probes}")
+    try:
+        results.cuts = measure_cuts(workdir / "wan", args.cuts, probes, on_cut=lambda c: progress(c.line()))
+    except Exception as exc:  # the part's figures are None; the reason is in the notes
+        results.notes.append(f"wan: {exc.__class__.__name__}: {exc}")
+        progress(f"  failed: {exc}")
+    for kind in KINDS:
+        median, worst = median_and_worst(results.cuts, kind)
+        results.figures[f"{kind}_to_survivable_s"] = median
+        results.extra[f"{kind}_worst_s"] = rounded(worst)
+    results.extra |= {"cuts_per_kind": args.cuts, "probe_settings": asdict(probes)}
+    results.notes += [f"wan {c.kind}: {c.error}" for c in results.cuts if c.error]
+
+
 async def run(args: argparse.Namespace) -> int:
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = sorted(set(parts) - set(PARTS))
@@ -135,11 +195,14 @@ async def run(args: argparse.Namespace) -> int:
         workdir = Path(tmp)
         if "append" in parts:
             await run_append(args, workdir, results)
-        for part in ("drain", "wan"):
-            if part in parts:
-                results.notes.append(f"{part}: not measured yet")
-    for r in results.appends:
-        emit(r.row())
+        if "drain" in parts:
+            await run_drain(args, workdir, results)
+        if "wan" in parts:
+            run_wan(args, workdir, results)
+    for row in [r.row() for r in results.appends] + [d.row() for d in results.drains]:
+        emit(row)
+    for cut in results.cuts:
+        emit(cut.row())
     emit(results.summary())
     return 0
 
@@ -157,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--backlog", type=int, default=1_000_000, help="events in the backlog to drain")
     p.add_argument("--cuts", type=int, default=5, help="WAN cuts of each kind")
+    defaults = ProbeSettings()
+    p.add_argument("--probe-interval", type=float, default=defaults.interval, help="[cloud] probe_interval")
+    p.add_argument("--probe-timeout", type=float, default=defaults.timeout, help="[cloud] probe_timeout")
+    p.add_argument("--probe-failures", type=int, default=defaults.failures, help="[cloud] probe_failures")
+    p.add_argument("--probe-successes", type=int, default=defaults.successes, help="[cloud] probe_successes")
+    p.add_argument("--hold-down", type=float, default=defaults.hold_down, help="[cloud] hold_down")
     p.add_argument(
         "--dir",
         type=Path,
@@ -169,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.dir = args.dir.resolve()  # the appliance of the WAN part runs in a directory of its own
     if args.quick:
         for name, value in QUICK.items():
             setattr(args, name, value)

@@ -16,12 +16,17 @@ import pytest
 from bench.common import percentile, ratio
 from bench.sync import GOALS, Results, main
 from bench.sync_append import AppendResult, call_record
+from bench.sync_wan import Cut, median_and_worst, transition_time
+from tests.netns import skip_reason
 
 HEADLINE = (
     "bench", "append_p99_ms", "appends_per_s", "drain_events_per_s", "carrier_loss_to_survivable_s",
     "silent_drop_to_survivable_s",
 )  # fmt: skip
-QUICK_PARTS = "append"
+# The WAN part needs root and nftables; elsewhere the quick run leaves it out.
+NO_WAN = skip_reason()
+QUICK_PARTS = "append,drain" if NO_WAN else "append,drain,wan"
+CUT_LIMIT_S = 5.0
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -62,6 +67,25 @@ def test_the_summary_names_the_goals_and_which_were_met() -> None:
     }  # fmt: skip
 
 
+def test_a_cut_is_timed_by_the_transition_the_appliance_recorded() -> None:
+    body = {"old": "suspect", "new": "survivable", "at": "2026-11-24T21:18:56.858Z"}
+    assert transition_time(body, 5.0) == pytest.approx(1795555136.858)
+    assert transition_time({"new": "survivable"}, 5.0) == 5.0  # no time of its own: when it was written
+    assert transition_time({"at": "yesterday"}, 5.0) == 5.0
+
+
+def test_median_and_worst_need_every_cut_of_a_kind_timed() -> None:
+    cuts = [
+        Cut("silent_drop", 2.0),
+        Cut("silent_drop", 1.0),
+        Cut("carrier_loss", 0.1),
+        Cut("silent_drop", 1.5),
+    ]
+    assert median_and_worst(cuts, "silent_drop") == (1.5, 2.0)
+    assert median_and_worst(cuts, "carrier_loss") == (0.1, 0.1)
+    assert median_and_worst([*cuts, Cut("carrier_loss", None, "timed out")], "carrier_loss") == (None, None)
+
+
 def test_a_quick_run_prints_the_issue_object_last(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     status = main(["--quick", "--parts", QUICK_PARTS, "--dir", str(tmp_path)])
     lines = capsys.readouterr().out.strip().splitlines()
@@ -76,4 +100,13 @@ def test_a_quick_run_prints_the_issue_object_last(capsys: pytest.CaptureFixture[
         ("naive", False), ("naive", True), ("outbox", False), ("outbox", True),
     ]  # fmt: skip
     assert all(a["appends"] > 0 and a["p99_ms"] >= a["p50_ms"] > 0 for a in appends)
+    drains = [json.loads(line) for line in lines if line.startswith('{"bench": "sync-drain"')]
+    assert [d["client"] for d in drains] == ["puller", "events+ack"]
+    assert all(d["events"] == 2_000 and d["events_per_s"] > 0 and d["error"] is None for d in drains), drains
+    assert final["drain_events_per_s"] > 0 and final["drain_backlog"] == 2_000
+    assert final["drain_client"] in ("puller", "events+ack")
+    if NO_WAN is None:
+        for kind in ("carrier_loss", "silent_drop"):
+            assert 0 < final[f"{kind}_to_survivable_s"] <= final[f"{kind}_worst_s"] < CUT_LIMIT_S, final
+    assert set(final["ratio_to_goal"]) == set(GOALS) == set(final["goal_met"])
     assert os.listdir(tmp_path) == []  # the databases went with the run
