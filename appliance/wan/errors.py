@@ -39,3 +39,9 @@ class ModeConfigError(ModeError):
     """A timing or threshold value handed to the mode machine is out of range."""
 
     code = EX_CONFIG
+
+
+class RouteError(WanError):
+    """The kernel refused a default-route change for an uplink (no such interface, unreachable gateway)."""
+
+    code = EX_CONFIG
