@@ -35,14 +35,23 @@ any probe other than the outstanding one are ignored.
 
 Other evidence. Carrier loss on a WAN link (``link_down``) makes ONLINE SUSPECT and RECOVERING SURVIVABLE
 at once, without counting as a miss: the appliance may have another uplink, and the probe it triggers
-decides. ``link_up`` proves nothing about the cloud and only triggers a probe, and so does
-``path_changed`` (the default route moved to another uplink). A media timeout on a cloud
-leg counts as one missed probe, but at most once per probe sent: one WAN fault times out every cloud leg
+decides. When the glue knows no WAN link has carrier left (``no_path``), every mode becomes SURVIVABLE at
+once: there is no path for a probe to prove. ``link_up`` proves nothing about the cloud and only triggers
+a probe, and so does ``path_changed`` (the default route moved to another uplink). A media timeout on a
+cloud leg counts as one missed probe, but at most once per probe sent: one WAN fault times out every cloud leg
 at the same moment, and that is one observation, not one per call.
 
 Operator override. ``force`` pins the mode to ONLINE or SURVIVABLE (NOC CLI) until ``clear_force``; while
 pinned the machine neither probes nor moves. Clearing keeps the current mode and sends a probe at once,
 so a pin to SURVIVABLE is left through RECOVERING and its hold-down like any outage.
+
+Detection time. Carrier loss is seen as soon as netlink reports it (milliseconds). A silent drop (packets
+lost, carrier kept) in ONLINE is noticed by probes alone; in the worst case (the drop right after an
+answer) the last needed miss lands at ``probe_interval + (probe_failures - 1) * fast + probe_timeout``
+after the drop, ``fast = max(probe_interval / 2, probe_timeout)``. With ``probe_interval = 1``,
+``probe_timeout = 0.5`` and ``probe_failures = 2`` that is 1 + 0.5 + 0.5 = 2 s (2.5 s with 3 failures);
+with the defaults (5 s, 2 s, 3) it is 5 + 2 * 2.5 + 2 = 12 s. A media timeout on a cloud leg
+(``[cloud] media_timeout``) counts as a miss and can shorten it.
 
 Every transition goes through one guarded setter that checks the table :data:`TRANSITIONS`, logs
 ``OLD -> NEW`` and queues a :class:`ModeChanged` event.
@@ -71,7 +80,7 @@ class Mode(Enum):
 
 # Allowed transitions. Entries reached only by an operator override or by boot probation say so.
 TRANSITIONS: Final[dict[Mode, frozenset[Mode]]] = {
-    # a miss or carrier loss; forced SURVIVABLE
+    # a miss or carrier loss; carrier lost on the last WAN link, or forced SURVIVABLE
     Mode.ONLINE: frozenset({Mode.SUSPECT, Mode.SURVIVABLE}),
     # an answer; probe_failures consecutive misses or forced SURVIVABLE
     Mode.SUSPECT: frozenset({Mode.ONLINE, Mode.SURVIVABLE}),
@@ -241,15 +250,21 @@ class ModeMachine:
         self._observe(probe_id, False, reason, now)
         self._miss(now, f"probe {probe_id} failed: {reason}")
 
-    def link_down(self, now: float, ifname: str) -> None:
-        """A WAN link lost carrier: ONLINE becomes SUSPECT, RECOVERING SURVIVABLE; a probe goes out."""
+    def link_down(self, now: float, ifname: str, *, no_path: bool = False) -> None:
+        """A WAN link lost carrier: ONLINE becomes SUSPECT, RECOVERING SURVIVABLE; a probe goes out.
+
+        ``no_path``: no WAN link has carrier any more, so no probe can get through; ONLINE and SUSPECT
+        become SURVIVABLE at once instead of after ``probe_failures`` misses.
+        """
         self._down_links.add(ifname)
         if not self._cloud or self._forced is not None:
             return
         self.handle_timer(now)
-        reason = f"carrier lost on {ifname}"
+        reason = f"carrier lost on {ifname}" + (", no WAN link left" if no_path else "")
         self._answers = 0
-        if self._mode is Mode.ONLINE:
+        if no_path and self._mode is not Mode.SURVIVABLE:
+            self._set_mode(Mode.SURVIVABLE, now, reason)
+        elif self._mode is Mode.ONLINE:
             self._set_mode(Mode.SUSPECT, now, reason)
         elif self._mode is Mode.RECOVERING:
             self._set_mode(Mode.SURVIVABLE, now, reason)

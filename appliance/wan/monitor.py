@@ -5,9 +5,10 @@ This is glue (STYLE.md rule 4); the decisions live in :class:`~appliance.wan.mod
 
 * Watches the ``[wan] interfaces`` over netlink (:class:`~appliance.wan.netlink.NetlinkWatcher`). A change
   of carrier is reported as a ``wan.link`` event and goes to the mode machine at once: carrier loss on the
-  interface that carries the default route is ``link_down`` (SUSPECT within milliseconds, and a probe),
-  carrier back is ``link_up``. A watched interface missing from the start-up dump counts as without
-  carrier. Without failover every watched interface counts as carrying the route.
+  interface that carries the default route is ``link_down`` (SUSPECT within milliseconds, and a probe;
+  SURVIVABLE when no WAN link has carrier left), carrier back is ``link_up``. A watched interface missing
+  from the start-up dump counts as without carrier. Without failover every watched interface counts as
+  carrying the route.
 * With ``[wan] failover`` and two uplinks, runs the uplink selector: it hears carrier changes and the
   outcome of every probe round the mode machine counts; each switch is a ``wan.uplink`` event, the
   default route is moved (:class:`~appliance.wan.routes.RouteApplier`, one change at a time, the latest
@@ -159,11 +160,17 @@ class WanMonitor:
         if self.selector is not None:
             self._drain_selector()
         if not carrier and carries_route:
-            self.mode.link_down(now, ifname)
+            self.mode.link_down(now, ifname, no_path=not self._any_path())
             self._mode_fed(now)
         elif carrier and old is not None:
             self.mode.link_up(now, ifname)
             self._mode_fed(now)
+
+    def _any_path(self) -> bool:
+        """Whether an uplink (every watched interface without failover) may still have carrier; one not
+        reported yet is given the benefit of the doubt until the start-up dump is over."""
+        links = [u.ifname for u in self._uplinks] if self.selector is not None else self._watched
+        return any(self._carrier.get(ifname, True) for ifname in links)
 
     def _probe_outcome(self, probe_id: int, answered: bool, reason: str, now: float) -> None:
         # Called from inside the mode machine (the owner drains it afterwards): only the selector is fed.

@@ -68,3 +68,27 @@ def test_path_change_without_cloud_or_when_forced_does_nothing() -> None:
         pass
     m.path_changed(1.0, "x")
     assert m.next_event() is None
+
+
+def test_carrier_lost_on_the_last_link_is_survivable_at_once() -> None:
+    for start in (Mode.ONLINE, Mode.SUSPECT, Mode.RECOVERING):
+        m = make(hold_down=30.0)
+        m.probe_answered(1, 0.1)  # ONLINE
+        if start is Mode.SUSPECT:
+            m.link_down(0.2, "wan1")
+        elif start is Mode.RECOVERING:
+            m.link_down(0.2, "wan0", no_path=True)
+            m.link_up(0.3, "wan0")
+            probe = m.outstanding_probe
+            assert probe is not None
+            m.probe_answered(probe, 0.4)
+        assert m.mode is start
+        m.link_down(1.0, "wan0", no_path=True)
+        assert m.mode is Mode.SURVIVABLE
+        assert m.outstanding_probe is not None  # and a probe out, to notice the way back
+
+
+def test_carrier_lost_on_the_last_link_in_probation_keeps_probation() -> None:
+    m = make()
+    m.link_down(0.5, "wan0", no_path=True)
+    assert m.mode is Mode.SURVIVABLE and m.on_probation

@@ -129,12 +129,12 @@ async def test_nothing_watched_is_idle() -> None:
     await rig.monitor.stop()
 
 
-async def test_carrier_loss_makes_the_mode_suspect_at_once() -> None:
+async def test_carrier_loss_on_the_only_wan_link_makes_the_mode_survivable_at_once() -> None:
     rig = Rig(WanConfig(interfaces=("wan0",)), [up("lo"), up("wan0")])
     await rig.monitor.start()
     assert rig.events == [("wan.link", {"ifname": "wan0", "carrier": True})] and rig.fed == []
     rig.watcher.carrier("wan0", False)
-    assert rig.mode.mode is Mode.SUSPECT and "wan0" in rig.mode.down_links
+    assert rig.mode.mode is Mode.SURVIVABLE and "wan0" in rig.mode.down_links
     assert rig.events[-1] == ("wan.link", {"ifname": "wan0", "carrier": False}) and len(rig.fed) == 1
     rig.watcher.carrier("wan0", False)  # a repeat changes nothing
     rig.watcher.carrier("eth7", False)  # nor does an interface not watched
@@ -144,6 +144,16 @@ async def test_carrier_loss_makes_the_mode_suspect_at_once() -> None:
     assert rig.monitor.active_uplink is None and rig.routes.applied == []
     await rig.monitor.stop()
     assert not rig.watcher.running
+
+
+async def test_carrier_loss_with_another_wan_link_left_makes_the_mode_suspect() -> None:
+    rig = Rig(WanConfig(interfaces=("wan0", "wan1")), [up("wan0"), up("wan1")])
+    await rig.monitor.start()
+    rig.watcher.carrier("wan0", False)
+    assert rig.mode.mode is Mode.SUSPECT
+    rig.watcher.carrier("wan1", False)
+    assert rig.mode.mode is Mode.SURVIVABLE
+    await rig.monitor.stop()
 
 
 async def test_watched_interface_missing_from_the_dump_has_no_carrier() -> None:
@@ -169,6 +179,16 @@ async def test_failover_starts_on_the_primary_and_switches_on_carrier_loss() -> 
     assert rig.routes.applied == ["fibre", "lte"]
     assert rig.mode.outstanding_probe != probe_before  # probed again over the new path
     assert rig.metrics.uplinks == [(None, "fibre"), ("fibre", "lte")]
+    await rig.monitor.stop()
+
+
+async def test_carrier_loss_on_both_uplinks_makes_the_mode_survivable() -> None:
+    rig = Rig(FAILOVER, [up("wan0"), up("wan1")])
+    await rig.monitor.start()
+    rig.watcher.carrier("wan0", False)
+    assert rig.mode.mode is Mode.SUSPECT and rig.monitor.active_uplink == "lte"
+    rig.watcher.carrier("wan1", False)
+    assert rig.mode.mode is Mode.SURVIVABLE
     await rig.monitor.stop()
 
 
