@@ -6,6 +6,7 @@ from appliance.wan import Mode, ModeMachine, SendProbe
 
 
 def make(**overrides: object) -> ModeMachine:
+    """A mode machine with a cloud, booted at 0 (first probe out); the other WAN tests use it too."""
     kwargs: dict[str, object] = {
         "cloud_configured": True,
         "probe_interval": 10.0,

@@ -12,9 +12,10 @@ from appliance.config.schema import UplinkConfig, WanConfig
 from appliance.wan import monitor as monitor_module
 from appliance.wan.errors import RouteError
 from appliance.wan.events import LinkChanged, NetlinkEvent, UseUplink
-from appliance.wan.mode import Mode, ModeMachine
+from appliance.wan.mode import Mode
 from appliance.wan.monitor import WanMonitor
 from appliance.wan.routes import RouteApplier
+from tests.unit.test_wan_mode_paths import make as make_mode
 
 UPLINKS = (UplinkConfig("fibre", "wan0", "10.77.1.2", 10), UplinkConfig("lte", "wan1", "10.77.2.2", 20))
 
@@ -74,15 +75,7 @@ class Rig:
         self, config: WanConfig, dump: list[LinkChanged], *, routes: FakeRoutes | None = None
     ) -> None:
         loop = asyncio.get_running_loop()
-        self.mode = ModeMachine(
-            cloud_configured=True,
-            probe_interval=1.0,
-            probe_timeout=0.5,
-            probe_failures=2,
-            probe_successes=1,
-            hold_down=0.0,
-            now=loop.time(),
-        )
+        self.mode = make_mode(now=loop.time(), probe_interval=1.0, probe_timeout=0.5, probe_failures=2)
         self.mode.probe_answered(1, loop.time())
         assert self.mode.mode is Mode.ONLINE
         self.events: list[tuple[str, Mapping[str, object]]] = []

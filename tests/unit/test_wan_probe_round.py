@@ -6,8 +6,9 @@ from appliance.core import ApplianceCore
 from appliance.sip.builder import make_response
 from appliance.sip.message import Request, parse_message
 from appliance.sip.uri import parse_sip_uri
-from appliance.wan.mode import Mode, ModeMachine
+from appliance.wan.mode import Mode
 from tests.unit.harness import CLOUD, Harness
+from tests.unit.test_wan_mode_paths import make as make_mode
 
 
 class Rig:
@@ -18,15 +19,7 @@ class Rig:
         # the harness's own core probed already: its OPTIONS (and their retransmissions) are not the rig's
         self.seen = {m.call_id for m in h.take(CLOUD)}
         self.now = 0.0
-        self.mode = ModeMachine(
-            cloud_configured=True,
-            probe_interval=5.0,
-            probe_timeout=2.0,
-            probe_failures=2,
-            probe_successes=1,
-            hold_down=0.0,
-            now=self.now,
-        )
+        self.mode = make_mode(probe_interval=5.0, probe_failures=2)
         self.https_started: list[int] = []
         self.outcomes: list[tuple[int, bool, str]] = []
         self.mode.set_probe_observer(lambda pid, ok, reason, now: self.outcomes.append((pid, ok, reason)))
