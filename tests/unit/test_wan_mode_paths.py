@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from appliance.wan import Mode, ModeMachine, SendProbe
+import pytest
+
+from appliance.wan import Mode, ModeChanged, ModeMachine, SendProbe
 
 
 def make(**overrides: object) -> ModeMachine:
@@ -93,3 +95,29 @@ def test_carrier_lost_on_the_last_link_in_probation_keeps_probation() -> None:
     m = make()
     m.link_down(0.5, "wan0", no_path=True)
     assert m.mode is Mode.SURVIVABLE and m.on_probation
+
+
+def silent_drop_to_survivable(interval: float, timeout: float, failures: int) -> float:
+    """Seconds from a silent drop right after an answered probe (the worst case) to SURVIVABLE."""
+    m = make(probe_interval=interval, probe_timeout=timeout, probe_failures=failures)
+    m.probe_answered(1, 0.0)
+    assert m.mode is Mode.ONLINE
+    while m.mode is not Mode.SURVIVABLE:  # nothing is answered any more
+        due = m.get_timer()
+        assert due is not None
+        m.handle_timer(due)
+    return next(
+        e.at for e in iter(m.next_event, None) if isinstance(e, ModeChanged) and e.new is Mode.SURVIVABLE
+    )
+
+
+@pytest.mark.parametrize(
+    ("interval", "timeout", "failures", "worst"),
+    [(1.0, 0.5, 2, 2.0), (1.0, 0.5, 3, 2.5), (5.0, 2.0, 3, 12.0), (2.0, 0.5, 2, 3.5)],
+)
+def test_silent_drop_worst_case_matches_the_documented_formula(
+    interval: float, timeout: float, failures: int, worst: float
+) -> None:
+    fast = max(interval / 2, timeout)
+    assert interval + (failures - 1) * fast + timeout == worst
+    assert silent_drop_to_survivable(interval, timeout, failures) == pytest.approx(worst)
