@@ -1,7 +1,7 @@
 """The IVR as the control process sees it: the flows in force, the prompt catalog, and a session per call.
 
-Flows come from the package (the default flow) and from ``<state_dir>/ivr/flows/<name>.json`` (flows the
-cloud pushed; a stored flow replaces the packaged one of the same name). Prompts come from the package and
+Flows come from the package (the default flow) and from ``<state_dir>/ivr/flows/<name>.json`` (flow files
+placed there; one replaces the packaged flow of the same name). Prompts come from the package and
 from ``<state_dir>/ivr/prompts`` (pushed prompts override per language and name). Every flow is validated
 against the catalog when loaded: an invalid stored flow is logged and left out rather than served half
 right, so the packaged default still answers.

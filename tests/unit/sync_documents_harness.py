@@ -3,7 +3,8 @@ IVR service, a recording outbox and hand-set clocks."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,17 @@ async def open_site(state_dir: Path, wall: Wall, *, wrap: Any = None, rec: Recor
     db = await Database.open(state_dir / "appliance.db", wall=wall)
     store = DocumentStore(db, owners=owners, append=rec.append, wall=wall)
     return Site(state_dir, db, store, ivr, config, wall, rec)
+
+
+@asynccontextmanager
+async def started_site(state_dir: Path) -> AsyncIterator[Site]:
+    """A started store over a new database in ``state_dir``, closed on the way out."""
+    site = await open_site(state_dir, Wall())
+    await site.store.start(now=0.0)
+    try:
+        yield site
+    finally:
+        await site.db.close()
 
 
 def flow_doc(name: str = "sales", version: int = 1, **changes: Any) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from typing import Any, Final
 import cbor2
 
 from appliance.store.database import Database
+from appliance.store.errors import StoreError
 from appliance.sync.documents.errors import (
     ApplyFailed,
     ConfirmPending,
@@ -320,14 +321,18 @@ class DocumentStore:
     # --- confirmation deadlines ---------------------------------------------------------------------------
 
     async def handle_timer(self, now: float) -> None:
-        """Revert every write whose confirmation deadline (monotonic) is at or before ``now``."""
+        """Revert every write whose confirmation deadline (monotonic) is at or before ``now``. A deadline
+        is dropped only once its revert is in the table: after a :class:`StoreError` (or a cancellation)
+        the next call tries again."""
         due = sorted(key for key, deadline in self._deadlines.items() if deadline <= now)
-        for kind, name in due:
+        for key in due:
             async with self._lock:
-                self._deadlines.pop((kind, name), None)
-                row = await self._load(kind, name)
+                if self._deadlines.get(key, now + 1) > now:  # confirmed while this call waited for the lock
+                    continue
+                row = await self._load(*key)
                 if row is not None and row.pending:
                     await self._revert(row, "not confirmed in time")
+                self._deadlines.pop(key, None)
 
     async def _revert(self, row: _Row, reason: str) -> None:
         """Restore what a pending write replaced (or remove the document if it was new) and report it."""
@@ -351,7 +356,9 @@ class DocumentStore:
                     prepared = owner.validate(row.name, content, version=restored)
                 owner.apply(row.name, prepared)
                 self._running[key] = prepared
-        except Exception as exc:  # the table is the truth; the next start applies what it holds
+        except StoreError:
+            raise  # the table is unchanged (still pending): the revert is tried again
+        except Exception as exc:  # an owner failed; the table is the truth and the next start applies it
             log.exception("config %s/%s: reverting version %d failed", row.kind, row.name, row.version)
             reason = f"{reason}; the revert failed: {exc}"
         finally:
