@@ -384,7 +384,7 @@ class B2bua:
         elif call.route_kind != kind:
             self.observer.call_routed(call.route_kind, kind)
         if call.answered:  # a rescue
-            self.cdr.rerouted(call.id, kind, self.local_ivr.rescue_flow or "")
+            self.cdr.rerouted(call.id, call.b, self.local_ivr.rescue_flow or "")
         call.route_kind = kind
         if self.media_anchor is not None:
             # A silent cloud is noticed by its own short media timeout; phones and trunks keep the long one.
@@ -414,7 +414,7 @@ class B2bua:
                 return
             call.answered = True
             call.b = leg
-            self.cdr.answered(call.id, leg.route_kind, now)
+            self.cdr.answered(call.id, leg, now)
             if log.isEnabledFor(logging.INFO):
                 log.info("call answered by %s", leg.route_kind, extra={"ctx": {"call": call.id}})
             for other in call.forks:
@@ -575,7 +575,7 @@ class B2bua:
             return
         call.ended = True
         self.calls.pop(call.id, None)
-        self.cdr.finish(call.id, now, ivr=self.ivr_legs.get(call.id))
+        self.cdr.finish(call.id, now)
         self.transfer.call_gone(call, now)
         if self.media_anchor is not None:
             self.media_anchor.release(call.id)

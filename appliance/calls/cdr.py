@@ -31,6 +31,12 @@ SIDES: Final = frozenset({"caller", "callee", "appliance"})
 MAX_LEGS: Final = 32
 
 
+class Answering(Protocol):
+    """The leg that took the call (a SIP leg, an IVR leg with its ``session``)."""
+
+    route_kind: str
+
+
 class Destination(Protocol):
     @property
     def kind(self) -> str: ...
@@ -61,6 +67,7 @@ class _Open:
     rescued: bool = False
     side: str | None = None
     cause: Cause | None = None
+    ivr_session: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,15 +139,17 @@ class CallRecords:
             leg.available = False
             leg.outcome = "unavailable"
 
-    def answered(self, call_id: str, kind: str, now: float) -> None:
+    def answered(self, call_id: str, by: Answering, now: float) -> None:
+        """The destination being tried answered, on leg ``by``."""
         rec = self._open.get(call_id)
         if rec is None:
             return
         rec.answered = now
+        rec.ivr_session = rec.ivr_session or _session_id(by)
         leg = self._current(rec)
         if leg is not None:
             leg.outcome = "answered"
-            leg.kind = kind
+            leg.kind = by.route_kind
 
     def leg_failed(self, call_id: str, cause: Cause) -> None:
         """The destination being tried failed (every fork of it, for an agent group) with ``cause``."""
@@ -150,18 +159,19 @@ class CallRecords:
             leg.outcome = "failed"
             leg.cause = cause
 
-    def rerouted(self, call_id: str, kind: str, target: str) -> None:
-        """An answered call moved to another destination: its cloud leg failed and the caller was rescued
-        into the local IVR."""
+    def rerouted(self, call_id: str, to: Answering | None, target: str) -> None:
+        """An answered call moved to another leg ``to``: its cloud leg failed and the caller was rescued
+        into the local IVR (flow ``target``)."""
         rec = self._open.get(call_id)
-        if rec is None:
+        if rec is None or to is None:
             return
-        rec.rescued = rec.rescued or kind == "ivr"
+        rec.rescued = rec.rescued or to.route_kind == "ivr"
+        rec.ivr_session = rec.ivr_session or _session_id(to)
         leg = self._current(rec)
         if leg is not None:
             leg.outcome = "rescued"
         if len(rec.legs) < MAX_LEGS:
-            rec.legs.append(_Leg(kind, target, None, True, "answered"))
+            rec.legs.append(_Leg(to.route_kind, target, None, True, "answered"))
 
     def released(self, call_id: str, side: str, cause: Cause) -> None:
         """``side`` (one of :data:`SIDES`) ended the call with ``cause``; the first release counts."""
@@ -179,13 +189,11 @@ class CallRecords:
         refused = any(leg.cause == cause for leg in rec.legs)
         self.released(call_id, "callee" if refused else "appliance", cause)
 
-    def finish(self, call_id: str, now: float, *, ivr: object = None) -> CallRecord | None:
-        """The call ended: its record is queued in :attr:`done` (and returned). ``ivr`` is the call's IVR
-        leg, if an IVR session had it: its session id goes into the record."""
+    def finish(self, call_id: str, now: float) -> CallRecord | None:
+        """The call ended: its record is queued in :attr:`done` (and returned)."""
         rec = self._open.pop(call_id, None)
         if rec is None or self.wall is None:
             return None
-        session_id = getattr(getattr(ivr, "session", None), "session_id", None)
         offset = self.wall() - now  # monotonic → wall, read once per record
         cause = rec.cause or causes.NORMAL_CLEARING
         for leg in rec.legs:
@@ -215,7 +223,7 @@ class CallRecords:
             "reason": cause.text,
             "mode": rec.mode,
             "rescued": rec.rescued,
-            "ivr_session": session_id if isinstance(session_id, str) else None,
+            "ivr_session": rec.ivr_session,
         }
         record = CallRecord(call_id, body)
         self.done.append(record)
@@ -237,6 +245,12 @@ class CallRecords:
                 return leg.kind
         tried = [leg for leg in rec.legs if leg.available]
         return tried[-1].kind if tried else "none"
+
+
+def _session_id(leg: object) -> str | None:
+    """The IVR session id of an IVR leg (:class:`~appliance.ivr.session.IvrSession` ``session_id``)."""
+    session_id = getattr(getattr(leg, "session", None), "session_id", None)
+    return session_id if isinstance(session_id, str) else None
 
 
 def _leg_body(leg: _Leg, offset: float) -> dict[str, Any]:

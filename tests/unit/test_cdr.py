@@ -117,6 +117,15 @@ def test_a_caller_cancelling_while_it_rings() -> None:
 
 def test_a_cloud_failure_falls_over_to_the_local_ivr() -> None:
     h = recorded(Harness())
+    make = h.b2bua.local_ivr.sessions
+    assert make is not None
+
+    def with_id(*args: Any) -> Any:
+        session = make(*args)
+        session.session_id = "5e55i0n"  # as IvrSession has it
+        return session
+
+    h.b2bua.local_ivr.sessions = with_id
     h.cloud_online()
     h.send(CALLER, invite())
     (b_invite,) = h.requests(CLOUD)
@@ -126,7 +135,6 @@ def test_a_cloud_failure_falls_over_to_the_local_ivr() -> None:
     h.send(CALLER, ack_for(ok, branch="z9hG4bKack1"))
     h.advance(4.0)
     (session,) = h.sessions
-    session.session_id = "5e55i0n"  # type: ignore[attr-defined]  # as IvrSession has it
     session.actions.append(HangUp(41))  # the flow ends the call
     h.b2bua.ivr_legs[session.call_id].pump(h.now)
     h._pump()
