@@ -41,11 +41,13 @@ ROUTE_RETRY: Final = 1.0  # seconds between attempts at a default-route change t
 
 
 class WanObserver(Protocol):
-    """Metrics of the WAN monitor (gauges of carrier and active uplink, counters of changes)."""
+    """Metrics of the WAN monitor (:class:`appliance.metrics.sync.SyncMetrics` is one)."""
 
-    def wan_link(self, ifname: str, carrier: bool) -> None: ...
-    def wan_uplink(self, old: str | None, new: str, reason: str) -> None: ...
-    def wan_route_failed(self, uplink: str) -> None: ...
+    def link(self, interface: str, up: bool) -> None:
+        """A watched WAN interface gained (``up``) or lost carrier."""
+
+    def uplink_changed(self, name: str | None) -> None:
+        """The default route now uses uplink ``name``."""
 
 
 class Watcher(Protocol):
@@ -91,6 +93,7 @@ class WanMonitor:
         self._wanted: UseUplink | None = None
         self._applied: UseUplink | None = None
         self._route_task: asyncio.Task[None] | None = None
+        self.route_failures = 0  # default-route changes the kernel refused (each retry counts)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -153,7 +156,7 @@ class WanMonitor:
         _LOG.log(logging.INFO if carrier else logging.WARNING, "WAN %s carrier %s", ifname, carrier)
         self._on_event("wan.link", {"ifname": ifname, "carrier": carrier})
         if self._observer is not None:
-            self._observer.wan_link(ifname, carrier)
+            self._observer.link(ifname, carrier)
         carries_route = self.selector is None or self.selector.active.ifname == ifname
         if self.selector is not None:
             self.selector.carrier_changed(ifname, carrier, now)
@@ -199,7 +202,7 @@ class WanMonitor:
                 _LOG.warning("uplink %s -> %s: %s", event.old, event.new, event.reason)
                 self._on_event("wan.uplink", {"old": event.old, "new": event.new, "reason": event.reason})
                 if self._observer is not None:
-                    self._observer.wan_uplink(event.old, event.new, event.reason)
+                    self._observer.uplink_changed(event.new)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -218,8 +221,7 @@ class WanMonitor:
                 changed = await self._routes.apply(command)
             except RouteError as exc:
                 _LOG.error("uplink %s: %s; trying again in %g s", command.name, exc.reason, ROUTE_RETRY)
-                if self._observer is not None:
-                    self._observer.wan_route_failed(command.name)
+                self.route_failures += 1
                 await asyncio.sleep(ROUTE_RETRY)
                 continue
             self._applied = command

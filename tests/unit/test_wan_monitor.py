@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 import pytest
 
 from appliance.config.schema import UplinkConfig, WanConfig
+from appliance.metrics.sync import SyncMetrics
 from appliance.wan import monitor as monitor_module
 from appliance.wan.errors import RouteError
 from appliance.wan.events import LinkChanged, NetlinkEvent, UseUplink
 from appliance.wan.mode import Mode
-from appliance.wan.monitor import WanMonitor
+from appliance.wan.monitor import WanMonitor, WanObserver
 from appliance.wan.routes import RouteApplier
 from tests.unit.test_wan_mode_paths import make as make_mode
 
@@ -57,17 +58,13 @@ class FakeRoutes(RouteApplier):
 @dataclass
 class Metrics:
     links: list[tuple[str, bool]] = field(default_factory=list)
-    uplinks: list[tuple[str | None, str]] = field(default_factory=list)
-    route_failures: list[str] = field(default_factory=list)
+    uplinks: list[str | None] = field(default_factory=list)
 
-    def wan_link(self, ifname: str, carrier: bool) -> None:
-        self.links.append((ifname, carrier))
+    def link(self, interface: str, up: bool) -> None:
+        self.links.append((interface, up))
 
-    def wan_uplink(self, old: str | None, new: str, reason: str) -> None:
-        self.uplinks.append((old, new))
-
-    def wan_route_failed(self, uplink: str) -> None:
-        self.route_failures.append(uplink)
+    def uplink_changed(self, name: str | None) -> None:
+        self.uplinks.append(name)
 
 
 class Rig:
@@ -171,7 +168,7 @@ async def test_failover_starts_on_the_primary_and_switches_on_carrier_loss() -> 
     await rig.routed(2)
     assert rig.routes.applied == ["fibre", "lte"]
     assert rig.mode.outstanding_probe != probe_before  # probed again over the new path
-    assert rig.metrics.uplinks == [(None, "fibre"), ("fibre", "lte")]
+    assert rig.metrics.uplinks == ["fibre", "lte"]
     await rig.monitor.stop()
 
 
@@ -224,7 +221,7 @@ async def test_refused_route_change_is_tried_again(monkeypatch: pytest.MonkeyPat
     rig = Rig(FAILOVER, [up("wan0"), up("wan1")], routes=FakeRoutes(fail=2))
     await rig.monitor.start()
     await rig.routed(1)
-    assert rig.routes.applied == ["fibre"] and rig.metrics.route_failures == ["fibre", "fibre"]
+    assert rig.routes.applied == ["fibre"] and rig.monitor.route_failures == 2
     await rig.monitor.stop()
 
 
@@ -236,3 +233,9 @@ async def test_without_failover_uplinks_are_not_selected() -> None:
     assert rig.monitor.active_uplink is None and rig.routes.applied == []
     assert rig.mode.mode is Mode.SUSPECT  # every watched interface counts as carrying the route
     await rig.monitor.stop()
+
+
+def test_the_sync_metrics_are_a_wan_observer() -> None:
+    metrics: WanObserver = SyncMetrics()
+    metrics.link("wan0", False)
+    metrics.uplink_changed("lte")
