@@ -3,8 +3,6 @@ restart; on a real SQLite file with the real owners (appliance/sync/documents)."
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -384,25 +382,3 @@ async def test_deadline_ahead_at_start_is_armed_for_the_time_left(tmp_path: Path
         assert len(again.rec.routes[-1]) == 1
     finally:
         await again.db.close()
-
-
-async def test_deadline_runner_reverts_when_its_clock_passes_the_deadline(site: Site) -> None:
-    from appliance.sync.documents.deadlines import run_deadlines
-
-    clock = [0.0]
-    await site.store.put("routing", "default", 0, 1, routing_doc(), None, now=0.0)
-    await site.store.put("routing", "default", 1, 2, ROUTES_V2, 30, now=0.0)
-    runner = asyncio.create_task(run_deadlines(site.store, clock=lambda: clock[0], poll=0.001))
-    try:
-        await asyncio.sleep(0.01)
-        assert site.store.get_timer() == 30.0  # not due yet: nothing reverted
-        clock[0] = 30.0
-        for _ in range(1000):
-            if site.rec.types()[-1] == "config.reverted":
-                break
-            await asyncio.sleep(0.001)
-    finally:
-        runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await runner
-    assert [(i.version, i.confirm_by) for i in await site.store.list()] == [(1, None)]

@@ -201,14 +201,8 @@ class DocumentStore:
             raise
 
     async def _put(self, write: _Write) -> ConfigResult:
-        kind, name, replaces, version, content = (
-            write.kind,
-            write.name,
-            write.replaces,
-            write.version,
-            write.content,
-        )
-        confirm_within, now = write.confirm_within, write.now
+        kind, name, content = write.kind, write.name, write.content
+        replaces, version, confirm_within = write.replaces, write.version, write.confirm_within
         owner = self._owner(kind)
         check_name(kind, name)
         for field, value in (("replaces", replaces), ("version", version)):
@@ -256,7 +250,12 @@ class DocumentStore:
             (current if confirm_by is not None else None),
             (row.content if confirm_by is not None and row is not None else None),
         )
-        await self._save(new)
+        try:
+            await self._save(new)
+        except StoreError as exc:  # rolled back: nothing changed
+            raise ApplyFailed(
+                f"version {version} could not be stored ({exc}); version {current} is in force"
+            ) from None
         try:
             owner.apply(name, prepared)
         except Exception as exc:
@@ -268,7 +267,7 @@ class DocumentStore:
         previous = self._running.get(key)
         self._running[key] = prepared
         if confirm_within is not None:
-            self._deadlines[key] = now + confirm_within
+            self._deadlines[key] = write.now + confirm_within
             if previous is not None:
                 self._previous[key] = previous
         log.info("config %s/%s version %d applied (replaces %d)", kind, name, version, replaces)
