@@ -152,7 +152,7 @@ async def run_drain(args: argparse.Namespace, workdir: Path, results: Results) -
     headline, client = puller, "puller"
     if api is not None and (puller is None or api > STORE_BOUND * puller):
         headline, client = api, "events+ack"
-        results.notes.append(f"drain: the client's store was the bottleneck (puller {puller} events/s)")
+        results.notes.append(f"drain: the client's store was the bottleneck (puller {puller:.0f} events/s)")
     results.figures["drain_events_per_s"] = headline
     results.extra |= {
         "drain_client": client if headline is not None else None,

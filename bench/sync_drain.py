@@ -19,7 +19,8 @@ client (:mod:`appliance.sync.client`), in one of two ways:
 
 Both ask for :data:`~appliance.sync.codec` 's largest batch (``limit``, 10,000 by default). The rate is the
 events the client received over the wall time from its first request to the acknowledgement of the last
-event; the service's CPU over the same window is reported per event.
+event. The CPU per event of the service and of the client (the bench's process, store thread included)
+over the same window, and the CPU other programs used meanwhile, show which side was the limit.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from appliance.store import Database, Outbox
 from appliance.sync.client import ClientStore, Puller, SyncClient
 from appliance.sync.pki import SitePki, ensure_site_pki
 from bench.common import rounded
+from bench.relay import machine_busy_ticks
 from bench.servers import clock_ticks_per_second, tree_cpu_ticks
 from bench.sync_append import EVENT_TYPE, call_record
 from bench.sync_serve import LOOPBACK, READY
@@ -57,22 +59,27 @@ class DrainResult:
     wall_s: float
     server_cpu_s: float | None
     error: str = ""
+    client_cpu_s: float | None = None  # the bench process: the client and its store's thread
+    # Cores' worth of CPU that neither the service nor the client used meanwhile: other programs.
+    background_cores: float | None = None
 
     @property
     def events_per_s(self) -> float | None:
         return self.events / self.wall_s if self.wall_s > 0 and not self.error else None
 
+    def _per_event_us(self, cpu_s: float | None) -> float | None:
+        return rounded(cpu_s * 1e6 / self.events, 2) if cpu_s is not None and self.events else None
+
     def row(self) -> dict[str, object]:
-        cpu_us = (
-            self.server_cpu_s * 1e6 / self.events if self.server_cpu_s is not None and self.events else None
-        )
         return {
             "bench": "sync-drain",
             "client": self.client,
             "events": self.events,
             "seconds": rounded(self.wall_s),
             "events_per_s": rounded(self.events_per_s, 1),
-            "server_cpu_us_per_event": rounded(cpu_us, 2),
+            "server_cpu_us_per_event": self._per_event_us(self.server_cpu_s),
+            "client_cpu_us_per_event": self._per_event_us(self.client_cpu_s),
+            "background_cores": rounded(self.background_cores, 2),
             "error": self.error or None,
         }
 
@@ -80,7 +87,12 @@ class DrainResult:
         if self.error:
             return f"  {self.client:10} failed: {self.error}"
         rate = self.events_per_s or 0.0
-        return f"  {self.client:10} {self.events:,} events in {self.wall_s:.2f} s = {rate:,.0f} events/s"
+        return (
+            f"  {self.client:10} {self.events:,} events in {self.wall_s:.2f} s = {rate:,.0f} events/s; "
+            f"CPU per event: service {self._per_event_us(self.server_cpu_s)} us, client "
+            f"{self._per_event_us(self.client_cpu_s)} us; other programs {self.background_cores or 0:.2f} "
+            "cores"
+        )
 
 
 async def build_backlog(path: Path, events: int, batch: int = BUILD_BATCH) -> float:
@@ -160,13 +172,18 @@ async def measure_drain(
         SyncClient(url, ca=pki.ca_certificate, cert=pki.client_certificate, key=pki.client_key) as client,
     ):
         await client.status()  # the TLS handshake and the connection, outside the window
-        ticks = tree_cpu_ticks(pid)
+        ticks, busy, own = tree_cpu_ticks(pid), machine_busy_ticks(), time.process_time()
         start = time.perf_counter()
         if kind == "puller":
             got = await _pull(client, workdir / f"client-{db.stem}.db", limit)
         else:
             got = await _events_and_ack(client, limit)
         wall = time.perf_counter() - start
-        cpu = (tree_cpu_ticks(pid) - ticks) / clock_ticks_per_second()
+        client_cpu = time.process_time() - own
+        tick = clock_ticks_per_second()
+        cpu = (tree_cpu_ticks(pid) - ticks) / tick
+        others = (
+            max(0.0, (machine_busy_ticks() - busy) / tick - cpu - client_cpu) / wall if wall > 0 else None
+        )
     error = "" if got == expected else f"the client holds {got} events of {expected}"
-    return DrainResult(kind, got, wall, cpu, error)
+    return DrainResult(kind, got, wall, cpu, error, client_cpu, others)
