@@ -10,13 +10,15 @@ from appliance.store.errors import (
     LocalProtocolError,
     MigrationError,
     OutboxAckError,
+    OutboxFullError,
     SchemaTooNewError,
     StoreError,
 )
 from appliance.store.hlc import Hlc, HybridLogicalClock
 from appliance.store.kv import KeyValueStore
 from appliance.store.migrations import MIGRATIONS, Migration
-from appliance.store.outbox import Outbox, OutboxEvent, new_event_id
+from appliance.store.outbox import Outbox, OutboxEvent, OutboxStats, RawEvent, new_event_id
+from appliance.store.outbox_quota import Pressure, Priority, priority_of
 
 __all__ = [
     "MIGRATIONS",
@@ -31,8 +33,14 @@ __all__ = [
     "Outbox",
     "OutboxAckError",
     "OutboxEvent",
+    "OutboxFullError",
+    "OutboxStats",
+    "Pressure",
+    "Priority",
+    "RawEvent",
     "SchemaTooNewError",
     "StoreError",
     "Transaction",
     "new_event_id",
+    "priority_of",
 ]

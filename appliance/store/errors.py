@@ -36,6 +36,12 @@ class OutboxAckError(StoreError):
     status = 409
 
 
+class OutboxFullError(StoreError):
+    """The outbox is past its hard ceiling: an event that may be refused was refused (see outbox_quota)."""
+
+    status = 507
+
+
 class InvalidHlcError(StoreError, ValueError):
     """A hybrid logical clock value out of range (negative, or a counter that does not fit)."""
 

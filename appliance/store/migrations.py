@@ -84,6 +84,16 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             ) STRICT""",
         ),
     ),
+    Migration(
+        3,
+        "outbox pressure level",
+        (
+            # appliance/store/outbox_quota.py. The level last announced to the cloud, kept so that after a
+            # restart the outbox neither repeats an alarm nor forgets to clear one.
+            """ALTER TABLE outbox_state ADD COLUMN pressure TEXT NOT NULL DEFAULT 'normal'
+                CHECK (pressure IN ('normal', 'thinning', 'full'))""",
+        ),
+    ),
 )
 
 _BOOKKEEPING: Final = """CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -1,40 +1,78 @@
 """The durable outbox of events for the cloud (DESIGN.md §5.3).
 
 Theory of operation. Every event the cloud must learn about (a mode change, a CDR, a voicemail) is
-appended here and later read by the sync API in ``seq`` order. Each event has a ``seq`` that increases
-monotonically and is never reused, a globally unique ``id``, a ``type``, a hybrid-logical-clock timestamp,
-a CBOR body and its creation wall time. The cloud reads after a ``seq`` and acknowledges up to a ``seq``;
-only acknowledged events may be pruned.
+appended here and later read by the sync API in ``seq`` order. Each event has a ``seq``, a globally unique
+``id``, a ``type``, a hybrid-logical-clock timestamp, a CBOR body and its creation wall time. The cloud
+reads after a ``seq`` and acknowledges up to a ``seq``; an acknowledgement prunes what it acknowledges, in
+the same transaction, and nothing else is ever pruned.
 
-``append`` returns only once its event is committed and fsync'd (see :mod:`appliance.store.database`), so
-an event reported as appended survives a crash or power loss. Concurrent appends from many tasks are
-group-committed: while one transaction is being written, new appends queue up and the next transaction
-writes all of them, so the disk sees one fsync per batch rather than per event. ``seq``, ``hlc`` and
-``id`` are assigned inside the transaction, in queue order, so ``seq`` order and HLC order agree.
+Durability. ``append`` returns only once its event is committed and fsync'd (see
+:mod:`appliance.store.database`), so an event reported as appended survives a crash or power loss.
+Concurrent appends are group-committed: while one transaction is being written, new appends queue up and
+the next transaction writes all of them, so the disk sees one fsync per batch rather than per event.
+``seq``, ``hlc`` and ``id`` are assigned inside the transaction, in queue order, so ``seq`` order and HLC
+order agree. A cancelled ``append`` may or may not have been written (as with any cancelled write); it is
+never written twice.
 
-A cancelled ``append`` may or may not have been written (as with any cancelled write); it is never
-written twice.
+Gap-free sequence. ``seq`` is an AUTOINCREMENT key, so SQLite gives each row the highest seq ever issued
+plus one (kept in ``sqlite_sequence``, which survives pruning: a seq is never reused). A batch is inserted
+in one transaction by this process alone (the only writer, DESIGN.md §2), so its seqs are consecutive and
+follow the last committed one; a batch that fails is rolled back whole, ``sqlite_sequence`` included, so
+the seqs it took are issued again to the next batch. Hence the seqs ever committed are exactly
+``1..last_seq``, ``pending == last_seq - acked_seq`` with no COUNT, and a reader never sees a hole. Each
+write checks that its first seq follows the last one it knows of, and reloads its counters if not.
+
+Counters. ``last_seq``, ``acked_seq``, ``first_seq`` and the quota bytes are kept in memory, read once
+from the database at first use (one query) and replaced after each commit, so :meth:`Outbox.stats` costs
+nothing. A write whose outcome is unknown (cancelled while committing) makes the next write re-read them.
+
+Priorities and quota: :mod:`appliance.store.outbox_quota`. ``append`` takes CRITICAL and NORMAL events and
+always returns the stored event (or raises); ``append_bulk`` takes BULK (``metrics.*``) events and returns
+``None`` when one is thinned or refused, so callers of the events that matter never handle ``None``.
+
+Only one :class:`Outbox` may write a database at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import cbor2
 
 from appliance.store.database import Database, Transaction
-from appliance.store.errors import LocalProtocolError, OutboxAckError, StoreError
+from appliance.store.errors import LocalProtocolError, OutboxAckError, OutboxFullError, StoreError
 from appliance.store.hlc import Hlc, HybridLogicalClock
+from appliance.store.outbox_quota import (
+    PRESSURE_EVENT,
+    Admission,
+    Admitter,
+    Pressure,
+    Priority,
+    next_pressure,
+    priority_of,
+    row_bytes,
+)
+
+log = logging.getLogger(__name__)
 
 MAX_BODY_SIZE: Final = 256 * 1024  # events are small; recordings and voicemail travel as blobs
 MAX_READ: Final = 10_000
 _TYPE_RE: Final = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+_COLUMNS: Final = 5  # id, type, hlc, body, created
+_ROWS_PER_INSERT: Final = 5_000  # 5 parameters a row, under SQLite's 32,766 bound parameters
+_STATE_SQL: Final = """SELECT s.acked_seq, s.last_hlc, s.pressure,
+    COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0),
+    (SELECT MIN(seq) FROM outbox),
+    (SELECT COALESCE(SUM(length(body)), 0) FROM outbox WHERE seq > s.acked_seq),
+    (SELECT COUNT(*) FROM outbox WHERE seq > s.acked_seq)
+    FROM outbox_state AS s WHERE s.singleton = 1"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +86,50 @@ class OutboxEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class RawEvent:
+    """An event as stored, for the sync feed: ``body`` is the canonical CBOR of the body, not decoded."""
+
+    seq: int
+    id: str
+    type: str
+    hlc: int  # packed, see Hlc.pack
+    created: float
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """The outbox at a glance. ``bytes`` is what unacknowledged events count against ``quota_bytes``
+    (``None``: no quota); ``thinned`` and ``refused`` count dropped events per priority name since start."""
+
+    first_seq: int  # the oldest event still held; last_seq + 1 when none is
+    last_seq: int  # the last seq issued, 0 if none
+    acked_seq: int
+    pending: int
+    bytes: int
+    quota_bytes: int | None
+    pressure: str  # "normal" | "thinning" | "full"
+    thinned: Mapping[str, int] = field(default_factory=dict)
+    refused: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    first_seq: int
+    last_seq: int
+    acked_seq: int
+    bytes: int  # quota bytes of the rows above acked_seq
+    pressure: Pressure
+
+
+@dataclass(frozen=True, slots=True)
 class _Pending:
     type: str
     body: bytes
+
+    @property
+    def size(self) -> int:
+        return row_bytes(len(self.body))
 
 
 def new_event_id() -> str:
@@ -64,27 +143,39 @@ class Outbox:
     ``new_id`` makes event ids. ``clock`` gives HLC timestamps; when omitted the outbox keeps its own
     clock on ``wall``, seeded from the newest timestamp stored so that a restart with the wall clock set
     back still issues later timestamps. An injected clock should be seeded by its owner from
-    :meth:`last_hlc`. ``wall`` gives the creation time of events.
+    :meth:`last_hlc`. ``wall`` gives the creation time of events. ``quota_bytes`` bounds the disk used by
+    unacknowledged events (``None``: unbounded), see :mod:`appliance.store.outbox_quota`.
     """
 
     def __init__(
         self,
         db: Database,
         *,
+        quota_bytes: int | None = None,
         new_id: Callable[[], str] = new_event_id,
         clock: Callable[[], Hlc] | None = None,
         wall: Callable[[], float] = time.time,
         max_body_size: int = MAX_BODY_SIZE,
+        admitter: Admitter | None = None,
     ) -> None:
+        if quota_bytes is not None and quota_bytes < 1:
+            raise LocalProtocolError(f"quota_bytes must be positive or None, not {quota_bytes}")
         self._db = db
+        self._quota = quota_bytes
         self._new_id = new_id
         self._wall = wall
         self._own_clock = HybridLogicalClock() if clock is None else None
         self._clock = clock if clock is not None else self._own_now
-        self._seeded = self._own_clock is None
         self._max_body_size = max_body_size
+        self._admitter = admitter if admitter is not None else Admitter()
         self._queue: list[tuple[_Pending, asyncio.Future[OutboxEvent]]] = []
+        self._queued_bytes = 0  # accepted, not yet written: counted when admitting more
         self._writer: asyncio.Task[None] | None = None
+        self._state: _State | None = None
+        self._stale = False  # a write's outcome is unknown: re-read the counters in the next write
+        self._load_lock = asyncio.Lock()
+        self._write_lock = asyncio.Lock()  # a write and the replacement of the counters, as one
+        self._appended = asyncio.Event()  # set and replaced after every commit that added events
 
     def _own_now(self) -> Hlc:
         assert self._own_clock is not None
@@ -93,22 +184,54 @@ class Outbox:
     # --- appending ----------------------------------------------------------------------------------------
 
     async def append(self, type: str, body: Mapping[str, Any]) -> OutboxEvent:
-        """Append one event; returns it once it is durable. Raises :class:`StoreError`."""
-        pending = self._prepare(type, body)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[OutboxEvent] = loop.create_future()
-        self._queue.append((pending, future))
-        if self._writer is None:
-            self._writer = loop.create_task(self._write_queue())
-        return await future
+        """Append one CRITICAL or NORMAL event; returns it once it is durable.
+
+        Raises :class:`OutboxFullError` for a NORMAL event above the quota's hard ceiling,
+        :class:`LocalProtocolError` for a bad event or a BULK type (use :meth:`append_bulk`), and
+        :class:`StoreError` if the write fails.
+        """
+        if priority_of(type) is Priority.BULK:
+            raise LocalProtocolError(f"{type!r} is a bulk event type: append it with append_bulk")
+        pending = await self._admitted(type, body)
+        if pending is None:
+            raise OutboxFullError(
+                f"outbox is over its hard ceiling ({self._quota} bytes quota): {type!r} refused"
+            )
+        return await self._enqueue(pending)
+
+    async def append_bulk(self, type: str, body: Mapping[str, Any]) -> OutboxEvent | None:
+        """Append one BULK event (``metrics.*``); ``None`` if the quota thinned or refused it."""
+        if priority_of(type) is not Priority.BULK:
+            raise LocalProtocolError(f"{type!r} is not a bulk event type: append it with append")
+        pending = await self._admitted(type, body)
+        return None if pending is None else await self._enqueue(pending)
 
     async def append_many(self, items: Iterable[tuple[str, Mapping[str, Any]]]) -> list[OutboxEvent]:
-        """Append several events in one transaction: all are durable, or none is written."""
-        batch = [self._prepare(t, b) for t, b in items]
-        if not batch:
-            return []
-        async with self._db.transaction() as tx:
-            return await self._insert(tx, batch)
+        """Append several CRITICAL or NORMAL events in one transaction: all are durable, or none is
+        written. Raises as :meth:`append` does, before writing anything."""
+        state = await self._ready()
+        batch: list[_Pending] = []
+        for event_type, body in items:
+            if priority_of(event_type) is Priority.BULK:
+                raise LocalProtocolError(f"{event_type!r} is a bulk event type: append it with append_bulk")
+            batch.append(self._prepare(event_type, body))
+        held = state.bytes + self._queued_bytes
+        for pending in batch:
+            admission = self._admitter.admit(
+                pending.type, pending.size, level=state.pressure, held=held, quota=self._quota
+            )
+            if admission is not Admission.KEEP:
+                raise OutboxFullError(f"outbox is over its hard ceiling: {pending.type!r} refused")
+            held += pending.size
+        return await self._write(batch) if batch else []
+
+    async def _admitted(self, type: str, body: Mapping[str, Any]) -> _Pending | None:
+        state = await self._ready()
+        pending = self._prepare(type, body)
+        admission = self._admitter.admit(
+            type, pending.size, level=state.pressure, held=state.bytes + self._queued_bytes, quota=self._quota
+        )
+        return pending if admission is Admission.KEEP else None
 
     def _prepare(self, type: str, body: Mapping[str, Any]) -> _Pending:
         """Validate and encode now, in the caller's task, so a bad event fails its own caller only."""
@@ -125,6 +248,15 @@ class Outbox:
             raise LocalProtocolError(f"event body is {len(encoded)} bytes, over {self._max_body_size}")
         return _Pending(type, encoded)
 
+    async def _enqueue(self, pending: _Pending) -> OutboxEvent:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[OutboxEvent] = loop.create_future()
+        self._queue.append((pending, future))
+        self._queued_bytes += pending.size
+        if self._writer is None:
+            self._writer = loop.create_task(self._write_queue())
+        return await future
+
     async def _write_queue(self) -> None:
         """Write queued appends, one transaction per batch, until the queue is empty."""
         batch: list[tuple[_Pending, asyncio.Future[OutboxEvent]]] = []
@@ -135,7 +267,8 @@ class Outbox:
                 batch = []
         except BaseException:  # cancelled at shutdown: no waiting append may hang
             error = StoreError("outbox writer stopped before the event was confirmed written")
-            for _, future in batch + self._queue:
+            for pending, future in batch + self._queue:
+                self._queued_bytes -= pending.size
                 if not future.done():
                     future.set_exception(error)
             self._queue = []
@@ -145,91 +278,251 @@ class Outbox:
 
     async def _write_batch(self, batch: list[tuple[_Pending, asyncio.Future[OutboxEvent]]]) -> None:
         try:
-            async with self._db.transaction() as tx:
-                events = await self._insert(tx, [p for p, _ in batch])
+            events = await self._write([p for p, _ in batch])
         except Exception as exc:  # the transaction was rolled back; nothing of this batch was written
             if len(batch) > 1:
                 # One bad event (a duplicate id from the factory) must not fail its neighbours.
                 for item in batch:
                     await self._write_batch([item])
                 return
-            if not batch[0][1].done():
-                batch[0][1].set_exception(exc)
+            pending, future = batch[0]
+            self._queued_bytes -= pending.size
+            if not future.done():
+                future.set_exception(exc)
             return
-        for (_, future), event in zip(batch, events, strict=True):
+        for (pending, future), event in zip(batch, events, strict=True):
+            self._queued_bytes -= pending.size
             if not future.done():
                 future.set_result(event)
 
-    async def _insert(self, tx: Transaction, batch: list[_Pending]) -> list[OutboxEvent]:
-        if not self._seeded and self._own_clock is not None:
-            row = await tx.fetchone("SELECT last_hlc FROM outbox_state WHERE singleton = 1")
-            self._own_clock.observe(Hlc.unpack(int(row[0]) if row else 0))
-            self._seeded = True
-        events: list[OutboxEvent] = []
-        for pending in batch:
-            hlc, event_id, created = self._clock(), self._new_id(), self._wall()
-            seq = await tx.insert(
-                "INSERT INTO outbox (id, type, hlc, body, created) VALUES (?, ?, ?, ?, ?)",
-                (event_id, pending.type, hlc.pack(), pending.body, created),
+    async def _write(self, batch: list[_Pending]) -> list[OutboxEvent]:
+        """Insert ``batch`` (and a pressure event if the level changes) in one transaction; returns the
+        events of ``batch``."""
+        async with self._write_lock:
+            try:
+                async with self._db.transaction() as tx:
+                    state = await self._current(tx)
+                    added = sum(p.size for p in batch)
+                    level = next_pressure(state.pressure, state.bytes + added, self._quota)
+                    rows = list(batch)
+                    if level is not state.pressure:
+                        pending = state.last_seq + len(batch) + 1 - state.acked_seq
+                        rows.append(self._pressure_event(level, state.bytes + added, pending))
+                    events = await self._insert(tx, state, rows, level)
+            except BaseException:
+                self._stale = True  # cheap insurance: a failed or cancelled commit re-reads the counters
+                raise
+            self._state = replace(
+                state,
+                last_seq=events[-1].seq,
+                bytes=state.bytes + sum(p.size for p in rows),
+                first_seq=min(state.first_seq, events[0].seq),
+                pressure=level,
             )
-            events.append(OutboxEvent(seq, event_id, pending.type, hlc, cbor2.loads(pending.body), created))
-        await tx.execute(
-            "UPDATE outbox_state SET last_hlc = MAX(last_hlc, ?) WHERE singleton = 1",
-            (max(e.hlc for e in events).pack(),),
-        )
-        return events
+            self._notify(state.pressure, level)
+            return events[: len(batch)]
 
-    # --- reading, acknowledging, pruning --------------------------------------------------------------------
+    def _pressure_event(self, level: Pressure, held: int, pending: int) -> _Pending:
+        body = {"level": level.value, "bytes": held, "quota_bytes": self._quota, "pending": pending}
+        return self._prepare(PRESSURE_EVENT, body)
+
+    async def _insert(
+        self, tx: Transaction, state: _State, rows: list[_Pending], level: Pressure
+    ) -> list[OutboxEvent]:
+        stamped = []
+        for pending in rows:
+            hlc, event_id, created = self._clock(), self._new_id(), self._wall()
+            stamped.append((event_id, pending.type, hlc, pending.body, created))
+        for start in range(0, len(stamped), _ROWS_PER_INSERT):
+            chunk = stamped[start : start + _ROWS_PER_INSERT]
+            values = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
+            params = [v for i, t, h, b, c in chunk for v in (i, t, h.pack(), b, c)]
+            assert len(params) == _COLUMNS * len(chunk)
+            await tx.execute(f"INSERT INTO outbox (id, type, hlc, body, created) VALUES {values}", params)
+        last = await _last_seq(tx)
+        first = last - len(rows) + 1
+        if first != state.last_seq + 1:
+            # Someone else wrote the table (see the module doc): roll back, re-read, let the caller retry.
+            self._stale = True
+            raise StoreError(
+                f"outbox seq out of step: expected {state.last_seq + 1}, the database gave {first}"
+            )
+        await tx.execute(
+            "UPDATE outbox_state SET last_hlc = MAX(last_hlc, ?), pressure = ? WHERE singleton = 1",
+            (max(h for _, _, h, _, _ in stamped).pack(), level.value),
+        )
+        return [
+            OutboxEvent(first + n, i, t, h, cbor2.loads(b), c) for n, (i, t, h, b, c) in enumerate(stamped)
+        ]
+
+    def _notify(self, old: Pressure, new: Pressure) -> None:
+        appended, self._appended = self._appended, asyncio.Event()
+        appended.set()
+        if old is not new:
+            log.warning(
+                "outbox pressure %s -> %s", old.value, new.value, extra={"ctx": {"quota": self._quota}}
+            )
+
+    # --- the counters -----------------------------------------------------------------------------------
+
+    async def _ready(self) -> _State:
+        """The counters, read from the database at first use."""
+        if self._state is None:
+            async with self._load_lock:
+                if self._state is None:
+                    row = await self._db.fetchone(_STATE_SQL)
+                    self._state = self._loaded(row)
+        return self._state
+
+    async def _current(self, tx: Transaction) -> _State:
+        """The counters inside a write transaction, re-read if a write's outcome was unknown."""
+        if self._state is None or self._stale:
+            self._state = self._loaded(await tx.fetchone(_STATE_SQL))
+            self._stale = False
+        return self._state
+
+    def _loaded(self, row: tuple[Any, ...] | None) -> _State:
+        if row is None:
+            raise StoreError("outbox_state is missing its row")
+        acked, last_hlc, pressure, last, first, body_bytes, count = row
+        if self._own_clock is not None:
+            self._own_clock.observe(Hlc.unpack(int(last_hlc)))
+        return _State(
+            first_seq=int(first) if first is not None else int(last) + 1,
+            last_seq=int(last),
+            acked_seq=int(acked),
+            bytes=int(body_bytes) + row_bytes(0) * int(count),
+            pressure=Pressure(pressure),
+        )
+
+    # --- reading, waiting -----------------------------------------------------------------------------------
 
     async def read_after(self, seq: int, limit: int) -> list[OutboxEvent]:
         """Up to ``limit`` events with a seq greater than ``seq``, in seq order."""
+        return [_event(row) for row in await self._read(seq, limit)]
+
+    async def read_raw_after(self, seq: int, limit: int) -> list[RawEvent]:
+        """As :meth:`read_after`, with each body as the stored bytes (canonical CBOR), not decoded."""
+        return [
+            RawEvent(int(s), str(i), str(t), int(h), float(c), bytes(b))
+            for s, i, t, h, b, c in await self._read(seq, limit)
+        ]
+
+    async def _read(self, seq: int, limit: int) -> list[tuple[Any, ...]]:
         if seq < 0 or not 1 <= limit <= MAX_READ:
             raise LocalProtocolError(f"read_after needs seq >= 0 and 1 <= limit <= {MAX_READ}")
-        rows = await self._db.fetchall(
+        return await self._db.fetchall(
             "SELECT seq, id, type, hlc, body, created FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
             (seq, limit),
         )
-        return [_event(row) for row in rows]
 
-    async def acknowledge(self, upto_seq: int) -> None:
-        """Record that the cloud holds every event up to ``upto_seq``.
+    # The long-poll handler is given its wait in seconds by the cloud; a parameter reads better there than
+    # an asyncio.timeout around a call that must return False, not raise, when the time is up.
+    async def wait_for_append(self, after_seq: int, timeout: float) -> bool:  # noqa: ASYNC109
+        """Wait until an event with a seq above ``after_seq`` is committed, at most ``timeout`` seconds;
+        True if there is one (at once if there already is)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (await self._ready()).last_seq <= after_seq:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._appended.wait()
+            except TimeoutError:
+                return (await self._ready()).last_seq > after_seq
+        return True
 
-        An acknowledgement below the current one is a retransmission and changes nothing; one beyond the
-        last seq ever issued raises :class:`OutboxAckError`.
+    # --- acknowledging, pruning -----------------------------------------------------------------------------
+
+    async def acknowledge(self, upto_seq: int) -> int:
+        """Record that the cloud holds every event up to ``upto_seq`` and delete them; returns how many
+        were deleted.
+
+        An acknowledgement at or below the current one is a retransmission: it changes nothing and returns
+        0. One beyond the last seq issued raises :class:`OutboxAckError`. The acknowledgement completes
+        even if the caller is cancelled meanwhile, so the counters stay exact.
         """
         if upto_seq < 0:
             raise OutboxAckError(f"cannot acknowledge negative seq {upto_seq}")
-        async with self._db.transaction() as tx:
-            last = await _last_seq(tx)
-            if upto_seq > last:
-                raise OutboxAckError(f"cannot acknowledge seq {upto_seq}: the last seq issued is {last}")
-            await tx.execute(
-                "UPDATE outbox_state SET acked_seq = ? WHERE singleton = 1 AND acked_seq < ?",
-                (upto_seq, upto_seq),
-            )
+        return await asyncio.shield(self._acknowledge(upto_seq))
+
+    async def _acknowledge(self, upto: int) -> int:
+        async with self._write_lock:
+            try:
+                async with self._db.transaction() as tx:
+                    state = await self._current(tx)
+                    if upto > state.last_seq:
+                        raise OutboxAckError(
+                            f"cannot acknowledge seq {upto}: the last seq issued is {state.last_seq}"
+                        )
+                    if upto <= state.acked_seq:
+                        return 0
+                    row = await tx.fetchone(
+                        "SELECT COALESCE(SUM(length(body)), 0), COUNT(*) FROM outbox"
+                        " WHERE seq > ? AND seq <= ?",
+                        (state.acked_seq, upto),
+                    )
+                    assert row is not None
+                    held = state.bytes - int(row[0]) - row_bytes(0) * int(row[1])
+                    pruned = await tx.execute("DELETE FROM outbox WHERE seq <= ?", (upto,))
+                    await tx.execute("UPDATE outbox_state SET acked_seq = ? WHERE singleton = 1", (upto,))
+                    acked = replace(state, acked_seq=upto, first_seq=upto + 1, bytes=held)
+                    level = next_pressure(state.pressure, held, self._quota)
+                    events: list[OutboxEvent] = []
+                    if level is not state.pressure:
+                        alarm = self._pressure_event(level, held, state.last_seq + 1 - upto)
+                        events = await self._insert(tx, acked, [alarm], level)
+                        acked = replace(acked, last_seq=events[-1].seq, bytes=held + alarm.size)
+            except OutboxAckError:
+                raise
+            except BaseException:
+                self._stale = True
+                raise
+            self._state = replace(acked, pressure=level)
+            if events:
+                self._notify(state.pressure, level)
+            return pruned
 
     async def prune(self) -> int:
-        """Delete acknowledged events; returns how many were deleted."""
-        async with self._db.transaction() as tx:
-            return await tx.execute(
-                "DELETE FROM outbox WHERE seq <= (SELECT acked_seq FROM outbox_state WHERE singleton = 1)"
-            )
+        """Delete acknowledged events still held; returns how many. :meth:`acknowledge` prunes what it
+        acknowledges, so this finds only what a database written by older firmware kept."""
+        async with self._write_lock, self._db.transaction() as tx:
+            state = await self._current(tx)
+            pruned = await tx.execute("DELETE FROM outbox WHERE seq <= ?", (state.acked_seq,))
+            if pruned:
+                self._state = replace(state, first_seq=max(state.first_seq, state.acked_seq + 1))
+            return pruned
+
+    # --- the counters, for the API and the metrics ----------------------------------------------------------
+
+    async def stats(self) -> OutboxStats:
+        """The counters, from memory (no query once the outbox has been used)."""
+        state = await self._ready()
+        return OutboxStats(
+            first_seq=state.first_seq,
+            last_seq=state.last_seq,
+            acked_seq=state.acked_seq,
+            pending=state.last_seq - state.acked_seq,
+            bytes=state.bytes,
+            quota_bytes=self._quota,
+            pressure=state.pressure.value,
+            thinned=self._admitter.thinned,
+            refused=self._admitter.refused,
+        )
 
     async def acked_seq(self) -> int:
-        row = await self._db.fetchone("SELECT acked_seq FROM outbox_state WHERE singleton = 1")
-        return int(row[0]) if row else 0
+        return (await self._ready()).acked_seq
 
     async def last_seq(self) -> int:
         """The last seq ever issued (0 if none), whether or not its event was since pruned."""
-        row = await self._db.fetchone("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'")
-        return int(row[0]) if row else 0
+        return (await self._ready()).last_seq
 
     async def pending_count(self) -> int:
-        """How many events the cloud has not acknowledged yet."""
-        row = await self._db.fetchone(
-            "SELECT COUNT(*) FROM outbox WHERE seq > (SELECT acked_seq FROM outbox_state WHERE singleton = 1)"
-        )
-        return int(row[0]) if row else 0
+        """How many events the cloud has not acknowledged yet (the sequence is gap-free: module doc)."""
+        state = await self._ready()
+        return state.last_seq - state.acked_seq
 
     async def last_hlc(self) -> Hlc:
         """The newest HLC timestamp ever stored (zero if none); seeds an injected clock after a restart."""
@@ -238,6 +531,8 @@ class Outbox:
 
     async def close(self) -> None:
         """Wait until every append already made is written."""
+        async with self._load_lock:
+            pass  # the lock is fair: appends that waited for the first read of the counters have queued
         while self._writer is not None:
             await asyncio.wait({self._writer})
 

@@ -107,10 +107,11 @@ async def test_acknowledge_is_monotonic_and_bounded(db: Database) -> None:
     outbox = make_outbox(db)
     for n in range(5):
         await outbox.append("n", {"n": n})
-    await outbox.acknowledge(3)
+    assert await outbox.acknowledge(3) == 3
     assert await outbox.acked_seq() == 3
     assert await outbox.pending_count() == 2
-    await outbox.acknowledge(1)  # a late retransmission of an old ack
+    assert await outbox.acknowledge(1) == 0  # a late retransmission of an old ack
+    assert await outbox.acknowledge(3) == 0  # a replay
     assert await outbox.acked_seq() == 3
     with pytest.raises(OutboxAckError) as info:
         await outbox.acknowledge(6)
@@ -119,22 +120,35 @@ async def test_acknowledge_is_monotonic_and_bounded(db: Database) -> None:
     with pytest.raises(OutboxAckError):
         await outbox.acknowledge(-1)
     assert await outbox.acked_seq() == 3
-    await outbox.acknowledge(5)
+    assert await outbox.acknowledge(5) == 2
     assert (await outbox.acked_seq(), await outbox.pending_count()) == (5, 0)
-    # Acknowledged events stay readable until pruned (the cloud may re-read after a lost response).
-    assert len(await outbox.read_after(0, 10)) == 5
+    # Acknowledging prunes: the cloud holds them now.
+    assert await outbox.read_after(0, 10) == []
 
 
-async def test_prune_deletes_only_acknowledged_events(db: Database) -> None:
+async def test_acknowledge_prunes_only_acknowledged_events(db: Database) -> None:
     outbox = make_outbox(db)
     for n in range(6):
         await outbox.append("n", {"n": n})
     assert await outbox.prune() == 0
-    await outbox.acknowledge(4)
-    assert await outbox.prune() == 4
+    assert await outbox.acknowledge(4) == 4
     assert await outbox.prune() == 0
     assert [e.seq for e in await outbox.read_after(0, 10)] == [5, 6]
     assert (await outbox.last_seq(), await outbox.pending_count()) == (6, 2)
+
+
+async def test_prune_deletes_what_older_firmware_acknowledged_without_pruning(db: Database) -> None:
+    outbox = make_outbox(db)
+    for n in range(4):
+        await outbox.append("n", {"n": n})
+    async with db.transaction() as tx:  # as an acknowledgement by older firmware left it
+        await tx.execute("UPDATE outbox_state SET acked_seq = 3 WHERE singleton = 1")
+    reopened = make_outbox(db)
+    stats = await reopened.stats()
+    assert (stats.first_seq, stats.acked_seq, stats.pending) == (1, 3, 1)
+    assert await reopened.prune() == 3
+    assert (await reopened.stats()).first_seq == 4
+    assert [e.seq for e in await reopened.read_after(0, 10)] == [4]
 
 
 async def test_seq_is_never_reused_after_prune_and_reopen(tmp_path: Path) -> None:
@@ -143,8 +157,7 @@ async def test_seq_is_never_reused_after_prune_and_reopen(tmp_path: Path) -> Non
         outbox = make_outbox(db)
         for n in range(3):
             await outbox.append("n", {"n": n})
-        await outbox.acknowledge(3)
-        assert await outbox.prune() == 3
+        assert await outbox.acknowledge(3) == 3
         assert await outbox.read_after(0, 10) == []
         assert await outbox.last_seq() == 3
     async with opened(path) as db:
@@ -184,6 +197,7 @@ async def test_a_failed_batch_is_retried_event_by_event(db: Database) -> None:
     # written on its own with fresh ids, and the rolled-back seqs are not consumed.
     ids = iter(["a", "b", "a", "c", "d", "e"])
     outbox = Outbox(db, new_id=lambda: next(ids), wall=FakeWall())
+    assert await outbox.last_seq() == 0  # the counters are read at first use; now the three share a batch
     events = await asyncio.gather(*(outbox.append("n", {"n": n}) for n in range(3)))
     assert [(e.seq, e.id, e.body["n"]) for e in events] == [(1, "c", 0), (2, "d", 1), (3, "e", 2)]
     assert await outbox.read_after(0, 10) == events
@@ -241,8 +255,7 @@ async def test_default_clock_stays_monotonic_across_a_restart_with_the_wall_cloc
     async with opened(path) as db:
         outbox = Outbox(db, wall=FakeWall(2000.0))
         before = await outbox.append("a", {})
-        await outbox.acknowledge(1)
-        await outbox.prune()  # the newest timestamp must survive even with no event left
+        await outbox.acknowledge(1)  # prunes: the newest timestamp must survive even with no event left
         assert await outbox.last_hlc() == before.hlc == Hlc(2_000_000, 0)
     async with opened(path) as db:
         outbox = Outbox(db, wall=FakeWall(1500.0))  # the appliance rebooted with its clock behind
