@@ -11,15 +11,13 @@ import cbor2
 import pytest
 
 from appliance.store import Database, LocalProtocolError, Outbox, OutboxAckError, OutboxStats, RawEvent
+from tests.unit.test_store_outbox import opened
 
 
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "appliance.db")
-    try:
+    async with opened(tmp_path / "appliance.db") as database:
         yield database
-    finally:
-        await database.close()
 
 
 def make_outbox(db: Database, quota_bytes: int | None = None) -> Outbox:
