@@ -45,6 +45,7 @@ GOALS: Final[Mapping[str, tuple[float, bool]]] = {
     "carrier_loss_to_survivable_s": (0.5, True),
     "silent_drop_to_survivable_s": (3.0, True),
 }
+NOTE_CHARS: Final = 200
 # The client's store is taken to be the bottleneck of a drain when the API alone goes this much faster.
 STORE_BOUND: Final = 1.2
 QUICK: Final = {"producers": 20, "append_seconds": 1.0, "append_rate": 500.0, "backlog": 2_000, "cuts": 1}
@@ -104,6 +105,14 @@ class Results:
         }
 
 
+def brief(exc: BaseException, limit: int = NOTE_CHARS) -> str:
+    """``exc`` in one line for the notes: its first line, and its last when they differ (a process's
+    start-up failure carries the tail of its log, whose last line is the error)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [""]
+    text = lines[0] if len(lines) == 1 else f"{lines[0][:limit]} … {lines[-1]}"
+    return f"{exc.__class__.__name__}: {text[: 2 * limit]}"
+
+
 def _met(name: str, value: object) -> bool | None:
     if not isinstance(value, int | float):
         return None
@@ -142,7 +151,7 @@ async def run_drain(args: argparse.Namespace, workdir: Path, results: Results) -
         try:
             result = await measure_drain(kind, copy, workdir, expected=args.backlog)
         except Exception as exc:  # reported with the part's figure as None, the other parts still run
-            result = DrainResult(kind, 0, 0.0, None, f"{exc.__class__.__name__}: {exc}")
+            result = DrainResult(kind, 0, 0.0, None, brief(exc))
         finally:
             copy.unlink(missing_ok=True)
         progress(result.line())
@@ -173,7 +182,7 @@ def run_wan(args: argparse.Namespace, workdir: Path, results: Results) -> None:
     try:
         results.cuts = measure_cuts(workdir / "wan", args.cuts, probes, on_cut=lambda c: progress(c.line()))
     except Exception as exc:  # the part's figures are None; the reason is in the notes
-        results.notes.append(f"wan: {exc.__class__.__name__}: {exc}")
+        results.notes.append(f"wan: {brief(exc)}")
         progress(f"  failed: {exc}")
     for kind in KINDS:
         median, worst = median_and_worst(results.cuts, kind)

@@ -3,8 +3,9 @@ appliance process.
 
 Set-up (:mod:`tests.netns`): the appliance runs as it ships (``appliance run``) in the appliance's
 namespace, its SIP on the WAN address, ``[wan] interfaces`` the WAN veth end and ``[cloud] trunk`` the
-cloud's SBC: SIPp in the cloud's namespace, answering the appliance's SIP OPTIONS probes (``-aa``). The
-probe settings are :class:`ProbeSettings` (the fast ones of the WAN documentation by default).
+cloud's SBC: SIPp in the cloud's namespace, answering the appliance's SIP OPTIONS probes (``-aa``; no
+``health_url``, so a probe round is the OPTIONS alone). The probe settings are :class:`ProbeSettings`
+(the fast ones of the WAN documentation by default).
 
 Each round waits until the appliance is ONLINE (boot probation, then RECOVERING and its hold-down after
 the previous cut), cuts the WAN one way, waits for SURVIVABLE, and restores it:
@@ -51,11 +52,12 @@ EVENT_TIMEOUT_S: Final = 5.0
 
 @dataclass(frozen=True)
 class ProbeSettings:
-    """``[cloud]`` probe settings of the appliance under test."""
+    """``[cloud]`` probe settings of the appliance under test; the defaults are the fast settings of
+    :mod:`appliance.wan.mode` ("Detection time": a silent drop is noticed within 2 s at worst)."""
 
     interval: float = 1.0
     timeout: float = 0.5
-    failures: int = 3
+    failures: int = 2
     successes: int = 1
     hold_down: float = 1.0
 

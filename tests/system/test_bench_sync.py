@@ -14,7 +14,7 @@ import cbor2
 import pytest
 
 from bench.common import percentile, ratio
-from bench.sync import GOALS, Results, main
+from bench.sync import GOALS, Results, brief, main
 from bench.sync_append import AppendResult, call_record
 from bench.sync_wan import Cut, median_and_worst, transition_time
 from tests.netns import skip_reason
@@ -65,6 +65,12 @@ def test_the_summary_names_the_goals_and_which_were_met() -> None:
         "append_p99_ms": True, "drain_events_per_s": False, "carrier_loss_to_survivable_s": None,
         "silent_drop_to_survivable_s": None,
     }  # fmt: skip
+
+
+def test_a_failure_is_noted_in_one_line_with_its_last_line() -> None:
+    assert brief(ValueError("bad")) == "ValueError: bad"
+    log = RuntimeError("did not start: banner\n" + "log line\n" * 100 + "ValueError: invalid family 16\n")
+    assert brief(log) == "RuntimeError: did not start: banner … ValueError: invalid family 16"
 
 
 def test_a_cut_is_timed_by_the_transition_the_appliance_recorded() -> None:
