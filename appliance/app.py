@@ -21,18 +21,18 @@ from pathlib import Path
 
 from appliance import __version__
 from appliance.app_records import CallRecordWriter
+from appliance.app_sync import SnapshotGauges, SyncWiring
 from appliance.calls.b2bua import B2bua
 from appliance.calls.b2bua import Destination as RouteDestination
 from appliance.calls.cdr import CallRecords, media_stats
 from appliance.calls.context import SipContext
 from appliance.calls.media_anchor import MediaAnchor, RouteMedia
 from appliance.calls.routing import RoutingTable
-from appliance.config import Config
+from appliance.config import Config, RouteConfig
 from appliance.config.schema import RECORDING_KEY_SIZE
 from appliance.core import ApplianceCore
 from appliance.durable import write_atomically
 from appliance.ivr.agent_queue import AgentQueue
-from appliance.ivr.records import iso_utc
 from appliance.ivr.service import IvrService
 from appliance.logs import SipTrace, setup_logging
 from appliance.media.control_events import (
@@ -89,7 +89,7 @@ class Appliance:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.metrics = Metrics(site=cfg.site.name, serial=cfg.site.serial, version=__version__)
         self.db = await Database.open(self.state_dir / "appliance.db")
-        self.outbox = Outbox(self.db)
+        self.outbox = Outbox(self.db, quota_bytes=SyncWiring.outbox_quota(cfg))
         self._tasks: set[asyncio.Task[None]] = set()
         self.records = CallRecordWriter(self.outbox, spawn=self._spawn)
 
@@ -128,11 +128,11 @@ class Appliance:
             now=now,
         )
         self.metrics.set_mode(self.mode.mode.name)
-        self._mode_since = now
+        self.sync = SyncWiring(
+            config=cfg, state_dir=self.state_dir, db=self.db, outbox=self.outbox, metrics=self.metrics,
+            mode=self.mode, append=self._append, spawn=self._spawn,
+        )  # fmt: skip
         self.registrar = self._registrar(cfg)
-        router: RoutingTable[RouteDestination] = RoutingTable(
-            [(r.match, r.destinations) for r in cfg.routes], region=cfg.site.region
-        )
         m = cfg.media
         self.supervisor = MediaSupervisor(
             m.workers or os.cpu_count() or 1,
@@ -166,13 +166,13 @@ class Appliance:
         )
         b2bua = B2bua(
             ctx=self.ctx,
-            router=router,
+            router=self._router(cfg.routes),
             cloud_available=lambda: self.mode.routes_to_cloud,
             cloud_trunk=c.trunk,
             agents=self._agents,
             observer=self.metrics,
             media_anchor=self.anchor,
-            route_media={r.match: RouteMedia(r.srtp, r.record or m.record) for r in cfg.routes},
+            route_media=self._route_media(cfg.routes),
             ivr_sessions=self.ivr.session_for,
             rescue_flow=cfg.ivr.rescue_flow or None,
             # One queue for every group: an agent rings for one caller at a time, however many groups.
@@ -189,7 +189,10 @@ class Appliance:
             cloud_trunk=parse_sip_uri(c.trunk) if c.trunk else None,
             on_mode_change=self._mode_changed,
             before_send=self._relay_commands,
+            https_probe=self.sync.wan.https_probe,
         )
+        # Pushed flows, prompts and routes are in force before the first call can arrive.
+        await self.sync.start_documents(ivr=self.ivr, on_routes=self._routes_changed, now=loop.time())
         tls = None
         if cfg.sip.tls_certificate:
             tls = load_tls_context(cfg.sip.tls_certificate, cfg.sip.tls_private_key)
@@ -199,6 +202,7 @@ class Appliance:
             tls_context=tls,
             after_flush=self._persist_requests,
         )
+        self.sync.wan.attach(self.core, self.transports.flush)
         host = cfg.sip.listen
         udp = await self.transports.listen_udp(host, cfg.sip.udp_port)
         tcp = await self.transports.listen_stream("tcp", host, cfg.sip.tcp_port)
@@ -216,17 +220,33 @@ class Appliance:
         self.listening.append(
             f"metrics        http://{cfg.metrics.listen}:{self.metrics_server.port}/metrics"
         )
+        self.listening += await self.sync.start_api()
         self.listening.append(f"database       {self.state_dir / 'appliance.db'}")
         self.listening.append(f"mode           {self.mode.mode.name}"
                               + ("" if c.configured else " (no cloud configured)"))  # fmt: skip
         self.core.start(loop.time())
         self.transports.flush()  # the first probe, if a cloud is configured
+        self.listening += await self.sync.start_wan()  # carrier as the netlink dump finds it
         self._spawn(self._housekeeping())
+        self._spawn(self.sync.run_metrics(SnapshotGauges(calls_active=lambda: len(self.core.b2bua.calls))))
         await self.outbox.append("appliance.started", {"version": __version__, "site": cfg.site.name})
+
+    def _router(self, routes: tuple[RouteConfig, ...]) -> RoutingTable[RouteDestination]:
+        return RoutingTable([(r.match, r.destinations) for r in routes], region=self.config.site.region)
+
+    def _route_media(self, routes: tuple[RouteConfig, ...]) -> dict[str, RouteMedia]:
+        return {r.match: RouteMedia(r.srtp, r.record or self.config.media.record) for r in routes}
+
+    def _routes_changed(self, routes: tuple[RouteConfig, ...]) -> None:
+        """A routing document was applied or reverted: new calls are routed by ``routes`` (calls in
+        progress keep the destinations they were given)."""
+        b2bua = self.core.b2bua
+        b2bua.router, b2bua.route_media = self._router(routes), self._route_media(routes)
+        log.info("routing table replaced: %d routes", len(routes))
 
     def _mode_name(self) -> str:
         """The current mode as the sync API names it ("online", "survivable", ...)."""
-        return self.mode.mode.name.lower()
+        return self.mode.mode.value
 
     def _registrar(self, cfg: Config) -> Registrar:
         users = {u.username: u for u in cfg.registrar.users}
@@ -399,26 +419,23 @@ class Appliance:
         self.transports.flush()
 
     def _mode_changed(self, event: ModeChanged) -> None:
-        now = asyncio.get_running_loop().time()
-        since, self._mode_since = now - self._mode_since, now
         self.metrics.set_mode(event.new.name)
-        self.metrics.sync.mode_transition(event.old.name, event.new.name)
+        body = self.sync.mode_changed(event)
         if event.new is Mode.SURVIVABLE and event.old is not Mode.SURVIVABLE:
             # The cloud is gone: its answered calls are rescued now, not one media timeout later each.
+            now = asyncio.get_running_loop().time()
             rescued = self.core.b2bua.rescue_cloud_calls(event.reason, now)
             if rescued:
                 log.warning("%d cloud calls rescued into the local IVR: %s", rescued, event.reason)
         if self.notifier is not None:
             self.notifier.status(f"mode {event.new.name}: {event.reason}")
-        # The mode names of the sync API's status (lower case), and when: the cloud sees how long each lasted.
-        body = {
-            "old": event.old.name.lower(), "new": event.new.name.lower(), "reason": event.reason,
-            "at": iso_utc(time.time()), "since_s": round(since, 3),
-        }  # fmt: skip
         self._spawn(self._append("mode.changed", body))
 
     async def _append(self, kind: str, body: Mapping[str, object]) -> None:
-        await self.outbox.append(kind, body)
+        try:
+            await self.outbox.append(kind, body)
+        except Exception:  # an outbox over its hard ceiling, a failed disk: logged, the process goes on
+            log.exception("outbox append of %s failed", kind)
 
     def _spawn(self, coro: object) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
@@ -468,7 +485,7 @@ class Appliance:
         self._stopping = True
         for task in list(getattr(self, "_tasks", ())):
             task.cancel()
-        for name in ("transports", "supervisor", "metrics_server", "outbox", "db"):
+        for name in ("transports", "supervisor", "metrics_server", "sync", "outbox", "db"):
             part = getattr(self, name, None)
             if part is None:
                 continue
@@ -485,6 +502,7 @@ class Appliance:
         await self.transports.close()
         await self.supervisor.close()
         await self.metrics_server.close()
+        await self.sync.close()
         await self.outbox.close()
         await self.db.close()
 
@@ -513,6 +531,7 @@ async def serve(config: Config, state_dir: Path, *, announce: Callable[[str], No
     gc.collect()
     gc.freeze()
     gc.disable()
+    loop.add_signal_handler(signal.SIGHUP, appliance.sync.reload_certificates)
     for line in appliance.listening:
         announce(line)
     announce("appliance ready")

@@ -87,6 +87,8 @@ def start_appliance(
     )
     if "[metrics]" not in text:
         text += "\n[metrics]\nport = 0\n"
+    if "[sync]" not in text:
+        text += "\n[sync]\nport = 0\n"  # the sync API's 8443 is one per machine
     path = tmp_path / "appliance.toml"
     path.write_text(text)
     env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
