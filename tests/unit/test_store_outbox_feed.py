@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import cbor2
 import pytest
 
-from appliance.store import Database, LocalProtocolError, Outbox, OutboxAckError, OutboxStats, RawEvent
+from appliance.store import (
+    Database,
+    LocalProtocolError,
+    Outbox,
+    OutboxAckError,
+    OutboxStats,
+    RawEvent,
+    new_event_id,
+)
 from tests.unit.test_store_outbox import opened
 
 
@@ -153,3 +163,14 @@ async def test_stats_are_kept_in_memory_and_match_a_reopened_database(tmp_path: 
     finally:
         await db.close()
     assert reopened == live
+
+
+def test_default_ids_are_uuid7_in_time_order() -> None:
+    ids = [new_event_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for event_id in ids[:50]:
+        parsed = uuid.UUID(hex=event_id)
+        assert (len(event_id), parsed.version, parsed.variant) == (32, 7, uuid.RFC_4122)
+    millis = [int(event_id[:12], 16) for event_id in ids]
+    assert millis == sorted(millis)  # the id index grows at its end
+    assert abs(millis[0] - time.time() * 1000) < 60_000
