@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import signal
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +18,7 @@ import cbor2
 import pycddl
 import pytest
 
+from appliance.sync import pki as pki_mod
 from appliance.sync.client import SyncClient, TransportError, client_ssl_context
 from appliance.sync.client_types import Event
 from appliance.sync.pki import SitePki
@@ -119,7 +121,9 @@ async def test_the_cloud_pulls_the_start_and_a_calls_record(
     assert status["outbox"]["acked_seq"] == last and status["mode"] == "survivable"
 
 
-async def test_pushed_routing_and_flow_are_in_force_and_in_status(client: SyncClient) -> None:
+async def test_pushed_routing_and_flow_are_in_force_and_in_status(
+    appliance: RunningAppliance, client: SyncClient, tmp_path: Path
+) -> None:
     flow = json.loads(DEFAULT_FLOW.read_text())
     flow["name"] = "pushed"
     result = await client.put_document("ivr-flow", "pushed", flow, replaces=0, version=1)
@@ -139,6 +143,13 @@ async def test_pushed_routing_and_flow_are_in_force_and_in_status(client: SyncCl
     assert running == {("ivr-flow", "pushed"): 1, ("routing", "default"): 1}
     events = await events_until(client, "config.applied")
     assert [e.body.get("kind") for e in events if e.type == "config.applied"][:1] == ["ivr-flow"]
+    # The next call is routed by the pushed table, to the pushed flow.
+    await place_call(appliance, tmp_path)
+    events = await events_until(client, "call.record")
+    (record,) = [e.body for e in events if e.type == "call.record"]
+    assert [(leg["kind"], leg["target"], leg["outcome"]) for leg in record["legs"]] == [
+        ("ivr", "pushed", "answered")
+    ]
 
 
 async def test_a_write_not_confirmed_in_time_reverts(client: SyncClient) -> None:
@@ -175,3 +186,22 @@ async def test_a_client_certificate_from_an_unknown_ca_is_refused(
         url, ca=pki.ca_certificate, cert=pki.client_certificate, key=pki.client_key
     ) as good:  # the site's own cloud client still gets in
         validate("health", await good.health())
+
+
+async def test_a_rotated_certificate_is_served_after_sighup(
+    appliance: RunningAppliance, client: SyncClient, pki: SitePki
+) -> None:
+    before = (await client.status())["certificate"]
+    rotated = sync_pki.new_server(pki, "rotated")
+    pki_mod.write_issued(rotated, pki.server_certificate, pki.server_key)
+    appliance.proc.send_signal(signal.SIGHUP)
+    async with SyncClient(
+        sync_url(appliance), ca=pki.ca_certificate, cert=pki.client_certificate, key=pki.client_key
+    ) as fresh:  # a new connection gets the new certificate; the process stays up
+        for _ in range(50):  # the signal is handled in the process's own time
+            now = (await fresh.status())["certificate"]
+            if now != before:
+                break
+            await asyncio.sleep(0.2)
+    assert now["subject"] != before["subject"] and "rotated" in now["subject"]
+    assert appliance.proc.poll() is None
