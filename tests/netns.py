@@ -453,6 +453,35 @@ def start_appliance_in(
     return NamespacedAppliance(wan, proc, path, banner, log_path)
 
 
+@dataclass(frozen=True)
+class OutboxAccount:
+    """Where an appliance's outbox stands, read from its database once the appliance has stopped."""
+
+    acked_seq: int
+    last_seq: int
+    held: list[tuple[int, str, str]]  # (seq, id, type) of every event still in the outbox, in seq order
+
+
+def outbox_account(state_dir: Path) -> OutboxAccount:
+    """Open ``<state_dir>/appliance.db`` (the appliance must not be running) and read its outbox."""
+    from appliance.store import Database, Outbox
+
+    async def read() -> OutboxAccount:
+        db = await Database.open(state_dir / "appliance.db")
+        try:
+            outbox = Outbox(db)
+            held: list[tuple[int, str, str]] = []
+            after = 0
+            while batch := await outbox.read_raw_after(after, 1000):
+                held += [(e.seq, e.id, e.type) for e in batch]
+                after = batch[-1].seq
+            return OutboxAccount(await outbox.acked_seq(), await outbox.last_seq(), held)
+        finally:
+            await db.close()
+
+    return asyncio.run(read())
+
+
 # -- SIPp in a namespace -----------------------------------------------------------------------------------
 
 
