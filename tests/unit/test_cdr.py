@@ -233,3 +233,19 @@ def test_media_statistics_fit_the_schema() -> None:
 )  # fmt: skip
 def test_the_other_control_bodies_fit_the_schema(rule: str, body: dict[str, Any]) -> None:
     schema(rule).validate_cbor(cbor2.dumps(body))
+
+
+def test_an_agent_answering_a_call_routed_to_its_group() -> None:
+    h = recorded(
+        Harness(routes=(("*", ("agents:sales",)),), agent_groups={"sales": ["sip:a1@127.0.0.1:5091"]})
+    )
+    h.send(CALLER, invite())
+    (b_invite,) = h.requests(harness.AGENT1)
+    h.send(harness.AGENT1, reply(b_invite, 200, body=harness.ANSWER, contact="<sip:a1@127.0.0.1:5091>"))
+    h.advance(3.0)
+    h.send(harness.AGENT1, from_callee("BYE", b_invite, branch="z9hG4bKbye3", cseq=3))
+    body = the_record(h)
+    assert (body["route"], body["disconnect"], body["billable"]) == ("agents", "callee", 3.0)
+    assert [(leg["kind"], leg["target"], leg["outcome"]) for leg in body["legs"]] == [
+        ("agents", "sales", "answered")
+    ]
