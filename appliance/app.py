@@ -21,7 +21,7 @@ from pathlib import Path
 
 from appliance import __version__
 from appliance.app_records import CallRecordWriter
-from appliance.app_sync import SnapshotGauges, SyncWiring
+from appliance.app_sync import RECORDINGS, SnapshotGauges, SyncWiring
 from appliance.calls.b2bua import B2bua
 from appliance.calls.b2bua import Destination as RouteDestination
 from appliance.calls.cdr import CallRecords, media_stats
@@ -388,6 +388,7 @@ class Appliance:
             body = {
                 "call_id": call_id,
                 "path": reply.recording,
+                "blob_id": f"{RECORDINGS}/{Path(reply.recording).name}",  # fetched through the sync API
                 "duration": round(now - started, 3),
                 "stats": media_stats(stats),
             }

@@ -37,6 +37,7 @@ from appliance.ivr.records import iso_utc
 from appliance.ivr.service import IvrService
 from appliance.metrics import Metrics
 from appliance.store import Database, Outbox
+from appliance.sync.blobs import VOICEMAIL
 from appliance.sync.documents import DocumentStore, default_owners
 from appliance.sync.documents.routing import Routes
 from appliance.sync.service import SyncService
@@ -46,6 +47,8 @@ from appliance.wan.service import WanService
 
 log = logging.getLogger("appliance.sync")
 
+RECORDINGS: Final = "recording"
+"""The blob area of call recordings: ``recording/<file name>`` (the ``blob_id`` of a ``recording`` event)."""
 SNAPSHOT_EVERY: Final = 60.0
 OUTBOX_GAUGES_EVERY: Final = 5.0
 MIB: Final = 1024 * 1024
@@ -132,6 +135,7 @@ class SyncWiring:
             outbox=self.outbox,
             documents=self.documents,
             status=self.status,
+            blob_dirs=self.blob_dirs(),
             database=self.db,
             wall=self.wall,
         )
@@ -144,6 +148,14 @@ class SyncWiring:
                 f"sync client    certificate {pki.client_certificate}, key {pki.client_key}",
             ]
         return lines
+
+    def blob_dirs(self) -> dict[str, Path]:
+        """The blob areas: voicemail always, call recordings when a recording key is configured."""
+        dirs = {VOICEMAIL: self.state_dir / VOICEMAIL}
+        media = self.config.media
+        if media.recording_key:
+            dirs[RECORDINGS] = Path(media.recording_path(str(self.state_dir)))
+        return dirs
 
     def reload_certificates(self) -> None:
         """SIGHUP: load the sync API's certificate and key again (a rotation without downtime)."""

@@ -12,6 +12,7 @@ import pycddl
 
 from appliance.app_sync import MIB, SnapshotGauges, SyncWiring
 from appliance.config import Config
+from appliance.config.load import load_config_text
 from appliance.metrics import Metrics
 from appliance.wan.events import ModeChanged
 from appliance.wan.mode import Mode, ModeMachine
@@ -90,3 +91,13 @@ async def test_a_snapshot_is_a_bulk_event_thinned_under_pressure() -> None:
     assert not await sync.snapshot(gauges)
     assert value(metrics, "appliance_metrics_snapshots_total", result="thinned") == 1
     assert value(metrics, "appliance_metrics_snapshots_total", result="appended") == 1
+
+
+def test_recordings_are_a_blob_area_when_a_recording_key_is_configured(tmp_path: Path) -> None:
+    sync, _, _ = wiring(FakeOutbox(), [0.0])
+    sync.state_dir = tmp_path
+    assert sync.blob_dirs() == {"voicemail": tmp_path / "voicemail"}
+    key = tmp_path / "rec.key"
+    key.write_bytes(bytes(32))
+    sync.config = load_config_text(f'[media]\nrecording_key = "{key}"\n')
+    assert sync.blob_dirs() == {"voicemail": tmp_path / "voicemail", "recording": tmp_path / "recordings"}
