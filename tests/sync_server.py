@@ -1,21 +1,25 @@
-"""A running sync API for tests: the real outbox on a temporary database, the site PKI, mutual TLS on
-127.0.0.1, a client session with the cloud's certificate, and a small document store in memory."""
+"""A running sync API for tests: the real outbox and document store (routing and prompts) on a temporary
+database, the site PKI, mutual TLS on 127.0.0.1, and a client session with the cloud's certificate."""
 
 from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import cbor2
 
+from appliance.config import Config
 from appliance.config.schema import SyncConfig
 from appliance.store.database import Database
 from appliance.store.outbox import Outbox
+from appliance.sync.documents import DocumentStore
+from appliance.sync.documents.prompt import PromptOwner
+from appliance.sync.documents.routing import RoutingOwner
 from appliance.sync.pki import SitePki
 from appliance.sync.service import SyncService
 from tests.sync_schema import validate
@@ -23,132 +27,14 @@ from tests.sync_schema import validate
 CBOR = "application/cbor"
 
 
-class MemoryDocumentError(Exception):
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.extra = status, code, message, extra
+class Clock:
+    """A monotonic clock advanced by hand, for the documents' confirmation deadlines."""
 
-    def as_message(self) -> dict[str, Any]:
-        return {"error": self.code, "message": self.message, **self.extra}
+    def __init__(self) -> None:
+        self.now = 1000.0
 
-
-@dataclass
-class _Doc:
-    kind: str
-    name: str
-    version: int
-    content: Any
-    applied_at: float
-    confirm_by: float | None = None
-    deadline: float | None = None
-
-    def as_message(self) -> dict[str, Any]:
-        body = {
-            "kind": self.kind,
-            "name": self.name,
-            "version": self.version,
-            "content": self.content,
-            "applied_at": "2026-11-24T21:30:00.000Z",
-        }
-        if self.confirm_by is not None:
-            body["confirm_by"] = "2026-11-24T21:31:00.000Z"
-        return body
-
-
-@dataclass
-class _Info:
-    doc: _Doc
-
-    def as_message(self) -> dict[str, Any]:
-        body = {
-            "kind": self.doc.kind,
-            "name": self.doc.name,
-            "version": self.doc.version,
-            "sha256": "00" * 32,
-            "applied_at": "2026-11-24T21:30:00.000Z",
-        }
-        if self.doc.confirm_by is not None:
-            body.update(confirm_by="2026-11-24T21:31:00.000Z", previous_version=0)
-        return body
-
-
-@dataclass
-class _Result:
-    doc: _Doc
-
-    def as_message(self) -> dict[str, Any]:
-        body = {
-            "kind": self.doc.kind,
-            "name": self.doc.name,
-            "version": self.doc.version,
-            "state": "pending-confirm" if self.doc.deadline is not None else "applied",
-        }
-        if self.doc.deadline is not None:
-            body["confirm_by"] = "2026-11-24T21:31:00.000Z"
-        return body
-
-
-@dataclass
-class MemoryDocuments:
-    """The DocumentStore interface over a dict: kinds "routing" and "prompt"; content {"bad": ...} is
-    refused at path content.bad; unconfirmed writes are removed when due."""
-
-    docs: dict[tuple[str, str], _Doc] = field(default_factory=dict)
-    timer_calls: list[float] = field(default_factory=list)
-
-    def _check_kind(self, kind: str) -> None:
-        if kind not in ("routing", "prompt"):
-            raise MemoryDocumentError(404, "not-found", f"no document kind {kind}")
-
-    async def put(
-        self,
-        kind: str,
-        name: str,
-        replaces: int,
-        version: int,
-        content: Any,
-        confirm_within: float | None,
-        now: float,
-    ) -> _Result:
-        self._check_kind(kind)
-        current = self.docs.get((kind, name))
-        running = current.version if current else 0
-        if current is not None and current.version == version and current.content == content:
-            return _Result(current)
-        if replaces != running:
-            raise MemoryDocumentError(412, "stale-version", "stale", path="replaces", current_version=running)
-        if current is not None and current.deadline is not None:
-            raise MemoryDocumentError(409, "confirm-pending", "pending")
-        if isinstance(content, dict) and "bad" in content:
-            raise MemoryDocumentError(422, "invalid-document", "bad is bad", path="content.bad")
-        deadline = now + confirm_within if confirm_within else None
-        doc = _Doc(kind, name, version, content, 0.0, 1.0 if deadline else None, deadline)
-        self.docs[(kind, name)] = doc
-        return _Result(doc)
-
-    async def confirm(self, kind: str, name: str, version: int, now: float) -> _Result:
-        self._check_kind(kind)
-        doc = self.docs.get((kind, name))
-        if doc is None or doc.version != version or doc.deadline is None:
-            raise MemoryDocumentError(409, "nothing-to-confirm", "nothing")
-        doc.deadline = doc.confirm_by = None
-        return _Result(doc)
-
-    async def get(self, kind: str, name: str) -> _Doc | None:
-        self._check_kind(kind)
-        return self.docs.get((kind, name))
-
-    async def list(self) -> list[_Info]:
-        return [_Info(d) for d in self.docs.values()]
-
-    def get_timer(self) -> float | None:
-        return min((d.deadline for d in self.docs.values() if d.deadline is not None), default=None)
-
-    async def handle_timer(self, now: float) -> None:
-        self.timer_calls.append(now)
-        for key, doc in list(self.docs.items()):
-            if doc.deadline is not None and doc.deadline <= now:
-                del self.docs[key]
+    def __call__(self) -> float:
+        return self.now
 
 
 @dataclass
@@ -156,7 +42,9 @@ class Site:
     state_dir: Path
     db: Database
     outbox: Outbox
-    documents: MemoryDocuments
+    documents: DocumentStore
+    routes: list[Any]
+    clock: Clock
     service: SyncService
     base: str
     host: str
@@ -228,7 +116,11 @@ async def running_site(
     (state_dir / "voicemail").mkdir(parents=True)
     db = await Database.open(state_dir / "appliance.db")
     outbox = Outbox(db, quota_bytes=64 * 1024 * 1024)
-    documents = MemoryDocuments()
+    routes: list[Any] = []
+    owners = [RoutingOwner(Config(), on_routes=routes.append), PromptOwner(state_dir / "ivr" / "prompts")]
+    documents = DocumentStore(db, owners=owners, append=outbox.append, wall=lambda: 1732480000.0)
+    clock = Clock()
+    await documents.start(clock())
     parts = status or {
         "site": "test-site",
         "serial": "SN1",
@@ -247,13 +139,26 @@ async def running_site(
         status=lambda: parts,
         database=db,
         hosts=("127.0.0.1", "localhost"),
+        monotonic=clock,
     )
     host, port = await service.start()
     assert service.pki is not None
     context = client_context(service.pki, service.pki.client_certificate, service.pki.client_key)
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
     try:
-        yield Site(state_dir, db, outbox, documents, service, f"https://{host}:{port}", host, port, session)
+        yield Site(
+            state_dir,
+            db,
+            outbox,
+            documents,
+            routes,
+            clock,
+            service,
+            f"https://{host}:{port}",
+            host,
+            port,
+            session,
+        )
     finally:
         await session.close()
         await service.stop()

@@ -387,6 +387,6 @@ def _outbox_status(stats: Any) -> dict[str, Any]:
         "acked_seq": stats.acked_seq,
         "pending": stats.pending,
         "bytes": stats.bytes,
-        "quota_bytes": stats.quota_bytes,
+        "quota_bytes": stats.quota_bytes or 0,
         "pressure": stats.pressure,
     }

@@ -51,7 +51,9 @@ class SyncService:
     ``blob_dirs`` maps blob areas to directories (default: ``voicemail`` -> ``<state_dir>/voicemail``);
     ``database``, when given, is the outbox's, and the stored bodies of voicemail events are found there
     with one query instead of a read of every event acknowledged. ``hosts`` are the addresses and names a
-    self-made server certificate carries (default: the listen address and ``localhost``).
+    self-made server certificate carries (default: the listen address and ``localhost``). ``wall`` is the
+    wall clock; ``monotonic`` the clock of the documents' confirmation deadlines (default: the loop's). The
+    service keeps the one timer of the document store (``get_timer``/``handle_timer``) while it runs.
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class SyncService:
         database: Database | None = None,
         hosts: tuple[str, ...] | None = None,
         wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
         self._config = config
         self._state_dir = Path(state_dir)
@@ -77,6 +80,7 @@ class SyncService:
         self._database = database
         self._hosts = hosts if hosts is not None else (config.listen, "localhost")
         self._wall = wall
+        self._monotonic = monotonic
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -117,7 +121,7 @@ class SyncService:
             max_body=config.max_body,
             max_wait=config.max_wait,
             wall=self._wall,
-            monotonic=loop.time,
+            monotonic=self._now,
             closing=self._closing,
             voicemail_bodies=self._voicemail_bodies if self._database is not None else None,
             documents_changed=self._arm_documents_timer,
@@ -199,6 +203,10 @@ class SyncService:
 
     # --- document confirmation deadlines -------------------------------------------------------------------
 
+    def _now(self) -> float:
+        """The clock of the documents' deadlines: ``monotonic`` if given, else the loop's."""
+        return self._monotonic() if self._monotonic is not None else asyncio.get_running_loop().time()
+
     def _arm_documents_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -207,7 +215,8 @@ class SyncService:
             return
         deadline = self._documents.get_timer()
         if deadline is not None:
-            self._timer = asyncio.get_running_loop().call_at(deadline, self._documents_due)
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_at(loop.time() + deadline - self._now(), self._documents_due)
 
     def _documents_due(self) -> None:
         self._timer = None
@@ -217,7 +226,7 @@ class SyncService:
     async def _handle_documents_timer(self) -> None:
         assert self._documents is not None
         try:
-            await self._documents.handle_timer(asyncio.get_running_loop().time())
+            await self._documents.handle_timer(self._now())
         except Exception:
             log.exception("reverting unconfirmed configuration documents failed")
         finally:

@@ -197,69 +197,78 @@ async def test_startup_sweep_removes_orphans_and_keeps_pending_blobs(site: Site)
     assert sorted(p.name for p in site.voicemail.iterdir()) == [".partial.tmp", "fresh.vm", "kept.vm"]
 
 
+ROUTES = {"routes": [{"match": "*", "destinations": ["cloud"]}]}
+PROMPT = b"\xd5" * 800  # 0.1 s of A-law silence
+
+
 async def test_documents_put_get_list_confirm(site: Site) -> None:
-    content = {"routes": [{"match": "*", "destinations": ["cloud"]}]}
-    result = await site.call(
-        "PUT",
-        "config/routing/main",
-        body={"replaces": 0, "version": 1, "content": content},
-        rule="config-result",
-    )
-    assert result == {"kind": "routing", "name": "main", "version": 1, "state": "applied"}
-    document = await site.call("GET", "config/routing/main", rule="document")
-    assert document["content"] == content
+    write = {"replaces": 0, "version": 1, "content": ROUTES}
+    result = await site.call("PUT", "config/routing/default", body=write, rule="config-result")
+    assert result == {"kind": "routing", "name": "default", "version": 1, "state": "applied"}
+    assert len(site.routes) == 1
+    replay = await site.call("PUT", "config/routing/default", body=write, rule="config-result")
+    assert replay == result and len(site.routes) == 1
+    document = await site.call("GET", "config/routing/default", rule="document")
+    assert document["content"] == ROUTES and document["version"] == 1
     listed = await site.call("GET", "config", rule="document-list")
-    assert [d["name"] for d in listed["documents"]] == ["main"]
+    assert [(d["kind"], d["name"], d["version"]) for d in listed["documents"]] == [("routing", "default", 1)]
+    status = await site.call("GET", "status", rule="status")
+    assert status["documents"] == listed["documents"]
     stale = await site.call(
-        "PUT", "config/routing/main", body={"replaces": 0, "version": 2, "content": content}, status=412
+        "PUT", "config/routing/default", body={"replaces": 0, "version": 2, "content": ROUTES}, status=412
     )
     assert (stale["error"], stale["current_version"]) == ("stale-version", 1)
+    bad = {"routes": [{"match": "*", "destinations": ["bogus"]}]}
     invalid = await site.call(
-        "PUT", "config/routing/main", body={"replaces": 1, "version": 2, "content": {"bad": 1}}, status=422
+        "PUT", "config/routing/default", body={"replaces": 1, "version": 2, "content": bad}, status=422
     )
-    assert (invalid["error"], invalid["path"]) == ("invalid-document", "content.bad")
-    pending = await site.call(
-        "PUT",
-        "config/prompt/de/welcome",
-        body={"replaces": 0, "version": 1, "content": b"\xd5" * 80, "confirm_within": 60},
-        rule="config-result",
-    )
-    assert pending["state"] == "pending-confirm"
-    confirmed = await site.call(
-        "POST", "config/prompt/de/welcome/confirm", body={"version": 1}, rule="config-result"
-    )
-    assert confirmed["state"] == "applied"
-    again = await site.call("POST", "config/prompt/de/welcome/confirm", body={"version": 1}, status=409)
-    assert again["error"] == "nothing-to-confirm"
+    assert invalid["error"] == "invalid-document" and invalid["path"].startswith("content.routes")
+    assert len(site.routes) == 1  # the running table is untouched
     assert (await site.call("GET", "config/routing/other", status=404))["error"] == "not-found"
-    assert (await site.call("GET", "config/span/x", status=404))["error"] == "not-found"
+    assert (await site.call("GET", "config/nonsense/x", status=404))["error"] == "not-found"
     schema = await site.call(
         "PUT",
-        "config/routing/main",
-        body=None,
+        "config/routing/default",
         data=cbor2.dumps({"replaces": 1, "version": 2, "content": 1, "confirm_within": 0}),
         status=400,
     )
     assert (schema["error"], schema["path"]) == ("schema", "confirm_within")
 
 
-async def test_unconfirmed_document_is_handed_to_the_store_when_due(site: Site) -> None:
-    await site.call(
-        "PUT",
-        "config/routing/main",
-        body={"replaces": 0, "version": 1, "content": {"routes": []}, "confirm_within": 1},
-        rule="config-result",
+async def test_prompt_confirmed_within_its_deadline(site: Site) -> None:
+    write = {"replaces": 0, "version": 1, "content": PROMPT, "confirm_within": 60}
+    pending = await site.call("PUT", "config/prompt/de/welcome", body=write, rule="config-result")
+    assert pending["state"] == "pending-confirm" and "confirm_by" in pending
+    again = await site.call(
+        "PUT", "config/prompt/de/welcome", body={**write, "replaces": 1, "version": 2}, status=409
     )
-    deadline = site.documents.get_timer()
-    assert deadline is not None
-    for doc in site.documents.docs.values():  # make it due now rather than waiting a second
-        doc.deadline = asyncio.get_running_loop().time()
-    site.service._arm_documents_timer()
-    for _ in range(100):
-        if site.documents.timer_calls:
+    assert again["error"] == "confirm-pending"
+    confirmed = await site.call(
+        "POST", "config/prompt/de/welcome/confirm", body={"version": 1}, rule="config-result"
+    )
+    assert confirmed["state"] == "applied"
+    twice = await site.call("POST", "config/prompt/de/welcome/confirm", body={"version": 1}, status=409)
+    assert twice["error"] == "nothing-to-confirm"
+    assert (await site.call("GET", "config/prompt/de/welcome", rule="document"))["content"] == PROMPT
+
+
+async def test_unconfirmed_document_reverts_when_its_deadline_passes(site: Site) -> None:
+    await site.call("PUT", "config/routing/default", body={"replaces": 0, "version": 1, "content": ROUTES})
+    other = {
+        "routes": [{"match": "+49*", "destinations": ["cloud"]}, {"match": "*", "destinations": ["cloud"]}]
+    }
+    write = {"replaces": 1, "version": 2, "content": other, "confirm_within": 30}
+    await site.call("PUT", "config/routing/default", body=write, rule="config-result")
+    assert site.documents.get_timer() == site.clock.now + 30
+    site.clock.now += 31
+    site.service._arm_documents_timer()  # the clock jumped; the timer is due at once
+    for _ in range(200):
+        document = await site.call("GET", "config/routing/default", rule="document")
+        if document["version"] == 1:
             break
         await asyncio.sleep(0.01)
-    assert site.documents.timer_calls and not site.documents.docs
+    assert document["version"] == 1 and "confirm_by" not in document
+    assert site.routes[-1] == site.routes[0]
 
 
 async def test_documents_unavailable_without_a_store(tmp_path: Path) -> None:

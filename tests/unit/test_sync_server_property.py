@@ -19,13 +19,19 @@ from tests.sync_server import CBOR, Site, running_site
 EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "60"))
 VALID = [
     ("POST", "ack", cbor2.dumps({"upto": 0})),
-    ("PUT", "config/routing/main", cbor2.dumps({"replaces": 0, "version": 1, "content": {"routes": []}})),
+    (
+        "PUT",
+        "config/routing/default",
+        cbor2.dumps(
+            {"replaces": 0, "version": 1, "content": {"routes": [{"match": "*", "destinations": ["cloud"]}]}}
+        ),
+    ),
     (
         "PUT",
         "config/prompt/de/x",
         cbor2.dumps({"replaces": 0, "version": 1, "content": b"\xd5" * 16, "confirm_within": 5}),
     ),
-    ("POST", "config/routing/main/confirm", cbor2.dumps({"version": 1})),
+    ("POST", "config/routing/default/confirm", cbor2.dumps({"version": 1})),
 ]
 
 
