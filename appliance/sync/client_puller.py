@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from appliance.sync.client_store import ClientStore
-from appliance.sync.client_types import ClientError, Event, TransportError
+from appliance.sync.client_types import ClientError, Event, EventBatch, TransportError
 
 if TYPE_CHECKING:
     from appliance.sync.client import SyncClient
@@ -59,6 +59,15 @@ class PullReport:
             "acked_seq": self.acked_seq,
             "last_seq": self.last_seq,
         }
+
+
+async def _drop(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a read that ran ahead and collect its outcome (it may have failed meanwhile)."""
+    if task is not None:
+        task.cancel()
+        await asyncio.wait((task,))
+        if not task.cancelled():
+            task.exception()  # retrieved, so that it is not reported as never retrieved
 
 
 def blob_ids(event: Event) -> list[str]:
@@ -98,9 +107,15 @@ class Puller:
         """One round: read after the store's last seq, fetch blobs, store, acknowledge.
 
         Raises TransportError (retry), ClientError, or the store's errors."""
-        batch = await self.client.events(
-            after=self.store.last_seq, limit=self.limit, wait=self.wait if wait is None else wait
+        return await self._settle(await self._read(self.store.last_seq, wait))
+
+    async def _read(self, after: int, wait: float | None) -> EventBatch:
+        return await self.client.events(
+            after=after, limit=self.limit, wait=self.wait if wait is None else wait
         )
+
+    async def _settle(self, batch: EventBatch) -> PullReport:
+        """Blobs, store, acknowledge: the part of a round after the read."""
         fresh = [e for e in batch.events if e.seq > self.store.last_seq]
         fetched, missing = await self._fetch_blobs(fresh)
         stored = await asyncio.to_thread(self.store.store, batch)
@@ -120,31 +135,42 @@ class Puller:
         on_round: Callable[[PullReport], None] | None = None,
     ) -> int:
         """Pull until the store holds the appliance's last seq (``follow``: forever); returns how many
-        events were stored. Transport failures and 503 back off (0.1 s doubling to 5 s) and retry."""
+        events were stored. Transport failures and 503 back off (0.1 s doubling to 5 s) and retry.
+
+        While a full batch is being stored the next one is already read (a backlog drains at the rate of
+        the slower of the two, not of their sum); only the read runs ahead, never the acknowledgement."""
         total = 0
         delay = BACKOFF_FIRST
-        first = True
-        while True:
-            try:
-                # The first round does not long-poll: it settles an acknowledgement left over by a crash.
-                report = await self.pull_once(wait=0 if first or not follow else None)
-            except TransportError as exc:
-                await self._back_off(delay, exc)
-                delay = min(delay * 2, BACKOFF_MAX)
-                continue
-            except ClientError as exc:
-                if exc.status != 503:
-                    raise
-                await self._back_off(delay, exc)
-                delay = min(delay * 2, BACKOFF_MAX)
-                continue
-            first = False
-            delay = BACKOFF_FIRST
-            total += report.stored
-            if on_round is not None and (report.received or report.stored):
-                on_round(report)
-            if not follow and report.last_held >= report.last_seq:
-                return total
+        # The first round does not long-poll: it settles an acknowledgement left over by a crash.
+        wait: float | None = 0
+        ahead: asyncio.Task[EventBatch] | None = None
+        try:
+            while True:
+                try:
+                    if ahead is not None:
+                        batch, ahead = await ahead, None
+                    else:
+                        batch = await self._read(self.store.last_seq, wait)
+                    if len(batch.events) >= self.limit:
+                        ahead = asyncio.create_task(self._read(batch.events[-1].seq, 0))
+                    report = await self._settle(batch)
+                except (TransportError, ClientError) as exc:
+                    if isinstance(exc, ClientError) and exc.status != 503:
+                        raise
+                    await _drop(ahead)
+                    ahead = None
+                    await self._back_off(delay, exc)
+                    delay = min(delay * 2, BACKOFF_MAX)
+                    continue
+                wait = None if follow else 0
+                delay = BACKOFF_FIRST
+                total += report.stored
+                if on_round is not None and (report.received or report.stored):
+                    on_round(report)
+                if not follow and report.last_held >= report.last_seq:
+                    return total
+        finally:
+            await _drop(ahead)
 
     async def _back_off(self, delay: float, exc: Exception) -> None:
         self.retries += 1
