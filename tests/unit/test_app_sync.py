@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,6 +30,8 @@ class FakeOutbox:
     def __init__(self, *, thin: bool = False) -> None:
         self.thin = thin
         self.bulk: list[tuple[str, Mapping[str, Any]]] = []
+        self.appended: list[tuple[str, Mapping[str, Any]]] = []
+        self.tasks: list[asyncio.Task[None]] = []
 
     async def stats(self) -> Any:
         return SimpleNamespace(pending=3, bytes=4096, pressure="thinning" if self.thin else "normal")
@@ -44,14 +47,16 @@ def wiring(outbox: FakeOutbox, clock: list[float]) -> tuple[SyncWiring, Metrics,
     metrics = Metrics(process_metrics=False)
     mode = ModeMachine(cloud_configured=False, probe_interval=5.0, probe_timeout=2.0, probe_failures=3,
                        probe_successes=2, hold_down=30.0, now=0.0)  # fmt: skip
-    spawned: list[Coroutine[Any, Any, None]] = []
 
     async def append(event_type: str, body: Mapping[str, Any]) -> None:
-        return None
+        outbox.appended.append((event_type, body))
+
+    def spawn(coro: Coroutine[Any, Any, None]) -> None:
+        outbox.tasks.append(asyncio.get_running_loop().create_task(coro))
 
     sync = SyncWiring(
         config=Config(), state_dir=Path("/nonexistent"), db=None, outbox=outbox, metrics=metrics,  # type: ignore[arg-type]
-        mode=mode, append=append, spawn=spawned.append, wall=lambda: clock[0],
+        mode=mode, append=append, spawn=spawn, wall=lambda: clock[0],
     )  # fmt: skip
     return sync, metrics, mode
 
@@ -101,3 +106,16 @@ def test_recordings_are_a_blob_area_when_a_recording_key_is_configured(tmp_path:
     key.write_bytes(bytes(32))
     sync.config = load_config_text(f'[media]\nrecording_key = "{key}"\n')
     assert sync.blob_dirs() == {"voicemail": tmp_path / "voicemail", "recording": tmp_path / "recordings"}
+
+
+async def test_wan_events_reach_the_outbox_with_their_time() -> None:
+    outbox = FakeOutbox()
+    sync, _, _ = wiring(outbox, [1_795_000_000.0])
+    sync._wan_event("wan.link", {"ifname": "eth0", "carrier": False})
+    sync._wan_event("wan.uplink", {"old": "primary", "new": "backup", "reason": "eth0 lost carrier"})
+    await asyncio.gather(*outbox.tasks)
+    (link_type, link), (uplink_type, uplink) = outbox.appended
+    assert (link_type, uplink_type) == ("wan.link", "wan.uplink")
+    check("wan-link", link)
+    check("wan-uplink", uplink)
+    assert link["at"] == uplink["at"] == "2026-11-18T11:06:40.000Z"
