@@ -194,7 +194,7 @@ class NetlinkWatcher:
                     self._deliver(msg)
 
     async def _watch(self) -> None:
-        while True:
+        while True:  # one get() yields what one read brought; the next read waits for the kernel
             try:
                 async for msg in self._sock.get():
                     self._deliver(msg)
@@ -202,8 +202,19 @@ class NetlinkWatcher:
                 raise
             except Exception:
                 _LOG.warning("netlink watch failed; binding again and dumping the state", exc_info=True)
-                await asyncio.sleep(0.1)
+                await self._recover()
+
+    async def _recover(self) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            try:
                 await self._bind_and_dump()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _LOG.warning("netlink: binding again failed", exc_info=True)
+            else:
+                return
 
     def _deliver(self, msg: Any) -> None:
         event = translate(flatten(msg))
