@@ -69,6 +69,12 @@ TRANSITIONS: Final[dict[UplinkState, frozenset[UplinkState]]] = {
 }
 
 
+def check_transition(old: UplinkState, new: UplinkState) -> None:
+    """Raise :class:`~appliance.wan.errors.ModeError` unless ``old -> new`` is in :data:`TRANSITIONS`."""
+    if new not in TRANSITIONS[old]:
+        raise ModeError(f"illegal uplink transition {old.name} -> {new.name}")
+
+
 class UplinkSelector:
     """Primary/backup selection; every input takes the monotonic ``now``.
 
@@ -184,8 +190,7 @@ class UplinkSelector:
     def _set_state(self, new: UplinkState, now: float, reason: str) -> None:
         """The one guarded setter: check the table, log ``OLD -> NEW``, queue a switch if there is one."""
         old = self._state
-        if new not in TRANSITIONS[old]:
-            raise ModeError(f"illegal uplink transition {old.name} -> {new.name}")
+        check_transition(old, new)
         self._log.info("uplink %s -> %s: %s", old.name, new.name, reason)
         before = self.active
         self._state = new

@@ -7,9 +7,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from appliance.wan.errors import ModeConfigError
+from appliance.wan.errors import ModeConfigError, ModeError
 from appliance.wan.events import UplinkChanged, UplinkEvent, UseUplink
-from appliance.wan.uplinks import TRANSITIONS, Uplink, UplinkSelector, UplinkState
+from appliance.wan.uplinks import TRANSITIONS, Uplink, UplinkSelector, UplinkState, check_transition
 
 PRIMARY = Uplink("fibre", "wan0", "10.77.1.2", 10)
 BACKUP = Uplink("lte", "wan1", "10.77.2.2", 20)
@@ -234,6 +234,23 @@ def test_unknown_interfaces_and_repeated_carrier_reports_are_ignored() -> None:
     s.carrier_changed("wan0", False, 3.0)
     s.carrier_changed("wan0", False, 4.0)
     assert switches(drain(s)) == [("fibre", "lte")]
+
+
+@pytest.mark.parametrize(("old", "new"), [(a, b) for a in UplinkState for b in UplinkState])
+def test_transition_table(old: UplinkState, new: UplinkState) -> None:
+    allowed = {
+        (UplinkState.PRIMARY, UplinkState.BACKUP),
+        (UplinkState.PRIMARY, UplinkState.REVERTING),
+        (UplinkState.BACKUP, UplinkState.REVERTING),
+        (UplinkState.BACKUP, UplinkState.PRIMARY),
+        (UplinkState.REVERTING, UplinkState.PRIMARY),
+        (UplinkState.REVERTING, UplinkState.BACKUP),
+    }
+    if (old, new) in allowed:
+        check_transition(old, new)
+    else:
+        with pytest.raises(ModeError, match=f"illegal uplink transition {old.name} -> {new.name}"):
+            check_transition(old, new)
 
 
 @pytest.mark.parametrize(
