@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import cbor2
 import pytest
@@ -196,3 +199,49 @@ def test_random_bytes_never_escape_the_error_tree(data: bytes) -> None:
 def test_utc_time_has_milliseconds() -> None:
     assert codec.utc_time(0) == "1970-01-01T00:00:00.000Z"
     validate("utc-time", codec.utc_time(1732480000.1234))
+
+
+VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "sync"
+DECODERS = {
+    "ack-request": codec.decode_ack,
+    "config-write": codec.decode_config_write,
+    "confirm-request": codec.decode_confirm,
+}
+EXPECTED = json.loads((VECTORS / "invalid" / "expected.json").read_text())
+
+
+@pytest.mark.parametrize("path", sorted((VECTORS / "valid").glob("*.cbor")), ids=lambda p: p.stem)
+def test_valid_vectors_decode_validate_and_round_trip(path: Path) -> None:
+    rule = path.stem.split(".")[0]
+    raw = path.read_bytes()
+    validate(rule, raw)
+    decoded = DECODERS[rule](raw)
+    fields = {k: v for k, v in dataclasses.asdict(decoded).items() if v is not None}
+    assert cbor2.dumps(fields) == raw
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_invalid_vectors_give_their_error_and_path(name: str) -> None:
+    expected = EXPECTED[name]
+    with pytest.raises(SyncError) as caught:
+        DECODERS[expected["rule"]]((VECTORS / "invalid" / f"{name}.cbor").read_bytes())
+    assert caught.value.code == expected["error"] and caught.value.path == expected["path"]
+    assert caught.value.status == 400
+
+
+@given(st.sampled_from(sorted((VECTORS / "valid").glob("*.cbor"))), st.data())
+@settings(max_examples=200, derandomize=True, database=None)
+def test_mutated_valid_vectors_decode_or_raise_a_400(path: Path, data: st.DataObject) -> None:
+    raw = bytearray(path.read_bytes())
+    at = data.draw(st.integers(0, len(raw) - 1))
+    action = data.draw(st.sampled_from(["flip", "truncate", "insert"]))
+    if action == "flip":
+        raw[at] ^= 1 << data.draw(st.integers(0, 7))
+    elif action == "truncate":
+        del raw[at:]
+    else:
+        raw[at:at] = data.draw(st.binary(min_size=1, max_size=9))
+    try:
+        DECODERS[path.stem.split(".")[0]](bytes(raw))
+    except SyncError as exc:
+        assert exc.status == 400 and exc.code in ("bad-cbor", "schema")

@@ -276,3 +276,15 @@ async def test_documents_unavailable_without_a_store(tmp_path: Path) -> None:
         assert (await site.call("GET", "config", status=503))["error"] == "unavailable"
         status = await site.call("GET", "status", rule="status")
         assert status["documents"] == []
+
+
+async def test_an_unexpected_fault_is_a_cbor_500_without_detail(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken() -> None:
+        raise RuntimeError("secret detail of the fault")
+
+    monkeypatch.setattr(site.outbox, "stats", broken)
+    error = await site.call("GET", "status", status=500)
+    assert error["error"] == "internal" and "secret" not in error["message"]
+    assert (await site.call("GET", "health", rule="health"))["status"] == "ok"
