@@ -330,9 +330,11 @@ def _hex_digest(path: Path) -> str:
 
 
 def _finish_blob(part: Path, tag_file: Path, target: Path) -> int:
+    # The ETag file goes first: a crash between the two leaves a partial file without it, which the next
+    # call starts over, rather than an ETag file nothing ever removes beside a finished blob.
+    tag_file.unlink(missing_ok=True)
     os.replace(part, target)
     fsync_dir(target.parent)
-    tag_file.unlink(missing_ok=True)
     return target.stat().st_size
 
 

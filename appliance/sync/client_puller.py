@@ -4,8 +4,9 @@ Theory of operation. Exactly once, in order, whatever crashes (DESIGN.md §5.3):
 
 1. ``GET /events?after=<last seq held>`` — the position is the store's, never a counter in memory, so a
    restart of either side resumes where the durable store stands;
-2. fetch the blobs the new events name (``ivr.voicemail``: blob id ``voicemail/<file name>``) — the
-   appliance keeps a blob until its event is acknowledged, so they are fetched first;
+2. fetch the blobs the new events name (``ivr.voicemail``: blob id ``voicemail/<file name>``; a
+   ``recording``: its ``blob_id``) — the appliance keeps a blob until its event is acknowledged, so they
+   are fetched first;
 3. store the batch in one durable transaction (gap-free, duplicates skipped: see ``client_store``);
 4. ``POST /ack upto=<last seq held>`` — only now may the appliance prune.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,15 +72,24 @@ async def _drop(task: asyncio.Task[Any] | None) -> None:
             task.exception()  # retrieved, so that it is not reported as never retrieved
 
 
+_BLOB_ID: Final = re.compile(r"[a-z][a-z0-9-]{0,31}/[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")
+
+
 def blob_ids(event: Event) -> list[str]:
-    """The blob ids an event names: an ``ivr.voicemail`` body's ``blob.path`` file (records.cddl)."""
-    if event.type != "ivr.voicemail":
-        return []
-    blob = event.body.get("blob")
-    if not isinstance(blob, Mapping) or not isinstance(blob.get("path"), str):
-        return []
-    name = os.path.basename(blob["path"])
-    return [] if name in ("", ".", "..") else ["voicemail/" + name]
+    """The blob ids an event names: an ``ivr.voicemail`` body's ``blob.path`` file (ivr/records.cddl,
+    area ``voicemail``), and any body's ``blob_id`` (a ``recording`` event's "recording/<file name>",
+    calls/records.cddl). Anything not of the form ``<area>/<file name>`` is ignored, so that a body
+    cannot make the client write outside its blobs directory."""
+    ids: list[str] = []
+    body = event.body
+    if event.type == "ivr.voicemail":
+        blob = body.get("blob")
+        if isinstance(blob, Mapping) and isinstance(blob.get("path"), str):
+            ids.append("voicemail/" + os.path.basename(blob["path"]))
+    named = body.get("blob_id")
+    if isinstance(named, str):
+        ids.append(named)
+    return [i for i in ids if _BLOB_ID.fullmatch(i) is not None]
 
 
 class Puller:
