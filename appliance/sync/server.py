@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 import cbor2
 from aiohttp import web
@@ -43,6 +43,8 @@ CBOR: Final = "application/cbor"
 PREFIX: Final = "/sync/v1"
 DEFAULT_LIMIT: Final = 1000
 MAX_LIMIT: Final = 10_000
+DECODE_INLINE: Final = 64 * 1024
+MAX_SEQ: Final = 2**63 - 1  # SQLite's largest integer: no seq is ever above it
 BLOB_CHUNK: Final = 256 * 1024
 VOICEMAIL_EVENT: Final = "ivr.voicemail"
 _RESPONSE_OF: Final = {
@@ -51,6 +53,7 @@ _RESPONSE_OF: Final = {
     413: TooLarge("the request body is too large"),
 }
 
+_T = TypeVar("_T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -199,6 +202,14 @@ class SyncApi:
             raise TooLarge(f"the body is {request.content_length} bytes, over {self._max_body}")
         return await request.read()  # over client_max_size: HTTPRequestEntityTooLarge, 413
 
+    async def _decode(self, request: web.Request, decode: Callable[..., _T]) -> _T:
+        """The body decoded by ``decode``; a large one in a thread, as checking a body of a million
+        small items takes a second that the event loop must not lose."""
+        data = await self._body(request)
+        if len(data) <= DECODE_INLINE:
+            return decode(data, max_size=self._max_body)
+        return await asyncio.to_thread(decode, data, max_size=self._max_body)
+
     # --- status -------------------------------------------------------------------------------------------
 
     def _mode(self) -> Mapping[str, Any]:
@@ -233,7 +244,7 @@ class SyncApi:
     # --- events -------------------------------------------------------------------------------------------
 
     async def events(self, request: web.Request) -> web.Response:
-        after = _query_int(request, "after", 0, 0, codec.MAX_UINT)
+        after = _query_int(request, "after", 0, 0, MAX_SEQ)
         limit = _query_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         wait = _query_seconds(request, "wait", self._max_wait)
         events = await self._outbox.read_raw_after(after, limit)
@@ -270,7 +281,7 @@ class SyncApi:
     # --- acknowledgements ---------------------------------------------------------------------------------
 
     async def ack(self, request: web.Request) -> web.Response:
-        upto = codec.decode_ack(await self._body(request), max_size=self._max_body).upto
+        upto = (await self._decode(request, codec.decode_ack)).upto
         async with self._ack_lock:
             before = await self._outbox.stats()
             if upto > before.last_seq:
@@ -353,7 +364,7 @@ class SyncApi:
 
     async def put_document(self, request: web.Request) -> web.Response:
         store = self._store()
-        write = codec.decode_config_write(await self._body(request), max_size=self._max_body)
+        write = await self._decode(request, codec.decode_config_write)
         kind, name = request.match_info["kind"], request.match_info["name"]
         try:
             result = await store.put(
@@ -371,7 +382,7 @@ class SyncApi:
 
     async def confirm_document(self, request: web.Request) -> web.Response:
         store = self._store()
-        version = codec.decode_confirm(await self._body(request), max_size=self._max_body).version
+        version = (await self._decode(request, codec.decode_confirm)).version
         kind, name = request.match_info["kind"], request.match_info["name"]
         try:
             result = await store.confirm(kind, name, version, self._monotonic())

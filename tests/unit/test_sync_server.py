@@ -44,7 +44,10 @@ async def test_events_in_batches_gap_free(site: Site) -> None:
     assert empty["events"] == []
 
 
-@pytest.mark.parametrize("query", ["after=x", "after=-1", "limit=0", "limit=10001", "wait=-1", "wait=nan"])
+@pytest.mark.parametrize(
+    "query",
+    ["after=9223372036854775808", "after=x", "after=-1", "limit=0", "limit=10001", "wait=-1", "wait=nan"],
+)
 async def test_bad_event_queries(site: Site, query: str) -> None:
     error = await site.call("GET", f"events?{query}", status=400)
     assert error["error"] == "bad-request"
@@ -288,3 +291,14 @@ async def test_an_unexpected_fault_is_a_cbor_500_without_detail(
     error = await site.call("GET", "status", status=500)
     assert error["error"] == "internal" and "secret" not in error["message"]
     assert (await site.call("GET", "health", rule="health"))["status"] == "ok"
+
+
+async def test_a_large_body_of_many_items_is_checked_off_the_event_loop(tmp_path: Path) -> None:
+    async with running_site(tmp_path, max_body=512 * 1024) as site:
+        write = cbor2.dumps({"replaces": 0, "version": 1, "content": [0] * 100_000})
+        put = asyncio.create_task(site.call("PUT", "config/routing/default", data=write, status=422))
+        health = await site.call("GET", "health", rule="health")  # served meanwhile
+        assert health["status"] == "ok"
+        assert (await put)["error"] == "invalid-document"
+        error = await site.call("POST", "ack", data=b"\x9a\x00\x01\x86\xa0" + b"\x00" * 100_000, status=400)
+        assert error["error"] == "schema"
