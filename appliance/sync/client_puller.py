@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BACKOFF_FIRST: Final = 0.1
-BACKOFF_MAX: Final = 5.0
+BACKOFF_MAX: Final = 2.0  # short: after a WAN cut the backlog should start moving within seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,7 @@ class PullReport:
     last_held: int  # the store's last seq after the round
     acked_seq: int  # the appliance's acknowledgement after the round
     last_seq: int  # the appliance's last seq when it answered
+    acknowledged: bool = False  # whether this round sent an acknowledgement
 
     def as_json(self) -> dict[str, int]:
         return {
@@ -60,6 +61,7 @@ class PullReport:
             "last_held": self.last_held,
             "acked_seq": self.acked_seq,
             "last_seq": self.last_seq,
+            "acknowledged": self.acknowledged,
         }
 
 
@@ -113,6 +115,7 @@ class Puller:
         self.wait = wait
         self._sleep = sleep
         self.retries = 0  # transport failures survived, for reports
+        self.stored = 0  # events stored, counted as soon as they are (before their acknowledgement)
 
     async def pull_once(self, *, wait: float | None = None) -> PullReport:
         """One round: read after the store's last seq, fetch blobs, store, acknowledge.
@@ -130,14 +133,18 @@ class Puller:
         fresh = [e for e in batch.events if e.seq > self.store.last_seq]
         fetched, missing = await self._fetch_blobs(fresh)
         stored = await asyncio.to_thread(self.store.store, batch)
+        self.stored += stored
         acked = batch.acked_seq
         held = self.store.last_seq
-        if held > acked:
+        acknowledged = held > acked
+        if acknowledged:
             # Also acknowledges what a previous round stored but could not acknowledge (a crash or a
             # broken connection between the two): the position is the store's.
             answer = await self.client.ack(held)
             acked = int(answer.get("acked_seq", held))
-        return PullReport(len(batch.events), stored, fetched, missing, held, acked, batch.last_seq)
+        return PullReport(
+            len(batch.events), stored, fetched, missing, held, acked, batch.last_seq, acknowledged
+        )
 
     async def run(
         self,
@@ -146,11 +153,12 @@ class Puller:
         on_round: Callable[[PullReport], None] | None = None,
     ) -> int:
         """Pull until the store holds the appliance's last seq (``follow``: forever); returns how many
-        events were stored. Transport failures and 503 back off (0.1 s doubling to 5 s) and retry.
+        events were stored. Transport failures and 503 back off (0.1 s doubling to 2 s) and retry.
 
         While a full batch is being stored the next one is already read (a backlog drains at the rate of
         the slower of the two, not of their sum); only the read runs ahead, never the acknowledgement."""
-        total = 0
+        start = self.stored
+        shown = (-1, -1)  # (last held, acked) of the last round shown to on_round
         delay = BACKOFF_FIRST
         # The first round does not long-poll: it settles an acknowledgement left over by a crash.
         wait: float | None = 0
@@ -175,11 +183,15 @@ class Puller:
                     continue
                 wait = None if follow else 0
                 delay = BACKOFF_FIRST
-                total += report.stored
-                if on_round is not None and (report.received or report.stored):
+                # Rounds that changed nothing are not shown; one whose only news is the position (an
+                # acknowledgement settled after a lost answer) is.
+                if on_round is not None and (
+                    report.received or (report.last_held, report.acked_seq) != shown
+                ):
+                    shown = (report.last_held, report.acked_seq)
                     on_round(report)
                 if not follow and report.last_held >= report.last_seq:
-                    return total
+                    return self.stored - start
         finally:
             await _drop(ahead)
 

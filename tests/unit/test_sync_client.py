@@ -69,6 +69,7 @@ class ContractServer:
     blob_chunk_delay: float = 0.0
     acks: list[int] = field(default_factory=list)
     on_ack: Callable[[int], None] | None = None  # sees each acknowledgement before it is applied
+    drop_acks: int = 0  # break the connection of this many acknowledgements, unapplied
     appended: asyncio.Condition = field(default_factory=asyncio.Condition)
     served: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -152,6 +153,11 @@ class ContractServer:
         return web.Response(body=body, content_type="application/cbor")
 
     async def _ack(self, request: web.Request) -> web.Response:
+        if self.drop_acks:
+            self.drop_acks -= 1
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()
         upto = codec.decode_ack(await request.read()).upto
         self.acks.append(upto)
         if self.on_ack is not None:
@@ -481,6 +487,21 @@ async def test_puller_backs_off_and_keeps_its_position(site: Site, tmp_path: Pat
         assert delays == [0.1, 0.2, 0.4, 0.8, 1.6]
         assert [e.seq for e in store.iter_events()] == list(range(1, 31))
     assert site.server.acked == 30
+
+
+async def test_puller_sends_a_lost_acknowledgement_again(site: Site, tmp_path: Path) -> None:
+    await fill(site.server, 5)
+    site.server.drop_acks = 1
+    reports: list[PullReport] = []
+
+    async def sleep(delay: float) -> None:
+        pass
+
+    with ClientStore.open(tmp_path / "events.db") as store:
+        async with site.client() as client:
+            assert await Puller(client, store, wait=0, sleep=sleep).run(on_round=reports.append) == 5
+    assert site.server.acked == 5
+    assert [(r.received, r.stored, r.acked_seq, r.acknowledged) for r in reports] == [(0, 0, 5, True)]
 
 
 async def test_puller_stops_on_a_gap(site: Site, tmp_path: Path) -> None:
