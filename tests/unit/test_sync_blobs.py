@@ -7,11 +7,12 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from appliance.sync.blobs import BlobStore, ByteRange, blob_paths, if_range_matches, parse_range
 from appliance.sync.errors import BadRange, BadRequest, NotFound
+from tests.sync_schema import examples
 
 
 @pytest.mark.parametrize(
@@ -45,7 +46,7 @@ def test_unsatisfiable_ranges(header: str, size: int) -> None:
 
 
 @given(st.text(max_size=40), st.integers(0, 10_000))
-@settings(max_examples=300)
+@examples(300)
 def test_any_header_gives_a_range_inside_the_blob_none_or_416(header: str, size: int) -> None:
     try:
         got = parse_range(header, size)

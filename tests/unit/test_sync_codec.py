@@ -10,12 +10,12 @@ from pathlib import Path
 
 import cbor2
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from appliance.sync import codec
 from appliance.sync.errors import BadCbor, SchemaError, SyncError
-from tests.sync_schema import validate
+from tests.sync_schema import examples, validate
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,7 @@ def test_event_batch_splices_bodies_as_cbor2_would_encode_them() -> None:
         max_size=5,
     )
 )
-@settings(max_examples=50)
+@examples(50)
 def test_event_batch_matches_cbor2_for_any_event(
     items: list[tuple[int, str, int, float, dict[str, object]]],
 ) -> None:
@@ -186,7 +186,7 @@ def test_event_batch_encodes_well_over_100k_events_per_second() -> None:
 
 
 @given(st.binary(max_size=64))
-@settings(max_examples=300)
+@examples(300)
 def test_random_bytes_never_escape_the_error_tree(data: bytes) -> None:
     for decode in (codec.decode_ack, codec.decode_config_write, codec.decode_confirm):
         try:
@@ -230,7 +230,7 @@ def test_invalid_vectors_give_their_error_and_path(name: str) -> None:
 
 
 @given(st.sampled_from(sorted((VECTORS / "valid").glob("*.cbor"))), st.data())
-@settings(max_examples=200, derandomize=True, database=None)
+@examples(200)
 def test_mutated_valid_vectors_decode_or_raise_a_400(path: Path, data: st.DataObject) -> None:
     raw = bytearray(path.read_bytes())
     at = data.draw(st.integers(0, len(raw) - 1))

@@ -4,19 +4,17 @@ PUT /config always get a 4xx CBOR error body, never a 500."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import cbor2
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
-from tests.sync_schema import validate
+from tests.sync_schema import examples, validate
 from tests.sync_server import CBOR, Site, running_site
 
-EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "60"))
 VALID = [
     ("POST", "ack", cbor2.dumps({"upto": 0})),
     (
@@ -65,7 +63,7 @@ def _post(running: tuple[asyncio.AbstractEventLoop, Site], method: str, path: st
 
 
 @given(st.sampled_from(VALID), st.binary(max_size=300))
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@examples(60, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_random_bytes_get_a_cbor_error(
     running: tuple[asyncio.AbstractEventLoop, Site], target: tuple[str, str, bytes], data: bytes
 ) -> None:
@@ -74,7 +72,7 @@ def test_random_bytes_get_a_cbor_error(
 
 
 @given(st.sampled_from(VALID), st.data())
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@examples(60, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_mutated_valid_bodies_get_a_cbor_error_or_an_answer(
     running: tuple[asyncio.AbstractEventLoop, Site], target: tuple[str, str, bytes], data: st.DataObject
 ) -> None:
