@@ -154,20 +154,21 @@ def test_event_batch_splices_bodies_as_cbor2_would_encode_them() -> None:
 @given(
     st.lists(
         st.tuples(
-            st.integers(0, 2**64 - 1),
+            st.integers(0, 2**64 - 1) | st.integers(0xFFFF, 0x1_0000_0000),
+            st.text(max_size=34) | st.text("0123456789abcdef", min_size=32, max_size=32),
             st.text(max_size=40),
-            st.integers(0, 2**64 - 1),
+            st.integers(0, 2**64 - 1) | st.integers(0xFFFF_FFFF, 0x1_0000_0000),
             st.floats(allow_nan=False, allow_infinity=False),
             st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=4),
         ),
         max_size=5,
     )
 )
-@examples(50)
+@examples(100)
 def test_event_batch_matches_cbor2_for_any_event(
-    items: list[tuple[int, str, int, float, dict[str, object]]],
+    items: list[tuple[int, str, str, int, float, dict[str, object]]],
 ) -> None:
-    events = [Raw(s, "0" * 32, t, h, c, cbor2.dumps(b, canonical=True)) for s, t, h, c, b in items]
+    events = [Raw(s, i, t, h, c, cbor2.dumps(b, canonical=True)) for s, i, t, h, c, b in items]
     encoded = codec.encode_event_batch(events, first_seq=0, last_seq=0, acked_seq=0)
     assert encoded == cbor2.dumps(codec.event_batch_value(events, first_seq=0, last_seq=0, acked_seq=0))
 
