@@ -40,7 +40,8 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
@@ -120,6 +121,13 @@ class _State:
     acked_seq: int
     bytes: int  # quota bytes of the rows above acked_seq
     pressure: Pressure
+
+
+@dataclass(slots=True)
+class _Write:
+    tx: Transaction
+    state: _State  # the counters at the start of the transaction
+    after: _State | None = None  # the counters once it has committed
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +270,7 @@ class Outbox:
         self._queued_bytes += pending.size
         if self._writer is None:
             self._writer = loop.create_task(self._write_queue())
+            self._writer.add_done_callback(self._writer_done)
         return await future
 
     async def _write_queue(self) -> None:
@@ -273,15 +282,23 @@ class Outbox:
                 await self._write_batch(batch)
                 batch = []
         except BaseException:  # cancelled at shutdown: no waiting append may hang
-            error = StoreError("outbox writer stopped before the event was confirmed written")
-            for pending, future in batch + self._queue:
-                self._queued_bytes -= pending.size
-                if not future.done():
-                    future.set_exception(error)
-            self._queue = []
+            self._fail_queued(batch)
             raise
         finally:
             self._writer = None
+
+    def _writer_done(self, writer: asyncio.Task[None]) -> None:
+        if self._writer is writer:  # cancelled before it ever ran: its appends must not hang either
+            self._writer = None
+            self._fail_queued([])
+
+    def _fail_queued(self, batch: list[tuple[_Pending, asyncio.Future[OutboxEvent]]]) -> None:
+        error = StoreError("outbox writer stopped before the event was confirmed written")
+        for pending, future in batch + self._queue:
+            self._queued_bytes -= pending.size
+            if not future.done():
+                future.set_exception(error)
+        self._queue = []
 
     async def _write_batch(self, batch: list[tuple[_Pending, asyncio.Future[OutboxEvent]]]) -> None:
         try:
@@ -305,29 +322,51 @@ class Outbox:
     async def _write(self, batch: list[_Pending]) -> list[OutboxEvent]:
         """Insert ``batch`` (and a pressure event if the level changes) in one transaction; returns the
         events of ``batch``."""
-        async with self._write_lock:
-            try:
-                async with self._db.transaction() as tx:
-                    state = await self._current(tx)
-                    added = sum(p.size for p in batch)
-                    level = next_pressure(state.pressure, state.bytes + added, self._quota)
-                    rows = list(batch)
-                    if level is not state.pressure:
-                        pending = state.last_seq + len(batch) + 1 - state.acked_seq
-                        rows.append(self._pressure_event(level, state.bytes + added, pending))
-                    events = await self._insert(tx, state, rows, level)
-            except BaseException:
-                self._stale = True  # cheap insurance: a failed or cancelled commit re-reads the counters
-                raise
-            self._state = replace(
+        async with self._writing() as write:
+            state = write.state
+            added = sum(p.size for p in batch)
+            level = next_pressure(state.pressure, state.bytes + added, self._quota)
+            rows = list(batch)
+            if level is not state.pressure:
+                pending = state.last_seq + len(batch) + 1 - state.acked_seq
+                rows.append(self._pressure_event(level, state.bytes + added, pending))
+            events = await self._insert(write.tx, state, rows, level)
+            write.after = replace(
                 state,
                 last_seq=events[-1].seq,
                 bytes=state.bytes + sum(p.size for p in rows),
                 first_seq=min(state.first_seq, events[0].seq),
                 pressure=level,
             )
-            self._notify(state.pressure, level)
-            return events[: len(batch)]
+        return events[: len(batch)]
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[_Write]:
+        """A write transaction with the counters as they are in it; the counters the block leaves in
+        ``after`` replace them once it has committed, before another write may start."""
+        async with self._write_lock:
+            try:
+                async with self._db.transaction() as tx:
+                    write = _Write(tx, await self._current(tx))
+                    yield write
+            except BaseException as exc:
+                # An error rolled the transaction back whole: the counters are still right. Cancelled,
+                # perhaps while committing, the outcome is unknown: the next write re-reads them.
+                if not isinstance(exc, Exception):
+                    self._stale = True
+                raise
+            if write.after is not None:
+                before, self._state = write.state, write.after
+                if write.after.last_seq > before.last_seq:
+                    self._appended.set()
+                    self._appended = asyncio.Event()
+                if write.after.pressure is not before.pressure:
+                    log.warning(
+                        "outbox pressure %s -> %s",
+                        before.pressure.value,
+                        write.after.pressure.value,
+                        extra={"ctx": {"bytes": write.after.bytes, "quota": self._quota}},
+                    )
 
     def _pressure_event(self, level: Pressure, held: int, pending: int) -> _Pending:
         body = {"level": level.value, "bytes": held, "quota_bytes": self._quota, "pending": pending}
@@ -361,14 +400,6 @@ class Outbox:
         return [
             OutboxEvent(first + n, i, t, h, cbor2.loads(b), c) for n, (i, t, h, b, c) in enumerate(stamped)
         ]
-
-    def _notify(self, old: Pressure, new: Pressure) -> None:
-        appended, self._appended = self._appended, asyncio.Event()
-        appended.set()
-        if old is not new:
-            log.warning(
-                "outbox pressure %s -> %s", old.value, new.value, extra={"ctx": {"quota": self._quota}}
-            )
 
     # --- the counters -----------------------------------------------------------------------------------
 
@@ -456,51 +487,39 @@ class Outbox:
         return await asyncio.shield(self._acknowledge(upto_seq))
 
     async def _acknowledge(self, upto: int) -> int:
-        async with self._write_lock:
-            try:
-                async with self._db.transaction() as tx:
-                    state = await self._current(tx)
-                    if upto > state.last_seq:
-                        raise OutboxAckError(
-                            f"cannot acknowledge seq {upto}: the last seq issued is {state.last_seq}"
-                        )
-                    if upto <= state.acked_seq:
-                        return 0
-                    row = await tx.fetchone(
-                        "SELECT COALESCE(SUM(length(body)), 0), COUNT(*) FROM outbox"
-                        " WHERE seq > ? AND seq <= ?",
-                        (state.acked_seq, upto),
-                    )
-                    assert row is not None
-                    held = state.bytes - int(row[0]) - row_bytes(0) * int(row[1])
-                    pruned = await tx.execute("DELETE FROM outbox WHERE seq <= ?", (upto,))
-                    await tx.execute("UPDATE outbox_state SET acked_seq = ? WHERE singleton = 1", (upto,))
-                    acked = replace(state, acked_seq=upto, first_seq=upto + 1, bytes=held)
-                    level = next_pressure(state.pressure, held, self._quota)
-                    events: list[OutboxEvent] = []
-                    if level is not state.pressure:
-                        alarm = self._pressure_event(level, held, state.last_seq + 1 - upto)
-                        events = await self._insert(tx, acked, [alarm], level)
-                        acked = replace(acked, last_seq=events[-1].seq, bytes=held + alarm.size)
-            except OutboxAckError:
-                raise
-            except BaseException:
-                self._stale = True
-                raise
-            self._state = replace(acked, pressure=level)
-            if events:
-                self._notify(state.pressure, level)
-            return pruned
+        async with self._writing() as write:
+            state = write.state
+            if upto > state.last_seq:
+                raise OutboxAckError(
+                    f"cannot acknowledge seq {upto}: the last seq issued is {state.last_seq}"
+                )
+            if upto <= state.acked_seq:
+                return 0
+            row = await write.tx.fetchone(
+                "SELECT COALESCE(SUM(length(body)), 0), COUNT(*) FROM outbox WHERE seq > ? AND seq <= ?",
+                (state.acked_seq, upto),
+            )
+            assert row is not None
+            held = state.bytes - int(row[0]) - row_bytes(0) * int(row[1])
+            pruned = await write.tx.execute("DELETE FROM outbox WHERE seq <= ?", (upto,))
+            await write.tx.execute("UPDATE outbox_state SET acked_seq = ? WHERE singleton = 1", (upto,))
+            after = replace(state, acked_seq=upto, first_seq=upto + 1, bytes=held)
+            level = next_pressure(state.pressure, held, self._quota)
+            if level is not state.pressure:
+                alarm = self._pressure_event(level, held, state.last_seq + 1 - upto)
+                events = await self._insert(write.tx, after, [alarm], level)
+                after = replace(after, last_seq=events[-1].seq, bytes=held + alarm.size)
+            write.after = replace(after, pressure=level)
+        return pruned
 
     async def prune(self) -> int:
         """Delete acknowledged events still held; returns how many. :meth:`acknowledge` prunes what it
         acknowledges, so this finds only what a database written by older firmware kept."""
-        async with self._write_lock, self._db.transaction() as tx:
-            state = await self._current(tx)
-            pruned = await tx.execute("DELETE FROM outbox WHERE seq <= ?", (state.acked_seq,))
-            if pruned:
-                self._state = replace(state, first_seq=max(state.first_seq, state.acked_seq + 1))
-            return pruned
+        async with self._writing() as write:
+            state = write.state
+            pruned = await write.tx.execute("DELETE FROM outbox WHERE seq <= ?", (state.acked_seq,))
+            write.after = replace(state, first_seq=max(state.first_seq, state.acked_seq + 1))
+        return pruned
 
     # --- the counters, for the API and the metrics ----------------------------------------------------------
 
