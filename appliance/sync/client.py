@@ -133,12 +133,15 @@ class SyncClient:
         """``GET /events``: up to ``limit`` events after seq ``after``; with ``wait`` > 0 the appliance holds
         the answer until an event is appended or ``wait`` seconds pass (then the batch is empty)."""
         params = {"after": str(after), "limit": str(limit), "wait": _number(wait)}
-        raw = await self._request("GET", "/events", params=params, seconds=self.timeout + wait)
+        payload = await self._request(
+            "GET", "/events", params=params, seconds=self.timeout + wait, decode=False
+        )
+        raw = _decode(payload, "/events")
         try:
             events = [
                 Event(e["seq"], e["id"], e["type"], e["hlc"], e["created"], e["body"]) for e in raw["events"]
             ]
-            return EventBatch(events, raw["first_seq"], raw["last_seq"], raw["acked_seq"])
+            return EventBatch(events, raw["first_seq"], raw["last_seq"], raw["acked_seq"], payload)
         except (KeyError, TypeError) as exc:
             raise ProtocolError(f"malformed event batch: {exc!r}") from None
 
@@ -251,7 +254,9 @@ class SyncClient:
         params: Mapping[str, str] | None = None,
         body: Any = None,
         seconds: float | None = None,
+        decode: bool = True,
     ) -> Any:
+        """The decoded CBOR answer (``decode=False``: its bytes); raises the errors of the module."""
         url = self._url(path)
         headers = {"Accept": CBOR}
         data = None
@@ -269,10 +274,14 @@ class SyncClient:
             raise TransportError(f"{method} {url}: {exc!r}") from exc
         if status >= 400:
             raise _error_from(status, payload, url)
-        try:
-            return cbor2.loads(payload)
-        except (cbor2.CBORDecodeError, ValueError) as exc:
-            raise ProtocolError(f"{method} {url}: the answer is not CBOR ({exc})") from None
+        return _decode(payload, url) if decode else payload
+
+
+def _decode(payload: bytes, where: str) -> Any:
+    try:
+        return cbor2.loads(payload)
+    except (cbor2.CBORDecodeError, ValueError) as exc:
+        raise ProtocolError(f"{where}: the answer is not CBOR ({exc})") from None
 
 
 def _document_path(kind: str, name: str) -> str:

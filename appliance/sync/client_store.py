@@ -14,6 +14,10 @@ power cut, not only the death of the process.
   at another seq, or a seq held under another id, means the appliance sent something twice under a new
   identity or renumbered its outbox. Both are refused and the whole batch with them.
 
+Bodies are not encoded again: a batch read from the appliance carries the CBOR of the answer, which is
+kept whole (table ``batches``) and each event row points into it; only a batch made by hand has its bodies
+encoded one by one. Encoding every body again cost as much as decoding the batch.
+
 The store is synchronous (``sqlite3``); an asyncio caller runs it in a thread (the :class:`Puller` does).
 """
 
@@ -23,23 +27,30 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import cbor2
 
 from appliance.sync.client_types import Event, EventBatch
 
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS events (
-    seq     INTEGER PRIMARY KEY,
-    id      TEXT NOT NULL UNIQUE,
-    type    TEXT NOT NULL,
-    hlc     INTEGER NOT NULL,
-    created REAL NOT NULL,
-    body    BLOB NOT NULL
+_SCHEMA: Final = (
+    # The answers of GET /events as received, kept whole: their bodies need no encoding again.
+    "CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY, data BLOB NOT NULL)",
+    # body: the body's CBOR, or NULL when it is event number pos of the events array of batch.
+    """CREATE TABLE IF NOT EXISTS events (
+        seq     INTEGER PRIMARY KEY,
+        id      TEXT NOT NULL UNIQUE,
+        type    TEXT NOT NULL,
+        hlc     INTEGER NOT NULL,
+        created REAL NOT NULL,
+        body    BLOB,
+        batch   INTEGER REFERENCES batches (id),
+        pos     INTEGER
+    )""",
 )
-"""
-_INSERT: Final = "INSERT INTO events (seq, id, type, hlc, created, body) VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT: Final = (
+    "INSERT INTO events (seq, id, type, hlc, created, body, batch, pos) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 class ClientStoreError(Exception):
@@ -94,7 +105,8 @@ class ClientStore:
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
-            conn.execute(_SCHEMA)
+            for statement in _SCHEMA:
+                conn.execute(statement)
         except BaseException:
             conn.close()
             raise
@@ -122,52 +134,60 @@ class ClientStore:
         events = batch.events
         if not events:
             return 0
+        _check_contiguous(events)
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                new = self._check_replayed(events)
-                if new:
-                    self._insert(new, batch.first_seq)
+                skip = self._check_replayed(events)
+                if skip < len(events):
+                    self._insert(events, skip, batch)
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
-            if new:
-                self._last_seq = new[-1].seq
-            return len(new)
+            self._last_seq = max(self._last_seq, events[-1].seq)
+            return len(events) - skip
 
-    def _check_replayed(self, events: Sequence[Event]) -> list[Event]:
-        """Compare the events at or below the last seq held with what is held; return the rest."""
+    def _check_replayed(self, events: Sequence[Event]) -> int:
+        """Compare the events at or below the last seq held with what is held; returns how many there
+        are (the batch is contiguous, so they are its first ones)."""
         last = self._last_seq
-        if events[0].seq > last:
-            return list(events)
-        old = [e for e in events if e.seq <= last]
+        skip = min(max(last + 1 - events[0].seq, 0), len(events))
+        if skip == 0:
+            return 0
         held = dict(
             self._conn.execute(
-                "SELECT seq, id FROM events WHERE seq BETWEEN ? AND ?", (old[0].seq, old[-1].seq)
+                "SELECT seq, id FROM events WHERE seq BETWEEN ? AND ?", (events[0].seq, events[skip - 1].seq)
             ).fetchall()
         )
-        for event in old:
+        for event in events[:skip]:
             held_id = held.get(event.seq)
             if held_id is None:
                 # Below the last seq but not held: this store began after it (a pruned prefix).
                 continue
             if held_id != event.id:
                 raise SeqConflict(event.seq, held_id, event.id)
-        return [e for e in events if e.seq > last]
+        return skip
 
-    def _insert(self, new: list[Event], first_seq: int) -> None:
-        expected = self._last_seq + 1 if self._last_seq else max(first_seq, 1)
-        for offset, event in enumerate(new):
-            if event.seq != expected + offset:
-                raise SequenceGap(expected + offset, event.seq)
-        rows = [(e.seq, e.id, e.type, e.hlc, e.created, cbor2.dumps(e.body)) for e in new]
+    def _insert(self, events: Sequence[Event], skip: int, batch: EventBatch) -> None:
+        """Insert ``events[skip:]``. With the answer's own CBOR at hand it is kept once and the rows point
+        into it; otherwise each body is encoded on its own."""
+        expected = self._last_seq + 1 if self._last_seq else max(batch.first_seq, 1)
+        if events[skip].seq != expected:
+            raise SequenceGap(expected, events[skip].seq)
+        new = events[skip:]
+        rows: list[tuple[Any, ...]]
+        if batch.raw is not None:
+            kept = self._conn.execute("INSERT INTO batches (data) VALUES (?)", (batch.raw,)).lastrowid
+            rows = [(e.seq, e.id, e.type, e.hlc, e.created, None, kept, skip + i) for i, e in enumerate(new)]
+        else:
+            rows = [(e.seq, e.id, e.type, e.hlc, e.created, cbor2.dumps(e.body), None, None) for e in new]
         try:
             self._conn.executemany(_INSERT, rows)
         except sqlite3.IntegrityError:
             raise self._which_id_reused(new) from None
 
-    def _which_id_reused(self, new: list[Event]) -> IdReused:
+    def _which_id_reused(self, new: Sequence[Event]) -> IdReused:
         seen: dict[str, int] = {}
         for event in new:
             if event.id in seen:
@@ -192,14 +212,35 @@ class ClientStore:
 
     def iter_events(self, after: int = 0, *, chunk: int = 10_000) -> Iterator[Event]:
         """The events held after seq ``after``, in seq order, bodies decoded."""
+        kept_id, kept_events = None, []
         while True:
             with self._lock:
                 rows = self._conn.execute(
-                    "SELECT seq, id, type, hlc, created, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                    "SELECT seq, id, type, hlc, created, body, batch, pos FROM events WHERE seq > ?"
+                    " ORDER BY seq LIMIT ?",
                     (after, chunk),
                 ).fetchall()
             if not rows:
                 return
-            for seq, event_id, type_, hlc, created, body in rows:
-                yield Event(seq, event_id, type_, hlc, created, cbor2.loads(body))
+            for seq, event_id, type_, hlc, created, body, batch, pos in rows:
+                if body is not None:
+                    yield Event(seq, event_id, type_, hlc, created, cbor2.loads(body))
+                    continue
+                if batch != kept_id:
+                    with self._lock:
+                        data = self._conn.execute(
+                            "SELECT data FROM batches WHERE id = ?", (batch,)
+                        ).fetchone()
+                    kept_id, kept_events = batch, cbor2.loads(data[0])["events"]
+                yield Event(seq, event_id, type_, hlc, created, kept_events[pos]["body"])
             after = rows[-1][0]
+
+
+def _check_contiguous(events: Sequence[Event]) -> None:
+    """sync.cddl: events come in seq order, gap-free."""
+    first = events[0].seq
+    if events[-1].seq - first == len(events) - 1 and all(e.seq == first + i for i, e in enumerate(events)):
+        return
+    for i, event in enumerate(events):
+        if event.seq != first + i:
+            raise SequenceGap(first + i, event.seq)

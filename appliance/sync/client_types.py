@@ -32,6 +32,9 @@ class EventBatch:
     first_seq: int
     last_seq: int
     acked_seq: int
+    # The CBOR of the answer as received, when it came from the appliance: the store keeps it instead of
+    # encoding every body again. Its ``events`` array holds ``events`` in the same order.
+    raw: bytes | None = None
 
     @property
     def upto(self) -> int | None:

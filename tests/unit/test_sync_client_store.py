@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import cbor2
 import pytest
 
 from appliance.sync.client_store import ClientStore, IdReused, SeqConflict, SequenceGap
@@ -110,3 +111,29 @@ def test_store_is_wal_and_full_sync(store: ClientStore) -> None:
     finally:
         conn.close()
     assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def raw_batch(*seqs: int, first_seq: int = 1) -> EventBatch:
+    """A batch as read from the appliance: with the CBOR of the answer it was decoded from."""
+    made = batch(*seqs, first_seq=first_seq)
+    value = {
+        "events": [e._asdict() for e in made.events],
+        "first_seq": made.first_seq,
+        "last_seq": made.last_seq,
+        "acked_seq": made.acked_seq,
+    }
+    return EventBatch(made.events, made.first_seq, made.last_seq, made.acked_seq, cbor2.dumps(value))
+
+
+def test_answers_are_kept_whole_and_bodies_read_from_them(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    with ClientStore.open(path) as store:
+        assert store.store(raw_batch(1, 2, 3)) == 3
+        assert store.store(raw_batch(2, 3, 4, 5)) == 2  # 2 and 3 replayed: 4 and 5 are its 3rd and 4th
+        assert store.store(batch(6)) == 1  # made by hand: its body is encoded alone
+        assert store.store(raw_batch(5)) == 0
+    with ClientStore.open(path) as again:
+        assert list(again.iter_events(chunk=2)) == [event(s) for s in range(1, 7)]
+        assert list(again.iter_events(after=4)) == [event(5), event(6)]
+        kept = again._conn.execute("SELECT COUNT(*) FROM batches").fetchone()[0]
+    assert kept == 2  # an answer that brought nothing new is not kept
