@@ -34,7 +34,7 @@ from typing import Final
 from bench.common import emit, parser, progress, ratio, rounded
 from bench.sync_append import AppendResult, appends_of
 from bench.sync_drain import CLIENTS, DrainResult, build_backlog, copy_database, measure_drain
-from bench.sync_wan import KINDS, Cut, ProbeSettings, measure_cuts, median_and_worst
+from bench.sync_wan import KINDS, LOOPS, UVLOOP, Cut, ProbeSettings, measure_cuts, median_and_worst
 
 PARTS: Final = ("append", "drain", "wan")
 PEER: Final = "sqlite3, one fsync'd commit per event"
@@ -178,17 +178,26 @@ def run_wan(args: argparse.Namespace, workdir: Path, results: Results) -> None:
     probes = ProbeSettings(
         args.probe_interval, args.probe_timeout, args.probe_failures, args.probe_successes, args.hold_down
     )
-    progress(f"wan: {args.cuts} cuts of each kind ({', '.join(KINDS)}), probes {probes}")
+    progress(
+        f"wan: {args.cuts} cuts of each kind ({', '.join(KINDS)}), probes {probes}, the appliance on "
+        f"{args.appliance_loop}"
+    )
     try:
-        results.cuts = measure_cuts(workdir / "wan", args.cuts, probes, on_cut=lambda c: progress(c.line()))
+        results.cuts = measure_cuts(
+            workdir / "wan", args.cuts, probes, loop=args.appliance_loop, on_cut=lambda c: progress(c.line())
+        )
     except Exception as exc:  # the part's figures are None; the reason is in the notes
         results.notes.append(f"wan: {brief(exc)}")
-        progress(f"  failed: {exc}")
+        progress(f"  failed: {brief(exc)}")
     for kind in KINDS:
         median, worst = median_and_worst(results.cuts, kind)
         results.figures[f"{kind}_to_survivable_s"] = median
         results.extra[f"{kind}_worst_s"] = rounded(worst)
-    results.extra |= {"cuts_per_kind": args.cuts, "probe_settings": asdict(probes)}
+    results.extra |= {
+        "cuts_per_kind": args.cuts,
+        "probe_settings": asdict(probes),
+        "appliance_loop": args.appliance_loop,
+    }
     results.notes += [f"wan {c.kind}: {c.error}" for c in results.cuts if c.error]
 
 
@@ -235,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe-failures", type=int, default=defaults.failures, help="[cloud] probe_failures")
     p.add_argument("--probe-successes", type=int, default=defaults.successes, help="[cloud] probe_successes")
     p.add_argument("--hold-down", type=float, default=defaults.hold_down, help="[cloud] hold_down")
+    p.add_argument(
+        "--appliance-loop",
+        choices=LOOPS,
+        default=UVLOOP,
+        help="the appliance's event loop: uvloop as shipped (appliance run) or asyncio (sync_appliance)",
+    )
     p.add_argument(
         "--dir",
         type=Path,

@@ -15,20 +15,26 @@ the previous cut), cuts the WAN one way, waits for SURVIVABLE, and restores it:
 * ``silent_drop`` — :meth:`WanPair.drop`: nftables drops everything to and from the cloud, the link stays
   up; only missed probes tell.
 
-The time of a cut is from the instant the kernel had done it (what :mod:`tests.netns` returns) to the
-transition time in the appliance's ``mode.changed`` event to SURVIVABLE in its outbox: the appliance's
-own record, on the same clock (its ``at``, the wall clock at the transition, to the millisecond; or, in a
-body without one, ``created``, when the event was written, one group commit later). The cut's monotonic
-instant is carried over to the wall clock through one paired reading. The metrics endpoint is only
-polled to know when to look.
+The time of a cut is from the instant the bench started the command that cuts (``ip`` or ``nft``; the
+kernel does it somewhere within the command's run of a few milliseconds, reported as ``cut_command_s``,
+so the figure is an upper bound) to the transition time in the appliance's ``mode.changed`` event to
+SURVIVABLE in its outbox: the appliance's own record, on the same clock (its ``at``, the wall clock at
+the transition, to the millisecond; or, in a body without one, ``created``, when the event was written,
+one group commit later). The cut's monotonic instant is carried over to the wall clock through one
+paired reading. The metrics endpoint is only polled to know when to look.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
+import queue
 import sqlite3
 import statistics
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +54,12 @@ SURVIVABLE: Final = "SURVIVABLE"
 ONLINE_TIMEOUT_S: Final = 60.0
 SURVIVABLE_TIMEOUT_S: Final = 15.0
 EVENT_TIMEOUT_S: Final = 5.0
+START_TIMEOUT_S: Final = 30.0
+READY_LINE: Final = "appliance ready"
+REPO: Final = Path(__file__).resolve().parent.parent
+# The event loops the appliance can be run on: as shipped (``appliance run``), or bench.sync_appliance.
+UVLOOP: Final = "uvloop"
+LOOPS: Final = (UVLOOP, "asyncio")
 
 
 @dataclass(frozen=True)
@@ -76,6 +88,7 @@ class Cut:
     kind: str
     seconds: float | None
     error: str = ""
+    command_s: float | None = None  # how long the cut's command (ip, nft) took: the cut is somewhere in it
 
     def line(self) -> str:
         took = (
@@ -88,6 +101,7 @@ class Cut:
             "bench": "sync-wan-cut",
             "kind": self.kind,
             "seconds": rounded(self.seconds),
+            "cut_command_s": rounded(self.command_s),
             "error": self.error,
         }
 
@@ -138,9 +152,45 @@ def survivable_at(db: Path, after_wall: float, timeout: float = EVENT_TIMEOUT_S)
         time.sleep(0.05)
 
 
+def start_on_asyncio(wan: WanPair, workdir: Path, config: str) -> NamespacedAppliance:
+    """The appliance as :func:`tests.netns.start_appliance_in` starts it, but through
+    :mod:`bench.sync_appliance` (the stdlib event loop); returns once it printed ``appliance ready``."""
+    path, log_path = workdir / "appliance.toml", workdir / "appliance.log"
+    workdir.mkdir(parents=True, exist_ok=True)
+    path.write_text(config)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))
+    argv = [sys.executable, "-m", "bench.sync_appliance", "--config", str(path)]
+    with open(log_path, "ab") as log:
+        proc = wan.run_in(wan.app, argv, stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=workdir)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:  # keeps draining after start-up, so the process never blocks on a full pipe
+        for line in proc.stdout or ():
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    banner: list[str] = []
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not banner or banner[-1] != READY_LINE:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            line = None
+        if line is None:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"the appliance did not start: {log_path.read_text(errors='replace')[-3000:]}")
+        banner.append(line)
+    return NamespacedAppliance(wan, proc, path, banner, log_path)
+
+
 @contextlib.contextmanager
-def appliance_on_a_wan(workdir: Path, probes: ProbeSettings) -> Iterator[tuple[WanPair, NamespacedAppliance]]:
-    """The namespace pair, the cloud's SBC and the appliance, up and ONLINE; all removed on exit."""
+def appliance_on_a_wan(
+    workdir: Path, probes: ProbeSettings, loop: str = UVLOOP
+) -> Iterator[tuple[WanPair, NamespacedAppliance]]:
+    """The namespace pair, the cloud's SBC and the appliance (``appliance run``, or on the stdlib loop
+    with ``loop`` "asyncio"), up and ONLINE; all removed on exit."""
     with WanPair.create() as wan:
         sbc = NamespacedSipp.in_ns(
             wan.cloud, SCENARIO, role="uas", local_ip=wan.cloud_ip, local_port=SIP_PORT,
@@ -148,7 +198,11 @@ def appliance_on_a_wan(workdir: Path, probes: ProbeSettings) -> Iterator[tuple[W
         )  # fmt: skip
         with sbc.start():
             sbc.wait_bound()
-            app = start_appliance_in(wan, workdir, appliance_config(wan, workdir, probes))
+            config = appliance_config(wan, workdir, probes)
+            if loop == UVLOOP:
+                app = start_appliance_in(wan, workdir, config)
+            else:
+                app = start_on_asyncio(wan, workdir, config)
             try:
                 app.wait_mode(ONLINE, ONLINE_TIMEOUT_S)
                 yield wan, app
@@ -159,8 +213,9 @@ def appliance_on_a_wan(workdir: Path, probes: ProbeSettings) -> Iterator[tuple[W
 def cut_once(wan: WanPair, app: NamespacedAppliance, kind: str) -> Cut:
     """Wait for ONLINE, cut the WAN by ``kind``, time it to SURVIVABLE, restore the WAN."""
     app.wait_mode(ONLINE, ONLINE_TIMEOUT_S)
-    cut = wan.cut_link() if kind == "carrier_loss" else wan.drop()
-    cut_wall = wall_of(cut)
+    asked = time.monotonic()
+    done = wan.cut_link() if kind == "carrier_loss" else wan.drop()
+    cut_wall = wall_of(asked)
     try:
         app.wait_mode(SURVIVABLE, SURVIVABLE_TIMEOUT_S)
         at = survivable_at(app.config_path.parent / "var" / "appliance.db", cut_wall)
@@ -172,12 +227,19 @@ def cut_once(wan: WanPair, app: NamespacedAppliance, kind: str) -> Cut:
         else:
             wan.undrop()
     if at is None:
-        return Cut(kind, None, "SURVIVABLE on the metrics but no mode.changed event in the outbox")
-    return Cut(kind, at - cut_wall)
+        return Cut(
+            kind, None, "SURVIVABLE on the metrics but no mode.changed event in the outbox", done - asked
+        )
+    return Cut(kind, at - cut_wall, "", done - asked)
 
 
 def measure_cuts(
-    workdir: Path, rounds: int, probes: ProbeSettings, *, on_cut: Callable[[Cut], None] | None = None
+    workdir: Path,
+    rounds: int,
+    probes: ProbeSettings,
+    *,
+    loop: str = UVLOOP,
+    on_cut: Callable[[Cut], None] | None = None,
 ) -> list[Cut]:
     """``rounds`` cuts of each kind, alternating, on one appliance. Raises RuntimeError when the harness
     cannot run here (not root, no nft) or the appliance does not come up."""
@@ -185,7 +247,7 @@ def measure_cuts(
     if reason is not None:
         raise RuntimeError(reason)
     cuts: list[Cut] = []
-    with appliance_on_a_wan(workdir, probes) as (wan, app):
+    with appliance_on_a_wan(workdir, probes, loop) as (wan, app):
         for _ in range(rounds):
             for kind in KINDS:
                 cuts.append(cut_once(wan, app, kind))
