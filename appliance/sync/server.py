@@ -334,15 +334,19 @@ class SyncApi:
         if request.method == "HEAD":
             return response
         sent = 0
-        while sent < length:
-            chunk = await asyncio.to_thread(
-                self._blobs.read, blob, first + sent, min(BLOB_CHUNK, length - sent)
-            )
-            if not chunk:  # the file shrank or went: end short, the client sees a short body and retries
-                break
-            await response.write(chunk)
-            sent += len(chunk)
-        await response.write_eof()
+        try:
+            while sent < length:
+                chunk = await asyncio.to_thread(
+                    self._blobs.read, blob, first + sent, min(BLOB_CHUNK, length - sent)
+                )
+                if not chunk:  # the file shrank or went: end short; the client sees a short body, retries
+                    break
+                await response.write(chunk)
+                sent += len(chunk)
+            await response.write_eof()
+        except (ConnectionError, FileNotFoundError) as exc:
+            # The headers are sent, so no error body can follow: the cloud resumes with a Range.
+            log.info("blob %s: transfer ended after %d of %d bytes: %s", blob_id, sent, length, exc)
         return response
 
     # --- documents ----------------------------------------------------------------------------------------

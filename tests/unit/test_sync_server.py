@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -188,8 +190,6 @@ async def test_ack_deletes_acknowledged_voicemail_blobs_only(site: Site) -> None
 
 
 async def test_startup_sweep_removes_orphans_and_keeps_pending_blobs(site: Site) -> None:
-    import os
-
     await site.outbox.append("ivr.voicemail", _voicemail(site, "kept.vm", b"k"))
     _voicemail(site, "orphan.vm", b"o")
     _voicemail(site, "fresh.vm", b"f")
@@ -302,3 +302,26 @@ async def test_a_large_body_of_many_items_is_checked_off_the_event_loop(tmp_path
         assert (await put)["error"] == "invalid-document"
         error = await site.call("POST", "ack", data=b"\x9a\x00\x01\x86\xa0" + b"\x00" * 100_000, status=400)
         assert error["error"] == "schema"
+
+
+async def test_a_download_cut_by_the_client_ends_quietly(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="appliance.sync.server")
+    data = os.urandom(1024) * 8 * 1024  # 8 MiB: more than the sockets buffer
+    await site.outbox.append("ivr.voicemail", _voicemail(site, "big.vm", data))
+    response = await site.session.get(site.url("blobs/voicemail/big.vm"))
+    assert response.status == 200
+    await response.content.read(1024)
+    response.close()  # the cloud lost its connection mid-transfer
+    for _ in range(100):
+        if any("transfer ended" in r.getMessage() for r in caplog.records):
+            break
+        await asyncio.sleep(0.02)
+    assert any("transfer ended" in r.getMessage() for r in caplog.records)
+    assert (await site.call("GET", "health", rule="health"))["status"] == "ok"
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    async with site.session.get(
+        site.url("blobs/voicemail/big.vm"), headers={"Range": "bytes=1000-"}
+    ) as again:
+        assert again.status == 206 and await again.read() == data[1000:]
