@@ -37,12 +37,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import cbor2
@@ -50,6 +48,17 @@ import cbor2
 from appliance.store.database import Database, Transaction
 from appliance.store.errors import LocalProtocolError, OutboxAckError, OutboxFullError, StoreError
 from appliance.store.hlc import Hlc, HybridLogicalClock
+from appliance.store.outbox_events import (
+    MAX_BODY_SIZE,
+    OutboxEvent,
+    OutboxStats,
+    PendingEvent,
+    RawEvent,
+    decode_event,
+    encode_event,
+    new_event_id,
+    raw_event,
+)
 from appliance.store.outbox_quota import (
     PRESSURE_EVENT,
     Admission,
@@ -61,11 +70,11 @@ from appliance.store.outbox_quota import (
     row_bytes,
 )
 
+__all__ = ["MAX_BODY_SIZE", "MAX_READ", "Outbox", "OutboxEvent", "OutboxStats", "RawEvent", "new_event_id"]
+
 log = logging.getLogger(__name__)
 
-MAX_BODY_SIZE: Final = 256 * 1024  # events are small; recordings and voicemail travel as blobs
 MAX_READ: Final = 10_000
-_TYPE_RE: Final = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _COLUMNS: Final = 5  # id, type, hlc, body, created
 _ROWS_PER_INSERT: Final = 5_000  # 5 parameters a row, under SQLite's 32,766 bound parameters
 _STATE_SQL: Final = """SELECT s.acked_seq, s.last_hlc, s.pressure,
@@ -74,44 +83,6 @@ _STATE_SQL: Final = """SELECT s.acked_seq, s.last_hlc, s.pressure,
     (SELECT COALESCE(SUM(length(body)), 0) FROM outbox WHERE seq > s.acked_seq),
     (SELECT COUNT(*) FROM outbox WHERE seq > s.acked_seq)
     FROM outbox_state AS s WHERE s.singleton = 1"""
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxEvent:
-    seq: int
-    id: str
-    type: str
-    hlc: Hlc
-    body: Mapping[str, Any]
-    created: float  # wall-clock seconds since the epoch
-
-
-@dataclass(frozen=True, slots=True)
-class RawEvent:
-    """An event as stored, for the sync feed: ``body`` is the canonical CBOR of the body, not decoded."""
-
-    seq: int
-    id: str
-    type: str
-    hlc: int  # packed, see Hlc.pack
-    created: float
-    body: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxStats:
-    """The outbox at a glance. ``bytes`` is what unacknowledged events count against ``quota_bytes``
-    (``None``: no quota); ``thinned`` and ``refused`` count dropped events per priority name since start."""
-
-    first_seq: int  # the oldest event still held; last_seq + 1 when none is
-    last_seq: int  # the last seq issued, 0 if none
-    acked_seq: int
-    pending: int
-    bytes: int
-    quota_bytes: int | None
-    pressure: str  # "normal" | "thinning" | "full"
-    thinned: Mapping[str, int] = field(default_factory=dict)
-    refused: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,28 +99,6 @@ class _Write:
     tx: Transaction
     state: _State  # the counters at the start of the transaction
     after: _State | None = None  # the counters once it has committed
-
-
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    type: str
-    body: bytes
-    size: int  # what it counts against the quota
-
-
-def new_event_id() -> str:
-    """The default event id: a UUIDv7 (RFC 9562 §5.7) in hex, 48 bits of Unix milliseconds then 74
-    random bits.
-
-    Unique without coordination, like a random UUID, and in time order, so the ``id`` index of a large
-    outbox grows at its end and acknowledged events leave from its start: with random ids every insert
-    and every prune touches a random index page, and acknowledging 10,000 events of a 1,000,000 backlog
-    took ten times longer.
-    """
-    millis = time.time_ns() // 1_000_000 & (1 << 48) - 1
-    rand = int.from_bytes(os.urandom(10), "big")  # 80 bits: 12 for rand_a, 62 for rand_b
-    value = millis << 80 | 0x7 << 76 | (rand >> 68) << 64 | 0b10 << 62 | rand & (1 << 62) - 1
-    return f"{value:032x}"
 
 
 class Outbox:
@@ -183,7 +132,7 @@ class Outbox:
         self._clock = clock if clock is not None else self._own_now
         self._max_body_size = max_body_size
         self._admitter = admitter if admitter is not None else Admitter()
-        self._queue: list[tuple[_Pending, asyncio.Future[OutboxEvent]]] = []
+        self._queue: list[tuple[PendingEvent, asyncio.Future[OutboxEvent]]] = []
         self._queued_bytes = 0  # accepted, not yet written: counted when admitting more
         self._writer: asyncio.Task[None] | None = None
         self._state: _State | None = None
@@ -225,11 +174,11 @@ class Outbox:
         """Append several CRITICAL or NORMAL events in one transaction: all are durable, or none is
         written. Raises as :meth:`append` does, before writing anything."""
         state = await self._ready()
-        batch: list[_Pending] = []
+        batch: list[PendingEvent] = []
         for event_type, body in items:
             if priority_of(event_type) is Priority.BULK:
                 raise LocalProtocolError(f"{event_type!r} is a bulk event type: append it with append_bulk")
-            batch.append(self._prepare(event_type, body))
+            batch.append(encode_event(event_type, body, self._max_body_size))
         held = state.bytes + self._queued_bytes
         for pending in batch:
             admission = self._admitter.admit(
@@ -240,30 +189,15 @@ class Outbox:
             held += pending.size
         return await self._write(batch) if batch else []
 
-    async def _admitted(self, type: str, body: Mapping[str, Any]) -> _Pending | None:
+    async def _admitted(self, type: str, body: Mapping[str, Any]) -> PendingEvent | None:
         state = await self._ready()
-        pending = self._prepare(type, body)
+        pending = encode_event(type, body, self._max_body_size)
         admission = self._admitter.admit(
             type, pending.size, level=state.pressure, held=state.bytes + self._queued_bytes, quota=self._quota
         )
         return pending if admission is Admission.KEEP else None
 
-    def _prepare(self, type: str, body: Mapping[str, Any]) -> _Pending:
-        """Validate and encode now, in the caller's task, so a bad event fails its own caller only."""
-        if not isinstance(type, str) or _TYPE_RE.fullmatch(type) is None:
-            raise LocalProtocolError(f"event type must be 1-64 letters, digits, '_', '.' or '-': {type!r}")
-        if not isinstance(body, Mapping):
-            raise LocalProtocolError(f"event body must be a mapping, not {body.__class__.__name__}")
-        try:
-            # Canonical CBOR (RFC 8949 §4.2.1): the same body is always the same bytes.
-            encoded = cbor2.dumps(dict(body), canonical=True)
-        except (cbor2.CBOREncodeError, TypeError, ValueError) as exc:
-            raise LocalProtocolError(f"event body cannot be encoded as CBOR: {exc}") from exc
-        if len(encoded) > self._max_body_size:
-            raise LocalProtocolError(f"event body is {len(encoded)} bytes, over {self._max_body_size}")
-        return _Pending(type, encoded, row_bytes(len(encoded)))
-
-    async def _enqueue(self, pending: _Pending) -> OutboxEvent:
+    async def _enqueue(self, pending: PendingEvent) -> OutboxEvent:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[OutboxEvent] = loop.create_future()
         self._queue.append((pending, future))
@@ -275,7 +209,7 @@ class Outbox:
 
     async def _write_queue(self) -> None:
         """Write queued appends, one transaction per batch, until the queue is empty."""
-        batch: list[tuple[_Pending, asyncio.Future[OutboxEvent]]] = []
+        batch: list[tuple[PendingEvent, asyncio.Future[OutboxEvent]]] = []
         try:
             while self._queue:
                 batch, self._queue = self._queue, []
@@ -292,7 +226,7 @@ class Outbox:
             self._writer = None
             self._fail_queued([])
 
-    def _fail_queued(self, batch: list[tuple[_Pending, asyncio.Future[OutboxEvent]]]) -> None:
+    def _fail_queued(self, batch: list[tuple[PendingEvent, asyncio.Future[OutboxEvent]]]) -> None:
         error = StoreError("outbox writer stopped before the event was confirmed written")
         for pending, future in batch + self._queue:
             self._queued_bytes -= pending.size
@@ -300,7 +234,7 @@ class Outbox:
                 future.set_exception(error)
         self._queue = []
 
-    async def _write_batch(self, batch: list[tuple[_Pending, asyncio.Future[OutboxEvent]]]) -> None:
+    async def _write_batch(self, batch: list[tuple[PendingEvent, asyncio.Future[OutboxEvent]]]) -> None:
         try:
             events = await self._write([p for p, _ in batch])
         except Exception as exc:  # the transaction was rolled back; nothing of this batch was written
@@ -319,7 +253,7 @@ class Outbox:
             if not future.done():
                 future.set_result(event)
 
-    async def _write(self, batch: list[_Pending]) -> list[OutboxEvent]:
+    async def _write(self, batch: list[PendingEvent]) -> list[OutboxEvent]:
         """Insert ``batch`` (and a pressure event if the level changes) in one transaction; returns the
         events of ``batch``."""
         async with self._writing() as write:
@@ -368,12 +302,12 @@ class Outbox:
                         extra={"ctx": {"bytes": write.after.bytes, "quota": self._quota}},
                     )
 
-    def _pressure_event(self, level: Pressure, held: int, pending: int) -> _Pending:
+    def _pressure_event(self, level: Pressure, held: int, pending: int) -> PendingEvent:
         body = {"level": level.value, "bytes": held, "quota_bytes": self._quota, "pending": pending}
-        return self._prepare(PRESSURE_EVENT, body)
+        return encode_event(PRESSURE_EVENT, body, self._max_body_size)
 
     async def _insert(
-        self, tx: Transaction, state: _State, rows: list[_Pending], level: Pressure
+        self, tx: Transaction, state: _State, rows: list[PendingEvent], level: Pressure
     ) -> list[OutboxEvent]:
         stamped = []
         for pending in rows:
@@ -437,14 +371,11 @@ class Outbox:
 
     async def read_after(self, seq: int, limit: int) -> list[OutboxEvent]:
         """Up to ``limit`` events with a seq greater than ``seq``, in seq order."""
-        return [_event(row) for row in await self._read(seq, limit)]
+        return [decode_event(row) for row in await self._read(seq, limit)]
 
     async def read_raw_after(self, seq: int, limit: int) -> list[RawEvent]:
         """As :meth:`read_after`, with each body as the stored bytes (canonical CBOR), not decoded."""
-        return [
-            RawEvent(int(s), str(i), str(t), int(h), float(c), bytes(b))
-            for s, i, t, h, b, c in await self._read(seq, limit)
-        ]
+        return [raw_event(row) for row in await self._read(seq, limit)]
 
     async def _read(self, seq: int, limit: int) -> list[tuple[Any, ...]]:
         if seq < 0 or not 1 <= limit <= MAX_READ:
@@ -566,14 +497,3 @@ class Outbox:
 async def _last_seq(tx: Transaction) -> int:
     row = await tx.fetchone("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'")
     return int(row[0]) if row else 0
-
-
-def _event(row: tuple[Any, ...]) -> OutboxEvent:
-    seq, event_id, type_, hlc, body, created = row
-    try:
-        decoded = cbor2.loads(body)
-    except (cbor2.CBORDecodeError, ValueError) as exc:
-        raise StoreError(f"outbox event {seq} has a corrupt body: {exc}") from exc
-    if not isinstance(decoded, dict):
-        raise StoreError(f"outbox event {seq} has a body that is not a map")
-    return OutboxEvent(int(seq), str(event_id), str(type_), Hlc.unpack(int(hlc)), decoded, float(created))
