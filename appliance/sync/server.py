@@ -122,7 +122,7 @@ def _query_int(request: web.Request, name: str, default: int, low: int, high: in
     text = request.query.get(name)
     if text is None:
         return default
-    if not text.isdigit() or len(text) > 20 or not low <= int(text) <= high:
+    if not (text.isascii() and text.isdigit()) or len(text) > 20 or not low <= int(text) <= high:
         raise BadRequest(f"query parameter {name} must be an integer from {low} to {high}, not {text[:40]!r}")
     return int(text)
 

@@ -48,7 +48,17 @@ async def test_events_in_batches_gap_free(site: Site) -> None:
 
 @pytest.mark.parametrize(
     "query",
-    ["after=9223372036854775808", "after=x", "after=-1", "limit=0", "limit=10001", "wait=-1", "wait=nan"],
+    [
+        "after=9223372036854775808",
+        "after=x",
+        "after=%C2%B2",
+        "limit=%D9%A1",
+        "after=-1",
+        "limit=0",
+        "limit=10001",
+        "wait=-1",
+        "wait=nan",
+    ],
 )
 async def test_bad_event_queries(site: Site, query: str) -> None:
     error = await site.call("GET", f"events?{query}", status=400)
