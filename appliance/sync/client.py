@@ -206,7 +206,9 @@ class SyncClient:
             part.unlink(missing_ok=True)
         headers = {"Range": f"bytes={offset}-", "If-Range": etag} if offset and etag else {}
         try:
-            async with self.session.get(url, headers=headers, ssl=self._ssl, timeout=self._timeout()) as resp:
+            # No bound on the whole download (a long recording over a slow uplink), only on each wait.
+            limit = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=self.timeout)
+            async with self.session.get(url, headers=headers, ssl=self._ssl, timeout=limit) as resp:
                 if resp.status == 416 and etag is not None and _hex_digest(part) == _strip_etag(etag):
                     return _finish_blob(part, tag_file, target)  # whole already: only the rename was lost
                 if resp.status == 416:
@@ -242,9 +244,6 @@ class SyncClient:
 
     def _url(self, path: str) -> str:
         return self.base_url + PREFIX + path
-
-    def _timeout(self, extra: float = 0) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=self.timeout + extra)
 
     async def _request(
         self,

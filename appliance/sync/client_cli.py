@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import base64
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m appliance.sync
     args = _parser(prog).parse_args(argv)
     try:
         return asyncio.run(_run(args))
-    except (SyncClientError, ClientStoreError, OSError, ValueError) as exc:
+    except (SyncClientError, ClientStoreError, OSError, ValueError, sqlite3.Error) as exc:
         print(f"{prog.rsplit(maxsplit=1)[-1]}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
