@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import queue
 import secrets
@@ -43,6 +44,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
+from appliance.sync.client_store import ClientStore
+from appliance.sync.client_types import Event
 from tests.system.sipp import LOOPBACK, Role, SippNotReadyError, SippProcess
 
 T = TypeVar("T")
@@ -480,6 +483,112 @@ def outbox_account(state_dir: Path) -> OutboxAccount:
             await db.close()
 
     return asyncio.run(read())
+
+
+# -- the reference cloud client in the cloud's namespace ---------------------------------------------------
+
+
+@dataclass
+class CloudClient:
+    """The reference sync client (``python -m appliance.sync.client``) run in the cloud's namespace against
+    the appliance's sync API at ``https://<app_ip>:<port>``, with the site PKI's CA and cloud certificate.
+
+    :meth:`start_pull` runs ``pull --follow`` into the SQLite store ``store``; every JSON line it prints (one
+    per batch) is kept in :attr:`reports`. :meth:`run` runs any other command and returns its answer."""
+
+    wan: WanPair
+    port: int
+    ca: Path
+    certificate: Path
+    key: Path
+    store: Path
+    request_timeout: float = 5.0
+    wait: float = 2.0
+    proc: subprocess.Popen[str] | None = None
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    _lines: queue.Queue[dict[str, Any]] = field(default_factory=queue.Queue)
+
+    @property
+    def argv(self) -> list[str]:
+        return [
+            sys.executable, "-m", "appliance.sync.client", "--timeout", f"{self.request_timeout:g}",
+            "--url", f"https://{self.wan.app_ip}:{self.port}",
+            "--ca", str(self.ca), "--cert", str(self.certificate), "--key", str(self.key),
+        ]  # fmt: skip
+
+    def start_pull(self) -> None:
+        argv = [*self.argv, "pull", "--store", str(self.store), "--follow", "--wait", f"{self.wait:g}"]
+        with open(self.log_path, "ab") as log:
+            proc = self.wan.run_in(self.wan.cloud, argv, stdout=subprocess.PIPE, stderr=log, text=True)
+        self.proc = proc
+
+        def pump() -> None:
+            for line in proc.stdout or ():
+                self._lines.put(json.loads(line))
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    @property
+    def log_path(self) -> Path:
+        """Where ``pull``'s standard error goes (next to the store)."""
+        return self.store.with_suffix(".log")
+
+    def run(self, *args: str) -> dict[str, Any]:
+        """``args`` as a command of the client (``status``, ``health``...); its JSON answer."""
+        answer: dict[str, Any] = json.loads(self.wan.check_in(self.wan.cloud, [*self.argv, *args]))
+        return answer
+
+    def _take(self, timeout: float) -> bool:
+        try:
+            self.reports.append(self._lines.get(timeout=timeout))
+        except queue.Empty:
+            return False
+        return True
+
+    def pulling(self) -> bool:
+        """Whether ``pull --follow`` still runs (it ends only on an error retrying cannot cure)."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_batch(self, timeout: float) -> bool:
+        """Block until the client reports a batch it received from now on; False after ``timeout``."""
+        while self._take(0):
+            pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._take(min(0.1, max(0.0, deadline - time.monotonic()))) and self.reports[-1]["received"]:
+                return True
+        return False
+
+    def wait_caught_up(self, last_seq: int, timeout: float) -> dict[str, Any]:
+        """Block until the client has stored and acknowledged ``last_seq``; its latest report then."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while self._take(0):
+                pass
+            last = self.reports[-1] if self.reports else {}
+            if last.get("last_held", 0) >= last_seq and last.get("acked_seq", 0) >= last_seq:
+                return last
+            if not self.pulling():
+                raise AssertionError(f"the sync client exited: {self.stop()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the client did not catch up with seq {last_seq}: {last}")
+            self._take(0.1)
+
+    def stop(self) -> str:
+        """SIGTERM the pull (its store is durable after every batch); what it wrote to standard error."""
+        if self.proc is None:
+            return ""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(10)
+        while self._take(0.05):
+            pass
+        return self.log_path.read_text(errors="replace")
+
+    def events(self) -> list[Event]:
+        """Every event in the store, in seq order."""
+        with ClientStore.open(self.store) as store:
+            return list(store.iter_events())
 
 
 # -- SIPp in a namespace -----------------------------------------------------------------------------------

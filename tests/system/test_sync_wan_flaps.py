@@ -22,28 +22,23 @@ At the end:
 from __future__ import annotations
 
 import itertools
-import json
 import os
-import queue
 import shutil
 import signal
-import subprocess
-import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from appliance.sync.client_store import ClientStore
 from appliance.sync.client_types import Event
 from appliance.sync.pki import SitePki
 from tests import sync_pki
 from tests.netns import (
+    CloudClient,
     NamespacedAppliance,
     NamespacedSipp,
     OutboxAccount,
@@ -124,58 +119,6 @@ port = 9464
 
 
 @dataclass
-class SyncClientProcess:
-    """``python -m appliance.sync.client pull --follow`` in the cloud's namespace; its JSON lines kept."""
-
-    wan: WanPair
-    argv_base: list[str]
-    store: Path
-    proc: subprocess.Popen[str] | None = None
-    reports: queue.Queue[dict[str, Any]] = field(default_factory=queue.Queue)
-    last: dict[str, Any] = field(default_factory=dict)
-
-    def start(self) -> None:
-        argv = [*self.argv_base, "pull", "--store", str(self.store), "--follow", "--wait", "2"]
-        self.proc = self.wan.run_in(
-            self.wan.cloud, argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-
-        def pump() -> None:
-            assert self.proc is not None and self.proc.stdout is not None
-            for line in self.proc.stdout:
-                self.reports.put(json.loads(line))
-
-        threading.Thread(target=pump, daemon=True).start()
-
-    def command(self, *args: str) -> dict[str, Any]:
-        out = self.wan.check_in(self.wan.cloud, [*self.argv_base, *args])
-        return json.loads(out)  # type: ignore[no-any-return]
-
-    def wait_caught_up(self, last_seq: int, timeout: float) -> dict[str, Any]:
-        """Until the client has stored and acknowledged ``last_seq``; returns its last report."""
-        deadline = time.monotonic() + timeout
-        while not (self.last.get("last_held", 0) >= last_seq and self.last.get("acked_seq", 0) >= last_seq):
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the sync client exited: {self.stop()}")
-            try:
-                self.last = self.reports.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(
-                    f"the client did not catch up with seq {last_seq}: {self.last}"
-                ) from None
-        return self.last
-
-    def stop(self) -> str:
-        """SIGTERM (the store is durable after every batch); returns what it wrote to standard error."""
-        assert self.proc is not None and self.proc.stderr is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(10)
-        return self.proc.stderr.read()
-
-
-@dataclass
 class Cut:
     """One cut of the WAN: wall-clock times (those of the call records) and how long the mode took."""
 
@@ -200,11 +143,6 @@ def flap(wan: WanPair, app: NamespacedAppliance, kind: str) -> Cut:
     online_wall = time.time()
     time.sleep(ONLINE_HOLD_S)
     return Cut(kind, cut_wall, survivable, restored_wall, online, online_wall)
-
-
-def held_events(store_path: Path) -> list[Event]:
-    with ClientStore.open(store_path) as store:
-        return list(store.iter_events())
 
 
 def check_exactly_once(events: list[Event], account: OutboxAccount) -> None:
@@ -288,15 +226,11 @@ def test_the_wan_flaps_twenty_times_under_calls_and_events(tmp_path: Path) -> No
             app = start_appliance_in(wan, tmp_path, appliance_config(wan, tmp_path, site))
             try:
                 app.wait_mode("ONLINE", 10)
-                client = SyncClientProcess(
-                    wan,
-                    [sys.executable, "-m", "appliance.sync.client", "--timeout", "5",
-                     "--url", f"https://{wan.app_ip}:{SYNC_PORT}",
-                     "--ca", str(site.ca_certificate), "--cert", str(site.client_certificate),
-                     "--key", str(site.client_key)],
+                client = CloudClient(
+                    wan, SYNC_PORT, site.ca_certificate, site.client_certificate, site.client_key,
                     tmp_path / "cloud-store.db",
                 )  # fmt: skip
-                client.start()
+                client.start_pull()
                 caller = NamespacedSipp.in_ns(
                     wan.app, SCENARIOS / "uac_call.xml", role="uac", target=(wan.app_ip, SIP_PORT),
                     local_ip="127.0.0.1", local_port=CALLER_PORT, workdir=tmp_path / "caller",
@@ -313,7 +247,7 @@ def test_the_wan_flaps_twenty_times_under_calls_and_events(tmp_path: Path) -> No
                           f"ONLINE after {cut.online_after_s:.3f} s")  # fmt: skip
                 cloud_result = cloud.stop()
                 time.sleep(1.0)  # the last records and IVR sessions reach the outbox
-                status = client.command("status")
+                status = client.run("status")
                 client.wait_caught_up(status["outbox"]["last_seq"], timeout=30)
                 client_errors = client.stop()
             finally:
@@ -321,7 +255,7 @@ def test_the_wan_flaps_twenty_times_under_calls_and_events(tmp_path: Path) -> No
             log = app.stderr()
     assert "Traceback" not in log, log[-5000:]
     assert "Traceback" not in client_errors, client_errors
-    events = held_events(tmp_path / "cloud-store.db")
+    events = client.events()
     account = outbox_account(tmp_path / "var")
     check_exactly_once(events, account)
     assert account.acked_seq >= status["outbox"]["last_seq"]
