@@ -52,6 +52,7 @@ __all__ = [
     "SyncClient",
     "SyncClientError",
     "TransportError",
+    "decode_event_batch",
 ]
 
 CBOR: Final = "application/cbor"
@@ -136,14 +137,7 @@ class SyncClient:
         payload = await self._request(
             "GET", "/events", params=params, seconds=self.timeout + wait, decode=False
         )
-        raw = _decode(payload, "/events")
-        try:
-            events = [
-                Event(e["seq"], e["id"], e["type"], e["hlc"], e["created"], e["body"]) for e in raw["events"]
-            ]
-            return EventBatch(events, raw["first_seq"], raw["last_seq"], raw["acked_seq"], payload)
-        except (KeyError, TypeError) as exc:
-            raise ProtocolError(f"malformed event batch: {exc!r}") from None
+        return decode_event_batch(payload)
 
     async def ack(self, upto: int) -> dict[str, Any]:
         """``POST /ack``: acknowledge every event up to ``upto``; ``{acked_seq, pruned}``."""
@@ -279,8 +273,38 @@ class SyncClient:
 def _decode(payload: bytes, where: str) -> Any:
     try:
         return cbor2.loads(payload)
-    except (cbor2.CBORDecodeError, ValueError) as exc:
+    except Exception as exc:  # whatever the bytes make the decoder raise, it is the peer's fault
         raise ProtocolError(f"{where}: the answer is not CBOR ({exc})") from None
+
+
+def decode_event_batch(payload: bytes) -> EventBatch:
+    """The sync.cddl ``event-batch`` in ``payload`` (total: an :class:`EventBatch` or ProtocolError).
+
+    One cbor2 call for the whole batch, then one tuple per event; the checks that every caller relies
+    on (seqs consecutive integers, ids and types text, bodies maps) are one pass of type tests."""
+    raw = _decode(payload, "event batch")
+    try:
+        events = [
+            Event(e["seq"], e["id"], e["type"], e["hlc"], e["created"], e["body"]) for e in raw["events"]
+        ]
+        batch = EventBatch(events, raw["first_seq"], raw["last_seq"], raw["acked_seq"], payload)
+    except (KeyError, TypeError, IndexError) as exc:
+        raise ProtocolError(f"malformed event batch: {exc!r}") from None
+    if not all(type(v) is int and v >= 0 for v in (batch.first_seq, batch.last_seq, batch.acked_seq)):
+        raise ProtocolError("malformed event batch: first_seq, last_seq and acked_seq must be uints")
+    if events:
+        first = events[0].seq
+        if type(first) is not int or not all(
+            e.seq == first + i
+            and type(e.id) is str
+            and type(e.type) is str
+            and type(e.hlc) is int
+            and type(e.created) in (float, int)
+            and type(e.body) is dict
+            for i, e in enumerate(events)
+        ):
+            raise ProtocolError("malformed event batch: an event is out of order or of the wrong shape")
+    return batch
 
 
 def _document_path(kind: str, name: str) -> str:
