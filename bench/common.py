@@ -6,7 +6,9 @@ docstring's first line as description. :func:`percentile` is the nearest-rank pe
 rank ``ceil(q/100 × n)`` of the sorted samples, so p99 of 100 samples is the 99th and of 1,000 the
 990th), None for no samples. :func:`ratio` is ``ours / other`` rounded, None when either is missing or the
 divisor is zero. :func:`progress` writes one human line, flushed at once (a long run shows where it is);
-:func:`emit` writes one JSON object on one line, the machine-readable result.
+:func:`emit` writes one JSON object on one line, the machine-readable result. :class:`OtherPrograms`
+measures the CPU that programs other than the bench's own used during a window, so that a figure taken on
+a busy machine says so.
 """
 
 from __future__ import annotations
@@ -15,7 +17,11 @@ import argparse
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Final
+
+from bench.relay import machine_busy_ticks
+from bench.servers import clock_ticks_per_second
 
 DIGITS: Final = 3
 
@@ -51,3 +57,22 @@ def progress(line: str) -> None:
 
 def emit(obj: Mapping[str, object]) -> None:
     print(json.dumps(obj), flush=True)
+
+
+@dataclass(frozen=True)
+class OtherPrograms:
+    """The machine's busy CPU time at the start of a window; :meth:`cores` is what other programs used."""
+
+    busy_ticks: int
+
+    @classmethod
+    def start(cls) -> OtherPrograms:
+        return cls(machine_busy_ticks())
+
+    def cores(self, accounted_s: float, wall_s: float) -> float | None:
+        """Cores' worth of CPU over ``wall_s`` that the machine spent beyond ``accounted_s`` (the CPU
+        seconds of the processes measured); None for an empty window."""
+        if wall_s <= 0:
+            return None
+        spent = (machine_busy_ticks() - self.busy_ticks) / clock_ticks_per_second()
+        return max(0.0, spent - accounted_s) / wall_s

@@ -33,7 +33,7 @@ from typing import Any, Final, Protocol
 import cbor2
 
 from appliance.store import Database, Outbox
-from bench.common import percentile, rounded
+from bench.common import OtherPrograms, percentile, rounded
 
 EVENT_TYPE: Final = "call.record"
 NAIVE_SCHEMA: Final = (
@@ -142,6 +142,7 @@ class AppendResult:
     wall_s: float
     latencies_s: tuple[float, ...]
     rate: float | None = None  # the offered appends/s, None for back to back
+    background_cores: float | None = None  # other programs' CPU meanwhile (bench.common.OtherPrograms)
 
     @property
     def appends_per_s(self) -> float:
@@ -167,13 +168,15 @@ class AppendResult:
             "p50_ms": rounded(self.p_ms(50)),
             "p99_ms": rounded(self.p_ms(99)),
             "max_ms": rounded(self.p_ms(100)),
+            "background_cores": rounded(self.background_cores, 2),
         }
 
     def line(self) -> str:
         return (
             f"  {self.target:6} {self.producers} producers, {self.offered}: {self.appends} appends in "
             f"{self.wall_s:.2f} s = {self.appends_per_s:,.0f}/s, p50 {self.p_ms(50) or 0:.2f} ms, "
-            f"p99 {self.p_ms(99) or 0:.2f} ms, max {self.p_ms(100) or 0:.2f} ms"
+            f"p99 {self.p_ms(99) or 0:.2f} ms, max {self.p_ms(100) or 0:.2f} ms; other programs "
+            f"{self.background_cores or 0:.2f} cores"
         )
 
 
@@ -189,6 +192,7 @@ async def measure_appends(
     loop = asyncio.get_running_loop()
     latencies: list[float] = []
     numbers = itertools.count()
+    others, own = OtherPrograms.start(), time.process_time()
     start = loop.time()
     deadline = start + seconds
 
@@ -205,7 +209,8 @@ async def measure_appends(
 
     await asyncio.gather(*(produce(k) for k in range(producers)))
     wall = loop.time() - start
-    return AppendResult(name, producers, len(latencies), wall, tuple(latencies), rate)
+    background = others.cores(time.process_time() - own, wall)
+    return AppendResult(name, producers, len(latencies), wall, tuple(latencies), rate, background)
 
 
 async def appends_of(

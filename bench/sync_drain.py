@@ -38,8 +38,7 @@ from typing import Final
 from appliance.store import Database, Outbox
 from appliance.sync.client import ClientStore, Puller, SyncClient
 from appliance.sync.pki import SitePki, ensure_site_pki
-from bench.common import rounded
-from bench.relay import machine_busy_ticks
+from bench.common import OtherPrograms, rounded
 from bench.servers import clock_ticks_per_second, tree_cpu_ticks
 from bench.sync_append import EVENT_TYPE, call_record
 from bench.sync_serve import LOOPBACK, READY
@@ -172,7 +171,7 @@ async def measure_drain(
         SyncClient(url, ca=pki.ca_certificate, cert=pki.client_certificate, key=pki.client_key) as client,
     ):
         await client.status()  # the TLS handshake and the connection, outside the window
-        ticks, busy, own = tree_cpu_ticks(pid), machine_busy_ticks(), time.process_time()
+        ticks, others, own = tree_cpu_ticks(pid), OtherPrograms.start(), time.process_time()
         start = time.perf_counter()
         if kind == "puller":
             got = await _pull(client, workdir / f"client-{db.stem}.db", limit)
@@ -180,10 +179,7 @@ async def measure_drain(
             got = await _events_and_ack(client, limit)
         wall = time.perf_counter() - start
         client_cpu = time.process_time() - own
-        tick = clock_ticks_per_second()
-        cpu = (tree_cpu_ticks(pid) - ticks) / tick
-        others = (
-            max(0.0, (machine_busy_ticks() - busy) / tick - cpu - client_cpu) / wall if wall > 0 else None
-        )
+        cpu = (tree_cpu_ticks(pid) - ticks) / clock_ticks_per_second()
+        background = others.cores(cpu + client_cpu, wall)
     error = "" if got == expected else f"the client holds {got} events of {expected}"
-    return DrainResult(kind, got, wall, cpu, error, client_cpu, others)
+    return DrainResult(kind, got, wall, cpu, error, client_cpu, background)

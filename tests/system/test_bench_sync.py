@@ -107,11 +107,12 @@ def test_a_quick_run_prints_the_issue_object_last(capsys: pytest.CaptureFixture[
     assert final["peer_appends_per_s"] > 0 and final["appends_ratio_to_peer"] > 0
     assert final["append_p99_ms_at_offered"] > 0
     appends = [json.loads(line) for line in lines if line.startswith('{"bench": "sync-append"')]
+    drains = [json.loads(line) for line in lines if line.startswith('{"bench": "sync-drain"')]
     assert sorted((a["target"], a["offered_per_s"] is None) for a in appends) == [
         ("naive", False), ("naive", True), ("outbox", False), ("outbox", True),
     ]  # fmt: skip
     assert all(a["appends"] > 0 and a["p99_ms"] >= a["p50_ms"] > 0 for a in appends)
-    drains = [json.loads(line) for line in lines if line.startswith('{"bench": "sync-drain"')]
+    assert all(r["background_cores"] >= 0 for r in appends + drains)
     assert [d["client"] for d in drains] == ["puller", "events+ack"]
     assert all(d["events"] == 2_000 and d["events_per_s"] > 0 and d["error"] is None for d in drains), drains
     assert final["drain_events_per_s"] > 0 and final["drain_backlog"] == 2_000
