@@ -4,12 +4,17 @@ Three parts, each run unless left out with ``--parts``:
 
 1. **append** (:mod:`bench.sync_append`): ``--producers`` (200) concurrent tasks append call records
    (~300 B) to the outbox on a real database file for ``--append-seconds`` (10); latency is until the
-   append returned, i.e. was fsync'd. The same load then runs against the peer, a naive outbox (stdlib
-   ``sqlite3``, one fsync'd commit per event), and our appends/s are given as a ratio to it.
+   append returned, i.e. was fsync'd. Twice: back to back (the headline ``append_p99_ms`` and
+   ``appends_per_s``: every producer always waiting, so p99 is bounded below by producers / rate), then at
+   ``--append-rate`` (2,000/s) offered (``append_p99_ms_at_offered``: a steady load). The same two loads
+   then run against the peer, a naive outbox (stdlib ``sqlite3``, one fsync'd commit per event), and our
+   appends/s are given as a ratio to its (``appends_ratio_to_peer``).
 2. **drain** (:mod:`bench.sync_drain`): a backlog of ``--backlog`` (1,000,000) events is drained over
-   loopback TLS by the reference client from the real sync service.
+   loopback TLS from the real sync service by the reference client, once with its puller into its store
+   and once with events+ack alone; the headline is the puller's unless the API alone went more than
+   :data:`STORE_BOUND` times faster (the client's store was then the limit, and ``drain_client`` says so).
 3. **wan** (:mod:`bench.sync_wan`): the appliance in a network namespace pair; the WAN is cut ``--cuts``
-   times by carrier loss and by a silent drop, each timed to SURVIVABLE.
+   times by carrier loss and by a silent drop, each timed to SURVIVABLE: median (the headline) and worst.
 
 Progress lines go to stdout as the parts run, then one JSON line per measurement, and last the issue's
 object: ``{"bench": "sync", "append_p99_ms": …, "appends_per_s": …, "drain_events_per_s": …,
