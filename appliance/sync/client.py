@@ -189,7 +189,12 @@ class SyncClient:
         must hash to the ETag (hex SHA-256) before it is renamed to ``dest``: ``dest`` exists only whole
         and verified. Raises :class:`BlobIntegrityError` (the partial file is discarded), ClientError
         (e.g. 404) or TransportError (the partial file is kept for the next call)."""
-        target = Path(dest)
+        return await self._blob(blob_id, Path(dest), restart=True)
+
+    async def _blob(self, blob_id: str, target: Path, *, restart: bool) -> int:
+        """:meth:`blob`; ``restart``: whether a partial file the appliance does not continue may be
+        discarded and the download started over (once: an appliance that refuses a fresh download too is
+        answered with an error, not a loop)."""
         part = target.with_name(target.name + ".part")
         tag_file = target.with_name(target.name + ".etag")
         url = self._url("/blobs/" + quote(blob_id, safe="/"))
@@ -205,19 +210,17 @@ class SyncClient:
             async with self.session.get(url, headers=headers, ssl=self._ssl, timeout=limit) as resp:
                 if resp.status == 416 and etag is not None and _hex_digest(part) == _strip_etag(etag):
                     return _finish_blob(part, tag_file, target)  # whole already: only the rename was lost
-                if resp.status == 416:
-                    part.unlink(missing_ok=True)
-                    tag_file.unlink(missing_ok=True)
-                    return await self.blob(blob_id, dest)
+                if resp.status == 416 and restart:
+                    return await self._start_over(blob_id, target, part, tag_file)
                 if resp.status >= 400:
                     raise _error_from(resp.status, await resp.read(), url)
                 etag = resp.headers.get("ETag")
                 if etag is None:
                     raise ProtocolError(f"blob {blob_id} without an ETag")
                 if resp.status == 206 and _range_start(resp.headers.get("Content-Range")) != offset:
-                    part.unlink(missing_ok=True)  # not the part asked for: start over
-                    tag_file.unlink(missing_ok=True)
-                    return await self.blob(blob_id, dest)
+                    if not restart:
+                        raise ProtocolError(f"blob {blob_id}: a range that was not asked for")
+                    return await self._start_over(blob_id, target, part, tag_file)
                 mode = "ab" if resp.status == 206 else "wb"
                 if mode == "wb":  # 200: the whole blob (it changed, or no partial download)
                     tag_file.write_text(etag)
@@ -229,10 +232,13 @@ class SyncClient:
         except _TRANSPORT_ERRORS as exc:
             raise TransportError(f"blob {blob_id}: {exc!r}") from exc
         if _hex_digest(part) != _strip_etag(etag):
-            part.unlink(missing_ok=True)
-            tag_file.unlink(missing_ok=True)
+            _discard(part, tag_file)
             raise BlobIntegrityError(f"blob {blob_id} does not match its ETag {etag}")
         return _finish_blob(part, tag_file, target)
+
+    async def _start_over(self, blob_id: str, target: Path, part: Path, tag_file: Path) -> int:
+        _discard(part, tag_file)
+        return await self._blob(blob_id, target, restart=False)
 
     # -- plumbing ---------------------------------------------------------------------------------------
 
@@ -359,6 +365,11 @@ def _hex_digest(path: Path) -> str:
         while chunk := file.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _discard(*paths: Path) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 def _finish_blob(part: Path, tag_file: Path, target: Path) -> int:

@@ -32,6 +32,7 @@ from appliance.sync.client import (
     BlobIntegrityError,
     ClientError,
     ClientStore,
+    ProtocolError,
     Puller,
     PullReport,
     SyncClient,
@@ -590,3 +591,30 @@ async def test_transport_error_when_connection_breaks(tmp_path: Path) -> None:
     finally:
         await runner.cleanup()
     assert aiohttp  # the client's transport errors come from aiohttp's
+
+
+@pytest.mark.parametrize("answer", ["416", "206-elsewhere"])
+async def test_blob_does_not_loop_on_an_appliance_that_never_continues(answer: str, tmp_path: Path) -> None:
+    async def blob(request: web.Request) -> web.Response:
+        if answer == "416":
+            body = cbor2.dumps({"error": "bad-range", "message": "no"})
+            return web.Response(status=416, body=body, content_type="application/cbor")
+        headers = {"ETag": '"' + "0" * 64 + '"', "Content-Range": "bytes 5-9/10"}
+        return web.Response(status=206, body=b"12345", headers=headers)
+
+    app = web.Application()
+    app.router.add_get("/sync/v1/blobs/{blob_id:.+}", blob)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    (tmp_path / "x.part").write_bytes(b"abc")
+    (tmp_path / "x.etag").write_text('"' + "0" * 64 + '"')
+    try:
+        async with SyncClient(f"http://127.0.0.1:{runner.addresses[0][1]}") as client:
+            with pytest.raises((ClientError, ProtocolError)) as info:
+                await client.blob("voicemail/x", tmp_path / "x")
+    finally:
+        await runner.cleanup()
+    if answer == "416":
+        assert isinstance(info.value, ClientError) and info.value.status == 416
+    assert not (tmp_path / "x").exists()
