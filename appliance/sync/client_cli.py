@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m appliance.sync
     try:
         return asyncio.run(_run(args))
     except (SyncClientError, ClientStoreError, OSError, ValueError, sqlite3.Error) as exc:
-        print(f"{prog.rsplit(maxsplit=1)[-1]}: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # one line, whatever the appliance put in its message
+        print(f"{prog.rsplit(maxsplit=1)[-1]}: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
