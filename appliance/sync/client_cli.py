@@ -1,7 +1,7 @@
 """The reference cloud client as a command: ``python -m appliance.sync.client`` (also ``appliance
 sync-client``).
 
-    --url https://127.0.0.1:8443 --ca CA --cert CERT --key KEY <command>
+    --url https://127.0.0.1:8443 --ca CA --cert CERT --key KEY [--timeout S] [-v] <command>
     health | status | list | get KIND NAME | push KIND NAME FILE [--replaces N] [--version N]
     [--confirm-within S] | confirm KIND NAME VERSION | blob ID OUT
     pull --store DB [--blobs DIR] [--follow] [--limit N] [--wait S]
@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import base64
 import json
+import logging
 import sqlite3
 import sys
 from pathlib import Path
@@ -36,6 +37,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--cert", help="the cloud's client certificate")
     parser.add_argument("--key", help="its private key")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log retries and progress on stderr")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("health", help="GET /sync/v1/health")
     sub.add_parser("status", help="GET /sync/v1/status")
@@ -68,6 +70,10 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, *, prog: str = "python -m appliance.sync.client") -> int:
     args = _parser(prog).parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         return asyncio.run(_run(args))
     except (SyncClientError, ClientStoreError, OSError, ValueError, sqlite3.Error) as exc:
