@@ -50,6 +50,7 @@ from appliance.store.errors import LocalProtocolError, OutboxAckError, OutboxFul
 from appliance.store.hlc import Hlc, HybridLogicalClock
 from appliance.store.outbox_events import (
     MAX_BODY_SIZE,
+    RAW_COLUMNS,
     OutboxEvent,
     OutboxStats,
     PendingEvent,
@@ -57,7 +58,6 @@ from appliance.store.outbox_events import (
     decode_event,
     encode_event,
     new_event_id,
-    raw_event,
 )
 from appliance.store.outbox_quota import (
     PRESSURE_EVENT,
@@ -371,18 +371,18 @@ class Outbox:
 
     async def read_after(self, seq: int, limit: int) -> list[OutboxEvent]:
         """Up to ``limit`` events with a seq greater than ``seq``, in seq order."""
-        return [decode_event(row) for row in await self._read(seq, limit)]
+        rows = await self._read("seq, id, type, hlc, body, created", seq, limit)
+        return [decode_event(row) for row in rows]
 
     async def read_raw_after(self, seq: int, limit: int) -> list[RawEvent]:
         """As :meth:`read_after`, with each body as the stored bytes (canonical CBOR), not decoded."""
-        return [raw_event(row) for row in await self._read(seq, limit)]
+        return list(map(RawEvent._make, await self._read(RAW_COLUMNS, seq, limit)))
 
-    async def _read(self, seq: int, limit: int) -> list[tuple[Any, ...]]:
+    async def _read(self, columns: str, seq: int, limit: int) -> list[tuple[Any, ...]]:
         if seq < 0 or not 1 <= limit <= MAX_READ:
-            raise LocalProtocolError(f"read_after needs seq >= 0 and 1 <= limit <= {MAX_READ}")
+            raise LocalProtocolError(f"reading the outbox needs seq >= 0 and 1 <= limit <= {MAX_READ}")
         return await self._db.fetchall(
-            "SELECT seq, id, type, hlc, body, created FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-            (seq, limit),
+            f"SELECT {columns} FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
         )
 
     # The long-poll handler is given its wait in seconds by the cloud; a parameter reads better there than

@@ -8,7 +8,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import cbor2
 
@@ -30,9 +30,12 @@ class OutboxEvent:
     created: float  # wall-clock seconds since the epoch
 
 
-@dataclass(frozen=True, slots=True)
-class RawEvent:
-    """An event as stored, for the sync feed: ``body`` is the canonical CBOR of the body, not decoded."""
+class RawEvent(NamedTuple):
+    """An event as stored, for the sync feed: ``body`` is the canonical CBOR of the body, not decoded.
+
+    A named tuple rather than a frozen dataclass, immutable all the same: the feed builds 10,000 of these
+    per read, and a tuple is made straight from the database row at a fraction of the cost.
+    """
 
     seq: int
     id: str
@@ -109,6 +112,5 @@ def decode_event(row: tuple[Any, ...]) -> OutboxEvent:
     return OutboxEvent(int(seq), str(event_id), str(type_), Hlc.unpack(int(hlc)), decoded, float(created))
 
 
-def raw_event(row: tuple[Any, ...]) -> RawEvent:
-    seq, event_id, type_, hlc, body, created = row
-    return RawEvent(int(seq), str(event_id), str(type_), int(hlc), float(created), bytes(body))
+RAW_COLUMNS: Final = "seq, id, type, hlc, created, body"
+"""The columns to select for :meth:`RawEvent._make`, in its field order."""
