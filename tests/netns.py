@@ -38,6 +38,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,7 @@ from typing import Any, Final, Self, TypeVar
 
 from appliance.sync.client_store import ClientStore
 from appliance.sync.client_types import Event
+from appliance.sync.pki import SitePki
 from tests.system.sipp import LOOPBACK, Role, SippNotReadyError, SippProcess
 
 T = TypeVar("T")
@@ -483,6 +485,57 @@ def outbox_account(state_dir: Path) -> OutboxAccount:
             await db.close()
 
     return asyncio.run(read())
+
+
+def appliance_config(
+    wan: WanPair, work: Path, *, site_name: str, sip_port: int, sync_port: int, pki: SitePki, extra: str = ""
+) -> str:
+    """An appliance configuration for the appliance's namespace: state in ``work/var``, SIP and the sync
+    API (with ``pki``'s server certificate, cloud clients signed by its CA) on the WAN address, one media
+    worker, metrics on the namespace's loopback. ``extra`` holds further tables (``[cloud]``, ``[wan]``)."""
+    return f"""\
+state_dir = "{work / "var"}"
+
+[site]
+name = "{site_name}"
+
+[sip]
+listen = "{wan.app_ip}"
+udp_port = {sip_port}
+tcp_port = {sip_port}
+
+[media]
+workers = 1
+# A small port range: the worker binds all of it at every start.
+rtp_port_min = 20000
+rtp_port_max = 20999
+
+[sync]
+listen = "{wan.app_ip}"
+port = {sync_port}
+certificate = "{pki.server_certificate}"
+private_key = "{pki.server_key}"
+client_ca = "{pki.ca_certificate}"
+
+[metrics]
+listen = "127.0.0.1"
+port = 0
+
+{extra}"""
+
+
+def check_exactly_once(events: Sequence[Event], account: OutboxAccount) -> None:
+    """AssertionError unless the cloud's store (``events``) holds seq 1..acked_seq without a gap and the
+    outbox holds the rest of what it issued (acked_seq+1..last_seq), every id once in all, and no two
+    events have the same type, HLC and body (one event sent twice under two ids)."""
+    seqs = [e.seq for e in events]
+    assert seqs == list(range(1, account.acked_seq + 1)), "the store is not seq 1..acked without a gap"
+    held = [seq for seq, _, _ in account.held]
+    assert held == list(range(account.acked_seq + 1, account.last_seq + 1)), "the outbox lost an event"
+    ids = Counter(e.id for e in events) + Counter(i for _, i, _ in account.held)
+    assert not [i for i, n in ids.items() if n > 1], "an event id issued twice"
+    content = Counter((e.type, e.hlc, repr(sorted(e.body.items()))) for e in events)
+    assert not [c for c, n in content.items() if n > 1], "one event sent twice under two ids"
 
 
 # -- the reference cloud client in the cloud's namespace ---------------------------------------------------

@@ -26,7 +26,6 @@ import os
 import shutil
 import signal
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +40,9 @@ from tests.netns import (
     CloudClient,
     NamespacedAppliance,
     NamespacedSipp,
-    OutboxAccount,
     WanPair,
+    appliance_config,
+    check_exactly_once,
     check_no_leftovers,
     outbox_account,
     skip_reason,
@@ -65,10 +65,11 @@ SYNC_PORT = 8443
 CALLER_PORT = 5070
 CALL_EVERY_S = 0.5
 CALL_HOLD_MS = 400
-# Time in SURVIVABLE before the WAN returns, and in ONLINE before the next cut: a call or two is placed
-# in each, and in ONLINE at least one whole call fits before the cut.
-SURVIVABLE_HOLD_S = 0.6
-ONLINE_HOLD_S = 1.5
+# Time in SURVIVABLE before the WAN returns, and in ONLINE before the next cut: at least one call is
+# placed in each (and in ONLINE answered before the cut).
+SURVIVABLE_HOLD_S = 0.5
+ONLINE_HOLD_S = 0.8
+SETUP_S = 0.2  # a call placed this long before a cut has been answered before it
 # Carrier loss is seen at once (netlink); a silent drop needs probe_failures unanswered probes.
 CUT_TIMEOUT_S = 6.0
 RESTORE_TIMEOUT_S = 6.0
@@ -81,21 +82,9 @@ def _no_namespaces_left() -> Iterator[None]:
         yield
 
 
-def appliance_config(wan: WanPair, work: Path, site: SitePki) -> str:
-    return f"""\
-state_dir = "{work / "var"}"
-
-[site]
-name = "flaps"
-
-[sip]
-listen = "{wan.app_ip}"
-udp_port = {SIP_PORT}
-tcp_port = {SIP_PORT}
-
-[media]
-workers = 1
-
+def flaps_config(wan: WanPair, work: Path, site: SitePki) -> str:
+    """The cloud trunk across the WAN with fast probes; the WAN interface watched for carrier."""
+    cloud = f"""\
 [cloud]
 trunk = "sip:{wan.cloud_ip}:{CLOUD_PORT}"
 probe_interval = 1.0
@@ -103,19 +92,10 @@ probe_timeout = 0.5
 probe_failures = 2
 probe_successes = 1
 hold_down = 1
-
-
-[sync]
-listen = "{wan.app_ip}"
-port = {SYNC_PORT}
-certificate = "{site.server_certificate}"
-private_key = "{site.server_key}"
-client_ca = "{site.ca_certificate}"
-
-[metrics]
-listen = "127.0.0.1"
-port = 9464
 """
+    return appliance_config(
+        wan, work, site_name="flaps", sip_port=SIP_PORT, sync_port=SYNC_PORT, pki=site, extra=cloud
+    )
 
 
 @dataclass
@@ -145,19 +125,6 @@ def flap(wan: WanPair, app: NamespacedAppliance, kind: str) -> Cut:
     return Cut(kind, cut_wall, survivable, restored_wall, online, online_wall)
 
 
-def check_exactly_once(events: list[Event], account: OutboxAccount) -> None:
-    """The store holds 1..acked_seq without a gap, each event once; the outbox still holds the rest of
-    what it issued (appended after the client stopped), so every event issued is in one place."""
-    seqs = [e.seq for e in events]
-    assert seqs == list(range(1, account.acked_seq + 1)), "the store is not seq 1..acked without a gap"
-    assert [seq for seq, _, _ in account.held] == list(range(account.acked_seq + 1, account.last_seq + 1))
-    assert not {e.id for e in events} & {i for _, i, _ in account.held}, "an event both held and acknowledged"
-    ids = Counter(e.id for e in events)
-    assert not [i for i, n in ids.items() if n > 1], "an event id is held twice"
-    content = Counter((e.type, e.hlc, repr(sorted(e.body.items()))) for e in events)
-    assert not [c for c, n in content.items() if n > 1], "one event held twice under two ids"
-
-
 def check_calls(
     records: list[dict[str, Any]], caller: SippResult, cloud: SippResult, cuts: list[Cut]
 ) -> None:
@@ -177,13 +144,15 @@ def check_calls(
         assert record["answered"] is not None, record
     assert len(local) >= FLAPS, f"only {len(local)} calls placed while SURVIVABLE in {FLAPS} cuts"
 
-    # Placed once ONLINE was back (or before the first cut) and over before the next cut.
-    whole = [(c.online_wall, n.cut_wall - CALL_HOLD_MS / 1e3 - 0.3) for c, n in itertools.pairwise(cuts)]
-    whole.append((0.0, cuts[0].cut_wall - CALL_HOLD_MS / 1e3 - 0.3))
+    # Placed once ONLINE was back (or before the first cut) and answered before the next cut: the cloud
+    # answered; the call stays there unless a cut came while it was up (then it is rescued into the IVR).
+    whole = [(c.online_wall, n.cut_wall - SETUP_S) for c, n in itertools.pairwise(cuts)]
+    whole.append((0.0, cuts[0].cut_wall - SETUP_S))
     up = [r for r in by_mode.get("online", []) if any(a <= r["created_ts"] <= b for a, b in whole)]
     for record in up:
-        assert record["route"] == "cloud" and not record["rescued"], record
-        assert record["legs"][0]["kind"] == "cloud" and record["legs"][0]["outcome"] == "answered", record
+        first = record["legs"][0]
+        assert first["kind"] == "cloud" and first["outcome"] in ANSWERED, record
+        assert record["route"] == "cloud" or (record["rescued"] and record["route"] == "ivr"), record
     assert len(up) >= FLAPS, f"only {len(up)} calls placed with the WAN whole"
     answered_by_cloud = [
         r for r in records if any(leg["kind"] == "cloud" and leg["outcome"] in ANSWERED for leg in r["legs"])
@@ -223,7 +192,7 @@ def test_the_wan_flaps_twenty_times_under_calls_and_events(tmp_path: Path) -> No
         with cloud:
             cloud.wait_bound()
             site = sync_pki.site(tmp_path / "pki", hosts=(wan.app_ip,))
-            app = start_appliance_in(wan, tmp_path, appliance_config(wan, tmp_path, site))
+            app = start_appliance_in(wan, tmp_path, flaps_config(wan, tmp_path, site))
             try:
                 app.wait_mode("ONLINE", 10)
                 client = CloudClient(
