@@ -44,6 +44,7 @@ from tests.netns import (
     appliance_config,
     check_exactly_once,
     check_no_leftovers,
+    list_namespaces,
     outbox_account,
     skip_reason,
     start_appliance_in,
@@ -181,6 +182,26 @@ def check_modes(events: list[Event], cuts: list[Cut]) -> None:
     for event in changes:
         assert isinstance(event.body.get("reason"), str) and event.body["reason"]
         assert isinstance(event.body.get("at"), str) and event.body["at"].endswith("Z")
+
+
+def test_the_harness_cuts_the_wan_both_ways_and_leaves_nothing_behind() -> None:
+    def carrier(wan: WanPair) -> bool:
+        return "NO-CARRIER" not in wan.check_in(wan.app, ["ip", "link", "show", wan.app_if])
+
+    with wan_pair() as wan:
+        names = {wan.app, wan.cloud}
+        assert wan.reachable() and carrier(wan)
+        wan.cut_link()
+        assert not wan.reachable(0.3) and not carrier(wan)
+        wan.restore_link()
+        assert wan.reachable(2.0) and carrier(wan)
+        wan.drop()
+        assert not wan.reachable(0.3) and carrier(wan)  # silent: the link stays up
+        wan.undrop()
+        assert wan.reachable()
+        sleeper = wan.run_in(wan.cloud, ["sleep", "60"])
+    assert sleeper.poll() is not None, "a process started in the namespace outlived it"
+    assert not names & list_namespaces()
 
 
 def test_the_wan_flaps_twenty_times_under_calls_and_events(tmp_path: Path) -> None:
