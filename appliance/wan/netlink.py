@@ -7,7 +7,7 @@ Theory of operation. Two parts, as STYLE.md rules 1 and 4 ask:
   :class:`~appliance.wan.events.AddressChanged`, :class:`~appliance.wan.events.RouteChanged` or None for a
   message the WAN monitor has no use for. It never raises on odd input: the kernel is trusted, but a
   field we do not expect makes the message uninteresting, not fatal.
-* :class:`NetlinkWatcher` is the asyncio adapter on pyroute2's async API: one socket bound to the link,
+* :class:`NetlinkWatcher` is the asyncio adapter (pyroute2 parses the messages): one socket bound to the link,
   address and route multicast groups (IPv4 and IPv6), joined *before* a second socket dumps the current
   links, addresses and routes, so nothing that changes during the dump is missed (a change then arrives
   after the dump's stale view and wins). Each message is flattened, translated and handed to ``on_event``.
@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import struct
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -148,73 +149,140 @@ def _groups(ipv6: bool) -> int:
     return int(groups)
 
 
+# Dump requests (RFC 3549 §2.3.2): nlmsghdr + the family's fixed header, all zero (every object, any
+# family). RTM_GETLINK/GETADDR/GETROUTE with NLM_F_REQUEST | NLM_F_DUMP.
+_NLMSG_HDR: Final = struct.Struct("=IHHII")
+_NLM_F_REQUEST_DUMP: Final = 0x001 | 0x300
+_NLMSG_ERROR, _NLMSG_DONE = 2, 3
+_DUMPS: Final = ((18, 16), (22, 8), (26, 12))  # (message type, size of ifinfomsg / ifaddrmsg / rtmsg)
+_RECV_SIZE: Final = 1 << 16
+_RCVBUF: Final = 1 << 20  # a burst of route changes must not overflow the socket (ENOBUFS) at once
+
+
+def _dump_request(msg_type: int, header_size: int, seq: int, family: int) -> bytes:
+    payload = bytearray(header_size)
+    payload[0] = family
+    return _NLMSG_HDR.pack(_NLMSG_HDR.size + header_size, msg_type, _NLM_F_REQUEST_DUMP, seq, 0) + payload
+
+
+def _dump_done(data: bytes) -> bool:
+    """Whether ``data`` (one datagram of a dump) holds the NLMSG_DONE or NLMSG_ERROR that ends it."""
+    offset = 0
+    while offset + _NLMSG_HDR.size <= len(data):
+        length, msg_type = _NLMSG_HDR.unpack_from(data, offset)[:2]
+        if msg_type in (_NLMSG_DONE, _NLMSG_ERROR):
+            return True
+        if length < _NLMSG_HDR.size:
+            return True  # malformed: stop reading rather than loop
+        offset += (length + 3) & ~3
+    return False
+
+
 class NetlinkWatcher:
     """Feeds every link, address and route event of this network namespace to ``on_event``.
 
     :meth:`start` returns once the initial dump was delivered (links first, then addresses, then routes)
-    and the watch runs; :meth:`stop` closes both sockets. ``on_event`` runs in the event loop and must not
+    and the watch runs; :meth:`stop` closes the socket. ``on_event`` runs in the event loop and must not
     block. If the watch socket fails (e.g. ENOBUFS after the kernel dropped messages under load) the
     watcher rebinds and dumps again, so its user sees the current state rather than a gap.
+
+    The sockets are plain ``AF_NETLINK`` sockets read through ``loop.add_reader`` and parsed by pyroute2's
+    rtnetlink marshal, not pyroute2's own asyncio transport: that one opens its socket through
+    ``loop.create_datagram_endpoint``, which uvloop (the control process's loop) refuses for AF_NETLINK.
     """
 
     def __init__(self, *, on_event: Callable[[NetlinkEvent], None], ipv6: bool = True) -> None:
+        from pyroute2.netlink.rtnl.marshal import MarshalRtnl  # type: ignore[import-untyped]
+
         self._on_event = on_event
         self._ipv6 = ipv6
-        self._sock: Any = None
-        self._task: asyncio.Task[None] | None = None
+        self._marshal = MarshalRtnl()
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._recovery: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self._bind_and_dump()
-        self._task = asyncio.get_running_loop().create_task(self._watch())
+        self._loop = asyncio.get_running_loop()
+        self._bind_and_dump()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        if self._recovery is not None:
+            self._recovery.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await self._recovery
+            self._recovery = None
         self._close()
 
     def _close(self) -> None:
         if self._sock is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(self._sock.fileno())
             self._sock.close()
             self._sock = None
 
-    async def _bind_and_dump(self) -> None:
-        from pyroute2 import AsyncIPRoute  # type: ignore[import-untyped]
-
+    def _bind_and_dump(self) -> None:
+        assert self._loop is not None
         self._close()
-        sock = AsyncIPRoute()
-        await sock.bind(groups=_groups(self._ipv6))
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
+            sock.bind((0, _groups(self._ipv6)))  # joined before the dump: no change is missed
+            sock.setblocking(False)
+            self._dump()
+        except BaseException:
+            sock.close()
+            raise
         self._sock = sock
-        family = socket.AF_UNSPEC if self._ipv6 else socket.AF_INET
-        async with AsyncIPRoute() as ipr:
-            for dump in (ipr.link("dump"), ipr.addr("dump", family=family), ipr.route("dump", family=family)):
-                async for msg in await dump:
-                    self._deliver(msg)
+        self._loop.add_reader(sock.fileno(), self._readable)
 
-    async def _watch(self) -> None:
-        while True:  # one get() yields what one read brought; the next read waits for the kernel
+    def _dump(self) -> None:
+        """Read the current links, addresses and routes on a socket of its own (the kernel answers at
+        once from memory, so the blocking reads take microseconds)."""
+        family = socket.AF_UNSPEC if self._ipv6 else socket.AF_INET
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as dump:
+            dump.settimeout(2.0)
+            dump.bind((0, 0))
+            for seq, (msg_type, header_size) in enumerate(_DUMPS, start=1):
+                dump.send(_dump_request(msg_type, header_size, seq, family))
+                while True:
+                    data = dump.recv(_RECV_SIZE)
+                    self._deliver_datagram(data)
+                    if _dump_done(data):
+                        break
+
+    def _readable(self) -> None:
+        assert self._sock is not None
+        while True:
             try:
-                async for msg in self._sock.get():
-                    self._deliver(msg)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
+                data = self._sock.recv(_RECV_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                # ENOBUFS: the kernel dropped messages; what we know may be stale.
                 _LOG.warning("netlink watch failed; binding again and dumping the state", exc_info=True)
-                await self._recover()
+                self._start_recovery()
+                return
+            self._deliver_datagram(data)
+
+    def _start_recovery(self) -> None:
+        assert self._loop is not None
+        self._close()
+        if self._recovery is None or self._recovery.done():
+            self._recovery = self._loop.create_task(self._recover())
 
     async def _recover(self) -> None:
         while True:
             await asyncio.sleep(0.1)
             try:
-                await self._bind_and_dump()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
+                self._bind_and_dump()
+            except OSError:
                 _LOG.warning("netlink: binding again failed", exc_info=True)
             else:
                 return
+
+    def _deliver_datagram(self, data: bytes) -> None:
+        for msg in self._marshal.parse(data):
+            self._deliver(msg)
 
     def _deliver(self, msg: Any) -> None:
         event = translate(flatten(msg))

@@ -171,3 +171,21 @@ scalars = st.one_of(st.none(), st.integers(-5, 1 << 20), st.text(max_size=8), st
 def test_translate_is_total(event: str, fields: dict[str, Any], attrs: dict[str, Any] | None) -> None:
     result = translate({"event": event, **fields, "attrs": attrs})
     assert result is None or isinstance(result, (LinkChanged, AddressChanged, RouteChanged))
+
+
+def test_the_watcher_runs_on_uvloop_the_control_process_loop() -> None:
+    """The control process runs on uvloop, which refuses AF_NETLINK datagram endpoints: the watcher must
+    read its own netlink sockets. The initial dump delivers at least the loopback interface."""
+    import uvloop
+
+    from appliance.wan.netlink import NetlinkWatcher
+
+    async def watch() -> list[object]:
+        events: list[object] = []
+        watcher = NetlinkWatcher(on_event=events.append)
+        await watcher.start()
+        await watcher.stop()
+        return events
+
+    events = uvloop.run(watch())
+    assert any(isinstance(e, LinkChanged) and e.ifname == "lo" and e.carrier for e in events)
