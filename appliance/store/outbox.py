@@ -259,11 +259,9 @@ class Outbox:
         async with self._writing() as write:
             state = write.state
             added = sum(p.size for p in batch)
-            level = next_pressure(state.pressure, state.bytes + added, self._quota)
-            rows = list(batch)
-            if level is not state.pressure:
-                pending = state.last_seq + len(batch) + 1 - state.acked_seq
-                rows.append(self._pressure_event(level, state.bytes + added, pending))
+            pending = state.last_seq + len(batch) + 1 - state.acked_seq
+            level, alarm = self._settle(state.pressure, state.bytes + added, pending)
+            rows = batch if alarm is None else [*batch, alarm]
             events = await self._insert(write.tx, state, rows, level)
             write.after = replace(
                 state,
@@ -302,9 +300,21 @@ class Outbox:
                         extra={"ctx": {"bytes": write.after.bytes, "quota": self._quota}},
                     )
 
-    def _pressure_event(self, level: Pressure, held: int, pending: int) -> PendingEvent:
-        body = {"level": level.value, "bytes": held, "quota_bytes": self._quota, "pending": pending}
-        return encode_event(PRESSURE_EVENT, body, self._max_body_size)
+    def _settle(self, current: Pressure, held: int, pending: int) -> tuple[Pressure, PendingEvent | None]:
+        """The level once ``held`` bytes are held, and the pressure event announcing it if it changed.
+
+        The event counts too: when it takes the outbox over the next threshold (a small quota), it
+        announces the level it leads to, or nothing if that is the level already announced.
+        """
+        level = next_pressure(current, held, self._quota)
+        while level is not current:
+            body = {"level": level.value, "bytes": held, "quota_bytes": self._quota, "pending": pending}
+            alarm = encode_event(PRESSURE_EVENT, body, self._max_body_size)
+            settled = next_pressure(level, held + alarm.size, self._quota)
+            if settled is level:
+                return level, alarm
+            level = settled  # only ever up, so this ends within two turns
+        return current, None
 
     async def _insert(
         self, tx: Transaction, state: _State, rows: list[PendingEvent], level: Pressure
@@ -435,9 +445,8 @@ class Outbox:
             pruned = await write.tx.execute("DELETE FROM outbox WHERE seq <= ?", (upto,))
             await write.tx.execute("UPDATE outbox_state SET acked_seq = ? WHERE singleton = 1", (upto,))
             after = replace(state, acked_seq=upto, first_seq=upto + 1, bytes=held)
-            level = next_pressure(state.pressure, held, self._quota)
-            if level is not state.pressure:
-                alarm = self._pressure_event(level, held, state.last_seq + 1 - upto)
+            level, alarm = self._settle(state.pressure, held, state.last_seq + 1 - upto)
+            if alarm is not None:
                 events = await self._insert(write.tx, after, [alarm], level)
                 after = replace(after, last_seq=events[-1].seq, bytes=held + alarm.size)
             write.after = replace(after, pressure=level)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -9,7 +11,7 @@ from typing import Any
 
 import cbor2
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from appliance.store import (
@@ -33,7 +35,11 @@ from appliance.store.outbox_quota import (
 from tests.unit.test_store_outbox import opened
 from tests.unit.test_store_outbox_feed import make_outbox as feed_outbox
 
-SETTINGS = settings(max_examples=int(os.environ.get("APPLIANCE_HYPOTHESIS_EXAMPLES", "60")), deadline=None)
+SETTINGS = settings(
+    max_examples=int(os.environ.get("APPLIANCE_HYPOTHESIS_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],  # each example opens its own database
+)
 BODY: dict[str, Any] = {"v": "x" * 40}
 ROW = row_bytes(len(cbor2.dumps(BODY, canonical=True)))
 QUOTA = 100 * ROW
@@ -243,3 +249,68 @@ async def test_append_many_is_refused_whole_past_the_ceiling(db: Database) -> No
         await outbox.append_many([("mode.changed", BODY)] * 10)
     events = await outbox.append_many([("mode.changed", BODY)] * 3)
     assert [e.seq for e in events] == [107, 108, 109]  # 105 records, then the "full" alarm at 106
+
+
+appends = st.tuples(
+    st.sampled_from(["call.record", "ivr.callback", "mode.changed", "metrics.snapshot", "metrics.calls"]),
+    st.integers(300, 1000),
+)
+operations = st.lists(
+    st.one_of(
+        appends,
+        appends,
+        st.tuples(st.just("ack"), st.floats(0.0, 1.0)),
+        st.tuples(st.just("burst"), st.integers(1, 40)),  # concurrent appends, group-committed
+    ),
+    min_size=5,
+    max_size=80,
+)
+
+
+async def offer(outbox: Outbox, event_type: str, body: dict[str, Any]) -> bool:
+    """Append as a producer would; False only if refused or thinned as its priority allows."""
+    if priority_of(event_type) is Priority.BULK:
+        stored = await outbox.append_bulk(event_type, body)
+        return stored is None or stored.type == event_type
+    try:
+        stored = await outbox.append(event_type, body)
+    except OutboxFullError:
+        return priority_of(event_type) is Priority.NORMAL  # CRITICAL events are never refused
+    return stored.type == event_type
+
+
+@SETTINGS
+@given(ops=operations, rows=st.integers(20, 50))
+async def test_counters_and_alarms_follow_any_sequence_of_appends_and_acks(
+    tmp_path: Path, ops: list[tuple[str, Any]], rows: int
+) -> None:
+    quota = rows * ROW
+    path = tmp_path / f"q-{os.urandom(6).hex()}.db"
+    async with opened(path) as db:
+        outbox = make_outbox(db, quota)
+        seen_levels, read_upto = ["normal"], 0
+        for op, arg in ops:
+            if op == "burst":
+                kinds = itertools.cycle(["metrics.snapshot", "call.record", "mode.changed"])
+                burst = [offer(outbox, next(kinds), {"pad": "p" * 400}) for _ in range(arg)]
+                assert all(await asyncio.gather(*burst))
+            elif op == "ack":
+                stats = await outbox.stats()
+                await outbox.acknowledge(stats.acked_seq + round(arg * stats.pending))
+            else:
+                assert await offer(outbox, op, {"pad": "p" * arg})
+            for raw in await outbox.read_raw_after(read_upto, 1000):  # what a cloud would see
+                read_upto = raw.seq
+                if raw.type == PRESSURE_EVENT:
+                    level = cbor2.loads(raw.body)["level"]
+                    assert level != seen_levels[-1]  # one event per change of level, never a repeat
+                    seen_levels.append(level)
+            stats = await outbox.stats()
+            held = await outbox.read_raw_after(stats.acked_seq, 10_000)
+            assert [e.seq for e in held] == list(range(stats.acked_seq + 1, stats.last_seq + 1))
+            assert stats.bytes == sum(row_bytes(len(e.body)) for e in held)
+            assert stats.pressure == seen_levels[-1]
+            assert next_pressure(Pressure(stats.pressure), stats.bytes, quota) is Pressure(stats.pressure)
+            if stats.pressure == "normal":
+                assert stats.bytes < 0.8 * quota
+        event(f"levels seen: {' '.join(dict.fromkeys(seen_levels))}")
