@@ -77,7 +77,14 @@ log = logging.getLogger(__name__)
 MAX_READ: Final = 10_000
 _COLUMNS: Final = 5  # id, type, hlc, body, created
 _ROWS_PER_INSERT: Final = 5_000  # 5 parameters a row, under SQLite's 32,766 bound parameters
-_STATE_SQL: Final = """SELECT s.acked_seq, s.last_hlc, s.pressure,
+# The newest HLC stored: the newest row's (seq order is HLC order), or, once that row is pruned, what the
+# prune saved in outbox_state; appends do not write outbox_state, which keeps them to one statement.
+_NEWEST_HLC: Final = (
+    "MAX((SELECT last_hlc FROM outbox_state WHERE singleton = 1),"
+    " COALESCE((SELECT hlc FROM outbox ORDER BY seq DESC LIMIT 1), 0))"
+)
+_SAVE_HLC: Final = f"UPDATE outbox_state SET last_hlc = {_NEWEST_HLC} WHERE singleton = 1"
+_STATE_SQL: Final = f"""SELECT s.acked_seq, {_NEWEST_HLC}, s.pressure,
     COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0),
     (SELECT MIN(seq) FROM outbox),
     (SELECT COALESCE(SUM(length(body)), 0) FROM outbox WHERE seq > s.acked_seq),
@@ -323,24 +330,23 @@ class Outbox:
         for pending in rows:
             hlc, event_id, created = self._clock(), self._new_id(), self._wall()
             stamped.append((event_id, pending.type, hlc, pending.body, created))
+        seqs: list[int] = []
         for start in range(0, len(stamped), _ROWS_PER_INSERT):
             chunk = stamped[start : start + _ROWS_PER_INSERT]
             values = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
             params = [v for i, t, h, b, c in chunk for v in (i, t, h.pack(), b, c)]
             assert len(params) == _COLUMNS * len(chunk)
-            await tx.execute(f"INSERT INTO outbox (id, type, hlc, body, created) VALUES {values}", params)
-        last = await _last_seq(tx)
-        first = last - len(rows) + 1
-        if first != state.last_seq + 1:
+            inserted = await tx.fetchall(
+                f"INSERT INTO outbox (id, type, hlc, body, created) VALUES {values} RETURNING seq", params
+            )
+            seqs += sorted(int(r[0]) for r in inserted)  # RETURNING promises no order; VALUES go in order
+        first = state.last_seq + 1
+        if seqs != list(range(first, first + len(rows))):
             # Someone else wrote the table (see the module doc): roll back, re-read, let the caller retry.
             self._stale = True
-            raise StoreError(
-                f"outbox seq out of step: expected {state.last_seq + 1}, the database gave {first}"
-            )
-        await tx.execute(
-            "UPDATE outbox_state SET last_hlc = MAX(last_hlc, ?), pressure = ? WHERE singleton = 1",
-            (max(h for _, _, h, _, _ in stamped).pack(), level.value),
-        )
+            raise StoreError(f"outbox seq out of step: expected {first}, the database gave {seqs[0]}")
+        if level is not state.pressure:
+            await tx.execute("UPDATE outbox_state SET pressure = ? WHERE singleton = 1", (level.value,))
         return [
             OutboxEvent(first + n, i, t, h, cbor2.loads(b), c) for n, (i, t, h, b, c) in enumerate(stamped)
         ]
@@ -442,6 +448,7 @@ class Outbox:
             )
             assert row is not None
             held = state.bytes - int(row[0]) - row_bytes(0) * int(row[1])
+            await write.tx.execute(_SAVE_HLC)
             pruned = await write.tx.execute("DELETE FROM outbox WHERE seq <= ?", (upto,))
             await write.tx.execute("UPDATE outbox_state SET acked_seq = ? WHERE singleton = 1", (upto,))
             after = replace(state, acked_seq=upto, first_seq=upto + 1, bytes=held)
@@ -457,6 +464,7 @@ class Outbox:
         acknowledges, so this finds only what a database written by older firmware kept."""
         async with self._writing() as write:
             state = write.state
+            await write.tx.execute(_SAVE_HLC)
             pruned = await write.tx.execute("DELETE FROM outbox WHERE seq <= ?", (state.acked_seq,))
             write.after = replace(state, first_seq=max(state.first_seq, state.acked_seq + 1))
         return pruned
@@ -492,7 +500,7 @@ class Outbox:
 
     async def last_hlc(self) -> Hlc:
         """The newest HLC timestamp ever stored (zero if none); seeds an injected clock after a restart."""
-        row = await self._db.fetchone("SELECT last_hlc FROM outbox_state WHERE singleton = 1")
+        row = await self._db.fetchone(f"SELECT {_NEWEST_HLC}")
         return Hlc.unpack(int(row[0]) if row else 0)
 
     async def close(self) -> None:
@@ -501,8 +509,3 @@ class Outbox:
             pass  # the lock is fair: appends that waited for the first read of the counters have queued
         while self._writer is not None:
             await asyncio.wait({self._writer})
-
-
-async def _last_seq(tx: Transaction) -> int:
-    row = await tx.fetchone("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'")
-    return int(row[0]) if row else 0
