@@ -311,3 +311,19 @@ async def test_bodies_round_trip(tmp_path: Path, bodies: list[dict[str, Any]]) -
         stored = await make_outbox(db).read_after(0, 100)
     assert [e.body for e in stored] == bodies
     assert stored == appended
+
+
+async def test_the_newest_timestamp_is_that_of_the_newest_row_until_it_is_pruned(tmp_path: Path) -> None:
+    path = tmp_path / "appliance.db"
+    async with opened(path) as db:
+        outbox = Outbox(db, wall=FakeWall(3000.0))
+        await outbox.append("a", {})
+        newest = await outbox.append("b", {})
+        assert await outbox.last_hlc() == newest.hlc == Hlc(3_000_000, 1)
+        await outbox.acknowledge(1)  # the newest row stays
+    async with opened(path) as db:
+        outbox = Outbox(db, wall=FakeWall(1000.0))
+        assert await outbox.last_hlc() == newest.hlc
+        assert (await outbox.append("c", {})).hlc == Hlc(3_000_000, 2)
+        await outbox.acknowledge(3)  # every row gone: the prune kept the newest timestamp
+        assert await outbox.last_hlc() == Hlc(3_000_000, 2)
