@@ -10,13 +10,13 @@ the appliance is SURVIVABLE and a call or two have been placed, then restored un
 
 At the end:
 
-* the client's store holds every event the outbox issued, exactly once: seq 1..last gap-free, ids unique,
-  and the appliance's acknowledgement is the store's last seq;
+* every event the outbox issued is held exactly once: the client's store holds seq 1..acked without a
+  gap, the outbox the few appended after the client stopped; ids unique, no event twice under two ids;
 * every call SIPp placed has one ``call.record``; calls placed while SURVIVABLE were answered by the local
   IVR and never tried the cloud; calls placed while ONLINE with the WAN whole were answered by the cloud;
   SIPp saw no failed call;
-* ``mode.changed`` events report every transition with its time, twenty entries into SURVIVABLE, each
-  inside its cut.
+* ``mode.changed`` events report every transition with its time, twenty entries into SURVIVABLE from
+  ONLINE or SUSPECT, each inside its cut.
 """
 
 from __future__ import annotations
