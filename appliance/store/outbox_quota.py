@@ -24,6 +24,8 @@ at a threshold does not raise an alarm per event:
 
 While thinning, BULK events are sampled deterministically: of the events of each type offered, the 1st,
 the (N+1)th, the (2N+1)th, … are kept (N = :data:`SAMPLE_EVERY`, 10), the others are dropped and counted.
+The count per type runs from the start of the process. A dropped event is not written at all: the cloud
+sees fewer samples of that metric, each as it was taken.
 No quota (``None``) means no limit: the level stays ``normal``.
 
 Sans-I/O: this module keeps counts and decides; the outbox does the writing.

@@ -130,6 +130,7 @@ async def test_sigkill_at_random_moments_loses_no_stored_event_and_leaves_no_gap
         assert child.stdout is not None
         for _ in range(rng.randrange(1, 120)):
             line = (await asyncio.wait_for(child.stdout.readline(), 20)).split()
+            assert line, "the writer died on its own"
             if line[0] == b"S":
                 stored[int(line[1])] = line[2].decode()
             else:
