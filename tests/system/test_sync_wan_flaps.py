@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import shutil
 import signal
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +76,9 @@ SETUP_S = 0.2  # a call placed this long before a cut has been answered before i
 # Carrier loss is seen at once (netlink); a silent drop needs probe_failures unanswered probes.
 CUT_TIMEOUT_S = 6.0
 RESTORE_TIMEOUT_S = 6.0
+TRANSITION_SAMPLE = re.compile(
+    r'appliance_mode_transitions_total\{from_mode="(?P<old>\w+)",to_mode="(?P<new>\w+)"\}'
+)
 ANSWERED = ("answered", "rescued")  # outcomes of a leg whose callee answered
 
 
@@ -93,6 +98,9 @@ probe_timeout = 0.5
 probe_failures = 2
 probe_successes = 1
 hold_down = 1
+
+[wan]
+interfaces = ["{wan.app_if}"]
 """
     return appliance_config(
         wan, work, site_name="flaps", sip_port=SIP_PORT, sync_port=SYNC_PORT, pki=site, extra=cloud
@@ -184,6 +192,17 @@ def check_modes(events: list[Event], cuts: list[Cut]) -> None:
         assert isinstance(event.body.get("at"), str) and event.body["at"].endswith("Z")
 
 
+def check_transition_metrics(events: list[Event], metrics: dict[str, float]) -> None:
+    """Every transition is counted in ``appliance_mode_transitions_total`` as it was reported."""
+    reported = Counter((e.body["old"], e.body["new"]) for e in events if e.type == "mode.changed")
+    counted = Counter[tuple[str, str]]()
+    for name, value in metrics.items():
+        match = TRANSITION_SAMPLE.fullmatch(name)
+        if match is not None and value:
+            counted[(match["old"], match["new"])] = int(value)
+    assert counted == reported, (counted, reported)
+
+
 def test_the_harness_cuts_the_wan_both_ways_and_leaves_nothing_behind() -> None:
     def carrier(wan: WanPair) -> bool:
         return "NO-CARRIER" not in wan.check_in(wan.app, ["ip", "link", "show", wan.app_if])
@@ -235,14 +254,15 @@ def test_the_wan_flaps_twenty_times_under_calls_and_events(tmp_path: Path) -> No
                 for cut in cuts:
                     print(f"{cut.kind}: SURVIVABLE after {cut.survivable_after_s:.3f} s, "
                           f"ONLINE after {cut.online_after_s:.3f} s")  # fmt: skip
-                cloud_result = cloud.stop()
                 time.sleep(1.0)  # the last records and IVR sessions reach the outbox
                 status = client.run("status")
                 client.wait_caught_up(status["outbox"]["last_seq"], timeout=30)
                 client_errors = client.stop()
+                metrics = app.metrics()
             finally:
                 app.stop()
             log = app.stderr()
+            cloud_result = cloud.stop()  # only now: a cloud gone earlier would be one more cut
     assert "Traceback" not in log, log[-5000:]
     assert "Traceback" not in client_errors, client_errors
     events = client.events()
@@ -252,3 +272,4 @@ def test_the_wan_flaps_twenty_times_under_calls_and_events(tmp_path: Path) -> No
     records = [dict(e.body) for e in events if e.type == "call.record"]
     check_calls(records, caller_result, cloud_result, cuts)
     check_modes(events, cuts)
+    check_transition_metrics(events, metrics)
