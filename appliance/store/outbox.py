@@ -48,6 +48,13 @@ import cbor2
 from appliance.store.database import Database, Transaction
 from appliance.store.errors import LocalProtocolError, OutboxAckError, OutboxFullError, StoreError
 from appliance.store.hlc import Hlc, HybridLogicalClock
+from appliance.store.outbox_counters import (
+    COUNTERS_SQL,
+    NEWEST_HLC_SQL,
+    SAVE_NEWEST_HLC_SQL,
+    Counters,
+    counters_from_row,
+)
 from appliance.store.outbox_events import (
     MAX_BODY_SIZE,
     RAW_COLUMNS,
@@ -77,35 +84,13 @@ log = logging.getLogger(__name__)
 MAX_READ: Final = 10_000
 _COLUMNS: Final = 5  # id, type, hlc, body, created
 _ROWS_PER_INSERT: Final = 5_000  # 5 parameters a row, under SQLite's 32,766 bound parameters
-# The newest HLC stored: the newest row's (seq order is HLC order), or, once that row is pruned, what the
-# prune saved in outbox_state; appends do not write outbox_state, which keeps them to one statement.
-_NEWEST_HLC: Final = (
-    "MAX((SELECT last_hlc FROM outbox_state WHERE singleton = 1),"
-    " COALESCE((SELECT hlc FROM outbox ORDER BY seq DESC LIMIT 1), 0))"
-)
-_SAVE_HLC: Final = f"UPDATE outbox_state SET last_hlc = {_NEWEST_HLC} WHERE singleton = 1"
-_STATE_SQL: Final = f"""SELECT s.acked_seq, {_NEWEST_HLC}, s.pressure,
-    COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0),
-    (SELECT MIN(seq) FROM outbox),
-    (SELECT COALESCE(SUM(length(body)), 0) FROM outbox WHERE seq > s.acked_seq),
-    (SELECT COUNT(*) FROM outbox WHERE seq > s.acked_seq)
-    FROM outbox_state AS s WHERE s.singleton = 1"""
-
-
-@dataclass(frozen=True, slots=True)
-class _State:
-    first_seq: int
-    last_seq: int
-    acked_seq: int
-    bytes: int  # quota bytes of the rows above acked_seq
-    pressure: Pressure
 
 
 @dataclass(slots=True)
 class _Write:
     tx: Transaction
-    state: _State  # the counters at the start of the transaction
-    after: _State | None = None  # the counters once it has committed
+    state: Counters  # the counters at the start of the transaction
+    after: Counters | None = None  # the counters once it has committed
 
 
 class Outbox:
@@ -142,7 +127,7 @@ class Outbox:
         self._queue: list[tuple[PendingEvent, asyncio.Future[OutboxEvent]]] = []
         self._queued_bytes = 0  # accepted, not yet written: counted when admitting more
         self._writer: asyncio.Task[None] | None = None
-        self._state: _State | None = None
+        self._state: Counters | None = None
         self._stale = False  # a write's outcome is unknown: re-read the counters in the next write
         self._load_lock = asyncio.Lock()
         self._write_lock = asyncio.Lock()  # a write and the replacement of the counters, as one
@@ -324,7 +309,7 @@ class Outbox:
         return current, None
 
     async def _insert(
-        self, tx: Transaction, state: _State, rows: list[PendingEvent], level: Pressure
+        self, tx: Transaction, state: Counters, rows: list[PendingEvent], level: Pressure
     ) -> list[OutboxEvent]:
         stamped = []
         for pending in rows:
@@ -353,35 +338,27 @@ class Outbox:
 
     # --- the counters -----------------------------------------------------------------------------------
 
-    async def _ready(self) -> _State:
+    async def _ready(self) -> Counters:
         """The counters, read from the database at first use."""
         if self._state is None:
             async with self._load_lock:
                 if self._state is None:
-                    row = await self._db.fetchone(_STATE_SQL)
+                    row = await self._db.fetchone(COUNTERS_SQL)
                     self._state = self._loaded(row)
         return self._state
 
-    async def _current(self, tx: Transaction) -> _State:
+    async def _current(self, tx: Transaction) -> Counters:
         """The counters inside a write transaction, re-read if a write's outcome was unknown."""
         if self._state is None or self._stale:
-            self._state = self._loaded(await tx.fetchone(_STATE_SQL))
+            self._state = self._loaded(await tx.fetchone(COUNTERS_SQL))
             self._stale = False
         return self._state
 
-    def _loaded(self, row: tuple[Any, ...] | None) -> _State:
-        if row is None:
-            raise StoreError("outbox_state is missing its row")
-        acked, last_hlc, pressure, last, first, body_bytes, count = row
+    def _loaded(self, row: tuple[Any, ...] | None) -> Counters:
+        counters, newest = counters_from_row(row)
         if self._own_clock is not None:
-            self._own_clock.observe(Hlc.unpack(int(last_hlc)))
-        return _State(
-            first_seq=int(first) if first is not None else int(last) + 1,
-            last_seq=int(last),
-            acked_seq=int(acked),
-            bytes=int(body_bytes) + row_bytes(0) * int(count),
-            pressure=Pressure(pressure),
-        )
+            self._own_clock.observe(newest)
+        return counters
 
     # --- reading, waiting -----------------------------------------------------------------------------------
 
@@ -448,7 +425,7 @@ class Outbox:
             )
             assert row is not None
             held = state.bytes - int(row[0]) - row_bytes(0) * int(row[1])
-            await write.tx.execute(_SAVE_HLC)
+            await write.tx.execute(SAVE_NEWEST_HLC_SQL)
             pruned = await write.tx.execute("DELETE FROM outbox WHERE seq <= ?", (upto,))
             await write.tx.execute("UPDATE outbox_state SET acked_seq = ? WHERE singleton = 1", (upto,))
             after = replace(state, acked_seq=upto, first_seq=upto + 1, bytes=held)
@@ -464,7 +441,7 @@ class Outbox:
         acknowledges, so this finds only what a database written by older firmware kept."""
         async with self._writing() as write:
             state = write.state
-            await write.tx.execute(_SAVE_HLC)
+            await write.tx.execute(SAVE_NEWEST_HLC_SQL)
             pruned = await write.tx.execute("DELETE FROM outbox WHERE seq <= ?", (state.acked_seq,))
             write.after = replace(state, first_seq=max(state.first_seq, state.acked_seq + 1))
         return pruned
@@ -500,7 +477,7 @@ class Outbox:
 
     async def last_hlc(self) -> Hlc:
         """The newest HLC timestamp ever stored (zero if none); seeds an injected clock after a restart."""
-        row = await self._db.fetchone(f"SELECT {_NEWEST_HLC}")
+        row = await self._db.fetchone(f"SELECT {NEWEST_HLC_SQL}")
         return Hlc.unpack(int(row[0]) if row else 0)
 
     async def close(self) -> None:
