@@ -18,6 +18,13 @@ the namespaces, is killed when the pair is closed, and the namespaces are delete
 wan``) and asynchronous ones (``async with WanPair.create() as wan``; set-up and tear-down then run in a
 worker thread so the loop is not blocked).
 
+On top of the pair, what the sync system tests and the benchmark start in it: the appliance itself
+(:func:`start_appliance_in`, ``appliance run`` in the appliance's namespace, its mode read from its
+metrics there; :func:`appliance_config`), the reference cloud client (:class:`CloudClient`, in the cloud's
+namespace), SIPp (:class:`NamespacedSipp`), and the end-of-test account of what the outbox issued against
+what the cloud holds (:func:`outbox_account`, :func:`check_exactly_once`). :func:`check_no_leftovers`
+fails a test that leaves one of this process's namespaces behind.
+
 Everything here needs root and iproute2 (``ip``) and, for :meth:`WanPair.drop`, nftables (``nft``);
 :func:`skip_reason` says what is missing so a test can skip with a clear reason.
 """
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import queue
@@ -526,8 +534,8 @@ port = 0
 
 def check_exactly_once(events: Sequence[Event], account: OutboxAccount) -> None:
     """AssertionError unless the cloud's store (``events``) holds seq 1..acked_seq without a gap and the
-    outbox holds the rest of what it issued (acked_seq+1..last_seq), every id once in all, and no two
-    events have the same type, HLC and body (one event sent twice under two ids)."""
+    outbox holds the rest of what it issued (acked_seq+1..last_seq), every id once in all, no two events
+    have the same type, HLC and body (one event sent twice under two ids), and HLCs rise with seq."""
     seqs = [e.seq for e in events]
     assert seqs == list(range(1, account.acked_seq + 1)), "the store is not seq 1..acked without a gap"
     held = [seq for seq, _, _ in account.held]
@@ -536,6 +544,8 @@ def check_exactly_once(events: Sequence[Event], account: OutboxAccount) -> None:
     assert not [i for i, n in ids.items() if n > 1], "an event id issued twice"
     content = Counter((e.type, e.hlc, repr(sorted(e.body.items()))) for e in events)
     assert not [c for c, n in content.items() if n > 1], "one event sent twice under two ids"
+    hlcs = [e.hlc for e in events]
+    assert all(a < b for a, b in itertools.pairwise(hlcs)), "HLC order disagrees with seq order"
 
 
 # -- the reference cloud client in the cloud's namespace ---------------------------------------------------

@@ -74,8 +74,6 @@ def check_nothing_twice(events: list[Event], acks: list[int], account: OutboxAcc
     assert not [c for c, n in calls.items() if n > 1], "a call recorded twice"
     sessions = Counter(e.body["session_id"] for e in events if e.type == "ivr.session")
     assert not [s for s, n in sessions.items() if n > 1], "an IVR session reported twice"
-    hlcs = [e.hlc for e in events]
-    assert hlcs == sorted(hlcs) and len(set(hlcs)) == len(hlcs), "HLC order disagrees with seq order"
 
 
 def test_sigkill_during_sync_twenty_times(tmp_path: Path) -> None:
