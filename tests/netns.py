@@ -145,7 +145,7 @@ class WanPair:
     cloud_if: str
     _procs: list[subprocess.Popen[Any]] = field(default_factory=list)
     _link_cut: bool = False
-    _dropping: bool = False
+    _dropping: str = ""  # the nftables family of the drop table in force, "" when none
     _open: bool = False
 
     @classmethod
@@ -171,7 +171,7 @@ class WanPair:
 
     @property
     def dropping(self) -> bool:
-        return self._dropping
+        return bool(self._dropping)
 
     # -- life cycle --
 
@@ -297,28 +297,41 @@ class WanPair:
         The rules are a ``netdev`` table on the appliance's veth end (ingress and egress hooks) rather than
         an ``inet`` output chain: a drop in the output hook fails the sender's ``sendto`` with EPERM,
         which would tell the appliance what a black-holing router upstream never does. At the device, a
-        datagram is accepted by the socket layer and vanishes."""
+        datagram is accepted by the socket layer and vanishes. A kernel without the egress hook (before
+        Linux 5.16) gets an ``inet`` input chain instead: what the appliance sends leaves, every answer
+        is dropped on arrival, and the appliance is told nothing either."""
         dev, cloud = self.app_if, self.cloud_ip
         hook = "type filter hook {} device " + dev + " priority -500;"
-        rules = (
+        at_device = (
             f"table netdev {_CUT_TABLE} {{\n"
             f"  chain ingress {{ {hook.format('ingress')} ip saddr {cloud} drop; }}\n"
             f"  chain egress {{ {hook.format('egress')} ip daddr {cloud} drop; }}\n"
             "}\n"
         )
-        done = subprocess.run(
-            self.command(self.app, ["nft", "-f", "-"]),
-            input=rules, capture_output=True, text=True, timeout=_IP_TIMEOUT, check=False,
-        )  # fmt: skip
-        if done.returncode != 0:
-            raise RuntimeError(f"nft: {done.stderr.strip()}")
-        self._dropping = True
-        return time.monotonic()
+        on_arrival = (
+            f"table inet {_CUT_TABLE} {{\n"
+            f"  chain input {{ type filter hook input priority raw; ip saddr {cloud} drop; }}\n"
+            "}\n"
+        )
+        errors = []
+        for family, rules in (("netdev", at_device), ("inet", on_arrival)):
+            done = subprocess.run(
+                self.command(self.app, ["nft", "-f", "-"]),
+                input=rules, capture_output=True, text=True, timeout=_IP_TIMEOUT, check=False,
+            )  # fmt: skip
+            if done.returncode == 0:
+                self._dropping = family
+                return time.monotonic()
+            errors.append(done.stderr.strip())
+        raise RuntimeError(f"nft: {errors}")
 
     def undrop(self) -> float:
         """Remove the rules of :meth:`drop`; returns ``time.monotonic()`` when they are gone."""
-        self.check_in(self.app, ["nft", "delete", "table", "netdev", _CUT_TABLE], timeout=_IP_TIMEOUT)
-        self._dropping = False
+        if self._dropping:
+            self.check_in(
+                self.app, ["nft", "delete", "table", self._dropping, _CUT_TABLE], timeout=_IP_TIMEOUT
+            )
+        self._dropping = ""
         return time.monotonic()
 
     def reachable(self, timeout: float = 1.0) -> bool:
