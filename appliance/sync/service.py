@@ -29,6 +29,7 @@ from appliance.sync.pki import SitePki, ensure_site_pki
 from appliance.sync.server import VOICEMAIL_EVENT, DocumentsApi, OutboxApi, SyncApi
 from appliance.sync.tls import ServerTls
 
+DOCUMENTS_RETRY: Final = 1.0  # seconds before a failed revert of an unconfirmed document is tried again
 log = logging.getLogger(__name__)
 
 CERT_CHECK_EVERY: Final = 5.0
@@ -207,7 +208,7 @@ class SyncService:
         """The clock of the documents' deadlines: ``monotonic`` if given, else the loop's."""
         return self._monotonic() if self._monotonic is not None else asyncio.get_running_loop().time()
 
-    def _arm_documents_timer(self) -> None:
+    def _arm_documents_timer(self, not_before: float = 0.0) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -216,7 +217,8 @@ class SyncService:
         deadline = self._documents.get_timer()
         if deadline is not None:
             loop = asyncio.get_running_loop()
-            self._timer = loop.call_at(loop.time() + deadline - self._now(), self._documents_due)
+            delay = max(deadline - self._now(), not_before)
+            self._timer = loop.call_at(loop.time() + delay, self._documents_due)
 
     def _documents_due(self) -> None:
         self._timer = None
@@ -225,9 +227,13 @@ class SyncService:
 
     async def _handle_documents_timer(self) -> None:
         assert self._documents is not None
+        retry = 0.0
         try:
             await self._documents.handle_timer(self._now())
         except Exception:
+            # The deadline stays due until its revert is stored; a database that keeps failing is
+            # retried once a second, not in a tight loop.
             log.exception("reverting unconfirmed configuration documents failed")
+            retry = DOCUMENTS_RETRY
         finally:
-            self._arm_documents_timer()
+            self._arm_documents_timer(retry)

@@ -284,6 +284,31 @@ async def test_unconfirmed_document_reverts_when_its_deadline_passes(site: Site)
     assert site.routes[-1] == site.routes[0]
 
 
+async def test_a_revert_that_fails_is_retried_a_second_later_not_at_once(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write = {"replaces": 0, "version": 1, "content": ROUTES, "confirm_within": 30}
+    await site.call("PUT", "config/routing/default", body=write, rule="config-result")
+    calls: list[float] = []
+
+    async def failing(now: float) -> None:
+        calls.append(now)
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(site.documents, "handle_timer", failing)
+    site.clock.now += 31
+    site.service._arm_documents_timer()
+    for _ in range(100):
+        if calls:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # the failed run's re-arming happens in the same step as its failure
+    assert len(calls) == 1  # still due, but not retried in a tight loop
+    timer = site.service._timer
+    assert timer is not None
+    assert timer.when() - asyncio.get_running_loop().time() > 0.5
+
+
 async def test_documents_unavailable_without_a_store(tmp_path: Path) -> None:
     async with running_site(tmp_path, with_documents=False) as site:
         assert (await site.call("GET", "config", status=503))["error"] == "unavailable"
