@@ -63,7 +63,7 @@ from appliance.sip.registrar import Registrar
 from appliance.sip.transaction import TimerSettings
 from appliance.sip.transport import SipTransports, load_tls_context
 from appliance.sip.uri import parse_sip_uri
-from appliance.store import Database, Outbox
+from appliance.store import Database, Outbox, OutboxFullError
 from appliance.wan.events import ModeChanged
 from appliance.wan.mode import Mode, ModeMachine
 
@@ -229,7 +229,10 @@ class Appliance:
         self.listening += await self.sync.start_wan()  # carrier as the netlink dump finds it
         self._spawn(self._housekeeping())
         self._spawn(self.sync.run_metrics(SnapshotGauges(calls_active=lambda: len(self.core.b2bua.calls))))
-        await self.outbox.append("appliance.started", {"version": __version__, "site": cfg.site.name})
+        try:
+            await self.outbox.append("appliance.started", {"version": __version__, "site": cfg.site.name})
+        except OutboxFullError:  # an outbox past its ceiling must not keep the appliance from serving calls
+            log.error("outbox full: the start of the appliance is not recorded")
 
     def _router(self, routes: tuple[RouteConfig, ...]) -> RoutingTable[RouteDestination]:
         return RoutingTable([(r.match, r.destinations) for r in routes], region=self.config.site.region)
