@@ -395,7 +395,7 @@ class Appliance:
                 "duration": round(now - started, 3),
                 "stats": media_stats(stats),
             }
-            self._spawn(self._append("recording", body))
+            self._spawn(self._append("call.recording", body))
 
     def _media_event(self, index: int, event: WorkerEvent) -> None:
         if self._stopping:

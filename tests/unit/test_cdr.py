@@ -219,7 +219,7 @@ def test_media_statistics_fit_the_schema() -> None:
         [StreamStats("a", Direction.IN, 50, 8000, 0, 1.25), StreamStats("b", Direction.OUT, 3, 480, -1, 0.0)]
     )
     body = {"call_id": "c1", "path": "/var/rec/c1.enc", "duration": 1.0, "stats": stats}
-    schema("recording").validate_cbor(cbor2.dumps(body))
+    schema("call-recording").validate_cbor(cbor2.dumps(body))
 
 
 @pytest.mark.parametrize(

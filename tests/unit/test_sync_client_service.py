@@ -131,9 +131,9 @@ def test_blob_ids_of_event_bodies() -> None:
     assert blob_ids(event("ivr.voicemail", {"blob": {"path": "/var/lib/pop/voicemail/a1.vm"}})) == [
         "voicemail/a1.vm"
     ]
-    assert blob_ids(event("recording", {"blob_id": "recording/c-1.rec"})) == ["recording/c-1.rec"]
+    assert blob_ids(event("call.recording", {"blob_id": "recording/c-1.rec"})) == ["recording/c-1.rec"]
     for hostile in ("../../etc/passwd", "recording/../x", "recording/.hidden", "/abs/x", "recording/a/b"):
-        assert blob_ids(event("recording", {"blob_id": hostile})) == []
+        assert blob_ids(event("call.recording", {"blob_id": hostile})) == []
     assert blob_ids(event("ivr.voicemail", {"blob": {"path": "/x/.."}})) == []
     assert blob_ids(event("call.record", {"blob": {"path": "/x/a.vm"}})) == []
 
