@@ -111,6 +111,7 @@ async def running_site(
     max_wait: float = 30.0,
     status: dict[str, Any] | None = None,
     with_documents: bool = True,
+    blob_dirs: dict[str, Path] | None = None,
 ) -> AsyncIterator[Site]:
     state_dir = tmp_path / "state"
     (state_dir / "voicemail").mkdir(parents=True)
@@ -137,6 +138,7 @@ async def running_site(
         outbox=outbox,
         documents=documents if with_documents else None,
         status=lambda: parts,
+        blob_dirs=blob_dirs,
         database=db,
         hosts=("127.0.0.1", "localhost"),
         monotonic=clock,

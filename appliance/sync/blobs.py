@@ -6,10 +6,12 @@ never name a file outside its directory. A cloud that lost its connection resume
 ``Range: bytes=<first>-`` (RFC 9110 §14.2) and ``If-Range`` with the ETag it saw (§13.1.5): the ETag is
 the quoted hex SHA-256 of the whole file, computed once per (path, size, mtime) and cached.
 
-A blob lives until the event that names it is acknowledged: :func:`blob_paths` finds the files named by
-the bodies of acknowledged ``ivr.voicemail`` events, and :meth:`BlobStore.delete` removes them. A crash
-between the acknowledgement and the deletion leaves orphans that :meth:`BlobStore.sweep` removes at the
-next start.
+A blob lives until the event that names it is acknowledged. :data:`BLOB_EVENTS` is the one table of the
+event types that name a blob (a voicemail, a call recording) and where their body names it;
+:meth:`BlobStore.files_named` finds the files of a batch of such events, and :meth:`BlobStore.delete`
+removes them. A crash between the acknowledgement and the deletion leaves orphans that
+:meth:`BlobStore.sweep` removes at the next start from every area of the table. Blob areas outside the
+table (none today) are never swept.
 
 Range parsing is sans-I/O; the store reads files (blocking, small reads) and is used from a thread.
 """
@@ -23,17 +25,51 @@ import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Final
 
-from appliance.sync.errors import BadRange, BadRequest, NotFound
+import cbor2
+
+from appliance.sync.errors import BadRange, BadRequest, NotFound, SyncError
 
 log = logging.getLogger(__name__)
 
 VOICEMAIL: Final = "voicemail"
+RECORDING: Final = "recording"
 _FILE_RE: Final = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
 _AREA_RE: Final = re.compile(r"[a-z][a-z0-9-]{0,31}")
 _RANGE_RE: Final = re.compile(r"bytes=(\d{0,19})-(\d{0,19})")
 _HASH_CHUNK: Final = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class BlobField:
+    """Where the body of a blob-bearing event names its file: the value at the keys ``at``, either an
+    absolute path (``ivr.voicemail``: ``blob.path``) or, with ``is_id``, a blob id of ``area``
+    (``call.recording``: ``blob_id``). ``area`` is the blob area the event's files lie in."""
+
+    area: str
+    at: tuple[str, ...]
+    is_id: bool = False
+
+    def value(self, body: Mapping[str, Any]) -> str | None:
+        """The non-empty string at ``at`` in ``body``, or None."""
+        value: Any = body
+        for key in self.at:
+            if not isinstance(value, Mapping):
+                return None
+            value = value.get(key)
+        return value if isinstance(value, str) and value else None
+
+
+BLOB_EVENTS: Final[Mapping[str, BlobField]] = MappingProxyType(
+    {
+        "ivr.voicemail": BlobField(VOICEMAIL, ("blob", "path")),  # appliance/ivr/records.py
+        "call.recording": BlobField(RECORDING, ("blob_id",), is_id=True),  # records.cddl call-recording
+    }
+)
+"""The event types whose files live until the event is acknowledged. Only these rows are read on an
+acknowledgement and at the start-up sweep."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +170,36 @@ class BlobStore:
             file.seek(first)
             return file.read(length)
 
+    def files_named(self, events: Iterable[tuple[str, bytes]]) -> list[Path]:
+        """The files that ``events`` (type, stored CBOR body) name, by :data:`BLOB_EVENTS`. Events of other
+        types, undecodable bodies, bodies without the field and ids of another area or of the wrong form
+        name nothing: an acknowledgement must not fail on a body the appliance itself wrote."""
+        files: list[Path] = []
+        for event_type, raw in events:
+            field = BLOB_EVENTS.get(event_type)
+            if field is None:
+                continue
+            try:
+                body = cbor2.loads(raw)
+            except (cbor2.CBORDecodeError, ValueError):
+                continue
+            value = field.value(body) if isinstance(body, Mapping) else None
+            if value is None:
+                continue
+            if not field.is_id:
+                files.append(Path(value))
+            elif value.partition("/")[0] == field.area and field.area in self._areas:
+                try:
+                    files.append(self.resolve(value))
+                except SyncError:
+                    continue
+        return files
+
+    def swept_areas(self) -> list[str]:
+        """The areas of this store that :data:`BLOB_EVENTS` names, the ones :meth:`sweep` may clear."""
+        named = {field.area for field in BLOB_EVENTS.values()}
+        return [area for area in self._areas if area in named]
+
     def delete(self, paths: Iterable[Path]) -> int:
         """Delete ``paths`` that lie directly in an area; returns how many were deleted."""
         deleted = 0
@@ -170,16 +236,6 @@ class BlobStore:
         if deleted:
             log.info("removed %d %s blobs no pending event names", deleted, area)
         return deleted
-
-
-def blob_paths(body: Mapping[str, Any]) -> list[Path]:
-    """The files an event body names: ``blob.path`` of an ``ivr.voicemail`` body (appliance/ivr/records)."""
-    blob = body.get("blob")
-    if isinstance(blob, Mapping):
-        path = blob.get("path")
-        if isinstance(path, str) and path:
-            return [Path(path)]
-    return []
 
 
 def _sha256(path: Path) -> str:

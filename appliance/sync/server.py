@@ -8,8 +8,9 @@ unexpected exception (500 ``internal``, logged, never a traceback or an HTML pag
 bodies are read only with ``Content-Type: application/cbor`` (415 otherwise) and only up to
 ``max_body`` bytes (413); :mod:`appliance.sync.codec` decodes them.
 
-Acknowledgements are serialised: the files of the acknowledged voicemail events are collected before the
-outbox prunes their events and deleted after, so a blob is never gone while its event can still be read.
+Acknowledgements are serialised: the files of the acknowledged blob-bearing events (voicemails and call
+recordings, :data:`appliance.sync.blobs.BLOB_EVENTS`) are collected before the outbox prunes their events
+and deleted after, so a blob is never gone while its event can still be read.
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Protocol, TypeVar
 
-import cbor2
 from aiohttp import web
 
 from appliance.sync import codec
-from appliance.sync.blobs import BlobStore, blob_paths, if_range_matches, parse_range
+from appliance.sync.blobs import BLOB_EVENTS, BlobStore, if_range_matches, parse_range
 from appliance.sync.errors import (
     AckBeyondLast,
     BadRange,
@@ -46,7 +46,6 @@ MAX_LIMIT: Final = 10_000
 DECODE_INLINE: Final = 64 * 1024
 MAX_SEQ: Final = 2**63 - 1  # SQLite's largest integer: no seq is ever above it
 BLOB_CHUNK: Final = 256 * 1024
-VOICEMAIL_EVENT: Final = "ivr.voicemail"
 _RESPONSE_OF: Final = {
     404: NotFound("no such resource"),
     405: MethodNotAllowed("method not allowed here"),
@@ -84,7 +83,22 @@ class DocumentsApi(Protocol):
     async def list(self) -> list[Any]: ...
 
 
-VoicemailBodies = Callable[[int, int], Awaitable[list[bytes]]]
+BlobEvents = Callable[[int, int], Awaitable[list[tuple[str, bytes]]]]
+"""(after, upto) -> the type and stored body of each event of a :data:`BLOB_EVENTS` type with seq in
+(after, upto], in seq order."""
+
+
+async def read_blob_events(outbox: OutboxApi, after: int, upto: int) -> list[tuple[str, bytes]]:
+    """:data:`BlobEvents` read through the outbox's raw feed (every event of the range is read; a caller
+    with the outbox's database queries only the rows of the blob-bearing types instead)."""
+    events: list[tuple[str, bytes]] = []
+    while after < upto:
+        batch = await outbox.read_raw_after(after, MAX_LIMIT)
+        if not batch:
+            break
+        events += [(e.type, e.body) for e in batch if e.type in BLOB_EVENTS and e.seq <= upto]
+        after = batch[-1].seq
+    return events
 
 
 def cbor_response(body: Mapping[str, Any] | bytes, status: int = 200) -> web.Response:
@@ -144,9 +158,9 @@ class SyncApi:
     """The routes of sync.cddl over the appliance's parts.
 
     ``status`` gives site, serial, firmware, mode, mode_since (POSIX seconds or utc-time), forced and
-    uplink; ``certificate`` the ``certificate-info`` of the certificate presented now; ``voicemail_bodies``
-    the stored bodies of ``ivr.voicemail`` events with seq in (after, upto] (None: read through the
-    outbox); ``wall`` the wall clock and ``monotonic`` the clock of document confirmation deadlines.
+    uplink; ``certificate`` the ``certificate-info`` of the certificate presented now; ``blob_events``
+    the types and stored bodies of the blob-bearing events with seq in (after, upto] (None: read through
+    the outbox); ``wall`` the wall clock and ``monotonic`` the clock of document confirmation deadlines.
     """
 
     def __init__(
@@ -162,7 +176,7 @@ class SyncApi:
         wall: Callable[[], float],
         monotonic: Callable[[], float],
         closing: asyncio.Event,
-        voicemail_bodies: VoicemailBodies | None = None,
+        blob_events: BlobEvents | None = None,
         documents_changed: Callable[[], None] = lambda: None,
     ) -> None:
         self._outbox = outbox
@@ -175,7 +189,7 @@ class SyncApi:
         self._wall = wall
         self._monotonic = monotonic
         self._closing = closing
-        self._voicemail_bodies = voicemail_bodies or self._voicemail_bodies_from_outbox
+        self._blob_events = blob_events or self._blob_events_from_outbox
         self._documents_changed = documents_changed
         self._ack_lock = asyncio.Lock()
 
@@ -290,29 +304,15 @@ class SyncApi:
                 )
             if upto <= before.acked_seq:  # a replay: nothing changes
                 return cbor_response({"acked_seq": before.acked_seq, "pruned": 0})
-            files = []
-            for raw in await self._voicemail_bodies(before.acked_seq, upto):
-                try:
-                    body = cbor2.loads(raw)
-                except (cbor2.CBORDecodeError, ValueError):
-                    continue
-                if isinstance(body, dict):
-                    files += blob_paths(body)
+            files = self._blobs.files_named(await self._blob_events(before.acked_seq, upto))
             pruned = await self._outbox.acknowledge(upto)
             if files:
                 await asyncio.to_thread(self._blobs.delete, files)
             after = await self._outbox.stats()
         return cbor_response({"acked_seq": after.acked_seq, "pruned": pruned})
 
-    async def _voicemail_bodies_from_outbox(self, after: int, upto: int) -> list[bytes]:
-        bodies: list[bytes] = []
-        while after < upto:
-            batch = await self._outbox.read_raw_after(after, MAX_LIMIT)
-            if not batch:
-                break
-            bodies += [e.body for e in batch if e.type == VOICEMAIL_EVENT and e.seq <= upto]
-            after = batch[-1].seq
-        return bodies
+    async def _blob_events_from_outbox(self, after: int, upto: int) -> list[tuple[str, bytes]]:
+        return await read_blob_events(self._outbox, after, upto)
 
     # --- blobs --------------------------------------------------------------------------------------------
 

@@ -1,9 +1,9 @@
 """The sync API as a service of the control process: TLS listener, certificate watch, document deadlines.
 
 Theory of operation. :meth:`SyncService.start` settles the certificates (the configured files, or the
-site's own CA made on first start, :func:`appliance.sync.pki.ensure_site_pki`), removes voicemail blobs no
-pending event names (left by a crash between an acknowledgement and the deletion of its blobs), and
-listens. While running it checks the certificate files every :data:`CERT_CHECK_EVERY` seconds and
+site's own CA made on first start, :func:`appliance.sync.pki.ensure_site_pki`), removes the voicemail and
+recording files no pending event names (left by a crash between an acknowledgement and the deletion of its
+blobs), and listens. While running it checks the certificate files every :data:`CERT_CHECK_EVERY` seconds and
 loads a changed pair into the running TLS context (:mod:`appliance.sync.tls`), and it keeps one timer
 for the document store's confirmation deadlines (``get_timer``/``handle_timer``). :meth:`stop` wakes every
 held long poll (they answer an empty batch at once) and closes the listener and connections.
@@ -12,21 +12,19 @@ held long poll (they answer an empty batch at once) and closes the listener and 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-import cbor2
 from aiohttp import web
 
 from appliance.config.schema import SyncConfig
 from appliance.store.database import Database
-from appliance.sync.blobs import VOICEMAIL, BlobStore, blob_paths
+from appliance.sync.blobs import BLOB_EVENTS, VOICEMAIL, BlobStore
 from appliance.sync.pki import SitePki, ensure_site_pki
-from appliance.sync.server import VOICEMAIL_EVENT, DocumentsApi, OutboxApi, SyncApi
+from appliance.sync.server import DocumentsApi, OutboxApi, SyncApi, read_blob_events
 from appliance.sync.tls import ServerTls
 
 DOCUMENTS_RETRY: Final = 1.0  # seconds before a failed revert of an unconfirmed document is tried again
@@ -34,7 +32,8 @@ log = logging.getLogger(__name__)
 
 CERT_CHECK_EVERY: Final = 5.0
 SHUTDOWN_GRACE: Final = 2.0
-# A voicemail file younger than this may belong to an event its IVR session has not appended yet.
+# A blob file younger than this may belong to an event not appended yet (a voicemail while its IVR
+# session still runs, a recording between the media worker's reply and the append).
 SWEEP_MIN_AGE: Final = 300.0
 
 
@@ -50,8 +49,9 @@ class SyncService:
 
     ``status`` gives the site, serial, firmware, mode, mode_since, forced and uplink parts of ``status``;
     ``blob_dirs`` maps blob areas to directories (default: ``voicemail`` -> ``<state_dir>/voicemail``);
-    ``database``, when given, is the outbox's, and the stored bodies of voicemail events are found there
-    with one query instead of a read of every event acknowledged. ``hosts`` are the addresses and names a
+    ``database``, when given, is the outbox's, and the stored bodies of blob-bearing events
+    (:data:`~appliance.sync.blobs.BLOB_EVENTS`) are found there with one query instead of a read of every
+    event acknowledged. ``hosts`` are the addresses and names a
     self-made server certificate carries (default: the listen address and ``localhost``). ``wall`` is the
     wall clock; ``monotonic`` the clock of the documents' confirmation deadlines (default: the loop's). The
     service keeps the one timer of the document store (``get_timer``/``handle_timer``) while it runs.
@@ -124,7 +124,7 @@ class SyncService:
             wall=self._wall,
             monotonic=self._now,
             closing=self._closing,
-            voicemail_bodies=self._voicemail_bodies if self._database is not None else None,
+            blob_events=self._blob_events if self._database is not None else None,
             documents_changed=self._arm_documents_timer,
         )
         self._closing.clear()
@@ -174,33 +174,30 @@ class SyncService:
 
     # --- blobs --------------------------------------------------------------------------------------------
 
-    async def _voicemail_bodies(self, after: int, upto: int) -> list[bytes]:
+    async def _blob_events(self, after: int, upto: int) -> list[tuple[str, bytes]]:
         assert self._database is not None
+        types = tuple(BLOB_EVENTS)
         rows = await self._database.fetchall(
-            "SELECT body FROM outbox WHERE seq > ? AND seq <= ? AND type = ? ORDER BY seq",
-            (after, upto, VOICEMAIL_EVENT),
+            "SELECT type, body FROM outbox WHERE seq > ? AND seq <= ? "
+            f"AND type IN ({', '.join('?' * len(types))}) ORDER BY seq",
+            (after, upto, *types),
         )
-        return [bytes(row[0]) for row in rows]
+        return [(str(row[0]), bytes(row[1])) for row in rows]
 
     async def sweep_blobs(self) -> int:
-        """Delete voicemail files that no pending event names, older than :data:`SWEEP_MIN_AGE`."""
+        """Delete the files of the blob areas of :data:`~appliance.sync.blobs.BLOB_EVENTS` (voicemails,
+        recordings) that no pending event names and older than :data:`SWEEP_MIN_AGE`; returns how many."""
         started = self._wall() - SWEEP_MIN_AGE
         stats = await self._outbox.stats()
         if self._database is not None:
-            bodies = await self._voicemail_bodies(stats.acked_seq, stats.last_seq)
+            events = await self._blob_events(stats.acked_seq, stats.last_seq)
         else:
-            bodies = []
-            after = stats.acked_seq
-            while batch := await self._outbox.read_raw_after(after, 10_000):
-                bodies += [e.body for e in batch if e.type == VOICEMAIL_EVENT]
-                after = batch[-1].seq
-        keep: set[Path] = set()
-        for raw in bodies:
-            with contextlib.suppress(ValueError, cbor2.CBORDecodeError):
-                body = cbor2.loads(raw)
-                if isinstance(body, dict):
-                    keep.update(blob_paths(body))
-        return await asyncio.to_thread(self._blobs.sweep, VOICEMAIL, keep, older_than=started)
+            events = await read_blob_events(self._outbox, stats.acked_seq, stats.last_seq)
+        keep = set(self._blobs.files_named(events))
+        deleted = 0
+        for area in self._blobs.swept_areas():
+            deleted += await asyncio.to_thread(self._blobs.sweep, area, keep, older_than=started)
+        return deleted
 
     # --- document confirmation deadlines -------------------------------------------------------------------
 

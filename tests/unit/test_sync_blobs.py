@@ -6,11 +6,12 @@ import hashlib
 import os
 from pathlib import Path
 
+import cbor2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from appliance.sync.blobs import BlobStore, ByteRange, blob_paths, if_range_matches, parse_range
+from appliance.sync.blobs import BLOB_EVENTS, BlobStore, ByteRange, if_range_matches, parse_range
 from appliance.sync.errors import BadRange, BadRequest, NotFound
 from tests.sync_schema import examples
 
@@ -122,8 +123,44 @@ def test_delete_only_inside_the_areas(tmp_path: Path) -> None:
     assert (tmp_path / "outside").exists()
 
 
-def test_blob_paths_of_event_bodies() -> None:
-    assert blob_paths({"blob": {"path": "/s/voicemail/r.vm"}}) == [Path("/s/voicemail/r.vm")]
-    assert (
-        blob_paths({"blob": "x"}) == [] and blob_paths({}) == [] and blob_paths({"blob": {"path": 1}}) == []
-    )
+def test_files_named_by_blob_bearing_events(tmp_path: Path) -> None:
+    store = BlobStore({"voicemail": tmp_path / "vm", "recording": tmp_path / "rec"})
+    events = [
+        ("ivr.voicemail", cbor2.dumps({"blob": {"path": "/s/voicemail/r.vm"}})),
+        ("call.recording", cbor2.dumps({"path": "/x/c1.rec", "blob_id": "recording/c1.rec"})),
+        ("call.record", cbor2.dumps({"blob_id": "recording/not-a-blob.rec"})),  # not in the table
+    ]
+    assert store.files_named(events) == [Path("/s/voicemail/r.vm"), (tmp_path / "rec" / "c1.rec").resolve()]
+
+
+@pytest.mark.parametrize(
+    ("event_type", "body"),
+    [
+        ("ivr.voicemail", {"blob": "x"}),
+        ("ivr.voicemail", {}),
+        ("ivr.voicemail", {"blob": {"path": 1}}),
+        ("ivr.voicemail", {"blob": {"path": ""}}),
+        ("ivr.voicemail", ["not", "a", "map"]),
+        ("call.recording", {"path": "/x/c1.rec"}),  # blob_id is optional (records.cddl)
+        ("call.recording", {"blob_id": "voicemail/r.vm"}),  # another area than the type's
+        ("call.recording", {"blob_id": "recording/../r.vm"}),
+        ("call.recording", {"blob_id": "recording"}),
+        ("call.recording", {"blob_id": 7}),
+    ],
+)
+def test_bodies_that_name_no_file(tmp_path: Path, event_type: str, body: object) -> None:
+    store = BlobStore({"voicemail": tmp_path / "vm", "recording": tmp_path / "rec"})
+    assert store.files_named([(event_type, cbor2.dumps(body))]) == []
+    assert store.files_named([(event_type, b"\xff\x00")]) == []  # not CBOR
+
+
+def test_recording_ids_name_nothing_without_a_recording_area(tmp_path: Path) -> None:
+    store = BlobStore({"voicemail": tmp_path})
+    assert store.files_named([("call.recording", cbor2.dumps({"blob_id": "recording/c1.rec"}))]) == []
+    assert store.swept_areas() == ["voicemail"]
+
+
+def test_swept_areas_are_those_of_the_table(tmp_path: Path) -> None:
+    store = BlobStore({"voicemail": tmp_path / "a", "recording": tmp_path / "b", "prompts": tmp_path / "c"})
+    assert sorted(store.swept_areas()) == sorted({f.area for f in BLOB_EVENTS.values()})
+    assert "prompts" not in store.swept_areas()

@@ -12,6 +12,8 @@ from pathlib import Path
 import cbor2
 import pytest
 
+from appliance.config.schema import SyncConfig
+from appliance.sync.service import SyncService
 from tests.sync_server import CBOR, Site, running_site
 
 
@@ -208,6 +210,73 @@ async def test_startup_sweep_removes_orphans_and_keeps_pending_blobs(site: Site)
         os.utime(site.voicemail / name, (1_000_000_000, 1_000_000_000))
     assert await site.service.sweep_blobs() == 1
     assert sorted(p.name for p in site.voicemail.iterdir()) == [".partial.tmp", "fresh.vm", "kept.vm"]
+
+
+@pytest.fixture
+async def recording_site(tmp_path: Path) -> AsyncIterator[Site]:
+    state = tmp_path / "state"
+    dirs = {"voicemail": state / "voicemail", "recording": state / "recordings"}
+    async with running_site(tmp_path, blob_dirs=dirs) as running:
+        dirs["recording"].mkdir()
+        yield running
+
+
+def _recording(site: Site, name: str, data: bytes) -> dict[str, object]:
+    """A call.recording body as appliance/app.py appends it (records.cddl call-recording)."""
+    path = site.state_dir / "recordings" / name
+    path.write_bytes(data)
+    return {"call_id": name, "path": str(path), "blob_id": f"recording/{name}", "duration": 1.5, "stats": []}
+
+
+async def test_ack_deletes_acknowledged_call_recordings_and_keeps_pending_ones(recording_site: Site) -> None:
+    site = recording_site
+    recordings = site.state_dir / "recordings"
+    await site.outbox.append("call.recording", _recording(site, "c1.rec", b"1" * 10))
+    await site.outbox.append("ivr.voicemail", _voicemail(site, "v1.vm", b"v"))
+    await site.outbox.append("call.recording", _recording(site, "c2.rec", b"2" * 10))
+    await site.call("POST", "ack", body={"upto": 2}, rule="ack-response")
+    assert not (recordings / "c1.rec").exists() and not (site.voicemail / "v1.vm").exists()
+    assert (recordings / "c2.rec").read_bytes() == b"2" * 10
+    await site.call("GET", "blobs/recording/c1.rec", status=404)
+    async with site.session.get(site.url("blobs/recording/c2.rec")) as response:
+        assert response.status == 200 and await response.read() == b"2" * 10
+    await site.call("POST", "ack", body={"upto": 3}, rule="ack-response")
+    assert list(recordings.iterdir()) == []
+
+
+async def test_startup_sweep_removes_orphaned_recordings_and_keeps_fresh_ones(recording_site: Site) -> None:
+    site = recording_site
+    recordings = site.state_dir / "recordings"
+    await site.outbox.append("call.recording", _recording(site, "kept.rec", b"k"))
+    _recording(site, "orphan.rec", b"o")
+    _recording(site, "fresh.rec", b"f")
+    _voicemail(site, "orphan.vm", b"o")
+    for path in (recordings / "kept.rec", recordings / "orphan.rec", site.voicemail / "orphan.vm"):
+        os.utime(path, (1_000_000_000, 1_000_000_000))
+    assert await site.service.sweep_blobs() == 2
+    assert sorted(p.name for p in recordings.iterdir()) == ["fresh.rec", "kept.rec"]
+    assert list(site.voicemail.iterdir()) == []
+
+
+async def test_sweep_reads_the_outbox_feed_without_the_database(recording_site: Site) -> None:
+    site = recording_site
+    recordings = site.state_dir / "recordings"
+    await site.outbox.append("call.recording", _recording(site, "kept.rec", b"k"))
+    await site.outbox.append("ivr.voicemail", _voicemail(site, "kept.vm", b"k"))
+    _recording(site, "orphan.rec", b"o")
+    for path in (recordings / "kept.rec", recordings / "orphan.rec", site.voicemail / "kept.vm"):
+        os.utime(path, (1_000_000_000, 1_000_000_000))
+    service = SyncService(
+        SyncConfig(port=0),
+        site.state_dir,
+        outbox=site.outbox,
+        documents=None,
+        status=dict,
+        blob_dirs={"voicemail": site.voicemail, "recording": recordings},
+    )
+    assert await service.sweep_blobs() == 1
+    assert sorted(p.name for p in recordings.iterdir()) == ["kept.rec"]
+    assert [p.name for p in site.voicemail.iterdir()] == ["kept.vm"]
 
 
 ROUTES = {"routes": [{"match": "*", "destinations": ["cloud"]}]}
