@@ -229,13 +229,18 @@ class MediaConfig:
 def _https_url_check(v: str) -> str | None:
     if v == "":
         return None
-    parts = urlsplit(v)
     try:
+        parts = urlsplit(v)  # raises ValueError on an unbalanced "[" (an IPv6 literal)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
         return REJECT
     ok = parts.scheme == "https" and parts.hostname and v.isprintable() and " " not in v and len(v) <= 2048
     return None if ok else REJECT
+
+
+def _file_or_empty() -> str:
+    """A dataclass field holding "" or the path of an existing file (a PEM certificate, key or CA)."""
+    return field(default="", metadata=rule("the path of an existing file (or empty)", _existing_file))
 
 
 @dataclass(frozen=True)
@@ -260,6 +265,13 @@ class CloudConfig:
     # answered only when both are (any 2xx within probe_timeout), so a cloud whose SBC answers while its
     # API is down still counts as down. "" probes with SIP OPTIONS alone.
     health_url: str = field(default="", metadata=rule('"" or an https:// URL', _https_url_check))
+    # PEM: the CA certificates that sign the health endpoint's certificate, normally the cloud's private
+    # CA (as for the sync API); "" trusts the system's CAs. Read once when the appliance starts.
+    health_ca: str = _file_or_empty()
+    # PEM: a client certificate chain and its private key that the probe presents, for a cloud whose
+    # health endpoint requires mutual TLS; both or neither.
+    health_certificate: str = _file_or_empty()
+    health_private_key: str = _file_or_empty()
 
     @property
     def configured(self) -> bool:
@@ -270,6 +282,12 @@ class CloudConfig:
         if self.probe_interval < self.probe_timeout:
             words = f"at least probe_timeout = {self.probe_timeout:g}"
             yield "probe_interval", expected(words, self.probe_interval)
+        # A certificate without its key (or the reverse) cannot be presented: refuse rather than probe
+        # without it and see every round fail.
+        if bool(self.health_certificate) != bool(self.health_private_key):
+            missing = "health_private_key" if self.health_certificate else "health_certificate"
+            other = "health_certificate" if self.health_certificate else "health_private_key"
+            yield missing, f"required when {other} is set"
 
 
 _IFNAME_CHECK: Final = text(r"[^/:\s]{1,15}", max_len=15)  # IFNAMSIZ - 1; "/" and ":" are refused by Linux

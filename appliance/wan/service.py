@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from appliance.config.schema import Config
-from appliance.wan.https_probe import HttpsProbe
+from appliance.wan.https_probe import HttpsProbe, health_ssl_context
 from appliance.wan.mode import ModeMachine
 from appliance.wan.monitor import EventSink, WanMonitor, WanObserver
 
@@ -35,7 +35,12 @@ class ProbeCore(Protocol):
 
 
 class WanService:
-    """Owns the :class:`HttpsProbe` (when ``[cloud] health_url`` is set) and the :class:`WanMonitor`."""
+    """Owns the :class:`HttpsProbe` (when ``[cloud] health_url`` is set) and the :class:`WanMonitor`.
+
+    The probe's TLS context is built here, once, from ``[cloud] health_ca``, ``health_certificate`` and
+    ``health_private_key`` unless ``ssl_context`` is given; a file that does not load raises
+    :class:`appliance.wan.https_probe.HealthTlsError` before anything starts.
+    """
 
     def __init__(
         self,
@@ -51,6 +56,10 @@ class WanService:
         self._flush: Callable[[], None] = lambda: None
         self.https: HttpsProbe | None = None
         if cloud.configured and cloud.health_url:
+            if ssl_context is None:
+                ssl_context = health_ssl_context(
+                    cloud.health_ca, cloud.health_certificate, cloud.health_private_key
+                )
             self.https = HttpsProbe(
                 cloud.health_url,
                 timeout=cloud.probe_timeout,

@@ -121,6 +121,8 @@ def test_full_override_file() -> None:
     assert (c.cloud.probe_interval, c.cloud.probe_timeout, c.cloud.hold_down) == (10.0, 3.5, 0.0)
     assert (c.cloud.probe_failures, c.cloud.probe_successes, c.cloud.media_timeout) == (5, 3, 1.5)
     assert c.cloud.health_url == "https://cloud.localhost:8443/health"
+    # Paths of existing files only: like [sync], the file fields stay "" here (see test_cloud_health_tls_*).
+    assert (c.cloud.health_ca, c.cloud.health_certificate, c.cloud.health_private_key) == ("", "", "")
     w = c.wan
     assert (w.interfaces, w.failover, w.revert_after, w.failover_after) == (
         ("wan0", "wan1", "lan0"),
@@ -228,6 +230,7 @@ def test_cloud_media_timeout_is_seconds_up_to_a_day(value: str) -> None:
         ("https://", False),
         ("https://cloud.localhost:99999/", False),
         ("https://cloud localhost/", False),
+        ("https://[::1/health", False),
     ],
 )
 def test_cloud_health_url_is_empty_or_https(value: str, ok: bool) -> None:
@@ -235,6 +238,37 @@ def test_cloud_health_url_is_empty_or_https(value: str, ok: bool) -> None:
     assert issues == (
         [] if ok else [f'cloud.health_url: expected "" or an https:// URL, got "{value}" (string)']
     )
+
+
+def test_cloud_health_tls_files_must_exist(tmp_path: Path) -> None:
+    ca, cert, key = (tmp_path / name for name in ("ca.pem", "probe.pem", "probe.key"))
+    for path in (ca, cert, key):
+        path.write_text("PEM")
+    doc = f'[cloud]\nhealth_ca = "{ca}"\nhealth_certificate = "{cert}"\nhealth_private_key = "{key}"\n'
+    c = load_config_text(doc)
+    assert (c.cloud.health_ca, c.cloud.health_certificate, c.cloud.health_private_key) == (
+        str(ca),
+        str(cert),
+        str(key),
+    )
+    missing = tmp_path / "nope.pem"
+    assert issues_of(f'[cloud]\nhealth_ca = "{missing}"\nhealth_certificate = "{tmp_path}"') == [
+        f'cloud.health_ca: expected the path of an existing file (or empty), got "{missing}" (string)',
+        f'cloud.health_certificate: expected the path of an existing file (or empty), got "{tmp_path}" '
+        "(string)",
+    ]
+
+
+def test_cloud_health_tls_client_certificate_and_key_come_together(tmp_path: Path) -> None:
+    pem = tmp_path / "probe.pem"
+    pem.write_text("PEM")
+    assert issues_of(f'[cloud]\nhealth_certificate = "{pem}"') == [
+        "cloud.health_private_key: required when health_certificate is set"
+    ]
+    assert issues_of(f'[cloud]\nhealth_private_key = "{pem}"') == [
+        "cloud.health_certificate: required when health_private_key is set"
+    ]
+    assert load_config_text(f'[cloud]\nhealth_ca = "{pem}"').cloud.health_ca == str(pem)  # a CA alone is fine
 
 
 def test_probe_interval_must_cover_the_probe_timeout() -> None:
