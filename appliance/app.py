@@ -21,7 +21,7 @@ from pathlib import Path
 
 from appliance import __version__
 from appliance.app_records import CallRecordWriter
-from appliance.app_sync import RECORDINGS, SnapshotGauges, SyncWiring
+from appliance.app_sync import SnapshotGauges, SyncWiring
 from appliance.calls.b2bua import B2bua
 from appliance.calls.b2bua import Destination as RouteDestination
 from appliance.calls.cdr import CallRecords, media_stats
@@ -64,6 +64,7 @@ from appliance.sip.transaction import TimerSettings
 from appliance.sip.transport import SipTransports, load_tls_context
 from appliance.sip.uri import parse_sip_uri
 from appliance.store import Database, Outbox, OutboxFullError
+from appliance.sync.blobs import RECORDING
 from appliance.wan.events import ModeChanged
 from appliance.wan.mode import Mode, ModeMachine
 
@@ -391,7 +392,7 @@ class Appliance:
             body = {
                 "call_id": call_id,
                 "path": reply.recording,
-                "blob_id": f"{RECORDINGS}/{Path(reply.recording).name}",  # fetched through the sync API
+                "blob_id": f"{RECORDING}/{Path(reply.recording).name}",  # fetched through the sync API
                 "duration": round(now - started, 3),
                 "stats": media_stats(stats),
             }

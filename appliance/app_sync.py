@@ -37,7 +37,7 @@ from appliance.ivr.records import iso_utc
 from appliance.ivr.service import IvrService
 from appliance.metrics import Metrics
 from appliance.store import Database, Outbox
-from appliance.sync.blobs import VOICEMAIL
+from appliance.sync.blobs import RECORDING, VOICEMAIL
 from appliance.sync.documents import DocumentStore, default_owners
 from appliance.sync.documents.routing import Routes
 from appliance.sync.service import SyncService
@@ -47,8 +47,6 @@ from appliance.wan.service import WanService
 
 log = logging.getLogger("appliance.sync")
 
-RECORDINGS: Final = "recording"
-"""The blob area of call recordings: ``recording/<file name>`` (the ``blob_id`` of a ``recording`` event)."""
 SNAPSHOT_EVERY: Final = 60.0
 OUTBOX_GAUGES_EVERY: Final = 5.0
 MIB: Final = 1024 * 1024
@@ -154,7 +152,7 @@ class SyncWiring:
         dirs = {VOICEMAIL: self.state_dir / VOICEMAIL}
         media = self.config.media
         if media.recording_key:
-            dirs[RECORDINGS] = Path(media.recording_path(str(self.state_dir)))
+            dirs[RECORDING] = Path(media.recording_path(str(self.state_dir)))
         return dirs
 
     def reload_certificates(self) -> None:
