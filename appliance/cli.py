@@ -54,12 +54,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from appliance.app import serve
     from appliance.media.supervisor import MediaWorkerError
+    from appliance.wan.errors import WanError
 
     try:
         uvloop.run(serve(config, state_dir, announce=lambda line: print(line, flush=True)))
-    except (OSError, MediaWorkerError) as exc:
-        # A port taken, a state directory not writable, a media worker that cannot hold its ports: say
-        # what, and exit non-zero so that systemd restarts the unit or the technician sees it.
+    except (OSError, MediaWorkerError, WanError) as exc:
+        # A port taken, a state directory not writable, a media worker that cannot hold its ports, a
+        # health-probe CA that does not load: say what, and exit non-zero so that systemd restarts the
+        # unit or the technician sees it.
         print(f"appliance: cannot start: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -17,7 +17,7 @@ from tests.system.sipp import free_port
 
 def _run(tmp_path: Path, config: str, *, nofile: int | None = None) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "appliance.toml"
-    path.write_text(f'state_dir = "{tmp_path / "var"}"\n{config}\n[metrics]\nport = 0\n')
+    path.write_text(f'state_dir = "{tmp_path / "var"}"\n{config}\n[metrics]\nport = 0\n[sync]\nport = 0\n')
 
     def limit() -> None:
         if nofile is not None:
@@ -52,3 +52,18 @@ def test_media_workers_that_cannot_hold_their_ports_end_the_start_naming_the_lim
     assert done.returncode == 1, done.stderr[-2000:]
     assert "appliance: cannot start:" in done.stderr
     assert "RLIMIT_NOFILE" in done.stderr
+
+
+def test_a_health_probe_ca_that_does_not_load_ends_the_start_naming_the_setting(tmp_path: Path) -> None:
+    port = free_port(udp=True, tcp=True)
+    junk = tmp_path / "junk-ca.pem"
+    junk.write_text("not a certificate\n")
+    config = (
+        f'[sip]\nlisten = "127.0.0.1"\nudp_port = {port}\ntcp_port = {port}\n'
+        f'[cloud]\ntrunk = "sip:127.0.0.1:{free_port(udp=True)}"\n'
+        f'health_url = "https://127.0.0.1:9/health"\nhealth_ca = "{junk}"\n'
+    )
+    done = _run(tmp_path, config)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "appliance: cannot start: [cloud] health_ca" in done.stderr
+    assert "Traceback" not in done.stderr
