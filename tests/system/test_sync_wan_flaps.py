@@ -71,7 +71,7 @@ CALL_HOLD_MS = 400
 # Time in SURVIVABLE before the WAN returns, and in ONLINE before the next cut: at least one call is
 # placed in each (and in ONLINE answered before the cut).
 SURVIVABLE_HOLD_S = 0.5
-ONLINE_HOLD_S = 0.8
+ONLINE_HOLD_S = 0.9
 SETUP_S = 0.2  # a call placed this long before a cut has been answered before it
 # Carrier loss is seen at once (netlink); a silent drop needs probe_failures unanswered probes.
 CUT_TIMEOUT_S = 6.0
