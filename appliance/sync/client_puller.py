@@ -12,8 +12,10 @@ Theory of operation. Exactly once, in order, whatever crashes (DESIGN.md §5.3):
 
 A crash between any two steps re-reads the same events: blobs already whole are not fetched again, stored
 events are skipped as replays, and a repeated acknowledgement changes nothing. When the appliance goes
-away (connection refused or broken, 503) the loop backs off and retries from the store's position; it
-never skips. Errors that retrying cannot cure (a gap, an id sent twice, 4xx) end the loop.
+away (connection refused or broken) or answers with an error that is transient from the client's side of
+the WAN (:func:`retryable`: 5xx from the appliance or a proxy in front of it, 408, 429) the loop backs off
+and retries from the store's position; it never skips. Errors that retrying cannot cure (a gap, an id sent
+twice, any other 4xx: the client's own bug) end the loop.
 """
 
 from __future__ import annotations
@@ -72,6 +74,26 @@ async def _drop(task: asyncio.Task[Any] | None) -> None:
         await asyncio.wait((task,))
         if not task.cancelled():
             task.exception()  # retrieved, so that it is not reported as never retrieved
+
+
+# RFC 9110 §15.6.2 and §15.6.6: the server (or a proxy) does not support the method or the HTTP version.
+# Retrying cannot change that, so these end the loop where every other 5xx is retried.
+_PERMANENT_5XX: Final = frozenset({501, 505})
+# RFC 9110 §15.5.9 (408 Request Timeout) and RFC 6585 §4 (429 Too Many Requests): the request was fine,
+# the moment was not.
+_TRANSIENT_4XX: Final = frozenset({408, 429})
+
+
+def retryable(exc: Exception) -> bool:
+    """Whether the pull loop backs off and retries after ``exc`` rather than ending: a
+    :class:`TransportError` (every request of the sync API is safe to repeat), a 5xx other than 501/505
+    (the appliance starting, failing for a moment, or a proxy in front of it timing out or losing its
+    upstream), 408 or 429. Any other :class:`ClientError` is a 4xx the client caused and ends the loop."""
+    if isinstance(exc, TransportError):
+        return True
+    if isinstance(exc, ClientError):
+        return (500 <= exc.status < 600 and exc.status not in _PERMANENT_5XX) or exc.status in _TRANSIENT_4XX
+    return False
 
 
 _BLOB_ID: Final = re.compile(r"[a-z][a-z0-9-]{0,31}/[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")
@@ -153,7 +175,8 @@ class Puller:
         on_round: Callable[[PullReport], None] | None = None,
     ) -> int:
         """Pull until the store holds the appliance's last seq (``follow``: forever); returns how many
-        events were stored. Transport failures and 503 back off (0.1 s doubling to 2 s) and retry.
+        events were stored. Transport failures and the errors :func:`retryable` accepts back off (0.1 s
+        doubling to 2 s) and retry from the store's position; any other error is raised.
 
         While a full batch is being stored the next one is already read (a backlog drains at the rate of
         the slower of the two, not of their sum); only the read runs ahead, never the acknowledgement."""
@@ -174,7 +197,7 @@ class Puller:
                         ahead = asyncio.create_task(self._read(batch.events[-1].seq, 0))
                     report = await self._settle(batch)
                 except (TransportError, ClientError) as exc:
-                    if isinstance(exc, ClientError) and exc.status != 503:
+                    if not retryable(exc):
                         raise
                     await _drop(ahead)
                     ahead = None
@@ -197,7 +220,17 @@ class Puller:
 
     async def _back_off(self, delay: float, exc: Exception) -> None:
         self.retries += 1
-        log.info("sync pull: %s; retrying in %.1f s from seq %d", exc, delay, self.store.last_seq)
+        fields: dict[str, object] = {"retry": self.retries, "delay": delay, "after_seq": self.store.last_seq}
+        level = logging.INFO  # the appliance away or starting (a WAN cut, a restart): expected
+        if isinstance(exc, ClientError):
+            # The status and the sync.cddl error code ("http-<status>" when a proxy's body is not CBOR).
+            fields |= {"status": exc.status, "code": exc.code}
+            if exc.status != 503:
+                level = logging.WARNING  # it failed while up, or a proxy did: worth a look if it lasts
+        log.log(
+            level, "sync pull: %s; retrying in %.1f s from seq %d", exc, delay, self.store.last_seq,
+            extra={"ctx": fields},
+        )  # fmt: skip
         await self._sleep(delay)
 
     async def _fetch_blobs(self, events: Sequence[Event]) -> tuple[int, int]:

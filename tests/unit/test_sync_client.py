@@ -66,7 +66,9 @@ class ContractServer:
     acked: int = 0
     last: int = 0
     events_served: int = 0
-    fail_next: int = 0  # answer this many requests with 503
+    fail_next: int = 0  # answer this many requests with fail_status
+    fail_status: int = 503  # 503 and 500 with the appliance's error body, others with a proxy's text
+    fail_path: str = ""  # only requests whose path ends so fail
     blob_chunk_delay: float = 0.0
     acks: list[int] = field(default_factory=list)
     on_ack: Callable[[int], None] | None = None  # sees each acknowledgement before it is applied
@@ -103,9 +105,13 @@ class ContractServer:
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if self.fail_next:
+        if self.fail_next and request.path.endswith(self.fail_path):
             self.fail_next -= 1
-            return self._cbor({"error": "unavailable", "message": "starting"}, "error", status=503)
+            if self.fail_status == 503:
+                return self._cbor({"error": "unavailable", "message": "starting"}, "error", status=503)
+            if self.fail_status == 500:
+                return self._cbor({"error": "internal", "message": "database locked"}, "error", status=500)
+            return web.Response(text="upstream trouble", status=self.fail_status)
         try:
             return await handler(request)
         except SyncError as exc:
