@@ -13,6 +13,14 @@ Durability: ``journal_mode=WAL`` with ``synchronous=FULL`` fsyncs the write-ahea
 transaction whose ``COMMIT`` has returned survives power loss, not only the death of the process (the
 default ``NORMAL`` in WAL mode may lose the last commits on power loss). The sync API acknowledges to
 callers only what has been committed this way.
+
+Reads and checkpoints off the write path. Queries outside a transaction (:meth:`Database.fetchall`) run on a
+second connection with its own thread and lock: in WAL mode it sees every committed transaction and
+nothing uncommitted, and a long read (the sync feed reads 10,000 events at a time) no longer holds up the
+appends queued behind it. SQLite's automatic checkpoint is turned off on the writer, because it runs inside
+the ``COMMIT`` that crosses the threshold and adds the copy into the database file and its fsync to that
+commit's latency; instead, after every :data:`CHECKPOINT_EVERY` commits, the reading connection runs a
+PASSIVE checkpoint (which never blocks the writer) while appends go on.
 """
 
 from __future__ import annotations
@@ -36,6 +44,10 @@ log = logging.getLogger(__name__)
 Row = tuple[Any, ...]
 Params = Sequence[Any]
 DEFAULT_BUSY_TIMEOUT_MS: Final = 5000
+WAL_SIZE_LIMIT: Final = 16 * 1024 * 1024
+CHECKPOINT_EVERY: Final = 200
+"""Commits between two checkpoints: a few hundred KiB of WAL at the outbox's transaction sizes, what SQLite's
+own default (1000 pages) amounts to."""
 
 
 class Transaction:
@@ -74,10 +86,14 @@ class Database:
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         """Wrap an open connection; use :meth:`open`, which also configures it and migrates the schema."""
         self._conn: aiosqlite.Connection | None = conn
+        self._reader: aiosqlite.Connection | None = None  # reads and checkpoints (module doc)
         self._path = path
         self._lock = asyncio.Lock()
+        self._read_lock = asyncio.Lock()
         self._holder: asyncio.Task[Any] | None = None  # the task inside the lock, to catch re-entry
         self._schema_version = 0
+        self._commits = 0
+        self._checkpoint: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(
@@ -105,11 +121,14 @@ class Database:
             raise StoreError(f"cannot open database {path}: {exc}") from exc
         db = cls(conn, path)
         try:
-            await db._configure(busy_timeout_ms)
+            await db._configure(busy_timeout_ms)  # WAL first: the reader needs it to read beside the writer
+            db._reader = await _open_reader(path, busy_timeout_ms)
             db._schema_version = await apply_migrations(db, migrations, wall=wall)
+            if db._checkpoint is not None:
+                await db._checkpoint
+            db._commits, db._checkpoint = 0, None  # counted from the first commit after the open
         except BaseException:
-            await conn.close()
-            db._conn = None
+            await db.close()
             raise
         return db
 
@@ -125,6 +144,10 @@ class Database:
             # FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power loss (see module doc).
             await conn.execute("PRAGMA synchronous = FULL")
             await conn.execute("PRAGMA foreign_keys = ON")
+            await conn.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints run off the commit path
+            # A WAL file grown by a burst (a drain, a long read holding a snapshot) is cut back to this
+            # size when it is next reset, rather than kept at its largest for good.
+            await conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         except sqlite3.Error as exc:
             raise StoreError(f"database {self._path} is not usable: {exc}") from exc
 
@@ -174,6 +197,7 @@ class Database:
                 await conn.execute("BEGIN IMMEDIATE")
                 yield Transaction(conn)
                 await conn.commit()
+                self._committed()
             except BaseException as exc:
                 # Queued behind any statement still running, before the lock is released (module doc).
                 await _rollback(conn)
@@ -181,12 +205,34 @@ class Database:
                     raise StoreError(f"database {self._path}: {exc}") from exc
                 raise
 
+    def _committed(self) -> None:
+        self._commits += 1
+        if self._commits >= CHECKPOINT_EVERY and (self._checkpoint is None or self._checkpoint.done()):
+            self._commits = 0
+            self._checkpoint = asyncio.get_running_loop().create_task(self._run_checkpoint())
+
+    async def _run_checkpoint(self) -> None:
+        """Copy the WAL into the database file without blocking the writer (PASSIVE); a checkpoint that
+        fails is tried again after the next batch of commits."""
+        try:
+            async with self._read_lock:
+                if self._reader is not None:
+                    await self._reader.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            log.warning("checkpoint of %s failed", self._path, exc_info=True)
+
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        """Run a query outside any write transaction; sees committed data only."""
-        async with self._locked():
-            conn = self._connection()
+        """Run a query outside any write transaction, on the reading connection; sees committed data
+        only. Inside a transaction use the :class:`Transaction` (this raises there, as the write methods do,
+        because the rows the transaction wrote are not visible here)."""
+        task = asyncio.current_task()
+        if task is not None and task is self._holder:
+            raise LocalProtocolError("the database was used inside its own transaction; use the Transaction")
+        async with self._read_lock:
+            if self._reader is None:
+                raise LocalProtocolError(f"database {self._path} is closed")
             try:
-                return [tuple(r) for r in await conn.execute_fetchall(sql, params)]
+                return [tuple(r) for r in await self._reader.execute_fetchall(sql, params)]
             except sqlite3.Error as exc:
                 raise StoreError(f"database {self._path}: {exc}") from exc
 
@@ -195,11 +241,32 @@ class Database:
         return rows[0] if rows else None
 
     async def close(self) -> None:
-        """Close the connection once any transaction in progress has finished. Idempotent."""
+        """Close the connections once any transaction or read in progress has finished. Idempotent."""
         async with self._locked():
             conn, self._conn = self._conn, None
             if conn is not None:
                 await conn.close()
+        if self._checkpoint is not None:
+            await asyncio.wait({self._checkpoint})
+        async with self._read_lock:
+            reader, self._reader = self._reader, None
+            if reader is not None:
+                await reader.close()
+
+
+async def _open_reader(path: Path, busy_timeout_ms: int) -> aiosqlite.Connection:
+    """The second connection: reads see committed data only (WAL), and it runs the checkpoints."""
+    try:
+        reader = await aiosqlite.connect(str(path), isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open database {path}: {exc}") from exc
+    try:
+        await reader.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        await reader.execute("PRAGMA query_only = ON")  # it never writes a row; checkpoints are allowed
+    except BaseException:
+        await reader.close()
+        raise
+    return reader
 
 
 async def _rollback(conn: aiosqlite.Connection) -> None:

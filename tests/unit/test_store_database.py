@@ -16,6 +16,7 @@ from appliance.store import (
     MigrationError,
     SchemaTooNewError,
     StoreError,
+    database,
 )
 
 NEXT = Migration(len(MIGRATIONS) + 1, "notes", ("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)",))
@@ -28,8 +29,14 @@ async def test_fresh_database_settings_and_schema(tmp_path: Path) -> None:
         assert path.is_file() and db.path == path
         assert db.schema_version == len(MIGRATIONS)
         assert await db.fetchone("PRAGMA journal_mode") == ("wal",)
-        assert await db.fetchone("PRAGMA synchronous") == (2,)  # FULL
-        assert await db.fetchone("PRAGMA foreign_keys") == (1,)
+        async with db.transaction() as tx:  # the writing connection
+            assert await tx.fetchone("PRAGMA synchronous") == (2,)  # FULL
+            assert await tx.fetchone("PRAGMA foreign_keys") == (1,)
+            assert await tx.fetchone("PRAGMA busy_timeout") == (5000,)
+            assert await tx.fetchone("PRAGMA wal_autocheckpoint") == (0,)  # checkpoints off the commit path
+            assert await tx.fetchone("PRAGMA query_only") == (0,)
+        # The reading connection: never writes, waits for locks as long.
+        assert await db.fetchone("PRAGMA query_only") == (1,)
         assert await db.fetchone("PRAGMA busy_timeout") == (5000,)
         tables = {r[0] for r in await db.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"outbox", "outbox_state", "kv", "schema_migrations"} <= tables
@@ -242,5 +249,50 @@ async def test_using_the_database_inside_its_own_transaction_is_refused(tmp_path
                 async with db.transaction():
                     pass
         assert await db.fetchall("SELECT 1") == [(1,)]
+    finally:
+        await db.close()
+
+
+async def test_reads_do_not_wait_for_a_write_transaction_and_see_only_committed_rows(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "a.db")
+    try:
+        wrote, release = asyncio.Event(), asyncio.Event()
+
+        async def writer() -> None:
+            async with db.transaction() as tx:
+                await tx.execute("INSERT INTO kv (key, value, updated) VALUES ('k', x'01', 0)")
+                wrote.set()
+                await release.wait()
+
+        task = asyncio.create_task(writer())
+        await wrote.wait()
+        # The transaction is open and holds the write lock: a read answers at once, without its row.
+        assert await asyncio.wait_for(db.fetchall("SELECT key FROM kv"), 1.0) == []
+        release.set()
+        await task
+        assert await db.fetchall("SELECT key FROM kv") == [("k",)]
+    finally:
+        await db.close()
+
+
+async def test_checkpoints_run_after_a_number_of_commits_not_inside_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(database, "CHECKPOINT_EVERY", 3)
+    path = tmp_path / "a.db"
+    db = await Database.open(path)
+    try:
+        size = path.stat().st_size
+        for i in range(2):
+            async with db.transaction() as tx:
+                await tx.execute(
+                    "INSERT INTO kv (key, value, updated) VALUES (?, randomblob(20000), 0)", (f"{i}",)
+                )
+        assert db._checkpoint is None and path.stat().st_size == size  # everything still in the WAL
+        async with db.transaction() as tx:
+            await tx.execute("INSERT INTO kv (key, value, updated) VALUES ('2', randomblob(20000), 0)")
+        assert db._checkpoint is not None
+        await db._checkpoint
+        assert path.stat().st_size > size + 60000  # the three rows were copied into the database file
     finally:
         await db.close()
