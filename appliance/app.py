@@ -427,11 +427,12 @@ class Appliance:
         self.metrics.set_mode(event.new.name)
         body = self.sync.mode_changed(event)
         if event.new is Mode.SURVIVABLE and event.old is not Mode.SURVIVABLE:
-            # The cloud is gone: its answered calls are rescued now, not one media timeout later each.
+            # The cloud is gone: its calls leave it now (answered ones rescued), not one timeout later each.
             now = asyncio.get_running_loop().time()
-            rescued = self.core.b2bua.rescue_cloud_calls(event.reason, now)
-            if rescued:
-                log.warning("%d cloud calls rescued into the local IVR: %s", rescued, event.reason)
+            lost = self.core.b2bua.cloud_lost(event.reason, now)
+            if lost.rescued or lost.moved:
+                log.warning("cloud calls: %d rescued into the local IVR, %d still ringing moved to local "
+                            "destinations: %s", lost.rescued, lost.moved, event.reason)  # fmt: skip
         if self.notifier is not None:
             self.notifier.status(f"mode {event.new.name}: {event.reason}")
         self._spawn(self._append("mode.changed", body))

@@ -54,7 +54,7 @@ from appliance.calls.events import (
     UpdateRejected,
 )
 from appliance.calls.ivr_leg import IvrLeg
-from appliance.calls.local_ivr import LocalIvr
+from appliance.calls.local_ivr import CloudLost, LocalIvr
 from appliance.calls.routing import RoutingTable
 from appliance.calls.sip_leg import LegState, SipLeg
 from appliance.ivr.agent_queue import AgentQueue
@@ -548,6 +548,10 @@ class B2bua:
     def rescue_cloud_calls(self, reason: str, now: float) -> int:
         """See :meth:`LocalIvr.rescue_cloud_calls <appliance.calls.local_ivr.LocalIvr.rescue_cloud_calls>`."""
         return self.local_ivr.rescue_cloud_calls(reason, now)
+
+    def cloud_lost(self, reason: str, now: float) -> CloudLost:
+        """See :meth:`LocalIvr.cloud_lost <appliance.calls.local_ivr.LocalIvr.cloud_lost>`."""
+        return self.local_ivr.cloud_lost(reason, now)
 
     def persisted(self, call_id: str, token: int, now: float) -> None:
         """An IVR session's outbox append is committed."""

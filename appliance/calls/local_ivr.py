@@ -1,5 +1,5 @@
-"""The local IVR side of call control: calls answered by an IVR session, and answered cloud calls rescued
-into one.
+"""The local IVR side of call control: calls answered by an IVR session, answered cloud calls rescued
+into one, and the cloud's calls moved off it when the appliance turns survivable.
 
 Theory of operation. A destination ``ivr:<flow>`` gets an :class:`~appliance.calls.ivr_leg.IvrLeg` as its b
 leg, answered on the IVR's media anchor. An answered call whose cloud leg fails (a BYE with a failure
@@ -9,6 +9,15 @@ sessions are known here by call id from answer until each has persisted its last
 after the caller hung up; the appliance's answers (an outbox append committed or failed, a worker command
 refused, a worker event) reach them through :class:`LocalIvr`.
 
+When the WAN or the cloud is lost (the survivable-mode machine turns SURVIVABLE) every call on the cloud
+leaves it at once (:meth:`LocalIvr.cloud_lost`), as survivable branch systems (Cisco SRST, AudioCodes SBA)
+do: answered calls are rescued as above, and a call whose cloud INVITE has no final answer yet (nothing
+back, 100, 180 or 183 with early media) has it CANCELled (RFC 3261 §9.1) and goes on to its route's next
+destination exactly as though the cloud had refused it, rather than ringing on a dead cloud until the
+INVITE times out (Timer B, 64·T1 = 32 s, §17.1.1.2). The cloud is unavailable by then, so route
+selection skips it (a default route goes on to ``ivr:default``). A 200 that crosses the CANCEL reaches a
+leg that has ended, which acknowledges it and hangs up at once (§15): it is never bridged.
+
 A session's transfer to a local agent group is the agent transfer's
 (:class:`~appliance.calls.agent_transfer.AgentTransfer`), to which each IVR leg speaks directly.
 """
@@ -16,11 +25,12 @@ A session's transfer to a local agent group is the agent transfer's
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from appliance.calls import causes
 from appliance.calls.causes import Cause
-from appliance.calls.events import Disconnect, Setup
+from appliance.calls.events import Disconnect, Fail, Setup
 from appliance.calls.ivr_leg import IvrLeg
 from appliance.media.control_events import DtmfEvent, PlayDone, RecordDone, WorkerEvent
 
@@ -32,6 +42,15 @@ if TYPE_CHECKING:
     from appliance.calls.media_anchor import MediaAnchor
 
 log = logging.getLogger("appliance.calls")
+
+
+@dataclass(frozen=True, slots=True)
+class CloudLost:
+    """What :meth:`LocalIvr.cloud_lost` did: ``rescued`` answered cloud calls into the rescue flow and
+    ``moved`` calls still setting up their cloud leg to their route's next destination."""
+
+    rescued: int
+    moved: int
 
 
 class LocalIvr:
@@ -116,12 +135,43 @@ class LocalIvr:
     def rescue_cloud_calls(self, reason: str, now: float) -> int:
         """The WAN or the cloud is gone: rescue every answered call on a cloud leg now rather than waiting
         for each one's media timeout. Returns how many were rescued."""
-        cause = Cause(38, 503, f"Network out of order: {reason}")
+        cause = cloud_gone(reason)
         rescued = 0
         for call in list(self._b2bua.calls.values()):
             if call.answered and call.b is not None and call.b.route_kind == "cloud" and not call.ended:
                 rescued += self.rescue(call, cause, now)
         return rescued
+
+    def cloud_lost(self, reason: str, now: float) -> CloudLost:
+        """The WAN or the cloud is gone (the appliance turned SURVIVABLE): answered cloud calls are rescued
+        (:meth:`rescue_cloud_calls`) and calls whose cloud leg is not answered yet leave it for their
+        route's next destination (:meth:`leave_cloud`). Call it once the cloud counts as unavailable, so
+        that route selection skips it."""
+        rescued = self.rescue_cloud_calls(reason, now)
+        cause = cloud_gone(reason)
+        moved = sum(self.leave_cloud(call, cause, now) for call in list(self._b2bua.calls.values()))
+        return CloudLost(rescued, moved)
+
+    def leave_cloud(self, call: Call, cause: Cause, now: float) -> bool:
+        """CANCEL ``call``'s unanswered cloud INVITE and try the route's next destination, as a cloud
+        refusal with ``cause`` would: the record shows the cloud leg failed with it, and with no
+        destination left the caller is refused with it. False (nothing done) for an answered or ended
+        call, or one whose current attempt is not the cloud."""
+        if call.answered or call.ended:
+            return False
+        legs = [leg for leg in call.forks if leg.route_kind == "cloud"]
+        if not legs:
+            return False
+        log.warning(
+            "cloud lost while its leg was being set up (%s): INVITE cancelled, next destination tried",
+            cause.text, extra={"ctx": {"call": call.id, "q850": cause.q850}},
+        )  # fmt: skip
+        for leg in legs:
+            # The leg sends CANCEL, or holds it until a provisional response comes (§9.1); from now on it
+            # ACKs and BYEs a 2xx and swallows the 487, so the only failure call control sees is this one.
+            leg.handle(Disconnect(cause), now)
+            call.from_leg(leg, Fail(cause), now)
+        return True
 
     # ----------------------------------------------------------------------- the sessions' life
     def started(self, leg: IvrLeg) -> None:
@@ -167,3 +217,8 @@ class LocalIvr:
             leg.media_event(event, now)
             return True
         return False
+
+
+def cloud_gone(reason: str) -> Cause:
+    """The cause calls leave the cloud with when it is lost: Q.850 cause 38, network out of order."""
+    return Cause(38, 503, f"Network out of order: {reason}")
