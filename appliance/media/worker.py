@@ -10,7 +10,9 @@ the hard one for that. It then listens on a Unix ``SOCK_SEQPACKET`` socket at ``
 stdout (or ``error: REASON`` and exits 1 if it cannot hold its slice) and serves one control connection:
 one CBOR message (:mod:`appliance.media.control`) per datagram, the first of which is the worker's
 :class:`PortsReserved` (the pairs another process held). When the control connection closes the worker
-exits, so a worker never outlives the process that drives it.
+exits, so a worker never outlives the process that drives it: an orderly close, or one lost because the
+control process died (an end of stream, a reset, a broken pipe), logs one line and ends the process with
+status 0 once its sockets are closed (:meth:`WorkerServer.serve`).
 
 The calls and commands are :class:`~appliance.media.commands.MediaWorker`'s (the command contract is
 there); this module is the glue around it, and the command line.
@@ -315,8 +317,19 @@ class WorkerServer:
         self._arm()
         self._pace()
 
+    def _control_lost(self, error: str | None) -> None:
+        """Log the end of the control connection, once: at warning level when it was reset, or closed with
+        calls still held (the control process died rather than shutting the worker down), else at info."""
+        worker, calls = self.worker.worker_id, len(self.worker.calls)
+        level = logging.WARNING if error is not None or calls else logging.INFO
+        how = f"lost ({error})" if error is not None else "closed"
+        log.log(level, "media worker %d: control connection %s with %d calls; exiting", worker, how, calls,
+                extra={"ctx": {"worker": worker, "calls": calls, "error": error}})  # fmt: skip
+
     async def serve(self) -> None:
-        """Accept control connections one after the other; return when the first one closes."""
+        """Accept one control connection and serve it; return (for the process to exit with status 0)
+        when it ends, whether closed in order or lost with the control process (end of stream, reset,
+        broken pipe). Every socket is closed and every call released on the way out."""
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.control_path)
@@ -331,8 +344,15 @@ class WorkerServer:
             self.send(self.greeting)
             self._arm()
             while True:
-                data = await self.loop.sock_recv(conn, MAX_MESSAGE_SIZE + 1)
+                try:
+                    data = await self.loop.sock_recv(conn, MAX_MESSAGE_SIZE + 1)
+                except ConnectionError as exc:  # ECONNRESET, EPIPE
+                    # The control process died with a message of ours unread (a SIGKILL): the usual way a
+                    # worker learns it is on its own, not a fault of the worker.
+                    self._control_lost(exc.strerror or type(exc).__name__)
+                    return
                 if not data:
+                    self._control_lost(None)
                     return
                 self.on_command(data)
         finally:
