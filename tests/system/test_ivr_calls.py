@@ -19,7 +19,8 @@ themselves: the payloads of the RTP a caller receives, put end to end, must be t
   stops (a media timeout), the cloud hangs up with ``Reason: Q.850;cause=38``, or the cloud vanishes and
   its probes go unanswered (the appliance turns SURVIVABLE) -- within 3 s, on the caller's existing RTP
   session, with no BYE or re-INVITE to the caller; a plain BYE from the cloud is passed on to the caller
-  instead.
+  instead. A call still ringing on a cloud that vanishes is answered by the IVR as soon as the appliance
+  turns SURVIVABLE, not when its INVITE to the cloud times out.
 
 Addresses: the callers 127.0.0.2, the cloud 127.0.0.3, the appliance and its media 127.0.0.1.
 """
@@ -700,6 +701,38 @@ async def test_calls_on_a_cloud_that_vanishes_are_rescued_as_the_appliance_turns
             assert app.metric('appliance_mode{mode="SURVIVABLE"}') == 1
             await caller_kept_the_line(caller)
         await session_rescued(app)
+
+
+async def test_a_call_ringing_on_a_cloud_that_vanishes_is_answered_by_the_ivr_at_once(tmp_path: Path) -> None:
+    # The cloud rings for a minute, far past Timer B (32 s): only leaving the cloud as the appliance turns
+    # SURVIVABLE answers the caller in time.
+    async with cloud_online(tmp_path, scenario="media_uas.xml", hold_ms=60000) as (app, cloud):
+
+        async def vanish_while_ringing() -> float:
+            workdir = cloud.uas.workdir
+            await until(lambda: sipp_sent_at(workdir, "SIP/2.0 180") is not None, within=10, what="it rang")
+            cloud.uas.kill()  # its probes go unanswered, the INVITE is never answered
+            return time.time()
+
+        vanished = asyncio.create_task(vanish_while_ringing())
+        async with calling(
+            app, tmp_path / "caller", GERMAN, tag=1, scenario="ivr_uac_hangup.xml", hold_ms=3000
+        ) as caller:
+            cut = await vanished
+            answered_after = time.time() - cut
+            print(f"move: the IVR answered {answered_after:.3f} s after the cloud vanished")
+            assert answered_after <= RESCUE_WITHIN + 2
+            greeting = await caller.hears("de", "service_interruption", after=0)
+            await hear_whole(caller, "de", "service_interruption", greeting, seconds=1.0)
+            result = await caller.finished(within=20)
+            assert result.all_successful, result.describe()
+        received = [m.start_line for m in sipp_messages(caller.uac.workdir) if m.direction == "received"]
+        assert "SIP/2.0 180 Ringing" in received, received
+        (record,) = await wait_outbox(app, "call.record", 1)
+        legs = [(leg["kind"], leg["outcome"], leg.get("q850")) for leg in record.body["legs"]]
+        assert legs == [("cloud", "failed", 38), ("ivr", "answered", None)], record.body
+        assert record.body["route"] == "ivr" and record.body["rescued"] is False, record.body
+        assert app.metric("appliance_calls_rescued_total") == 0
 
 
 def sipp_sent_at(workdir: Path, start: str) -> float | None:
