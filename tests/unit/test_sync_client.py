@@ -27,6 +27,7 @@ import cbor2
 import pytest
 from aiohttp import web
 
+from appliance.store import RawEvent
 from appliance.sync import codec
 from appliance.sync.client import (
     BlobIntegrityError,
@@ -46,21 +47,11 @@ ROOT = Path(__file__).resolve().parents[2]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@dataclass(frozen=True)
-class Raw:
-    seq: int
-    id: str
-    type: str
-    hlc: int
-    created: float
-    body: bytes
-
-
 @dataclass
 class ContractServer:
     """An appliance's sync API in memory: an outbox, blobs and documents."""
 
-    events: list[Raw] = field(default_factory=list)
+    events: list[RawEvent] = field(default_factory=list)
     blobs: dict[str, bytes] = field(default_factory=dict)
     documents: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     acked: int = 0
@@ -81,10 +72,10 @@ class ContractServer:
         async with self.served:
             await self.served.wait_for(lambda: self.events_served >= count)
 
-    async def append(self, type_: str, body: dict[str, Any]) -> Raw:
+    async def append(self, type_: str, body: dict[str, Any]) -> RawEvent:
         self.last += 1
-        raw = Raw(self.last, os.urandom(16).hex(), type_, (int(time.time() * 1000) << 16) | 1, time.time(),
-                  cbor2.dumps(body))  # fmt: skip
+        hlc = (int(time.time() * 1000) << 16) | 1
+        raw = RawEvent(self.last, os.urandom(16).hex(), type_, hlc, time.time(), cbor2.dumps(body))
         self.events.append(raw)
         async with self.appended:
             self.appended.notify_all()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import cbor2
@@ -13,23 +12,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from appliance.store import RawEvent
 from appliance.sync import codec
 from appliance.sync.errors import BadCbor, SchemaError, SyncError
 from tests.sync_schema import examples, validate
 
 
-@dataclass(frozen=True)
-class Raw:
-    seq: int
-    id: str
-    type: str
-    hlc: int
-    created: float
-    body: bytes
-
-
-def _raw(seq: int, body: dict[str, object]) -> Raw:
-    return Raw(
+def _raw(seq: int, body: dict[str, object]) -> RawEvent:
+    return RawEvent(
         seq,
         f"{seq:032x}",
         "call.record",
@@ -168,7 +158,7 @@ def test_event_batch_splices_bodies_as_cbor2_would_encode_them() -> None:
 def test_event_batch_matches_cbor2_for_any_event(
     items: list[tuple[int, str, str, int, float, dict[str, object]]],
 ) -> None:
-    events = [Raw(s, i, t, h, c, cbor2.dumps(b, canonical=True)) for s, i, t, h, c, b in items]
+    events = [RawEvent(s, i, t, h, c, cbor2.dumps(b, canonical=True)) for s, i, t, h, c, b in items]
     encoded = codec.encode_event_batch(events, first_seq=0, last_seq=0, acked_seq=0)
     assert encoded == cbor2.dumps(codec.event_batch_value(events, first_seq=0, last_seq=0, acked_seq=0))
 
@@ -177,7 +167,7 @@ def test_event_batch_encodes_well_over_100k_events_per_second() -> None:
     body = cbor2.dumps(
         {"call_id": "a" * 32, "duration": 12.5, "from": "+4930123456", "to": "+4940123"}, canonical=True
     )
-    events = [Raw(i, f"{i:032x}", "call.record", i << 16, 1.7e9 + i, body) for i in range(1, 10_001)]
+    events = [RawEvent(i, f"{i:032x}", "call.record", i << 16, 1.7e9 + i, body) for i in range(1, 10_001)]
     best = float("inf")
     for _ in range(5):
         start = time.perf_counter()
