@@ -40,6 +40,8 @@ def test_appliance_unit_is_notify_with_watchdog_and_restart() -> None:
         " --state-dir /var/lib/appliance"
     )
     assert service["WorkingDirectory"] == "/var/lib/appliance"
+    # systemctl reload: SIGHUP, on which the sync API reads its certificates again.
+    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
 
 
 def test_watchdog_pings_fit_inside_the_watchdog_timeout(tmp_path: Path) -> None:
