@@ -545,10 +545,6 @@ class B2bua:
         """See :meth:`LocalIvr.rescue <appliance.calls.local_ivr.LocalIvr.rescue>`."""
         return self.local_ivr.rescue(call, cause, now)
 
-    def rescue_cloud_calls(self, reason: str, now: float) -> int:
-        """See :meth:`LocalIvr.rescue_cloud_calls <appliance.calls.local_ivr.LocalIvr.rescue_cloud_calls>`."""
-        return self.local_ivr.rescue_cloud_calls(reason, now)
-
     def cloud_lost(self, reason: str, now: float) -> CloudLost:
         """See :meth:`LocalIvr.cloud_lost <appliance.calls.local_ivr.LocalIvr.cloud_lost>`."""
         return self.local_ivr.cloud_lost(reason, now)

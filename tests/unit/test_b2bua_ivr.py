@@ -237,19 +237,19 @@ def test_a_media_timeout_on_the_callers_leg_ends_the_call() -> None:
 
 def test_wan_loss_rescues_every_answered_cloud_call_at_once() -> None:
     h, call_id, _ = rescued_setup()
-    assert h.b2bua.rescue_cloud_calls("carrier lost on wan0", h.now) == 1
+    assert h.b2bua.cloud_lost("carrier lost on wan0", h.now).rescued == 1
     h._pump()
     (bye,) = [r for r in h.requests(CLOUD) if r.method == "BYE"]
     assert "cause=38" in (bye.headers.get("reason") or "")
     assert_rescued(h, call_id)
-    assert h.b2bua.rescue_cloud_calls("again", h.now) == 0  # already in the IVR
+    assert h.b2bua.cloud_lost("again", h.now).rescued == 0  # already in the IVR
 
 
 def test_without_a_rescue_flow_a_failed_cloud_leg_ends_the_call() -> None:
     h = Harness(anchor=True, rescue_flow=None)
     answered(h)
     (call_id,) = h.b2bua.calls
-    assert h.b2bua.rescue_cloud_calls("carrier lost", h.now) == 0
+    assert h.b2bua.cloud_lost("carrier lost", h.now).rescued == 0
     h.b2bua.media_event(call_id, MediaTimeout(call_id, "b", Direction.IN, 2.0), h.now)
     h._pump()
     assert [r.method for r in h.requests(CALLER)] == ["BYE"] and not h.b2bua.calls
@@ -273,5 +273,5 @@ def test_a_call_whose_caller_codec_is_not_g711_is_not_rescued() -> None:
 
     h.send(CLOUD, reply(b_invite, 200, body=answer, contact="<sip:callee@127.0.0.1:5080>"))
     (call_id,) = h.b2bua.calls
-    assert h.b2bua.rescue_cloud_calls("carrier lost", h.now) == 0
+    assert h.b2bua.cloud_lost("carrier lost", h.now).rescued == 0
     assert h.sessions == [] and call_id in h.b2bua.calls

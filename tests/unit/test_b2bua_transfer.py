@@ -310,7 +310,7 @@ def test_a_rescued_caller_can_be_transferred_on_its_relayed_leg() -> None:
     h = Harness(anchor=True, agent_groups={"sales": [AGENT1_URI]})
     answered(h)
     (call_id,) = h.b2bua.calls
-    assert h.b2bua.rescue_cloud_calls("carrier lost", h.now) == 1
+    assert h.b2bua.cloud_lost("carrier lost", h.now).rescued == 1
     h.take(CLOUD)
     (session,) = h.sessions
     drain(h.media_anchor)
