@@ -1,0 +1,1 @@
+"""Hardware drivers behind small interfaces (hw/README.md)."""
