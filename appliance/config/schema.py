@@ -45,6 +45,7 @@ from appliance.config.rules import (
     text,
     timezone_check,
 )
+from appliance.config.spans import DEFAULT_SPANS, SpanConfig, span_problems
 from appliance.media.scheduling import Scheduling
 
 Problem = tuple[str, str]
@@ -606,6 +607,7 @@ class Config:
     sync: SyncConfig = field(default_factory=SyncConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     state_dir: str = field(default="var", metadata=non_empty_text("a directory path"))
+    spans: tuple[SpanConfig, ...] = DEFAULT_SPANS
 
     def agent_group(self, group: str) -> AgentGroupConfig | None:
         return next((g for g in self.agent_groups if g.name == group), None)
@@ -633,6 +635,7 @@ class Config:
             if route.record and not self.media.recording_key:
                 yield f"routes[{i}].record", "requires media.recording_key"
         yield from self._listener_clashes()
+        yield from span_problems(self.spans)
 
     def _listener_clashes(self) -> Iterator[Problem]:
         tcp: list[tuple[str, str, int]] = [("sip.tcp_port", self.sip.listen, self.sip.tcp_port)]

@@ -1,0 +1,87 @@
+"""The ``[[spans]]`` tables: the E1/PRI spans the appliance drives.
+
+``make run`` has one span (DESIGN.md §5.1): span 1 on the simulated backend, user side (the carrier is the
+network side), ETSI EuroISDN, CCS framing with HDB3 and CRC-4 (what E1 PRI carriers provision, ITU-T G.704
+§2.3.3 and G.706 §4), B-channels on timeslots 1-15 and 17-31 (timeslot 16 carries the D-channel).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from appliance.config.rules import REJECT, Rule, expected, integer, rule
+
+Problem = tuple[str, str]
+
+SIGNALLING_TIMESLOT: Final = 16
+ALL_B_CHANNELS: Final = tuple(range(1, 16)) + tuple(range(17, 32))
+
+
+def _b_channel(v: int) -> str | None:
+    return None if 1 <= v <= 31 and v != SIGNALLING_TIMESLOT else "timeslot 16 carries the D-channel"
+
+
+def _digits(v: str) -> str | None:
+    return None if len(v) <= 8 and v.isascii() and (v == "" or v.isdigit()) else REJECT
+
+
+@dataclass(frozen=True)
+class SpanConfig:
+    """One E1 span: its driver, framing and the ISDN side and numbering it speaks on the D-channel."""
+
+    number: int = field(default=1, metadata=integer(1, 255))
+    # "sim": the software span of DESIGN.md §5.2 (Unix sockets under <state_dir>/run); "dahdi": a card.
+    driver: Literal["sim", "dahdi"] = "sim"
+    side: Literal["user", "network"] = "user"
+    switch_type: Literal["euroisdn"] = "euroisdn"
+    framing: Literal["ccs", "cas"] = "ccs"
+    line_code: Literal["hdb3", "ami"] = "hdb3"
+    crc4: bool = True
+    # Clock source preference: 1 is tried first, 0 never recovers the clock from this span (DAHDI's
+    # system.conf "timing" field).
+    timing_priority: int = field(default=1, metadata=integer(0, 31))
+    b_channels: tuple[int, ...] = field(
+        default=ALL_B_CHANNELS,
+        metadata=rule(
+            "an array of timeslots 1-15 and 17-31",
+            item=Rule("a timeslot from 1 to 31 other than 16", _b_channel),
+        ),
+    )
+    # How called numbers go out in a SETUP: "ton" as national/international type of number without
+    # prefixes (Q.931 §4.5.8), "unknown" as type unknown with the region's dialling prefixes, which some
+    # carriers require.
+    number_format: Literal["ton", "unknown"] = "ton"
+    # Prepended to subscriber numbers (type of number "subscriber") to make them national, e.g. "30".
+    area_code: str = field(default="", metadata=rule("up to 8 digits (or empty)", _digits))
+
+    def cross_check(self) -> Iterator[Problem]:
+        seen: set[int] = set()
+        for i, slot in enumerate(self.b_channels):
+            if slot in seen:
+                yield f"b_channels[{i}]", expected("a timeslot listed once", slot)
+            seen.add(slot)
+        if not self.b_channels:
+            yield "b_channels", "at least one B-channel is required"
+        if self.framing == "cas":
+            yield "framing", 'only "ccs" is supported: the appliance signals with ISDN PRI on the D-channel'
+
+    @property
+    def name(self) -> str:
+        return str(self.number)
+
+
+DEFAULT_SPANS: Final = (SpanConfig(),)
+
+
+def span_problems(spans: tuple[SpanConfig, ...]) -> Iterator[Problem]:
+    """Span numbers are unique. A route's ``pri:<n>`` is not checked against them: spans also arrive as
+    sync documents at run time, and a route to a span that is not there fails over to its next destination.
+    """
+    first: dict[int, int] = {}
+    for i, span in enumerate(spans):
+        if span.number in first:
+            words = f"a unique span number (also spans[{first[span.number]}])"
+            yield f"spans[{i}].number", expected(words, span.number)
+        first.setdefault(span.number, i)
