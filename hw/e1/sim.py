@@ -277,11 +277,15 @@ class SimBChannels(_SeqpacketLink):
 
         Raises :class:`LinkUsageError` for a timeslot not open here or a frame not FRAME_OCTETS long.
         """
+        self.check(timeslot, samples)
+        self._send(bytes((timeslot,)) + samples)
+
+    def check(self, timeslot: int, samples: bytes) -> None:
+        """Raise :class:`LinkUsageError` unless :meth:`send` would take this frame."""
         if timeslot not in self._timeslots:
             raise LinkUsageError(f"timeslot {timeslot} is not a B-channel of this span")
         if len(samples) != FRAME_OCTETS:
             raise LinkUsageError(f"a B-channel frame is {FRAME_OCTETS} octets, not {len(samples)}")
-        self._send(bytes((timeslot,)) + samples)
 
     def _deliver(self, data: bytes) -> bool:
         if len(data) != _B_MESSAGE:

@@ -42,6 +42,9 @@ class Recorder:
         self.links.append(up)
         self._changed.set()
 
+    def wake(self) -> None:
+        self._changed.set()
+
     async def until(self, condition: Callable[[], bool]) -> None:
         async with asyncio.timeout(5):
             while not condition():
