@@ -5,7 +5,9 @@ looked up in the routing table, and the call tries the route's destinations in o
 while the survivable-mode machine says the cloud is reachable), an explicit trunk, the local IVR, a local
 agent group (forked to every registered member at once: first to answer wins, the others are cancelled) or a
 PRI span. A destination that fails before answer hands the call to the next one; when none is left the caller
-gets the last failure. After answer the B2BUA only relays events between the two legs.
+gets the last failure. After answer the B2BUA only relays events between the two legs. A call whose caller
+is not on SIP (a PRI caller, whose gateway makes its leg) starts at :meth:`B2bua.place_call` and is routed
+the same way; legs towards the destinations are opened by :class:`~appliance.calls.outbound.Outbound`.
 
 With a :class:`~appliance.calls.media_anchor.MediaAnchor` every relayed call's media is anchored at the
 appliance: the caller's offer is rewritten once per call (forks and failover reuse it), and every SDP that
@@ -55,17 +57,17 @@ from appliance.calls.events import (
 )
 from appliance.calls.ivr_leg import IvrLeg
 from appliance.calls.local_ivr import CloudLost, LocalIvr
+from appliance.calls.outbound import Outbound, PriDialer
 from appliance.calls.routing import RoutingTable
 from appliance.calls.sip_leg import LegState, SipLeg
 from appliance.ivr.agent_queue import AgentQueue
 from appliance.media.control_events import DtmfEvent, MediaTimeout, WorkerEvent
-from appliance.sip.dialog import uri_to_peer
 from appliance.sip.errors import DecodeError
 from appliance.sip.events import Peer
 from appliance.sip.headers import parse_session_expires
 from appliance.sip.message import Request
 from appliance.sip.transaction import ServerTransaction
-from appliance.sip.uri import SipUri, TelUri, parse_sip_uri, parse_uri
+from appliance.sip.uri import TelUri, parse_sip_uri, parse_uri
 
 if TYPE_CHECKING:
     from appliance.calls.ivr_leg import Session
@@ -185,6 +187,7 @@ class B2bua:
         rescue_flow: str | None = None,
         agent_queue: AgentQueue | None = None,
         cdr: CallRecords | None = None,
+        pri: PriDialer | None = None,
     ) -> None:
         self.ctx = ctx
         self.router = router
@@ -204,6 +207,8 @@ class B2bua:
         self.local_ivr = LocalIvr(self, sessions=ivr_sessions, media=self.ivr_media, rescue_flow=rescue_flow)
         # IVR callers transferred to a local agent group queue here for the group's agents.
         self.transfer = AgentTransfer(self, agent_queue or AgentQueue())
+        # Destinations and the legs towards them; ``pri`` places calls on PRI spans (None: no spans).
+        self.outbound = Outbound(self, pri=pri)
         self.calls: dict[str, Call] = {}
         self.persist_requests: deque[PersistRequest] = deque()
         # Call detail records: finished ones wait in ``cdr.done`` for the outbox (none without a wall clock).
@@ -271,11 +276,28 @@ class B2bua:
                 # RFC 4028 §8.1: too small an interval is refused with our minimum.
                 txn.respond(422, to_tag=self.ctx.ids.tag(), extra=[("Min-SE", str(self.ctx.min_se))])
                 return
-        call_id = self.ctx.ids.call_id()
-        call = Call(self, call_id, Setup("", ""), [])
+        call = Call(self, self.ctx.ids.call_id(), Setup("", ""), [])
         a = SipLeg(self, call, role="uas", peer=txn.peer, route_kind="inbound")
         call.a = a
         setup = a.accept_invite(txn, now)
+        self.index_leg(request.call_id, a.local_tag, a)
+        self._start(call, setup, request.call_id, now, {"txn": txn.branch, "peer": str(txn.peer)})
+        self.transfer.call_placed(call, request, now)
+        self._next_destination(call, now)
+
+    def place_call(self, a_leg: Callable[[Call], Leg], setup: Setup, now: float, *, ref: str = "") -> Call:
+        """A new call from a leg that is not SIP (a PRI caller): ``a_leg`` makes the caller's leg for the
+        new call, ``setup`` is what the caller asked for (its SDP the caller's offer), ``ref`` names the
+        call in the caller's protocol for logs and the call record. The call is routed at once, as an
+        INVITE is; the returned call may already have ended (no route, every destination failed)."""
+        call = Call(self, self.ctx.ids.call_id(), setup, [])
+        call.a = a_leg(call)
+        self._start(call, setup, ref, now, {})
+        self._next_destination(call, now)
+        return call
+
+    def _start(self, call: Call, setup: Setup, ref: str, now: float, ctx: dict[str, str]) -> None:
+        """Route a new call (its a leg set) and open its record: what every call does, whatever its origin."""
         call.setup = setup
         route = self.router.lookup(setup.called)
         if route is None:
@@ -284,97 +306,23 @@ class B2bua:
         else:
             call.candidates = self.router.candidates(route, cloud_available=self.cloud_available())
             call.route_match = route.match
-        self.calls[call_id] = call
-        self.cdr.begin(call_id, request.call_id, setup.calling, setup.called, now, self.router.normalise)
-        self.index_leg(request.call_id, a.local_tag, a)
-        self.transfer.call_placed(call, request, now)
+        self.calls[call.id] = call
+        self.cdr.begin(call.id, ref, setup.calling, setup.called, now, self.router.normalise)
         if log.isEnabledFor(logging.INFO):
             log.info(
                 "call from %s to %s", setup.calling or "anonymous", setup.called,
-                extra={"ctx": {"call": call_id, "sip_call_id": request.call_id, "txn": txn.branch,
-                               "peer": str(txn.peer), "route": route.match if route else None}},
+                extra={"ctx": {"call": call.id, "sip_call_id": ref, **ctx,
+                               "route": route.match if route else None}},
             )  # fmt: skip
-        self._next_destination(call, now)
 
     def _next_destination(self, call: Call, now: float) -> None:
         while call.candidates:
             dest = call.candidates.pop(0)
             self.cdr.trying(call.id, dest, now)
-            if self._try_destination(call, dest, now):
+            if self.outbound.try_destination(call, dest, now):
                 return
             self.cdr.unavailable(call.id)
         self._end(call, Fail(call.last_cause), now)
-
-    def _try_destination(self, call: Call, dest: Destination, now: float) -> bool:
-        kind = dest.kind
-        setup = call.setup
-        if kind == "cloud":
-            if self.cloud_trunk is None or not self.cloud_available():
-                return False
-            return self._dial_trunk(call, self.cloud_trunk, setup, now, "cloud")
-        if kind == "trunk":
-            try:
-                trunk = parse_sip_uri(dest.target)
-            except DecodeError:
-                return False
-            return self._dial_trunk(call, trunk, setup, now, "trunk")
-        if kind == "ivr":
-            return self.local_ivr.try_destination(call, dest.target, now)
-        if kind == "agents":
-            contacts = self.agents(dest.target)
-            if not contacts:
-                call.last_cause = causes.Cause(20, 480, "No agent registered")
-                return False
-            b_setup = self._b_setup(call)
-            if b_setup is None:
-                return False
-            self.route(call, "agents")
-            for uri, peer in contacts:
-                leg = SipLeg(self, call, role="uac", peer=peer, route_kind="agents")
-                call.forks.append(leg)
-                leg.send_invite(b_setup, uri, now)
-            return True
-        # "pri": spans are driven by the PRI gateway, which is not part of this build yet.
-        log.info("call %s: destination %s:%s not available", call.id, kind, dest.target)
-        return False
-
-    def _b_setup(self, call: Call) -> Setup | None:
-        """The Setup for a relayed destination: the caller's, with its offer anchored (once per call).
-
-        None when the offer cannot be anchored; ``call.last_cause`` then says why (488 or 503).
-        """
-        anchor = self.media_anchor
-        if anchor is None:
-            return call.setup
-        if call.b_setup is not None:
-            return call.b_setup
-        options = self.route_media.get(call.route_match or "")
-        sdp = call.setup.sdp
-        try:
-            anchor.configure(call.id, options)
-            # A delayed offer (no SDP) is anchored when the callee's offer comes back in its answer.
-            offer = None if sdp is None else anchor.sdp_from(call.id, "a", sdp)
-        except MediaRefused as exc:
-            anchor.release(call.id)
-            call.last_cause = Cause.from_sip(exc.status, exc.reason)
-            log.warning("call media refused: %d %s", exc.status, exc.reason, extra={"ctx": {"call": call.id}})
-            return None
-        call.b_setup = replace(call.setup, sdp=offer)
-        return call.b_setup
-
-    def _dial_trunk(self, call: Call, trunk: SipUri, setup: Setup, now: float, kind: str) -> bool:
-        b_setup = self._b_setup(call)
-        if b_setup is None:
-            return False
-        setup = b_setup
-        port = f":{trunk.port}" if trunk.port else ""
-        params = "".join(f";{k}" if v is None else f";{k}={v}" for k, v in trunk.params.items())
-        uri = f"{trunk.scheme}:{setup.called or 'anonymous'}@{trunk.host}{port}{params}"
-        leg = SipLeg(self, call, role="uac", peer=uri_to_peer(trunk), route_kind=kind)
-        self.route(call, kind)
-        call.forks.append(leg)
-        leg.send_invite(setup, uri, now)
-        return True
 
     def route(self, call: Call, kind: str) -> None:
         if log.isEnabledFor(logging.INFO):
