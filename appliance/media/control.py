@@ -23,7 +23,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final, TypeVar, cast
 
 import cbor2
 
@@ -548,8 +548,17 @@ _TYPE_NAMES: Final[Mapping[type, str]] = {
 }
 
 
+_M = TypeVar("_M")
+
+
 def decode(data: bytes) -> Message:
     """Decode one control datagram. Total: returns a message or raises :class:`ControlDecodeError`."""
+    return decode_with(data, _DECODERS)
+
+
+def decode_with(data: bytes, decoders: Mapping[str, Callable[[_Fields], _M]]) -> _M:
+    """Decode one datagram of a protocol built on this one's framing (the TDM worker's): the scan, then
+    the decoder ``decoders`` holds for its ``type``, which must use every key."""
     _scan(data)
     try:
         raw = cbor2.loads(data)
@@ -562,7 +571,7 @@ def decode(data: bytes) -> Message:
     kind = raw.get("type")
     if not isinstance(kind, str):
         raise ControlDecodeError("missing or not text", path="type")
-    decoder = _DECODERS.get(kind)
+    decoder = decoders.get(kind)
     if decoder is None:
         raise ControlDecodeError(f"unknown message type {kind!r}", path="type")
     fields = _Fields(raw, kind)

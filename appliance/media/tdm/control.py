@@ -25,7 +25,7 @@ from typing import Any, Final
 
 import cbor2
 
-from appliance.media.control import _Fields, _scan
+from appliance.media.control import _Fields, decode_with
 from appliance.media.control_events import MAX_MESSAGE_SIZE, ControlDecodeError, LocalProtocolError
 from appliance.media.tdm.frames import CODECS
 from hw.e1.links import B_TIMESLOTS
@@ -223,24 +223,7 @@ _DECODERS: Final[dict[str, Callable[[_Fields], Message]]] = {
 
 def decode(data: bytes) -> Message:
     """Decode one control datagram. Total: returns a message or raises :class:`ControlDecodeError`."""
-    _scan(data)
-    try:
-        raw = cbor2.loads(data)
-    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError, EOFError) as exc:
-        raise ControlDecodeError(f"invalid CBOR ({type(exc).__name__})") from None
-    if not isinstance(raw, dict):
-        raise ControlDecodeError("message is not a map")
-    kind = raw.get("type")
-    if not isinstance(kind, str):
-        raise ControlDecodeError("missing or not text", path="type")
-    decoder = _DECODERS.get(kind)
-    if decoder is None:
-        raise ControlDecodeError(f"unknown message type {kind[:32]!r}", path="type")
-    fields = _Fields(raw, kind)
-    fields.used.add("type")
-    message = decoder(fields)
-    fields.done()
-    return message
+    return decode_with(data, _DECODERS)
 
 
 def request_id_of(data: bytes) -> int:
