@@ -45,7 +45,7 @@ from appliance.config.rules import (
     text,
     timezone_check,
 )
-from appliance.config.spans import DEFAULT_SPANS, SpanConfig, span_problems
+from appliance.config.spans import DEFAULT_SPANS, SpanConfig, span_port_problems, span_problems
 from appliance.media.scheduling import Scheduling
 
 Problem = tuple[str, str]
@@ -636,6 +636,8 @@ class Config:
                 yield f"routes[{i}].record", "requires media.recording_key"
         yield from self._listener_clashes()
         yield from span_problems(self.spans)
+        m = self.media
+        yield from span_port_problems(m.rtp_port_min, m.rtp_port_max, m.workers, len(self.spans))
 
     def _listener_clashes(self) -> Iterator[Problem]:
         tcp: list[tuple[str, str, int]] = [("sip.tcp_port", self.sip.listen, self.sip.tcp_port)]

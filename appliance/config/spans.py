@@ -85,3 +85,31 @@ def span_problems(spans: tuple[SpanConfig, ...]) -> Iterator[Problem]:
             words = f"a unique span number (also spans[{first[span.number]}])"
             yield f"spans[{i}].number", expected(words, span.number)
         first.setdefault(span.number, i)
+
+
+PORTS_PER_SPAN: Final = 64
+"""RTP/RTCP ports a span's TDM worker holds: a pair per B-channel (30 on a full E1), rounded up."""
+
+
+def span_port_ranges(
+    rtp_port_min: int, rtp_port_max: int, spans: int
+) -> tuple[tuple[int, int], tuple[tuple[int, int], ...]]:
+    """Split the media RTP range: each span takes :data:`PORTS_PER_SPAN` ports from the top (the first
+    span the highest slice), the media workers keep what is below. Returns ``(media range, span ranges)``;
+    every span range starts on an even port (RTP even, RTCP the odd one above, RFC 3550 §11). The media
+    range is empty (its high end below its low end) when the spans take it all."""
+    top = rtp_port_max if rtp_port_max % 2 else rtp_port_max - 1  # the last whole even/odd pair
+    slices = tuple((top + 1 - PORTS_PER_SPAN * (i + 1), top - PORTS_PER_SPAN * i) for i in range(spans))
+    return (rtp_port_min, top - PORTS_PER_SPAN * spans), slices
+
+
+def span_port_problems(rtp_port_min: int, rtp_port_max: int, workers: int, spans: int) -> Iterator[Problem]:
+    """The RTP range holds every span's slice and a pair per media worker (``workers`` 0: one, the least
+    a machine has; the process checks its real count when it starts)."""
+    if not spans:
+        return
+    (low, high), _ = span_port_ranges(rtp_port_min, rtp_port_max, spans)
+    need = PORTS_PER_SPAN * spans + 2 * max(workers, 1)
+    if (high - low + 1) // 2 < max(workers, 1):
+        words = f"at least {need} ports from rtp_port_min ({PORTS_PER_SPAN} per span and a pair per worker)"
+        yield "media.rtp_port_max", expected(words, rtp_port_max)

@@ -81,8 +81,11 @@ def start_appliance(
     ``[sip]`` table, ``config`` any other tables; metrics listen on an ephemeral port unless configured."""
     sip_port = free_port(udp=True, tcp=True)
     state_dir = tmp_path / "var"
+    # A test that gives the media its own RTP range has it whole for the media workers: no span carves
+    # its TDM ports from it (appliance.config.spans.span_port_ranges) unless the test configures spans.
+    spans = "spans = []\n" if "rtp_port_min" in config and "spans" not in config else ""
     text = (
-        f'state_dir = "{state_dir}"\n'
+        f'state_dir = "{state_dir}"\n{spans}'
         f'[sip]\nlisten = "127.0.0.1"\nudp_port = {sip_port}\ntcp_port = {sip_port}\n{sip}\n{config}\n'
     )
     if "[metrics]" not in text:
