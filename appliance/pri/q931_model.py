@@ -201,6 +201,7 @@ class BearerCapability:
     layer1: Layer1Protocol | None = Layer1Protocol.G711_ALAW
     circuit_mode: bool = True
     rate: int = 0x10  # information transfer rate: 0x10 = 64 kbit/s
+    multiplier: int | None = None  # octet 4.1 rate multiplier, present only with rate 0x18 (multirate)
 
 
 @dataclass(frozen=True, slots=True)
