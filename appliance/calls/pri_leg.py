@@ -1,0 +1,268 @@
+"""A call leg on a PRI span: one Q.931 call rendered into the call-control event set and back.
+
+Theory of operation. A :class:`PriLeg` is either the caller's leg of a call that arrived on the span (an
+incoming SETUP; ``route_kind`` ``"inbound"``) or the leg a call control destination ``pri:<span>`` opened
+(our SETUP; ``route_kind`` ``"pri"``). It speaks to the span's Q.931 machine through :class:`Q931Commands`
+and to the span's TDM worker through :class:`TdmMedia`; the PRI gateway (:mod:`appliance.calls.pri_gateway`)
+hands it the machine's events for its call.
+
+Media. Each B-channel (timeslot) has a fixed RTP port on 127.0.0.1 in the TDM worker, so the leg's SDP is
+known as soon as its channel is: ``m=audio <port> RTP/AVP 8 0`` (an answer names the one payload type it
+chose), no telephone-event — DTMF on PRI is in-band and the IVR detects it in the audio. The TDM worker is
+connected to the address and payload type the other side's SDP names.
+
+Signalling, per RFC 3398 (ISUP/SIP, whose Q.850 causes and early-media rules apply to DSS1 alike):
+
+=====================================  ============================================================
+call control → Q.931 (incoming call)   Ringing → ALERTING (progress indicator 8 when it carries SDP:
+                                       the SIP side's early media is played on the B-channel),
+                                       Progress with SDP → PROGRESS (PI 8), Answer → CONNECT,
+                                       Fail/Disconnect(cause) → DISCONNECT (cause.q850)
+Q.931 → call control (our SETUP)       ALERTING → Ringing, PROGRESS → Progress (with the B-channel's
+                                       SDP when a progress indicator 1 or 8 says in-band tones are
+                                       there, §8.2.3/§8.2.4), CONNECT → Answer; a release before
+                                       answer → Fail, after → Disconnect, with ``Cause.from_q850``
+                                       (§8.2.6.1)
+=====================================  ============================================================
+
+CALL PROCEEDING and SETUP ACKNOWLEDGE are hop-by-hop (RFC 3398 §8.2.2: the 100 Trying the SIP caller
+already has says as much) and raise no call-control event. A clearing started by call control is not
+reported back to it when the machine later says the call is released.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Final, Protocol
+
+from appliance.calls.causes import Cause
+from appliance.calls.events import (
+    Answer,
+    CallEvent,
+    Disconnect,
+    Fail,
+    Progress,
+    Ringing,
+    Update,
+    UpdateAnswer,
+)
+from appliance.pri.errors import LocalProtocolError
+from appliance.pri.q931_events import CallHandle
+from appliance.pri.q931_model import ProgressDescription
+from appliance.sdp.codec import parse_sdp
+from appliance.sdp.errors import SdpError
+
+if TYPE_CHECKING:
+    from appliance.calls.b2bua import Call
+
+log = logging.getLogger("appliance.calls.pri")
+
+LOCALHOST: Final = "127.0.0.1"
+# G.711 payload types (RFC 3551 §6) by the codec name the TDM worker is opened with; A-law first, as the
+# E1 B-channel carries it (ITU-T G.711 for 2048 kbit/s systems).
+CODECS: Final = {8: "PCMA", 0: "PCMU"}
+# Q.931 §4.5.23: in-band information (tones, announcements) is on the B-channel.
+INBAND: Final = frozenset({ProgressDescription.NOT_END_TO_END_ISDN, ProgressDescription.IN_BAND_AVAILABLE})
+
+
+class TdmMedia(Protocol):
+    """The span's TDM worker, as commands queued to it. ``port_of`` is the timeslot's fixed RTP port on
+    127.0.0.1; ``open`` arms a timeslot with the RTP codec (``"PCMA"``/``"PCMU"``), ``connect`` names the
+    remote RTP address and payload type, ``close`` frees it."""
+
+    def open(self, timeslot: int, codec: str) -> None: ...
+    def connect(self, timeslot: int, host: str, port: int, payload_type: int) -> None: ...
+    def close(self, timeslot: int) -> None: ...
+    def port_of(self, timeslot: int) -> int: ...
+
+
+class Q931Commands(Protocol):
+    """The call-control commands of the span's Q.931 machine (:class:`appliance.pri.q931.Q931`) a leg
+    uses; each raises :class:`~appliance.pri.errors.LocalProtocolError` when the call's state forbids it."""
+
+    def alerting(self, call: CallHandle, *, inband: bool = False, now: float) -> None: ...
+    def progress(self, call: CallHandle, description: ProgressDescription, now: float) -> None: ...
+    def connect(self, call: CallHandle, now: float) -> None: ...
+    def disconnect(self, call: CallHandle, cause: int, *, inband: bool = False, now: float) -> None: ...
+    def channel_of(self, call: CallHandle) -> int | None: ...
+
+
+def tdm_sdp(port: int, payload_types: tuple[int, ...] = (8, 0), *, version: int = 1) -> bytes:
+    """The SDP of a B-channel's RTP end: 127.0.0.1, ``port``, G.711, 20 ms packets."""
+    maps = "".join(f"a=rtpmap:{pt} {CODECS[pt]}/8000\r\n" for pt in payload_types)
+    formats = " ".join(str(pt) for pt in payload_types)
+    return (
+        f"v=0\r\no=- {port} {version} IN IP4 {LOCALHOST}\r\ns=-\r\nc=IN IP4 {LOCALHOST}\r\nt=0 0\r\n"
+        f"m=audio {port} RTP/AVP {formats}\r\n{maps}a=ptime:20\r\na=sendrecv\r\n"
+    ).encode()
+
+
+def remote_media(sdp: bytes) -> tuple[str, int, int] | None:
+    """``(host, port, payload type)`` of the first audio stream of ``sdp`` that carries G.711 over RTP,
+    the payload type the first G.711 one listed; None when there is none (or the SDP does not parse)."""
+    try:
+        session = parse_sdp(sdp)
+    except SdpError:
+        return None
+    for media in session.media:
+        if media.media != "audio" or not media.is_rtp or media.port == 0:
+            continue
+        connection = session.connection_for(media)
+        types = [pt for pt in media.payload_types if pt in CODECS]
+        if connection is not None and types:
+            return connection.host, media.port, types[0]
+    return None
+
+
+class PriLeg:
+    """One Q.931 call on a span as a call-control leg (see the module docstring)."""
+
+    __slots__ = ("answered", "call", "channel", "cleared", "opened", "payload_type", "q931", "ref", "remote",
+                 "route_kind", "span", "tdm", "version")  # fmt: skip
+
+    def __init__(
+        self, call: Call, ref: CallHandle, *, q931: Q931Commands, tdm: TdmMedia, span: int, route_kind: str,
+        channel: int | None = None, payload_type: int = 8,
+    ) -> None:  # fmt: skip
+        self.call = call
+        self.ref = ref
+        self.q931 = q931
+        self.tdm = tdm
+        self.span = span
+        self.route_kind = route_kind
+        self.channel = channel
+        self.payload_type = payload_type  # what the TDM worker sends (the other side's choice)
+        self.remote: tuple[str, int, int] | None = None  # where the TDM worker sends: host, port, type
+        self.opened = False
+        self.answered = False
+        self.cleared = False  # call control cleared the call: its release is not reported back
+        self.version = 1
+
+    @property
+    def incoming(self) -> bool:
+        return self.route_kind == "inbound"
+
+    def __repr__(self) -> str:
+        return f"PriLeg(span={self.span}, call={self.ref}, channel={self.channel})"
+
+    # ------------------------------------------------------------------------------- media
+    def open_channel(self, channel: int | None = None) -> int | None:
+        """Open the call's timeslot in the TDM worker once its channel is known; the timeslot or None."""
+        if channel is not None and channel != self.channel:
+            self.close_channel()  # the far end chose another B-channel than the one we offered (§5.1.2)
+            self.channel = channel
+        if self.channel is None:
+            self.channel = self.q931.channel_of(self.ref)
+        if self.channel is not None and not self.opened:
+            self.tdm.open(self.channel, CODECS[self.payload_type])
+            self.opened = True
+            if self.remote is not None:
+                self.tdm.connect(self.channel, *self.remote)
+        return self.channel
+
+    def sdp(self) -> bytes | None:
+        """This leg's SDP (the B-channel's RTP end), None while no channel is known."""
+        channel = self.open_channel()
+        if channel is None:
+            return None
+        types = (8, 0) if self.incoming and not self.answered else (self.payload_type,)
+        return tdm_sdp(self.tdm.port_of(channel), types, version=self.version)
+
+    def connect_media(self, sdp: bytes | None) -> bool:
+        """Point the TDM worker at the RTP end ``sdp`` names; False when it names no G.711 stream."""
+        if sdp is None:
+            return False
+        remote = remote_media(sdp)
+        if remote is None:
+            log.warning("no G.711 stream in the SDP", extra={"ctx": self._ctx()})
+            return False
+        self.remote = remote
+        self.payload_type = remote[2]
+        if self.opened and self.channel is not None:
+            self.tdm.connect(self.channel, *remote)
+        else:
+            self.open_channel()  # connects it
+        return True
+
+    def close_channel(self) -> None:
+        if self.opened and self.channel is not None:
+            self.tdm.close(self.channel)
+        self.opened = False
+
+    # ---------------------------------------------------------------------- from call control
+    def handle(self, event: CallEvent, now: float) -> None:
+        """An event call control sends this leg."""
+        if self.cleared:
+            return
+        try:
+            if isinstance(event, (Disconnect, Fail)):
+                self.cleared = True
+                self.q931.disconnect(self.ref, event.cause.q850, now=now)
+            elif isinstance(event, Ringing):
+                inband = self.connect_media(event.sdp)
+                self.q931.alerting(self.ref, inband=inband, now=now)
+            elif isinstance(event, Progress):
+                if self.connect_media(event.sdp):
+                    self.q931.progress(self.ref, ProgressDescription.IN_BAND_AVAILABLE, now)
+            elif isinstance(event, Answer):
+                self.connect_media(event.sdp)
+                self.answered = True
+                self.q931.connect(self.ref, now)
+            elif isinstance(event, Update):
+                # The B-channel's end does not move; the other side's may (a re-INVITE after a transfer).
+                self.connect_media(event.sdp)
+                self.version += 1
+                self.call.from_leg(self, UpdateAnswer(self.sdp()), now)
+            else:
+                # DTMF is in-band on PRI (the IVR hears the tones on the B-channel); INFO has no Q.931 form.
+                log.debug("%s not sent on PRI", type(event).__name__, extra={"ctx": self._ctx()})
+        except LocalProtocolError as exc:
+            # The call moved on at the span meanwhile (e.g. the far end cleared it in the same instant).
+            log.info("%s not sent: %s", type(event).__name__, exc, extra={"ctx": self._ctx()})
+
+    # ---------------------------------------------------------------------- from the span
+    def proceeding(self, channel: int, now: float) -> None:
+        """Our SETUP was accepted on ``channel``: its timeslot is opened and pointed at the offer."""
+        self.open_channel(channel)
+
+    def alerting(self, progress: tuple[ProgressDescription, ...], now: float) -> None:
+        self.call.from_leg(self, Ringing(self._early_media(progress)), now)
+
+    def in_band(self, progress: tuple[ProgressDescription, ...], now: float) -> None:
+        """PROGRESS: early media when in-band information is on the B-channel, else nothing to tell."""
+        sdp = self._early_media(progress)
+        if sdp is not None:
+            self.call.from_leg(self, Progress(sdp), now)
+
+    def connected(self, now: float) -> None:
+        """CONNECT (our call) or CONNECT ACKNOWLEDGE (the caller's): an outgoing call is answered."""
+        if self.incoming or self.answered:
+            return
+        self.answered = True
+        self.call.from_leg(self, Answer(self.sdp()), now)
+
+    def disconnecting(self, cause: int, now: float) -> None:
+        """The far end cleared with an announcement on the channel: call control hears of the clearing now
+        and the call is released (the announcement is not relayed)."""
+        self.released(cause, now)
+        try:
+            self.q931.disconnect(self.ref, cause, now=now)
+        except LocalProtocolError as exc:
+            log.info("release not sent: %s", exc, extra={"ctx": self._ctx()})
+
+    def released(self, cause: int, now: float) -> None:
+        """The far end cleared the call (or the span lost it): call control is told, once."""
+        if self.cleared:
+            return
+        self.cleared = True
+        q850 = Cause.from_q850(cause)
+        event = Disconnect(q850) if self.incoming or self.answered else Fail(q850)
+        self.call.from_leg(self, event, now)
+
+    def _early_media(self, progress: tuple[ProgressDescription, ...]) -> bytes | None:
+        if not INBAND.intersection(progress):
+            return None
+        return self.sdp()
+
+    def _ctx(self) -> dict[str, object]:
+        return {"span": self.span, "q931_call": self.ref, "call": self.call.id if self.call else None}
