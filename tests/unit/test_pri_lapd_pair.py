@@ -29,6 +29,7 @@ class Pair:
         self.now = 0.0
         self.drop: Drop = never
         self.trace: list[tuple[str, bytes, float]] = []
+        self.lost: set[int] = set()  # indexes into trace of the frames the wire lost
         self.events: dict[str, list[LapdEvent]] = {"user": [], "network": []}
         self.received: dict[str, list[bytes]] = {"user": [], "network": []}
 
@@ -44,7 +45,9 @@ class Pair:
                 for frame in src.frames_to_send():
                     moved = True
                     self.trace.append((name, frame, self.now))
-                    if not self.drop(name, decode(frame, sender=name, sapi=None, tei=None)):  # type: ignore[arg-type]
+                    if self.drop(name, decode(frame, sender=name, sapi=None, tei=None)):  # type: ignore[arg-type]
+                        self.lost.add(len(self.trace) - 1)
+                    else:
                         dst.receive(frame, self.now)
             for name in ("user", "network"):
                 while (event := self.side(name).next_event()) is not None:
