@@ -3,8 +3,6 @@ with the real call control (the in-memory appliance of tests.unit.harness) behin
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pytest
 
 from appliance.calls.pri_gateway import PriGateway, PriSpans
@@ -22,30 +20,12 @@ from appliance.pri.q931_model import PartyNumber, Presentation, ProgressDescript
 from appliance.sip.message import Request, Response
 from tests.unit.harness import ANSWER, CALLER, OFFER, TRUNK2, Harness, ack_for, invite, reply
 from tests.unit.test_b2bua import statuses
+from tests.unit.test_pri_gateway_leg import FakeTdm
 
 # The Q.931 machine is built beside this gateway; until it is part of the tree these tests are skipped.
 Q931 = pytest.importorskip("appliance.pri.q931").Q931
 B_CHANNELS = (*range(1, 16), *range(17, 32))
 NATIONAL = TypeOfNumber.NATIONAL
-
-
-@dataclass
-class FakeTdm:
-    """The span's TDM worker as the commands queued to it; timeslot t has RTP port 31000 + 2t."""
-
-    commands: list[tuple[object, ...]] = field(default_factory=list)
-
-    def open(self, timeslot: int, codec: str) -> None:
-        self.commands.append(("open", timeslot, codec))
-
-    def connect(self, timeslot: int, host: str, port: int, payload_type: int) -> None:
-        self.commands.append(("connect", timeslot, host, port, payload_type))
-
-    def close(self, timeslot: int) -> None:
-        self.commands.append(("close", timeslot))
-
-    def port_of(self, timeslot: int) -> int:
-        return 31000 + 2 * timeslot
 
 
 class Span:
@@ -237,3 +217,71 @@ def test_no_span_up_fails_the_destination_with_503() -> None:
     span.gw.link_released(0.0)
     span.h.send(CALLER, invite("+4930123456"))
     assert statuses(span.h.take(CALLER)) == [100, 503]
+
+
+def test_a_far_end_announcement_on_disconnect_ends_the_sip_call_and_releases_the_channel() -> None:
+    span, ref, offered = sip_call_to_span()
+    span.far.alerting(ref, now=span.now)
+    span.far.disconnect(ref, 17, inband=True, now=span.now)  # DISCONNECT with progress indicator 8
+    (released,) = span.exchange()
+    assert isinstance(released, CallReleased) and released.cause == 17
+    assert statuses(span.h.take(CALLER)) == [100, 180, 486]
+    assert span.tdm.commands[-1] == ("close", offered.channel) and not span.gw.legs
+
+
+def test_the_far_end_may_choose_another_b_channel_than_the_one_offered() -> None:
+    span = Span((("*", ("pri:1",)),))
+    span.h.send(CALLER, invite("+4930123456"))
+    # The far end's channel negotiation is the network side's (Q.931 §5.1.2): it answers on channel 9.
+    (offered,) = span.exchange()
+    assert isinstance(offered, CallOffered) and offered.channel == 1
+    assert span.tdm.commands == [("open", 1, "PCMA"), ("connect", 1, "127.0.0.1", 40000, 8)]
+    leg = span.gw.legs[next(iter(span.gw.legs))]
+    leg.proceeding(9, span.now)
+    assert span.tdm.commands[2:] == [("close", 1), ("open", 9, "PCMA"), ("connect", 9, "127.0.0.1", 40000, 8)]
+
+
+def test_a_withheld_calling_number_reaches_call_control_as_anonymous() -> None:
+    span = Span((("*", ("ivr:default",)),))
+    hidden = PartyNumber("301111", NATIONAL, presentation=Presentation.RESTRICTED)
+    span.far.setup(called=PartyNumber("30123456", NATIONAL), calling=hidden, now=span.now)
+    span.exchange()
+    assert span.h.sessions[0].setup.calling == ""
+
+
+def test_an_unreadable_called_number_is_cleared_with_cause_28() -> None:
+    span = Span((("*", ("ivr:default",)),))
+    span.far.setup(called=PartyNumber("2891234567", TypeOfNumber.INTERNATIONAL), now=span.now)
+    (released,) = span.exchange()
+    assert isinstance(released, CallReleased) and released.cause == 28 and not span.h.sessions
+
+
+def test_a_pri_caller_with_no_route_is_cleared_with_cause_3() -> None:
+    span = Span((("+4940*", ("ivr:default",)),))
+    span.call_in()
+    events = span.exchange()
+    assert [type(e) for e in events] == [CallProceeding, CallReleased]
+    assert events[-1].cause == 3  # type: ignore[union-attr]
+
+
+def test_losing_the_d_channel_fails_an_unanswered_sip_call_with_503() -> None:
+    span, _, offered = sip_call_to_span()
+    span.gw.link_released(span.now)  # calls not active are cleared locally with cause 41 (Q.931 §5.8.9)
+    span.h._pump()
+    assert statuses(span.h.take(CALLER)) == [100, 503]
+    assert span.tdm.commands[-1] == ("close", offered.channel)
+
+
+def test_a_sip_caller_with_a_delayed_offer_cannot_be_sent_on_a_span() -> None:
+    span = Span((("*", ("pri:1",)),))
+    span.h.send(CALLER, invite("+4930123456", body=b""))
+    assert statuses(span.h.take(CALLER)) == [100, 503]
+    assert not span.exchange()
+
+
+def test_a_sip_caller_abroad_is_dialled_as_an_international_number() -> None:
+    span = Span((("*", ("pri:1",)),))
+    span.h.send(CALLER, invite("+6561234567"))
+    (offered,) = span.exchange()
+    assert isinstance(offered, CallOffered)
+    assert offered.called == PartyNumber("6561234567", TypeOfNumber.INTERNATIONAL)
