@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from appliance.calls.pri_gateway import PriGateway, PriSpans
+from appliance.ivr.actions import HangUp
 from appliance.pri.numbers import SpanNumbering
 from appliance.pri.q931_events import (
     CallAlerting,
@@ -31,8 +32,10 @@ NATIONAL = TypeOfNumber.NATIONAL
 class Span:
     """The appliance (call control + gateway, user side) and a network-side far end on one D-channel."""
 
-    def __init__(self, routes: tuple[tuple[str, tuple[str, ...]], ...], **gateway: float) -> None:
-        self.h = Harness(routes=routes, cloud="")
+    def __init__(
+        self, routes: tuple[tuple[str, tuple[str, ...]], ...], *, anchor: bool = False, **gateway: float
+    ) -> None:
+        self.h = Harness(routes=routes, cloud="", anchor=anchor)
         self.tdm = FakeTdm()
         self.gw = PriGateway(
             span=1, q931=Q931(side="user", b_channels=B_CHANNELS, span=1), tdm=self.tdm, calls=self.h.b2bua,
@@ -285,3 +288,28 @@ def test_a_sip_caller_abroad_is_dialled_as_an_international_number() -> None:
     (offered,) = span.exchange()
     assert isinstance(offered, CallOffered)
     assert offered.called == PartyNumber("6561234567", TypeOfNumber.INTERNATIONAL)
+
+
+def test_the_ivr_hanging_up_a_pri_caller_sends_disconnect_with_its_cause() -> None:
+    span = Span((("*", ("ivr:default",)),))
+    ref = span.call_in()
+    span.exchange()
+    (session,) = span.h.sessions
+    session.actions.append(HangUp(16))
+    (ivr,) = span.h.b2bua.ivr_legs.values()
+    ivr.pump(span.now)
+    (released,) = span.exchange()
+    assert released == CallReleased(ref, 16, released.location, False)  # type: ignore[union-attr]
+    assert span.tdm.commands[-1] == ("close", 1) and not span.gw.legs and not span.h.b2bua.calls
+
+
+def test_with_media_anchored_the_b_channel_talks_to_the_media_worker_not_to_the_trunk() -> None:
+    span = Span((("*", ("trunk:sip:127.0.0.1:5082",)),), anchor=True)
+    span.call_in()
+    span.exchange()
+    (b_invite,) = span.h.requests(TRUNK2)
+    assert b"m=audio 31002" not in b_invite.body and b"m=audio 300" in b_invite.body
+    span.h.send(TRUNK2, reply(b_invite, 200, body=ANSWER, contact="<sip:callee@127.0.0.1:5082>"))
+    assert [type(e) for e in span.exchange()] == [CallConnected]
+    (_, _, host, port, payload_type) = span.tdm.commands[-1]
+    assert host == "127.0.0.1" and 30000 <= port <= 30099 and port != 41000 and payload_type == 8  # type: ignore[operator]
