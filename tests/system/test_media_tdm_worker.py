@@ -196,3 +196,41 @@ async def test_b_channel_audio_both_ways_pacing_and_link_events(
         await far.vanish()
         await client.stop()
     assert client.process is not None and client.process.returncode == 0
+
+
+async def test_a_port_held_elsewhere_is_reported_and_its_timeslot_refused(tmp_path: Path) -> None:
+    base = random.randrange(40000, 60000, 2)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
+        squatter.bind(("127.0.0.1", base + 2))  # timeslot 2's RTP port
+        client = TdmClient(
+            span=2,
+            b_socket=tmp_path / "span2-b.sock",
+            control=tmp_path / "tdm2.sock",
+            address="127.0.0.1",
+            ports=(base, base + 5),
+            timeslots=SLOTS,
+        )
+        ready = await client.start()
+        try:
+            assert ready.unusable == (base + 2,)
+            with pytest.raises(TdmWorkerError) as err:
+                await client.open(2)
+            assert err.value.code == 4
+            assert await client.open(3) == base + 4
+        finally:
+            await client.stop()
+    assert client.process is not None and client.process.returncode == 0
+    assert not (tmp_path / "tdm2.sock").exists()
+
+
+async def test_a_worker_that_cannot_hold_its_ports_does_not_start(tmp_path: Path) -> None:
+    client = TdmClient(
+        span=3,
+        b_socket=tmp_path / "span3-b.sock",
+        control=tmp_path / "tdm3.sock",
+        address="127.0.0.1",
+        ports=(40000, 40003),
+        timeslots=SLOTS,
+    )
+    with pytest.raises(TdmWorkerError, match="cannot hold 3 RTP/RTCP pairs"):
+        await client.start()

@@ -130,3 +130,28 @@ def test_mutated_and_truncated_messages(msg: Message, data: st.DataObject) -> No
         except ControlDecodeError:
             continue
         assert decode(encode(back)) == back
+
+
+def test_worker_dispatch_answers_every_datagram() -> None:
+    import random
+
+    from appliance.media.tdm.bridge import TdmBridge
+    from appliance.media.tdm.commands import handle
+    from appliance.media.tdm.pacer import Pacer
+
+    bridge = TdmBridge(timeslots=(1, 2), ports_min=30000, rand=random.Random(0).getrandbits)
+    pacing = Pacer(0.0).stats()
+    assert handle(bridge, encode(Open(2, "PCMU", 5)), pacing) == Ok(5, 30002)
+    assert handle(bridge, encode(Connect(2, "127.0.0.1", 4000, 0, 6)), pacing) == Ok(6)
+    assert handle(bridge, encode(Open(2, "PCMU", 7)), pacing) == Error(7, 3, "timeslot 2 is already open")
+    assert handle(bridge, encode(Close(3, 8)), pacing) == Error(8, 2, "timeslot 3 is not on this span")
+    reply = handle(bridge, encode(Stats(9)), pacing, {"rtcp_received": 4})
+    assert isinstance(reply, StatsReply)
+    assert reply.open == (2,) and ("rtcp_received", 4) in reply.counters
+    assert decode(encode(reply)) == reply
+    bad = handle(
+        bridge, cbor2.dumps({"type": "open", "request_id": 10, "timeslot": 16, "codec": "PCMA"}), pacing
+    )
+    assert isinstance(bad, Error) and bad.request_id == 10 and bad.code == 1
+    assert handle(bridge, encode(LinkChanged(True)), pacing) == Error(0, 1, "LinkChanged is not a command")
+    assert handle(bridge, b"\xff", pacing).code == 1  # type: ignore[union-attr]
