@@ -62,9 +62,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("appliance.calls.pri")
 
-# Q.850 causes the gateway itself clears with.
-CAUSE_INVALID_NUMBER: Final = 28  # the called number cannot be read, or is still incomplete at the timeout
-CAUSE_NORMAL_UNSPECIFIED: Final = 31
+# Q.850 cause 28 "invalid number format": the called number cannot be read, or is still incomplete at the
+# digit timeout (Q.931 §5.2.4.3 clears an incomplete number with it).
+CAUSE_INVALID_NUMBER: Final = 28
+# Events about a call a leg already has.
 _LEG_EVENTS: Final = (CallProceeding, CallAlerting, CallProgress, CallConnected, CallDisconnecting)
 # The digit timeout of overlap receiving (see the module docstring).
 DIGIT_TIMEOUT: Final = 10.0
