@@ -202,9 +202,13 @@ class _SeqpacketLink:
             self._drop_connection(notify=False)
             # Tell the handler from the loop, not from inside its own send call.
             assert self._loop is not None
-            self._loop.call_soon(self._link_changed, False)
+            self._loop.call_soon(self._report_loss)
             return
         self._counts["sent"] += 1
+
+    def _report_loss(self) -> None:
+        if not self._closed and self._conn is None:
+            self._link_changed(False)
 
     # -- subclass hooks -------------------------------------------------------------------------------
 

@@ -258,3 +258,15 @@ def test_b_channels_cannot_include_timeslot_0_or_16(tmp_path: Path) -> None:
     for bad in ((0,), (16,), (32,), ()):
         with pytest.raises(LinkUsageError):
             SimBChannels(tmp_path / "b.sock", Recorder(), timeslots=bad)
+
+
+async def test_send_to_a_far_end_just_gone_is_link_down_once(dchan: tuple[SimDChannel, Recorder]) -> None:
+    link, handler = dchan
+    far = await far_end(link, handler)
+    far.close()
+    link.send(UA)  # before the reader has seen the close: EPIPE
+    assert not link.up
+    assert link.counters.dropped_no_far_end == 1
+    await handler.until(lambda: handler.links == [True, False])
+    await asyncio.sleep(0)
+    assert handler.links == [True, False]
