@@ -8,7 +8,7 @@ import pytest
 
 from appliance.pri.errors import LocalProtocolError
 from appliance.pri.lapd import Lapd, LapdState
-from appliance.pri.lapd_codec import Frame, FrmrFrame, IFrame, SFrame, SKind, UFrame, UKind, encode
+from appliance.pri.lapd_codec import Frame, FrmrFrame, IFrame, SFrame, SKind, UFrame, UKind, decode, encode
 from appliance.pri.lapd_events import (
     MDL_ERRORS,
     DataReceived,
@@ -531,3 +531,36 @@ def test_every_state_and_timer_is_visited(caplog: pytest.LogCaptureFixture) -> N
         "MULTIPLE_FRAME_ESTABLISHED -> TEI_ASSIGNED",
     }
     assert expected <= transitions
+
+
+def test_poll_bits_on_i_frames_and_acknowledgement_in_timer_recovery() -> None:
+    lapd = Lapd(side="user")
+    lapd.start(0.0)
+    lapd.frames_to_send()
+
+    def feed(frame: Frame, now: float = 0.0) -> list[str]:
+        lapd.receive(encode(frame, sender="network"), now)
+        return kinds([decode(f, sender="user") for f in lapd.frames_to_send()])
+
+    assert feed(UFrame(UKind.UA, True, False)) == []
+    assert feed(IFrame(0, 0, True, b"polled")) == ["RRf"]  # in sequence, P=1: RR F=1 at once
+    assert feed(IFrame(5, 0, False, b"gap")) == ["REJ"]  # out of sequence: REJ
+    assert feed(IFrame(6, 0, True, b"gap")) == ["RRf"]  # again with P=1 while in reject: RR F=1 only
+    assert [e for e in iter(lapd.next_event, None) if isinstance(e, DataReceived)] == [
+        DataReceived(b"polled")
+    ]
+    # In timer recovery an I frame's N(R) still acknowledges, without leaving the state.
+    lapd.send_data(b"a", 0.0)
+    lapd.frames_to_send()
+    lapd.handle_timer(1.0)
+    assert lapd.state is S.TIMER_RECOVERY and lapd.va == 0
+    feed(IFrame(1, 1, False, b"ack"), 1.1)
+    assert lapd.va == 1 and lapd.state is S.TIMER_RECOVERY
+
+
+def test_frmr_outside_multiple_frame_operation_is_discarded() -> None:
+    lapd = Lapd(side="user")
+    lapd.receive(
+        encode(FrmrFrame(b"\x00\x00", 0, 0, False, True, False, False, False), sender="network"), 0.0
+    )
+    assert lapd.discarded == 1 and lapd.next_event() is None

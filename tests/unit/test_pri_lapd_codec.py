@@ -184,3 +184,9 @@ def test_truncated_and_mutated_frames(frame: Frame, sender: str, cut: int, flips
         if bit // 8 < len(data):
             data[bit // 8] ^= 1 << (bit % 8)
     _decode_or_error(bytes(data[:cut]), sender)
+
+
+def test_rejection_repr_names_the_code() -> None:
+    with pytest.raises(FrameRejected) as info:
+        decode(bytes.fromhex("00010d00"), sender="user")
+    assert repr(info.value) == "FrameRejected(L, 'undefined supervisory control field 0x0d')"
