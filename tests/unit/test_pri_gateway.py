@@ -3,11 +3,10 @@ with the real call control (the in-memory appliance of tests.unit.harness) behin
 
 from __future__ import annotations
 
-import pytest
-
 from appliance.calls.pri_gateway import PriGateway, PriSpans
 from appliance.ivr.actions import HangUp
 from appliance.pri.numbers import SpanNumbering
+from appliance.pri.q931 import Q931
 from appliance.pri.q931_events import (
     CallAlerting,
     CallConnected,
@@ -23,8 +22,6 @@ from tests.unit.harness import ANSWER, CALLER, OFFER, TRUNK2, Harness, ack_for, 
 from tests.unit.test_b2bua import statuses
 from tests.unit.test_pri_gateway_leg import FakeTdm
 
-# The Q.931 machine is built beside this gateway; until it is part of the tree these tests are skipped.
-Q931 = pytest.importorskip("appliance.pri.q931").Q931
 B_CHANNELS = (*range(1, 16), *range(17, 32))
 NATIONAL = TypeOfNumber.NATIONAL
 
