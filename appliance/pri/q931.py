@@ -535,8 +535,13 @@ class Q931(FaultProcedures):
     def _on_release(self, call: Call, msg: Message, now: float) -> None:
         """§5.3.3/§5.3.4: RELEASE COMPLETE and NULL; in U19/N19 (both sent RELEASE, §5.3.5) no answer."""
         cause = msg.cause or Cause(CAUSE_NORMAL_UNSPECIFIED)
+        answer, diag = cause.value, b""
+        if msg.cause is None and call.state not in (self._disc_sent, self._disc_rcvd, S.RELEASE_REQUEST):
+            # the first clearing message must carry a cause (§5.8.5.1): act as if 31, answer 96
+            answer, diag = CAUSE_MANDATORY_MISSING, b"\x08"
+            self._fault(call, answer, "RELEASE without cause as first clearing message")
         if call.state is not S.RELEASE_REQUEST:
-            self._send(call, MessageType.RELEASE_COMPLETE, cause=Cause(cause.value, self._location))
+            self._send(call, MessageType.RELEASE_COMPLETE, cause=Cause(answer, self._location, diag))
         call.clearing_by(cause.value, int(cause.location), local=False)
         self._release(call)
 

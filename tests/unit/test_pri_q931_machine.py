@@ -4,6 +4,7 @@ collision, glare and channel negotiation (Q.931 §5.1-§5.3; EN 300 403-1 §5.1.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import pytest
 
@@ -30,6 +31,7 @@ from appliance.pri.q931_model import (
 )
 from appliance.pri.q931_model import CallStateValue as S
 
+E = TypeVar("E", bound=Q931Event)
 CHANNELS = (1, 2, 3)
 NUMBER = PartyNumber("4420")
 
@@ -106,15 +108,13 @@ class Pair:
         self.now = end
         self.drain()
 
-    def last(self, side: str, kind: type[Q931Event]) -> Q931Event:
+    def last(self, side: str, kind: type[E]) -> E:
         found = [e for e in self.events[side] if isinstance(e, kind)]
         assert found, f"no {kind.__name__} on the {side} side: {self.events[side]}"
         return found[-1]
 
     def offered(self, side: str) -> CallOffered:
-        event = self.last(side, CallOffered)
-        assert isinstance(event, CallOffered)
-        return event
+        return self.last(side, CallOffered)
 
     def types(self, side: str) -> list[MessageType]:
         return [m.type for m in self.sent[side]]

@@ -1,0 +1,290 @@
+"""Q.931 timers (T301-T322), data link failure (§5.8.9), restart (§5.5) and glare, user and network side
+back to back; ``now`` advanced by hand, messages through the codec (the byte path) where it matters."""
+
+from __future__ import annotations
+
+import pytest
+
+from appliance.pri.errors import LocalProtocolError
+from appliance.pri.q931_call import RestartState
+from appliance.pri.q931_events import (
+    CallOffered,
+    CallProceeding,
+    CallReleased,
+    ChannelsRestarted,
+    ProtocolFault,
+)
+from appliance.pri.q931_model import CallStateValue as S
+from appliance.pri.q931_model import ChannelId, Message, MessageType, PartyNumber, RestartClass
+from appliance.pri.q931_timers import Q931Timers
+from tests.unit.test_pri_q931_machine import NUMBER, Pair, active_call, released
+
+T = Q931Timers()
+
+
+def causes(pair: Pair, side: str, call: int) -> list[int]:
+    return [e.cause for e in released(pair, side, call)]
+
+
+@pytest.mark.parametrize("caller", ["user", "network"])
+def test_t303_repeats_setup_once_then_releases_with_102(caller: str) -> None:
+    pair = Pair()
+    a = pair.machine(caller)
+    call = a.setup(called=NUMBER, now=0.0)
+    lost = pair.take(caller)  # the SETUP is lost
+    assert a.get_timer() == T.t303
+    pair.advance(T.t303)
+    assert pair.take(caller) == lost  # SETUP again, the same message
+    assert a.state_of(call) in (S.CALL_INITIATED, S.CALL_PRESENT)
+    pair.advance(T.t303)
+    (rc,) = pair.take(caller)
+    assert rc.type is MessageType.RELEASE_COMPLETE and rc.cause is not None and rc.cause.value == 102
+    assert pair.events[caller] == [CallReleased(call, 102, pair.last(caller, CallReleased).location, True)]
+    assert a.calls == 0 and a.get_timer() is None and not a.busy_channels()
+
+
+def test_t303_second_setup_answered_goes_on_normally() -> None:
+    pair = Pair(bytes_path=True)
+    call = pair.user.setup(called=NUMBER, now=0.0)
+    pair.take("user")
+    pair.advance(T.t303)
+    pair.pump()
+    assert pair.offered("network").channel == 1
+    pair.net.proceeding(pair.offered("network").call, now=pair.now)
+    pair.pump()
+    assert pair.user.state_of(call) is S.OUTGOING_CALL_PROCEEDING
+
+
+@pytest.mark.parametrize("caller", ["user", "network"])
+def test_t310_after_call_proceeding_clears_with_102(caller: str) -> None:
+    pair = Pair(bytes_path=True)
+    callee = "network" if caller == "user" else "user"
+    call = pair.machine(caller).setup(called=NUMBER, now=0.0)
+    pair.pump()
+    pair.machine(callee).proceeding(pair.offered(callee).call, now=0.0)
+    pair.pump()
+    assert pair.machine(caller).get_timer() == T.t310
+    pair.advance(T.t310)
+    (disc,) = pair.take(caller)
+    assert disc.type is MessageType.DISCONNECT and disc.cause is not None and disc.cause.value == 102
+    pair.deliver(callee, [disc])
+    pair.pump()
+    assert causes(pair, caller, call) == [102]
+    assert causes(pair, callee, pair.offered(callee).call) == [102]
+
+
+def test_t313_user_connect_unacknowledged_clears_with_102() -> None:
+    pair = Pair()
+    pair.net.setup(called=NUMBER, now=0.0)
+    pair.pump()
+    incoming = pair.offered("user").call
+    pair.user.connect(incoming, now=0.0)
+    pair.take("user")  # CONNECT lost
+    pair.advance(T.t313)
+    assert pair.user.state_of(incoming) is S.DISCONNECT_REQUEST
+    assert [m.type for m in pair.take("user")] == [MessageType.DISCONNECT]
+
+
+@pytest.mark.parametrize("caller", ["user", "network"])
+def test_t305_then_t308_twice_releases_the_call(caller: str) -> None:
+    pair = Pair()
+    a_call, _ = active_call(pair, caller=caller)
+    a = pair.machine(caller)
+    a.disconnect(a_call, 16, now=pair.now)
+    assert [m.type for m in pair.take(caller)] == [MessageType.DISCONNECT]
+    pair.advance(T.t305)
+    (rel,) = pair.take(caller)
+    assert rel.type is MessageType.RELEASE and rel.cause is not None and rel.cause.value == 16
+    assert a.state_of(a_call) is S.RELEASE_REQUEST
+    pair.advance(T.t308)
+    assert [m.type for m in pair.take(caller)] == [MessageType.RELEASE]
+    assert not released(pair, caller, a_call)
+    pair.advance(T.t308)
+    assert causes(pair, caller, a_call) == [16] and a.calls == 0 and not a.busy_channels()
+
+
+def test_t306_runs_instead_of_t305_for_an_in_band_network_disconnect() -> None:
+    pair = Pair()
+    _, net_call = active_call(pair, caller="user")
+    pair.net.disconnect(net_call, 17, inband=True, now=0.0)
+    (disc,) = pair.take("network")
+    assert [p.description for p in disc.progress] == [8]
+    assert pair.net.get_timer() == T.t306
+
+
+def test_t301_network_side_no_answer_after_alerting() -> None:
+    pair = Pair()
+    call = pair.net.setup(called=NUMBER, now=0.0)
+    pair.pump()
+    pair.user.alerting(pair.offered("user").call, now=0.0)
+    pair.pump()
+    assert pair.net.state_of(call) is S.CALL_RECEIVED
+    pair.advance(T.t301)
+    pair.pump()
+    assert causes(pair, "network", call) == [19]
+    assert causes(pair, "user", pair.offered("user").call) == [19]
+
+
+def test_t302_network_overlap_sending_times_out_with_28() -> None:
+    pair = Pair()
+    call = pair.user.setup(called=PartyNumber("1"), sending_complete=False, now=0.0)
+    pair.pump()
+    incoming = pair.offered("network").call
+    pair.net.setup_acknowledge(incoming, now=0.0)
+    pair.pump()
+    pair.advance(T.t302 - 1)
+    pair.user.information(call, "2", now=pair.now)
+    pair.pump()
+    assert pair.net.get_timer() == pytest.approx(pair.now + T.t302)  # restarted by INFORMATION
+    pair.advance(T.t302)
+    pair.pump()
+    assert causes(pair, "user", call) == [28] and causes(pair, "network", incoming) == [28]
+
+
+def test_t322_status_enquiry_unanswered_twice_clears_with_41() -> None:
+    pair = Pair()
+    call, _ = active_call(pair)
+    pair.user.status_enquiry(call, now=pair.now)
+    assert [m.type for m in pair.take("user")] == [MessageType.STATUS_ENQUIRY]
+    pair.advance(T.t322)
+    assert [m.type for m in pair.take("user")] == [MessageType.STATUS_ENQUIRY]
+    pair.advance(T.t322)
+    (disc,) = pair.take("user")
+    assert disc.type is MessageType.DISCONNECT and disc.cause is not None and disc.cause.value == 41
+
+
+def test_status_enquiry_answered_keeps_the_call() -> None:
+    pair = Pair(bytes_path=True)
+    call, incoming = active_call(pair)
+    pair.user.status_enquiry(call, now=pair.now)
+    pair.pump()
+    assert pair.types("network")[-1] is MessageType.STATUS
+    assert pair.user.get_timer() is None and pair.user.state_of(call) is S.ACTIVE
+    assert pair.net.state_of(incoming) is S.ACTIVE
+
+
+# ---------------------------------------------------------------- data link failure (§5.8.9)
+
+
+def test_link_failure_clears_calls_not_active_and_keeps_active_ones_on_t309() -> None:
+    pair = Pair()
+    active, net_active = active_call(pair)
+    ringing = pair.user.setup(called=NUMBER, now=pair.now)
+    pair.pump()
+    pair.user.link_released(pair.now)
+    pair.net.link_released(pair.now)
+    pair.drain()
+    assert causes(pair, "user", ringing) == [41]
+    assert causes(pair, "network", pair.offered("network").call) == [41]
+    assert pair.user.state_of(active) is S.ACTIVE and pair.user.get_timer() == pair.now + T.t309
+    pair.advance(T.t309 - 1)
+    pair.user.link_established(pair.now)
+    pair.net.link_established(pair.now)
+    pair.pump()  # both verify the call with STATUS ENQUIRY / STATUS
+    assert pair.types("user")[-2:] == [MessageType.STATUS_ENQUIRY, MessageType.STATUS]
+    assert pair.user.state_of(active) is S.ACTIVE and pair.net.state_of(net_active) is S.ACTIVE
+    assert pair.user.get_timer() is None and pair.net.get_timer() is None
+    assert not released(pair, "user", active)
+
+
+def test_t309_expiry_clears_the_active_call_with_27() -> None:
+    pair = Pair()
+    active, net_active = active_call(pair)
+    pair.user.link_released(pair.now)
+    pair.net.link_released(pair.now)
+    pair.advance(T.t309)
+    assert causes(pair, "user", active) == [27] and causes(pair, "network", net_active) == [27]
+    assert pair.user.messages_to_send() == [] and pair.net.messages_to_send() == []
+
+
+def test_disconnect_while_the_link_is_down_clears_locally() -> None:
+    pair = Pair()
+    active, _ = active_call(pair)
+    pair.user.link_released(pair.now)
+    pair.user.disconnect(active, 16, now=pair.now)
+    pair.drain()
+    assert causes(pair, "user", active) == [16] and pair.take("user") == []
+
+
+# ---------------------------------------------------------------- restart (§5.5)
+
+
+@pytest.mark.parametrize("side", ["user", "network"])
+def test_restart_of_indicated_channels_releases_their_calls_on_both_sides(side: str) -> None:
+    pair = Pair(bytes_path=True)
+    other = "network" if side == "user" else "user"
+    on_1 = active_call(pair, caller="user")
+    on_2 = active_call(pair, caller="network")
+    assert pair.user.channel_of(on_2[1]) == 2
+    pair.machine(side).restart((2,), now=pair.now)
+    assert pair.machine(side).restart_state is RestartState.REST1
+    with pytest.raises(LocalProtocolError):
+        pair.machine(side).restart(None, now=pair.now)
+    (restart,) = pair.take(side)
+    assert restart.type is MessageType.RESTART and restart.call_reference == 0
+    assert restart.channel == ChannelId((2,), exclusive=True)
+    assert restart.restart is not None and restart.restart.restart_class is RestartClass.INDICATED_CHANNELS
+    assert pair.machine(side).setup(called=NUMBER, channel=2, exclusive=True, now=pair.now)  # blocked: 44
+    pair.deliver(other, [restart])
+    pair.pump()
+    assert pair.machine(side).restart_state is RestartState.REST0
+    assert ChannelsRestarted((2,), requested_by_peer=True) in pair.events[other]
+    assert ChannelsRestarted((2,), requested_by_peer=False) in pair.events[side]
+    assert pair.user.calls == pair.net.calls == 1
+    assert pair.user.channel_of(on_1[0]) == 1
+    assert [e.cause for e in pair.events["user"] if isinstance(e, CallReleased)] == [41, 44][
+        : 2 if side == "user" else 1
+    ]
+
+
+def test_restart_unacknowledged_is_repeated_then_abandoned() -> None:
+    pair = Pair()
+    pair.net.restart(None, now=0.0)
+    first = pair.take("network")
+    pair.advance(T.t316)
+    assert pair.take("network") == first
+    pair.advance(T.t316)
+    assert pair.net.restart_state is RestartState.REST0
+    assert any(isinstance(e, ProtocolFault) and e.cause == 102 for e in pair.events["network"])
+    assert pair.net.setup(called=NUMBER, now=pair.now) and pair.net.calls == 1  # channels back in service
+
+
+def test_restart_with_unknown_channel_is_answered_with_status_and_not_acted_on() -> None:
+    pair = Pair()
+    call, _ = active_call(pair)
+    bad = Message(MessageType.RESTART, 0, True, channel=ChannelId((9,)), restart=None)
+    pair.deliver("user", [bad])
+    (status,) = pair.take("user")
+    assert status.type is MessageType.STATUS and status.call_reference == 0
+    assert pair.user.state_of(call) is S.ACTIVE
+
+
+# ---------------------------------------------------------------- glare
+
+
+def test_glare_network_wins_and_the_users_preferred_call_moves_to_another_channel() -> None:
+    pair = Pair(bytes_path=True)
+    user_call = pair.user.setup(called=NUMBER, channel=1, now=0.0)
+    net_call = pair.net.setup(called=PartyNumber("200"), channel=1, exclusive=True, now=0.0)
+    pair.pump()  # the two SETUPs cross on the link
+    offer_user = pair.offered("user")
+    assert (offer_user.call, offer_user.channel) == (offer_user.call, 1)
+    offer_net = pair.offered("network")
+    assert offer_net.channel == 2
+    pair.net.proceeding(offer_net.call, now=0.0)
+    pair.user.proceeding(offer_user.call, now=0.0)
+    pair.pump()
+    assert pair.last("user", CallProceeding) == CallProceeding(user_call, 2)
+    assert pair.user.channel_of(user_call) == 2 and pair.user.channel_of(offer_user.call) == 1
+    assert pair.net.channel_of(net_call) == 1 and pair.net.channel_of(offer_net.call) == 2
+    assert pair.user.busy_channels() == {1: offer_user.call, 2: user_call}
+
+
+def test_glare_with_an_exclusive_user_channel_clears_the_users_call_with_44() -> None:
+    pair = Pair(bytes_path=True)
+    user_call = pair.user.setup(called=NUMBER, channel=1, exclusive=True, now=0.0)
+    pair.net.setup(called=PartyNumber("200"), channel=1, exclusive=True, now=0.0)
+    pair.pump()
+    assert causes(pair, "user", user_call) == [44]
+    assert not any(isinstance(e, CallOffered) for e in pair.events["network"])
+    assert pair.user.busy_channels() == {1: pair.offered("user").call}
