@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
+from appliance.pri.lapd_events import DataReceived, LapdEvent, LinkEstablished, LinkReleased, ReleaseReason
 from appliance.pri.pcap import PcapWriter
 from appliance.pri.q931_events import Q931Event
 from hw.e1.links import DChannel
@@ -46,7 +47,7 @@ class LapdMachine(Protocol):
 
     def frames_to_send(self) -> list[bytes]: ...
 
-    def next_event(self) -> object | None: ...
+    def next_event(self) -> LapdEvent | None: ...
 
     def get_timer(self) -> float | None: ...
 
@@ -123,6 +124,7 @@ class PriLink:
         self._closed = False
         self._signal = False
         self._dchannel_up = False
+        self.release_reason: ReleaseReason | None = None  # why the D-channel last went down, while down
 
     # -- owner -----------------------------------------------------------------------------------------
 
@@ -231,26 +233,25 @@ class PriLink:
             moved = True
         return moved
 
-    def _lapd_event(self, event: object, now: float) -> None:
-        # Keyed by the event's type name: the adapter needs three of LAPD's indications and passes on
-        # the others (MDL-ERROR and the like) to the log only.
-        kind = type(event).__name__
-        if kind == "DataReceived":
-            self._q931.receive(event.data, now)  # type: ignore[attr-defined]
-        elif kind == "LinkEstablished":
-            log.info("span %d: D-channel established", self.span)
+    def _lapd_event(self, event: LapdEvent, now: float) -> None:
+        if isinstance(event, DataReceived):
+            self._q931.receive(event.data, now)
+        elif isinstance(event, LinkEstablished):
+            log.info("span %d: D-channel established%s", self.span, " again" if event.reestablished else "")
             was_up, self._dchannel_up = self._dchannel_up, True
+            self.release_reason = None
             self._q931.link_established(now)
             if not was_up:  # a re-establishment (Q.921 §5.7) is a new indication, not a new state
                 self._notify(self._on_dchannel, True)
-        elif kind == "LinkReleased":
-            log.info("span %d: D-channel released: %s", self.span, getattr(event, "reason", ""))
+        elif isinstance(event, LinkReleased):
+            log.info("span %d: D-channel released (%s)", self.span, event.reason.value)
             was_up, self._dchannel_up = self._dchannel_up, False
+            self.release_reason = event.reason
             self._q931.link_released(now)
             if was_up:
                 self._notify(self._on_dchannel, False)
-        else:
-            log.info("span %d: LAPD %s", self.span, event)
+        else:  # MDL-ERROR (the machine logs it) and UI frames, which Q.931 on a PRI does not use
+            log.debug("span %d: LAPD %s", self.span, event)
 
     def _send(self, frame: bytes) -> None:
         if log.isEnabledFor(logging.DEBUG):

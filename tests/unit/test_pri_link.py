@@ -9,28 +9,13 @@ from __future__ import annotations
 import asyncio
 import io
 import struct
-from dataclasses import dataclass
 
 import pytest
 
+from appliance.pri.lapd_events import DataReceived, LapdEvent, LinkEstablished, LinkReleased, ReleaseReason
 from appliance.pri.link import PriLink
 from appliance.pri.pcap import PcapWriter
 from appliance.pri.q931_events import CallConnected, Q931Event
-
-
-@dataclass(frozen=True)
-class LinkEstablished:
-    pass
-
-
-@dataclass(frozen=True)
-class LinkReleased:
-    reason: str
-
-
-@dataclass(frozen=True)
-class DataReceived:
-    data: bytes
 
 
 class _Stub:
@@ -80,12 +65,14 @@ class StubLapd(_Stub):
     def frames_to_send(self) -> list[bytes]:
         return self._take_out()
 
-    def next_event(self) -> object | None:
-        return self._pop_event()
+    def next_event(self) -> LapdEvent | None:
+        event = self._pop_event()
+        assert event is None or isinstance(event, LinkEstablished | LinkReleased | DataReceived)
+        return event
 
     def physical_down(self, now: float) -> None:
         self.calls.append(("down", now))
-        self.events.append(LinkReleased("physical"))
+        self.events.append(LinkReleased(ReleaseReason.PHYSICAL))
 
     def physical_up(self, now: float) -> None:
         self.calls.append(("up", now))
@@ -199,6 +186,7 @@ async def test_signal_up_starts_lapd_and_signal_down_releases_q931() -> None:
     assert [c for c, _ in q931.calls] == ["established", "released"]
     assert signals == [True, False] and states == [True, False]
     assert not link.signal and not link.dchannel_up
+    assert link.release_reason is ReleaseReason.PHYSICAL
 
 
 async def test_one_timer_at_the_earliest_deadline_with_now_never_before_it() -> None:
