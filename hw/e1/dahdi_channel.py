@@ -20,7 +20,6 @@ socket pair with a fake ``ioctl``.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import os
 import struct
@@ -134,16 +133,32 @@ class _Channel:
         self.counts[name] = self.counts.get(name, 0) + 1
 
     def read(self, size: int) -> bytes | None:
-        """One block, or None when there is nothing (an event was handled, or no data yet)."""
+        """One block, or None when there is nothing (an event was handled, no data yet, or the device is
+        gone: an end of file or an error other than ``ELAST``, after which the channel reads no more and
+        is in alarm)."""
         try:
-            return self.access.read(self.fd, size)
+            data = self.access.read(self.fd, size)
         except BlockingIOError:
             return None
         except OSError as exc:
             if exc.errno == ELAST:
                 self.handle_event()
                 return None
-            raise
+            log.warning("DAHDI channel %d: read failed: %s", self.params.channo, exc)
+            self.gone()
+            return None
+        if not data:
+            log.warning("DAHDI channel %d: end of file", self.params.channo)
+            self.gone()
+            return None
+        return data
+
+    def gone(self) -> None:
+        """The device stopped working (a card removed, a span unassigned): stop reading, stay in alarm."""
+        self.alarm = True
+        self.count("removed")
+        if not self.closed:
+            self.loop.remove_reader(self.fd)
 
     def write(self, data: bytes) -> None:
         try:
@@ -164,8 +179,7 @@ class _Channel:
         elif event in (EVENT_NOALARM,):
             self.alarm = False
         elif event == EVENT_REMOVED:
-            self.alarm = True
-            self.count("removed")
+            self.gone()
         elif event in _EVENT_COUNTERS:
             self.count(_EVENT_COUNTERS[event])
         log.debug("DAHDI channel %d: event %d", self.params.channo, event)
@@ -222,13 +236,7 @@ class DahdiDChannel:
 
     def _on_readable(self) -> None:
         was_up = self.up
-        try:
-            data = self._ch.read(D_BLOCKSIZE + FCS_OCTETS)
-        except OSError as exc:
-            log.warning("DAHDI D-channel %d: read failed: %s", self._ch.params.channo, exc)
-            data = None
-            if exc.errno in (errno.ENODEV, errno.EBADF):
-                self._ch.alarm = True
+        data = self._ch.read(D_BLOCKSIZE + FCS_OCTETS)
         if self.up != was_up:
             self._handler.link_changed(self.up)
         if data is None:
@@ -292,11 +300,7 @@ class DahdiBChannels:
 
     def _on_readable(self, timeslot: int) -> None:
         ch = self._channels[timeslot]
-        try:
-            data = ch.read(FRAME_OCTETS)
-        except OSError as exc:
-            log.warning("DAHDI B-channel %d: read failed: %s", ch.params.channo, exc)
-            data = None
+        data = ch.read(FRAME_OCTETS)
         up = self._compute_up()
         if up != self._up:
             self._up = up

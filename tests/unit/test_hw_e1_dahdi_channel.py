@@ -250,3 +250,13 @@ async def test_b_channels_open_failure_closes_what_was_opened(device: FakeDevice
     for fd in device.events:  # both opened fds were closed again
         with pytest.raises(OSError):
             os.fstat(fd)
+
+
+async def test_a_device_that_goes_away_takes_the_link_down_and_is_read_no_more(device: FakeDevice) -> None:
+    handler = Handler()
+    d = DahdiDChannel.open(16, handler, access=device.access())
+    device.far[16].close()  # end of file on our side
+    await handler.until(lambda: handler.links == [False])
+    assert d.counts["removed"] == 1
+    assert not d.up
+    await d.close()

@@ -19,7 +19,9 @@ from hw.e1.dahdi_status import (
 )
 from hw.e1.errors import DahdiError
 from hw.e1.model import SpanCounters
+from tests.unit.vectors import hypothesis_settings, soak_marks
 
+pytestmark = soak_marks()
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "dahdi"
 SYSFS = VECTORS / "sysfs" / "bus" / "dahdi_spans" / "devices"
 PROC = VECTORS / "proc" / "dahdi"
@@ -100,6 +102,7 @@ def test_proc_report_of_another_span_or_garbage_is_refused(tmp_path: Path) -> No
         parse_proc_span("hello\n")
 
 
+@hypothesis_settings()
 @given(st.text(max_size=300))
 def test_proc_parser_returns_a_report_or_a_dahdi_error(text: str) -> None:
     try:
@@ -109,6 +112,7 @@ def test_proc_parser_returns_a_report_or_a_dahdi_error(text: str) -> None:
     assert report.number >= 0
 
 
+@hypothesis_settings()
 @given(st.binary(max_size=200), st.integers(0, 400))
 def test_proc_parser_on_mutated_vectors(junk: bytes, cut: int) -> None:
     text = (PROC / "2").read_text()
