@@ -136,10 +136,10 @@ class SimSpan:
             raise LinkUsageError(f"span {self.number}: start the span before opening its D-channel")
         if self._d_user is not None:
             raise LinkUsageError(f"span {self.number}: the D-channel is already open")
-        self._d_user = _SpanD(self, handler)
-        if self._d_up:
-            self._call_soon(handler.link_changed, True)
-        return self._d_user
+        d = self._d_user = _SpanD(self, handler)
+        if self._d_up:  # a far end already there: told from the loop, as if it had just connected
+            self._call_soon(d.report_current)
+        return d
 
     async def open_bchannels(self, handler: BChannelHandler) -> BChannels:
         if self._b_user is not None:
@@ -259,6 +259,10 @@ class _SpanD:
     @property
     def up(self) -> bool:
         return self._span._d_user is self and self._span._d_up
+
+    def report_current(self) -> None:
+        if self._span._d_user is self:
+            self.report(self._span._d_up)
 
     def report(self, up: bool) -> None:
         if up != self._reported:
