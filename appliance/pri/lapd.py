@@ -230,14 +230,17 @@ class Lapd:
     def physical_down(self, now: float) -> None:
         """PH-DEACTIVATE indication: everything stops; the link is released if it was up."""
         self._physical = False
+        if not self.keep_up:
+            self._wanted = False  # without keep-up, layer 3 asks again (start) once it wants the link
         self._t200 = self._t203 = self._retry = None
         self._discard_queue()
         self._to_tei_assigned(ReleaseReason.PHYSICAL, now, retry=False)
 
     def physical_up(self, now: float) -> None:
-        """PH-ACTIVATE indication: with keep-up and a wanted link, establish it now."""
+        """PH-ACTIVATE indication: establish the link now if :meth:`start` wants it (with keep-up, a link
+        started before the physical layer went down; without, only a start made while it was down)."""
         self._physical = True
-        if self.keep_up and self._wanted and self.state is _S.TEI_ASSIGNED:
+        if self._wanted and self.state is _S.TEI_ASSIGNED:
             self._establish(now)
 
     # -- receiving ---------------------------------------------------------------------------------

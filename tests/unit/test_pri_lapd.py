@@ -564,3 +564,15 @@ def test_frmr_outside_multiple_frame_operation_is_discarded() -> None:
         encode(FrmrFrame(b"\x00\x00", 0, 0, False, True, False, False, False), sender="network"), 0.0
     )
     assert lapd.discarded == 1 and lapd.next_event() is None
+
+
+def test_without_keep_up_physical_up_waits_for_start() -> None:
+    pair = Pair(keep_up=False)
+    pair.establish()
+    pair.user.physical_down(pair.now)
+    pair.user.physical_up(pair.now)
+    assert pair.user.state is S.TEI_ASSIGNED and pair.user.frames_to_send() == []
+    pair.user.physical_down(pair.now)
+    pair.user.start(pair.now)
+    pair.user.physical_up(pair.now)
+    assert pair.user.state is S.AWAITING_ESTABLISHMENT
