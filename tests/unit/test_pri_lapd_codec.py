@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from appliance.pri.errors import LapdDecodeError, LocalProtocolError
@@ -24,17 +23,12 @@ from appliance.pri.lapd_codec import (
     decode,
     encode,
 )
+from tests.unit.test_pri_lapd_pair import lapd_settings
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "lapd"
 VALID = sorted((VECTORS / "valid").glob("*.vec"))
 INVALID = sorted((VECTORS / "invalid").glob("*.vec"))
-PROPERTY = settings(
-    max_examples=int(os.environ.get("LAPD_EXAMPLES", "300")),
-    derandomize=os.environ.get("HYPOTHESIS_PROFILE") != "long",
-    database=None,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+PROPERTY = lapd_settings(300)
 
 
 def load(path: Path) -> tuple[str, str, bytes]:

@@ -7,7 +7,10 @@ Time only moves in :meth:`Pair.run`, from deadline to deadline.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+
+from hypothesis import HealthCheck, settings
 
 from appliance.pri.lapd import Lapd
 from appliance.pri.lapd_codec import Frame, decode
@@ -15,6 +18,18 @@ from appliance.pri.lapd_events import LapdEvent
 from appliance.pri.lapd_timers import LapdTimers
 
 Drop = Callable[[str, Frame], bool]
+
+
+def lapd_settings(examples: int) -> settings:
+    """Hypothesis settings for the LAPD properties (STYLE rule 12): ``examples`` deterministic examples by
+    default; ``LAPD_EXAMPLES`` sets the count and ``HYPOTHESIS_PROFILE=long`` makes the search random."""
+    return settings(
+        max_examples=int(os.environ.get("LAPD_EXAMPLES", str(examples))),
+        derandomize=os.environ.get("HYPOTHESIS_PROFILE") != "long",
+        database=None,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
 
 
 def never(sender: str, frame: Frame) -> bool:

@@ -3,23 +3,15 @@ wire is clean again it comes back up and carries everything sent after that."""
 
 from __future__ import annotations
 
-import os
-
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from appliance.pri.lapd import LapdState
 from appliance.pri.lapd_codec import Frame
 from appliance.pri.lapd_events import LinkEstablished, LinkReleased
-from tests.unit.test_pri_lapd_pair import Pair
+from tests.unit.test_pri_lapd_pair import Pair, lapd_settings
 
-PROPERTY = settings(
-    max_examples=int(os.environ.get("LAPD_EXAMPLES", "150")),
-    derandomize=os.environ.get("HYPOTHESIS_PROFILE") != "long",
-    database=None,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+PROPERTY = lapd_settings(150)
 
 step = st.one_of(
     st.tuples(st.just("send"), st.sampled_from(["user", "network"]), st.integers(1, 6)),
