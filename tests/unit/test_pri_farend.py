@@ -9,6 +9,7 @@ import contextlib
 import io
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -24,14 +25,16 @@ from hw.e1.sim import SimBChannels, SimDChannel
 
 pytestmark = pytest.mark.timeout(60)
 
+Side = Literal["user", "network"]
+
 
 class Switch:
     """The appliance's side of span 1, user side: answers every call at once and plays a tone on its
     channel; listens for DTMF on every channel."""
 
-    def __init__(self, directory: Path, timeslots: tuple[int, ...]) -> None:
-        self.q931 = Q931(side="user", b_channels=timeslots)
-        self.link = PriLink(lapd=Lapd(side="user"), q931=self.q931, on_event=self._event)
+    def __init__(self, directory: Path, timeslots: tuple[int, ...], side: Side = "user") -> None:
+        self.q931 = Q931(side=side, b_channels=timeslots)
+        self.link = PriLink(lapd=Lapd(side=side), q931=self.q931, on_event=self._event)
         self.d = SimDChannel(directory / "span1-d.sock", self.link)
         self.b = SimBChannels(directory / "span1-b.sock", self, timeslots=timeslots)
         self.link.attach(self.d)
@@ -85,11 +88,11 @@ class Switch:
 
 @contextlib.asynccontextmanager
 async def span(
-    tmp_path: Path, timeslots: tuple[int, ...] = (1, 2, 3, 4)
+    tmp_path: Path, timeslots: tuple[int, ...] = (1, 2, 3, 4), far_side: Side = "network"
 ) -> AsyncIterator[tuple[Switch, FarEnd]]:
-    switch = Switch(tmp_path, timeslots)
+    switch = Switch(tmp_path, timeslots, "user" if far_side == "network" else "network")
     await switch.start()
-    far = FarEnd(directory=tmp_path, timeslots=timeslots)
+    far = FarEnd(directory=tmp_path, timeslots=timeslots, side=far_side)
     try:
         await far.start(within=5)
         yield switch, far
@@ -145,6 +148,13 @@ async def test_no_channel_left_releases_the_call_with_cause_34(tmp_path: Path) -
         first, second = await far.place_calls(2, CallScript(hold=0.3, timeout=5))
     assert first.answered and first.cause == 16
     assert not second.answered and second.cause == 34 and second.channel is None
+
+
+async def test_the_far_end_on_the_user_side_places_calls_to_a_network_side_appliance(tmp_path: Path) -> None:
+    async with span(tmp_path, far_side="user") as (switch, far):
+        (result,) = await far.place_calls(1, CallScript(digits="7", digits_after=0.05, hold=0.6, timeout=5))
+    assert result.answered and result.cause == 16 and result.heard.sound_frames > 0
+    assert result.channel is not None and switch.listeners[result.channel].heard.digits == "7"
 
 
 async def test_the_far_end_vanishes_and_returns(tmp_path: Path) -> None:
