@@ -7,14 +7,14 @@ fixed (a primary rate interface has no TEI management: the entity starts in stat
   SABME (P=1) and goes to 5; a peer's SABME is accepted with UA and goes to 7 (§5.5.1.2).
 * **5 AWAITING-ESTABLISHMENT** — SABME sent, T200 running; retransmitted on T200 up to N200 times
   (§5.5.1.3), then the attempt fails (MDL-ERROR G). UA (F=1) → 7; DM (F=1) → 4. A crossing SABME is
-  answered with UA (§5.5.1.4, collision of identical commands) and the link comes up on the peer's UA.
-* **6 AWAITING-RELEASE** — DISC sent (§5.5.3.1); UA or DM (F=1) → 4; N200 exhaustion → 4 (MDL-ERROR H).
+  answered with UA (§5.5.5.1, collision of identical commands) and the link comes up on the peer's UA.
+* **6 AWAITING-RELEASE** — DISC sent (§5.5.3.2); UA or DM (F=1) → 4; N200 exhaustion → 4 (MDL-ERROR H).
 * **7 MULTIPLE-FRAME-ESTABLISHED** — I frames both ways with V(S), V(A), V(R) modulo 128 and at most k
   unacknowledged (§5.6.1); N(R) acknowledges (§5.6.3.2), REJ asks for go-back-N retransmission
-  (§5.6.4/§5.6.5), RNR marks the peer busy (§5.6.6). T200 runs while I frames are unacknowledged, T203
-  while the link is idle (§5.6.8/§5.6.9); either expiring polls the peer (RR, P=1) and goes to 8.
+  (§5.6.4), RNR marks the peer busy (§5.6.5). T200 runs while I frames are unacknowledged, T203
+  while the link is idle (§5.6.7, §5.10); either expiring polls the peer (RR, P=1) and goes to 8.
 * **8 TIMER-RECOVERY** — enquiries at T200 until a supervisory response with F=1 arrives (→ 7, retransmit
-  from N(R), §5.6.7) or N200 have gone unanswered (MDL-ERROR I, re-establish).
+  from N(R), §5.8.3) or N200 have gone unanswered (MDL-ERROR I, re-establish).
 
 Re-establishment (§5.7): an N(R) error (J), a FRMR (K), a frame rejection condition (L–O, §5.8.5), an
 exhausted enquiry (I) or a DM F=0 (E) re-establishes the link: SABME from state 7/8 to state 5, layer 3 not
@@ -130,7 +130,7 @@ class Lapd:
         self.vs = self.va = self.vr = 0
         self.rc = 0  # retransmission counter (§5.9.2)
         self.peer_busy = False
-        self._reject = False  # reject exception condition (§5.6.5)
+        self._reject = False  # reject exception condition (§5.8.1)
         self._ack_pending = False
         self._reported_up = False  # whether layer 3 was told the link is up
         self._wanted = False  # start() called and not stop()ped: keep-up applies
@@ -222,7 +222,7 @@ class Lapd:
         if self._t203 is not None and now >= self._t203:
             self._t203 = None
             if self.state is _S.MULTIPLE_FRAME_ESTABLISHED:
-                # §5.6.9: idle link — poll the peer.
+                # §5.10: idle link — poll the peer.
                 self.rc = 0
                 self._enquiry(now)
                 self._set_state(_S.TIMER_RECOVERY)
@@ -282,14 +282,14 @@ class Lapd:
         if kind is UKind.UI:
             self._events.append(UnitDataReceived(frame.info))
         elif kind is UKind.XID:
-            self.discarded += 1  # §5.10: parameter negotiation is not used on this link
+            self.discarded += 1  # XID: no parameter negotiation on this link
         elif kind is UKind.SABME:
             self._on_sabme(frame, now)
         elif kind is UKind.DISC:
             if state is _S.TEI_ASSIGNED or state is _S.AWAITING_ESTABLISHMENT:
-                self._respond(UKind.DM, frame.pf)  # §5.5.3.2 / §5.5.1.4 (different commands)
+                self._respond(UKind.DM, frame.pf)  # §5.5.4 (state 4) / §5.5.5.2 (different commands)
             elif state is _S.AWAITING_RELEASE:
-                self._respond(UKind.UA, frame.pf)  # DISC collision (§5.5.3.3): release continues
+                self._respond(UKind.UA, frame.pf)  # DISC collision (§5.5.5.1): release continues
             else:
                 self._discard_queue()
                 self._respond(UKind.UA, frame.pf)
@@ -302,12 +302,12 @@ class Lapd:
     def _on_sabme(self, frame: UFrame, now: float) -> None:
         state = self.state
         if state is _S.AWAITING_RELEASE or (state is _S.TEI_ASSIGNED and self._refuse):
-            # §5.5.3.3: SABME while releasing is refused; §5.5.1.2: so is one we are unable to accept
+            # §5.5.5.2: SABME while releasing is refused; §5.5.1.2: so is one we are unable to accept
             self._respond(UKind.DM, frame.pf)
             return
         self._respond(UKind.UA, frame.pf)
         if state is _S.AWAITING_ESTABLISHMENT:
-            return  # §5.5.1.4: identical commands crossed; the peer's UA completes ours
+            return  # §5.5.5.1: identical commands crossed; the peer's UA completes ours
         lost = False
         if state in _UP:
             self._mdl_error("F")  # §5.7.1 peer initiated re-establishment
@@ -350,7 +350,7 @@ class Lapd:
                 self._mdl_error("B")
             return
         if state is _S.AWAITING_ESTABLISHMENT or state is _S.AWAITING_RELEASE:
-            if frame.pf:  # §5.5.1.2 refused / §5.5.3.1 already released
+            if frame.pf:  # §5.5.1.2 refused / §5.5.3.2 already released
                 self._t200 = None
                 done = ReleaseReason.PEER if state is _S.AWAITING_ESTABLISHMENT else ReleaseReason.LOCAL
                 self._discard_queue()
@@ -366,9 +366,9 @@ class Lapd:
         if self.state not in _UP:
             self.discarded += 1
             if self.state is _S.TEI_ASSIGNED and frame.p:
-                self._respond(UKind.DM, True)  # §5.5.1.2 (not established): DM with F=1
+                self._respond(UKind.DM, True)  # §5.5.4 (not established): DM with F=1
             return
-        if frame.ns == self.vr:  # §5.6.2.1 in sequence
+        if frame.ns == self.vr:  # §5.6.2 in sequence
             self.vr = (self.vr + 1) % MODULUS
             self._reject = False
             self._events.append(DataReceived(frame.info))
@@ -376,7 +376,7 @@ class Lapd:
                 self._send_s(SKind.RR, command=False, pf=True)
             else:
                 self._ack_pending = True
-        else:  # §5.6.4 N(S) sequence error
+        else:  # §5.8.1 N(S) sequence error
             self.discarded += 1
             if self._reject:
                 if frame.p:
@@ -395,12 +395,12 @@ class Lapd:
             return
         self.peer_busy = frame.kind is SKind.RNR
         if frame.command and frame.pf:
-            self._send_s(SKind.RR, command=False, pf=True)  # §5.6.3.2 enquiry response
+            self._send_s(SKind.RR, command=False, pf=True)  # §5.6.3.1 enquiry response
         if not self._check_nr(frame.nr, now):
             return
         recovering = self.state is _S.TIMER_RECOVERY
         if recovering and not frame.command and frame.pf:
-            # §5.6.7: the answer to our enquiry — back to state 7, retransmitting from N(R).
+            # §5.8.3: the answer to our enquiry — back to state 7, retransmitting from N(R).
             self._acknowledge(frame.nr)
             self._set_state(_S.MULTIPLE_FRAME_ESTABLISHED)
             self.rc = 0
@@ -417,10 +417,10 @@ class Lapd:
         elif frame.kind is SKind.REJ:
             self._acknowledge(frame.nr)
             self._t200, self._t203 = None, now + self.timers.t203
-            self._retransmit_from_va()  # §5.6.5 go back N
+            self._retransmit_from_va()  # §5.6.4 go back N
         elif frame.kind is SKind.RNR:
             self._acknowledge(frame.nr)
-            self._t203, self._t200 = None, now + self.timers.t200  # §5.6.6: poll the busy peer on T200
+            self._t203, self._t200 = None, now + self.timers.t200  # §5.6.5: poll the busy peer on T200
         else:
             self._update_va(frame.nr, now)
 

@@ -2,7 +2,7 @@
 
 A frame, as the span carries it (DESIGN.md §5.2: no flags, no FCS), is the address field (two octets,
 Q.921 §3.3), the control field (one octet for U frames, two for I and S frames in modulo-128 operation,
-§3.4 and Table 4) and, for I, UI, XID and FRMR frames, an information field of at most N201 = 260 octets
+§3.4 and Table 5) and, for I, UI, XID and FRMR frames, an information field of at most N201 = 260 octets
 (§5.9.3).
 
 Address field (§3.3): octet 1 is SAPI (bits 8–3), C/R (bit 2), EA0 = 0 (bit 1); octet 2 is TEI (bits
@@ -34,7 +34,7 @@ from appliance.pri.errors import LapdDecodeError, LocalProtocolError
 Side = Literal["user", "network"]
 
 N201: Final = 260  # maximum octets of an information field (Q.921 §5.9.3)
-MODULUS: Final = 128  # sequence numbers in multiple frame operation (§3.5.2.1)
+MODULUS: Final = 128  # sequence numbers in multiple frame operation (§3.5.2)
 SAPI_CALL_CONTROL: Final = 0  # Q.931 (§3.3.3, Table 2)
 
 
@@ -56,7 +56,7 @@ class FrameRejected(LapdDecodeError):
 
 
 class SKind(enum.Enum):
-    """Supervisory functions (Q.921 Table 4: control octet 1 = 0000SS01)."""
+    """Supervisory functions (Q.921 Table 5: control octet 1 = 0000SS01)."""
 
     RR = 0x01
     RNR = 0x05
@@ -64,7 +64,7 @@ class SKind(enum.Enum):
 
 
 class UKind(enum.Enum):
-    """Unnumbered functions (Q.921 Table 4: control octet with the P/F bit, 0x10, cleared)."""
+    """Unnumbered functions (Q.921 Table 5: control octet with the P/F bit, 0x10, cleared)."""
 
     SABME = 0x6F
     DM = 0x0F
@@ -75,7 +75,7 @@ class UKind(enum.Enum):
 
 
 _FRMR: Final = 0x87
-# Which unnumbered frames are commands, responses or either (Table 4) and which may carry information.
+# Which unnumbered frames are commands, responses or either (Table 5) and which may carry information.
 _U_COMMAND_ONLY: Final = frozenset({UKind.SABME, UKind.UI, UKind.DISC})
 _U_RESPONSE_ONLY: Final = frozenset({UKind.DM, UKind.UA})
 _U_WITH_INFO: Final = frozenset({UKind.UI, UKind.XID})
@@ -83,7 +83,7 @@ _U_WITH_INFO: Final = frozenset({UKind.UI, UKind.XID})
 
 @dataclass(frozen=True, slots=True)
 class IFrame:
-    """An information frame (§3.6.1); always a command. ``p`` is the poll bit."""
+    """An information frame (§3.6); always a command. ``p`` is the poll bit."""
 
     ns: int
     nr: int
@@ -95,7 +95,7 @@ class IFrame:
 
 @dataclass(frozen=True, slots=True)
 class SFrame:
-    """A supervisory frame: RR, RNR or REJ (§3.6.2–§3.6.4), command (``pf`` = P) or response (F)."""
+    """A supervisory frame: RR, RNR or REJ (§3.6), command (``pf`` = P) or response (F)."""
 
     kind: SKind
     nr: int
@@ -107,7 +107,7 @@ class SFrame:
 
 @dataclass(frozen=True, slots=True)
 class UFrame:
-    """An unnumbered frame other than FRMR (§3.6.5–§3.6.11, §3.6.13); ``info`` only for UI and XID."""
+    """An unnumbered frame other than FRMR (§3.6); ``info`` only for UI and XID."""
 
     kind: UKind
     pf: bool
@@ -119,7 +119,7 @@ class UFrame:
 
 @dataclass(frozen=True, slots=True)
 class FrmrFrame:
-    """A frame reject response (§3.6.12) with its five-octet information field (modulo 128, Figure 7):
+    """A frame reject response (§3.6) with its five-octet information field (modulo 128):
     the rejected frame's control field (two octets; a U frame's second octet is 0), V(S), V(R), whether
     the rejected frame was a response (``rejected_response``), and the W/X/Y/Z bits (W: undefined control
     field; X: information field not permitted; Y: information field too long; Z: invalid N(R))."""

@@ -27,7 +27,7 @@ class ReleaseReason(enum.Enum):
     FAILURE = "failure"
     """Establishment or re-establishment failed: N200 retransmissions of SABME unanswered (§5.5.1.3)."""
     PHYSICAL = "physical"
-    """The physical layer went down (PH-DEACTIVATE indication, §5.3.3 / the span lost its far end)."""
+    """The physical layer went down (PH-DEACTIVATE indication: the span lost its far end)."""
 
 
 @dataclass(frozen=True, slots=True)
