@@ -36,6 +36,21 @@ MORE_DATA: Final = 0xA0
 NETWORK_SPECIFIC_FACILITIES: Final = 0x20  # §4.5.21
 CONNECTED_SUBADDRESS: Final = 0x4D  # EN 300 097-1 (COLP)
 
+# Identifiers the codec knows (Q.931 Table 4-3): one of these out of place is "unexpected", reported as
+# unrecognised but never as comprehension-required, which §5.8.7.1 reserves for what the receiver cannot
+# understand (an unexpected cause in ALERTING must not clear the call with cause 96).
+RECOGNISED: Final = frozenset(
+    {
+        *(int(i) for i in IeId),
+        NETWORK_SPECIFIC_FACILITIES,
+        CONNECTED_SUBADDRESS,
+        SHIFT,
+        CONGESTION_LEVEL,
+        REPEAT_INDICATOR,
+        MORE_DATA,
+    }
+)
+
 FIRST_RESPONSE_TYPES: Final = frozenset(
     {
         MessageType.SETUP_ACKNOWLEDGE,
@@ -60,9 +75,9 @@ def is_single_octet(identifier: int) -> bool:
 
 
 def comprehension_required(identifier: int) -> bool:
-    """Q.931 §4.5.1/§5.8.7.1: codeset 0 identifiers with bits 8-5 = 0000 must be understood by the
-    receiver."""
-    return identifier & 0xF0 == 0
+    """Q.931 §4.5.1/§5.8.7.1: an unknown codeset 0 identifier with bits 8-5 = 0000 (e.g. 00, segmented
+    message) must be understood by the receiver, so it is handled like a missing mandatory element."""
+    return identifier & 0xF0 == 0 and element_key(identifier) not in RECOGNISED
 
 
 @dataclass(frozen=True, slots=True)

@@ -251,6 +251,14 @@ def test_unrecognized_element_is_kept_raw() -> None:
     assert message.others == (RawIe(0x3A, b"\x00"),)
 
 
+def test_unexpected_known_element_is_not_comprehension_required() -> None:
+    # a cause (08) in ALERTING: known, but not an element of ALERTING (EN 300 403-1 §3.1.1)
+    decoded = decode(bytes.fromhex("080280010108028090"))
+    assert decoded.problems == (IeProblem(0x08, "unrecognized", False, False),)
+    assert decoded.message.cause is None
+    assert decoded.message.others == (RawIe(0x08, b"\x80\x90"),)
+
+
 def test_repetition_keeps_the_first() -> None:
     assert decode(load_vector("invalid", "release_cause_repeated")).message.cause == Cause(16)
 
