@@ -576,3 +576,17 @@ def test_without_keep_up_physical_up_waits_for_start() -> None:
     pair.user.start(pair.now)
     pair.user.physical_up(pair.now)
     assert pair.user.state is S.AWAITING_ESTABLISHMENT
+
+
+def test_transparent_reestablishment_keeps_unsent_messages() -> None:
+    pair = Pair()
+    pair.establish()
+    inject(pair, "user", SFrame(SKind.RNR, 0, False, False))  # the peer is busy: the message waits
+    pair.user.send_data(b"waiting", pair.now)
+    assert pair.user.frames_to_send() == []
+    inject(pair, "user", FrmrFrame(b"\x01\x00", 0, 0, False, False, False, False, True))  # K: re-establish
+    # V(S) = V(A): nothing was lost, so layer 3 is not told, and the queued message goes out on the new link.
+    assert pair.take_events("user") == [LinkError("K", _desc("K"))]
+    assert pair.user.established and not pair.user.peer_busy
+    assert pair.received["network"] == [b"waiting"]
+    assert pair.user.dropped_messages == 0
