@@ -96,8 +96,9 @@ def _ext_group(data: bytes, start: int) -> int:
 
 def decode_bearer(data: bytes) -> BearerCapability:
     """Octet 3 (ext 1, coding standard, capability), octet 4 (ext, transfer mode, rate), octet 4.1 (ext 1,
-    rate multiplier) only with rate multirate, then optionally octet 5 (ext, layer 1 id 01, protocol) with
-    5a-5d, and octets 6 (layer 2 id 10) and 7 (layer 3 id 11), which the model does not keep."""
+    rate multiplier) only with rate multirate, then each optional: octet 5 (ext, layer 1 id 01, protocol)
+    with 5a-5d, octet 6 (layer 2 id 10) and octet 7 (layer 3 id 11); the model keeps the layer 1 protocol
+    only."""
     _need(2 <= len(data) <= 10, f"bearer capability length {len(data)}")
     o3, o4 = data[0], data[1]
     _need(bool(o3 & EXT) and bool(o4 & EXT), "bearer capability octets 3/4 without ext = 1")
@@ -115,17 +116,14 @@ def decode_bearer(data: bytes) -> BearerCapability:
         _need(2 <= multiplier <= 30, f"rate multiplier {multiplier}")
         i += 1
     layer1: Layer1Protocol | None = None
-    if i < len(data):
-        _need((data[i] >> 5) & 3 == 1, "octet 5 without layer 1 identification 01")
-        layer1 = _enum(Layer1Protocol, data[i] & 0x1F, "user information layer 1 protocol")
-        i = _ext_group(data, i)  # octets 5a-5d (rate adaption) belong to octet 5's group
-    if i < len(data):
-        _need((data[i] >> 5) & 3 == 2, "octet 6 without layer 2 identification 10")
-        i = _ext_group(data, i)
-    if i < len(data):
-        _need((data[i] >> 5) & 3 == 3, "octet 7 without layer 3 identification 11")
-        i = _ext_group(data, i)
-    _need(i == len(data), "octets after octet 7 of the bearer capability")
+    layer = 0
+    while i < len(data):  # octets 5, 6, 7, each optional, in that order, told apart by bits 7-6
+        ident = (data[i] >> 5) & 3
+        _need(ident > layer, f"layer identification {ident} out of order or zero")
+        if ident == 1:
+            layer1 = _enum(Layer1Protocol, data[i] & 0x1F, "user information layer 1 protocol")
+        layer = ident
+        i = _ext_group(data, i)  # e.g. octets 5a-5d (rate adaption) belong to octet 5's group
     return BearerCapability(capability, layer1, mode == 0, rate, multiplier)
 
 
