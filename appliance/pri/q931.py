@@ -396,18 +396,18 @@ class Q931(FaultProcedures):
         requested = msg.channel.channels[0] if msg.channel is not None and msg.channel.channels else None
         exclusive = msg.channel is not None and msg.channel.exclusive
         handle = self._new_handle()
-        loser = self._glare_loser(requested)
-        if loser is not None and requested is not None:
-            _LOG.info(
-                "span %d: glare on B%d, call %d yields to the network's", self.span, requested, loser.handle
-            )
+        glare = self._glare(requested)
+        if glare is not None and requested is not None and self._yields(glare, incoming_exclusive=exclusive):
+            _LOG.info("span %d: glare on B%d, call %d yields it", self.span, requested, glare.handle)
             self._channels.steal(requested, handle)
-            loser.channel = None
+            glare.channel = None
             channel = requested
         else:
             chosen = choose(self._channels, requested, exclusive=exclusive)
             if chosen.channel is None:
-                self._reject(msg, Cause(chosen.cause or CAUSE_NO_CIRCUIT, self._location))
+                # Annex D.3 b): both exclusive, the network's SETUP is awarded, the user's cleared with 34
+                cause = CAUSE_NO_CIRCUIT if glare is not None else chosen.cause or CAUSE_NO_CIRCUIT
+                self._reject(msg, Cause(cause, self._location))
                 return
             channel = chosen.channel
             self._channels.reserve(channel, handle)
@@ -425,15 +425,22 @@ class Q931(FaultProcedures):
             self._fault(call, answer.cause, answer.detail)
             self._status(call, answer.cause, answer.diagnostic)
 
-    def _glare_loser(self, requested: int | None) -> Call | None:
-        """User side: our own unanswered SETUP holding the channel the network's SETUP wants."""
-        if self.side != "user" or requested is None:
-            return None
-        owner = self._channels.owner(requested)
+    def _glare(self, requested: int | None) -> Call | None:
+        """Our own unanswered SETUP (U1/N6) holding the channel the peer's crossing SETUP asks for."""
+        owner = self._channels.owner(requested) if requested is not None else None
         call = self._calls.get(owner) if owner is not None else None
-        if call is not None and call.ours and call.state is S.CALL_INITIATED:
+        if call is not None and call.ours and call.state in (S.CALL_INITIATED, S.CALL_PRESENT):
             return call
         return None
+
+    def _yields(self, ours: Call, *, incoming_exclusive: bool) -> bool:
+        """Q.931 Annex D.3, the network side being the network: an exclusive indication beats a preferred
+        one, and between equals the network's SETUP is awarded the channel. The call that yields takes the
+        alternate channel the peer's first response names (or is cleared, cause 34, when both are
+        exclusive)."""
+        if incoming_exclusive != ours.exclusive:
+            return incoming_exclusive
+        return self.side == "user"
 
     def _reject(self, msg: Message, cause: Cause) -> None:
         self._out.append(Message(MessageType.RELEASE_COMPLETE, msg.call_reference, False, cause=cause))

@@ -13,11 +13,11 @@ Negotiation (:func:`choose`), the same rule on both sides for the channel the pe
   in its first response as exclusive;
 * no idle channel at all: cause 34 (no circuit/channel available).
 
-Glare (both sides seize the same channel at the same moment) is resolved in favour of the network side on
-a PRI, as libpri and EN 300 403-1 §5.2.3.1 have it: the user side lets the network's SETUP take the channel
-its own unanswered SETUP had proposed (:meth:`ChannelTable.steal`); the network, which saw the user's
-SETUP ask for a busy channel, answers it with another channel (preferred) or clears it with cause 44
-(exclusive), and the user's call takes the channel the network's first response names.
+Glare (both sides' SETUPs cross, naming the same channel) follows Q.931 Annex D.3, as libpri's users do
+on a PRI: an exclusive indication beats a preferred one, and between equals the network side's SETUP is
+awarded the channel. The side that yields lets the crossing SETUP take the channel its own unanswered
+SETUP had proposed (:meth:`ChannelTable.steal`) and takes the alternate channel named in the peer's first
+response; when both were exclusive the user's SETUP is cleared with RELEASE COMPLETE cause 34.
 
 Restart (Q.931 §5.5, :class:`RestartProcedure`) runs on the global call reference: REST0 -> REST1 (RESTART
 sent, T316, repeated ``t316_attempts`` times) -> REST0 on RESTART ACKNOWLEDGE; a received RESTART passes

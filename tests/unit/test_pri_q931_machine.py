@@ -320,11 +320,15 @@ def test_network_picks_another_channel_when_the_preferred_one_is_busy() -> None:
 
 def test_network_refuses_an_exclusive_busy_channel_with_44_and_none_free_with_34() -> None:
     pair = Pair(channels=(1, 2))
-    active_call(pair, caller="network")
-    call = pair.user.setup(called=NUMBER, channel=2, exclusive=True, now=0.0)
-    pair.net.setup(called=NUMBER, channel=2, exclusive=True, now=0.0)  # the network seizes B2 at once
-    pair.pump()
-    assert [e.cause for e in released(pair, "user", call)] == [44]
+    active_call(pair, caller="network")  # B1
+    exclusive = ChannelId((1,), exclusive=True)
+    pair.deliver(
+        "network", [Message(MessageType.SETUP, 9, True, bearer=BearerCapability(), channel=exclusive)]
+    )
+    (answer,) = pair.take("network")
+    assert (
+        answer.type is MessageType.RELEASE_COMPLETE and answer.cause is not None and answer.cause.value == 44
+    )
     full = Pair(channels=(1,))
     active_call(full, caller="network")
     setup = Message(

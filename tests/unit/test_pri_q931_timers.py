@@ -280,11 +280,28 @@ def test_glare_network_wins_and_the_users_preferred_call_moves_to_another_channe
     assert pair.user.busy_channels() == {1: offer_user.call, 2: user_call}
 
 
-def test_glare_with_an_exclusive_user_channel_clears_the_users_call_with_44() -> None:
+def test_glare_both_exclusive_awards_the_network_and_clears_the_users_call_with_34() -> None:
+    """Q.931 Annex D.3 b)."""
     pair = Pair(bytes_path=True)
     user_call = pair.user.setup(called=NUMBER, channel=1, exclusive=True, now=0.0)
     pair.net.setup(called=PartyNumber("200"), channel=1, exclusive=True, now=0.0)
     pair.pump()
-    assert causes(pair, "user", user_call) == [44]
+    assert causes(pair, "user", user_call) == [34]
     assert not any(isinstance(e, CallOffered) for e in pair.events["network"])
     assert pair.user.busy_channels() == {1: pair.offered("user").call}
+
+
+def test_glare_user_exclusive_beats_network_preferred() -> None:
+    """Q.931 Annex D.3 c): the exclusive side is awarded the channel, the preferred one moves."""
+    pair = Pair(bytes_path=True)
+    user_call = pair.user.setup(called=NUMBER, channel=1, exclusive=True, now=0.0)
+    net_call = pair.net.setup(called=PartyNumber("200"), channel=1, exclusive=False, now=0.0)
+    pair.pump()
+    offer_net, offer_user = pair.offered("network"), pair.offered("user")
+    assert offer_net.channel == 1 and offer_user.channel == 2
+    pair.user.alerting(offer_user.call, now=0.0)
+    pair.net.connect(offer_net.call, now=0.0)
+    pair.pump()
+    assert pair.net.channel_of(net_call) == 2 and pair.user.channel_of(user_call) == 1
+    assert pair.net.busy_channels() == {1: offer_net.call, 2: net_call}
+    assert pair.user.busy_channels() == {1: user_call, 2: offer_user.call}
