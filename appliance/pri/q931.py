@@ -151,8 +151,9 @@ class Q931(FaultProcedures):
         self._link_up = False
         for call in list(self._calls.values()):
             if call.state is S.ACTIVE:
+                running = call.timers.get("T309")  # §5.8.9: a running T309 is not restarted
                 call.timers.clear()
-                self._start(call, "T309", now)
+                call.timers["T309"] = running if running is not None else now + self.timers.t309
             else:
                 call.clearing_by(CAUSE_TEMPORARY_FAILURE, self._location, local=True)
                 self._release(call)

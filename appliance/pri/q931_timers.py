@@ -38,7 +38,7 @@ class Q931Timers:
     t305: float = 30.0  # U11/N12: DISCONNECT sent (without in-band information)
     t306: float = 30.0  # N12: DISCONNECT with progress indicator 8 sent (network side)
     t308: float = 4.0  # U19/N19: RELEASE sent
-    t309: float = 6.0  # active calls while the data link is down (EN 300 403-1 Table 9-1: 6 s)
+    t309: float = 90.0  # active calls while the data link is down (Q.931 Table 9-1)
     t310: float = 30.0  # U3/N9: CALL PROCEEDING received
     t313: float = 4.0  # U8: CONNECT sent (user side)
     t316: float = 120.0  # REST1: RESTART sent

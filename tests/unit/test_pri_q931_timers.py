@@ -192,7 +192,9 @@ def test_t309_expiry_clears_the_active_call_with_27() -> None:
     active, net_active = active_call(pair)
     pair.user.link_released(pair.now)
     pair.net.link_released(pair.now)
-    pair.advance(T.t309)
+    pair.advance(10.0)
+    pair.user.link_released(pair.now)  # reported again: T309 runs on, not restarted (§5.8.9)
+    pair.advance(T.t309 - 10.0)
     assert causes(pair, "user", active) == [27] and causes(pair, "network", net_active) == [27]
     assert pair.user.messages_to_send() == [] and pair.net.messages_to_send() == []
 
