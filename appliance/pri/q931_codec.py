@@ -48,7 +48,7 @@ from appliance.pri.q931_model import (
 MAX_MESSAGE: Final = 260  # Q.921 §5.9.3: N201, the largest information field of an I-frame
 HEADER_LENGTH: Final = 5  # protocol discriminator, call reference length, two call reference octets, type
 CAUSE_UNKNOWN_MESSAGE_TYPE: Final = 97  # Q.850: message type non-existent or not implemented
-LOCKING_SHIFT_BIT: Final = 0x08  # §4.5.3/§4.5.4: shift octet bit 4, 0 = locking, 1 = non-locking
+NON_LOCKING_BIT: Final = 0x08  # §4.5.3/§4.5.4: shift octet bit 4, 1 = non-locking, 0 = locking
 _TYPES: Final = frozenset(int(t) for t in MessageType)
 
 # The typed elements: identifier -> (decode, encode, Message field). Calling and connected numbers have
@@ -189,7 +189,7 @@ def _split(data: bytes) -> list[_Element]:
         codeset = locked if temporary is None else temporary
         temporary = None
         if octet & 0xF0 == rules.SHIFT:
-            if octet & LOCKING_SHIFT_BIT:
+            if octet & NON_LOCKING_BIT:
                 temporary = octet & 0x07  # §4.5.4: the next element only
             else:
                 # §4.5.3: a locking shift stays in force to the end of the message; it may only go to a
