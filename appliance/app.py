@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance import __version__
+from appliance.app_pri import PriWiring
 from appliance.app_records import CallRecordWriter
 from appliance.app_sync import SnapshotGauges, SyncWiring
 from appliance.calls.b2bua import B2bua
@@ -133,12 +134,15 @@ class Appliance:
             config=cfg, state_dir=self.state_dir, db=self.db, outbox=self.outbox, metrics=self.metrics,
             mode=self.mode, append=self._append, spawn=self._spawn,
         )  # fmt: skip
+        # The spans' TDM workers take the top of the RTP range: the media workers share what is below.
+        self.pri = PriWiring(config=cfg, state_dir=self.state_dir, metrics=self.metrics, append=self._append,
+                             spawn=self._spawn)  # fmt: skip
         self.registrar = self._registrar(cfg)
         m = cfg.media
         self.supervisor = MediaSupervisor(
             m.workers or os.cpu_count() or 1,
             m.address,
-            (m.rtp_port_min, m.rtp_port_max),
+            self.pri.media_range,
             self.state_dir / "run",
             on_event=self._media_event,
             on_lost=self._media_lost,
@@ -181,6 +185,7 @@ class Appliance:
                 ring_timeout=max((g.ring_timeout for g in cfg.agent_groups), default=20.0)
             ),
             cdr=CallRecords(wall=time.time, mode=self._mode_name),
+            pri=self.pri,
         )
         self.core = ApplianceCore(
             ctx=self.ctx,
@@ -193,7 +198,9 @@ class Appliance:
             https_probe=self.sync.wan.https_probe,
         )
         # Pushed flows, prompts and routes are in force before the first call can arrive.
-        await self.sync.start_documents(ivr=self.ivr, on_routes=self._routes_changed, now=loop.time())
+        await self.sync.start_documents(
+            ivr=self.ivr, on_routes=self._routes_changed, on_span=self.pri.on_span, now=loop.time()
+        )
         tls = None
         if cfg.sip.tls_certificate:
             tls = load_tls_context(cfg.sip.tls_certificate, cfg.sip.tls_private_key)
@@ -215,6 +222,7 @@ class Appliance:
             self.ctx.local.update(self.transports.addresses)
             self.listening.append(f"SIP TLS        {tls_addr[0]}:{tls_addr[1]}")
         self.listening.append(f"RTP            {m.address} ports {m.rtp_port_min}-{m.rtp_port_max}")
+        self.listening += await self.pri.start(calls=b2bua, after_event=self.transports.flush)
         self.metrics_server: MetricsServer = await start_metrics_server(
             self.metrics, cfg.metrics.listen, cfg.metrics.port
         )
@@ -352,6 +360,7 @@ class Appliance:
         The commands are written to the workers' sockets before the SDP that names the relay leaves, so a
         peer's first RTP packet finds its leg set.
         """
+        self.pri.flush()  # the Q.931 messages call control queued on the spans
         relay = self.anchor.commands
         while relay:
             index, command = relay.popleft()
@@ -491,7 +500,7 @@ class Appliance:
         self._stopping = True
         for task in list(getattr(self, "_tasks", ())):
             task.cancel()
-        for name in ("transports", "supervisor", "metrics_server", "sync", "outbox", "db"):
+        for name in ("pri", "transports", "supervisor", "metrics_server", "sync", "outbox", "db"):
             part = getattr(self, name, None)
             if part is None:
                 continue
@@ -505,6 +514,7 @@ class Appliance:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.pri.close()  # the spans' calls end: their BYEs go out before the transports close
         await self.transports.close()
         await self.supervisor.close()
         await self.metrics_server.close()

@@ -29,46 +29,36 @@ document: its driver and its ports come from the configuration.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, replace
-from typing import Any, Final
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
+from appliance.app_pri_events import BY_SETTINGS, Append, SpanReporter, Spawn
+from appliance.app_pri_span import SpanPlan, SpanRunner, TdmFactory, TdmWorker, hw_span_config
+from appliance.calls.pri_gateway import CallControl
 from appliance.config import Config
 from appliance.config.spans import SpanConfig, span_port_ranges
-from appliance.ivr.records import iso_utc
+from appliance.media.tdm.client import TdmClient
+from appliance.metrics import Metrics
 from appliance.metrics.pri import PriMetrics
-from appliance.pri.q931_events import ChannelsRestarted, ProtocolFault, Q931Event
 from appliance.sync.documents.span import SpanSettings
-from hw.e1 import model as hw_model
-from hw.e1.alarms import AlarmCleared, AlarmRaised
-from hw.e1.driver import LoopbackChanged, SpanEvent
-from hw.e1.timing import TimingSourceChanged
+from hw.e1.driver import BChannelsSpec
+from hw.e1.timing import TimingSelector
+
+if TYPE_CHECKING:
+    from appliance.calls.b2bua import Call, Leg
+    from appliance.calls.events import Setup
 
 log = logging.getLogger("appliance.pri")
 
-Append = Callable[[str, Mapping[str, Any]], Coroutine[Any, Any, None]]
-Spawn = Callable[[Coroutine[Any, Any, None]], None]
-
-# Why a span's channels were restarted (records.cddl span-restart ``by``).
-BY_PEER: Final = "peer"
-BY_LOCAL: Final = "local"
-BY_SETTINGS: Final = "settings"
+SAMPLE_EVERY: Final = 5.0  # seconds between copies of the spans' error counters into the metrics
 
 
 # --- configuration ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SpanPlan:
-    """One configured span as the process runs it: its settings and its TDM worker's RTP ports."""
-
-    config: SpanConfig
-    ports: tuple[int, int]
-
-    @property
-    def number(self) -> int:
-        return self.config.number
 
 
 def span_plans(config: Config) -> tuple[tuple[int, int], tuple[SpanPlan, ...]]:
@@ -98,117 +88,147 @@ def with_settings(span: SpanConfig, settings: SpanSettings) -> SpanConfig:
     )
 
 
-def hw_span_config(span: SpanConfig) -> hw_model.SpanConfig:
-    """The driver's view of a configured span; raises :class:`hw.e1.errors.SpanConfigError`."""
-    return hw_model.SpanConfig(
-        number=span.number,
-        framing=span.framing,
-        line_code=span.line_code,
-        crc4=span.crc4,
-        side=span.side,
-        switch_type=span.switch_type,
-        b_channels=span.b_channels,
-        timing_priority=span.timing_priority,
-    )
+class PriWiring:
+    """The spans of one control process (see the module doc); the B2BUA's dialer of ``pri:<span>``.
 
-
-# --- span events to the outbox and the metrics --------------------------------------------------------
-
-
-def alarm_body(event: AlarmRaised | AlarmCleared) -> dict[str, Any]:
-    """The ``span.alarm`` body of an alarm declared or cleared."""
-    body: dict[str, Any] = {"span": event.span, "alarm": event.alarm.value, "at": iso_utc(event.at)}
-    if isinstance(event, AlarmRaised):
-        return {**body, "state": "raised"}
-    return {
-        **body,
-        "state": "cleared",
-        "raised_at": iso_utc(event.since),
-        "duration_s": round(max(event.at - event.since, 0.0), 3),
-    }
-
-
-def dchannel_body(span: int, up: bool, reason: str, at: float, down_since: float | None) -> dict[str, Any]:
-    """The ``span.dchannel`` body; ``down_since`` (wall clock) gives ``down_s`` when the link comes up."""
-    body: dict[str, Any] = {"span": span, "up": up, "reason": reason, "at": iso_utc(at)}
-    if up and down_since is not None:
-        body["down_s"] = round(max(at - down_since, 0.0), 3)
-    return body
-
-
-def restart_body(span: int, by: str, channels: tuple[int, ...], at: float) -> dict[str, Any]:
-    return {"span": span, "by": by, "channels": sorted(channels), "at": iso_utc(at)}
-
-
-class SpanReporter:
-    """Turns span events into outbox events (appended through ``append``, run by ``spawn``) and metrics.
-
-    ``wall`` stamps what the parts do not stamp themselves (the D-channel's changes, restarts).
+    Built before the media supervisor (which takes :attr:`media_range`) and the B2BUA (which takes it as
+    its ``pri`` dialer); :meth:`start` once SIP listens; :meth:`on_span` is the ``span`` documents'
+    callback; :meth:`flush` runs before every SIP flush; :meth:`close` at the end. ``make_tdm`` makes a
+    span's TDM worker (default: a :class:`~appliance.media.tdm.client.TdmClient` process on the media
+    address).
     """
 
     def __init__(
-        self, *, metrics: PriMetrics, append: Append, spawn: Spawn, wall: Callable[[], float]
+        self,
+        *,
+        config: Config,
+        state_dir: Path,
+        metrics: Metrics,
+        append: Append,
+        spawn: Spawn,
+        wall: Callable[[], float] = time.time,
+        make_tdm: TdmFactory | None = None,
     ) -> None:
-        self.metrics = metrics
-        self._append = append
-        self._spawn = spawn
-        self._wall = wall
-        self._down_since: dict[int, float] = {}
-
-    def add_span(self, span: int) -> None:
-        self.metrics.add_span(span)
-
-    def span_event(self, event: SpanEvent) -> None:
-        """An event of a span's driver (alarm, loopback, timing source)."""
-        if isinstance(event, AlarmRaised | AlarmCleared):
-            raised = isinstance(event, AlarmRaised)
-            log.warning(
-                "span %d: alarm %s (%s) %s", event.span, event.alarm.value, event.alarm.colour,
-                "raised" if raised else "cleared", extra={"ctx": {"span": event.span}},
+        self.config = config
+        self.run_dir = state_dir / "run"
+        self.media_range, self.plans = span_plans(config)
+        self.spawn = spawn
+        self.metrics = PriMetrics()
+        self.metrics.register(metrics.registry)
+        self.reporter = SpanReporter(metrics=self.metrics, append=append, spawn=spawn, wall=wall)
+        self.timing = TimingSelector({p.number: p.config.timing_priority for p in self.plans}, wall=wall)
+        self.after_event: Callable[[], None] = _nothing
+        self.calls: CallControl | None = None
+        self.runners: dict[int, SpanRunner] = {}
+        for plan in self.plans:
+            self.reporter.add_span(plan.number)
+            self.runners[plan.number] = SpanRunner(
+                plan, region=config.site.region, run_dir=self.run_dir, reporter=self.reporter,
+                timing=self.timing, make_tdm=make_tdm or self._tdm_client, after_event=self._after_event,
+                wall=wall,
             )  # fmt: skip
-            self.metrics.alarm(event.span, event.alarm.value, raised)
-            self._emit("span.alarm", alarm_body(event))
-        elif isinstance(event, LoopbackChanged):
-            log.warning(
-                "span %d: loopback %s (was %s)", event.span, event.loopback.value, event.previous.value
-            )
-        elif isinstance(event, TimingSourceChanged):
-            log.info("timing source: %s (was %s)", _clock(event.source), _clock(event.previous))
+        self._started = False
 
-    def dchannel(self, span: int, up: bool, reason: str) -> None:
-        """The span's D-channel data link came up (multiple-frame established) or went down."""
-        at = self._wall()
-        log.log(logging.INFO if up else logging.WARNING, "span %d: D-channel %s (%s)", span,
-                "up" if up else "down", reason, extra={"ctx": {"span": span}})  # fmt: skip
-        self.metrics.dchannel(span, up)
-        down_since = self._down_since.pop(span, None) if up else None
-        if not up:
-            self._down_since[span] = at
-        self._emit("span.dchannel", dchannel_body(span, up, reason, at, down_since))
+    async def start(self, *, calls: CallControl, after_event: Callable[[], None]) -> list[str]:
+        """Start every span, its calls placed with ``calls`` (the B2BUA), ``after_event`` run after each
+        input the spans' calls handled; returns the lines ``make run`` prints. A span that cannot start is
+        logged and left down: the appliance serves its SIP calls without it."""
+        self.calls = calls
+        self.after_event = after_event
+        self._started = True
+        lines = []
+        for runner in self.runners.values():
+            async with runner.lock:
+                try:
+                    await runner.start(calls)
+                except Exception as exc:
+                    log.exception("span %d did not start", runner.number)
+                    lines.append(f"span {runner.number}         not started: {exc}")
+                    continue
+            lines.append(runner.describe())
+        if self.runners:
+            self.spawn(self._sample())
+        return lines
 
-    def restarted(self, span: int, by: str, channels: tuple[int, ...]) -> None:
-        log.warning(
-            "span %d: channels %s restarted (%s)", span, _slots(channels), by, extra={"ctx": {"span": span}}
-        )
-        self.metrics.restart(span, by)
-        self._emit("span.restart", restart_body(span, by, channels, self._wall()))
+    async def close(self) -> None:
+        """Stop every span (their calls end, their sockets are removed, their TDM workers exit)."""
+        self._started = False
+        for runner in self.runners.values():
+            async with runner.lock:
+                await runner.stop()
 
-    def q931_event(self, span: int, event: Q931Event) -> None:
-        """What the span report takes of a Q.931 event (the gateway takes the calls' events)."""
-        if isinstance(event, ProtocolFault):
-            log.info("span %d: Q.931 fault, cause %d: %s", span, event.cause, event.detail,
-                     extra={"ctx": {"span": span, "pri_call": event.call}})  # fmt: skip
-            self.metrics.protocol_fault(span, event.cause)
-        elif isinstance(event, ChannelsRestarted):
-            self.restarted(span, BY_PEER if event.requested_by_peer else BY_LOCAL, event.channels)
+    # --- call control --------------------------------------------------------------------------------
 
-    def _emit(self, event_type: str, body: Mapping[str, Any]) -> None:
-        self._spawn(self._append(event_type, body))
+    def dial(self, span: int, call: Call, setup: Setup, now: float) -> Leg | None:
+        """:class:`~appliance.calls.outbound.PriDialer`: a call on ``span``, or None when the span is not
+        configured, not running or its D-channel is down."""
+        runner = self.runners.get(span)
+        return runner.dial(call, setup, now) if runner is not None else None
+
+    def flush(self) -> None:
+        """Send what call control made the spans' Q.931 machines queue (before every SIP flush)."""
+        for runner in self.runners.values():
+            runner.flush()
+
+    # --- span documents ------------------------------------------------------------------------------
+
+    def on_span(self, name: str, settings: SpanSettings | None) -> None:
+        """A ``span`` document was applied (``settings``) or removed (None): the span takes the settings
+        (or its configured ones back) and, once the spans run, restarts alone with them. Raises
+        ``ValueError`` for a span that is not configured or settings it cannot run: the document is then
+        not applied."""
+        runner = self.runners.get(int(name))
+        if runner is None:
+            configured = ", ".join(str(n) for n in self.runners) or "none"
+            raise ValueError(f"span {name} is not configured on this appliance (spans: {configured})")
+        new = runner.plan.config if settings is None else with_settings(runner.plan.config, settings)
+        hw_span_config(new)  # raises SpanConfigError (a ValueError) now, not at the restart
+        if new == runner.config:
+            return
+        runner.config = new
+        if self._started:
+            self.spawn(self._restart(runner))
+
+    async def _restart(self, runner: SpanRunner) -> None:
+        async with runner.lock:
+            if not self._started or self.calls is None:
+                return
+            log.warning("span %d restarts with new settings", runner.number)
+            await runner.stop()
+            self.reporter.restarted(runner.number, BY_SETTINGS, runner.config.b_channels)
+            try:
+                await runner.start(self.calls)
+            except Exception:
+                log.exception("span %d did not restart", runner.number)
+
+    # --- internals -----------------------------------------------------------------------------------
+
+    def _after_event(self) -> None:
+        self.after_event()
+
+    def _tdm_client(
+        self,
+        span: SpanConfig,
+        ports: tuple[int, int],
+        spec: BChannelsSpec,
+        on_lost: Callable[[tuple[int, ...]], None],
+    ) -> TdmWorker:
+        if spec.path is None:
+            raise ValueError(f"span {span.number}: the TDM worker needs the B-channels' socket")
+        return TdmClient(
+            span=span.number, b_socket=spec.path, control=self.run_dir / f"span{span.number}-tdm.sock",
+            address=self.config.media.address, ports=ports, timeslots=span.b_channels, on_lost=on_lost,
+        )  # fmt: skip
+
+    async def _sample(self) -> None:
+        while True:
+            for runner in self.runners.values():
+                try:
+                    runner.sample()
+                except Exception:  # a driver that cannot read its status must not end the sampling
+                    log.exception("span %d: status not read", runner.number)
+            await asyncio.sleep(SAMPLE_EVERY)
 
 
-def _clock(source: int | None) -> str:
-    return "internal clock" if source is None else f"span {source}"
-
-
-def _slots(channels: tuple[int, ...]) -> str:
-    return ",".join(str(c) for c in sorted(channels)) or "none"
+def _nothing() -> None:
+    pass

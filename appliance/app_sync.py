@@ -39,7 +39,9 @@ from appliance.metrics import Metrics
 from appliance.store import Database, Outbox
 from appliance.sync.blobs import RECORDING, VOICEMAIL
 from appliance.sync.documents import DocumentStore, default_owners
+from appliance.sync.documents.owners import no_span
 from appliance.sync.documents.routing import Routes
+from appliance.sync.documents.span import SpanSettings
 from appliance.sync.service import SyncService
 from appliance.wan.events import ModeChanged
 from appliance.wan.mode import ModeMachine
@@ -103,11 +105,19 @@ class SyncWiring:
     # --- start and stop -----------------------------------------------------------------------------------
 
     async def start_documents(
-        self, *, ivr: IvrService, on_routes: Callable[[Routes], None], now: float
+        self,
+        *,
+        ivr: IvrService,
+        on_routes: Callable[[Routes], None],
+        on_span: Callable[[str, SpanSettings | None], None] = no_span,
+        now: float,
     ) -> None:
-        """Build the document store with its owners bound to ``ivr`` and ``on_routes`` (which swaps the call
-        router's table) and put every stored document in force. ``now``: the monotonic clock."""
-        owners = default_owners(state_dir=self.state_dir, config=self.config, ivr=ivr, on_routes=on_routes)
+        """Build the document store with its owners bound to ``ivr``, ``on_routes`` (which swaps the call
+        router's table) and ``on_span`` (which restarts a span with new settings) and put every stored
+        document in force. ``now``: the monotonic clock."""
+        owners = default_owners(
+            state_dir=self.state_dir, config=self.config, ivr=ivr, on_routes=on_routes, on_span=on_span
+        )
         self.documents = DocumentStore(self.db, owners=owners, append=self.outbox.append, wall=self.wall)
         await self.documents.start(now)
 

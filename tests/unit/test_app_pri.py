@@ -12,15 +12,9 @@ import cbor2
 import pycddl
 import pytest
 
-from appliance.app_pri import (
-    SpanReporter,
-    alarm_body,
-    dchannel_body,
-    hw_span_config,
-    restart_body,
-    span_plans,
-    with_settings,
-)
+from appliance.app_pri import span_plans, with_settings
+from appliance.app_pri_events import SpanReporter, alarm_body, dchannel_body, restart_body
+from appliance.app_pri_span import hw_span_config
 from appliance.config import Config
 from appliance.config.errors import ConfigError
 from appliance.config.load import load_config_text
