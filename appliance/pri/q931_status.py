@@ -156,7 +156,13 @@ class FaultProcedures(RestartProcedure):
                 )
             )
             return
-        if msg.type is MessageType.STATUS and (msg.call_state is None or msg.call_state.state is S.NULL):
+        if msg.type is MessageType.STATUS:
+            # §5.8.11: a STATUS reporting a state other than NULL for a call we do not have: clear it (101)
+            if msg.call_state is not None and msg.call_state.state is not S.NULL:
+                cause = Cause(CAUSE_NOT_COMPATIBLE_WITH_STATE, self._location)
+                self._out.append(
+                    Message(MessageType.RELEASE_COMPLETE, msg.call_reference, reply, cause=cause)
+                )
             return
         cause = Cause(CAUSE_INVALID_CALL_REFERENCE, self._location)
         self._out.append(Message(MessageType.RELEASE_COMPLETE, msg.call_reference, reply, cause=cause))

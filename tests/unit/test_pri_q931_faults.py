@@ -149,7 +149,11 @@ def test_unknown_call_reference_answers() -> None:
     assert (
         answered(pair, header(9, originator=False, kind=0x05) + b"\x04\x03\x80\x90\xa3") == []
     )  # SETUP, flag 1
-    assert pair.user.calls == 0 and len(faults(pair)) == 6
+    (complete,) = answered(pair, header(9, originator=True, kind=0x7D) + b"\x08\x02\x80\x9e\x14\x01\x0a")
+    assert complete.type is MessageType.RELEASE_COMPLETE and complete.cause is not None
+    assert complete.cause.value == 101  # STATUS for an unknown call in U10 (§5.8.11)
+    assert answered(pair, header(9, originator=True, kind=0x7D) + b"\x08\x02\x80\x9e\x14\x01\x00") == []
+    assert pair.user.calls == 0 and len(faults(pair)) == 8
 
 
 def test_message_on_the_global_call_reference_is_answered_with_status_81() -> None:

@@ -110,6 +110,12 @@ def test_t306_runs_instead_of_t305_for_an_in_band_network_disconnect() -> None:
     (disc,) = pair.take("network")
     assert [p.description for p in disc.progress] == [8]
     assert pair.net.get_timer() == T.t306
+    pair.deliver("user", [disc])
+    pair.take("user")  # the user side plays the announcement and does not clear
+    pair.advance(T.t306)
+    (rel,) = pair.take("network")
+    assert rel.type is MessageType.RELEASE and rel.cause is not None and rel.cause.value == 17
+    assert pair.net.state_of(net_call) is S.RELEASE_REQUEST
 
 
 def test_t301_network_side_no_answer_after_alerting() -> None:
