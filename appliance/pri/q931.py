@@ -14,12 +14,21 @@ passed in; :meth:`~Q931.get_timer`/:meth:`~Q931.handle_timer` run T301-T322.
   PROCEEDING / ALERTING / CONNECT; CONNECT ACK), clearing §5.3 (DISCONNECT -> RELEASE -> RELEASE COMPLETE,
   in-band announcements on DISCONNECT §5.3.4.1, clear collision §5.3.5). The network side runs the same
   procedures mirrored (§5.1 seen from the network is its incoming call, N1-N4; its outgoing call is N6-N9).
-* Channels (:mod:`appliance.pri.q931_channels`): negotiation and glare, network side wins.
-* Restart (§5.5) on the global call reference: REST0/REST1/REST2, T316.
+* Channels (:mod:`appliance.pri.q931_channels`): negotiation (§5.1.2, §5.2.3.1: cause 44 for a busy
+  exclusive channel, 34 when none is free) and glare (Annex D.3: exclusive beats preferred, the network
+  wins between equals).
+* Restart (§5.5, :mod:`appliance.pri.q931_channels`) on the global call reference: REST0/REST1/REST2, T316.
+* Timers (:mod:`appliance.pri.q931_timers`): each call keeps its running timers as deadlines; the expiry
+  of each is one ``_tNNN`` method.
 * Errors (§5.8, :mod:`appliance.pri.q931_status`): unknown call references (§5.8.3.2), unexpected message
   types (§5.8.4, cause 101), element faults (§5.8.5-§5.8.7: 96/99/100), STATUS ENQUIRY/STATUS
   (§5.8.10/§5.8.11), data link failure (§5.8.9: calls not active are cleared locally, active ones run T309
   and survive a re-establishment, then verified with STATUS ENQUIRY). A peer's fault never raises.
+
+The procedures are split by clause over a stack of small classes sharing the state set up here:
+:class:`~appliance.pri.q931_call.MachineBase` (helpers) <- ``TimerProcedures`` <- ``RestartProcedure`` <-
+``FaultProcedures`` <- :class:`Q931` (commands, the receive path and the call establishment and clearing
+handlers, dispatched through a table keyed by message type).
 
 Every call reported to call control (each outgoing :meth:`~Q931.setup`, each :class:`CallOffered`) ends
 with exactly one :class:`CallReleased`.

@@ -145,6 +145,18 @@ class BackToBack(RuleBasedStateMachine):
             machine.restart(channels, now=self.pair.now)
         self.collect()
 
+    def teardown(self) -> None:
+        """Lose the link for longer than T309: every call either side ever reported is then released,
+        each exactly once, and no channel is held."""
+        self.settle()
+        if self.link_up:
+            self.link_fails()
+        self.pair.advance(self.pair.user.timers.t309 + 1.0)
+        self.collect()
+        for side in ("user", "network"):
+            assert self.handles[side] == self.released[side], side
+            assert self.machine(side).calls == 0 and not self.machine(side).busy_channels()
+
     @invariant()
     def channels_never_double_booked(self) -> None:
         for side in ("user", "network"):
