@@ -138,9 +138,12 @@ def active_call(pair: Pair, *, caller: str = "user") -> tuple[int, int]:
     return handle, incoming
 
 
+@pytest.mark.parametrize("bytes_path", [False, True], ids=["messages", "octets"])
 @pytest.mark.parametrize("caller", ["user", "network"])
-def test_en_bloc_call_through_proceeding_alerting_connect_and_normal_clearing(caller: str) -> None:
-    pair = Pair()
+def test_en_bloc_call_through_proceeding_alerting_connect_and_normal_clearing(
+    caller: str, bytes_path: bool
+) -> None:
+    pair = Pair(bytes_path=bytes_path)
     callee = "network" if caller == "user" else "user"
     a, b = pair.machine(caller), pair.machine(callee)
     call = a.setup(called=NUMBER, calling=PartyNumber("100"), channel=2, display="Desk", now=0.0)
@@ -200,9 +203,10 @@ def test_user_connect_waits_for_connect_acknowledge_in_u8() -> None:
     assert pair.types("network")[-1] is MessageType.CONNECT_ACKNOWLEDGE
 
 
+@pytest.mark.parametrize("bytes_path", [False, True], ids=["messages", "octets"])
 @pytest.mark.parametrize("caller", ["user", "network"])
-def test_overlap_sending_and_receiving_with_information(caller: str) -> None:
-    pair = Pair()
+def test_overlap_sending_and_receiving_with_information(caller: str, bytes_path: bool) -> None:
+    pair = Pair(bytes_path=bytes_path)
     callee = "network" if caller == "user" else "user"
     a, b = pair.machine(caller), pair.machine(callee)
     call = a.setup(called=PartyNumber("44"), sending_complete=False, now=0.0)
