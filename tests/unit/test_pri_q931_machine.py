@@ -346,3 +346,25 @@ def test_network_refuses_an_exclusive_busy_channel_with_44_and_none_free_with_34
         False,
     )
     assert answer.cause is not None and answer.cause.value == 34
+
+
+def test_call_references_are_unique_among_our_calls_and_carry_the_flag() -> None:
+    """Q.931 §4.3: our SETUPs carry flag 0 (from the originator) and values unique among our calls; the
+    peer's call may use the same value with the other flag."""
+    pair = Pair()
+    first = pair.user.setup(called=NUMBER, now=0.0)
+    second = pair.user.setup(called=NUMBER, now=0.0)
+    setups = pair.take("user")
+    assert [m.from_originator for m in setups] == [True, True]
+    assert setups[0].call_reference != setups[1].call_reference
+    pair.deliver("network", setups)
+    pair.take("network")
+    # the network's own call gets reference 1 too: no clash, the flag tells them apart
+    pair.net.setup(called=NUMBER, now=0.0)
+    (net_setup,) = pair.take("network")
+    assert net_setup.call_reference == setups[0].call_reference and net_setup.from_originator
+    pair.deliver("user", [net_setup])
+    pair.drain()
+    refs = pair.user.call_references()
+    assert (net_setup.call_reference, False) in refs and (setups[0].call_reference, True) in refs
+    assert len(refs) == 3 and pair.user.channel_of(first) != pair.user.channel_of(second)
