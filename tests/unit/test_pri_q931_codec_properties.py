@@ -112,10 +112,17 @@ TYPED: dict[int, tuple[str, Any]] = {
 }
 
 
+TYPED_OR_LIST = {*TYPED, IeId.PROGRESS_INDICATOR}
+
+
 @st.composite
-def messages(draw: st.DrawFn) -> Message:
-    """A message keeping its type's rules (no direction: mandatory in both, allowed in one at least)."""
-    message_type = draw(st.sampled_from(sorted(rules.MESSAGE_RULES)))
+def messages(draw: st.DrawFn, *, raw: bool = True) -> Message:
+    """A message keeping its type's rules (no direction: mandatory in both, allowed in one at least);
+    with ``raw`` false, only the typed elements (no RawIe, whose random contents mean nothing)."""
+    types = [
+        t for t in rules.MESSAGE_RULES if raw or set(rules.mandatory_elements(t, None)) <= set(TYPED_OR_LIST)
+    ]
+    message_type = draw(st.sampled_from(sorted(types)))
     fields: dict[str, Any] = {}
     others: list[RawIe] = []
     for identifier, rule in rules.MESSAGE_RULES[message_type].items():
@@ -128,12 +135,14 @@ def messages(draw: st.DrawFn) -> Message:
             fields["progress"] = tuple(draw(st.lists(progresses, min_size=1, max_size=rule.repeat)))
         elif identifier == IeId.SENDING_COMPLETE:
             fields["sending_complete"] = True
+        elif not raw:
+            continue
         elif rules.is_single_octet(identifier):
             others.append(RawIe(identifier | draw(st.integers(0, 15))))
         else:
             others.append(RawIe(identifier, draw(st.binary(max_size=8))))
     # elements of the codesets this appliance does not interpret (§4.5.2), kept as they came
-    for _ in range(draw(st.integers(0, 2))):
+    for _ in range(draw(st.integers(0, 2)) if raw else 0):
         identifier = draw(st.integers(0, 0x7F) | st.sampled_from([0xA0, 0xA1, 0xB3, 0xD1]))
         content = b"" if identifier & 0x80 else draw(st.binary(max_size=6))
         others.append(RawIe(identifier, content, draw(st.integers(4, 7))))

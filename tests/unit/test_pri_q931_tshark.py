@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from appliance.pri.lapd_codec import IFrame
 from appliance.pri.lapd_codec import encode as encode_frame
@@ -34,6 +37,7 @@ from appliance.pri.q931_model import (
     TypeOfNumber,
 )
 from tests.unit.test_pri_q931_codec import VALID
+from tests.unit.test_pri_q931_codec_properties import messages
 
 pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
 
@@ -83,12 +87,12 @@ def tshark(*args: str) -> str:
     return done.stdout
 
 
-def write_pcap(path: Path) -> None:
+def write_pcap(path: Path, messages: list[Message] = MESSAGES) -> None:
     """One I-frame per message, alternately sent by the user side (N(S) counting) and by the network."""
     with path.open("wb") as f:
         writer = PcapWriter(f, side="user")
         sent = received = 0
-        for index, message in enumerate(MESSAGES):
+        for index, message in enumerate(messages):
             from_user = index % 2 == 0
             number = sent if from_user else received
             frame = IFrame(ns=number % 128, nr=0, p=False, info=encode(message))
@@ -106,8 +110,22 @@ def expected_fields(message: Message) -> tuple[int, int, str, str, str]:
 
 
 def test_tshark_reads_every_message_as_encoded(tmp_path: Path) -> None:
-    path = tmp_path / "q931.pcap"
-    write_pcap(path)
+    check_with_tshark(tmp_path / "q931.pcap", MESSAGES)
+
+
+# A few batches of generated messages (typed elements only, every message type, every element value the
+# model allows), one tshark run per batch.
+@settings(
+    max_examples=3, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck)
+)
+@given(st.lists(messages(raw=False), min_size=60, max_size=60))
+def test_tshark_reads_generated_messages_as_encoded(batch: list[Message]) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        check_with_tshark(Path(directory) / "q931.pcap", [m for m in batch if len(encode(m)) <= 250])
+
+
+def check_with_tshark(path: Path, messages: list[Message]) -> None:
+    write_pcap(path, messages)
     detail = tshark("-r", str(path), "-V")
     assert "Malformed" not in detail
     assert "Severity level: Error" not in detail
@@ -116,8 +134,8 @@ def test_tshark_reads_every_message_as_encoded(tmp_path: Path) -> None:
     assert "Malformed" not in expert
     columns = ["-T", "fields", "-E", "separator=|", "-E", "occurrence=a", "-E", "aggregator=,"]
     lines = tshark("-r", str(path), *columns, *(a for f in FIELDS for a in ("-e", f))).splitlines()
-    assert len(lines) == len(MESSAGES)
-    for line, message in zip(lines, MESSAGES, strict=True):
+    assert len(lines) == len(messages)
+    for line, message in zip(lines, messages, strict=True):
         message_type, call_reference, called, cause, channels = line.split("|")
         got = (int(message_type, 0), int(call_reference, 16), called, cause, channels)
         assert got == expected_fields(message), message
