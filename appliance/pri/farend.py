@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 NORMAL_CLEARING: Final = 16
 NO_CIRCUIT: Final = 34  # Q.850: no circuit/channel available
+TEMPORARY_FAILURE: Final = 41
 RECOVERY_ON_TIMER: Final = 102
 _RELEASE_GRACE: Final = 15.0  # s to wait for the release after we hung up (T305 + T308 are longer)
 
@@ -161,19 +162,10 @@ class FarEnd:
         self._dtmf = dtmf
         self._keep_arrivals = keep_arrivals
         self._audio: Audio = audio
-        self._q931 = Q931(side=side, b_channels=timeslots, span=span)
-        self._lapd = Lapd(side=side, name=f"far end span {span}")
-        self._link = PriLink(
-            lapd=self._lapd,
-            q931=self._q931,
-            on_event=self._on_event,
-            on_dchannel=self._on_dchannel,
-            trace=PcapWriter(trace, side=side) if trace is not None else None,
-            span=span,
-        )
-        self._d = FarEndDChannel(directory / f"span{span}-d.sock", self._link)
+        self._trace = PcapWriter(trace, side=side) if trace is not None else None
+        self._d_path = directory / f"span{span}-d.sock"
         self._b = FarEndBChannels(directory / f"span{span}-b.sock", _BHandler(self))
-        self._link.attach(self._d)
+        self._q931, self._lapd, self._link, self._d = self._stack()
         self._calls: dict[CallHandle, _Call] = {}
         self._by_channel: dict[int, _Call] = {}
         self._dchannel = asyncio.Event()
@@ -182,6 +174,22 @@ class FarEnd:
         self.faults: list[ProtocolFault] = []
         self.dchannel_changes: list[tuple[float, bool]] = []
         self.late_ticks = 0  # ticks that ran a whole frame late (the far end's own pacing)
+
+    def _stack(self) -> tuple[Q931, Lapd, PriLink, FarEndDChannel]:
+        """A fresh signalling stack on the D-channel socket: no calls, LAPD in TEI-ASSIGNED."""
+        q931 = Q931(side=self.side, b_channels=self._timeslots, span=self.span)
+        lapd = Lapd(side=self.side, name=f"far end span {self.span}")
+        link = PriLink(
+            lapd=lapd,
+            q931=q931,
+            on_event=self._on_event,
+            on_dchannel=self._on_dchannel,
+            trace=self._trace,
+            span=self.span,
+        )
+        d = FarEndDChannel(self._d_path, link)
+        link.attach(d)
+        return q931, lapd, link, d
 
     # -- connection ------------------------------------------------------------------------------------
 
@@ -210,13 +218,24 @@ class FarEnd:
     def dchannel_up(self) -> bool:
         return self._link.dchannel_up
 
-    async def vanish(self) -> None:
+    async def vanish(self, *, forget: bool = True) -> None:
         """Close both sockets, as a far end that is switched off: the appliance's span loses its signal.
-        The far end's own stack sees the signal go too (its calls are cleared as Q.931 §5.8.9 says)."""
+
+        With ``forget`` (a switch that restarts) the far end comes back with a fresh stack and no calls:
+        each call it had ends now (cause 41, temporary failure, cleared by "vanished"), and the appliance
+        learns of it when it asks (STATUS ENQUIRY answered with the null state, Q.931 §5.8.9/§5.8.11).
+        Without, the far end's own stack sees the signal go and keeps its active calls for T309."""
         self._stop_ticker()
         await self._d.close()
         await self._b.close()
         self._link.link_changed(False)
+        if not forget:
+            return
+        self._link.close()
+        now = self._link.time()
+        for call in list(self._calls.values()):
+            self._ended(call, TEMPORARY_FAILURE, "vanished", now)
+        self._q931, self._lapd, self._link, self._d = self._stack()
 
     async def come_back(self, *, within: float = 10.0) -> None:
         """Connect again after :meth:`vanish` (or after the appliance closed us) and wait for the
@@ -340,14 +359,17 @@ class FarEnd:
         elif isinstance(event, CallDisconnecting):
             self.hang_up(result.call, NORMAL_CLEARING)
         elif isinstance(event, CallReleased):
-            result.cause, result.released_at = event.cause, now
-            result.cleared_by = "far end" if event.local else "appliance"
-            result.heard = call.listener.heard
-            call.sending = False
-            del self._calls[result.call]
-            if result.channel is not None and self._by_channel.get(result.channel) is call:
-                del self._by_channel[result.channel]
-            call.done.set()
+            self._ended(call, event.cause, "far end" if event.local else "appliance", now)
+
+    def _ended(self, call: _Call, cause: int, by: str, now: float) -> None:
+        result = call.result
+        result.cause, result.released_at, result.cleared_by = cause, now, by
+        result.heard = call.listener.heard
+        call.sending = False
+        self._calls.pop(result.call, None)
+        if result.channel is not None and self._by_channel.get(result.channel) is call:
+            del self._by_channel[result.channel]
+        call.done.set()
 
     def _offered(self, event: CallOffered, now: float) -> None:
         result = CallResult(
