@@ -111,3 +111,12 @@ async def eventually(probe: Callable[[], T], *, within: float, what: str) -> T:
         if loop.time() > deadline:
             raise AssertionError(f"{what}: not so after {within} s")
         await asyncio.sleep(0.05)
+
+
+def wireshark_errors(pcap: Path) -> list[str]:
+    """What Wireshark's LAPD/Q.931 dissectors (tshark) find wrong in a D-channel trace: its expert items
+    of severity error, malformed packets among them; empty when every frame decodes cleanly."""
+    args = ["tshark", "-r", str(pcap), "-q", "-z", "expert,error"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=True)
+    # The expert summary lists each group under a header such as "Errors (3)"; no header, no errors.
+    return [line for line in done.stdout.splitlines() if line.startswith("Errors (") or "Malformed" in line]

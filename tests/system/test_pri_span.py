@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,7 +30,14 @@ import pytest
 
 from appliance.pri.farend import CallScript, FarEnd
 from appliance.pri.q931_model import TypeOfNumber
-from tests.system.pri_helpers import appliance_with_span, eventually, far_end_for, outbox_events, span_metric
+from tests.system.pri_helpers import (
+    appliance_with_span,
+    eventually,
+    far_end_for,
+    outbox_events,
+    span_metric,
+    wireshark_errors,
+)
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(120)]
 
@@ -116,6 +124,11 @@ async def test_thirty_ivr_calls_then_the_far_end_vanishes_and_returns(tmp_path: 
         after = await far.place_call(replace(IVR_SCRIPT, calling=caller(99), digits="", hold=2))
         assert after.answered and after.heard.sound_frames >= GREETING_FRAMES, after.line()
         assert (after.cleared_by, after.cause) == ("far end", 16), after.line()
+
+        # Every D-channel frame of all that, as the far end saw it, decodes cleanly in Wireshark.
+        trace.flush()
+        if shutil.which("tshark") is not None:  # pragma: no branch - .ci/run installs it
+            assert wireshark_errors(tmp_path / "farend-d.pcap") == []
 
 
 def answered(far: FarEnd) -> int:
