@@ -22,6 +22,7 @@ from appliance.pri.q931 import Q931
 from appliance.pri.q931_events import CallConnected, CallOffered, CallReleased, Q931Event
 from appliance.pri.q931_model import PartyNumber
 from hw.e1.sim import SimBChannels, SimDChannel
+from tests.unit.test_pri_link_pair import until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -157,20 +158,41 @@ async def test_the_far_end_on_the_user_side_places_calls_to_a_network_side_appli
     assert result.channel is not None and switch.listeners[result.channel].heard.digits == "7"
 
 
-async def test_the_far_end_vanishes_and_returns(tmp_path: Path) -> None:
+async def test_the_far_end_vanishes_forgetting_its_calls_and_returns_as_a_restarted_switch(
+    tmp_path: Path,
+) -> None:
     async with span(tmp_path) as (switch, far):
-        loop = asyncio.get_running_loop()
+        placed = asyncio.create_task(far.place_call(CallScript(timeout=20)))
+        await until(lambda: far.live_calls() and far.live_calls()[0].answered)
         await far.vanish()
-        deadline = loop.time() + 5
-        while switch.link.signal or switch.link.dchannel_up:
-            assert loop.time() < deadline
-            await asyncio.sleep(0.01)
-        assert not far.dchannel_up
+        lost = await placed
+        assert lost.answered and (lost.cleared_by, lost.cause) == ("vanished", 41), lost.line()
+        await until(lambda: not switch.link.signal and not switch.link.dchannel_up)
+        assert not far.dchannel_up and far.live_calls() == []
+        assert switch.q931.calls == 1  # active: it outlives the data link for T309 (Q.931 §5.8.9)
         await far.come_back(within=5)
         assert switch.link.signal and far.dchannel_up
+        # The switch asks after its call; the far end, which has none, says so; the call is cleared.
+        await until(lambda: switch.q931.calls == 0)
         (result,) = await far.place_calls(1, CallScript(hold=0.2, timeout=5))
         assert result.answered and result.cause == 16
         assert [up for _, up in far.dchannel_changes] == [True, False, True]
+
+
+async def test_a_far_end_that_keeps_its_calls_finds_them_still_up_when_it_returns(tmp_path: Path) -> None:
+    async with span(tmp_path) as (switch, far):
+        placed = asyncio.create_task(far.place_call(CallScript(hold=None, timeout=20)))
+        await until(lambda: far.live_calls() and far.live_calls()[0].answered)
+        (call,) = far.live_calls()
+        await far.vanish(forget=False)
+        await until(lambda: not switch.link.dchannel_up)
+        await far.come_back(within=5)
+        # T309 stopped, the status enquiry (T322) answered: no timer left, and the call is still up.
+        await until(lambda: switch.q931.get_timer() is None)
+        assert switch.q931.calls == 1 and far.live_calls() == [call]
+        far.hang_up(call.call, 31)
+        result = await placed
+        assert (result.cleared_by, result.cause) == ("far end", 31), result.line()
 
 
 async def test_the_command_line_prints_a_line_per_call_and_a_summary(tmp_path: Path) -> None:
