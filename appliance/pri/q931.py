@@ -193,6 +193,8 @@ class Q931(FaultProcedures):
     def messages_to_send(self) -> list[Message]:
         """The queued messages as values (what :meth:`data_to_send` encodes), in order."""
         out, self._out = self._out, []
+        for message in out:  # the signalling trace, one line a message (DEBUG)
+            _LOG.debug("span %d tx %s", self.span, message)
         return out
 
     def next_event(self) -> Q931Event | None:
@@ -359,6 +361,7 @@ class Q931(FaultProcedures):
         if isinstance(decoded, Message):
             decoded = Decoded(decoded)
         msg = decoded.message
+        _LOG.debug("span %d rx %s %s", self.span, msg, decoded.problems or "")
         if msg.call_reference == GLOBAL_CALL_REFERENCE:
             self._on_global(decoded, now)
             return

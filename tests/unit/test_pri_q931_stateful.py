@@ -22,7 +22,16 @@ from appliance.pri.q931_model import Message, PartyNumber, ProgressDescription
 from tests.unit.test_pri_q931_machine import Pair
 
 SIDES = st.sampled_from(["user", "network"])
-COMMANDS = ("setup_acknowledge", "proceeding", "alerting", "connect", "disconnect", "information", "progress")
+COMMANDS = (
+    "setup_acknowledge",
+    "proceeding",
+    "alerting",
+    "connect",
+    "disconnect",
+    "information",
+    "progress",
+    "status_enquiry",
+)
 
 
 class BackToBack(RuleBasedStateMachine):
