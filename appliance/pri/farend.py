@@ -110,11 +110,11 @@ class CallResult:
 
     def line(self) -> str:
         """One line for a technician: channel, answered, cause, digits, audio heard."""
-        setup = f"{self.released_at - self.placed_at:5.1f}s" if self.released_at is not None else "  -  "
+        lasted = f"{self.released_at - self.placed_at:5.1f}s" if self.released_at is not None else "  -  "
         return (
             f"call {self.call:3d} {self.direction:3s} ch {self.channel or '-':>2} "
             f"{'answered' if self.answered else 'unanswered':10s} cause {self.cause or '-':>3} "
-            f"by {self.cleared_by or '-':9s} {setup} sent '{self.digits_sent}' "
+            f"by {self.cleared_by or '-':9s} after {lasted} sent '{self.digits_sent}' "
             f"heard {self.heard.sound_ms / 1000:5.1f}s of sound in {self.heard.frames} frames"
             + (f", DTMF '{self.heard.digits}'" if self.heard.digits else "")
         )

@@ -121,3 +121,12 @@ class Listener:
 def pacing_errors_ms(arrivals: list[float]) -> list[float]:
     """How far each gap between consecutive frames strayed from 20 ms, in milliseconds."""
     return [abs((b - a) - FRAME_SECONDS) * 1000 for a, b in itertools.pairwise(arrivals)]
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0-100, nearest rank) of ``values``; 0.0 for none."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n q / 100), at least the first
+    return ordered[int(rank) - 1]

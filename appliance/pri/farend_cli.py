@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from appliance.pri.farend import CallResult, CallScript, FarEnd
+from appliance.pri.farend_audio import pacing_errors_ms, percentile
 from appliance.pri.farend_links import FarEndLinkError
 from appliance.pri.q931_model import TypeOfNumber
 
@@ -40,12 +41,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--calling", default="4930123456", help="calling number ('' for none)")
     p.add_argument("--calling-type", choices=sorted(_TYPES), default="international")
     p.add_argument("--digits", default="", help="DTMF sent in-band once a prompt is heard")
-    p.add_argument("--digits-after", type=float, default=0.5, help="seconds after the first sound")
+    p.add_argument(
+        "--digits-after", type=float, default=5.0,
+        help="seconds after the first sound (the default IVR flow takes keys after its 4.5 s greeting)",
+    )  # fmt: skip
     p.add_argument("--audio", choices=("silence", "tone"), default="silence")
     p.add_argument("--hold", type=float, default=None, help="hang up this long after answer")
     p.add_argument("--cause", type=int, default=16, help="Q.850 cause when the far end hangs up")
     p.add_argument("--timeout", type=float, default=60.0, help="give up on a call after this long")
     p.add_argument("--connect-timeout", type=float, default=10.0)
+    p.add_argument("--pacing", action="store_true", help="report how evenly the appliance's frames arrived")
     p.add_argument("--trace", type=Path, default=None, help="write a pcap of the D-channel here")
     p.add_argument("-v", "--verbose", action="store_true", help="log the stack (D-channel frames too)")
     return p
@@ -66,7 +71,9 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
     )
     with contextlib.ExitStack() as stack:
         trace = stack.enter_context(args.trace.open("wb")) if args.trace else None
-        far = FarEnd(directory=args.dir, span=args.span, side=args.side, trace=trace)
+        far = FarEnd(
+            directory=args.dir, span=args.span, side=args.side, trace=trace, keep_arrivals=args.pacing
+        )
         try:
             await far.start(within=args.connect_timeout)
         except (FarEndLinkError, TimeoutError) as exc:
@@ -81,6 +88,8 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
     for result in results:
         print(result.line(), file=out)
     print(summary(results), file=out)
+    if args.pacing:
+        print(pacing(results), file=out)
     return 0 if all(r.answered for r in results) else 1
 
 
@@ -92,6 +101,15 @@ def summary(results: Sequence[CallResult]) -> str:
         causes[r.cause] = causes.get(r.cause, 0) + 1
     listed = ", ".join(f"{c}: {n}" for c, n in sorted(causes.items(), key=lambda kv: kv[0] or 0))
     return f"{len(results)} calls, {answered} answered, {heard} with audio heard; causes {{{listed}}}"
+
+
+def pacing(results: Sequence[CallResult]) -> str:
+    """How far the gaps between the appliance's frames strayed from 20 ms, over every call's channel."""
+    errors = [e for r in results for e in pacing_errors_ms(r.heard.arrivals)]
+    return (
+        f"pacing: {len(errors)} gaps, error p50 {percentile(errors, 50):.2f} ms, "
+        f"p99 {percentile(errors, 99):.2f} ms, max {max(errors, default=0.0):.2f} ms"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

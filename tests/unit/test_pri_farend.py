@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Literal
@@ -202,7 +203,7 @@ async def test_the_command_line_prints_a_line_per_call_and_a_summary(tmp_path: P
         args = parser().parse_args(
             [
                 "--dir", str(tmp_path), "--calls", "2", "--hold", "0.3", "--connect-timeout", "5",
-                "--trace", str(tmp_path / "d.pcap"),
+                "--trace", str(tmp_path / "d.pcap"), "--pacing",
             ]
         )  # fmt: skip
         status = await run(args, out)
@@ -210,6 +211,7 @@ async def test_the_command_line_prints_a_line_per_call_and_a_summary(tmp_path: P
     assert status == 0, text
     assert text.count(" answered ") == 2 and "2 calls, 2 answered, 2 with audio heard" in text, text
     assert (tmp_path / "d.pcap").stat().st_size > 24
+    assert re.search(r"pacing: \d+ gaps, error p50 [\d.]+ ms, p99 [\d.]+ ms", text), text
 
 
 async def test_the_command_line_without_an_appliance_exits_2(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from appliance.media.tones import ToneError
-from appliance.pri.farend_audio import ALAW_SILENCE, Listener, Talker, pacing_errors_ms
+from appliance.pri.farend_audio import ALAW_SILENCE, Listener, Talker, pacing_errors_ms, percentile
 from hw.e1.links import FRAME_OCTETS
 
 
@@ -44,6 +44,9 @@ def test_silence_is_not_sound_and_arrivals_are_kept_only_when_asked() -> None:
 def test_pacing_errors_are_the_gaps_distance_from_20_ms() -> None:
     assert pacing_errors_ms([0.0, 0.020, 0.041, 0.060]) == pytest.approx([0.0, 1.0, 1.0])
     assert pacing_errors_ms([1.0]) == []
+    assert percentile([5.0, 1.0, 3.0, 2.0, 4.0], 50) == 3.0
+    assert percentile([float(n) for n in range(1, 101)], 99) == 99.0
+    assert percentile([7.0], 99) == 7.0 and percentile([], 99) == 0.0
 
 
 def test_bad_audio_and_keys_are_refused() -> None:
