@@ -11,11 +11,15 @@ default IVR flow.
    callback), 1 (the number it called from), 1 (the first time offered). That the IVR understood the
    tones is seen in what it did: thirty ``ivr.callback`` requests in the outbox, one per calling number,
    and each session's record with the keys "111". The IVR confirms and hangs up each call (cause 16).
-3. With calls up, the far end vanishes (its sockets closed: loss of signal). The span goes into alarm
-   (LOS in the metrics, ``span.alarm`` raised in the outbox), the D-channel is reported down, and the
-   calls are released (at the latest when T309 runs out, Q.931 §5.8.9).
-4. The far end returns: the alarm clears (``span.alarm`` cleared), LAPD re-establishes by itself, and a new
-   call is answered with the greeting.
+3. With calls up, the far end vanishes (its sockets closed: loss of signal) and forgets them, as a switch
+   that restarts. The span goes into alarm (LOS in the metrics, ``span.alarm`` raised in the outbox) and
+   the D-channel is reported down. The appliance keeps its active calls for T309 (90 s, Q.931 §5.8.9).
+4. The far end returns: the alarm clears (``span.alarm`` cleared), LAPD re-establishes by itself, the
+   appliance asks after its calls (STATUS ENQUIRY), learns the far end has none and releases them
+   (§5.8.11), and a new call is answered with the greeting. The far end's trace of the whole D-channel
+   decodes in Wireshark without an error.
+
+Wall time: about 20 s (the thirty IVR calls take 12 s of it).
 """
 
 from __future__ import annotations
