@@ -151,11 +151,12 @@ class PriWiring:
         return lines
 
     async def close(self) -> None:
-        """Stop every span (their calls end, their sockets are removed, their TDM workers exit)."""
+        """Stop every span (their calls end, their sockets are removed, their TDM workers exit). The
+        process is ending: the outbox closes next, so no span event is appended."""
         self._started = False
         for runner in self.runners.values():
             async with runner.lock:
-                await runner.stop()
+                await runner.stop(report=False)
 
     # --- call control --------------------------------------------------------------------------------
 
@@ -218,6 +219,8 @@ class PriWiring:
         return TdmClient(
             span=span.number, b_socket=spec.path, control=self.run_dir / f"span{span.number}-tdm.sock",
             address=self.config.media.address, ports=ports, timeslots=span.b_channels, on_lost=on_lost,
+            # Paced 20 ms ticks: the worker runs at the media workers' CPU priority.
+            extra_args=("--scheduling", self.config.media.scheduling),
         )  # fmt: skip
 
     async def _sample(self) -> None:

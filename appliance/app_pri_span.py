@@ -283,16 +283,19 @@ class SpanRunner:
             f"span {self.number}: the {self.config.driver} driver is not available in this build"
         )
 
-    async def stop(self) -> None:
+    async def stop(self, *, report: bool = True) -> None:
         """Take the span down: its calls end (cause 41, temporary failure), the D-channel closes, the
-        driver stops (the simulated span's sockets are removed) and the TDM worker exits."""
+        driver stops (the simulated span's sockets are removed) and the TDM worker exits. ``report``
+        false: a D-channel that was up goes to the metrics only, not to the outbox (the process ends)."""
         gateway, self.gateway = self.gateway, None
         if gateway is not None and self.link is not None:
             self._end_calls(gateway, self.link.time())
         if self.link is not None:
             self.link.close()
-            if self.link.dchannel_up:
+            if self.link.dchannel_up and report:
                 self.reporter.dchannel(self.number, False, "span stopped")
+            elif self.link.dchannel_up:
+                self.reporter.metrics.dchannel(self.number, False)
         closers: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         if self.dchannel is not None:
             closers.append(("D-channel", self.dchannel.close))

@@ -29,7 +29,7 @@ from appliance.pri.q931_model import PartyNumber, TypeOfNumber
 from appliance.sync.documents.span import SpanSettings
 from hw.e1.driver import BChannelsSpec
 from hw.e1.links import B_TIMESLOTS, MAX_LAPD_FRAME, DChannelHandler
-from tests.unit.test_metrics import value
+from tests.unit.test_metrics import samples, value
 
 DEADLINE = 5.0  # seconds of real time for the sockets and the 0.5 s alarm integration of the sim span
 
@@ -231,6 +231,34 @@ async def test_a_far_end_brings_the_d_channel_up_and_its_call_reaches_call_contr
     await h.settle()
     downs = [b for k, b in h.outbox if k == "span.dchannel" and not b["up"]]
     assert downs and downs[-1]["reason"] == "loss of signal"
+
+
+async def test_a_restart_from_the_far_end_and_a_faulty_message_are_reported(
+    harness: Harness, tmp_path: Path
+) -> None:
+    h = harness
+    far = FarEnd(tmp_path / "run" / "span1-d.sock")
+    try:
+        await until(lambda: far.link.dchannel_up, "D-channel established")
+        far.link.run(lambda now: far.q931.restart(None, now))
+        await until(
+            lambda: h.metric("appliance_span_restarts_total", span="1", reason="peer") == 1, "restart"
+        )
+        # A message type Q.931 does not define, on a call reference no call has: answered per §5.8.4.
+        far.link.run(lambda now: far.link.lapd.send_data(bytes([0x08, 0x02, 0x00, 0x07, 0x7F]), now))
+        await until(lambda: bool(faults(h)), "the fault counted")
+    finally:
+        await far.close()
+    await h.settle()
+    (restart,) = [b for k, b in h.outbox if k == "span.restart"]
+    assert restart["by"] == "peer" and restart["channels"] == list(B_TIMESLOTS)
+
+
+def faults(h: Harness) -> list[frozenset[tuple[str, str]]]:
+    """The label sets of the protocol fault counters that are not zero."""
+    return [
+        k[1] for k, v in samples(h.metrics).items() if k[0] == "appliance_pri_protocol_faults_total" and v
+    ]
 
 
 async def test_span_settings_restart_that_span_and_a_removed_document_restores_the_configured_ones(
