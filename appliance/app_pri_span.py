@@ -273,14 +273,17 @@ class SpanRunner:
         except BaseException:
             await self.stop()
             raise
-        log.info("span %d started: %s", n, self.describe(), extra={"ctx": {"span": n}})
+        log.info("%s", self.describe(), extra={"ctx": {"span": n}})
 
     def _driver(self) -> SpanDriver:
         if self.config.driver == "sim":
             return SimSpan(directory=self.run_dir, on_event=self.reporter.span_event, wall=self.wall,
                            timing=self.timing)  # fmt: skip
+        # hw.e1.dahdi drives a card's span and D-channel, but the TDM worker carries the B-channels of a
+        # simulated span only (its --b-socket): a card's span would have signalling and no audio.
         raise ValueError(
-            f"span {self.number}: the {self.config.driver} driver is not available in this build"
+            f"span {self.number}: driver {self.config.driver!r} is not supported yet: the TDM worker carries "
+            "the B-channels of simulated spans only"
         )
 
     async def stop(self, *, report: bool = True) -> None:
