@@ -87,7 +87,10 @@ class CallScript:
 
 @dataclass
 class CallResult:
-    """How one call went. Times are the loop's clock; ``cleared_by`` is "far end" or "appliance"."""
+    """How one call went (and, while it lasts, how it is going: ``heard`` fills as frames arrive).
+
+    Times are the loop's clock; ``cleared_by`` is "far end", "appliance", or "vanished" for a call the far
+    end forgot when it vanished (:meth:`FarEnd.vanish`)."""
 
     call: CallHandle
     direction: Literal["out", "in"]
@@ -325,10 +328,10 @@ class FarEnd:
 
     def _track(self, result: CallResult, talker: Talker) -> _Call:
         call = _Call(result, talker, Listener(dtmf=self._dtmf, keep_arrivals=self._keep_arrivals))
+        result.heard = call.listener.heard  # what the channel carried so far, while the call lasts too
         self._calls[result.call] = call
         if result.channel is not None:
             self._by_channel[result.channel] = call
-        # Events the machine queued before the call was tracked (a release for want of a channel).
         return call
 
     def _free_channel(self) -> int | None:
@@ -364,7 +367,6 @@ class FarEnd:
     def _ended(self, call: _Call, cause: int, by: str, now: float) -> None:
         result = call.result
         result.cause, result.released_at, result.cleared_by = cause, now, by
-        result.heard = call.listener.heard
         call.sending = False
         self._calls.pop(result.call, None)
         if result.channel is not None and self._by_channel.get(result.channel) is call:
