@@ -41,6 +41,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Literal
 
+from appliance.pri import q931_codec
 from appliance.pri.errors import LocalProtocolError, Q931DecodeError
 from appliance.pri.q931_call import (
     ANY_STATE,
@@ -171,10 +172,9 @@ class Q931(FaultProcedures):
 
     def receive(self, data: bytes, now: float) -> None:
         """One I-frame's information field. Never raises for anything the peer sent."""
-        from appliance.pri import q931_codec  # the codec is a sibling module; imported at first use
-
         try:
-            decoded = q931_codec.decode(data)
+            # The user side receives what the network sends, so the codec applies that direction's rules.
+            decoded = q931_codec.decode(data, from_network=self.side == "user")
         except Q931DecodeError as exc:
             self._decode_error(exc)
             return
@@ -186,8 +186,6 @@ class Q931(FaultProcedures):
 
     def data_to_send(self) -> list[bytes]:
         """The queued messages, encoded, in order."""
-        from appliance.pri import q931_codec
-
         return [q931_codec.encode(message) for message in self.messages_to_send()]
 
     def messages_to_send(self) -> list[Message]:
@@ -282,7 +280,8 @@ class Q931(FaultProcedures):
             channel=ChannelId((chosen.channel,), exclusive=exclusive),
             calling=calling,
             called=called,
-            display=Display(display) if display is not None else None,
+            # EN 300 403-1 §3.1.14: display in SETUP goes network to user only; the user side leaves it out.
+            display=Display(display) if display is not None and self.side == "network" else None,
             sending_complete=sending_complete,
         )
         call.set_state(S.CALL_INITIATED if self.side == "user" else S.CALL_PRESENT)

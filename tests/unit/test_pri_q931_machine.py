@@ -150,11 +150,13 @@ def test_en_bloc_call_through_proceeding_alerting_connect_and_normal_clearing(
     assert a.state_of(call) is (S.CALL_INITIATED if caller == "user" else S.CALL_PRESENT)
     pair.pump()
     offer = pair.offered(callee)
+    # A display travels network to user only (EN 300 403-1 §3.1.14): the user side's SETUP leaves it out.
+    display = "Desk" if caller == "network" else None
     assert (offer.channel, offer.called, offer.calling, offer.display) == (
         2,
         NUMBER,
         PartyNumber("100"),
-        "Desk",
+        display,
     )
     assert b.state_of(offer.call) is (S.CALL_INITIATED if caller == "user" else S.CALL_PRESENT)
     b.proceeding(offer.call, now=0.0)
