@@ -50,7 +50,7 @@ IVR_SCRIPT = CallScript(
     called="100",
     calling_type=TypeOfNumber.INTERNATIONAL,
     digits="111",  # menu 1: callback; 1: the number I call from; 1: the first time offered
-    digits_after=5.0,  # once the greeting (4.5 s) is over: the menu takes the first key, type-ahead the rest
+    digits_after=6.0,  # once the greeting (4.5 s, keys discarded) is over: the menu takes the first key
     timeout=40,
 )
 GREETING_FRAMES = 25  # half a second of sound, at the least, on every channel
