@@ -246,11 +246,15 @@ class FarEnd:
         await self.start(within=within)
 
     async def close(self) -> None:
-        """Hang up nothing, close everything: the sockets, the timer and the ticker."""
+        """Hang up nothing, close everything: the sockets, the timer and the ticker. Calls still up end
+        as if the far end vanished (their :meth:`place_call` returns)."""
         self._stop_ticker()
         self._link.close()
         await self._d.close()
         await self._b.close()
+        now = self._link.time()
+        for call in list(self._calls.values()):
+            self._ended(call, TEMPORARY_FAILURE, "vanished", now)
 
     # -- calls -----------------------------------------------------------------------------------------
 

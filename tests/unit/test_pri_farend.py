@@ -180,6 +180,15 @@ async def test_the_far_end_vanishes_forgetting_its_calls_and_returns_as_a_restar
         assert [up for _, up in far.dchannel_changes] == [True, False, True]
 
 
+async def test_closing_the_far_end_ends_the_calls_it_was_following(tmp_path: Path) -> None:
+    async with span(tmp_path) as (_, far):
+        placed = asyncio.create_task(far.place_call(CallScript(timeout=20)))
+        await until(lambda: far.live_calls() and far.live_calls()[0].answered)
+        await far.close()
+        result = await placed
+    assert (result.cleared_by, result.cause) == ("vanished", 41) and far.live_calls() == []
+
+
 async def test_a_far_end_that_keeps_its_calls_finds_them_still_up_when_it_returns(tmp_path: Path) -> None:
     async with span(tmp_path) as (switch, far):
         placed = asyncio.create_task(far.place_call(CallScript(hold=None, timeout=20)))
