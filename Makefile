@@ -73,5 +73,11 @@ bench-ivr: $(STAMP) build/ivrload
 bench-sync: $(STAMP)
 	$(BIN)/python -m bench.sync
 
+# PRI benchmark: two simulated E1 spans, 60 simultaneous calls in the local IVR; control and media CPU and
+# the prompt audio's pacing on the B-channels, against the far ends' own floor (see bench/README.md).
+.PHONY: bench-pri
+bench-pri: $(STAMP)
+	$(BIN)/python -m bench.pri
+
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,343 @@
+"""``make bench-pri``: two full E1 spans (60 simultaneous calls) in the local IVR, the appliance's cost and
+the prompt audio's pacing as the carrier hears it.
+
+The appliance runs as shipped (``python -m appliance run``) with two simulated spans, 1 and 2 (user side,
+``[[spans]]``), and no cloud, so every PRI call goes to the IVR's default flow. A far end per span
+(:mod:`bench.pri_calls`: the appliance's own LAPD and Q.931, network side, on the span's sockets) brings
+the D-channel up and places 30 calls at once, every B-channel of the span: 60 callers in the IVR. Each
+presses ``*`` ``1`` in-band every ``--digit-every`` seconds (the language menu, English, back to the main
+menu: the IVR keeps every caller and keeps playing prompts). Once every call is answered the callers stay
+``--warmup`` seconds, then ``--seconds`` are measured:
+
+* **pacing**: every 160-octet frame a B-channel carries towards the far end is time-stamped as the far end
+  reads it, and compared with the channel's own 20 ms clock (:mod:`bench.pri_pacing`: the offset from the
+  median, as :mod:`bench.ivr` does); p99 over every frame of every channel; frames lost;
+* **CPU** from ``/proc/<pid>/stat`` across the window, as % of one core: the control process's own, and
+  the media processes' (the spans' TDM workers and the media workers, summed);
+* **digits**: what the IVR got, as its ``ivr.session`` records in the outbox say (per calling number),
+  against what each caller pressed.
+
+**Calibration** (``--calibrate``, on by default): before the appliance, the same far ends and calls run
+against a loopback span (:mod:`bench.pri_loopback`) that answers and sends every frame straight back, for
+``--calibration-seconds``: the far ends' own sender loop and receive stamping alone, the floor under the
+pacing figure; ``pacing_vs_floor`` is the appliance's p99 over the floor's.
+
+Last line: ``{"bench": "pri", "calls": N, "control_cpu_percent": …, "media_cpu_percent": …,
+"p99_pacing_error_ms": …, …}`` with the calibration, digit and loss figures after the issue's keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Final
+
+import cbor2
+
+from bench.common import OtherPrograms, emit, progress, ratio, rounded
+from bench.ivr import dtmf_tally
+from bench.pri_calls import Drive, DriveError, Plan, drive
+from bench.pri_cpu import CpuWindow, ProcessCpu, Sample
+from bench.relay import BUSY_CORES, our_ports
+from bench.servers import Appliance, ServerStartError
+from tests.system.sipp import free_port
+
+LOOPBACK_READY_S: Final = 15.0
+RECORDS_WITHIN_S: Final = 10.0
+SPANS: Final = (1, 2)
+
+
+class PriAppliance(Appliance):
+    """The appliance with spans 1 and 2 simulated, user side, no cloud and no routes (every call to the
+    IVR's default flow), media on the benches' port range, logging at warning."""
+
+    name = "appliance"
+
+    def config_text(self) -> str:
+        low, high = our_ports(60)
+        spans = "".join(f"[[spans]]\nnumber = {n}\n\n" for n in SPANS)
+        return (
+            f'state_dir = "{self.state_dir}"\n\n'
+            f'[sip]\nlisten = "127.0.0.1"\nudp_port = {self.listen_port}\ntcp_port = {self.listen_port}\n\n'
+            '[logging]\nlevel = "warning"\n\n'
+            "[metrics]\nport = 0\n\n[sync]\nport = 0\n\n"
+            f"[media]\nrtp_port_min = {low}\nrtp_port_max = {high}\n\n{spans}"
+        )
+
+    @property
+    def span_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def database(self) -> Path:
+        return self.state_dir / "appliance.db"
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One run's calls and, for the appliance, its CPU and the IVR's digits."""
+
+    drive: Drive
+    cpu: CpuWindow | None = None
+    background_cores: float | None = None
+    dtmf_got: int | None = None
+    dtmf_lost: int | None = None
+    dtmf_wrong: int | None = None
+    sessions: int | None = None
+
+    def row(self, bench: str) -> dict[str, object]:
+        d = self.drive
+        seconds = d.window[1] - d.window[0]
+        row: dict[str, object] = {
+            "bench": bench,
+            "calls_placed": len(d.results),
+            "calls_answered": d.answered,
+            "answered_in_s": rounded(d.answered_in_s),
+            **d.pacing().row(),
+            "farend_cpu_percent": round(100 * d.farend_cpu_s / seconds, 1) if seconds > 0 else None,
+            "farend_late_ticks": d.late_ticks,
+            "seconds": round(seconds, 3),
+        }
+        if self.cpu is not None:
+            row |= self.cpu.row()
+            row |= {
+                "dtmf_sent": d.digits_sent,
+                "dtmf_got": self.dtmf_got,
+                "dtmf_lost": self.dtmf_lost,
+                "dtmf_wrong": self.dtmf_wrong,
+                "ivr_sessions": self.sessions,
+                "background_cores": rounded(self.background_cores, 2),
+            }
+        return row
+
+    def line(self, name: str) -> str:
+        d, p = self.drive, self.drive.pacing()
+        head = (
+            f"[{name}] {d.answered}/{len(d.results)} calls answered"
+            + (f" in {d.answered_in_s:.1f} s" if d.answered_in_s is not None else "")
+            + f"; pacing error p50 {_f(p.p50_ms)} p99 {_f(p.p99_ms)} p99.9 {_f(p.p999_ms)} max "
+            f"{_f(p.max_ms)} ms over {p.frames} frames, {p.lost} lost, {p.silent} silent channels"
+        )
+        if self.cpu is None:
+            return head
+        busy = self.background_cores is not None and self.background_cores > BUSY_CORES
+        return (
+            f"{head}; CPU control {self.cpu.control_percent:.1f} %, media {self.cpu.media_percent:.1f} % "
+            f"({self.cpu.describe()}); digits {d.digits_sent} sent, {self.dtmf_got} got by the IVR, "
+            f"{self.dtmf_lost} lost, {self.dtmf_wrong} wrong"
+            + (f"; BUSY MACHINE: {self.background_cores:.2f} cores used by others" if busy else "")
+        )
+
+
+def _f(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+# -- the runs -------------------------------------------------------------------------------------------
+
+
+async def calibrate(workdir: Path, plan: Plan) -> Measured:
+    """The far ends against the loopback span (see the module docstring)."""
+    directory = workdir / "loopback"
+    with _loopback(directory, plan.spans, workdir / "loopback.log"):
+        return Measured(await drive(directory, plan))
+
+
+@contextlib.contextmanager
+def _loopback(directory: Path, spans: Sequence[int], log: Path) -> Iterator[None]:
+    argv = [sys.executable, "-m", "bench.pri_loopback", "--dir", str(directory)]
+    argv += ["--spans", ",".join(map(str, spans))]
+    with log.open("wb") as err:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        # The loopback prints one line once it listens; a dead one closes its stdout first.
+        line = proc.stdout.readline().decode(errors="replace").strip()
+        if line != "ready":
+            raise DriveError(f"the loopback span did not start: {log.read_text(errors='replace')[-1500:]}")
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(LOOPBACK_READY_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def measure_appliance(workdir: Path, plan: Plan) -> Measured:
+    """The appliance as shipped with the far ends on its spans (see the module docstring)."""
+    app = PriAppliance(
+        workdir=workdir / "appliance", listen_port=free_port(tcp=True), next_hop=("127.0.0.1", 9)
+    )
+    try:
+        app.start()
+    except ServerStartError as exc:
+        raise DriveError(f"the appliance did not start: {exc}") from exc
+    try:
+        cpu = ProcessCpu(app.pid)
+        marks: dict[bool, tuple[Sample, OtherPrograms, float, float]] = {}
+
+        def on_window(started: bool) -> None:
+            marks[started] = (cpu.sample(), OtherPrograms.start(), time.process_time(), time.monotonic())
+
+        result = await drive(app.span_dir, plan, on_window=on_window)
+        (s0, others, own0, t0), (s1, _, own1, t1) = marks[True], marks[False]
+        window = s1.since(s0, t1 - t0)
+        background = others.cores(window.accounted_s + (own1 - own0), t1 - t0)
+        got, lost, wrong, sessions = await _ivr_digits(app.database, result)
+        return Measured(result, window, background, got, lost, wrong, sessions)
+    finally:
+        app.stop()
+
+
+async def _ivr_digits(database: Path, result: Drive) -> tuple[int, int, int, int]:
+    """``(got, lost, wrong, sessions)``: the digits the IVR's session records hold, against each caller's
+    presses (:func:`bench.ivr.dtmf_tally`, matched by calling number); waits for every answered call's
+    record, at most :data:`RECORDS_WITHIN_S`."""
+    answered = [r for r in result.results if r.answered]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + RECORDS_WITHIN_S
+    while True:
+        records = {str(s.get("caller")): str(s.get("digits", "")) for s in _sessions(database)}
+        if len(records) >= len(answered) or loop.time() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    got = lost = wrong = 0
+    for r in answered:
+        heard = records.get(f"+{r.calling}", "")
+        session_lost, session_wrong = dtmf_tally(r.digits_sent, list(heard))
+        got += len(heard)
+        lost += session_lost
+        wrong += session_wrong
+    return got, lost, wrong, len(records)
+
+
+def _sessions(database: Path) -> list[Mapping[str, Any]]:
+    try:
+        db = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error:
+        return []
+    try:
+        rows = db.execute("SELECT body FROM outbox WHERE type = 'ivr.session' ORDER BY seq").fetchall()
+    except sqlite3.Error:
+        return []
+    finally:
+        db.close()
+    return [cbor2.loads(body) for (body,) in rows]
+
+
+def summary(
+    measured: Measured | None, floor: Measured | None, sip_control_per_call: float | None = None
+) -> dict[str, object]:
+    """The issue's object first, then the calibration, digits and losses."""
+    if measured is None or measured.cpu is None:
+        return {
+            "bench": "pri",
+            "calls": 0,
+            "control_cpu_percent": None,
+            "media_cpu_percent": None,
+            "p99_pacing_error_ms": None,
+        }
+    pace, cpu, calls = measured.drive.pacing(), measured.cpu, measured.drive.answered
+    floor_p99 = floor.drive.pacing().p99_ms if floor is not None else None
+    per_call = cpu.control_percent / calls if calls else None
+    return {
+        "bench": "pri",
+        "calls": calls,
+        "control_cpu_percent": round(cpu.control_percent, 1),
+        "media_cpu_percent": round(cpu.media_percent, 1),
+        "p99_pacing_error_ms": rounded(pace.p99_ms),
+        "pacing_floor_p99_ms": rounded(floor_p99),
+        "pacing_vs_floor": ratio(pace.p99_ms, floor_p99, 1),
+        "control_cpu_vs_sip": ratio(per_call, sip_control_per_call),
+        "frames_lost": pace.lost,
+        "dtmf_sent": measured.drive.digits_sent,
+        "dtmf_lost": measured.dtmf_lost,
+        "calls_placed": len(measured.drive.results),
+    }
+
+
+# -- main -----------------------------------------------------------------------------------------------
+
+
+async def run(args: argparse.Namespace) -> int:
+    plan = Plan(
+        spans=SPANS,
+        calls_per_span=args.calls_per_span,
+        seconds=args.seconds,
+        warmup=args.warmup,
+        digit_every=args.digit_every,
+    )
+    progress(
+        f"pri bench: spans {', '.join(map(str, SPANS))}, {plan.calls_per_span} calls each, "
+        f"{plan.warmup:g} s warm-up, {plan.seconds:g} s measured, '{plan.digits}' every "
+        f"{plan.digit_every:g} s per call; far ends on {type(asyncio.get_running_loop()).__name__}"
+    )
+    floor = measured = None
+    errors = 0
+    with tempfile.TemporaryDirectory(prefix="bench-pri-") as tmp:
+        if args.calibrate:
+            try:
+                floor = await calibrate(
+                    Path(tmp), replace(plan, seconds=min(plan.seconds, args.calibration_seconds))
+                )
+                progress(floor.line("calibration"))
+            except DriveError as exc:
+                errors += 1
+                progress(f"[calibration] FAIL - {exc}")
+        try:
+            measured = await measure_appliance(Path(tmp), plan)
+            progress(measured.line("appliance"))
+        except DriveError as exc:
+            errors += 1
+            progress(f"[appliance] FAIL - {exc}")
+    progress("")
+    if floor is not None:
+        emit(floor.row("pri-calibration"))
+    if measured is not None:
+        emit(measured.row("pri-run"))
+    result = summary(measured, floor)
+    emit(result)
+    complete = measured is not None and result["calls"] == len(SPANS) * plan.calls_per_span
+    return 0 if complete and not errors else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.pri", description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--seconds", type=float, default=20.0, help="measured window, after every call is answered"
+    )
+    p.add_argument("--warmup", type=float, default=3.0, help="seconds with every call up before the window")
+    p.add_argument("--calls-per-span", type=int, default=30, help="calls each far end places (1-30)")
+    p.add_argument("--digit-every", type=float, default=4.0, help="seconds between each caller's presses")
+    p.add_argument(
+        "--calibrate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="first run the far ends against a loopback span: their own pacing floor",
+    )
+    p.add_argument("--calibration-seconds", type=float, default=10.0, help="the calibration's window")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.seconds <= 0 or args.warmup < 0 or not 1 <= args.calls_per_span <= 30 or args.digit_every <= 0:
+        print("--seconds and --digit-every must be positive, --warmup not negative, --calls-per-span 1-30")
+        return 2
+    # The standard loop, not uvloop: the far ends stamp frames with loop.time(), which uvloop keeps in ms.
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
