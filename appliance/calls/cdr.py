@@ -11,6 +11,12 @@ of the call once its media is torn down (:func:`media_stats`). The body is ``cal
 ``calls/records.cddl``.
 
 Release causes are ITU-T Q.850 values (Q.850 §2.2.5) with the SIP status they map to (RFC 3398 §8.2.6.1).
+
+PRI calls. The PRI gateway adds the span side of a call (:meth:`CallRecords.pri`, :meth:`pri_cleared`):
+the record's ``pri`` map. A call whose caller is on a span has no SIP Call-ID: its record has the caller's
+``pri`` map and no ``sip_call_id``. Its caller's leg is made before call control opens the record, so
+:meth:`CallRecords.pri` may come first and waits for :meth:`begin`. One ``pri`` map per record: the
+caller's when the caller is on a span, else the span the call last went out on.
 """
 
 from __future__ import annotations
@@ -55,6 +61,27 @@ class _Leg:
 
 
 @dataclass(slots=True)
+class _Pri:
+    """The span side of a call (``pri-call`` of records.cddl); ``q850``/``location`` as the far end sent."""
+
+    span: int
+    handle: int
+    side: str  # "caller": the call came in on the span; "callee": it went out on it
+    channel: int | None = None
+    q850: int | None = None
+    location: int | None = None
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"span": self.span, "side": self.side, "handle": self.handle}
+        if self.channel is not None:
+            body["channel"] = self.channel
+        if self.q850 is not None:
+            body["q850"] = self.q850
+            body["location"] = self.location
+        return body
+
+
+@dataclass(slots=True)
 class _Open:
     call_id: str
     sip_call_id: str
@@ -68,6 +95,7 @@ class _Open:
     side: str | None = None
     cause: Cause | None = None
     ivr_session: str | None = None
+    pri: _Pri | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +135,7 @@ class CallRecords:
         self.mode = mode
         self.done: deque[CallRecord] = deque()
         self._open: dict[str, _Open] = {}
+        self._pri_first: dict[str, _Pri] = {}  # a PRI caller's side, until its call's record is opened
 
     @property
     def active(self) -> int:
@@ -116,13 +145,39 @@ class CallRecords:
         self, call_id: str, sip_call_id: str, caller: str, callee: str, now: float,
         normalise: Callable[[str], str | None],
     ) -> None:  # fmt: skip
-        """A new call from ``caller`` (empty: withheld) to ``callee``, as the INVITE named them."""
+        """A new call from ``caller`` (empty: withheld) to ``callee``, as the INVITE named them;
+        ``sip_call_id`` is the INVITE's Call-ID (for a caller on a span: a reference the record omits)."""
         if self.wall is None:
             return
         self._open[call_id] = _Open(
             call_id, sip_call_id, e164_or(caller, normalise) or None, e164_or(callee, normalise),
-            self.mode(), now,
+            self.mode(), now, pri=self._pri_first.pop(call_id, None),
         )  # fmt: skip
+
+    def pri(self, call_id: str, *, span: int, handle: int, side: str, channel: int | None = None) -> None:
+        """The call is on PRI ``span`` as Q.931 call ``handle``, its caller (``side`` "caller", possibly
+        before :meth:`begin`) or its callee ("callee"); again with ``channel`` once the B-channel is known.
+        A caller's side is kept over any callee's."""
+        if self.wall is None:
+            return
+        rec = self._open.get(call_id)
+        if rec is None:
+            if side == "caller":
+                self._pri_first[call_id] = _Pri(span, handle, side, channel)
+            return
+        known = rec.pri
+        if known is not None and (known.span, known.handle, known.side) == (span, handle, side):
+            known.channel = channel if channel is not None else known.channel
+        elif known is None or known.side != "caller":
+            rec.pri = _Pri(span, handle, side, channel)
+
+    def pri_cleared(self, call_id: str, *, span: int, handle: int, cause: int, location: int) -> None:
+        """The far end on ``span`` cleared call ``handle`` with Q.850 ``cause`` at ``location`` (the first
+        clearing message's cause: a DISCONNECT's, not the RELEASE's that may follow)."""
+        rec = self._open.get(call_id)
+        known = None if rec is None else rec.pri
+        if known is not None and (known.span, known.handle) == (span, handle) and known.q850 is None:
+            known.q850, known.location = cause, location
 
     def trying(self, call_id: str, dest: Destination, now: float) -> None:
         """A destination of the route is tried."""
@@ -225,6 +280,10 @@ class CallRecords:
             "rescued": rec.rescued,
             "ivr_session": rec.ivr_session,
         }
+        if rec.pri is not None:
+            if rec.pri.side == "caller":
+                del body["sip_call_id"]  # the caller sent no INVITE
+            body["pri"] = rec.pri.body()
         record = CallRecord(call_id, body)
         self.done.append(record)
         return record

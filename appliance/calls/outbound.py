@@ -39,8 +39,9 @@ class PriDialer(Protocol):
 
     ``dial`` starts a call on ``span`` for ``call`` with ``setup`` (its SDP the offer the span's B-channel
     media is to send to) and returns the new leg, which reports to ``call`` like any other leg; None when
-    the span is absent or its D-channel is down (the destination fails with cause 34). The leg reports
-    nothing to ``call`` before ``dial`` returns.
+    the span is absent or its D-channel is down (the destination fails with cause 34, unless the dialer set
+    ``call.last_cause`` to say why, e.g. an offer the span cannot carry). The leg reports nothing to
+    ``call`` before ``dial`` returns.
     """
 
     def dial(self, span: int, call: Call, setup: Setup, now: float) -> Leg | None: ...
@@ -137,10 +138,12 @@ class Outbound:
         setup = self.b_setup(call)
         if setup is None:
             return False
+        before = call.last_cause
         leg = self.pri.dial(span, call, setup, now)
         if leg is None:
             log.info("call %s: PRI span %d unavailable", call.id, span, extra={"ctx": {"call": call.id}})
-            call.last_cause = NO_CIRCUIT
+            if call.last_cause is before:
+                call.last_cause = NO_CIRCUIT
             return False
         self._b2bua.route(call, "pri")
         call.forks.append(leg)

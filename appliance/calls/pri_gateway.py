@@ -26,7 +26,18 @@ Outgoing calls (§5.1) are placed by :meth:`~PriGateway.dial`, the :class:`~appl
 call control calls for a ``pri:<span>`` destination (through :class:`PriSpans` when there are several
 spans): E.164 → party numbers, SETUP on the machine, the B-leg's SDP from the channel the far end confirms.
 
-Every :class:`~appliance.pri.q931_events.CallReleased` frees the call's timeslot in the TDM worker.
+An offer without G.711 cannot reach the span: the destination fails with cause 65 (bearer capability not
+implemented: 488, RFC 3398 §8.2.6.1) rather than 34/503, which would send the caller to another trunk for
+the same refusal. A delayed offer (an INVITE without SDP) is dialled: the B-channel offers G.711 in the
+answer (:mod:`appliance.calls.pri_leg`).
+
+Every :class:`~appliance.pri.q931_events.CallReleased` frees the call's timeslot in the TDM worker. The
+legs' announcement deadlines (a DISCONNECT with in-band information, :mod:`appliance.calls.pri_leg`) are
+part of the gateway's timer.
+
+Call records. When call control keeps call records (:class:`~appliance.calls.cdr.CallRecords`, the
+B2BUA's ``cdr``) each PRI call's record gets its ``pri`` part: span, B-channel, the call's handle, the side
+the span is on, and the Q.850 cause and location the far end cleared with.
 """
 
 from __future__ import annotations
@@ -38,8 +49,17 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import phonenumbers
 
+from appliance.calls.cdr import CallRecords
 from appliance.calls.events import Setup
-from appliance.calls.pri_leg import PriLeg, Q931Commands, TdmMedia, remote_media, tdm_sdp
+from appliance.calls.pri_leg import (
+    ANNOUNCEMENT_TIMEOUT,
+    NO_G711,
+    PriLeg,
+    Q931Commands,
+    TdmMedia,
+    remote_media,
+    tdm_sdp,
+)
 from appliance.calls.routing import RoutingTable
 from appliance.pri.errors import LocalProtocolError
 from appliance.pri.numbers import NumberError, SpanNumbering, from_isdn, to_isdn
@@ -66,7 +86,7 @@ log = logging.getLogger("appliance.calls.pri")
 # digit timeout (Q.931 §5.2.4.3 clears an incomplete number with it).
 CAUSE_INVALID_NUMBER: Final = 28
 # Events about a call a leg already has.
-_LEG_EVENTS: Final = (CallProceeding, CallAlerting, CallProgress, CallConnected, CallDisconnecting)
+_LEG_EVENTS: Final = (CallProceeding, CallAlerting, CallProgress, CallConnected)
 # The digit timeout of overlap receiving (see the module docstring).
 DIGIT_TIMEOUT: Final = 10.0
 
@@ -110,11 +130,12 @@ class _Collecting:
 
 
 class PriGateway:
-    """One span's gateway (see the module docstring). ``digit_timeout``: overlap receiving's T302."""
+    """One span's gateway (see the module docstring). ``digit_timeout``: overlap receiving's T302;
+    ``announcement_timeout``: how long a far end's announcement on DISCONNECT is kept at most (T306)."""
 
     def __init__(
         self, *, span: int, q931: Q931Machine, tdm: TdmMedia, calls: CallControl, numbering: SpanNumbering,
-        digit_timeout: float = DIGIT_TIMEOUT,
+        digit_timeout: float = DIGIT_TIMEOUT, announcement_timeout: float = ANNOUNCEMENT_TIMEOUT,
     ) -> None:  # fmt: skip
         self.span = span
         self.q931 = q931
@@ -122,9 +143,16 @@ class PriGateway:
         self.calls = calls
         self.numbering = numbering
         self.digit_timeout = digit_timeout
+        self.announcement_timeout = announcement_timeout
         self.link_up = False
         self.legs: dict[CallHandle, PriLeg] = {}
         self._collecting: dict[CallHandle, _Collecting] = {}
+
+    @property
+    def records(self) -> CallRecords | None:
+        """Call control's call records (the B2BUA's ``cdr``), when it keeps them."""
+        records = getattr(self.calls, "cdr", None)
+        return records if isinstance(records, CallRecords) else None
 
     # ------------------------------------------------------------------------- from the data link
     def link_established(self, now: float) -> None:
@@ -147,6 +175,7 @@ class PriGateway:
 
     def get_timer(self) -> float | None:
         deadlines = [c.deadline for c in self._collecting.values()]
+        deadlines += [leg.deadline for leg in self.legs.values() if leg.deadline is not None]
         machine = self.q931.get_timer()
         if machine is not None:
             deadlines.append(machine)
@@ -156,6 +185,9 @@ class PriGateway:
         for ref, collecting in list(self._collecting.items()):
             if collecting.deadline <= now:
                 self._digits_timed_out(ref, collecting, now)
+        for leg in list(self.legs.values()):
+            if leg.deadline is not None and leg.deadline <= now:
+                leg.on_timer(now)
         self.q931.handle_timer(now)
         self.pump(now)
 
@@ -174,10 +206,17 @@ class PriGateway:
             self._digits(event, now)
         elif isinstance(event, CallReleased):
             self._released(event, now)
+        elif isinstance(event, CallDisconnecting):
+            leg = self.legs.get(event.call)
+            if leg is not None:
+                self._record_cause(leg, event.cause, event.location)
+                leg.disconnecting(event.cause, now)
         elif isinstance(event, _LEG_EVENTS):
             leg = self.legs.get(event.call)
             if leg is not None:
                 _TO_LEG[type(event)](leg, event, now)
+                if isinstance(event, CallProceeding):
+                    self._record(leg)
         else:  # ChannelsRestarted (each call on them has its CallReleased), ProtocolFault
             log.info("%s", event, extra={"ctx": {"span": self.span}})
 
@@ -257,9 +296,10 @@ class PriGateway:
 
         def a_leg(call: Call) -> PriLeg:
             leg = PriLeg(call, offer.call, q931=self.q931, tdm=self.tdm, span=self.span, route_kind="inbound",
-                         channel=offer.channel)  # fmt: skip
+                         channel=offer.channel, announcement_timeout=self.announcement_timeout)  # fmt: skip
             leg.open_channel()
             self.legs[offer.call] = leg
+            self._record(leg)  # before call control opens the record: it takes it from there
             return leg
 
         # The caller's offer is the B-channel's RTP end, fixed per timeslot.
@@ -274,7 +314,22 @@ class PriGateway:
         if leg is None:
             return
         leg.close_channel()
+        if not event.local:
+            self._record_cause(leg, event.cause, event.location)
         leg.released(event.cause, now)
+
+    def _record(self, leg: PriLeg) -> None:
+        """The call's record learns (or relearns: its B-channel once known) the PRI side of the call."""
+        records = self.records
+        if records is not None and leg.call is not None:
+            side = "caller" if leg.incoming else "callee"
+            records.pri(leg.call.id, span=self.span, handle=leg.ref, side=side, channel=leg.channel)
+
+    def _record_cause(self, leg: PriLeg, cause: int, location: int) -> None:
+        """The cause the far end cleared with, for the call's record (before call control ends it)."""
+        records = self.records
+        if records is not None and leg.call is not None:
+            records.pri_cleared(leg.call.id, span=self.span, handle=leg.ref, cause=cause, location=location)
 
     def _clear(self, ref: CallHandle, cause: int, now: float) -> None:
         try:
@@ -286,16 +341,18 @@ class PriGateway:
     def dial(self, span: int, call: Call, setup: Setup, now: float) -> Leg | None:
         """A ``pri:<span>`` destination: SETUP on this span (:class:`~appliance.calls.outbound.PriDialer`).
 
-        None when the D-channel is down, the called number cannot be written as a party number, or the
-        offer has no G.711 stream (a delayed offer cannot be sent on: the B-channel's end never offers).
+        None when the D-channel is down or the called number cannot be written as a party number; also
+        when the offer has no G.711 stream, ``call.last_cause`` then :data:`~appliance.calls.pri_leg.NO_G711`
+        (cause 65, 488). A delayed offer (no SDP) is dialled: the B-channel offers in the answer.
         """
         ctx = {"span": self.span, "call": call.id}
         if span != self.span or not self.link_up:
             log.info("span %d not up", span, extra={"ctx": ctx})
             return None
         remote = remote_media(setup.sdp) if setup.sdp is not None else None
-        if remote is None:
+        if remote is None and setup.sdp is not None:
             log.info("no G.711 offer to send on span %d", span, extra={"ctx": ctx})
+            call.last_cause = NO_G711
             return None
         try:
             called = to_isdn(setup.called, self.numbering)
@@ -308,10 +365,12 @@ class PriGateway:
             calling = None  # a SIP caller's user name: the network provides the span's own number
         ref = self.q931.setup(called=called, calling=calling, display=setup.calling_name, now=now)
         leg = PriLeg(call, ref, q931=self.q931, tdm=self.tdm, span=self.span, route_kind="pri",
-                     payload_type=remote[2])  # fmt: skip
+                     payload_type=8 if remote is None else remote[2],
+                     announcement_timeout=self.announcement_timeout)  # fmt: skip
         leg.remote = remote
         leg.open_channel()
         self.legs[ref] = leg
+        self._record(leg)
         return leg
 
 
@@ -320,7 +379,6 @@ _TO_LEG: Final[Mapping[type, Callable[[PriLeg, Any, float], None]]] = {
     CallAlerting: lambda leg, e, now: leg.alerting(e.progress, now),
     CallProgress: lambda leg, e, now: leg.in_band(e.progress, now),
     CallConnected: lambda leg, e, now: leg.connected(now),
-    CallDisconnecting: lambda leg, e, now: leg.disconnecting(e.cause, now),
 }
 
 

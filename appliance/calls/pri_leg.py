@@ -27,7 +27,28 @@ Q.931 → call control (our SETUP)       ALERTING → Ringing, PROGRESS → Prog
 
 CALL PROCEEDING and SETUP ACKNOWLEDGE are hop-by-hop (RFC 3398 §8.2.2: the 100 Trying the SIP caller
 already has says as much) and raise no call-control event. A clearing started by call control is not
-reported back to it when the machine later says the call is released.
+reported back to it when the machine later says the call is released. ALERTING is 180 and PROGRESS 183
+(RFC 3398 §8.2.3/§8.2.4: ALERTING says the called user is being alerted, "subscriber free"; PROGRESS
+carries no such thing), each with the B-channel's SDP when in-band information is there. Causes reach
+call control with their Q.850 name as text (:func:`q850_cause`), so that a BYE carries ``Reason: Q.850``
+(RFC 3326 §2) and a final response the cause's name.
+
+Announcements (Q.931 §5.3.4.1). A DISCONNECT with progress indicator 8 on our call says the network plays
+an announcement on the B-channel ("the number you have dialled ..."). Before answer the SIP caller gets it
+as early media (Progress with the B-channel's SDP: 183), after answer the audio simply stays; either way the
+call is cleared when the far end releases it (its T306) or at the latest ``announcement_timeout`` seconds
+after the DISCONNECT (:data:`ANNOUNCEMENT_TIMEOUT`, T306's value: we release with the received cause), and
+call control hears the received cause only then (before answer: the final status from it, RFC 3398
+§8.2.6.1). A call without a G.711 offer to send the announcement to is cleared at once. On a call from the
+span (the caller is on PRI) there is nobody to hear an announcement: it is cleared at once too.
+
+Media failures. The B-channel carries G.711 only (:data:`CODECS`). An answer without a G.711 stream (the
+SIP callee's 200 to a PRI caller, or the ACK answering our offer) clears the PRI call with cause 65 (bearer
+capability not implemented, :data:`NO_G711`, 488 in SIP) and call control with it (a BYE); a re-offer
+without G.711 is refused (488) and the media stays. A SIP caller's delayed offer (no SDP in the INVITE) is
+placed on the span all the same, as a PBX or gateway must: the B-channel offers G.711 in the answer (the
+200 to the caller), the caller answers in its ACK (RFC 3261 §13.2.1); such a call has no early media (an
+offer cannot go in an unreliable 18x).
 """
 
 from __future__ import annotations
@@ -45,6 +66,7 @@ from appliance.calls.events import (
     Ringing,
     Update,
     UpdateAnswer,
+    UpdateRejected,
 )
 from appliance.pri.errors import LocalProtocolError
 from appliance.pri.q931_events import CallHandle
@@ -63,6 +85,32 @@ LOCALHOST: Final = "127.0.0.1"
 CODECS: Final = {8: "PCMA", 0: "PCMU"}
 # Q.931 §4.5.23: in-band information (tones, announcements) is on the B-channel.
 INBAND: Final = frozenset({ProgressDescription.NOT_END_TO_END_ISDN, ProgressDescription.IN_BAND_AVAILABLE})
+# How long a far end's announcement (DISCONNECT with progress indicator 8) is kept at most: T306, the
+# network side's own bound on it (EN 300 403-1 Table 9-1: 30 s), in case its RELEASE never comes.
+ANNOUNCEMENT_TIMEOUT: Final = 30.0
+# Q.850 names of the causes a span commonly gives (Q.850 Table 1), for the text of a SIP reason.
+Q850_NAMES: Final = {
+    1: "Unallocated number", 2: "No route to network", 3: "No route to destination",
+    6: "Channel unacceptable", 16: "Normal call clearing", 17: "User busy", 18: "No user responding",
+    19: "No answer from user",
+    20: "Subscriber absent", 21: "Call rejected", 22: "Number changed", 27: "Destination out of order",
+    28: "Invalid number format", 29: "Facility rejected", 31: "Normal, unspecified",
+    34: "No circuit/channel available", 38: "Network out of order", 41: "Temporary failure",
+    42: "Switching equipment congestion", 44: "Requested circuit/channel not available",
+    47: "Resource unavailable, unspecified", 58: "Bearer capability not presently available",
+    65: "Bearer capability not implemented", 79: "Service or option not implemented, unspecified",
+    88: "Incompatible destination", 102: "Recovery on timer expiry", 111: "Protocol error, unspecified",
+    127: "Interworking, unspecified",
+}  # fmt: skip
+
+
+def q850_cause(value: int) -> Cause:
+    """Call control's cause for a Q.850 ``value`` a span gave: the RFC 3398 §8.2.6.1 status, its name."""
+    return Cause.from_q850(value, Q850_NAMES.get(value, f"Q.850 cause {value}"))
+
+
+# No G.711 in an offer or an answer: the B-channel's bearer (speech, G.711 A-law) cannot be carried.
+NO_G711: Final = q850_cause(65)
 
 
 class TdmMedia(Protocol):
@@ -117,12 +165,13 @@ def remote_media(sdp: bytes) -> tuple[str, int, int] | None:
 class PriLeg:
     """One Q.931 call on a span as a call-control leg (see the module docstring)."""
 
-    __slots__ = ("answered", "call", "channel", "cleared", "opened", "payload_type", "q931", "ref", "remote",
-                 "route_kind", "span", "tdm", "version")  # fmt: skip
+    __slots__ = ("announcement_timeout", "announcing", "answered", "call", "channel", "cleared", "deadline",
+                 "opened", "payload_type", "q931", "ref", "remote", "route_kind", "span", "tdm",
+                 "version")  # fmt: skip
 
     def __init__(
         self, call: Call, ref: CallHandle, *, q931: Q931Commands, tdm: TdmMedia, span: int, route_kind: str,
-        channel: int | None = None, payload_type: int = 8,
+        channel: int | None = None, payload_type: int = 8, announcement_timeout: float = ANNOUNCEMENT_TIMEOUT,
     ) -> None:  # fmt: skip
         self.call = call
         self.ref = ref
@@ -137,6 +186,9 @@ class PriLeg:
         self.answered = False
         self.cleared = False  # call control cleared the call: its release is not reported back
         self.version = 1
+        self.announcement_timeout = announcement_timeout
+        self.announcing: int | None = None  # the far end's cause while its announcement plays
+        self.deadline: float | None = None  # when the announcement is cut (see the module docstring)
 
     @property
     def incoming(self) -> bool:
@@ -165,7 +217,8 @@ class PriLeg:
         channel = self.open_channel()
         if channel is None:
             return None
-        types = (8, 0) if self.incoming and not self.answered else (self.payload_type,)
+        offering = (self.incoming and not self.answered) or self.remote is None  # a delayed offer's answer
+        types = (8, 0) if offering else (self.payload_type,)
         return tdm_sdp(self.tdm.port_of(channel), types, version=self.version)
 
     def connect_media(self, sdp: bytes | None) -> bool:
@@ -197,6 +250,7 @@ class PriLeg:
         try:
             if isinstance(event, (Disconnect, Fail)):
                 self.cleared = True
+                self.deadline = None
                 self.q931.disconnect(self.ref, event.cause.q850, now=now)
             elif isinstance(event, Ringing):
                 inband = self.connect_media(event.sdp)
@@ -205,12 +259,20 @@ class PriLeg:
                 if self.connect_media(event.sdp):
                     self.q931.progress(self.ref, ProgressDescription.IN_BAND_AVAILABLE, now)
             elif isinstance(event, Answer):
-                self.connect_media(event.sdp)
+                if not self.connect_media(event.sdp):
+                    self._media_failed(now)  # the caller never hears silence as an answer
+                    return
                 self.answered = True
                 self.q931.connect(self.ref, now)
+            elif isinstance(event, UpdateAnswer):
+                # The answer in the ACK to the B-channel's offer (a delayed offer, see the module docstring).
+                if not self.connect_media(event.sdp):
+                    self._media_failed(now)
             elif isinstance(event, Update):
                 # The B-channel's end does not move; the other side's may (a re-INVITE after a transfer).
-                self.connect_media(event.sdp)
+                if not self.connect_media(event.sdp):
+                    self.call.from_leg(self, UpdateRejected(NO_G711), now)  # the agreed media stays
+                    return
                 self.version += 1
                 self.call.from_leg(self, UpdateAnswer(self.sdp()), now)
             else:
@@ -242,26 +304,60 @@ class PriLeg:
         self.call.from_leg(self, Answer(self.sdp()), now)
 
     def disconnecting(self, cause: int, now: float) -> None:
-        """The far end cleared with an announcement on the channel: call control hears of the clearing now
-        and the call is released (the announcement is not relayed)."""
+        """The far end cleared with an announcement on the channel (see the module docstring): the caller
+        hears it until the far end releases the call or :attr:`deadline`; without anyone to hear it (a call
+        from the span, no G.711 offer) the call is released at once."""
+        if self.cleared:
+            return
+        if self.incoming or self.remote is None:
+            self._release_now(cause, now)
+            return
+        self.announcing = cause
+        self.deadline = now + self.announcement_timeout
+        if not self.answered:
+            sdp = self.sdp()
+            if sdp is not None:
+                self.call.from_leg(self, Progress(sdp), now)  # 183: the announcement as early media
+
+    def on_timer(self, now: float) -> None:
+        """:attr:`deadline` passed: the announcement is cut, the call released with the far end's cause."""
+        cause = self.announcing
+        self.deadline = None
+        if cause is not None and not self.cleared:
+            self._release_now(cause, now)
+
+    def released(self, cause: int, now: float) -> None:
+        """The far end cleared the call (or the span lost it): call control is told, once."""
+        self.deadline = None
+        if self.cleared:
+            return
+        self.cleared = True
+        q850 = q850_cause(cause)
+        event = Disconnect(q850) if self.incoming or self.answered else Fail(q850)
+        self.call.from_leg(self, event, now)
+
+    def _release_now(self, cause: int, now: float) -> None:
+        """Call control hears of the far end's clearing, then the call is released (RELEASE)."""
         self.released(cause, now)
         try:
             self.q931.disconnect(self.ref, cause, now=now)
         except LocalProtocolError as exc:
             log.info("release not sent: %s", exc, extra={"ctx": self._ctx()})
 
-    def released(self, cause: int, now: float) -> None:
-        """The far end cleared the call (or the span lost it): call control is told, once."""
-        if self.cleared:
-            return
+    def _media_failed(self, now: float) -> None:
+        """No G.711 in the other side's answer: the PRI call is cleared with cause 65 and so is the call
+        (call control hears it as this leg's clearing: a BYE, or the next destination before answer)."""
+        log.warning("no G.711 in the answer: call cleared", extra={"ctx": self._ctx()})
+        self.deadline = None
         self.cleared = True
-        q850 = Cause.from_q850(cause)
-        event = Disconnect(q850) if self.incoming or self.answered else Fail(q850)
-        self.call.from_leg(self, event, now)
+        try:
+            self.q931.disconnect(self.ref, NO_G711.q850, now=now)
+        finally:
+            self.call.from_leg(self, Disconnect(NO_G711), now)
 
     def _early_media(self, progress: tuple[ProgressDescription, ...]) -> bytes | None:
-        if not INBAND.intersection(progress):
-            return None
+        if not INBAND.intersection(progress) or self.remote is None:
+            return None  # no tones, or a delayed offer: an offer cannot go in an unreliable 18x
         return self.sdp()
 
     def _ctx(self) -> dict[str, object]:

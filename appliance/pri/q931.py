@@ -547,7 +547,7 @@ class Q931(FaultProcedures):
         inband = any(p.description is ProgressDescription.IN_BAND_AVAILABLE for p in msg.progress)
         if inband and self.side == "user":
             progress = tuple(p.description for p in msg.progress)
-            self._events.append(CallDisconnecting(call.handle, cause.value, progress))
+            self._events.append(CallDisconnecting(call.handle, cause.value, progress, int(cause.location)))
             return
         self._send_release(call, Cause(cause.value, self._location), now)
 

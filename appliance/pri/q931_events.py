@@ -86,6 +86,7 @@ class CallDisconnecting:
     call: CallHandle
     cause: int
     progress: tuple[ProgressDescription, ...]
+    location: int = 0  # the cause's Q.850 location, as received
 
 
 @dataclass(frozen=True, slots=True)

@@ -219,16 +219,6 @@ def test_no_span_up_fails_the_destination_with_503() -> None:
     assert statuses(span.h.take(CALLER)) == [100, 503]
 
 
-def test_a_far_end_announcement_on_disconnect_ends_the_sip_call_and_releases_the_channel() -> None:
-    span, ref, offered = sip_call_to_span()
-    span.far.alerting(ref, now=span.now)
-    span.far.disconnect(ref, 17, inband=True, now=span.now)  # DISCONNECT with progress indicator 8
-    (released,) = span.exchange()
-    assert isinstance(released, CallReleased) and released.cause == 17
-    assert statuses(span.h.take(CALLER)) == [100, 180, 486]
-    assert span.tdm.commands[-1] == ("close", offered.channel) and not span.gw.legs
-
-
 def test_the_far_end_may_choose_another_b_channel_than_the_one_offered() -> None:
     span = Span((("*", ("pri:1",)),))
     span.h.send(CALLER, invite("+4930123456"))
@@ -270,13 +260,6 @@ def test_losing_the_d_channel_fails_an_unanswered_sip_call_with_503() -> None:
     span.h._pump()
     assert statuses(span.h.take(CALLER)) == [100, 503]
     assert span.tdm.commands[-1] == ("close", offered.channel)
-
-
-def test_a_sip_caller_with_a_delayed_offer_cannot_be_sent_on_a_span() -> None:
-    span = Span((("*", ("pri:1",)),))
-    span.h.send(CALLER, invite("+4930123456", body=b""))
-    assert statuses(span.h.take(CALLER)) == [100, 503]
-    assert not span.exchange()
 
 
 def test_a_sip_caller_abroad_is_dialled_as_an_international_number() -> None:

@@ -19,9 +19,10 @@ from appliance.calls.events import (
     Setup,
     Update,
     UpdateAnswer,
+    UpdateRejected,
 )
 from appliance.calls.pri_gateway import PriSpans
-from appliance.calls.pri_leg import PriLeg, remote_media, tdm_sdp
+from appliance.calls.pri_leg import ANNOUNCEMENT_TIMEOUT, NO_G711, PriLeg, q850_cause, remote_media, tdm_sdp
 from appliance.pri.errors import LocalProtocolError
 from appliance.pri.q931_model import ProgressDescription
 from tests.unit.harness import ANSWER, OFFER
@@ -183,11 +184,13 @@ def test_the_span_clearing_is_fail_before_answer_and_disconnect_after(
     pri.released(17, 0.0)
     pri.released(17, 0.0)
     (event,) = call.got
-    assert isinstance(event, (Fail, Disconnect)) and type(event) is expected and event.cause == Cause(17, 486)
+    assert isinstance(event, (Fail, Disconnect)) and type(event) is expected
+    assert event.cause == Cause(17, 486, "User busy")  # RFC 3398 §8.2.6.1, the Q.850 name as the reason
 
 
 def test_the_far_ends_alerting_and_progress_carry_media_only_with_in_band_information() -> None:
     pri, _, _, call = leg("pri")
+    pri.remote = ("127.0.0.1", 40000, 8)
     pri.alerting((), 0.0)
     pri.in_band((ProgressDescription.INTERWORKING,), 0.0)
     pri.in_band((ProgressDescription.NOT_END_TO_END_ISDN,), 0.0)
@@ -199,10 +202,64 @@ def test_the_far_ends_alerting_and_progress_carry_media_only_with_in_band_inform
     assert all(b"m=audio 31006 RTP/AVP 8\r\n" in (e.sdp or b"") for e in call.got[1:])  # type: ignore[union-attr]
 
 
-def test_a_far_end_announcement_is_cleared_at_once() -> None:
-    pri, q931, _, call = leg("pri")
+def test_a_far_end_announcement_without_an_offer_to_send_it_to_is_cleared_at_once() -> None:
+    pri, q931, _, call = leg("pri")  # a delayed offer: no early media
     pri.disconnecting(17, 0.0)
-    assert call.got == [Fail(Cause.from_q850(17))] and q931.commands == [("disconnect", 7, 17)]
+    assert call.got == [Fail(q850_cause(17))] and q931.commands == [("disconnect", 7, 17)]
+    assert pri.deadline is None
+
+
+def test_a_far_end_announcement_is_early_media_until_the_bound_then_the_final_status() -> None:
+    pri, q931, _, call = leg("pri")
+    pri.remote = ("127.0.0.1", 40000, 8)
+    pri.disconnecting(1, 10.0)
+    (progress,) = call.got
+    assert isinstance(progress, Progress) and b"m=audio 31006 RTP/AVP 8\r\n" in (progress.sdp or b"")
+    assert pri.deadline == 10.0 + ANNOUNCEMENT_TIMEOUT and not q931.commands
+    pri.on_timer(40.0)
+    assert call.got[1:] == [Fail(Cause(1, 404, "Unallocated number"))]
+    assert q931.commands == [("disconnect", 7, 1)] and pri.deadline is None
+
+
+def test_an_announcement_after_answer_keeps_the_call_until_the_far_end_releases_it() -> None:
+    pri, q931, _, call = leg("pri")
+    pri.remote = ("127.0.0.1", 40000, 8)
+    pri.connected(0.0)
+    pri.disconnecting(16, 5.0)
+    assert [type(e) for e in call.got] == [Answer] and pri.deadline == 35.0
+    pri.released(16, 6.0)
+    assert call.got[1:] == [Disconnect(q850_cause(16))] and pri.deadline is None and not q931.commands
+
+
+def test_an_answer_without_g711_clears_the_pri_call_with_cause_65() -> None:
+    pri, q931, tdm, call = leg()
+    g729 = ANSWER.replace(b"RTP/AVP 8", b"RTP/AVP 18").replace(b"a=rtpmap:8 PCMA", b"a=rtpmap:18 G729")
+    pri.handle(Answer(g729), 0.0)
+    assert q931.commands == [("disconnect", 7, 65)] and not tdm.commands
+    assert call.got == [Disconnect(Cause(65, 488, "Bearer capability not implemented"))]
+    pri.released(65, 0.0)
+    assert len(call.got) == 1
+
+
+def test_a_delayed_offer_is_answered_in_the_ack_and_without_g711_there_the_call_is_cleared() -> None:
+    pri, q931, tdm, call = leg("pri")
+    pri.alerting(PI8, 0.0)  # no early media: the B-channel's offer cannot go in a 180
+    pri.connected(0.0)
+    assert call.got[0] == Ringing(None)
+    answer = call.got[1]
+    assert isinstance(answer, Answer) and b"m=audio 31006 RTP/AVP 8 0\r\n" in (answer.sdp or b"")
+    pri.handle(UpdateAnswer(PCMU_ONLY), 0.0)
+    assert tdm.commands[-1] == ("connect", 3, "127.0.0.1", 41000, 0)
+    pri.handle(UpdateAnswer(b"v=0\r\n"), 0.0)
+    assert q931.commands == [("disconnect", 7, 65)] and call.got[2:] == [Disconnect(NO_G711)]
+
+
+def test_a_re_offer_without_g711_is_refused_and_the_media_stays() -> None:
+    pri, _, tdm, call = leg()
+    pri.handle(Answer(ANSWER), 0.0)
+    before = list(tdm.commands)
+    pri.handle(Update(ANSWER.replace(b"RTP/AVP 8", b"RTP/AVP 9")), 0.0)
+    assert call.got == [UpdateRejected(NO_G711)] and tdm.commands == before
 
 
 def test_an_unknown_span_is_not_dialled() -> None:

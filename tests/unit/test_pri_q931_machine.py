@@ -236,8 +236,9 @@ def test_in_band_disconnect_from_network_keeps_the_call_until_call_control_relea
     user_call, net_call = active_call(pair, caller="user")
     pair.net.disconnect(net_call, 17, inband=True, now=0.0)
     pair.pump()
+    # The cause's location is the network's own (Q.850 §2.2.3: 2, public network serving the local user).
     assert pair.last("user", CallDisconnecting) == CallDisconnecting(
-        user_call, 17, (ProgressDescription.IN_BAND_AVAILABLE,)
+        user_call, 17, (ProgressDescription.IN_BAND_AVAILABLE,), 2
     )
     assert pair.user.state_of(user_call) is S.DISCONNECT_INDICATION
     assert pair.net.state_of(net_call) is S.DISCONNECT_INDICATION
