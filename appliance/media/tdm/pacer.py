@@ -12,9 +12,9 @@ resolution and calls :meth:`Pacer.fire`, which says how many ticks to run now:
   point keeps pace with the senders). The schedule stays on the grid: the next deadline is the next
   ``start + k * PERIOD`` after ``now``.
 
-The pacing error of each tick (how long after its deadline it ran; an early tick counts as 0) goes into
-a histogram of :data:`BIN` wide bins up to :data:`HISTOGRAM_SPAN`, beyond which one overflow bin holds
-them (the maximum is kept exactly), so percentiles cost no memory per tick.
+The pacing error of each tick (how far from its deadline it ran, early or late: ``|actual - ideal|``) goes
+into a histogram of :data:`BIN` wide bins up to :data:`HISTOGRAM_SPAN`, beyond which one overflow bin
+holds them (the maximum is kept exactly), so percentiles cost no memory per tick.
 
 Pure code: ``now`` is passed in.
 """
@@ -96,7 +96,7 @@ class Pacer:
         due = self.deadline
         if now < due - EARLY:
             return 0, 0
-        self.histogram.add(now - due)
+        self.histogram.add(abs(now - due))
         behind = max(0, math.floor((now - due) / self.period))  # whole periods missed beyond the due tick
         run = 1 + min(1, behind)
         skip = behind - (run - 1)
