@@ -28,17 +28,29 @@ Q850_TO_SIP: Final = {
 
 @dataclass(frozen=True, slots=True)
 class Cause:
+    """``location``: the Q.850 location (§2.2.3) of a cause a PRI span gave, None for any other cause."""
+
     q850: int
     sip_status: int
     text: str = ""
+    location: int | None = None
 
     @classmethod
     def from_sip(cls, status: int, text: str = "") -> Cause:
         return cls(SIP_TO_Q850.get(status, 31 if status >= 400 else 16), status, text)
 
     @classmethod
-    def from_q850(cls, q850: int, text: str = "") -> Cause:
-        return cls(q850, Q850_TO_SIP.get(q850, 500), text)
+    def from_q850(cls, q850: int, text: str = "", location: int | None = None) -> Cause:
+        return cls(q850, Q850_TO_SIP.get(q850, 500), text, location)
+
+    @property
+    def reason_location(self) -> str | None:
+        """The RFC 8606 ``location`` parameter of a ``Reason: Q.850`` header for :attr:`location`."""
+        return None if self.location is None else RFC8606_LOCATIONS.get(self.location)
+
+
+# RFC 8606 §3: the Reason header's location parameter for Q.850 §2.2.3 locations.
+RFC8606_LOCATIONS: Final = {0: "U", 1: "LPN", 2: "LN", 3: "TN", 4: "RLN", 5: "RPN", 7: "INTL", 10: "BI"}
 
 
 NORMAL_CLEARING: Final = Cause(16, 200, "Normal call clearing")

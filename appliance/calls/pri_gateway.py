@@ -210,7 +210,7 @@ class PriGateway:
             leg = self.legs.get(event.call)
             if leg is not None:
                 self._record_cause(leg, event.cause, event.location)
-                leg.disconnecting(event.cause, now)
+                leg.disconnecting(event.cause, now, event.location)
         elif isinstance(event, _LEG_EVENTS):
             leg = self.legs.get(event.call)
             if leg is not None:
@@ -316,7 +316,7 @@ class PriGateway:
         leg.close_channel()
         if not event.local:
             self._record_cause(leg, event.cause, event.location)
-        leg.released(event.cause, now)
+        leg.released(event.cause, now, None if event.local else event.location)
 
     def _record(self, leg: PriLeg) -> None:
         """The call's record learns (or relearns: its B-channel once known) the PRI side of the call."""

@@ -104,9 +104,10 @@ Q850_NAMES: Final = {
 }  # fmt: skip
 
 
-def q850_cause(value: int) -> Cause:
-    """Call control's cause for a Q.850 ``value`` a span gave: the RFC 3398 §8.2.6.1 status, its name."""
-    return Cause.from_q850(value, Q850_NAMES.get(value, f"Q.850 cause {value}"))
+def q850_cause(value: int, location: int | None = None) -> Cause:
+    """Call control's cause for a Q.850 ``value`` a span gave: the RFC 3398 §8.2.6.1 status, its name, and
+    the ``location`` it came with (a BYE's ``Reason`` carries it, RFC 8606)."""
+    return Cause.from_q850(value, Q850_NAMES.get(value, f"Q.850 cause {value}"), location)
 
 
 # No G.711 in an offer or an answer: the B-channel's bearer (speech, G.711 A-law) cannot be carried.
@@ -187,7 +188,7 @@ class PriLeg:
         self.cleared = False  # call control cleared the call: its release is not reported back
         self.version = 1
         self.announcement_timeout = announcement_timeout
-        self.announcing: int | None = None  # the far end's cause while its announcement plays
+        self.announcing: tuple[int, int | None] | None = None  # the far end's cause, location meanwhile
         self.deadline: float | None = None  # when the announcement is cut (see the module docstring)
 
     @property
@@ -303,16 +304,16 @@ class PriLeg:
         self.answered = True
         self.call.from_leg(self, Answer(self.sdp()), now)
 
-    def disconnecting(self, cause: int, now: float) -> None:
+    def disconnecting(self, cause: int, now: float, location: int | None = None) -> None:
         """The far end cleared with an announcement on the channel (see the module docstring): the caller
         hears it until the far end releases the call or :attr:`deadline`; without anyone to hear it (a call
-        from the span, no G.711 offer) the call is released at once."""
+        from the span, no G.711 offer) the call is released at once. ``location``: the cause's, received."""
         if self.cleared:
             return
         if self.incoming or self.remote is None:
-            self._release_now(cause, now)
+            self._release_now(cause, location, now)
             return
-        self.announcing = cause
+        self.announcing = (cause, location)
         self.deadline = now + self.announcement_timeout
         if not self.answered:
             sdp = self.sdp()
@@ -321,24 +322,25 @@ class PriLeg:
 
     def on_timer(self, now: float) -> None:
         """:attr:`deadline` passed: the announcement is cut, the call released with the far end's cause."""
-        cause = self.announcing
+        announcing = self.announcing
         self.deadline = None
-        if cause is not None and not self.cleared:
-            self._release_now(cause, now)
+        if announcing is not None and not self.cleared:
+            self._release_now(*announcing, now=now)
 
-    def released(self, cause: int, now: float) -> None:
-        """The far end cleared the call (or the span lost it): call control is told, once."""
+    def released(self, cause: int, now: float, location: int | None = None) -> None:
+        """The far end cleared the call with ``cause`` from ``location`` (None: the span lost the call, or
+        a timer ended it): call control is told, once."""
         self.deadline = None
         if self.cleared:
             return
         self.cleared = True
-        q850 = q850_cause(cause)
+        q850 = q850_cause(cause, location)
         event = Disconnect(q850) if self.incoming or self.answered else Fail(q850)
         self.call.from_leg(self, event, now)
 
-    def _release_now(self, cause: int, now: float) -> None:
+    def _release_now(self, cause: int, location: int | None, now: float) -> None:
         """Call control hears of the far end's clearing, then the call is released (RELEASE)."""
-        self.released(cause, now)
+        self.released(cause, now, location)
         try:
             self.q931.disconnect(self.ref, cause, now=now)
         except LocalProtocolError as exc:

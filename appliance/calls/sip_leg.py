@@ -321,7 +321,8 @@ class SipLeg:
         elif self.invite is not None and state in (LegState.CALLING, LegState.EARLY):
             ctx.endpoint.cancel(self.invite, now)
         elif state is LegState.ANSWERED and self.dialog is not None:
-            extra = [("Reason", f'Q.850;cause={cause.q850};text="{cause.text}"')] if cause.text else []
+            where = f";location={cause.reason_location}" if cause.reason_location else ""  # RFC 8606
+            extra = [("Reason", f'Q.850;cause={cause.q850};text="{cause.text}"{where}')] if cause.text else []
             self._in_dialog("BYE", now, extra=extra, force=True)
         self._b2bua.leg_ended(self)
 

@@ -101,7 +101,8 @@ def test_an_announcement_after_answer_keeps_the_audio_until_the_far_end_releases
     run_far_end(span, 31.0)
     (bye,) = span.h.take(CALLER)
     assert isinstance(bye, Request) and bye.method == "BYE"
-    assert bye.headers.get("reason") == 'Q.850;cause=16;text="Normal call clearing"'  # RFC 3326
+    # RFC 3326 §2 with the location as received (RFC 8606: LN, the public network serving the local user)
+    assert bye.headers.get("reason") == 'Q.850;cause=16;text="Normal call clearing";location=LN'
     assert span.tdm.commands[-1] == ("close", offered.channel)
 
 
@@ -273,3 +274,26 @@ def test_a_connect_is_200_with_the_b_channels_sdp() -> None:
     assert isinstance(ok, Response) and ok.status == 200
     assert f"m=audio {31000 + 2 * offered.channel} RTP/AVP 8\r\n".encode() in ok.body
     assert b"c=IN IP4 127.0.0.1" in ok.body
+
+
+def test_a_sip_callers_bye_with_a_q850_reason_reaches_the_far_end_as_that_cause_from_the_user() -> None:
+    span, ref, _ = to_span()
+    span.far.connect(ref, now=span.now)
+    span.exchange()
+    ok = span.h.take(CALLER)[-1]
+    assert isinstance(ok, Response)
+    span.h.send(CALLER, ack_for(ok, branch="z9hG4bKack1"))
+    bye = in_dialog("BYE", ok, branch="z9hG4bKbye1", cseq=2, extra=[("Reason", 'Q.850;cause=21;text="x"')])
+    span.h.send(CALLER, bye)
+    (released,) = span.exchange()
+    # RFC 3326: the Reason's cause, not the BYE's default 16; we are the user side (Q.850 location 0)
+    assert released == CallReleased(ref, 21, int(Location.USER), False)  # type: ignore[union-attr]
+
+
+def test_a_cause_the_appliance_chose_carries_no_location_to_sip() -> None:
+    span, _, _ = to_span()
+    span.gw.link_released(span.now)  # the machine clears the call itself with cause 41
+    span.h._pump()
+    final = span.h.take(CALLER)[-1]
+    assert isinstance(final, Response) and (final.status, final.reason) == (503, "Temporary failure")
+    assert the_record(span)["pri"].get("q850") is None
