@@ -6,12 +6,9 @@ outbox and its metrics; a clean stop removes the sockets."""
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import cbor2
 import pycddl
@@ -20,10 +17,10 @@ import pytest
 from appliance.pri.farend import CallScript, FarEnd
 from appliance.pri.q931_model import TypeOfNumber
 from tests.system.appliance_proc import RunningAppliance, start_appliance
+from tests.system.pri_helpers import eventually, outbox_events, span_metric
 
 pytestmark = pytest.mark.system
 RECORDS = Path(__file__).resolve().parents[2] / "appliance" / "calls" / "records.cddl"
-T = TypeVar("T")
 
 
 @pytest.fixture
@@ -35,31 +32,6 @@ def appliance(tmp_path: Path) -> Iterator[RunningAppliance]:
         log = app.stop()
         (tmp_path / "appliance.log").write_text(log)
         print(f"appliance stderr (tail):\n{log[-4000:]}")
-
-
-def outbox(app: RunningAppliance, event_type: str) -> list[dict[str, Any]]:
-    """The bodies of the outbox's events of ``event_type``, read beside the running appliance (WAL)."""
-    db = sqlite3.connect(app.state_dir / "appliance.db", timeout=5)
-    try:
-        rows = db.execute("SELECT body FROM outbox WHERE type = ? ORDER BY seq", (event_type,)).fetchall()
-    finally:
-        db.close()
-    return [cbor2.loads(body) for (body,) in rows]
-
-
-def metric(app: RunningAppliance, name: str, **labels: str) -> float:
-    inner = ",".join(f'{k}="{v}"' for k, v in sorted({"span": "1", **labels}.items()))  # as rendered
-    return app.metrics().get(f"{name}{{{inner}}}", 0.0)
-
-
-async def eventually(probe: Callable[[], T], what: str, within: float = 10.0) -> T:
-    """The first truthy value of ``probe`` (a read of the running process), polled against a deadline."""
-    deadline = time.monotonic() + within
-    while not (value := probe()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not so within {within} s")
-        await asyncio.sleep(0.05)
-    return value
 
 
 def check(rule: str, body: Any) -> None:
@@ -75,35 +47,47 @@ async def test_a_far_end_on_the_default_span_reaches_the_ivr_and_the_span_report
     assert "user side" in line and f"D-channel {run / 'span1-d.sock'}" in line
     assert f"B-channels {run / 'span1-b.sock'}" in line and "RTP ports 29936-29999" in line
     assert (run / "span1-d.sock").is_socket() and (run / "span1-b.sock").is_socket()
+
+    def los() -> float:
+        return span_metric(app, "appliance_span_alarm", alarm="los")
+
+    def dchannel() -> float:
+        return span_metric(app, "appliance_pri_dchannel_up")
+
     # No far end yet: loss of signal, declared as a red alarm.
-    await eventually(lambda: metric(app, "appliance_span_alarm", alarm="los") == 1, "LOS declared")
+    await eventually(lambda: los() == 1, within=10, what="LOS declared")
     far = FarEnd(directory=run, span=1)
     try:
         await far.start(within=10.0)
-        await eventually(lambda: metric(app, "appliance_pri_dchannel_up") == 1, "D-channel up in the metrics")
-        await eventually(lambda: metric(app, "appliance_span_alarm", alarm="los") == 0, "LOS cleared")
-        script = CallScript(
-            called="4930123456", called_type=TypeOfNumber.INTERNATIONAL, hold=3.0, timeout=20.0
+        await eventually(lambda: dchannel() == 1, within=10, what="D-channel up in the metrics")
+        await eventually(lambda: los() == 0, within=10, what="LOS cleared")
+        called = TypeOfNumber.INTERNATIONAL
+        result = await far.place_call(
+            CallScript(called="4930123456", called_type=called, hold=3.0, timeout=20)
         )
-        result = await far.place_call(script)
     finally:
         await far.close()
     assert result.answered, result.line()  # CONNECT from the appliance: the IVR took the call
     assert result.heard.sound_frames > 10, result.line()  # the welcome prompt on the B-channel
     assert result.cleared_by == "far end" and result.released, result.line()
     # The far end gone: the D-channel is down and the span in alarm again.
-    await eventually(lambda: metric(app, "appliance_pri_dchannel_up") == 0, "D-channel down")
-    await eventually(lambda: metric(app, "appliance_span_alarm", alarm="los") == 1, "LOS declared again")
-    alarms = await eventually(lambda: (a := outbox(app, "span.alarm")) and len(a) >= 3 and a, "span.alarm x3")
+    await eventually(lambda: dchannel() == 0, within=10, what="D-channel down")
+    await eventually(lambda: los() == 1, within=10, what="LOS declared again")
+
+    def events(kind: str, count: int) -> list[dict[str, Any]]:
+        found = outbox_events(app, kind)
+        return found if len(found) >= count else []
+
+    alarms = await eventually(lambda: events("span.alarm", 3), within=10, what="three span.alarm events")
     assert [(a["alarm"], a["state"]) for a in alarms[:3]] == [("los", "raised"), ("los", "cleared"),
                                                               ("los", "raised")]  # fmt: skip
     assert alarms[1]["raised_at"] == alarms[0]["at"] and alarms[1]["duration_s"] > 0
-    links = await eventually(lambda: (d := outbox(app, "span.dchannel")) and len(d) >= 2 and d, "dchannel x2")
+    links = await eventually(lambda: events("span.dchannel", 2), within=10, what="two span.dchannel events")
     assert [(d["up"], d["reason"]) for d in links[:2]] == [(True, "established"), (False, "loss of signal")]
     for kind, bodies in (("span-alarm", alarms), ("span-dchannel", links)):
         for body in bodies:
             check(kind, body)
-    (record,) = await eventually(lambda: outbox(app, "call.record"), "the call's record")
+    (record,) = await eventually(lambda: events("call.record", 1), within=10, what="the call's record")
     assert record["route"] == "ivr" and record["callee"] == "+4930123456" and record["answered"]
 
 
