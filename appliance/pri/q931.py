@@ -108,7 +108,8 @@ class Q931(FaultProcedures):
         span: int = 1,
     ) -> None:
         self.side: Literal["user", "network"] = side
-        self.timers = timers
+        # Without timers of its own a side runs its standard defaults (Q.931 Tables 9-1 and 9-2).
+        self.timers = Q931Timers.for_side(side) if timers is _DEFAULT_TIMERS else timers
         self.span = span
         self._channels = ChannelTable(b_channels)
         self._calls: dict[CallHandle, Call] = {}
@@ -149,7 +150,10 @@ class Q931(FaultProcedures):
     # ---------------------------------------------------------------- data link side
 
     def link_established(self, now: float) -> None:
-        """Multiple-frame operation (re-)established: calls that survived on T309 are verified (§5.8.9)."""
+        """Multiple-frame operation (re-)established. Calls that survived a data link failure on T309 are
+        verified with the status enquiry procedure (§5.8.9 allows it or a STATUS with cause 31; the enquiry
+        also learns the peer's state). A data link reset (established again without a release, §5.8.8)
+        keeps the calls as they are."""
         self._link_up = True
         for call in list(self._calls.values()):
             if call.timers.pop("T309", None) is not None:
@@ -330,7 +334,7 @@ class Q931(FaultProcedures):
             self._events.append(CallConnected(c.handle))
 
     def disconnect(self, call: CallHandle, cause: int, *, inband: bool = False, now: float) -> None:
-        """Clear the call (§5.3): RELEASE COMPLETE to an unanswered SETUP (§5.2.5.1), RELEASE after the
+        """Clear the call (§5.3): RELEASE COMPLETE to an unanswered SETUP (§5.3.2 a), RELEASE after the
         peer's DISCONNECT with in-band information, else DISCONNECT (``inband``: progress indicator 8,
         the network side then runs T306 instead of T305)."""
         c = self._calls.get(call)
@@ -556,7 +560,7 @@ class Q931(FaultProcedures):
         cause = msg.cause or Cause(CAUSE_NORMAL_UNSPECIFIED)
         answer, diag = cause.value, b""
         if msg.cause is None and call.state not in (self._disc_sent, self._disc_rcvd, S.RELEASE_REQUEST):
-            # the first clearing message must carry a cause (§5.8.5.1): act as if 31, answer 96
+            # the first clearing message must carry a cause (§5.8.6.1): act as if 31, answer 96
             answer, diag = CAUSE_MANDATORY_MISSING, b"\x08"
             self._fault(call, answer, "RELEASE without cause as first clearing message")
         if call.state is not S.RELEASE_REQUEST:

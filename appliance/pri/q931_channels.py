@@ -1,8 +1,11 @@
 """The span's B-channel table, channel negotiation and the restart procedure (Q.931 §5.1.2, §5.2.3, §5.5;
 ETSI EN 300 403-1 §5.1.2 and §5.2.3.1 on a primary rate interface).
 
-Each B-channel (E1 timeslot) is idle, held by one call (by handle), or blocked by a RESTART this side sent
-(§5.5.1: no call uses it until RESTART ACKNOWLEDGE). A channel is never held by two calls: every
+Each B-channel (E1 timeslot) is idle, held by one call (by handle), blocked by a RESTART this side sent
+(§5.5.1: no call uses it until RESTART ACKNOWLEDGE), or in the maintenance condition: after T308 expired
+twice (Q.931 Tables 9-1/9-2, §5.3.3, §5.3.4.3) or after a RESTART for it went unacknowledged T316 after
+T316 (§5.5.1: out of service until maintenance action). Only a restart brings a channel out of maintenance:
+our RESTART acknowledged, or the peer's RESTART naming it. A channel is never held by two calls: every
 reservation goes through :meth:`ChannelTable.reserve`, which refuses a busy one.
 
 Negotiation (:func:`choose`), the same rule on both sides for the channel the peer indicated:
@@ -20,8 +23,9 @@ SETUP had proposed (:meth:`ChannelTable.steal`) and takes the alternate channel 
 response; when both were exclusive the user's SETUP is cleared with RELEASE COMPLETE cause 34.
 
 Restart (Q.931 §5.5, :class:`RestartProcedure`) runs on the global call reference: REST0 -> REST1 (RESTART
-sent, T316, repeated ``t316_attempts`` times) -> REST0 on RESTART ACKNOWLEDGE; a received RESTART passes
-REST2 while the calls on the channels are released, then RESTART ACKNOWLEDGE.
+sent, T316, repeated ``t316_attempts`` times) -> REST0 on RESTART ACKNOWLEDGE, or when T316 gives up (the
+channels then stay out of service, §5.5.1); a received RESTART passes REST2 while the calls on the
+channels are released, then RESTART ACKNOWLEDGE.
 """
 
 from __future__ import annotations
@@ -78,12 +82,18 @@ class ChannelTable:
         self.b_channels = b_channels
         self._owner: dict[int, int] = {}
         self._blocked: set[int] = set()
+        self._maintenance: set[int] = set()
 
     def owner(self, channel: int) -> int | None:
         return self._owner.get(channel)
 
     def idle(self, channel: int) -> bool:
-        return channel in self.b_channels and channel not in self._owner and channel not in self._blocked
+        return (
+            channel in self.b_channels
+            and channel not in self._owner
+            and channel not in self._blocked
+            and channel not in self._maintenance
+        )
 
     def first_idle(self, *, avoid: int | None = None) -> int | None:
         for channel in self.b_channels:
@@ -112,7 +122,23 @@ class ChannelTable:
         self._blocked.update(c for c in channels if c in self.b_channels)
 
     def unblock(self, channels: tuple[int, ...]) -> None:
+        """The RESTART for these channels ended without its acknowledgement or a verdict (the data link
+        went): back to what they were before it, maintenance included."""
         self._blocked.difference_update(channels)
+
+    def maintain(self, channels: tuple[int, ...]) -> None:
+        """Place these channels in the maintenance condition (see the module docstring)."""
+        self._maintenance.update(c for c in channels if c in self.b_channels)
+        self._blocked.difference_update(channels)
+
+    def restored(self, channels: tuple[int, ...]) -> None:
+        """A restart of these channels completed (§5.5): they are idle and in service again."""
+        self._blocked.difference_update(channels)
+        self._maintenance.difference_update(channels)
+
+    def in_maintenance(self) -> tuple[int, ...]:
+        """The channels in the maintenance condition, in hunting order."""
+        return tuple(c for c in self.b_channels if c in self._maintenance)
 
     def busy(self) -> dict[int, int]:
         """A copy of channel -> call handle for every held channel."""
@@ -198,6 +224,7 @@ class RestartProcedure(TimerProcedures):
                 restart=msg.restart,
             )
         )
+        self._channels.restored(targets)  # §5.5.2: the channels return to the idle condition
         if not crossing:
             self._set_restart(RestartState.REST0)
         self._events.append(ChannelsRestarted(targets, requested_by_peer=True))
@@ -210,23 +237,47 @@ class RestartProcedure(TimerProcedures):
                 self._release(call)
 
     def _t316(self, now: float) -> None:
+        """§5.5.1: RESTART is repeated on T316 expiry up to ``t316_attempts`` sends; then no further attempt
+        is made, management hears of it (:class:`ProtocolFault` cause 102) and the channels are out of
+        service until maintenance action (here: a later :meth:`restart`, or the peer's RESTART)."""
         if self._restart_attempts < self.timers.t316_attempts and self._restart_message is not None:
             self._restart_attempts += 1
             self._out.append(self._restart_message)
             self._restart_deadline = now + self.timers.t316
             return
         self._events.append(ProtocolFault(None, CAUSE_RECOVERY_ON_TIMER, "RESTART not acknowledged (T316)"))
+        self._channels.maintain(self._restart_channels)
         self._end_restart(peer=False, completed=False)
 
     def _end_restart(self, *, peer: bool, completed: bool) -> None:
-        """Back to REST0; the channels are idle again (§5.5.1; after T316 gives up they are put back in
-        service rather than left blocked, the peer having had every chance to object)."""
-        self._channels.unblock(self._restart_channels)
+        """Back to REST0. Acknowledged, the channels are idle and in service (§5.5.1); abandoned with the
+        data link, they are as before the RESTART; given up on T316, :meth:`_t316` has put them in
+        maintenance."""
+        if completed:
+            self._channels.restored(self._restart_channels)
+        else:
+            self._channels.unblock(self._restart_channels)
         self._restart_deadline = None
         self._set_restart(RestartState.REST0)
         if completed:
             self._events.append(ChannelsRestarted(self._restart_channels, requested_by_peer=peer))
         self._restart_channels = ()
+
+    def _maintenance(self, channel: int, now: float) -> None:
+        """T308 expired twice (Tables 9-1/9-2): ``channel`` is in the maintenance condition. A RESTART for
+        it starts at once when the global call reference is free and the data link up (§5.5); otherwise
+        it waits for the next restart that covers it."""
+        self._events.append(
+            ProtocolFault(None, CAUSE_RECOVERY_ON_TIMER, f"no answer to RELEASE (T308): B-channel {channel}")
+        )
+        self._channels.maintain((channel,))
+        if self._restart is RestartState.REST0 and self._link_up:
+            self.restart((channel,), now)
+
+    @property
+    def channels_in_maintenance(self) -> tuple[int, ...]:
+        """B-channels out of service until a restart covers them (see the module docstring)."""
+        return self._channels.in_maintenance()
 
     def _set_restart(self, new: RestartState) -> None:
         if new not in RESTART_TRANSITIONS[self._restart]:

@@ -1,12 +1,14 @@
-"""Q.931 timers: the defaults (ETSI EN 300 403-1 §9, Tables 9-1 and 9-2) as one frozen configuration value,
-and what each call timer's expiry does (:class:`TimerProcedures`, one ``_tNNN`` method per timer).
+"""Q.931 timers: the defaults of each side (ITU-T Q.931 §9, Table 9-1 network side and Table 9-2 user side;
+ETSI EN 300 403-1 §9 keeps them) as one frozen configuration value, and what each call timer's expiry does
+(:class:`TimerProcedures`, one ``_tNNN`` method per timer).
 
 Every timer runs on the ``now`` the span's glue passes in; the machine keeps deadlines, never sleeps.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 from appliance.pri.q931_call import (
     CAUSE_INVALID_NUMBER,
@@ -21,32 +23,46 @@ from appliance.pri.q931_call import (
 from appliance.pri.q931_model import CallStateValue as S
 from appliance.pri.q931_model import Cause, MessageType
 
+_NETWORK_T310 = 10.0  # Q.931 Table 9-1: N9 incoming call proceeding, CALL PROCEEDING received
+
 
 @dataclass(frozen=True, slots=True)
 class Q931Timers:
     """Durations in seconds. The names are the standard's; the state each runs in is in the comment.
 
-    ``t303_attempts``: how many times SETUP is sent before T303 gives up (Q.931 §5.1.1: repeated once).
-    ``t308_attempts``: RELEASE likewise (§5.3.4). ``t316_attempts``: RESTART sends before the restart
-    is abandoned (§5.5.1 leaves the count to the implementation). ``t322_attempts``: STATUS ENQUIRY sends
-    before the call is cleared with cause 41 (§5.8.10).
+    The field defaults are the user side's (Table 9-2); :meth:`for_side` gives either side its own
+    (Table 9-1 on the network side differs in T310). :class:`~appliance.pri.q931.Q931` built without
+    ``timers`` takes :meth:`for_side` of its side.
+
+    ``t303_attempts``: how many times SETUP is sent before T303 gives up (Tables 9-1/9-2: retransmitted on
+    the first expiry). ``t308_attempts``: RELEASE likewise (Tables 9-1/9-2). ``t316_attempts``: RESTART
+    sends before the restart is abandoned (§5.5.1: a default limit of two consecutive unsuccessful
+    attempts). ``t322_attempts``: STATUS ENQUIRY sends before the call is cleared with cause 41 (§5.8.10
+    leaves the number of retransmissions to the implementation).
     """
 
-    t301: float = 180.0  # N7 call received: ALERTING received, no CONNECT (network side; minimum 3 min)
-    t302: float = 15.0  # N2 overlap sending: restarted on each INFORMATION (ETSI 10-15 s)
-    t303: float = 4.0  # U1/N6: SETUP sent, no answer
-    t305: float = 30.0  # U11/N12: DISCONNECT sent (without in-band information)
-    t306: float = 30.0  # N12: DISCONNECT with progress indicator 8 sent (network side)
-    t308: float = 4.0  # U19/N19: RELEASE sent
-    t309: float = 90.0  # active calls while the data link is down (Q.931 Table 9-1)
-    t310: float = 30.0  # U3/N9: CALL PROCEEDING received
-    t313: float = 4.0  # U8: CONNECT sent (user side)
-    t316: float = 120.0  # REST1: RESTART sent
-    t322: float = 4.0  # STATUS ENQUIRY sent
+    t301: float = 180.0  # U4/N7 ALERTING received, no CONNECT (Table 9-1: minimum 3 min)
+    t302: float = 15.0  # N2 (SETUP ACK sent), restarted on each INFORMATION (Table 9-1: 10-15 s)
+    t303: float = 4.0  # U1/N6: SETUP sent, no answer (Tables 9-1/9-2: 4 s)
+    t305: float = 30.0  # U11/N12: DISCONNECT sent without progress indicator 8 (30 s)
+    t306: float = 30.0  # N12: DISCONNECT with progress indicator 8 sent (network side, 30 s)
+    t308: float = 4.0  # U19/N19: RELEASE sent (4 s)
+    t309: float = 90.0  # active calls while the data link is down (§5.8.9; 90 s as EuroISDN stacks run it)
+    t310: float = 30.0  # U3: CALL PROCEEDING received (Table 9-2: 30-120 s; the network's N9 is 10 s)
+    t313: float = 4.0  # U8: CONNECT sent (user side, Table 9-2: 4 s)
+    t316: float = 120.0  # REST1: RESTART sent (Tables 9-1/9-2: 2 min)
+    t322: float = 4.0  # STATUS ENQUIRY sent (4 s)
     t303_attempts: int = 2
     t308_attempts: int = 2
     t316_attempts: int = 2
     t322_attempts: int = 2
+
+    @classmethod
+    def for_side(cls, side: Literal["user", "network"], **overrides: Any) -> Q931Timers:
+        """The standard defaults of ``side`` (Table 9-1 network, Table 9-2 user), with ``overrides``
+        (field name -> value) on top."""
+        base = cls(t310=_NETWORK_T310) if side == "network" else cls()
+        return replace(base, **overrides)
 
 
 class TimerProcedures(MachineBase):
@@ -75,14 +91,26 @@ class TimerProcedures(MachineBase):
     _t306 = _t305
 
     def _t308(self, call: Call, now: float) -> None:
-        """§5.3.4.3: RELEASE once more, then the call reference and channel are released."""
+        """RELEASE once more (Tables 9-1/9-2, first expiry); on the second expiry the B-channel is placed
+        in the maintenance condition, the call reference released and the call enters NULL (§5.3.3 user,
+        §5.3.4.3 network). The channel leaves maintenance only by a restart (§5.5, which "is usually
+        invoked ... following the expiry of timer T308"); one for that channel is started here when none
+        is running and the data link is up."""
         if self._retry(call, "T308", self.timers.t308_attempts):
             self._send(
                 call, MessageType.RELEASE, cause=Cause(call.clear_cause or CAUSE_NORMAL, self._location)
             )
             self._start(call, "T308", now)
             return
+        channel = call.channel
         self._release(call)
+        if channel is not None:
+            self._maintenance(channel, now)
+
+    def _maintenance(self, channel: int, now: float) -> None:
+        """Put ``channel`` in the maintenance condition and restart it if possible (provided by
+        :class:`~appliance.pri.q931_channels.RestartProcedure`)."""
+        raise NotImplementedError
 
     def _t309(self, call: Call, now: float) -> None:
         """§5.8.9: the data link did not come back in time."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from appliance.pri.errors import LocalProtocolError
+from appliance.pri.q931 import Q931
 from appliance.pri.q931_call import RestartState
 from appliance.pri.q931_events import (
     CallOffered,
@@ -15,7 +16,14 @@ from appliance.pri.q931_events import (
     ProtocolFault,
 )
 from appliance.pri.q931_model import CallStateValue as S
-from appliance.pri.q931_model import ChannelId, Message, MessageType, PartyNumber, RestartClass
+from appliance.pri.q931_model import (
+    ChannelId,
+    Message,
+    MessageType,
+    PartyNumber,
+    RestartClass,
+    RestartIndicator,
+)
 from appliance.pri.q931_timers import Q931Timers
 from tests.unit.test_pri_q931_machine import NUMBER, Pair, active_call, released
 
@@ -63,8 +71,10 @@ def test_t310_after_call_proceeding_clears_with_102(caller: str) -> None:
     pair.pump()
     pair.machine(callee).proceeding(pair.offered(callee).call, now=0.0)
     pair.pump()
-    assert pair.machine(caller).get_timer() == T.t310
-    pair.advance(T.t310)
+    t310 = Q931Timers.for_side(caller).t310  # Q.931 Table 9-1 (N9): 10 s; Table 9-2 (U3): 30-120 s
+    assert t310 == (10.0 if caller == "network" else 30.0)
+    assert pair.machine(caller).get_timer() == t310
+    pair.advance(t310)
     (disc,) = pair.take(caller)
     assert disc.type is MessageType.DISCONNECT and disc.cause is not None and disc.cause.value == 102
     pair.deliver(callee, [disc])
@@ -90,6 +100,7 @@ def test_t305_then_t308_twice_releases_the_call(caller: str) -> None:
     pair = Pair()
     a_call, _ = active_call(pair, caller=caller)
     a = pair.machine(caller)
+    channel = a.channel_of(a_call)
     a.disconnect(a_call, 16, now=pair.now)
     assert [m.type for m in pair.take(caller)] == [MessageType.DISCONNECT]
     pair.advance(T.t305)
@@ -101,6 +112,52 @@ def test_t305_then_t308_twice_releases_the_call(caller: str) -> None:
     assert not released(pair, caller, a_call)
     pair.advance(T.t308)
     assert causes(pair, caller, a_call) == [16] and a.calls == 0 and not a.busy_channels()
+    # Tables 9-1/9-2, second expiry: the B-channel goes to maintenance, and a RESTART for it (§5.5) starts
+    assert channel is not None and a.channels_in_maintenance == (channel,)
+    assert any(isinstance(e, ProtocolFault) and e.cause == 102 for e in pair.events[caller])
+    (restart,) = pair.take(caller)
+    assert restart.type is MessageType.RESTART and restart.channel == ChannelId((channel,), exclusive=True)
+    assert a.restart_state is RestartState.REST1
+
+
+@pytest.mark.parametrize("caller", ["user", "network"])
+def test_t308_maintenance_channel_is_not_offered_until_a_restart_acknowledges_it(caller: str) -> None:
+    pair = Pair(channels=(1,))
+    a_call, _ = active_call(pair, caller=caller)
+    a = pair.machine(caller)
+    a.disconnect(a_call, 16, now=pair.now)
+    pair.take(caller)
+    pair.advance(T.t305 + T.t308 + T.t308)
+    assert a.channels_in_maintenance == (1,)
+    (restart,) = [m for m in pair.take(caller) if m.type is MessageType.RESTART]
+    refused = a.setup(called=NUMBER, now=pair.now)  # the only channel is out of service
+    pair.drain()
+    assert causes(pair, caller, refused) == [34]
+    # the peer, having forgotten the call, acknowledges the RESTART: the channel is back in service
+    ack = Message(MessageType.RESTART_ACKNOWLEDGE, 0, False, channel=restart.channel, restart=restart.restart)
+    pair.deliver(caller, [ack])
+    pair.drain()
+    assert a.channels_in_maintenance == () and a.restart_state is RestartState.REST0
+    assert ChannelsRestarted((1,), requested_by_peer=False) in pair.events[caller]
+    call = a.setup(called=NUMBER, now=pair.now)
+    assert a.channel_of(call) == 1
+
+
+def test_peer_restart_brings_a_maintenance_channel_back_into_service() -> None:
+    pair = Pair(channels=(1, 2))
+    pair.user.restart((2,), now=0.0)
+    pair.take("user")  # the RESTART is lost, twice
+    pair.advance(T.t316)
+    pair.take("user")
+    pair.advance(T.t316)
+    assert pair.user.channels_in_maintenance == (2,)
+    pair.deliver(
+        "user",
+        [Message(MessageType.RESTART, 0, True, channel=ChannelId((2,), exclusive=True),
+                 restart=RestartIndicator(RestartClass.INDICATED_CHANNELS))],
+    )  # fmt: skip
+    assert [m.type for m in pair.take("user")] == [MessageType.RESTART_ACKNOWLEDGE]
+    assert pair.user.channels_in_maintenance == ()
 
 
 def test_t306_runs_instead_of_t305_for_an_in_band_network_disconnect() -> None:
@@ -254,7 +311,15 @@ def test_restart_unacknowledged_is_repeated_then_abandoned() -> None:
     pair.advance(T.t316)
     assert pair.net.restart_state is RestartState.REST0
     assert any(isinstance(e, ProtocolFault) and e.cause == 102 for e in pair.events["network"])
-    assert pair.net.setup(called=NUMBER, now=pair.now) and pair.net.calls == 1  # channels back in service
+    # §5.5.1: after the last attempt the channels are out of service until maintenance action
+    assert pair.net.channels_in_maintenance == pair.channels
+    refused = pair.net.setup(called=NUMBER, now=pair.now)
+    pair.drain()
+    assert causes(pair, "network", refused) == [34] and pair.net.calls == 0
+    pair.net.restart(None, now=pair.now)  # the maintenance action: restart again, acknowledged this time
+    pair.pump()
+    assert pair.net.channels_in_maintenance == () and pair.net.restart_state is RestartState.REST0
+    assert pair.net.setup(called=NUMBER, now=pair.now) and pair.net.calls == 1
 
 
 def test_restart_with_unknown_channel_is_answered_with_status_and_not_acted_on() -> None:
@@ -313,3 +378,17 @@ def test_glare_user_exclusive_beats_network_preferred() -> None:
     assert pair.net.channel_of(net_call) == 2 and pair.user.channel_of(user_call) == 1
     assert pair.net.busy_channels() == {1: offer_net.call, 2: net_call}
     assert pair.user.busy_channels() == {1: user_call, 2: offer_user.call}
+
+
+def test_each_side_runs_its_standard_timer_defaults() -> None:
+    # Q.931 Table 9-1 (network) and Table 9-2 (user): the same but for T310 (N9 10 s, U3 30-120 s)
+    user, net = Q931Timers.for_side("user"), Q931Timers.for_side("network")
+    assert (user.t301, user.t303, user.t305, user.t308, user.t313, user.t316, user.t322) == (
+        180.0, 4.0, 30.0, 4.0, 4.0, 120.0, 4.0,
+    )  # fmt: skip
+    assert (net.t302, net.t306, net.t310, user.t310) == (15.0, 30.0, 10.0, 30.0)
+    assert user.t316_attempts == 2  # §5.5.1: two consecutive unsuccessful restart attempts
+    assert Q931Timers.for_side("network", t303=0.5) == Q931Timers(t303=0.5, t310=10.0)
+    pair = Pair()
+    assert pair.user.timers == user and pair.net.timers == net
+    assert Q931(side="network", b_channels=(1,), timers=Q931Timers()).timers.t310 == 30.0  # as given
