@@ -16,11 +16,16 @@ fixed (a primary rate interface has no TEI management: the entity starts in stat
 * **8 TIMER-RECOVERY** — enquiries at T200 until a supervisory response with F=1 arrives (→ 7, retransmit
   from N(R), §5.8.3) or N200 have gone unanswered (MDL-ERROR I, re-establish).
 
-Re-establishment (§5.7): an N(R) error (J), a FRMR (K), a frame rejection condition (L–O, §5.8.5), an
-exhausted enquiry (I) or a DM F=0 (E) re-establishes the link: SABME from state 7/8 to state 5, layer 3 not
-the initiator. A peer's SABME in 7/8 resets the variables at once (F). In both cases layer 3 hears of it
-(``LinkEstablished(reestablished=True)``) only if unacknowledged I frames were lost (V(S) ≠ V(A)), and the
-I queue is then discarded; otherwise the reset is invisible above and queued messages are kept.
+Re-establishment (§5.7; the criteria are §5.7.1's): an N(R) error (J, §5.8.2), a FRMR received in
+multiple frame operation (K, §5.8.6), a frame rejection condition (L–O, §5.8.5), an exhausted enquiry
+(I, §5.8.3), an unsolicited DM F=0 (E, §5.8.7) or a DM F=1 in timer recovery (B) re-establishes the link:
+SABME from state 7/8 to state 5, layer 3 not the initiator. A peer's SABME in 7/8 resets the variables at
+once (F). In both cases (§5.7.2) management gets the MDL-ERROR, and layer 3 hears of it
+(``LinkEstablished(reestablished=True)``, DL-ESTABLISH indication) only if unacknowledged I frames were lost
+(V(S) ≠ V(A)), and every I queue is then discarded; otherwise the reset is invisible above and queued
+messages are kept. The unsolicited responses that §5.8.7 says must not cause re-establishment are only
+reported: a supervisory response with F=1 in state 7 (A), a DM F=1 in state 7 (B), a UA with F=1 outside
+states 5 and 6 (C) or a UA with F=0 anywhere (D) (Table II.1).
 
 Keep-up (``keep_up``, on by default; PRI practice as libpri and Asterisk do it): once :meth:`Lapd.start` has
 been called, whenever the link falls back to state 4 (DISC or DM from the peer, a failed establishment)
@@ -29,7 +34,8 @@ and the physical layer is up, the entity tries again after T200, and on :meth:`L
 
 Frames that cannot be parsed are handled as :mod:`appliance.pri.lapd_codec` classifies them: discarded
 (§5.8.4) or reported and — in state 7 or 8 — followed by re-establishment (§5.8.5). This entity never sends
-FRMR (Q.921 §5.8.5 resolves the condition by re-establishment). Nothing here raises on the peer's input.
+FRMR: Q.921 §5.8.5 resolves the frame rejection condition by re-establishment, and a FRMR received is
+answered the same way (§5.8.6). Nothing here raises on the peer's input.
 """
 
 from __future__ import annotations
@@ -105,7 +111,7 @@ class Lapd:
     :meth:`frames_to_send` and :meth:`next_event` after each call. The physical layer is assumed up until
     :meth:`physical_down` says otherwise. Counters: ``discarded`` (frames dropped as invalid or not
     expected in the state), ``retransmissions`` (I frames sent again), ``dropped_messages`` (messages
-    given to :meth:`send_data` that were discarded, Q.921 §5.7: I queue cleared).
+    given to :meth:`send_data` that were discarded, Q.921 §5.7.2: I queues discarded).
     """
 
     def __init__(
@@ -268,7 +274,7 @@ class Lapd:
         elif isinstance(parsed, SFrame):
             self._on_s(parsed, now)
         elif isinstance(parsed, FrmrFrame):
-            if self.established:
+            if self.established:  # §5.8.6: a FRMR in multiple frame operation re-establishes the link
                 self._mdl_error("K")
                 self._reestablish(now)
             else:
@@ -310,7 +316,7 @@ class Lapd:
             return  # §5.5.5.1: identical commands crossed; the peer's UA completes ours
         lost = False
         if state in _UP:
-            self._mdl_error("F")  # §5.7.1 peer initiated re-establishment
+            self._mdl_error("F")  # §5.7.1/§5.7.2 peer initiated re-establishment
             lost = self.vs != self.va
             if lost:
                 self._discard_queue()
@@ -327,7 +333,7 @@ class Lapd:
     def _on_ua(self, frame: UFrame, now: float) -> None:
         state = self.state
         if not frame.pf or state not in (_S.AWAITING_ESTABLISHMENT, _S.AWAITING_RELEASE):
-            self._mdl_error("C" if frame.pf else "D")  # unsolicited UA (Table II.1)
+            self._mdl_error("C" if frame.pf else "D")  # unsolicited UA: reported only (§5.8.7, Table II.1)
             return
         self._t200 = None
         if state is _S.AWAITING_RELEASE:
@@ -335,7 +341,7 @@ class Lapd:
             return
         lost = self.vs != self.va
         if lost:
-            self._discard_queue()  # §5.7: unacknowledged frames are lost; layer 3 must learn of it
+            self._discard_queue()  # §5.7.2: unacknowledged frames are lost; layer 3 must learn of it
         self.vs = self.va = self.vr = 0
         self._t203 = now + self.timers.t203
         self._set_state(_S.MULTIPLE_FRAME_ESTABLISHED)
@@ -357,8 +363,9 @@ class Lapd:
                 self._to_tei_assigned(done, now, retry=state is _S.AWAITING_ESTABLISHMENT)
             return
         if frame.pf and state is _S.MULTIPLE_FRAME_ESTABLISHED:
-            self._mdl_error("B")
+            self._mdl_error("B")  # §5.8.7: an unsolicited DM F=1 is reported, not acted on
             return
+        # §5.7.1: a DM F=1 in timer recovery, or an unsolicited DM F=0 (§5.8.7), re-establishes the link
         self._mdl_error("B" if frame.pf else "E")
         self._reestablish(now)
 

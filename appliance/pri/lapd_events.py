@@ -5,9 +5,10 @@ DL-RELEASE indication/confirm → :class:`LinkReleased`, DL-DATA indication → 
 DL-UNIT DATA indication → :class:`UnitDataReceived`, MDL-ERROR indication → :class:`LinkError`.
 
 :class:`LinkEstablished` and :class:`LinkReleased` alternate, except that a re-establishment which lost
-acknowledged-mode data (Q.921 §5.7: V(S) ≠ V(A) when it completed) is reported as a second
+acknowledged-mode data (Q.921 §5.7.2: V(S) ≠ V(A) when it completed) is reported as a second
 :class:`LinkEstablished` with ``reestablished`` true, without a release in between: layer 3 then treats it
-as a data link reset (Q.931 §5.8.9: calls in the active state survive; others are cleared or checked).
+as a data link reset (Q.931 §5.8.8: calls being established or active are kept, calls being cleared are
+left alone), not as the data link failure of Q.931 §5.8.9.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Per-call state of the Q.931 machine: the call states of Q.931 §2.1 (user side) and §2.2 (network side),
+"""Per-call state of the Q.931 machine: the call states of Q.931 §2.1.1 (user side) and §2.1.2 (network side),
 their transition table, the global call reference states of §2.4/§5.5, and which message each state
 expects.
 

@@ -5,8 +5,10 @@ Theory of operation. :func:`decode` reads the header (Q.931 §4.2-§4.4) and rai
 too short, a wrong protocol discriminator or a call reference length other than two are ignored
 (``cause=None``); an unknown message type gets cause 97 with the call reference, so that the machine can
 answer STATUS. It then splits the elements (§4.5): shifts switch the codeset for the rest of the message
-(locking, §4.5.3) or for the next element only (non-locking, §4.5.4); single-octet elements stand alone;
-the others carry identifier, length and contents. Every element-level fault becomes an
+(locking, §4.5.3) or for the next element only (non-locking, §4.5.4); single-octet elements stand alone
+and may appear anywhere (§4.5.1: outside the ascending order); the others carry identifier, length and
+contents. A locking shift to a codeset not above the active one (§4.5.2 allows only upwards) is reported
+as out of sequence. Every element-level fault becomes an
 :class:`~appliance.pri.q931_model.IeProblem` and never costs the rest of the message (§5.8.5-§5.8.7):
 
 - ``"out-of-sequence"``: a variable-length codeset 0 element below its predecessor (§4.5.1 ascending
@@ -154,13 +156,13 @@ def decode(data: bytes, *, from_network: bool | None = None) -> Decoded:
 def _header(data: bytes) -> tuple[int, bool, MessageType]:
     """Q.931 §4.2-§4.4; faults per §5.8.1-§5.8.4."""
     if len(data) < 3:
-        raise Q931DecodeError("message too short")  # §5.8.1
+        raise Q931DecodeError("message too short")  # §5.8.2
     if data[0] != PROTOCOL_DISCRIMINATOR:
-        raise Q931DecodeError(f"protocol discriminator {data[0]:#04x}")  # §5.8.2
+        raise Q931DecodeError(f"protocol discriminator {data[0]:#04x}")  # §5.8.1
     if data[1] != CALL_REFERENCE_LENGTH:  # bits 8-5 spare (0000), bits 4-1 the length: 2 on a PRI
         raise Q931DecodeError(f"call reference length octet {data[1]:#04x}")  # §5.8.3.1
     if len(data) < HEADER_LENGTH:
-        raise Q931DecodeError("message too short")  # §5.8.1
+        raise Q931DecodeError("message too short")  # §5.8.2
     if len(data) > MAX_MESSAGE:
         raise Q931DecodeError(f"message of {len(data)} octets exceeds N201")
     call_reference = (data[2] & 0x7F) << 8 | data[3]
@@ -192,8 +194,8 @@ def _split(data: bytes) -> list[_Element]:
             if octet & NON_LOCKING_BIT:
                 temporary = octet & 0x07  # §4.5.4: the next element only
             else:
-                # §4.5.3: a locking shift stays in force to the end of the message; it may only go to a
-                # higher codeset than the active one, a lower one is read as it says but reported
+                # §4.5.3: a locking shift stays in force to the end of the message; §4.5.2: it may only go
+                # to a codeset higher than the one being left, a lower one is read as it says but reported
                 if octet & 0x07 <= locked:
                     elements.append(_Element(0, octet, b"", fault="lower"))
                 locked = octet & 0x07

@@ -1,4 +1,4 @@
-"""Which information elements each Q.931 message carries (ETSI EN 300 403-1 §3.1, Q.931 Tables 3-1 to 3-22).
+"""Which information elements each Q.931 message carries (ETSI EN 300 403-1 §3, Q.931 §3.1 and §3.4).
 
 For every message type the appliance handles, the codeset 0 elements that are mandatory and those that
 are allowed, with the direction(s) in which the standard lists them ("n-u": network to user, "u-n": user
@@ -12,7 +12,7 @@ named here so it can apply them:
 - :data:`FIRST_RESPONSE_TYPES`: channel identification is mandatory in the first message answering a
   SETUP (EN 300 403-1 §3.1.2/§3.1.3/§3.1.1/§3.1.14 notes; Q.931 §5.2.3.2), optional after;
 - the cause is mandatory in RELEASE and RELEASE COMPLETE when that message is the first clearing message
-  (Q.931 Tables 3-12/3-13 note 1);
+  (the notes to the RELEASE and RELEASE COMPLETE tables, Q.931 §3.1.9/§3.1.10);
 - channel identification in RESTART / RESTART ACK is present with restart class "indicated channels" and
   absent otherwise (Q.931 §4.5.25, §5.5).
 """
@@ -97,7 +97,7 @@ U_N: Final = IeRule(allowed="u-n")  # keypad in SETUP, transit network selection
 PROGRESS_2: Final = IeRule(repeat=2)  # EN 300 403-1 §3.1: may be repeated (up to two times)
 BC_2: Final = IeRule(mandatory="both", repeat=2)  # with a repeat indicator, §5.11 bearer negotiation
 LAYERS_2: Final = IeRule(repeat=2)  # LLC/HLC with a repeat indicator
-RESTART_CHANNELS: Final = IeRule(repeat=30)  # Q.931 Table 3-8 note: channel identification may repeat
+RESTART_CHANNELS: Final = IeRule(repeat=30)  # Q.931 §3.4.2: channel identification may repeat
 
 _BC, _CAUSE, _STATE = IeId.BEARER_CAPABILITY, IeId.CAUSE, IeId.CALL_STATE
 _CHANNEL, _FACILITY, _PROGRESS = IeId.CHANNEL_IDENTIFICATION, IeId.FACILITY, IeId.PROGRESS_INDICATOR

@@ -3,7 +3,7 @@ calls for, and whether a peer's reported call state is compatible with ours (§5
 
 Element faults (:class:`~appliance.pri.q931_model.IeProblem`), in order of precedence:
 
-* a mandatory element missing (§5.8.5.1: cause 96), a mandatory element with wrong contents (§5.8.6.1:
+* a mandatory element missing (§5.8.6.1: cause 96), a mandatory element with wrong contents (§5.8.6.2:
   cause 100), an unrecognised element in the comprehension-required range (§5.8.7.1: handled as a missing
   mandatory one, cause 99 with its identifier): the message is not acted on ("fatal"); a SETUP is
   refused with RELEASE COMPLETE, a DISCONNECT/RELEASE is acted on with cause 31 but answered with the
@@ -170,7 +170,7 @@ class FaultProcedures(RestartProcedure):
     def _fatal_problem(
         self, call: Call, msg: Message, cause: int, diag: bytes, detail: str, now: float
     ) -> None:
-        """§5.8.5.1/§5.8.6.1: a clearing message is acted on as if with cause 31, answered with ``cause``;
+        """§5.8.6.1/§5.8.6.2: a clearing message is acted on as if with cause 31, answered with ``cause``;
         a STATUS is ignored (no STATUS answers a STATUS); anything else gets STATUS and is not acted on."""
         self._fault(call, cause, detail)
         if msg.type is MessageType.DISCONNECT:
