@@ -160,3 +160,43 @@ def test_in_order_packets_come_out_bit_exact(frames: list[bytes], base: int) -> 
     assert out[0] == SILENCE
     assert out[1:] == frames
     assert TARGET == 320
+
+
+def test_a_dry_buffer_keeps_the_part_of_a_straddling_packet_still_ahead() -> None:
+    jb = JitterBuffer(conceal=False)
+    jb.push(pkt(0, 0, frame(0)), 0.0)
+    jb.push(pkt(1, 160, frame(1)), 0.0)
+    assert [jb.pop(0.0) for _ in range(3)] == [frame(0), frame(1), SILENCE]
+    # 30 ms starting 10 ms before the playout point: its last 20 ms are still ahead.
+    jb.push(pkt(2, 240, frame(2) + frame(3)[:80]), 0.0)
+    assert jb.state is State.FILLING
+    jb.push(pkt(3, 480, frame(4)), 0.0)
+    assert [jb.pop(0.0) for _ in range(2)] == [frame(2)[80:] + frame(3)[:80], frame(4)]
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None)
+@given(
+    st.lists(st.sampled_from(["send", "send", "send", "lose", "swap", "dup", "stall"]), max_size=80),
+    st.integers(0, 0xFFFFFFFF),
+)
+def test_frames_out_are_input_frames_in_order(script: list[str], base: int) -> None:
+    """Loss, adjacent reordering, duplication and stalls: whatever is played is whole input frames, each
+    at most once, in their order (concealment off, so a repeat would show)."""
+    jb = JitterBuffer(conceal=False)
+    frames = [bytes([n % 200 + 1]) * 160 for n in range(len(script) + 2)]
+    out: list[bytes] = []
+    held: list[int] = []
+    for n, action in enumerate(script):
+        if action == "swap":
+            held.append(n)
+        elif action == "send":
+            for m in [n, *held]:
+                jb.push(pkt(m, base + 160 * m, frames[m]), 0.0)
+            held = []
+        elif action == "dup":
+            jb.push(pkt(n, base + 160 * n, frames[n]), 0.0)
+            jb.push(pkt(n, base + 160 * n, frames[n]), 0.0)
+        if action != "stall":
+            out.append(jb.pop(0.0))
+    played = [frames.index(f) for f in out if f != SILENCE]
+    assert played == sorted(set(played))

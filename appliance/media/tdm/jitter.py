@@ -192,8 +192,8 @@ class JitterBuffer:
         self._window[offset:end] = payload
         self._mask[offset:end] = b"\x01" * (end - offset)
         self._end = max(self._end, end)
-        if self.state is State.FILLING and self._end >= TARGET:
-            self.state = State.PLAYING
+        if self.state is not State.PLAYING:
+            self.state = State.PLAYING if self._end >= TARGET else State.FILLING
 
     def pop(self, now: float) -> bytes:
         """The next 20 ms frame: received audio, a concealment frame, or silence; never anything but
