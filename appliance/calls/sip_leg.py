@@ -315,14 +315,16 @@ class SipLeg:
         self.state = LegState.ENDED
         self.timer_due = None
         ctx = self._b2bua.ctx
+        where = f";location={cause.reason_location}" if cause.reason_location else ""  # RFC 8606
+        extra = [("Reason", f'Q.850;cause={cause.q850};text="{cause.text}"{where}')] if cause.text else []
         if self.invite_in is not None and self.invite_in.state is TxState.PROCEEDING:
             status = cause.sip_status if cause.sip_status >= 300 else 480
-            self.invite_in.respond(status, cause.text or None, to_tag=self.local_tag)
+            # RFC 6432: a PSTN cause (one a PRI span gave, with its location) goes in the response as well.
+            extra = extra if cause.location is not None else []
+            self.invite_in.respond(status, cause.text or None, to_tag=self.local_tag, extra=extra)
         elif self.invite is not None and state in (LegState.CALLING, LegState.EARLY):
             ctx.endpoint.cancel(self.invite, now)
         elif state is LegState.ANSWERED and self.dialog is not None:
-            where = f";location={cause.reason_location}" if cause.reason_location else ""  # RFC 8606
-            extra = [("Reason", f'Q.850;cause={cause.q850};text="{cause.text}"{where}')] if cause.text else []
             self._in_dialog("BYE", now, extra=extra, force=True)
         self._b2bua.leg_ended(self)
 

@@ -69,6 +69,8 @@ def test_an_announcement_before_answer_is_early_media_and_the_far_ends_release_t
     run_far_end(span, 2.0)  # the far end's T306: RELEASE, cause as in its DISCONNECT
     (final,) = span.h.take(CALLER)
     assert isinstance(final, Response) and (final.status, final.reason) == (404, "Unallocated number")
+    # RFC 6432: the PSTN's cause in the final response too, with its location (RFC 8606)
+    assert final.headers.get("reason") == 'Q.850;cause=1;text="Unallocated number";location=LN'
     assert span.tdm.commands[-1] == ("close", offered.channel) and not span.gw.legs
     pri = the_record(span)["pri"]
     assert pri == {"span": 1, "side": "callee", "handle": ref, "channel": offered.channel, "q850": 1,
@@ -296,4 +298,5 @@ def test_a_cause_the_appliance_chose_carries_no_location_to_sip() -> None:
     span.h._pump()
     final = span.h.take(CALLER)[-1]
     assert isinstance(final, Response) and (final.status, final.reason) == (503, "Temporary failure")
+    assert final.headers.get("reason") is None
     assert the_record(span)["pri"].get("q850") is None
