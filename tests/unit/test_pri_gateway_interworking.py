@@ -11,6 +11,7 @@ import cbor2
 from appliance.calls.cdr import CallRecords
 from appliance.pri.q931_events import CallOffered, CallReleased
 from appliance.pri.q931_model import Location, PartyNumber, Presentation, ProgressDescription
+from appliance.sip.builder import make_request
 from appliance.sip.message import Request, Response
 from tests.unit.harness import ANSWER, CALLER, TRUNK2, ack_for, in_dialog, invite, reply
 from tests.unit.test_b2bua import statuses
@@ -300,3 +301,35 @@ def test_a_cause_the_appliance_chose_carries_no_location_to_sip() -> None:
     assert isinstance(final, Response) and (final.status, final.reason) == (503, "Temporary failure")
     assert final.headers.get("reason") is None
     assert the_record(span)["pri"].get("q850") is None
+
+
+def test_an_anonymous_sip_caller_reaches_the_span_presentation_restricted() -> None:
+    span = Span((("*", ("pri:1",)),))
+    request = invite("+4930123456")
+    anonymous = make_request(
+        "INVITE", request.uri, via=request.headers.get("via") or "", to=request.headers.get("to") or "",
+        from_='"Anonymous" <sip:anonymous@anonymous.invalid>;tag=anon1', call_id="anon-call",
+        cseq=1, contact="<sip:anonymous@127.0.0.1:5070>", body=request.body, content_type="application/sdp",
+    )  # fmt: skip
+    span.h.send(CALLER, anonymous)
+    (offered,) = span.exchange()
+    assert isinstance(offered, CallOffered) and offered.calling is not None
+    # RFC 3398 §7.2.1.1 (SIP → ISUP, read for DSS1): no number, presentation restricted (Q.931 §4.5.10)
+    assert (offered.calling.digits, offered.calling.presentation) == ("", Presentation.RESTRICTED)
+    assert offered.display is None  # nor a name: the user side sends no display (EN 300 403-1 §3.1.14)
+
+
+def test_a_delayed_offer_with_media_anchored_joins_the_b_channel_to_the_media_worker() -> None:
+    span = Span((("*", ("pri:1",)),), anchor=True)
+    span.h.send(CALLER, invite("+4930123456", body=b""))
+    (offered,) = span.exchange()
+    assert isinstance(offered, CallOffered)
+    span.far.connect(offered.call, now=span.now)
+    span.exchange()
+    ok = span.h.take(CALLER)[-1]
+    assert isinstance(ok, Response) and ok.status == 200 and b"RTP/AVP 8 0\r\n" in ok.body
+    assert b"m=audio 31002" not in ok.body  # the anchor's port, not the B-channel's
+    span.h.send(CALLER, in_dialog("ACK", ok, branch="z9hG4bKack1", cseq=1, body=ANSWER,
+                                  content_type="application/sdp"))  # fmt: skip
+    (_, _, host, port, payload_type) = span.tdm.commands[-1]
+    assert host == "127.0.0.1" and 30000 <= port <= 30099 and payload_type == 8  # type: ignore[operator]
