@@ -13,10 +13,10 @@ advances it). Choices, with reasons:
 
 * **Fixed target, re-anchored per talk spurt.** When the buffer runs dry while playing, the playout point
   stops (the silence already played took the gap's time) and the next packet re-anchors it at that
-  packet's timestamp; before anything is played, a packet older than the first one received (the first
-  two packets of a call, reordered) moves the anchor back to it. A network stall therefore grows the delay
-  by the stall rather than losing the stalled packets, and silence suppression gaps cost nothing; the cap
-  bounds the growth.
+  packet's timestamp; while filling, a packet older than the first one received (the first two packets
+  of a call, reordered) moves the anchor back to it, never behind audio already played. A network stall
+  therefore grows the delay by the stall rather than losing the stalled packets, and silence suppression
+  gaps cost nothing; the cap bounds the growth.
 * **Bounded depth, overflow drops the oldest.** A packet that would end beyond the window moves the
   playout point forward (the oldest audio is dropped, counted in samples): a sender whose clock runs fast
   or a burst after a stall cannot make the delay exceed 120 ms. Old audio is the least useful to a
@@ -52,6 +52,7 @@ JUMP_BACK: Final = (
 _SILENCE: Final = bytes([ALAW_SILENCE_OCTET]) * CAP
 _EMPTY_MASK: Final = bytes(CAP)
 _FULL: Final = 1
+_NO_FLOOR: Final = -(1 << 62)
 
 
 class State(enum.Enum):
@@ -73,6 +74,7 @@ class JitterBuffer:
         self._mask = bytearray(_EMPTY_MASK)
         self._end = 0  # samples from the playout point to the end of the furthest sample received
         self._cursor = 0  # extended timestamp of the playout point
+        self._floor = _NO_FLOOR  # the playout point after the last frame played: never moved back past it
         self._ssrc: int | None = None
         self._ref_ts = 0  # the 32-bit timestamp that _ref_ext extends
         self._ref_ext = 0
@@ -119,6 +121,7 @@ class JitterBuffer:
         self._ssrc = packet.ssrc
         self._ref_ts, self._ref_ext = packet.timestamp, 0
         self._cursor = 0
+        self._floor = _NO_FLOOR
         self._window[:] = _SILENCE
         self._mask[:] = _EMPTY_MASK
         self._end = 0
@@ -163,7 +166,12 @@ class JitterBuffer:
         elif offset - self._end >= CAP or offset < -JUMP_BACK:
             self.resyncs += 1
             offset = self._anchor(packet) + len(packet.payload) - len(payload)
-        elif self.state is State.FILLING and offset < 0 and self._end - offset <= CAP:
+        elif (
+            self.state is State.FILLING
+            and offset < 0
+            and self._end - offset <= CAP
+            and self._cursor + offset >= self._floor
+        ):
             # Nothing played yet: a packet sent before the first one received (reordered) moves the
             # playout point back to it.
             self._window[:0] = _SILENCE[:-offset]
@@ -214,6 +222,7 @@ class JitterBuffer:
             else:
                 frame = _SILENCE[:FRAME_OCTETS]
         self._advance(FRAME_OCTETS)
+        self._floor = self._cursor
         if self._end == 0:
             # Dry: the playout point waits for the next packet (which re-anchors it) instead of running
             # ahead of a sender that is only late.
