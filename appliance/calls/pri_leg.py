@@ -20,18 +20,24 @@ call control → Q.931 (incoming call)   Ringing → ALERTING (progress indicato
                                        Fail/Disconnect(cause) → DISCONNECT (cause.q850)
 Q.931 → call control (our SETUP)       ALERTING → Ringing, PROGRESS → Progress (with the B-channel's
                                        SDP when a progress indicator 1 or 8 says in-band tones are
-                                       there, §8.2.3/§8.2.4), CONNECT → Answer; a release before
-                                       answer → Fail, after → Disconnect, with ``Cause.from_q850``
-                                       (§8.2.6.1)
+                                       there, §8.2.3/§8.2.4), CONNECT → Answer with the B-channel's
+                                       SDP; a release before answer → Fail, after → Disconnect, with
+                                       :func:`q850_cause` (§8.2.6.1)
 =====================================  ============================================================
 
 CALL PROCEEDING and SETUP ACKNOWLEDGE are hop-by-hop (RFC 3398 §8.2.2: the 100 Trying the SIP caller
 already has says as much) and raise no call-control event. A clearing started by call control is not
 reported back to it when the machine later says the call is released. ALERTING is 180 and PROGRESS 183
 (RFC 3398 §8.2.3/§8.2.4: ALERTING says the called user is being alerted, "subscriber free"; PROGRESS
-carries no such thing), each with the B-channel's SDP when in-band information is there. Causes reach
-call control with their Q.850 name as text (:func:`q850_cause`), so that a BYE carries ``Reason: Q.850``
-(RFC 3326 §2) and a final response the cause's name.
+carries no such thing), each with the B-channel's SDP when in-band information is there. Causes the far
+end gave reach call control with their Q.850 name as text and their location (:func:`q850_cause`), so that
+a BYE or a final response carries ``Reason: Q.850;cause=..;text=..;location=..`` (RFC 3326 §2, RFC 6432,
+RFC 8606) and a final response the cause's name as its reason phrase. The other way, a SIP release's
+cause (a ``Reason: Q.850`` it carried, else its status mapped per RFC 3398 §7.2.4.1) goes in our
+DISCONNECT with the location the machine gives every cause it sends: 0, user, as the appliance is the
+user side of the span like a PBX. A calling number the network marks restricted reaches call control as
+no number (``From: anonymous``); P-Asserted-Identity with ``Privacy: id`` (RFC 3325) would need a trust
+setting per SIP destination and is not sent.
 
 Announcements (Q.931 §5.3.4.1). A DISCONNECT with progress indicator 8 on our call says the network plays
 an announcement on the B-channel ("the number you have dialled ..."). Before answer the SIP caller gets it
