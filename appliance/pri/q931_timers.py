@@ -75,10 +75,15 @@ class TimerProcedures(MachineBase):
         self._clear(call, CAUSE_INVALID_NUMBER, now)  # §5.1.3: the number is still incomplete
 
     def _t303(self, call: Call, now: float) -> None:
-        """§5.1.1/§5.2.1: SETUP once more, then give up with cause 102."""
+        """SETUP once more (Tables 9-1/9-2, first expiry), then give up with cause 102: the user side sends
+        RELEASE COMPLETE and enters NULL (§5.1.1); the network side, its SETUP having gone out on a
+        point-to-point data link, clears towards the called user as in §5.3.4 (DISCONNECT, §5.2.5.4 b)."""
         if self._retry(call, "T303", self.timers.t303_attempts) and call.setup is not None:
             self._out.append(call.setup)
             self._start(call, "T303", now)
+            return
+        if self.side == "network":
+            self._clear(call, CAUSE_RECOVERY_ON_TIMER, now)
             return
         call.clearing_by(CAUSE_RECOVERY_ON_TIMER, self._location, local=True)
         self._send(call, MessageType.RELEASE_COMPLETE, cause=Cause(CAUSE_RECOVERY_ON_TIMER, self._location))

@@ -34,21 +34,37 @@ def causes(pair: Pair, side: str, call: int) -> list[int]:
     return [e.cause for e in released(pair, side, call)]
 
 
-@pytest.mark.parametrize("caller", ["user", "network"])
-def test_t303_repeats_setup_once_then_releases_with_102(caller: str) -> None:
+def test_t303_user_side_repeats_setup_once_then_releases_complete_with_102() -> None:
     pair = Pair()
-    a = pair.machine(caller)
+    a = pair.user
     call = a.setup(called=NUMBER, now=0.0)
-    lost = pair.take(caller)  # the SETUP is lost
+    lost = pair.take("user")  # the SETUP is lost
     assert a.get_timer() == T.t303
     pair.advance(T.t303)
-    assert pair.take(caller) == lost  # SETUP again, the same message
-    assert a.state_of(call) in (S.CALL_INITIATED, S.CALL_PRESENT)
+    assert pair.take("user") == lost  # SETUP again, the same message
+    assert a.state_of(call) is S.CALL_INITIATED
     pair.advance(T.t303)
-    (rc,) = pair.take(caller)
+    (rc,) = pair.take("user")
     assert rc.type is MessageType.RELEASE_COMPLETE and rc.cause is not None and rc.cause.value == 102
-    assert pair.events[caller] == [CallReleased(call, 102, pair.last(caller, CallReleased).location, True)]
+    assert pair.events["user"] == [CallReleased(call, 102, pair.last("user", CallReleased).location, True)]
     assert a.calls == 0 and a.get_timer() is None and not a.busy_channels()
+
+
+def test_t303_network_side_clears_its_unanswered_setup_with_disconnect_102() -> None:
+    # Q.931 §5.2.5.4 b): a SETUP sent on a point-to-point data link is cleared as in §5.3.4
+    pair = Pair()
+    call = pair.net.setup(called=NUMBER, now=0.0)
+    lost = pair.take("network")
+    pair.advance(T.t303)
+    assert pair.take("network") == lost
+    pair.advance(T.t303)
+    (disc,) = pair.take("network")
+    assert disc.type is MessageType.DISCONNECT and disc.cause is not None and disc.cause.value == 102
+    assert pair.net.state_of(call) is S.DISCONNECT_INDICATION and pair.net.get_timer() == pair.now + T.t305
+    assert not released(pair, "network", call)
+    pair.deliver("user", [disc])  # the user never had the call: RELEASE cause 81 (§5.8.3.2)
+    pair.pump()
+    assert causes(pair, "network", call) == [102] and pair.net.calls == 0 and not pair.net.busy_channels()
 
 
 def test_t303_second_setup_answered_goes_on_normally() -> None:
