@@ -171,7 +171,7 @@ async def test_b_channel_audio_both_ways_pacing_and_link_events(
         assert counters["rtp_received"] == 2 * FRAMES
         assert counters["tdm_frames"] == 2 * FRAMES
         assert stats.open == (1, 2) and stats.link_up
-        assert stats.pacing.ticks > 50 and stats.pacing.p99_ms < 20.0
+        assert stats.pacing.ticks > 50 and 0 < stats.pacing.p99_ms < 50.0
         assert stats.pacing.p50_ms <= stats.pacing.p99_ms <= stats.pacing.max_ms
 
         # Errors come back typed.
