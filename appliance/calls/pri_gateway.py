@@ -211,6 +211,9 @@ class PriGateway:
             if leg is not None:
                 self._record_cause(leg, event.cause, event.location)
                 leg.disconnecting(event.cause, now, event.location)
+            else:  # a caller still dialling (overlap receiving) hung up: nobody to play anything to
+                self._collecting.pop(event.call, None)
+                self._clear(event.call, event.cause, now)
         elif isinstance(event, _LEG_EVENTS):
             leg = self.legs.get(event.call)
             if leg is not None:

@@ -333,3 +333,15 @@ def test_a_delayed_offer_with_media_anchored_joins_the_b_channel_to_the_media_wo
                                   content_type="application/sdp"))  # fmt: skip
     (_, _, host, port, payload_type) = span.tdm.commands[-1]
     assert host == "127.0.0.1" and 30000 <= port <= 30099 and payload_type == 8  # type: ignore[operator]
+
+
+def test_a_caller_still_dialling_who_clears_with_an_announcement_is_released_at_once() -> None:
+    span = Span((("*", ("ivr:default",)),))
+    ref = span.call_in("30", sending_complete=False)
+    span.exchange()  # SETUP ACKNOWLEDGE: overlap receiving
+    span.far.disconnect(ref, 16, inband=True, now=span.now)
+    (released,) = span.exchange()
+    assert isinstance(released, CallReleased) and released.cause == 16
+    assert not span.gw._collecting and span.gw.get_timer() is None
+    span.advance(20.0)  # the digit timeout no longer runs
+    assert not span.exchange() and not span.h.sessions
