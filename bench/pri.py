@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import sqlite3
 import subprocess
 import sys
@@ -45,9 +46,19 @@ import cbor2
 
 from bench.common import OtherPrograms, emit, progress, ratio, rounded
 from bench.ivr import dtmf_tally
-from bench.pri_calls import Drive, DriveError, Plan, drive
+from bench.pri_calls import (
+    HANG_UP_WITHIN_S,
+    LAST_DIGITS_S,
+    Drive,
+    DriveError,
+    Plan,
+    calling,
+    drive,
+    press_every,
+)
 from bench.pri_cpu import CpuWindow, ProcessCpu, Sample
-from bench.relay import BUSY_CORES, our_ports
+from bench.pri_sip import SipCallers
+from bench.relay import BUSY_CORES, LOOPBACK, our_ports
 from bench.servers import Appliance, ServerStartError
 from tests.system.sipp import free_port
 
@@ -57,16 +68,18 @@ SPANS: Final = (1, 2)
 
 
 class PriAppliance(Appliance):
-    """The appliance with spans 1 and 2 simulated, user side, no cloud and no routes (every call to the
-    IVR's default flow), media on the benches' port range, logging at warning."""
+    """The appliance with ``spans`` simulated (user side; none: SIP alone), no cloud and no routes (every
+    call to the IVR's default flow), media on the benches' port range, logging at warning."""
 
     name = "appliance"
+    spans: tuple[int, ...] = SPANS
 
     def config_text(self) -> str:
         low, high = our_ports(60)
-        spans = "".join(f"[[spans]]\nnumber = {n}\n\n" for n in SPANS)
+        spans = "".join(f"[[spans]]\nnumber = {n}\n\n" for n in self.spans)
+        none = "" if self.spans else "spans = []\n"  # a top-level key: before the first table
         return (
-            f'state_dir = "{self.state_dir}"\n\n'
+            f'state_dir = "{self.state_dir}"\n{none}\n'
             f'[sip]\nlisten = "127.0.0.1"\nudp_port = {self.listen_port}\ntcp_port = {self.listen_port}\n\n'
             '[logging]\nlevel = "warning"\n\n'
             "[metrics]\nport = 0\n\n[sync]\nport = 0\n\n"
@@ -174,48 +187,146 @@ def _loopback(directory: Path, spans: Sequence[int], log: Path) -> Iterator[None
             proc.wait()
 
 
-async def measure_appliance(workdir: Path, plan: Plan) -> Measured:
-    """The appliance as shipped with the far ends on its spans (see the module docstring)."""
-    app = PriAppliance(
-        workdir=workdir / "appliance", listen_port=free_port(tcp=True), next_hop=("127.0.0.1", 9)
-    )
+class _Window:
+    """The on_window callback of :func:`bench.pri_calls.drive`: CPU counters at the window's two ends."""
+
+    def __init__(self, pid: int) -> None:
+        self._cpu = ProcessCpu(pid)
+        self._marks: dict[bool, tuple[Sample, OtherPrograms, float, float]] = {}
+
+    def __call__(self, started: bool) -> None:
+        self._marks[started] = (
+            self._cpu.sample(),
+            OtherPrograms.start(),
+            time.process_time(),
+            time.monotonic(),
+        )
+
+    def result(self) -> tuple[CpuWindow, float | None]:
+        """The appliance's CPU over the window and the cores other programs used meanwhile."""
+        (s0, others, own0, t0), (s1, _, own1, t1) = self._marks[True], self._marks[False]
+        window = s1.since(s0, t1 - t0)
+        return window, others.cores(window.accounted_s + (own1 - own0), t1 - t0)
+
+
+def _start(workdir: Path, spans: tuple[int, ...]) -> PriAppliance:
+    app = PriAppliance(workdir=workdir, listen_port=free_port(tcp=True), next_hop=(LOOPBACK, 9))
+    app.spans = spans
     try:
         app.start()
     except ServerStartError as exc:
         raise DriveError(f"the appliance did not start: {exc}") from exc
+    return app
+
+
+async def measure_appliance(workdir: Path, plan: Plan) -> Measured:
+    """The appliance as shipped with the far ends on its spans (see the module docstring)."""
+    app = _start(workdir / "appliance", plan.spans)
     try:
-        cpu = ProcessCpu(app.pid)
-        marks: dict[bool, tuple[Sample, OtherPrograms, float, float]] = {}
-
-        def on_window(started: bool) -> None:
-            marks[started] = (cpu.sample(), OtherPrograms.start(), time.process_time(), time.monotonic())
-
-        result = await drive(app.span_dir, plan, on_window=on_window)
-        (s0, others, own0, t0), (s1, _, own1, t1) = marks[True], marks[False]
-        window = s1.since(s0, t1 - t0)
-        background = others.cores(window.accounted_s + (own1 - own0), t1 - t0)
-        got, lost, wrong, sessions = await _ivr_digits(app.database, result)
-        return Measured(result, window, background, got, lost, wrong, sessions)
+        window = _Window(app.pid)
+        result = await drive(app.span_dir, plan, on_window=window)
+        cpu, background = window.result()
+        callers = [(r.calling or "", r.digits_sent) for r in result.results if r.answered]
+        got, lost, wrong, sessions = await _ivr_digits(app.database, callers)
+        return Measured(result, cpu, background, got, lost, wrong, sessions)
     finally:
         app.stop()
 
 
-async def _ivr_digits(database: Path, result: Drive) -> tuple[int, int, int, int]:
-    """``(got, lost, wrong, sessions)``: the digits the IVR's session records hold, against each caller's
-    presses (:func:`bench.ivr.dtmf_tally`, matched by calling number); waits for every answered call's
-    record, at most :data:`RECORDS_WITHIN_S`."""
-    answered = [r for r in result.results if r.answered]
+@dataclass(frozen=True)
+class SipMeasured:
+    """The same callers over SIP/RTP: the appliance's CPU and the IVR's digits."""
+
+    calls: int
+    answered: int
+    cpu: CpuWindow
+    background_cores: float | None
+    dtmf_sent: int
+    dtmf_got: int
+    dtmf_lost: int
+    dtmf_wrong: int
+    rtp_received: int
+
+    def row(self) -> dict[str, object]:
+        return {
+            "bench": "pri-sip-peer",
+            "calls_placed": self.calls,
+            "calls_answered": self.answered,
+            **self.cpu.row(),
+            "dtmf_sent": self.dtmf_sent,
+            "dtmf_got": self.dtmf_got,
+            "dtmf_lost": self.dtmf_lost,
+            "dtmf_wrong": self.dtmf_wrong,
+            "rtp_packets_received": self.rtp_received,
+            "background_cores": rounded(self.background_cores, 2),
+            "seconds": round(self.cpu.wall_s, 3),
+        }
+
+    def line(self) -> str:
+        return (
+            f"[SIP peer] {self.answered}/{self.calls} calls answered; CPU control "
+            f"{self.cpu.control_percent:.1f} %, media {self.cpu.media_percent:.1f} % "
+            f"({self.cpu.describe()}); digits {self.dtmf_sent} sent, {self.dtmf_got} got by the IVR, "
+            f"{self.dtmf_lost} lost, {self.dtmf_wrong} wrong; {self.rtp_received} RTP packets heard"
+        )
+
+
+async def measure_sip(workdir: Path, plan: Plan) -> SipMeasured:
+    """The same calls, digits and window with SIP callers (:mod:`bench.pri_sip`) and no span."""
+    app = _start(workdir / "appliance-sip", ())
+    callers = [f"+{calling(span, i)}" for span in plan.spans for i in range(plan.calls_per_span)]
+    sip = SipCallers((LOOPBACK, app.listen_port), callers)
+    try:
+        await sip.open()
+        sip.invite_all()
+        await sip.wait_answered(plan.answer_within)
+        live = [c for c in sip.calls if c.answered]
+        if not live:
+            raise DriveError(f"none of {len(callers)} SIP calls was answered within {plan.answer_within:g} s")
+        presses = [
+            asyncio.create_task(
+                press_every(functools.partial(c.talker.press, plan.digits), plan, i / len(live))
+            )
+            for i, c in enumerate(live)
+        ]
+        await asyncio.sleep(plan.warmup)
+        window = _Window(app.pid)
+        window(True)
+        heard0 = sum(c.frames_received for c in live)
+        await asyncio.sleep(plan.seconds)
+        window(False)
+        heard = sum(c.frames_received for c in live) - heard0
+        for task in presses:
+            task.cancel()
+        await asyncio.sleep(LAST_DIGITS_S)
+        sip.hang_up_all()
+        await sip.wait_ended(HANG_UP_WITHIN_S)
+        cpu, background = window.result()
+        sent = [(c.caller.lstrip("+"), c.digits_sent) for c in live]
+        got, lost, wrong, _ = await _ivr_digits(app.database, sent)
+        return SipMeasured(
+            len(callers), len(live), cpu, background, sum(len(d) for _, d in sent), got, lost, wrong, heard
+        )
+    finally:
+        sip.close()
+        app.stop()
+
+
+async def _ivr_digits(database: Path, callers: Sequence[tuple[str, str]]) -> tuple[int, int, int, int]:
+    """``(got, lost, wrong, sessions)``: the digits the IVR's session records hold against what each
+    caller ``(calling number without +, digits pressed)`` pressed (:func:`bench.ivr.dtmf_tally`, matched by
+    calling number); waits for every caller's record, at most :data:`RECORDS_WITHIN_S`."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + RECORDS_WITHIN_S
     while True:
         records = {str(s.get("caller")): str(s.get("digits", "")) for s in _sessions(database)}
-        if len(records) >= len(answered) or loop.time() > deadline:
+        if len(records) >= len(callers) or loop.time() > deadline:
             break
         await asyncio.sleep(0.2)
     got = lost = wrong = 0
-    for r in answered:
-        heard = records.get(f"+{r.calling}", "")
-        session_lost, session_wrong = dtmf_tally(r.digits_sent, list(heard))
+    for number, pressed in callers:
+        heard = records.get(f"+{number}", "")
+        session_lost, session_wrong = dtmf_tally(pressed, list(heard))
         got += len(heard)
         lost += session_lost
         wrong += session_wrong
@@ -237,7 +348,7 @@ def _sessions(database: Path) -> list[Mapping[str, Any]]:
 
 
 def summary(
-    measured: Measured | None, floor: Measured | None, sip_control_per_call: float | None = None
+    measured: Measured | None, floor: Measured | None, sip: SipMeasured | None = None
 ) -> dict[str, object]:
     """The issue's object first, then the calibration, digits and losses."""
     if measured is None or measured.cpu is None:
@@ -251,6 +362,7 @@ def summary(
     pace, cpu, calls = measured.drive.pacing(), measured.cpu, measured.drive.answered
     floor_p99 = floor.drive.pacing().p99_ms if floor is not None else None
     per_call = cpu.control_percent / calls if calls else None
+    sip_per_call = sip.cpu.control_percent / sip.answered if sip is not None and sip.answered else None
     return {
         "bench": "pri",
         "calls": calls,
@@ -259,7 +371,9 @@ def summary(
         "p99_pacing_error_ms": rounded(pace.p99_ms),
         "pacing_floor_p99_ms": rounded(floor_p99),
         "pacing_vs_floor": ratio(pace.p99_ms, floor_p99, 1),
-        "control_cpu_vs_sip": ratio(per_call, sip_control_per_call),
+        "control_cpu_vs_sip": ratio(per_call, sip_per_call, 2),
+        "sip_control_cpu_percent": round(sip.cpu.control_percent, 1) if sip is not None else None,
+        "sip_media_cpu_percent": round(sip.cpu.media_percent, 1) if sip is not None else None,
         "frames_lost": pace.lost,
         "dtmf_sent": measured.drive.digits_sent,
         "dtmf_lost": measured.dtmf_lost,
@@ -301,12 +415,22 @@ async def run(args: argparse.Namespace) -> int:
         except DriveError as exc:
             errors += 1
             progress(f"[appliance] FAIL - {exc}")
+        sip = None
+        if args.sip:
+            try:
+                sip = await measure_sip(Path(tmp), plan)
+                progress(sip.line())
+            except DriveError as exc:
+                errors += 1
+                progress(f"[SIP peer] FAIL - {exc}")
     progress("")
     if floor is not None:
         emit(floor.row("pri-calibration"))
     if measured is not None:
         emit(measured.row("pri-run"))
-    result = summary(measured, floor)
+    if sip is not None:
+        emit(sip.row())
+    result = summary(measured, floor, sip)
     emit(result)
     complete = measured is not None and result["calls"] == len(SPANS) * plan.calls_per_span
     return 0 if complete and not errors else 1
@@ -326,14 +450,28 @@ def parser() -> argparse.ArgumentParser:
         default=True,
         help="first run the far ends against a loopback span: their own pacing floor",
     )
+    p.add_argument(
+        "--sip",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="last, the same calls over SIP/RTP into an appliance without spans: the control CPU per call",
+    )
     p.add_argument("--calibration-seconds", type=float, default=10.0, help="the calibration's window")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.seconds <= 0 or args.warmup < 0 or not 1 <= args.calls_per_span <= 30 or args.digit_every <= 0:
-        print("--seconds and --digit-every must be positive, --warmup not negative, --calls-per-span 1-30")
+    if (
+        min(args.seconds, args.calibration_seconds) < 1
+        or args.warmup < 0
+        or not 1 <= args.calls_per_span <= 30
+        or args.digit_every <= 0
+    ):
+        print(
+            "--seconds and --calibration-seconds must be 1 or more, --digit-every positive, --warmup not "
+            "negative, --calls-per-span 1-30"
+        )
         return 2
     # The standard loop, not uvloop: the far ends stamp frames with loop.time(), which uvloop keeps in ms.
     return asyncio.run(run(args))

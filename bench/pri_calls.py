@@ -4,7 +4,9 @@ Contract. :func:`drive` connects one :class:`~appliance.pri.farend.FarEnd` (netw
 own stack) to each span's sockets in ``directory``, places ``calls_per_span`` calls on each at once (every
 B-channel, each from its own calling number, :func:`calling`), and once every call is answered (or
 ``answer_within`` has passed) keeps them up for ``warmup`` then ``seconds``: the measured window, whose
-start and end it reports to the caller's ``on_window`` (to sample CPU counters exactly there). Meanwhile
+start and end it reports to the caller's ``on_window`` (to sample CPU counters exactly there; the pacing
+window opens :data:`SETTLE_S` later, once the frames that queued while the counters were read are
+drained, and closes before the last sample). Meanwhile
 every answered call presses ``digits`` in-band every ``digit_every`` seconds, the calls staggered evenly
 over that period. After the window the presses stop, the last digits are let out, and the far ends hang
 every call up (cause 16) and close. The returned :class:`Drive` holds each call's result (its frames'
@@ -28,12 +30,14 @@ from typing import Final
 
 from appliance.pri.farend import CallResult, CallScript, FarEnd
 from appliance.pri.farend_links import FarEndLinkError
+from appliance.pri.q931_events import CallHandle
 from bench.pri_pacing import Pacing, pacing
 
 POLL_S: Final = 0.05
 LAST_DIGITS_S: Final = 1.0  # after the presses stop: the longest press (2 keys, 400 ms) and its detection
 HANG_UP_WITHIN_S: Final = 20.0
 CONNECT_WITHIN_S: Final = 15.0
+SETTLE_S: Final = 0.1
 
 
 class DriveError(Exception):
@@ -124,14 +128,18 @@ async def drive(
         if not live:
             raise DriveError(f"none of {total} calls was answered within {plan.answer_within:g} s")
         presses = [
-            asyncio.create_task(_press(far, call, plan, i / len(live) * plan.digit_every))
+            asyncio.create_task(press_every(_presser(far, call, plan.digits), plan, i / len(live)))
             for i, (far, call) in enumerate(live)
         ]
         late0 = sum(far.late_ticks for far in fars)
         await asyncio.sleep(plan.warmup)
-        cpu0, start = time.process_time(), loop.time()
+        cpu0 = time.process_time()
         on_window(True)
-        await asyncio.sleep(plan.seconds)
+        # Frames that queued while on_window read its counters are read, and stamped, late: the pacing
+        # window opens once they are drained.
+        await asyncio.sleep(SETTLE_S)
+        start = loop.time()
+        await asyncio.sleep(plan.seconds - SETTLE_S)
         end = loop.time()
         on_window(False)
         out.farend_cpu_s = time.process_time() - cpu0
@@ -156,10 +164,18 @@ def _answered(fars: Sequence[FarEnd]) -> int:
     return sum(r.answered for far in fars for r in far.live_calls())
 
 
-async def _press(far: FarEnd, call: int, plan: Plan, delay: float) -> None:
-    """Press ``plan.digits`` on ``call`` every ``plan.digit_every`` seconds, the first after ``delay``."""
-    await asyncio.sleep(delay)
-    while True:
+def _presser(far: FarEnd, call: CallHandle, digits: str) -> Callable[[], None]:
+    def press() -> None:
         with contextlib.suppress(KeyError):  # the call ended meanwhile
-            far.press(call, plan.digits)
+            far.press(call, digits)
+
+    return press
+
+
+async def press_every(press: Callable[[], None], plan: Plan, phase: float) -> None:
+    """Call ``press`` every ``plan.digit_every`` seconds, the first after ``phase`` (0 to 1) of that period:
+    callers given evenly spread phases press evenly spread over time. Runs until cancelled."""
+    await asyncio.sleep(phase * plan.digit_every)
+    while True:
+        press()
         await asyncio.sleep(plan.digit_every)

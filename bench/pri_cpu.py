@@ -2,7 +2,7 @@
 
 Contract. :class:`ProcessCpu` watches the control process ``pid``. :meth:`ProcessCpu.sample` reads
 ``/proc/<pid>/stat`` of the control process (its own ``utime + stime``: not its children's) and of each of
-its children, each child with all its descendants (:func:`bench.servers.tree_cpu_ticks`), the child
+its children, each child with all its descendants and their reaped children, the child
 classed by its command line: a span's TDM worker (``appliance.media.tdm.worker``), a media worker
 (``appliance.media.worker``) or another process. Two samples give a :class:`CpuWindow`: each class's CPU
 over the wall time between them as % of one core. A child present in one sample only counts from zero
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from bench.servers import clock_ticks_per_second, tree_cpu_ticks
+from bench.servers import clock_ticks_per_second
 
 TDM: Final = "tdm"
 MEDIA: Final = "media"
@@ -119,28 +119,30 @@ class ProcessCpu:
         self._proc = proc
 
     def sample(self) -> Sample:
-        fields = self._stat(self.pid)
-        control = int(fields[11]) + int(fields[12]) if fields is not None else 0
-        children = {child: (self._kind(child), tree_cpu_ticks(child)) for child in self._children()}
+        """One pass over ``/proc`` (a few milliseconds: the bench's loop is not reading meanwhile)."""
+        stats: dict[int, tuple[int, int, int]] = {}  # pid -> (parent, own ticks, reaped children's ticks)
+        for entry in os.listdir(self._proc):
+            if entry.isdigit() and (fields := self._stat(int(entry))) is not None:
+                own = int(fields[11]) + int(fields[12])
+                stats[int(entry)] = (int(fields[1]), own, int(fields[13]) + int(fields[14]))
+        tree: dict[int, list[int]] = {}
+        for pid, (parent, _, _) in stats.items():
+            tree.setdefault(parent, []).append(pid)
+        control = stats[self.pid][1] if self.pid in stats else 0
+        children = {
+            child: (self._kind(child), _tree_ticks(child, stats, tree)) for child in tree.get(self.pid, ())
+        }
         return Sample(control, children)
 
     def _stat(self, pid: int) -> list[str] | None:
-        """Fields after the command name (index 1 the parent, 11/12 utime/stime, proc(5))."""
+        """Fields after the command name (index 1 the parent, 11/12 utime/stime, 13/14 cutime/cstime,
+        proc(5))."""
         try:
             text = (self._proc / str(pid) / "stat").read_text()
         except OSError:
             return None
         fields = text.rpartition(")")[2].split()
-        return fields if len(fields) > 12 else None
-
-    def _children(self) -> list[int]:
-        out = []
-        for entry in os.listdir(self._proc):
-            if entry.isdigit():
-                fields = self._stat(int(entry))
-                if fields is not None and fields[1] == str(self.pid):
-                    out.append(int(entry))
-        return out
+        return fields if len(fields) > 14 else None
 
     def _kind(self, pid: int) -> str:
         try:
@@ -148,3 +150,16 @@ class ProcessCpu:
         except OSError:
             return OTHER
         return kind_of(raw.replace(b"\0", b" ").decode(errors="replace"))
+
+
+def _tree_ticks(root: int, stats: Mapping[int, tuple[int, int, int]], tree: Mapping[int, list[int]]) -> int:
+    """``root``'s and its live descendants' ticks, with what their reaped children used (as
+    :func:`bench.servers.tree_cpu_ticks`, from one pass over ``/proc``)."""
+    total, pending = 0, [root]
+    while pending:
+        pid = pending.pop()
+        if pid in stats:
+            _, own, reaped = stats[pid]
+            total += own + reaped
+            pending.extend(tree.get(pid, ()))
+    return total

@@ -4,7 +4,6 @@ appliance with two simulated spans, a few calls each, the loopback calibration f
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -14,6 +13,7 @@ from bench.pri import main
 from bench.pri_calls import calling
 from bench.pri_cpu import MEDIA, OTHER, TDM, Sample, kind_of
 from bench.pri_pacing import frames_lost, in_window, pacing, pacing_errors_ms
+from bench.pri_sip import parse, sdp_target, tag_of, uri_of
 
 ISSUE_KEYS = ("bench", "calls", "control_cpu_percent", "media_cpu_percent", "p99_pacing_error_ms")
 
@@ -91,6 +91,29 @@ def test_each_call_has_its_own_calling_number_per_span() -> None:
     assert len(numbers) == 60 and all(n.isdigit() and len(n) == 11 for n in numbers)
 
 
+def test_the_sip_callers_read_what_the_appliance_answers() -> None:
+    answer = (
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx\r\ni: abc@bench\r\n"
+        b"To: <sip:100@127.0.0.1>;tag=t1\r\nm: <sip:ivr@127.0.0.1:5070;transport=udp>\r\n"
+        b"CSeq: 1 INVITE\r\n\r\nv=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 61002 RTP/AVP 8\r\n"
+    )
+    start, headers, body = parse(answer)
+    assert start == "SIP/2.0 200 OK" and headers["call-id"] == "abc@bench" and headers["cseq"] == "1 INVITE"
+    assert tag_of(headers["to"]) == "t1" and tag_of("<sip:100@127.0.0.1>") == ""
+    assert uri_of(headers["contact"]) == "sip:ivr@127.0.0.1:5070;transport=udp"
+    assert uri_of("sip:ivr@127.0.0.1;expires=60") == "sip:ivr@127.0.0.1"
+    assert sdp_target(body) == ("127.0.0.1", 61002)
+    assert sdp_target("m=audio x RTP/AVP 8\r\nc=IN IP4 127.0.0.1") is None
+
+
+@given(st.binary(max_size=300))
+def test_the_sip_callers_read_any_datagram_without_raising(data: bytes) -> None:
+    _, headers, body = parse(data)
+    sdp_target(body)
+    tag_of(headers.get("to", ""))
+    uri_of(headers.get("contact", ""))
+
+
 # -- the bench ----------------------------------------------------------------------------------------------
 
 
@@ -102,7 +125,7 @@ def test_the_bench_prints_its_runs_and_the_issue_object_last(capsys: pytest.Capt
     lines = capsys.readouterr().out.strip().splitlines()
     final = json.loads(lines[-1])
     assert tuple(final)[: len(ISSUE_KEYS)] == ISSUE_KEYS, final
-    calibration, run = (json.loads(line) for line in lines[-3:-1])
+    calibration, run, sip = (json.loads(line) for line in lines[-4:-1])
     assert calibration["bench"] == "pri-calibration" and calibration["calls_answered"] == 4
     assert calibration["frames"] >= 4 * 40 and calibration["silent_channels"] == 0
     assert run["bench"] == "pri-run" and run["calls_answered"] == 4 and run["silent_channels"] == 0
@@ -110,13 +133,16 @@ def test_the_bench_prints_its_runs_and_the_issue_object_last(capsys: pytest.Capt
     assert run["frames"] >= 4 * 90 and run["frames_lost"] == 0  # 2 s of 20 ms frames on each channel
     assert run["dtmf_sent"] >= 4 * 2 and run["dtmf_lost"] == 0 and run["dtmf_wrong"] == 0
     assert run["ivr_sessions"] == 4
-    assert final["calls"] == 4 and 0 < final["control_cpu_percent"] < 200
+    assert sip["bench"] == "pri-sip-peer" and sip["calls_answered"] == 4 and sip["tdm_workers"] == 0
+    assert sip["dtmf_sent"] >= 4 * 2 and sip["dtmf_lost"] == 0 and sip["rtp_packets_received"] >= 4 * 90
+    assert final["calls"] == 4 and 0 <= final["control_cpu_percent"] < 200  # 10 ms ticks, 2 s
     assert 0 < final["media_cpu_percent"] < 200
     assert 0 <= final["p99_pacing_error_ms"] < 100 and final["pacing_vs_floor"] is not None
+    assert final["sip_control_cpu_percent"] is not None
     assert status == 0
 
 
-def test_the_bench_refuses_nonsense_options(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_the_bench_refuses_nonsense_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--calls-per-span", "31"]) == 2
-    assert main(["--seconds", "0"]) == 2
+    assert main(["--seconds", "0.5"]) == 2
     assert "--calls-per-span 1-30" in capsys.readouterr().out
