@@ -249,3 +249,37 @@ def test_an_agent_answering_a_call_routed_to_its_group() -> None:
     assert [(leg["kind"], leg["target"], leg["outcome"]) for leg in body["legs"]] == [
         ("agents", "sales", "answered")
     ]
+
+
+def test_a_pri_callers_side_may_come_before_the_record_and_is_kept_over_a_callees() -> None:
+    records = CallRecords(wall=lambda: WALL0)
+    records.pri("c1", span=2, handle=7, side="caller", channel=5)  # its leg is made before the record
+    records.begin("c1", "span2/7", "+49301111", "+4930123456", 0.0, lambda n: n)
+    records.pri("c1", span=1, handle=3, side="callee", channel=9)  # a tandem call out on span 1
+    records.pri_cleared("c1", span=1, handle=3, cause=17, location=2)  # not the caller's side
+    records.pri_cleared("c1", span=2, handle=7, cause=16, location=4)
+    records.pri_cleared("c1", span=2, handle=7, cause=31, location=2)  # a later clearing message
+    record = records.finish("c1", 1.0)
+    assert record is not None
+    CALL_RECORD.validate_cbor(cbor2.dumps(record.body))
+    assert "sip_call_id" not in record.body
+    assert record.body["pri"] == {"span": 2, "side": "caller", "handle": 7, "channel": 5, "q850": 16,
+                                  "location": 4}  # fmt: skip
+
+
+def test_a_sip_call_out_on_a_span_keeps_its_call_id_and_learns_the_channel_later() -> None:
+    records = CallRecords(wall=lambda: WALL0)
+    records.begin("c1", "a-call-1", "+4930555", "+4930123456", 0.0, lambda n: n)
+    records.pri("c1", span=1, handle=3, side="callee")
+    records.pri("c1", span=1, handle=3, side="callee", channel=9)
+    record = records.finish("c1", 1.0)
+    assert record is not None
+    CALL_RECORD.validate_cbor(cbor2.dumps(record.body))
+    assert record.body["sip_call_id"] == "a-call-1"
+    assert record.body["pri"] == {"span": 1, "side": "callee", "handle": 3, "channel": 9}
+
+
+def test_without_a_wall_clock_no_pri_side_is_kept_either() -> None:
+    records = CallRecords()
+    records.pri("c1", span=1, handle=1, side="caller")
+    assert not records._pri_first and records.finish("c1", 0.0) is None
