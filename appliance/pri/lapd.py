@@ -402,7 +402,7 @@ class Lapd:
             return
         self.peer_busy = frame.kind is SKind.RNR
         if frame.command and frame.pf:
-            self._send_s(SKind.RR, command=False, pf=True)  # §5.6.3.1 enquiry response
+            self._send_s(SKind.RR, command=False, pf=True)  # §5.1: a command with P=1 is answered F=1
         if not self._check_nr(frame.nr, now):
             return
         recovering = self.state is _S.TIMER_RECOVERY

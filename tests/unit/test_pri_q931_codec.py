@@ -299,6 +299,16 @@ def test_display_with_a_character_set_octet() -> None:
     assert decode(data).message.display == Display("Hi")
 
 
+def test_single_octet_element_may_stand_anywhere() -> None:
+    # Q.931 §4.5.1: single-octet elements may appear at any point in the message; sending complete (a1)
+    # after the called party number (70) is neither out of sequence nor resets the ascending order
+    data = bytes.fromhex("080200010504038090a3" + "1803a98381" + "7003803130" + "a1")
+    decoded = decode(data, from_network=False)
+    assert decoded.problems == ()
+    assert decoded.message.sending_complete and decoded.message.called is not None
+    assert decoded.message.called.digits == "10"
+
+
 def test_unlisted_single_octet_element_is_unrecognized() -> None:
     # more data (a0) and congestion level (b0) do not go in ALERTING
     decoded = decode(bytes.fromhex("0802800101a0b2"))
