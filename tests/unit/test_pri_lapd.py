@@ -367,6 +367,8 @@ def test_frmr_and_rejected_frames_reestablish() -> None:
     assert codes(pair.take_events("user")) == ["L", "L", "M", "N", "O"]
     assert pair.user.established and pair.network.established
     assert pair.user.discarded == 5
+    # Q.921 §5.8.5/§5.8.6: every condition was met by re-establishment (SABME); no FRMR is ever sent
+    assert "FRMR" not in kinds(pair.sent("user")) and kinds(pair.sent("user")).count("SABMEp") == 7
 
 
 def test_invalid_frames_are_discarded_silently() -> None:
