@@ -17,7 +17,9 @@ passed in; :meth:`~Q931.get_timer`/:meth:`~Q931.handle_timer` run T301-T322.
 * Channels (:mod:`appliance.pri.q931_channels`): negotiation (§5.1.2, §5.2.3.1: cause 44 for a busy
   exclusive channel, 34 when none is free) and glare (Annex D.3: exclusive beats preferred, the network
   wins between equals).
-* Restart (§5.5, :mod:`appliance.pri.q931_channels`) on the global call reference: REST0/REST1/REST2, T316.
+* Restart (§5.5, :mod:`appliance.pri.q931_channels`) on the global call reference: REST0/REST1/REST2, T316;
+  B-channels in the maintenance condition (T308's second expiry, a restart given up on T316) until a
+  restart covers them (:attr:`~Q931.channels_in_maintenance`).
 * Timers (:mod:`appliance.pri.q931_timers`): each call keeps its running timers as deadlines; the expiry
   of each is one ``_tNNN`` method.
 * Errors (§5.8, :mod:`appliance.pri.q931_status`): unknown call references (§5.8.3.2), unexpected message
