@@ -72,7 +72,10 @@ class TimerProcedures(MachineBase):
         self._clear(call, CAUSE_NO_ANSWER, now)
 
     def _t302(self, call: Call, now: float) -> None:
-        self._clear(call, CAUSE_INVALID_NUMBER, now)  # §5.1.3: the number is still incomplete
+        """Table 9-1: clear if the call information is definitely incomplete, else CALL PROCEEDING. The
+        machine does not know the numbering plan, so it takes the digits as incomplete and clears with
+        cause 28 (§5.1.3); call control that can judge answers ``proceeding`` before T302 runs out."""
+        self._clear(call, CAUSE_INVALID_NUMBER, now)
 
     def _t303(self, call: Call, now: float) -> None:
         """SETUP once more (Tables 9-1/9-2, first expiry), then give up with cause 102: the user side sends
