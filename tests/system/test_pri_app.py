@@ -7,6 +7,7 @@ outbox and its metrics; a clean stop removes the sockets."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,16 @@ import pytest
 
 from appliance.pri.farend import CallScript, FarEnd
 from appliance.pri.q931_model import TypeOfNumber
+from appliance.sync.client import SyncClient
+from appliance.sync.client_types import ClientError
+from tests import sync_pki
 from tests.system.appliance_proc import RunningAppliance, start_appliance
 from tests.system.pri_helpers import eventually, outbox_events, span_metric
 
 pytestmark = pytest.mark.system
 RECORDS = Path(__file__).resolve().parents[2] / "appliance" / "calls" / "records.cddl"
+# A caller that stays 3 s on the line: the default route takes +49... to the IVR, whose greeting plays.
+SCRIPT = CallScript(called="4930123456", called_type=TypeOfNumber.INTERNATIONAL, hold=3.0, timeout=20)
 
 
 @pytest.fixture
@@ -61,10 +67,7 @@ async def test_a_far_end_on_the_default_span_reaches_the_ivr_and_the_span_report
         await far.start(within=10.0)
         await eventually(lambda: dchannel() == 1, within=10, what="D-channel up in the metrics")
         await eventually(lambda: los() == 0, within=10, what="LOS cleared")
-        called = TypeOfNumber.INTERNATIONAL
-        result = await far.place_call(
-            CallScript(called="4930123456", called_type=called, hold=3.0, timeout=20)
-        )
+        result = await far.place_call(SCRIPT)
     finally:
         await far.close()
     assert result.answered, result.line()  # CONNECT from the appliance: the IVR took the call
@@ -98,3 +101,37 @@ def test_a_clean_stop_removes_the_span_sockets(tmp_path: Path) -> None:
     err = app.stop()
     assert app.proc.returncode == 0, err[-3000:]
     assert not any(p.name.startswith("span1") for p in run.iterdir()), list(run.iterdir())
+
+
+async def test_a_pushed_span_document_restarts_the_span_with_its_settings(tmp_path: Path) -> None:
+    pki = sync_pki.site(tmp_path / "pki")
+    config = (
+        f'[sync]\nlisten = "127.0.0.1"\nport = 0\ncertificate = "{pki.server_certificate}"\n'
+        f'private_key = "{pki.server_key}"\nclient_ca = "{pki.ca_certificate}"\n'
+    )
+    app = start_appliance(tmp_path, config)
+    try:
+        url = next(b for b in app.banner if b.startswith("sync API")).split()[-1].removesuffix("/sync/v1")
+        settings = {"framing": "ccs", "line_code": "hdb3", "crc4": True, "side": "user",
+                    "timing_priority": 1, "b_channels": [1, 2, 3, 4, 5]}  # fmt: skip
+        client = SyncClient(url, ca=pki.ca_certificate, cert=pki.client_certificate, key=pki.client_key)
+        async with client as c:
+            result = await c.put_document("span", "1", settings, replaces=0, version=1)
+            assert result["state"] == "applied", result
+            # A span the configuration does not have: no driver, no ports for it; the document is refused.
+            with pytest.raises(ClientError, match="span 2 is not configured"):
+                await c.put_document("span", "2", settings, replaces=0, version=1)
+        restarts = await eventually(lambda: outbox_events(app, "span.restart"), within=10, what="a restart")
+        (restart,) = restarts
+        check("span-restart", restart)
+        assert restart["by"] == "settings" and restart["channels"] == [1, 2, 3, 4, 5]
+        far = FarEnd(directory=app.state_dir / "run", span=1, timeslots=(1, 2, 3, 4, 5))
+        try:
+            await far.start(within=10.0)  # the restarted span's sockets are there again
+            result_call = await far.place_call(replace(SCRIPT, hold=1.0))
+        finally:
+            await far.close()
+        assert result_call.answered and result_call.channel in (1, 2, 3, 4, 5), result_call.line()
+    finally:
+        err = app.stop()
+        (tmp_path / "appliance.log").write_text(err)
