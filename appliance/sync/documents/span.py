@@ -5,9 +5,9 @@ Checks beyond the field types (``span-content`` in ``appliance/sync/sync.cddl``)
 B-channel (G.704 §5.1.3: it carries the D-channel with CCS, the channel-associated signalling with CAS),
 no timeslot is listed twice, and a Q.931 ``switch_type`` is only meaningful with CCS framing.
 
-The E1 driver arrives with issue 6. Until then the settings are validated and stored, and applying them
-only hands them to the injected ``on_span`` callback, which the appliance leaves a no-op: nothing on the
-box uses a span yet.
+Applying a document hands the settings to the injected ``on_span`` callback: in the appliance,
+:meth:`appliance.app_pri.PriWiring.on_span`, which restarts that span alone with them (and refuses a span
+that ``[[spans]]`` does not configure: its driver and RTP ports come from the configuration).
 """
 
 from __future__ import annotations
