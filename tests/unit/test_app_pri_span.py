@@ -27,8 +27,11 @@ from appliance.pri.q931 import Q931
 from appliance.pri.q931_events import CallConnected, CallProceeding, CallReleased, Q931Event
 from appliance.pri.q931_model import PartyNumber, TypeOfNumber
 from appliance.sync.documents.span import SpanSettings
+from hw.e1.alarms import Alarm
 from hw.e1.driver import BChannelsSpec
 from hw.e1.links import B_TIMESLOTS, MAX_LAPD_FRAME, DChannelHandler
+from hw.e1.model import SpanCounters
+from hw.e1.sim_span import SimSpan
 from tests.unit.test_metrics import samples, value
 
 DEADLINE = 5.0  # seconds of real time for the sockets and the 0.5 s alarm integration of the sim span
@@ -324,3 +327,20 @@ async def test_tdm_commands_go_out_in_order_and_a_failure_does_not_stop_the_next
     await until(lambda: commands.pending == 0 and len(tdm.commands) == 2, "commands sent")
     assert tdm.commands == [("open", 3, "PCMU"), ("close", 3)] and failing["n"] == 1
     await commands.stop()
+
+
+async def test_injected_alarms_and_error_counters_reach_the_outbox_and_the_metrics(harness: Harness) -> None:
+    h = harness
+    runner = h.pri.runners[1]
+    driver = runner.driver
+    assert isinstance(driver, SimSpan)
+    driver.inject_alarm(Alarm.AIS, True)  # blue: declared as reported (no integration time)
+    assert h.metric("appliance_span_alarm", span="1", alarm="ais") == 1
+    driver.inject_alarm(Alarm.AIS, False)
+    driver.inject_counters(SpanCounters(crc4_errors=3, slips=1))
+    runner.sample()
+    assert h.metric("appliance_span_errors_total", span="1", counter="crc4_errors") == 3
+    assert h.metric("appliance_span_errors_total", span="1", counter="slips") == 1
+    await h.settle()
+    ais = [b for k, b in h.outbox if k == "span.alarm" and b["alarm"] == "ais"]
+    assert [b["state"] for b in ais] == ["raised", "cleared"]
