@@ -49,6 +49,7 @@ from appliance.pri.q931_call import (
     ANY_STATE,
     CAUSE_CHANNEL_UNACCEPTABLE,
     CAUSE_MANDATORY_MISSING,
+    CAUSE_NETWORK_OUT_OF_ORDER,
     CAUSE_NORMAL_UNSPECIFIED,
     CAUSE_NOT_COMPATIBLE_WITH_STATE,
     CAUSE_TEMPORARY_FAILURE,
@@ -175,6 +176,16 @@ class Q931(FaultProcedures):
                 self._release(call)
         if self._restart is RestartState.REST1:
             self._end_restart(peer=False, completed=False)
+
+    def physical_layer_lost(self, now: float) -> None:
+        """The span lost its far end (loss of signal, a red alarm): the B-channels went with it, so every
+        call is cleared locally with cause 38 (network out of order) and the data link is failed as in
+        :meth:`link_released`. T309 (§5.8.9) keeps calls across a data link reset on a working line, which
+        this is not: it is what Asterisk's sig_pri and AudioCodes gateways do on a span alarm."""
+        for call in list(self._calls.values()):
+            call.clearing_by(CAUSE_NETWORK_OUT_OF_ORDER, self._location, local=True)
+            self._release(call)
+        self.link_released(now)
 
     def receive(self, data: bytes, now: float) -> None:
         """One I-frame's information field. Never raises for anything the peer sent."""

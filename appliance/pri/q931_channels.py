@@ -17,10 +17,11 @@ Negotiation (:func:`choose`), the same rule on both sides for the channel the pe
 * no idle channel at all: cause 34 (no circuit/channel available).
 
 Glare (both sides' SETUPs cross, naming the same channel) follows Q.931 Annex D.3 (written for symmetric
-arrangements, where one side is designated the network), as libpri's users do on a PRI: an exclusive indication beats a preferred one, and between equals the network side's SETUP is
-awarded the channel. The side that yields lets the crossing SETUP take the channel its own unanswered
-SETUP had proposed (:meth:`ChannelTable.steal`) and takes the alternate channel named in the peer's first
-response; when both were exclusive the user's SETUP is cleared with RELEASE COMPLETE cause 34.
+arrangements, where one side is designated the network), as libpri's users do on a PRI: an exclusive
+indication beats a preferred one, and between equals the network side's SETUP is awarded the channel. The
+side that yields lets the crossing SETUP take the channel its own unanswered SETUP had proposed
+(:meth:`ChannelTable.steal`) and takes the alternate channel named in the peer's first response; when both
+were exclusive the user's SETUP is cleared with RELEASE COMPLETE cause 34.
 
 Restart (Q.931 §5.5, :class:`RestartProcedure`) runs on the global call reference: REST0 -> REST1 (RESTART
 sent, T316, repeated ``t316_attempts`` times) -> REST0 on RESTART ACKNOWLEDGE, or when T316 gives up (the

@@ -266,6 +266,19 @@ def test_link_failure_clears_calls_not_active_and_keeps_active_ones_on_t309() ->
     assert not released(pair, "user", active)
 
 
+def test_loss_of_signal_clears_every_call_with_38_and_frees_the_channels() -> None:
+    pair = Pair()
+    active, _ = active_call(pair)
+    ringing = pair.user.setup(called=NUMBER, now=pair.now)
+    pair.pump()
+    pair.user.physical_layer_lost(pair.now)
+    pair.drain()
+    # No T309 here: the B-channels went with the line, so even the active call ends at once.
+    assert causes(pair, "user", active) == [38] and causes(pair, "user", ringing) == [38]
+    assert pair.user.calls == 0 and not pair.user.busy_channels() and pair.user.get_timer() is None
+    assert pair.take("user") == []  # nothing can be sent: the line is gone
+
+
 def test_t309_expiry_clears_the_active_call_with_27() -> None:
     pair = Pair()
     active, net_active = active_call(pair)
