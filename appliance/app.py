@@ -360,7 +360,6 @@ class Appliance:
         The commands are written to the workers' sockets before the SDP that names the relay leaves, so a
         peer's first RTP packet finds its leg set.
         """
-        self.pri.flush()  # the Q.931 messages call control queued on the spans
         relay = self.anchor.commands
         while relay:
             index, command = relay.popleft()
@@ -368,6 +367,7 @@ class Appliance:
             future.add_done_callback(functools.partial(self._relay_reply, command))
             if isinstance(command, Delete):
                 self.records.media_deleting(command.call_id, future)  # the call record's media statistics
+        self.pri.flush()  # the Q.931 messages call control queued, after the media commands, like the SDP
 
     def _relay_reply(self, command: Command, done: asyncio.Future[Ok]) -> None:
         if done.cancelled() or self._stopping:
