@@ -6,6 +6,8 @@ outbox and its metrics; a clean stop removes the sockets."""
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -22,10 +24,12 @@ from appliance.sync.client_types import ClientError
 from tests import sync_pki
 from tests.system.appliance_proc import RunningAppliance, start_appliance
 from tests.system.pri_helpers import eventually, outbox_events, span_metric
+from tests.system.sipp import SIPP_BINARY, SippProcess
 
 pytestmark = pytest.mark.system
 RECORDS = Path(__file__).resolve().parents[2] / "appliance" / "calls" / "records.cddl"
 # A caller that stays 3 s on the line: the default route takes +49... to the IVR, whose greeting plays.
+SCENARIOS = Path(__file__).parent / "scenarios"
 SCRIPT = CallScript(called="4930123456", called_type=TypeOfNumber.INTERNATIONAL, hold=3.0, timeout=20)
 
 
@@ -132,6 +136,32 @@ async def test_a_pushed_span_document_restarts_the_span_with_its_settings(tmp_pa
         finally:
             await far.close()
         assert result_call.answered and result_call.channel in (1, 2, 3, 4, 5), result_call.line()
+    finally:
+        err = app.stop()
+        (tmp_path / "appliance.log").write_text(err)
+
+
+@pytest.mark.skipif(shutil.which(SIPP_BINARY) is None, reason="SIPp is not installed (sip-tester)")
+async def test_a_sip_call_routed_to_pri_1_is_answered_by_the_far_end(tmp_path: Path) -> None:
+    app = start_appliance(tmp_path, '[[routes]]\nmatch = "*"\ndestinations = ["pri:1"]\n')
+    try:
+        far = FarEnd(directory=app.state_dir / "run", span=1)  # answers the calls the appliance places
+        try:
+            await far.start(within=10.0)
+            uac = SippProcess.uac(
+                SCENARIOS / "uac_call.xml", app.sip, workdir=tmp_path / "uac", max_calls=1, call_limit=1,
+                duration_ms=1000, recv_timeout_ms=10000, service="+4930123456",
+            )  # fmt: skip
+            with uac:
+                sipp = await asyncio.to_thread(uac.wait, 30)
+            assert sipp.stats.successful == 1, sipp.describe()
+            (incoming,) = far.incoming
+            assert incoming.answered and incoming.channel is not None, incoming.line()
+            assert incoming.called == "30123456", incoming.line()  # national: the span's country is DE
+        finally:
+            await far.close()
+        (record,) = await eventually(lambda: outbox_events(app, "call.record"), within=10, what="call.record")
+        assert record["route"] == "pri" and record["answered"], record
     finally:
         err = app.stop()
         (tmp_path / "appliance.log").write_text(err)
