@@ -199,8 +199,9 @@ class Appliance:
         )
         # Pushed flows, prompts and routes are in force before the first call can arrive.
         await self.sync.start_documents(
-            ivr=self.ivr, on_routes=self._routes_changed, on_span=self.pri.on_span, now=loop.time()
-        )
+            ivr=self.ivr, on_routes=self._routes_changed, on_span=self.pri.on_span,
+            span_runnable=self.pri.runnable, now=loop.time(),
+        )  # fmt: skip
         tls = None
         if cfg.sip.tls_certificate:
             tls = load_tls_context(cfg.sip.tls_certificate, cfg.sip.tls_private_key)

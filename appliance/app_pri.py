@@ -173,22 +173,31 @@ class PriWiring:
 
     # --- span documents ------------------------------------------------------------------------------
 
+    def runnable(self, name: str, settings: SpanSettings) -> None:
+        """Raises ``ValueError`` for a ``span`` document this appliance cannot run: a span ``[[spans]]``
+        does not configure (its driver and RTP ports come from the configuration), CAS framing, or
+        settings the driver refuses. The document is then refused as invalid."""
+        self._settings(name, settings)
+
     def on_span(self, name: str, settings: SpanSettings | None) -> None:
         """A ``span`` document was applied (``settings``) or removed (None): the span takes the settings
         (or its configured ones back) and, once the spans run, restarts alone with them. Raises
-        ``ValueError`` for a span that is not configured or settings it cannot run: the document is then
-        not applied."""
+        ``ValueError`` as :meth:`runnable` does (the document is then not applied)."""
+        runner, new = self._settings(name, settings)
+        if new == runner.config:
+            return
+        runner.config = new
+        if self._started:
+            self.spawn(self._restart(runner))
+
+    def _settings(self, name: str, settings: SpanSettings | None) -> tuple[SpanRunner, SpanConfig]:
         runner = self.runners.get(int(name))
         if runner is None:
             configured = ", ".join(str(n) for n in self.runners) or "none"
             raise ValueError(f"span {name} is not configured on this appliance (spans: {configured})")
         new = runner.plan.config if settings is None else with_settings(runner.plan.config, settings)
         hw_span_config(new)  # raises SpanConfigError (a ValueError) now, not at the restart
-        if new == runner.config:
-            return
-        runner.config = new
-        if self._started:
-            self.spawn(self._restart(runner))
+        return runner, new
 
     async def _restart(self, runner: SpanRunner) -> None:
         async with runner.lock:

@@ -110,14 +110,17 @@ class SyncWiring:
         ivr: IvrService,
         on_routes: Callable[[Routes], None],
         on_span: Callable[[str, SpanSettings | None], None] = no_span,
+        span_runnable: Callable[[str, SpanSettings], None] | None = None,
         now: float,
     ) -> None:
         """Build the document store with its owners bound to ``ivr``, ``on_routes`` (which swaps the call
-        router's table) and ``on_span`` (which restarts a span with new settings) and put every stored
-        document in force. ``now``: the monotonic clock."""
+        router's table), ``on_span`` (which restarts a span with new settings; ``span_runnable`` refuses
+        the settings it could not run) and put every stored document in force. ``now``: the monotonic
+        clock."""
         owners = default_owners(
-            state_dir=self.state_dir, config=self.config, ivr=ivr, on_routes=on_routes, on_span=on_span
-        )
+            state_dir=self.state_dir, config=self.config, ivr=ivr, on_routes=on_routes, on_span=on_span,
+            span_runnable=span_runnable,
+        )  # fmt: skip
         self.documents = DocumentStore(self.db, owners=owners, append=self.outbox.append, wall=self.wall)
         await self.documents.start(now)
 

@@ -123,8 +123,9 @@ async def test_a_pushed_span_document_restarts_the_span_with_its_settings(tmp_pa
             result = await c.put_document("span", "1", settings, replaces=0, version=1)
             assert result["state"] == "applied", result
             # A span the configuration does not have: no driver, no ports for it; the document is refused.
-            with pytest.raises(ClientError, match="span 2 is not configured"):
+            with pytest.raises(ClientError, match="span 2 is not configured") as refused:
                 await c.put_document("span", "2", settings, replaces=0, version=1)
+            assert refused.value.status == 422 and refused.value.code == "invalid-document"
         restarts = await eventually(lambda: outbox_events(app, "span.restart"), within=10, what="a restart")
         (restart,) = restarts
         check("span-restart", restart)

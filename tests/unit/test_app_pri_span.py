@@ -26,7 +26,8 @@ from appliance.pri.link import PriLink
 from appliance.pri.q931 import Q931
 from appliance.pri.q931_events import CallConnected, CallProceeding, CallReleased, Q931Event
 from appliance.pri.q931_model import PartyNumber, TypeOfNumber
-from appliance.sync.documents.span import SpanSettings
+from appliance.sync.documents.errors import InvalidDocument
+from appliance.sync.documents.span import SpanOwner, SpanSettings
 from hw.e1.alarms import Alarm
 from hw.e1.driver import BChannelsSpec
 from hw.e1.links import B_TIMESLOTS, MAX_LAPD_FRAME, DChannelHandler
@@ -287,6 +288,14 @@ async def test_a_document_for_a_span_not_configured_or_not_runnable_is_refused(h
         harness.pri.on_span("2", SpanSettings("ccs", "hdb3", True, "user", 1, (1,)))
     with pytest.raises(ValueError, match="ccs"):
         harness.pri.on_span("1", SpanSettings("cas", "hdb3", True, "user", 1, (1,)))
+    # The document owner asks first: such a document is invalid (422), never a failed apply (500).
+    owner = SpanOwner(on_span=harness.pri.on_span, runnable=harness.pri.runnable)
+    content = {"framing": "ccs", "line_code": "hdb3", "crc4": True, "side": "user", "timing_priority": 1,
+               "b_channels": [1, 2]}  # fmt: skip
+    with pytest.raises(InvalidDocument, match="span 2 is not configured"):
+        owner.validate("2", content, version=1)
+    assert owner.validate("1", content, version=1).b_channels == (1, 2)
+    assert len(harness.tdms) == 1  # validating restarts nothing
 
 
 async def test_close_removes_the_sockets_and_stops_the_tdm_worker(tmp_path: Path) -> None:

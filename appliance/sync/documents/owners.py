@@ -27,15 +27,16 @@ def default_owners(
     ivr: IvrService,
     on_routes: Callable[[Routes], None],
     on_span: Callable[[str, SpanSettings | None], None] = no_span,
+    span_runnable: Callable[[str, SpanSettings], None] | None = None,
 ) -> list[DocumentOwner]:
     """One owner per kind: flows, business hours into ``ivr``; prompts into ``<state_dir>/ivr/prompts``
     (the last folder of ``ivr``'s catalog); operator keys into ``<state_dir>/noc/authorized_keys``; routes
-    to ``on_routes``; span settings to ``on_span``."""
+    to ``on_routes``; span settings to ``on_span`` (checked by ``span_runnable`` first, if given)."""
     return [
         PromptOwner(state_dir / "ivr" / "prompts"),
         BusinessHoursOwner(ivr),
         IvrFlowOwner(ivr, agent_groups=[g.name for g in config.agent_groups]),
         RoutingOwner(config, on_routes=on_routes),
         OperatorKeysOwner(state_dir / "noc" / "authorized_keys"),
-        SpanOwner(on_span=on_span),
+        SpanOwner(on_span=on_span, runnable=span_runnable),
     ]

@@ -37,12 +37,22 @@ class SpanSettings:
 
 
 class SpanOwner:
-    """``span`` documents handed to ``on_span(span_name, settings)`` (``None``: the document is gone)."""
+    """``span`` documents handed to ``on_span(span_name, settings)`` (``None``: the document is gone).
+
+    ``runnable(span_name, settings)``, when given, raises ``ValueError`` for settings the box cannot run
+    (a span it does not have): the document is then invalid (422), not a failed apply.
+    """
 
     kind: Kind = "span"
 
-    def __init__(self, *, on_span: Callable[[str, SpanSettings | None], None]) -> None:
+    def __init__(
+        self,
+        *,
+        on_span: Callable[[str, SpanSettings | None], None],
+        runnable: Callable[[str, SpanSettings], None] | None = None,
+    ) -> None:
         self._on_span = on_span
+        self._runnable = runnable
 
     def validate(self, name: str, content: Any, *, version: int) -> SpanSettings:
         if _SPAN_NUMBER.fullmatch(name) is None or not 1 <= int(name) <= 255:
@@ -75,7 +85,7 @@ class SpanOwner:
                 raise InvalidDocument(
                     "a Q.931 switch type needs framing ccs (CAS has no D-channel)", path="switch_type"
                 )
-        return SpanSettings(
+        settings = SpanSettings(
             framing,  # type: ignore[arg-type]
             line_code,  # type: ignore[arg-type]
             crc4,
@@ -84,6 +94,12 @@ class SpanOwner:
             tuple(slots),
             switch_type,  # type: ignore[arg-type]
         )
+        if self._runnable is not None:
+            try:
+                self._runnable(name, settings)
+            except ValueError as exc:
+                raise InvalidDocument(str(exc)) from None
+        return settings
 
     def apply(self, name: str, prepared: SpanSettings) -> None:
         self._on_span(name, prepared)
