@@ -238,7 +238,8 @@ class Appliance:
         self.transports.flush()  # the first probe, if a cloud is configured
         self.listening += await self.sync.start_wan()  # carrier as the netlink dump finds it
         self._spawn(self._housekeeping())
-        self._spawn(self.sync.run_metrics(SnapshotGauges(calls_active=lambda: len(self.core.b2bua.calls))))
+        gauges = SnapshotGauges(calls_active=lambda: len(self.core.b2bua.calls), extra=self.pri.snapshot)
+        self._spawn(self.sync.run_metrics(gauges))
         try:
             await self.outbox.append("appliance.started", {"version": __version__, "site": cfg.site.name})
         except OutboxFullError:  # an outbox past its ceiling must not keep the appliance from serving calls

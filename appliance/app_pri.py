@@ -158,6 +158,11 @@ class PriWiring:
             async with runner.lock:
                 await runner.stop(report=False)
 
+    def snapshot(self) -> dict[str, float]:
+        """The spans' part of the ``metrics.snapshot`` event (:meth:`PriMetrics.snapshot`); nothing
+        without spans."""
+        return self.metrics.snapshot() if self.runners else {}
+
     # --- call control --------------------------------------------------------------------------------
 
     def dial(self, span: int, call: Call, setup: Setup, now: float) -> Leg | None:

@@ -135,6 +135,16 @@ class PriMetrics:
     def dchannel_up(self, span: int) -> bool:
         return self._span(span).dchannel_up == 1
 
+    def snapshot(self) -> dict[str, float]:
+        """The spans' gauges summed for the ``metrics.snapshot`` event: PRI calls, spans with an alarm
+        declared, D-channels up (the cloud's trend lines; per span, the metrics endpoint)."""
+        spans = self._spans.values()
+        return {
+            "pri_calls": sum(s.calls for s in spans),
+            "spans_in_alarm": sum(1 for s in spans if any(s.alarms.values())),
+            "pri_dchannels_up": sum(s.dchannel_up for s in spans),
+        }
+
 
 class _Collector(Collector):
     def __init__(self, metrics: PriMetrics) -> None:

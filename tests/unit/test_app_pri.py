@@ -201,3 +201,16 @@ def test_error_counters_never_go_down_across_a_driver_restart() -> None:
     assert value(metrics, "appliance_span_errors_total", span="2", counter="crc4_errors") == 7
     assert value(metrics, "appliance_span_errors_total", span="2", counter="slips") == 1
     assert value(metrics, "appliance_pri_calls", span="2") == 7
+
+
+def test_the_snapshot_sums_the_spans_gauges() -> None:
+    pri = PriMetrics()
+    assert pri.snapshot() == {"pri_calls": 0, "spans_in_alarm": 0, "pri_dchannels_up": 0}
+    for span in (1, 2):
+        pri.add_span(span)
+    pri.set_calls(1, 4)
+    pri.set_calls(2, 3)
+    pri.alarm(2, "los", True)
+    pri.alarm(2, "rai", True)
+    pri.dchannel(1, True)
+    assert pri.snapshot() == {"pri_calls": 7, "spans_in_alarm": 1, "pri_dchannels_up": 1}
