@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import os
 import sqlite3
 import subprocess
 import sys
@@ -106,6 +107,7 @@ class Measured:
     dtmf_lost: int | None = None
     dtmf_wrong: int | None = None
     sessions: int | None = None
+    farend_realtime: str = "off"
 
     def row(self, bench: str) -> dict[str, object]:
         d = self.drive
@@ -114,10 +116,12 @@ class Measured:
             "bench": bench,
             "calls_placed": len(d.results),
             "calls_answered": d.answered,
+            "calls_cleared_early": d.cleared_early,
             "answered_in_s": rounded(d.answered_in_s),
             **d.pacing().row(),
             "farend_cpu_percent": round(100 * d.farend_cpu_s / seconds, 1) if seconds > 0 else None,
             "farend_late_ticks": d.late_ticks,
+            "farend_realtime": self.farend_realtime,
             "seconds": round(seconds, 3),
         }
         if self.cpu is not None:
@@ -136,9 +140,11 @@ class Measured:
         d, p = self.drive, self.drive.pacing()
         head = (
             f"[{name}] {d.answered}/{len(d.results)} calls answered"
+            + (f", {d.cleared_early} CLEARED BEFORE THE WINDOW'S END" if d.cleared_early else "")
             + (f" in {d.answered_in_s:.1f} s" if d.answered_in_s is not None else "")
             + f"; pacing error p50 {_f(p.p50_ms)} p99 {_f(p.p99_ms)} p99.9 {_f(p.p999_ms)} max "
-            f"{_f(p.max_ms)} ms over {p.frames} frames, {p.lost} lost, {p.silent} silent channels"
+            f"{_f(p.max_ms)} ms over {p.frames} frames of {p.due} due, {p.lost} lost, {p.silent} silent "
+            f"channels; far ends SCHED_FIFO {self.farend_realtime}"
         )
         if self.cpu is None:
             return head
@@ -151,6 +157,25 @@ class Measured:
         )
 
 
+@contextlib.contextmanager
+def realtime(enabled: bool) -> Iterator[str]:
+    """Run this thread (the far ends' loop) ``SCHED_FIFO`` priority 1 inside the block, when ``enabled``
+    and allowed (root); yields "on", "off" or "off: <reason>". Entered only once the processes under test
+    are started: a child would inherit the policy."""
+    if not enabled:
+        yield "off"
+        return
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except OSError as exc:
+        yield f"off: {exc.strerror}"
+        return
+    try:
+        yield "on"
+    finally:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
 def _f(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -158,11 +183,11 @@ def _f(value: float | None) -> str:
 # -- the runs -------------------------------------------------------------------------------------------
 
 
-async def calibrate(workdir: Path, plan: Plan) -> Measured:
+async def calibrate(workdir: Path, plan: Plan, *, rt: bool) -> Measured:
     """The far ends against the loopback span (see the module docstring)."""
     directory = workdir / "loopback"
-    with _loopback(directory, plan.spans, workdir / "loopback.log"):
-        return Measured(await drive(directory, plan))
+    with _loopback(directory, plan.spans, workdir / "loopback.log"), realtime(rt) as state:
+        return Measured(await drive(directory, plan), farend_realtime=state)
 
 
 @contextlib.contextmanager
@@ -219,16 +244,17 @@ def _start(workdir: Path, spans: tuple[int, ...]) -> PriAppliance:
     return app
 
 
-async def measure_appliance(workdir: Path, plan: Plan) -> Measured:
+async def measure_appliance(workdir: Path, plan: Plan, *, rt: bool) -> Measured:
     """The appliance as shipped with the far ends on its spans (see the module docstring)."""
     app = _start(workdir / "appliance", plan.spans)
     try:
         window = _Window(app.pid)
-        result = await drive(app.span_dir, plan, on_window=window)
+        with realtime(rt) as state:
+            result = await drive(app.span_dir, plan, on_window=window)
         cpu, background = window.result()
         callers = [(r.calling or "", r.digits_sent) for r in result.results if r.answered]
         got, lost, wrong, sessions = await _ivr_digits(app.database, callers)
-        return Measured(result, cpu, background, got, lost, wrong, sessions)
+        return Measured(result, cpu, background, got, lost, wrong, sessions, state)
     finally:
         app.stop()
 
@@ -239,6 +265,7 @@ class SipMeasured:
 
     calls: int
     answered: int
+    cleared_early: int
     cpu: CpuWindow
     background_cores: float | None
     dtmf_sent: int
@@ -252,6 +279,7 @@ class SipMeasured:
             "bench": "pri-sip-peer",
             "calls_placed": self.calls,
             "calls_answered": self.answered,
+            "calls_cleared_early": self.cleared_early,
             **self.cpu.row(),
             "dtmf_sent": self.dtmf_sent,
             "dtmf_got": self.dtmf_got,
@@ -264,52 +292,59 @@ class SipMeasured:
 
     def line(self) -> str:
         return (
-            f"[SIP peer] {self.answered}/{self.calls} calls answered; CPU control "
+            f"[SIP peer] {self.answered}/{self.calls} calls answered"
+            + (f", {self.cleared_early} CLEARED BEFORE THE WINDOW'S END" if self.cleared_early else "")
+            + "; CPU control "
             f"{self.cpu.control_percent:.1f} %, media {self.cpu.media_percent:.1f} % "
             f"({self.cpu.describe()}); digits {self.dtmf_sent} sent, {self.dtmf_got} got by the IVR, "
             f"{self.dtmf_lost} lost, {self.dtmf_wrong} wrong; {self.rtp_received} RTP packets heard"
         )
 
 
-async def measure_sip(workdir: Path, plan: Plan) -> SipMeasured:
+async def measure_sip(workdir: Path, plan: Plan, *, rt: bool) -> SipMeasured:
     """The same calls, digits and window with SIP callers (:mod:`bench.pri_sip`) and no span."""
     app = _start(workdir / "appliance-sip", ())
     callers = [f"+{calling(span, i)}" for span in plan.spans for i in range(plan.calls_per_span)]
     sip = SipCallers((LOOPBACK, app.listen_port), callers)
     try:
-        await sip.open()
-        sip.invite_all()
-        await sip.wait_answered(plan.answer_within)
-        live = [c for c in sip.calls if c.answered]
-        if not live:
-            raise DriveError(f"none of {len(callers)} SIP calls was answered within {plan.answer_within:g} s")
-        presses = [
-            asyncio.create_task(
-                press_every(functools.partial(c.talker.press, plan.digits), plan, i / len(live))
-            )
-            for i, c in enumerate(live)
-        ]
-        await asyncio.sleep(plan.warmup)
-        window = _Window(app.pid)
-        window(True)
-        heard0 = sum(c.frames_received for c in live)
-        await asyncio.sleep(plan.seconds)
-        window(False)
-        heard = sum(c.frames_received for c in live) - heard0
-        for task in presses:
-            task.cancel()
-        await asyncio.sleep(LAST_DIGITS_S)
-        sip.hang_up_all()
-        await sip.wait_ended(HANG_UP_WITHIN_S)
-        cpu, background = window.result()
-        sent = [(c.caller.lstrip("+"), c.digits_sent) for c in live]
-        got, lost, wrong, _ = await _ivr_digits(app.database, sent)
-        return SipMeasured(
-            len(callers), len(live), cpu, background, sum(len(d) for _, d in sent), got, lost, wrong, heard
-        )
+        with realtime(rt):
+            return await _sip_calls(app, sip, plan)
     finally:
         sip.close()
         app.stop()
+
+
+async def _sip_calls(app: PriAppliance, sip: SipCallers, plan: Plan) -> SipMeasured:
+    callers = len(sip.calls)
+    await sip.open()
+    sip.invite_all()
+    await sip.wait_answered(plan.answer_within)
+    live = [c for c in sip.calls if c.answered]
+    if not live:
+        raise DriveError(f"none of {callers} SIP calls was answered within {plan.answer_within:g} s")
+    presses = [
+        asyncio.create_task(press_every(functools.partial(c.talker.press, plan.digits), plan, i / len(live)))
+        for i, c in enumerate(live)
+    ]
+    await asyncio.sleep(plan.warmup)
+    window = _Window(app.pid)
+    window(True)
+    heard0 = sum(c.frames_received for c in live)
+    await asyncio.sleep(plan.seconds)
+    window(False)
+    early = sum(c.ended for c in live)
+    heard = sum(c.frames_received for c in live) - heard0
+    for task in presses:
+        task.cancel()
+    await asyncio.sleep(LAST_DIGITS_S)
+    sip.hang_up_all()
+    await sip.wait_ended(HANG_UP_WITHIN_S)
+    cpu, background = window.result()
+    sent = [(c.caller.lstrip("+"), c.digits_sent) for c in live]
+    got, lost, wrong, _ = await _ivr_digits(app.database, sent)
+    return SipMeasured(
+        callers, len(live), early, cpu, background, sum(len(d) for _, d in sent), got, lost, wrong, heard
+    )
 
 
 async def _ivr_digits(database: Path, callers: Sequence[tuple[str, str]]) -> tuple[int, int, int, int]:
@@ -359,10 +394,11 @@ def summary(
             "media_cpu_percent": None,
             "p99_pacing_error_ms": None,
         }
-    pace, cpu, calls = measured.drive.pacing(), measured.cpu, measured.drive.answered
+    pace, cpu, calls = measured.drive.pacing(), measured.cpu, measured.drive.held
     floor_p99 = floor.drive.pacing().p99_ms if floor is not None else None
     per_call = cpu.control_percent / calls if calls else None
-    sip_per_call = sip.cpu.control_percent / sip.answered if sip is not None and sip.answered else None
+    sip_held = sip.answered - sip.cleared_early if sip is not None else 0
+    sip_per_call = sip.cpu.control_percent / sip_held if sip is not None and sip_held else None
     return {
         "bench": "pri",
         "calls": calls,
@@ -391,6 +427,7 @@ async def run(args: argparse.Namespace) -> int:
         seconds=args.seconds,
         warmup=args.warmup,
         digit_every=args.digit_every,
+        first_digit_after=args.first_digit_after,
     )
     progress(
         f"pri bench: spans {', '.join(map(str, SPANS))}, {plan.calls_per_span} calls each, "
@@ -402,15 +439,14 @@ async def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-pri-") as tmp:
         if args.calibrate:
             try:
-                floor = await calibrate(
-                    Path(tmp), replace(plan, seconds=min(plan.seconds, args.calibration_seconds))
-                )
+                short = replace(plan, seconds=min(plan.seconds, args.calibration_seconds))
+                floor = await calibrate(Path(tmp), short, rt=args.realtime)
                 progress(floor.line("calibration"))
             except DriveError as exc:
                 errors += 1
                 progress(f"[calibration] FAIL - {exc}")
         try:
-            measured = await measure_appliance(Path(tmp), plan)
+            measured = await measure_appliance(Path(tmp), plan, rt=args.realtime)
             progress(measured.line("appliance"))
         except DriveError as exc:
             errors += 1
@@ -418,7 +454,7 @@ async def run(args: argparse.Namespace) -> int:
         sip = None
         if args.sip:
             try:
-                sip = await measure_sip(Path(tmp), plan)
+                sip = await measure_sip(Path(tmp), plan, rt=args.realtime)
                 progress(sip.line())
             except DriveError as exc:
                 errors += 1
@@ -445,6 +481,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--calls-per-span", type=int, default=30, help="calls each far end places (1-30)")
     p.add_argument("--digit-every", type=float, default=4.0, help="seconds between each caller's presses")
     p.add_argument(
+        "--first-digit-after",
+        type=float,
+        default=Plan.first_digit_after,
+        help="seconds after answer before a caller's first press (after the welcome announcement)",
+    )
+    p.add_argument(
         "--calibrate",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -455,6 +497,13 @@ def parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="last, the same calls over SIP/RTP into an appliance without spans: the control CPU per call",
+    )
+    p.add_argument(
+        "--realtime",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the far ends SCHED_FIFO (needs root), so that the appliance's processes and other "
+        "programs do not delay their reads, which would count as the appliance's pacing error",
     )
     p.add_argument("--calibration-seconds", type=float, default=10.0, help="the calibration's window")
     return p
@@ -467,10 +516,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         or args.warmup < 0
         or not 1 <= args.calls_per_span <= 30
         or args.digit_every <= 0
+        or args.first_digit_after < 0
     ):
         print(
-            "--seconds and --calibration-seconds must be 1 or more, --digit-every positive, --warmup not "
-            "negative, --calls-per-span 1-30"
+            "--seconds and --calibration-seconds must be 1 or more, --digit-every positive, --warmup and "
+            "--first-digit-after not negative, --calls-per-span 1-30"
         )
         return 2
     # The standard loop, not uvloop: the far ends stamp frames with loop.time(), which uvloop keeps in ms.

@@ -11,6 +11,8 @@ by 20 ms (skipped audio shows); two frames sent back to back show as one early.
 
 **Lost frames** are those the channel's time in the window calls for and that did not come:
 ``round((t_last − t_0) / 0.020) + 1 − n`` for ``n`` frames from ``t_0`` to ``t_last`` (never negative).
+**Due frames** are what the window's length calls for on every channel: fewer frames than that with none
+lost means the frames came (and were read) late at one end of the window and not at the other.
 
 Pure code: arrival times are passed in (seconds, any monotonic clock).
 """
@@ -56,6 +58,7 @@ class Pacing:
 
     channels: int
     frames: int
+    due: int  # frames the window's length calls for on every channel
     lost: int
     silent: int  # channels that carried no frame in the window
     p50_ms: float | None
@@ -71,6 +74,7 @@ class Pacing:
             f"{prefix}p999_pacing_error_ms": _r(self.p999_ms),
             f"{prefix}max_pacing_error_ms": _r(self.max_ms),
             f"{prefix}frames": self.frames,
+            f"{prefix}frames_due": self.due,
             f"{prefix}frames_lost": self.lost,
             f"{prefix}silent_channels": self.silent,
         }
@@ -92,6 +96,7 @@ def pacing(channels: Iterable[Sequence[float]], start: float, end: float) -> Pac
     return Pacing(
         channels=count,
         frames=frames,
+        due=count * round((end - start) / FRAME_SECONDS),
         lost=lost,
         silent=silent,
         p50_ms=percentile(errors, 50),

