@@ -79,5 +79,14 @@ bench-sync: $(STAMP)
 bench-pri: $(STAMP)
 	$(BIN)/python -m bench.pri
 
+# Coverage-guided fuzzing of the PRI D-channel receive path (LAPD and Q.931, both sides) with atheris, not part
+# of `make test`; FUZZ_ARGS are libFuzzer's. The corpus and any crash input are kept under var/fuzz-pri/.
+.PHONY: fuzz-pri
+FUZZ_ARGS ?= -max_total_time=300
+fuzz-pri: $(STAMP)
+	$(BIN)/python -m pip install --quiet atheris==3.0.0
+	@mkdir -p var/fuzz-pri/corpus
+	$(BIN)/python -m tests.fuzz.run_pri -artifact_prefix=var/fuzz-pri/ $(FUZZ_ARGS) var/fuzz-pri/corpus
+
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis
