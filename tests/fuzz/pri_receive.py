@@ -16,7 +16,8 @@ The invariants, checked after every step (:meth:`ReceivePath.check`), raise :cla
 * every call reported to call control (an outgoing ``setup``, a ``CallOffered``) ends with exactly one
   ``CallReleased``, none is released that was never reported, and the machine holds exactly the calls
   reported and not yet released;
-* no B-channel is held by two calls, nor by a call already released; an offered channel is a B-channel;
+* no B-channel is held by two calls, nor by a call already released; the channel table and the calls agree;
+  an offered channel is a B-channel;
 * LAPD's sequence variables stay in range with at most k frames outstanding.
 """
 
@@ -233,9 +234,17 @@ class ReceivePath:
                 if channel in holders:
                     raise InvariantBroken(f"B{channel} held by calls {holders[channel]} and {handle}")
                 holders[channel] = handle
-        for channel, handle in self.q931.busy_channels().items():
+        busy = self.q931.busy_channels()
+        for channel, handle in busy.items():
             if handle in self.released:
                 raise InvariantBroken(f"B{channel} still held by released call {handle}")
+            if channel not in B_TIMESLOTS:
+                raise InvariantBroken(f"B{channel} held by call {handle} is not a B-channel")
+        for channel, handle in holders.items():
+            if busy.get(channel) != handle:
+                raise InvariantBroken(
+                    f"call {handle} on B{channel}, which the channel table gives {busy.get(channel)}"
+                )
         lapd = self.lapd
         if not all(0 <= v < MODULUS for v in (lapd.vs, lapd.va, lapd.vr)):
             raise InvariantBroken(f"LAPD variables out of range: {lapd.vs} {lapd.va} {lapd.vr}")
