@@ -186,14 +186,14 @@ def _f(value: float | None) -> str:
 async def calibrate(workdir: Path, plan: Plan, *, rt: bool) -> Measured:
     """The far ends against the loopback span (see the module docstring)."""
     directory = workdir / "loopback"
-    with _loopback(directory, plan.spans, workdir / "loopback.log"), realtime(rt) as state:
+    with _loopback(directory, plan.spans, workdir / "loopback.log", rt=rt), realtime(rt) as state:
         return Measured(await drive(directory, plan), farend_realtime=state)
 
 
 @contextlib.contextmanager
-def _loopback(directory: Path, spans: Sequence[int], log: Path) -> Iterator[None]:
+def _loopback(directory: Path, spans: Sequence[int], log: Path, *, rt: bool) -> Iterator[None]:
     argv = [sys.executable, "-m", "bench.pri_loopback", "--dir", str(directory)]
-    argv += ["--spans", ",".join(map(str, spans))]
+    argv += ["--spans", ",".join(map(str, spans))] + (["--realtime"] if rt else [])
     with log.open("wb") as err:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)
     try:

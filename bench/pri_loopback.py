@@ -11,12 +11,15 @@ listens and runs until SIGTERM or SIGINT.
 What the far end then hears is its own sender's pacing (its ``loop.call_at`` schedule and its sends) plus
 its own receive path's time stamping, with no appliance in between: the floor under the pacing figures it
 measures on the appliance's spans. Nothing here is timed: the reflection costs one read and one send.
+``--realtime`` runs it ``SCHED_FIFO``, as the bench runs its far ends, so that other programs do not add
+their delays to the floor.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -95,8 +98,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = parser("bench.pri_loopback", __doc__)
     p.add_argument("--dir", type=Path, required=True, help="where the spanN-d/-b sockets are made")
     p.add_argument("--spans", default="1,2", help="comma-separated span numbers")
+    p.add_argument(
+        "--realtime", action="store_true", help="run SCHED_FIFO priority 1 (root), as the bench's far ends do"
+    )
     args = p.parse_args(argv)
     args.dir.mkdir(parents=True, exist_ok=True)
+    if args.realtime:
+        with contextlib.suppress(OSError):  # not root: the floor then carries this process's delays too
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
     asyncio.run(serve(args.dir, [int(s) for s in args.spans.split(",") if s.strip()]))
     return 0
 
