@@ -114,7 +114,7 @@ class Measured:
         seconds = d.window[1] - d.window[0]
         row: dict[str, object] = {
             "bench": bench,
-            "calls_placed": len(d.results),
+            "calls_placed": d.placed,
             "calls_answered": d.answered,
             "calls_cleared_early": d.cleared_early,
             "answered_in_s": rounded(d.answered_in_s),
@@ -139,7 +139,7 @@ class Measured:
     def line(self, name: str) -> str:
         d, p = self.drive, self.drive.pacing()
         head = (
-            f"[{name}] {d.answered}/{len(d.results)} calls answered"
+            f"[{name}] {d.answered}/{d.placed} calls answered"
             + (f", {d.cleared_early} CLEARED BEFORE THE WINDOW'S END" if d.cleared_early else "")
             + (f" in {d.answered_in_s:.1f} s" if d.answered_in_s is not None else "")
             + f"; pacing error p50 {_f(p.p50_ms)} p99 {_f(p.p99_ms)} p99.9 {_f(p.p999_ms)} max "
@@ -413,7 +413,7 @@ def summary(
         "frames_lost": pace.lost,
         "dtmf_sent": measured.drive.digits_sent,
         "dtmf_lost": measured.dtmf_lost,
-        "calls_placed": len(measured.drive.results),
+        "calls_placed": measured.drive.placed,
     }
 
 

@@ -67,7 +67,8 @@ class Plan:
 class Drive:
     """One run's calls and the far ends' own figures."""
 
-    results: list[CallResult] = field(default_factory=list)
+    results: list[CallResult] = field(default_factory=list)  # of the calls that ended (all, normally)
+    placed: int = 0
     window: tuple[float, float] = (0.0, 0.0)
     answered_in_s: float | None = None  # from the first SETUP until the last call was answered
     farend_cpu_s: float = 0.0  # the far ends' (this process's) CPU over the window
@@ -133,7 +134,7 @@ async def drive(
             for far in fars
             for i in range(plan.calls_per_span)
         ]
-        total = len(calls)
+        total = out.placed = len(calls)
         while _answered(fars) < total and loop.time() - placed_at < plan.answer_within:
             if all(c.done() for c in calls):
                 break
