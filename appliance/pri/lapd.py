@@ -100,6 +100,8 @@ _TRANSITIONS: Final[dict[LapdState, frozenset[LapdState]]] = {
     ),
 }
 DEFAULT_TIMERS: Final = LapdTimers()
+# Messages waiting for the window to open; a span's 30 calls never need more than a few dozen at once.
+MAX_QUEUED: Final = 512
 _UP: Final = frozenset({_S.MULTIPLE_FRAME_ESTABLISHED, _S.TIMER_RECOVERY})
 
 
@@ -199,6 +201,12 @@ class Lapd:
         if self.state in (_S.TEI_ASSIGNED, _S.AWAITING_RELEASE):
             self.dropped_messages += 1
             log.warning("lapd %s: message discarded, data link not established", self.name)
+            return
+        if len(self._queue) >= MAX_QUEUED:
+            # A peer that stays busy (RNR answered to every poll, §5.6.5) may never take another frame;
+            # what waits for it is bounded, the excess discarded like a message for a released link.
+            self.dropped_messages += 1
+            log.warning("lapd %s: message discarded, %d already wait for a busy peer", self.name, MAX_QUEUED)
             return
         self._queue.append(bytes(data))
         self._flush(now)

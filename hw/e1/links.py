@@ -17,7 +17,9 @@ from typing import Final, Protocol
 FRAME_OCTETS: Final = 160  # 20 ms of 8 kHz A-law
 # E1 timeslots that can be B-channels (ITU-T G.704 §5: 0 is framing, 16 the D-channel on a CCS span).
 B_TIMESLOTS: Final = tuple(range(1, 16)) + tuple(range(17, 32))
-MAX_LAPD_FRAME: Final = 3 + 260  # address 2 + control ≤ 2 + N201 = 260 octets of information (Q.921 §5.9.3)
+MAX_LAPD_FRAME: Final = (
+    2 + 2 + 260
+)  # address 2 + control ≤ 2 + N201 = 260 octets of information (Q.921 §5.9.3)
 
 
 class DChannelHandler(Protocol):
