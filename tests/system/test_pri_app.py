@@ -23,7 +23,7 @@ from appliance.sync.client import SyncClient
 from appliance.sync.client_types import ClientError
 from tests import sync_pki
 from tests.system.appliance_proc import RunningAppliance, start_appliance
-from tests.system.pri_helpers import eventually, outbox_events, span_metric
+from tests.system.pri_helpers import eventually, outbox_events, span_config, span_metric
 from tests.system.sipp import SIPP_BINARY, SippProcess
 
 pytestmark = pytest.mark.system
@@ -35,7 +35,9 @@ SCRIPT = CallScript(called="4930123456", called_type=TypeOfNumber.INTERNATIONAL,
 
 @pytest.fixture
 def appliance(tmp_path: Path) -> Iterator[RunningAppliance]:
-    app = start_appliance(tmp_path)  # no [[spans]]: the default span 1
+    # No [[spans]] and the default RTP range: the span as `make run` has it (the other tests give span 1
+    # a random port range of its own, so that appliances running side by side do not meet).
+    app = start_appliance(tmp_path)
     try:
         yield app
     finally:
@@ -99,7 +101,7 @@ async def test_a_far_end_on_the_default_span_reaches_the_ivr_and_the_span_report
 
 
 def test_a_clean_stop_removes_the_span_sockets(tmp_path: Path) -> None:
-    app = start_appliance(tmp_path)
+    app = start_appliance(tmp_path, span_config())
     run = app.state_dir / "run"
     assert (run / "span1-d.sock").exists() and (run / "span1-b.sock").exists()
     err = app.stop()
@@ -113,7 +115,7 @@ async def test_a_pushed_span_document_restarts_the_span_with_its_settings(tmp_pa
         f'[sync]\nlisten = "127.0.0.1"\nport = 0\ncertificate = "{pki.server_certificate}"\n'
         f'private_key = "{pki.server_key}"\nclient_ca = "{pki.ca_certificate}"\n'
     )
-    app = start_appliance(tmp_path, config)
+    app = start_appliance(tmp_path, config + span_config())
     try:
         url = next(b for b in app.banner if b.startswith("sync API")).split()[-1].removesuffix("/sync/v1")
         settings = {"framing": "ccs", "line_code": "hdb3", "crc4": True, "side": "user",
@@ -144,7 +146,7 @@ async def test_a_pushed_span_document_restarts_the_span_with_its_settings(tmp_pa
 
 @pytest.mark.skipif(shutil.which(SIPP_BINARY) is None, reason="SIPp is not installed (sip-tester)")
 async def test_a_sip_call_routed_to_pri_1_is_answered_by_the_far_end(tmp_path: Path) -> None:
-    app = start_appliance(tmp_path, '[[routes]]\nmatch = "*"\ndestinations = ["pri:1"]\n')
+    app = start_appliance(tmp_path, '[[routes]]\nmatch = "*"\ndestinations = ["pri:1"]\n' + span_config())
     try:
         far = FarEnd(directory=app.state_dir / "run", span=1)  # answers the calls the appliance places
         try:
