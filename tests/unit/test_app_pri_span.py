@@ -16,7 +16,7 @@ import pytest
 
 from appliance.app_pri import PriWiring
 from appliance.app_pri_span import TdmCommands
-from appliance.calls.events import Answer, Setup
+from appliance.calls.events import Answer, Disconnect, Fail, Setup
 from appliance.calls.pri_leg import PriLeg
 from appliance.config import Config
 from appliance.config.load import load_config_text
@@ -45,6 +45,7 @@ class FakeTdm:
         self.ports, self.timeslots = ports, timeslots
         self.commands: list[tuple[Any, ...]] = []
         self.started = self.stopped = False
+        self.on_lost: Callable[[tuple[int, ...]], None] = lambda timeslots: None
 
     async def start(self) -> object:
         self.started = True
@@ -175,6 +176,7 @@ class Harness:
     ) -> FakeTdm:
         assert spec.path is not None and spec.path.name == f"span{span.number}-b.sock"
         tdm = FakeTdm(ports, span.b_channels)
+        tdm.on_lost = on_lost
         self.tdms.append(tdm)
         return tdm
 
@@ -263,6 +265,25 @@ def faults(h: Harness) -> list[frozenset[tuple[str, str]]]:
     return [
         k[1] for k, v in samples(h.metrics).items() if k[0] == "appliance_pri_protocol_faults_total" and v
     ]
+
+
+async def test_the_calls_of_a_tdm_worker_that_died_are_cleared(harness: Harness, tmp_path: Path) -> None:
+    h = harness
+    far = FarEnd(tmp_path / "run" / "span1-d.sock")
+    try:
+        await until(lambda: far.link.dchannel_up, "D-channel established")
+        called = PartyNumber("30123456", TypeOfNumber.NATIONAL)
+        far.link.run(lambda now: far.q931.setup(called=called, channel=7, exclusive=True, now=now))
+        await until(lambda: bool(h.calls.placed), "the call placed with call control")
+        _, _, events = h.calls.placed[0]
+        h.tdms[0].on_lost((7,))  # the worker died with timeslot 7 open: its audio is gone
+        await until(lambda: any(isinstance(e, CallReleased) for e in far.events), "the call released")
+        (released,) = [e for e in far.events if isinstance(e, CallReleased)]
+        assert released.cause == 41  # temporary failure
+        await until(lambda: bool(events), "call control told")
+        assert isinstance(events[0], Disconnect | Fail) and events[0].cause.q850 == 41
+    finally:
+        await far.close()
 
 
 async def test_span_settings_restart_that_span_and_a_removed_document_restores_the_configured_ones(
