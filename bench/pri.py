@@ -45,6 +45,7 @@ from typing import Any, Final
 
 import cbor2
 
+from appliance.media.scheduling import POLICIES
 from bench.common import OtherPrograms, emit, progress, ratio, rounded
 from bench.ivr import dtmf_tally
 from bench.pri_calls import (
@@ -74,6 +75,7 @@ class PriAppliance(Appliance):
 
     name = "appliance"
     spans: tuple[int, ...] = SPANS
+    scheduling: str = "normal"  # [media] scheduling: the media workers' and TDM workers' CPU priority
 
     def config_text(self) -> str:
         low, high = our_ports(60)
@@ -84,7 +86,8 @@ class PriAppliance(Appliance):
             f'[sip]\nlisten = "127.0.0.1"\nudp_port = {self.listen_port}\ntcp_port = {self.listen_port}\n\n'
             '[logging]\nlevel = "warning"\n\n'
             "[metrics]\nport = 0\n\n[sync]\nport = 0\n\n"
-            f"[media]\nrtp_port_min = {low}\nrtp_port_max = {high}\n\n{spans}"
+            f"[media]\nrtp_port_min = {low}\nrtp_port_max = {high}\n"
+            f'scheduling = "{self.scheduling}"\n\n{spans}'
         )
 
     @property
@@ -234,9 +237,9 @@ class _Window:
         return window, others.cores(window.accounted_s + (own1 - own0), t1 - t0)
 
 
-def _start(workdir: Path, spans: tuple[int, ...]) -> PriAppliance:
+def _start(workdir: Path, spans: tuple[int, ...], scheduling: str) -> PriAppliance:
     app = PriAppliance(workdir=workdir, listen_port=free_port(tcp=True), next_hop=(LOOPBACK, 9))
-    app.spans = spans
+    app.spans, app.scheduling = spans, scheduling
     try:
         app.start()
     except ServerStartError as exc:
@@ -244,9 +247,9 @@ def _start(workdir: Path, spans: tuple[int, ...]) -> PriAppliance:
     return app
 
 
-async def measure_appliance(workdir: Path, plan: Plan, *, rt: bool) -> Measured:
+async def measure_appliance(workdir: Path, plan: Plan, *, rt: bool, scheduling: str = "normal") -> Measured:
     """The appliance as shipped with the far ends on its spans (see the module docstring)."""
-    app = _start(workdir / "appliance", plan.spans)
+    app = _start(workdir / "appliance", plan.spans, scheduling)
     try:
         window = _Window(app.pid)
         with realtime(rt) as state:
@@ -301,9 +304,9 @@ class SipMeasured:
         )
 
 
-async def measure_sip(workdir: Path, plan: Plan, *, rt: bool) -> SipMeasured:
+async def measure_sip(workdir: Path, plan: Plan, *, rt: bool, scheduling: str = "normal") -> SipMeasured:
     """The same calls, digits and window with SIP callers (:mod:`bench.pri_sip`) and no span."""
-    app = _start(workdir / "appliance-sip", ())
+    app = _start(workdir / "appliance-sip", (), scheduling)
     callers = [f"+{calling(span, i)}" for span in plan.spans for i in range(plan.calls_per_span)]
     sip = SipCallers((LOOPBACK, app.listen_port), callers)
     try:
@@ -432,7 +435,8 @@ async def run(args: argparse.Namespace) -> int:
     progress(
         f"pri bench: spans {', '.join(map(str, SPANS))}, {plan.calls_per_span} calls each, "
         f"{plan.warmup:g} s warm-up, {plan.seconds:g} s measured, '{plan.digits}' every "
-        f"{plan.digit_every:g} s per call; far ends on {type(asyncio.get_running_loop()).__name__}"
+        f"{plan.digit_every:g} s per call; far ends on {type(asyncio.get_running_loop()).__name__}; media "
+        f"scheduling {args.scheduling}"
     )
     floor = measured = None
     errors = 0
@@ -446,7 +450,7 @@ async def run(args: argparse.Namespace) -> int:
                 errors += 1
                 progress(f"[calibration] FAIL - {exc}")
         try:
-            measured = await measure_appliance(Path(tmp), plan, rt=args.realtime)
+            measured = await measure_appliance(Path(tmp), plan, rt=args.realtime, scheduling=args.scheduling)
             progress(measured.line("appliance"))
         except DriveError as exc:
             errors += 1
@@ -454,7 +458,7 @@ async def run(args: argparse.Namespace) -> int:
         sip = None
         if args.sip:
             try:
-                sip = await measure_sip(Path(tmp), plan, rt=args.realtime)
+                sip = await measure_sip(Path(tmp), plan, rt=args.realtime, scheduling=args.scheduling)
                 progress(sip.line())
             except DriveError as exc:
                 errors += 1
@@ -466,7 +470,7 @@ async def run(args: argparse.Namespace) -> int:
         emit(measured.row("pri-run"))
     if sip is not None:
         emit(sip.row())
-    result = summary(measured, floor, sip)
+    result = summary(measured, floor, sip) | {"media_scheduling": args.scheduling}
     emit(result)
     complete = measured is not None and result["calls"] == len(SPANS) * plan.calls_per_span
     return 0 if complete and not errors else 1
@@ -504,6 +508,13 @@ def parser() -> argparse.ArgumentParser:
         default=True,
         help="run the far ends SCHED_FIFO (needs root), so that the appliance's processes and other "
         "programs do not delay their reads, which would count as the appliance's pacing error",
+    )
+    p.add_argument(
+        "--scheduling",
+        choices=POLICIES,
+        default="normal",
+        help="the appliance's [media] scheduling: its media and TDM workers' CPU priority (default: normal, "
+        "as shipped; realtime needs root)",
     )
     p.add_argument("--calibration-seconds", type=float, default=10.0, help="the calibration's window")
     return p
