@@ -173,6 +173,10 @@ class GatewayMachine:
         self.gateway.link_released(now)
         self.after()
 
+    def physical_layer_lost(self, now: float) -> None:
+        self.gateway.physical_layer_lost(now)
+        self.after()
+
     def receive(self, data: bytes, now: float) -> None:
         self.gateway.receive(data, now)
         self.after()

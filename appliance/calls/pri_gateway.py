@@ -96,6 +96,7 @@ class Q931Machine(Q931Commands, Protocol):
 
     def link_established(self, now: float) -> None: ...
     def link_released(self, now: float) -> None: ...
+    def physical_layer_lost(self, now: float) -> None: ...
     def receive(self, data: bytes, now: float) -> None: ...
     def data_to_send(self) -> list[bytes]: ...
     def next_event(self) -> Q931Event | None: ...
@@ -163,6 +164,12 @@ class PriGateway:
     def link_released(self, now: float) -> None:
         self.dchannel_changed(False)
         self.q931.link_released(now)
+        self.pump(now)
+
+    def physical_layer_lost(self, now: float) -> None:
+        """The span lost its far end: the machine clears every call (cause 38) and the data link."""
+        self.dchannel_changed(False)
+        self.q931.physical_layer_lost(now)
         self.pump(now)
 
     def receive(self, data: bytes, now: float) -> None:

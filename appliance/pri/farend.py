@@ -221,23 +221,18 @@ class FarEnd:
     def dchannel_up(self) -> bool:
         return self._link.dchannel_up
 
-    async def vanish(self, *, forget: bool = True) -> None:
-        """Close both sockets, as a far end that is switched off: the appliance's span loses its signal.
-
-        With ``forget`` (a switch that restarts) the far end comes back with a fresh stack and no calls:
-        each call it had ends now (cause 41, temporary failure, cleared by "vanished"), and the appliance
-        learns of it when it asks (STATUS ENQUIRY answered with the null state, Q.931 §5.8.9/§5.8.11).
-        Without, the far end's own stack sees the signal go and keeps its active calls for T309."""
+    async def vanish(self) -> None:
+        """Close both sockets, as a far end that is switched off: the appliance's span loses its signal
+        and clears its calls (cause 38). The far end comes back with a fresh stack and no calls: each call
+        it had ends now (cause 41, temporary failure, cleared by "vanished")."""
         self._stop_ticker()
-        await self._d.close()
-        await self._b.close()
-        self._link.link_changed(False)
-        if not forget:
-            return
-        self._link.close()
         now = self._link.time()
         for call in list(self._calls.values()):
             self._ended(call, TEMPORARY_FAILURE, "vanished", now)
+        await self._d.close()
+        await self._b.close()
+        self._link.link_changed(False)  # the D-channel is down until come_back establishes it again
+        self._link.close()
         self._q931, self._lapd, self._link, self._d = self._stack()
 
     async def come_back(self, *, within: float = 10.0) -> None:

@@ -65,6 +65,8 @@ class Q931Machine(Protocol):
 
     def link_released(self, now: float) -> None: ...
 
+    def physical_layer_lost(self, now: float) -> None: ...
+
     def receive(self, data: bytes, now: float) -> None: ...
 
     def data_to_send(self) -> list[bytes]: ...
@@ -199,6 +201,7 @@ class PriLink:
             self._lapd.physical_up(now)
             self._lapd.start(now)
         else:
+            self._q931.physical_layer_lost(now)  # the B-channels are gone too: calls end, cause 38
             self._lapd.physical_down(now)
         self._notify(self._on_signal, up)
         self._pump(now)

@@ -85,6 +85,9 @@ class StubQ931(_Stub):
     def link_released(self, now: float) -> None:
         self.calls.append(("released", now))
 
+    def physical_layer_lost(self, now: float) -> None:
+        self.calls.append(("lost", now))
+
     def receive(self, data: bytes, now: float) -> None:
         self.calls.append(("receive", data))
         self.events.append(CallConnected(call=len(self.calls)))
@@ -183,7 +186,8 @@ async def test_signal_up_starts_lapd_and_signal_down_releases_q931() -> None:
     link.link_changed(True)  # no change: ignored
     link.link_changed(False)
     assert [c for c, _ in lapd.calls] == ["up", "start", "receive", "down"]
-    assert [c for c, _ in q931.calls] == ["established", "released"]
+    # Loss of signal reaches Q.931 first (its calls end with the line), then the data link's release.
+    assert [c for c, _ in q931.calls] == ["established", "lost", "released"]
     assert signals == [True, False] and states == [True, False]
     assert not link.signal and not link.dchannel_up
     assert link.release_reason is ReleaseReason.PHYSICAL
