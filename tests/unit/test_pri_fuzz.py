@@ -10,13 +10,15 @@ coverage-guided runner over the same harness is ``make fuzz-pri`` (``tests/fuzz/
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from appliance.pri import q931_codec
 from appliance.pri.q931_events import CallOffered, CallReleased
-from appliance.pri.q931_model import MessageType
+from appliance.pri.q931_model import BearerCapability, Cause, ChannelId, Message, MessageType, PartyNumber
 from tests.fuzz.pri_receive import COMMANDS, Op, ReceivePath, seed_messages
 
 _LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
@@ -81,6 +83,54 @@ FRAMES = st.binary(max_size=12) | st.builds(
     st.binary(min_size=1, max_size=2),
     st.binary(max_size=8) | st.just(bytes(261)),
 )
+
+
+def _message(kind: MessageType, cref: int, flag: bool, channel: int = 0, cause: int = 16) -> Op:
+    """A well-formed message of the far end's: channel identification when ``channel``, a cause on the
+    clearing messages, a called number on SETUP and INFORMATION."""
+    fields: dict[str, Any] = {}
+    if channel:
+        fields["channel"] = ChannelId((channel,), exclusive=True)
+    if kind in (MessageType.DISCONNECT, MessageType.RELEASE, MessageType.RELEASE_COMPLETE):
+        fields["cause"] = Cause(cause)
+    if kind in (MessageType.SETUP, MessageType.INFORMATION):
+        fields["called"] = PartyNumber("100")
+    if kind is MessageType.SETUP:
+        fields["bearer"] = BearerCapability()
+    return Op("message", q931_codec.encode(Message(kind, cref, flag, **fields)))
+
+
+def _command(name: str, pick: int = -1) -> Op:
+    """Call control's ``name`` on the newest live call (``pick`` -1) or the ``pick``-th."""
+    return Op("command", amount=COMMANDS.index(name), pick=pick)
+
+
+_T = MessageType
+_ANSWERS = st.sampled_from((_T.SETUP_ACKNOWLEDGE, _T.CALL_PROCEEDING, _T.ALERTING, _T.CONNECT))
+_CLEARING = st.sampled_from((_T.DISCONNECT, _T.RELEASE, _T.RELEASE_COMPLETE, _T.STATUS_ENQUIRY))
+_LOCAL = st.sampled_from(("setup_acknowledge", "proceeding", "alerting", "connect", "disconnect"))
+
+
+@st.composite
+def call_flow(draw: st.DrawFn) -> list[Op]:
+    """The steps of a call as far as the far end takes it: an incoming call (its SETUP, our answers, its
+    CONNECT ACKNOWLEDGE, a clearing message) or an outgoing one (our SETUP, its answers on the call
+    reference we allocate, clearing) — each step kept or left out, so that every state is reached."""
+    cref = draw(st.integers(1, 4))
+    channel = draw(st.integers(1, 3))
+    if draw(st.booleans()):  # the far end calls: its call reference, flag 0 from it
+        steps = [_message(_T.SETUP, cref, True, channel)]
+        steps += [_command(name) for name in draw(st.lists(_LOCAL, max_size=3))]
+        steps.append(_message(_T.CONNECT_ACKNOWLEDGE, cref, True))
+        steps.append(_message(draw(_CLEARING), cref, True))
+    else:  # we call: our call reference, flag 1 from the far end
+        steps = [_command("setup", draw(st.integers(0, 60)))]
+        steps += [_message(kind, cref, False, channel) for kind in draw(st.lists(_ANSWERS, max_size=3))]
+        steps.append(_message(draw(_CLEARING), cref, False))
+    steps.append(_message(_T.RELEASE_COMPLETE, cref, cref % 2 == 0))
+    return [step for step in steps if draw(st.integers(0, 4))]  # most steps kept
+
+
 OPS = st.one_of(
     st.builds(lambda d: Op("message", d), MESSAGES),
     st.builds(lambda d: Op("message", d), MESSAGES),
@@ -93,9 +143,16 @@ OPS = st.one_of(
 )
 
 
+def _flat(chunks: list[list[Op]]) -> list[Op]:
+    return [op for chunk in chunks for op in chunk]
+
+
+STEPS = st.lists(OPS.map(lambda op: [op]) | call_flow(), max_size=16).map(_flat)
+
+
 @pytest.mark.parametrize("side", ["user", "network"])
 @FUZZ
-@given(ops=st.lists(OPS, max_size=40))
+@given(ops=STEPS)
 def test_nothing_a_far_end_sends_breaks_the_receive_path(side: str, ops: list[Op]) -> None:
     path = ReceivePath("user" if side == "user" else "network")
     path.run(ops)
