@@ -27,6 +27,22 @@ class RunningAppliance:
     metrics_url: str
     state_dir: Path
     banner: list[str] = field(default_factory=list)
+    # stderr, read as it comes by a thread: an appliance that logs more than a pipe holds would otherwise
+    # block in a log write and stop serving.
+    log_lines: list[str] = field(default_factory=list)
+    _log_reader: threading.Thread | None = None
+
+    def __post_init__(self) -> None:
+        if self.proc.stderr is not None:
+            self._log_reader = threading.Thread(
+                target=self.log_lines.extend, args=(self.proc.stderr,), daemon=True
+            )
+            self._log_reader.start()
+
+    @property
+    def log(self) -> str:
+        """What the process wrote to stderr so far (all of it once it exited and :meth:`stop` returned)."""
+        return "".join(self.log_lines)
 
     @property
     def sip(self) -> tuple[str, int]:
@@ -65,8 +81,9 @@ class RunningAppliance:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        assert self.proc.stderr is not None
-        return self.proc.stderr.read()
+        if self._log_reader is not None:
+            self._log_reader.join(timeout=5)
+        return self.log
 
 
 def start_appliance(
@@ -112,6 +129,7 @@ def start_appliance(
             banner.append(lines.get(timeout=max(0.0, deadline - time.monotonic())))
         except queue.Empty:
             proc.kill()
+            proc.wait()
             err = proc.stderr.read() if proc.stderr else ""
             raise RuntimeError(f"appliance did not start: {banner} {err[-2000:]}") from None
     metrics_url = next(line.split()[-1] for line in banner if line.startswith("metrics"))

@@ -12,10 +12,8 @@ import asyncio
 import contextlib
 import random
 import re
-import signal
 import sqlite3
 import subprocess
-import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,24 +46,12 @@ async def appliance_with_span(tmp_path: Path, config: str = "") -> AsyncIterator
     """The appliance with its default span 1 (sim, user side); stopped on leaving, its stderr kept in
     ``appliance.log`` and its tail printed (pytest shows it for a failing test).
 
-    Its stderr is read as it comes: thirty calls log more than a pipe holds, and an appliance whose
-    log write blocks stops serving its D-channel."""
+    Its stderr is read as it comes (:class:`RunningAppliance`): thirty calls log more than a pipe holds."""
     app = start_appliance(tmp_path, config or span_config())
-    lines: list[str] = []
-    assert app.proc.stderr is not None
-    reader = threading.Thread(target=lines.extend, args=(app.proc.stderr,), daemon=True)
-    reader.start()
     try:
         yield app
     finally:
-        app.proc.send_signal(signal.SIGTERM)
-        try:
-            app.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            app.proc.kill()
-            app.proc.wait()
-        reader.join(timeout=5)
-        log = "".join(lines)
+        log = app.stop()
         (tmp_path / "appliance.log").write_text(log)
         print(f"appliance stderr (tail):\n{log[-6000:]}")
 
