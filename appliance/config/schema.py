@@ -45,7 +45,7 @@ from appliance.config.rules import (
     text,
     timezone_check,
 )
-from appliance.config.spans import DEFAULT_SPANS, SpanConfig, span_port_problems, span_problems
+from appliance.config.spans import DEFAULT_SPANS, DahdiConfig, SpanConfig, span_port_problems, span_problems
 from appliance.media.scheduling import Scheduling
 
 Problem = tuple[str, str]
@@ -608,6 +608,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     state_dir: str = field(default="var", metadata=non_empty_text("a directory path"))
     spans: tuple[SpanConfig, ...] = DEFAULT_SPANS
+    dahdi: DahdiConfig = field(default_factory=DahdiConfig)
 
     def agent_group(self, group: str) -> AgentGroupConfig | None:
         return next((g for g in self.agent_groups if g.name == group), None)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from appliance.config.rules import REJECT, Rule, expected, integer, rule
+from appliance.config.rules import REJECT, Rule, expected, integer, non_empty_text, rule
 
 Problem = tuple[str, str]
 
@@ -73,6 +73,21 @@ class SpanConfig:
 
 
 DEFAULT_SPANS: Final = (SpanConfig(),)
+
+
+@dataclass(frozen=True)
+class DahdiConfig:
+    """The ``[dahdi]`` table: where the spans with ``driver = "dahdi"`` find DAHDI (defaults: a standard
+    installation). DAHDI configures every span of the box from one system.conf with one ``dahdi_cfg`` run."""
+
+    system_conf: str = field(default="/etc/dahdi/system.conf", metadata=non_empty_text("a file path"))
+    dahdi_cfg: str = field(default="/usr/sbin/dahdi_cfg", metadata=non_empty_text("a program path"))
+    sysfs_spans: str = field(default="/sys/bus/dahdi_spans/devices", metadata=non_empty_text("a directory"))
+    proc_dahdi: str = field(default="/proc/dahdi", metadata=non_empty_text("a directory path"))
+    # The directory of DAHDI's devices: "channel" (one fd per D- or B-channel) and "ctl" (loopbacks).
+    device_dir: str = field(default="/dev/dahdi", metadata=non_empty_text("a directory path"))
+    # "hardhdlc" for a card with an HDLC controller for the D-channel, "dchan" for HDLC in software.
+    hdlc: Literal["hardhdlc", "dchan"] = "hardhdlc"
 
 
 def span_problems(spans: tuple[SpanConfig, ...]) -> Iterator[Problem]:

@@ -11,6 +11,9 @@ clock (``None``); when a better span's alarm clears it takes the clock back at o
 time, G.732 practice, is the hold-off). Every change is a :class:`TimingSourceChanged` event.
 
 A span is assumed in alarm until it is reported otherwise, so a box starts on its internal clock.
+
+A span's priority can change while the box runs (:meth:`TimingSelector.set_priority`, new settings for the
+span): the choice is made again at once, and a change of source is an event like any other.
 """
 
 from __future__ import annotations
@@ -37,8 +40,7 @@ class TimingSelector:
 
     def __init__(self, priorities: Mapping[int, int], *, wall: Callable[[], float]) -> None:
         for span, priority in priorities.items():
-            if priority < 0:
-                raise SpanConfigError(f"span {span}: timing priority {priority} is below 0")
+            _check_priority(span, priority)
         self._priorities = dict(priorities)
         self._wall = wall
         self._good: set[int] = set()
@@ -47,13 +49,31 @@ class TimingSelector:
 
     def span_status(self, span: int, receive_ok: bool) -> None:
         """Span ``span``'s receive side is usable (no red or blue alarm) or not."""
-        if span not in self._priorities:
-            raise SpanConfigError(f"span {span} is not known to the timing selector")
+        self._known(span)
         if receive_ok:
             self._good.add(span)
         else:
             self._good.discard(span)
         self._select()
+
+    def set_priority(self, span: int, priority: int) -> None:
+        """Span ``span`` takes timing priority ``priority`` (0: never a source) from now on; the source is
+        chosen again (a :class:`TimingSourceChanged` if it changes). Raises :class:`SpanConfigError` for a
+        span not known or a priority below 0."""
+        self._known(span)
+        _check_priority(span, priority)
+        if self._priorities[span] != priority:
+            log.info("span %d: timing priority %d -> %d", span, self._priorities[span], priority)
+            self._priorities[span] = priority
+            self._select()
+
+    def priority(self, span: int) -> int:
+        self._known(span)
+        return self._priorities[span]
+
+    def _known(self, span: int) -> None:
+        if span not in self._priorities:
+            raise SpanConfigError(f"span {span} is not known to the timing selector")
 
     def _select(self) -> None:
         candidates = [(p, s) for s, p in self._priorities.items() if p > 0 and s in self._good]
@@ -71,6 +91,11 @@ class TimingSelector:
 
     def next_event(self) -> TimingSourceChanged | None:
         return self._events.popleft() if self._events else None
+
+
+def _check_priority(span: int, priority: int) -> None:
+    if priority < 0:
+        raise SpanConfigError(f"span {span}: timing priority {priority} is below 0")
 
 
 def _name(source: int | None) -> str:

@@ -56,3 +56,29 @@ def test_unknown_span_and_negative_priority_are_refused() -> None:
         TimingSelector({1: -1}, wall=lambda: 0.0)
     with pytest.raises(SpanConfigError):
         TimingSelector({1: 1}, wall=lambda: 0.0).span_status(9, True)
+
+
+def test_a_new_priority_chooses_the_source_again_with_an_event_when_it_changes() -> None:
+    selector = TimingSelector({1: 1, 2: 2}, wall=lambda: 7.0)
+    selector.span_status(1, True)
+    selector.span_status(2, True)
+    assert selector.source == 1 and drain(selector) == [(None, 1)]
+    selector.set_priority(2, 1)  # a tie: the lower span number keeps it, nothing to report
+    assert selector.source == 1 and drain(selector) == []
+    selector.set_priority(1, 3)  # span 1 is now the second choice: span 2 takes the clock
+    assert selector.source == 2 and selector.priority(1) == 3
+    assert selector.next_event() == TimingSourceChanged(2, 1, 7.0)
+    selector.set_priority(2, 0)  # never a source: back to span 1
+    selector.set_priority(1, 0)  # neither: the internal clock
+    assert selector.source is None and drain(selector) == [(2, 1), (1, None)]
+    selector.set_priority(1, 0)  # unchanged: silent
+    assert drain(selector) == []
+
+
+def test_a_priority_for_an_unknown_span_or_below_0_is_refused() -> None:
+    selector = TimingSelector({1: 1}, wall=lambda: 0.0)
+    with pytest.raises(SpanConfigError, match="not known"):
+        selector.set_priority(2, 1)
+    with pytest.raises(SpanConfigError, match="below 0"):
+        selector.set_priority(1, -1)
+    assert selector.priority(1) == 1

@@ -9,7 +9,7 @@ with the same ``request_id``; events (:class:`LinkChanged`, and each new worker'
 
 When the control socket reaches its end (the worker died), pending commands fail with
 :class:`TdmWorkerError`, the timeslots the worker had open go to ``on_lost`` (call control clears those
-calls) and a new worker is started on the same ports, B socket and control path. :meth:`stop` closes the
+calls) and a new worker is started on the same ports, B-channels and control path. :meth:`stop` closes the
 control socket, which ends the worker (it never outlives this side), and waits for it.
 """
 
@@ -47,6 +47,7 @@ from appliance.media.tdm.control import (
     encode,
 )
 from appliance.media.tdm.layout import tdm_port
+from hw.e1.driver import BChannelsSpec
 
 log = logging.getLogger("appliance.media.tdm.client")
 
@@ -66,13 +67,17 @@ class TdmWorkerError(MediaError):
 
 
 class TdmClient:
-    """One span's TDM worker as call control sees it."""
+    """One span's TDM worker as call control sees it. Its B-channels: ``bchannels`` (a span driver's
+    :meth:`~hw.e1.driver.SpanDriver.bchannels_spec`, ``dahdi_device`` the DAHDI channel device when not
+    the real one), or a simulated span's ``b_socket``."""
 
     def __init__(
         self,
         *,
         span: int,
-        b_socket: Path,
+        b_socket: Path | None = None,
+        bchannels: BChannelsSpec | None = None,
+        dahdi_device: Path | None = None,
         control: Path,
         address: str,
         ports: tuple[int, int],
@@ -82,8 +87,13 @@ class TdmClient:
         timeout: float = COMMAND_TIMEOUT,
         extra_args: tuple[str, ...] = (),
     ) -> None:
+        if bchannels is None:
+            if b_socket is None:
+                raise ValueError(f"span {span}: the TDM worker needs its B-channels (a spec or a socket)")
+            bchannels = BChannelsSpec("sim", span, timeslots, path=b_socket)
         self.span = span
-        self.b_socket = b_socket
+        self.bchannels = bchannels
+        self.dahdi_device = dahdi_device
         self.control = control
         self.address = address
         self.ports = ports
@@ -116,7 +126,7 @@ class TdmClient:
         """Spawn the worker and return its greeting; raises :class:`TdmWorkerError` if it cannot start."""
         loop = asyncio.get_running_loop()
         argv = [
-            "-m", "appliance.media.tdm.worker", "--span", str(self.span), "--b-socket", str(self.b_socket),
+            "-m", "appliance.media.tdm.worker", "--span", str(self.span), *self._bchannels_args(),
             "--control", str(self.control), "--address", self.address,
             "--ports", f"{self.ports[0]}-{self.ports[1]}", "--timeslots", ",".join(map(str, self.timeslots)),
             *self.extra_args,
@@ -150,6 +160,17 @@ class TdmClient:
         if self.on_event is not None:
             self.on_event(greeting)
         return greeting
+
+    def _bchannels_args(self) -> list[str]:
+        spec = self.bchannels
+        if spec.backend == "sim":
+            if spec.path is None:
+                raise ValueError(f"span {self.span}: a simulated span's B-channels need a socket path")
+            return ["--b-socket", str(spec.path)]
+        if spec.basechan is None:
+            raise ValueError(f"span {self.span}: DAHDI B-channels need the span's base channel")
+        device = [] if self.dahdi_device is None else ["--dahdi-device", str(self.dahdi_device)]
+        return ["--driver", "dahdi", "--basechan", str(spec.basechan), *device]
 
     async def stop(self) -> None:
         """Close the control connection (the worker exits) and wait for the process."""

@@ -1,15 +1,23 @@
 """The TDM worker process: one span's B-channels joined to RTP, as asyncio glue around :class:`TdmBridge`.
 
 Run as ``python -m appliance.media.tdm.worker --span N --b-socket PATH --control PATH --address 127.0.0.1
---ports MIN-MAX --timeslots 1-15,17-31`` (``--scheduling``: its CPU priority,
-:mod:`appliance.media.scheduling`). The worker binds every timeslot's RTP/RTCP pair first (the ports are
-fixed, :func:`~appliance.media.tdm.layout.tdm_port`: call control writes them into SDPs before the worker
-hears of a call; a pair another process holds is reported in ``ready`` and its timeslot cannot open),
-opens the span's B link (the simulated span's ``spanN-b.sock``, :class:`hw.e1.sim.SimBChannels`) and
-its Unix ``SOCK_SEQPACKET`` control socket, prints ``ready`` on stdout (or ``error: REASON`` and exits 1)
-and serves one control connection: it greets it with :class:`Ready` and reports the B link's far end
-coming and going as :class:`LinkChanged` (one for a far end already there when the connection came).
-When the control connection ends the worker exits with status 0 (it never outlives the control process).
+--ports MIN-MAX --timeslots 1-15,17-31`` for a simulated span, or with ``--driver dahdi --basechan C``
+(and ``--dahdi-device``, default ``/dev/dahdi/channel``) instead of ``--b-socket`` for a span on a DAHDI
+card (``--scheduling``: its CPU priority, :mod:`appliance.media.scheduling`). The worker binds every
+timeslot's RTP/RTCP pair first (the ports are fixed, :func:`~appliance.media.tdm.layout.tdm_port`: call
+control writes them into SDPs before the worker hears of a call; a pair another process holds is reported
+in ``ready`` and its timeslot cannot open), opens the span's B-channels with
+:func:`hw.e1.channels.open_bchannels` (the simulated span's ``spanN-b.sock``; on a card one
+``/dev/dahdi/channel`` fd per timeslot, channel ``basechan + timeslot - 1``, read and written in 160-octet
+blocks) and its Unix ``SOCK_SEQPACKET`` control socket, prints ``ready`` on stdout (or ``error: REASON``
+and exits 1) and serves one control connection: it greets it with :class:`Ready` and reports the B link's
+far end coming and going as :class:`LinkChanged` (one for a far end already there when the connection
+came). When the control connection ends the worker exits with status 0 (it never outlives the control
+process).
+
+Audio law. The TDM side of the bridge is A-law, the law of E1 (G.711 §2; ITU-T G.704 spans): a simulated
+span carries A-law by definition (DESIGN.md §5.2), and DAHDI sets the channels of an E1 span to A-law
+(``DAHDI_LAW_ALAW``) and passes a clear channel's octets through as the line carries them.
 
 The 20 ms tick. One timer for the span, not one per timeslot: deadlines come from the
 :class:`~appliance.media.tdm.pacer.Pacer` on ``time.monotonic()``; the timer is armed with
@@ -43,7 +51,7 @@ import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from appliance.media.scheduling import POLICIES, Scheduling, apply_scheduling
 from appliance.media.tdm.bridge import TdmBridge
@@ -51,23 +59,42 @@ from appliance.media.tdm.commands import handle
 from appliance.media.tdm.control import MAX_MESSAGE_SIZE, LinkChanged, Message, Ready, encode
 from appliance.media.tdm.layout import parse_timeslots, ports_needed
 from appliance.media.tdm.pacer import Pacer
+from hw.e1.channels import open_bchannels
+from hw.e1.dahdi_channel import DeviceAccess
+from hw.e1.driver import BChannelsSpec
+from hw.e1.errors import E1Error
+from hw.e1.links import BChannels
 from hw.e1.sim import SimBChannels
 
 log = logging.getLogger("appliance.media.tdm.worker")
 
 _RECV_SIZE: Final = 2048
+DAHDI_CHANNEL_DEVICE: Final = Path("/dev/dahdi/channel")
 Pair = tuple[socket.socket, socket.socket]
 
 
 @dataclass(frozen=True, slots=True)
 class Options:
+    """``b_socket`` is the simulated span's B-channel socket (``driver`` sim); ``basechan`` the DAHDI
+    channel of a card span's timeslot 1 and ``dahdi_device`` the device its channels open (``driver``
+    dahdi)."""
+
     span: int
-    b_socket: Path
+    b_socket: Path | None
     control: str
     address: str
     ports: tuple[int, int]
     timeslots: tuple[int, ...]
     scheduling: Scheduling = "normal"
+    driver: Literal["sim", "dahdi"] = "sim"
+    basechan: int | None = None
+    dahdi_device: Path = DAHDI_CHANNEL_DEVICE
+
+    def bchannels(self) -> BChannelsSpec:
+        """Where the span's B-channels are, for :func:`hw.e1.channels.open_bchannels`."""
+        return BChannelsSpec(
+            self.driver, self.span, self.timeslots, path=self.b_socket, basechan=self.basechan
+        )
 
 
 def bind_pairs(options: Options) -> tuple[dict[int, Pair], tuple[int, ...]]:
@@ -103,10 +130,20 @@ def bind_pairs(options: Options) -> tuple[dict[int, Pair], tuple[int, ...]]:
 
 
 class TdmWorker:
-    """The asyncio side of one span: control connection, RTP readers, the B link and the tick timer."""
+    """The asyncio side of one span: control connection, RTP readers, the B link and the tick timer.
+    ``access`` is how a card span's channels reach the kernel (the real device unless given)."""
 
-    def __init__(self, options: Options, bridge: TdmBridge, pairs: dict[int, Pair], ready: Ready) -> None:
+    def __init__(
+        self,
+        options: Options,
+        bridge: TdmBridge,
+        pairs: dict[int, Pair],
+        ready: Ready,
+        *,
+        access: DeviceAccess | None = None,
+    ) -> None:
         self.options = options
+        self.access = access if access is not None else DeviceAccess(device=options.dahdi_device)
         self.bridge = bridge
         self.pairs = pairs
         self.ready = ready
@@ -116,7 +153,7 @@ class TdmWorker:
         self._timer: asyncio.TimerHandle | None = None
         self._due = math.inf  # the next tick's deadline once ticking
         self.rtcp_received = 0
-        self.blink: SimBChannels | None = None
+        self.blink: BChannels | None = None
 
     # --- BChannelHandler ----------------------------------------------------------------------------
 
@@ -182,14 +219,15 @@ class TdmWorker:
 
     def extra_counters(self) -> dict[str, int]:
         extra = {"rtcp_received": self.rtcp_received}
-        if self.blink is not None:
+        if isinstance(self.blink, SimBChannels):
             extra.update({f"b_link_{key}": value for key, value in asdict(self.blink.counters).items()})
         return extra
 
     # --- serving ------------------------------------------------------------------------------------
 
-    async def serve(self) -> None:
-        """Accept one control connection and serve it until it ends; then close everything."""
+    async def serve(self) -> int:
+        """Accept one control connection and serve it until it ends; then close everything. Returns the
+        exit status: 0, or 1 when the B-channels could not be opened (``error: …`` printed)."""
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.options.control)
@@ -200,10 +238,13 @@ class TdmWorker:
             self.loop.add_reader(rtp.fileno(), self._rtp_readable, slot, rtp)
             self.loop.add_reader(rtcp.fileno(), self._rtcp_readable, rtcp)
         try:
-            # The B socket exists before "ready", so a far end may connect as soon as the worker is up; a
-            # link that came up before the control connection is reported right after the greeting.
-            self.blink = SimBChannels(self.options.b_socket, self, timeslots=self.options.timeslots)
-            await self.blink.start()
+            # The B-channels are open before "ready", so a far end may connect as soon as the worker is up;
+            # a link that came up before the control connection is reported right after the greeting.
+            try:
+                self.blink = await open_bchannels(self.options.bchannels(), self, access=self.access)
+            except E1Error as exc:
+                print(f"error: tdm worker span {self.options.span}: {exc}", flush=True)
+                return 1
             print("ready", flush=True)
             conn, _ = await self.loop.sock_accept(listener)
             conn.setblocking(False)
@@ -220,10 +261,10 @@ class TdmWorker:
                     log.warning(
                         "tdm worker span %d: control connection lost (%s); exiting", self.options.span, exc
                     )
-                    return
+                    return 0
                 if not data:
                     log.info("tdm worker span %d: control connection closed; exiting", self.options.span)
-                    return
+                    return 0
                 self.send(handle(self.bridge, data, self.pacer.stats(), self.extra_counters()))
         finally:
             if self._timer is not None:
@@ -241,7 +282,7 @@ class TdmWorker:
                 os.unlink(self.options.control)
 
 
-async def run(options: Options, pairs: dict[int, Pair], unusable: tuple[int, ...]) -> None:
+async def run(options: Options, pairs: dict[int, Pair], unusable: tuple[int, ...]) -> int:
     bridge = TdmBridge(
         timeslots=options.timeslots,
         ports_min=options.ports[0],
@@ -253,7 +294,7 @@ async def run(options: Options, pairs: dict[int, Pair], unusable: tuple[int, ...
     # What start-up built lives as long as the process: kept out of every collection's work.
     gc.collect()
     gc.freeze()
-    await worker.serve()
+    return await worker.serve()
 
 
 def _ports(text: str) -> tuple[int, int]:
@@ -266,16 +307,26 @@ def _ports(text: str) -> tuple[int, int]:
 def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(prog="appliance.media.tdm.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--span", type=int, required=True, help="the span number (for logs and ready)")
-    parser.add_argument("--b-socket", type=Path, required=True, help="the span's B-channel socket path")
+    parser.add_argument("--driver", choices=("sim", "dahdi"), default="sim", help="the span's backend")
+    parser.add_argument("--b-socket", type=Path, help="the simulated span's B-channel socket path")
+    parser.add_argument("--basechan", type=int, help="the DAHDI channel of the card span's timeslot 1")
+    parser.add_argument(
+        "--dahdi-device", type=Path, default=DAHDI_CHANNEL_DEVICE, help="DAHDI's channel device"
+    )
     parser.add_argument("--control", required=True, help="the Unix SOCK_SEQPACKET control socket path")
     parser.add_argument("--address", required=True, help="the IP address RTP sockets bind to")
     parser.add_argument("--ports", type=_ports, required=True, help="the RTP port range MIN-MAX")
     parser.add_argument("--timeslots", type=parse_timeslots, default=parse_timeslots("1-15,17-31"))
     parser.add_argument("--scheduling", choices=POLICIES, default="normal", help="CPU scheduling")
     args = parser.parse_args(argv)
+    if args.driver == "sim" and args.b_socket is None:
+        parser.error("a simulated span needs --b-socket")
+    if args.driver == "dahdi" and (args.basechan is None or args.basechan < 1):
+        parser.error("a DAHDI span needs --basechan (its timeslot 1's channel number, from 1)")
     return Options(
-        args.span, args.b_socket, args.control, args.address, args.ports, args.timeslots, args.scheduling
-    )
+        args.span, args.b_socket, args.control, args.address, args.ports, args.timeslots, args.scheduling,
+        args.driver, args.basechan, args.dahdi_device,
+    )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -290,18 +341,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"error: tdm worker span {options.span}: {exc}", flush=True)
         return 1
-    _run_loop(run(options, pairs, unusable))
-    return 0
+    return _run_loop(run(options, pairs, unusable))
 
 
-def _run_loop(main_coroutine: Coroutine[Any, Any, None]) -> None:
+def _run_loop(main_coroutine: Coroutine[Any, Any, int]) -> int:
     """Run the worker on uvloop (a declared dependency), or on asyncio's own loop where it is missing."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover
-        asyncio.run(main_coroutine)
-    else:
-        uvloop.run(main_coroutine)
+        return asyncio.run(main_coroutine)
+    return uvloop.run(main_coroutine)
 
 
 if __name__ == "__main__":
