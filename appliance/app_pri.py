@@ -4,7 +4,9 @@ Wiring only (issue 6): the parts decide, this module builds them from the ``[[sp
 starts and stops them, and reports what they tell. Per span:
 
 - the **driver** (:mod:`hw.e1`): :class:`~hw.e1.sim_span.SimSpan` on ``<state_dir>/run/span<N>-d.sock``
-  and ``-b.sock`` (DESIGN.md §5.2), or a DAHDI card; the spans share one timing-source selector;
+  and ``-b.sock`` (DESIGN.md §5.2), or a span of a DAHDI card (:class:`~hw.e1.dahdi.DahdiSpan`; the box's
+  one :class:`~hw.e1.dahdi.DahdiSystem` writes system.conf and runs ``dahdi_cfg`` where ``[dahdi]`` says);
+  the spans share one timing-source selector;
 - the **TDM worker** (:mod:`appliance.media.tdm`), a process of its own carrying the span's B-channels
   as RTP on the media address; its ports are the span's slice of the media RTP range, carved from the
   top (:func:`~appliance.config.spans.span_port_ranges`: 64 per span), the media workers keeping what is
@@ -23,8 +25,9 @@ Span events go to the outbox (``calls/records.cddl``) and the metrics (:mod:`app
 
 A ``span`` document pushed by the cloud (:mod:`appliance.sync.documents.span`) replaces the settings of a
 configured span: that span alone is stopped (its calls released) and started again with them; removing the
-document brings back the configured settings. A span that is not in ``[[spans]]`` cannot be started by a
-document: its driver and its ports come from the configuration.
+document brings back the configured settings. Its timing priority goes to the timing-source selector at
+once (a change of source is reported; a card span's system.conf takes it at the restart). A span that is
+not in ``[[spans]]`` cannot be started by a document: its driver and its ports come from the configuration.
 """
 
 from __future__ import annotations
@@ -38,14 +41,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from appliance.app_pri_events import BY_SETTINGS, Append, SpanReporter, Spawn
-from appliance.app_pri_span import SpanPlan, SpanRunner, TdmFactory, TdmWorker, hw_span_config
+from appliance.app_pri_span import SpanPlan, SpanRunner, TdmFactory, TdmWorker, drain_timing, hw_span_config
 from appliance.calls.pri_gateway import CallControl
 from appliance.config import Config
-from appliance.config.spans import SpanConfig, span_port_ranges
+from appliance.config.spans import DahdiConfig, SpanConfig, span_port_ranges
 from appliance.media.tdm.client import TdmClient
 from appliance.metrics import Metrics
 from appliance.metrics.pri import PriMetrics
 from appliance.sync.documents.span import SpanSettings
+from hw.e1.dahdi import DahdiSystem
+from hw.e1.dahdi_channel import DeviceAccess
+from hw.e1.dahdi_conf import DahdiSettings
 from hw.e1.driver import BChannelsSpec
 from hw.e1.timing import TimingSelector
 
@@ -88,6 +94,16 @@ def with_settings(span: SpanConfig, settings: SpanSettings) -> SpanConfig:
     )
 
 
+def dahdi_settings(dahdi: DahdiConfig) -> DahdiSettings:
+    """The DAHDI backend's settings from the ``[dahdi]`` table."""
+    devices = Path(dahdi.device_dir)
+    return DahdiSettings(
+        system_conf=Path(dahdi.system_conf), dahdi_cfg=Path(dahdi.dahdi_cfg),
+        sysfs_spans=Path(dahdi.sysfs_spans), proc_dahdi=Path(dahdi.proc_dahdi),
+        channel_device=devices / "channel", ctl_device=devices / "ctl", hdlc=dahdi.hdlc,
+    )  # fmt: skip
+
+
 class PriWiring:
     """The spans of one control process (see the module doc); the B2BUA's dialer of ``pri:<span>``.
 
@@ -95,7 +111,8 @@ class PriWiring:
     its ``pri`` dialer); :meth:`start` once SIP listens; :meth:`on_span` is the ``span`` documents'
     callback; :meth:`flush` runs before every SIP flush; :meth:`close` at the end. ``make_tdm`` makes a
     span's TDM worker (default: a :class:`~appliance.media.tdm.client.TdmClient` process on the media
-    address).
+    address). ``dahdi_access`` is how the card spans' channels reach the kernel (the real devices unless
+    given).
     """
 
     def __init__(
@@ -108,6 +125,7 @@ class PriWiring:
         spawn: Spawn,
         wall: Callable[[], float] = time.time,
         make_tdm: TdmFactory | None = None,
+        dahdi_access: DeviceAccess | None = None,
     ) -> None:
         self.config = config
         self.run_dir = state_dir / "run"
@@ -117,6 +135,9 @@ class PriWiring:
         self.metrics.register(metrics.registry)
         self.reporter = SpanReporter(metrics=self.metrics, append=append, spawn=spawn, wall=wall)
         self.timing = TimingSelector({p.number: p.config.timing_priority for p in self.plans}, wall=wall)
+        self.dahdi: DahdiSystem | None = None
+        if any(p.config.driver == "dahdi" for p in self.plans):
+            self.dahdi = DahdiSystem(dahdi_settings(config.dahdi), access=dahdi_access)
         self.after_event: Callable[[], None] = _nothing
         self.calls: CallControl | None = None
         self.runners: dict[int, SpanRunner] = {}
@@ -125,7 +146,7 @@ class PriWiring:
             self.runners[plan.number] = SpanRunner(
                 plan, region=config.site.region, run_dir=self.run_dir, reporter=self.reporter,
                 timing=self.timing, make_tdm=make_tdm or self._tdm_client, after_event=self._after_event,
-                wall=wall,
+                wall=wall, dahdi=self.dahdi,
             )  # fmt: skip
         self._started = False
 
@@ -192,6 +213,8 @@ class PriWiring:
         if new == runner.config:
             return
         runner.config = new
+        self.timing.set_priority(runner.number, new.timing_priority)
+        drain_timing(self.timing, self.reporter.span_event)
         if self._started:
             self.spawn(self._restart(runner))
 
@@ -228,10 +251,10 @@ class PriWiring:
         spec: BChannelsSpec,
         on_lost: Callable[[tuple[int, ...]], None],
     ) -> TdmWorker:
-        if spec.path is None:
-            raise ValueError(f"span {span.number}: the TDM worker needs the B-channels' socket")
+        card = spec.backend == "dahdi" and self.dahdi is not None
         return TdmClient(
-            span=span.number, b_socket=spec.path, control=self.run_dir / f"span{span.number}-tdm.sock",
+            span=span.number, bchannels=spec, control=self.run_dir / f"span{span.number}-tdm.sock",
+            dahdi_device=self.dahdi.settings.channel_device if card and self.dahdi else None,
             address=self.config.media.address, ports=ports, timeslots=span.b_channels, on_lost=on_lost,
             # Paced 20 ms ticks: the worker runs at the media workers' CPU priority.
             extra_args=("--scheduling", self.config.media.scheduling),

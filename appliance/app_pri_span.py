@@ -7,6 +7,14 @@ D-channel adapter — and stops them in reverse. The gateway owns the Q.931 mach
 (:meth:`PriGateway.pump <appliance.calls.pri_gateway.PriGateway.pump>`), so the D-channel adapter is given
 the gateway as its Q.931 machine (:class:`GatewayMachine`) and the span's report sees the events through
 :class:`ObservedQ931`. The gateway's TDM commands are sent to the worker in order by :class:`TdmCommands`.
+
+The driver is a :class:`~hw.e1.sim_span.SimSpan` (``driver = "sim"``) or a :class:`~hw.e1.dahdi.DahdiSpan`
+of the box's :class:`~hw.e1.dahdi.DahdiSystem` (``driver = "dahdi"``: system.conf written and
+``dahdi_cfg`` run at its start, its alarms and counters polled from sysfs and procfs, its D-channel an HDLC
+channel fd, its B-channels opened by the TDM worker from the span's base channel). Both report alarms the
+same way. A simulated span tells the box's timing-source selector of its receive side itself; a card's
+span is told to it here, from its alarms (the kernel picks the card's clock from system.conf's priorities
+by the same rule, and the selector's choice is what the box reports).
 """
 
 from __future__ import annotations
@@ -30,7 +38,9 @@ from appliance.pri.numbers import SpanNumbering
 from appliance.pri.q931 import Q931
 from appliance.pri.q931_events import Q931Event
 from hw.e1 import model as hw_model
-from hw.e1.driver import BChannelsSpec, SpanDriver
+from hw.e1.alarms import Alarm, AlarmCleared, AlarmRaised
+from hw.e1.dahdi import DahdiSpan, DahdiSystem
+from hw.e1.driver import BChannelsSpec, SpanDriver, SpanEvent
 from hw.e1.links import DChannel
 from hw.e1.sim_span import SimSpan, sim_socket_paths
 from hw.e1.timing import TimingSelector
@@ -42,6 +52,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("appliance.pri")
 
 CAUSE_TEMPORARY_FAILURE: Final = 41  # Q.850: the span stopped under its calls
+# The alarms of a receive side whose clock cannot time the box: red (LOS, LOF) and blue (AIS).
+RECEIVE_FAULTS: Final = frozenset({Alarm.LOS, Alarm.LOF, Alarm.AIS})
+
+
+def drain_timing(timing: TimingSelector, report: Callable[[SpanEvent], None]) -> None:
+    """Report the selector's timing-source changes."""
+    while (event := timing.next_event()) is not None:
+        report(event)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,8 +231,10 @@ class SpanRunner:
         make_tdm: TdmFactory,
         after_event: Callable[[], None],
         wall: Callable[[], float],
+        dahdi: DahdiSystem | None = None,
     ) -> None:
         self.plan = plan
+        self.dahdi = dahdi
         self.config = plan.config
         self.region = region
         self.run_dir = run_dir
@@ -240,6 +260,9 @@ class SpanRunner:
         """The line ``make run`` prints for the span."""
         span, (low, high) = self.config, self.plan.ports
         where = "a DAHDI card"
+        if span.driver == "dahdi" and self.dahdi is not None:
+            name = self.driver.status().name if self.driver is not None else ""
+            where = f"DAHDI span {name or span.number}, {self.dahdi.settings.system_conf}"
         if span.driver == "sim":
             d_path, b_path = sim_socket_paths(self.run_dir, span.number)
             where = f"D-channel {d_path}, B-channels {b_path}"
@@ -254,6 +277,8 @@ class SpanRunner:
             self.driver = driver
             driver.configure(hw_span_config(span))
             await driver.start()
+            if isinstance(driver, DahdiSpan):
+                self._timing_from(driver)
             self.tdm = self.make_tdm(span, self.plan.ports, driver.bchannels_spec(), self._tdm_lost)
             await self.tdm.start()
             self.commands = TdmCommands(self.tdm, span=n)
@@ -283,12 +308,20 @@ class SpanRunner:
         if self.config.driver == "sim":
             return SimSpan(directory=self.run_dir, on_event=self.reporter.span_event, wall=self.wall,
                            timing=self.timing)  # fmt: skip
-        # hw.e1.dahdi drives a card's span and D-channel, but the TDM worker carries the B-channels of a
-        # simulated span only (its --b-socket): a card's span would have signalling and no audio.
-        raise ValueError(
-            f"span {self.number}: driver {self.config.driver!r} is not supported yet: the TDM worker carries "
-            "the B-channels of simulated spans only"
-        )
+        if self.dahdi is None:
+            raise ValueError(f"span {self.number}: driver {self.config.driver!r} has no DAHDI system")
+        return DahdiSpan(self.dahdi, on_event=self._span_event, wall=self.wall)
+
+    def _span_event(self, event: SpanEvent) -> None:
+        """A card span's event: reported, and an alarm's change told to the timing-source selector."""
+        self.reporter.span_event(event)
+        if isinstance(event, AlarmRaised | AlarmCleared) and isinstance(self.driver, DahdiSpan):
+            self._timing_from(self.driver)
+
+    def _timing_from(self, driver: SpanDriver) -> None:
+        receive_ok = not RECEIVE_FAULTS & driver.status().alarms.keys()
+        self.timing.span_status(self.number, receive_ok)
+        drain_timing(self.timing, self.reporter.span_event)
 
     async def stop(self, *, report: bool = True) -> None:
         """Take the span down: its calls end (cause 41, temporary failure), the D-channel closes, the
@@ -319,6 +352,9 @@ class SpanRunner:
                 log.exception("span %d: closing the %s failed", self.number, what)
         if self.driver is not None:
             self.reporter.metrics.retire_errors(self.number)
+            if isinstance(self.driver, DahdiSpan):  # a stopped card span cannot time the box
+                self.timing.span_status(self.number, False)
+                drain_timing(self.timing, self.reporter.span_event)
         self.reporter.metrics.set_calls(self.number, 0)
         self.link = self.q931 = self.dchannel = self.driver = self.commands = self.tdm = None
 

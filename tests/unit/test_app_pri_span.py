@@ -29,6 +29,7 @@ from appliance.pri.q931_model import PartyNumber, TypeOfNumber
 from appliance.sync.documents.errors import InvalidDocument
 from appliance.sync.documents.span import SpanOwner, SpanSettings
 from hw.e1.alarms import Alarm
+from hw.e1.dahdi_channel import DeviceAccess
 from hw.e1.driver import BChannelsSpec
 from hw.e1.links import B_TIMESLOTS, MAX_LAPD_FRAME, DChannelHandler
 from hw.e1.model import SpanCounters
@@ -137,17 +138,18 @@ async def until(check: Callable[[], bool], what: str) -> None:
 
 
 class Harness:
-    def __init__(self, tmp_path: Path, config: Config) -> None:
+    def __init__(self, tmp_path: Path, config: Config, *, dahdi_access: DeviceAccess | None = None) -> None:
         self.metrics = Metrics(process_metrics=False)
         self.outbox: list[tuple[str, Mapping[str, Any]]] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.loops: list[asyncio.Task[None]] = []
         self.tdms: list[FakeTdm] = []
+        self.specs: list[BChannelsSpec] = []
         self.flushes = 0
         self.calls = FakeCalls(config)
         self.pri = PriWiring(
             config=config, state_dir=tmp_path, metrics=self.metrics, append=self.append, spawn=self.spawn,
-            make_tdm=self.make_tdm,
+            make_tdm=self.make_tdm, dahdi_access=dahdi_access,
         )  # fmt: skip
 
     async def append(self, event_type: str, body: Mapping[str, Any]) -> None:
@@ -174,7 +176,9 @@ class Harness:
         spec: BChannelsSpec,
         on_lost: Callable[[tuple[int, ...]], None],
     ) -> FakeTdm:
-        assert spec.path is not None and spec.path.name == f"span{span.number}-b.sock"
+        if spec.backend == "sim":
+            assert spec.path is not None and spec.path.name == f"span{span.number}-b.sock"
+        self.specs.append(spec)
         tdm = FakeTdm(ports, span.b_channels)
         tdm.on_lost = on_lost
         self.tdms.append(tdm)
@@ -330,7 +334,9 @@ async def test_close_removes_the_sockets_and_stops_the_tdm_worker(tmp_path: Path
 
 
 async def test_a_span_that_cannot_start_is_reported_and_the_others_go_on(tmp_path: Path) -> None:
-    config = load_config_text('[[spans]]\nnumber = 1\n[[spans]]\nnumber = 2\ndriver = "dahdi"\n')
+    # Span 2 is on a card whose dahdi_cfg is not installed.
+    dahdi = f'[dahdi]\nsystem_conf = "{tmp_path}/system.conf"\ndahdi_cfg = "{tmp_path}/no-dahdi_cfg"\n'
+    config = load_config_text(f'[[spans]]\nnumber = 1\n[[spans]]\nnumber = 2\ndriver = "dahdi"\n{dahdi}')
     h = Harness(tmp_path, config)
     lines = await h.pri.start(calls=h.calls, after_event=h.after)
     assert lines[0].startswith("span 1 ") and "RTP ports 29936-29999" in lines[0]

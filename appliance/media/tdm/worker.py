@@ -245,6 +245,9 @@ class TdmWorker:
             except E1Error as exc:
                 print(f"error: tdm worker span {self.options.span}: {exc}", flush=True)
                 return 1
+            # A card's channels are up from the start unless in alarm (a simulated span's link comes up
+            # when its far end connects, and says so).
+            self.bridge.link_changed(self.blink.up)
             print("ready", flush=True)
             conn, _ = await self.loop.sock_accept(listener)
             conn.setblocking(False)
@@ -282,7 +285,9 @@ class TdmWorker:
                 os.unlink(self.options.control)
 
 
-async def run(options: Options, pairs: dict[int, Pair], unusable: tuple[int, ...]) -> int:
+async def run(
+    options: Options, pairs: dict[int, Pair], unusable: tuple[int, ...], *, access: DeviceAccess | None = None
+) -> int:
     bridge = TdmBridge(
         timeslots=options.timeslots,
         ports_min=options.ports[0],
@@ -290,7 +295,7 @@ async def run(options: Options, pairs: dict[int, Pair], unusable: tuple[int, ...
         unusable=frozenset(unusable),
     )
     ready = Ready(options.span, options.ports[0], options.timeslots, unusable)
-    worker = TdmWorker(options, bridge, pairs, ready)
+    worker = TdmWorker(options, bridge, pairs, ready, access=access)
     # What start-up built lives as long as the process: kept out of every collection's work.
     gc.collect()
     gc.freeze()
@@ -329,7 +334,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     )  # fmt: skip
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, access: DeviceAccess | None = None) -> int:
+    """The worker process; ``access``: how a card span's channels reach the kernel (the real device)."""
     options = parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     # A Ctrl-C at a terminal reaches the whole process group; the worker stops when its control closes.
@@ -341,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"error: tdm worker span {options.span}: {exc}", flush=True)
         return 1
-    return _run_loop(run(options, pairs, unusable))
+    return _run_loop(run(options, pairs, unusable, access=access))
 
 
 def _run_loop(main_coroutine: Coroutine[Any, Any, int]) -> int:
