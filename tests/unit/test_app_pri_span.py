@@ -117,11 +117,14 @@ class ClientD:
 
 
 class FarEnd:
-    def __init__(self, path: Path) -> None:
+    """The carrier's switch (network side) on ``where``, through ``channel`` (the simulated span's D socket
+    by default)."""
+
+    def __init__(self, where: Any, *, channel: Callable[[Any, DChannelHandler], Any] = ClientD) -> None:
         self.events: list[Q931Event] = []
         self.q931 = Q931(side="network", b_channels=B_TIMESLOTS)
         self.link = PriLink(lapd=Lapd(side="network"), q931=self.q931, on_event=self.events.append)
-        self.channel = ClientD(path, self.link)
+        self.channel = channel(where, self.link)
         self.link.attach(self.channel)
 
     async def close(self) -> None:
