@@ -19,9 +19,10 @@ What is sent, and what the wire must show (the appliance is the user side: Q.931
    capability or channel identification is refused with RELEASE COMPLETE 96, one whose mandatory element
    is garbled with 100, one with an unknown comprehension-required element with 99 (§5.8.6.1, §5.8.6.2,
    §5.8.7.1); on an active call, an unknown optional element is acted on and reported with STATUS 99, a
-   message not allowed in the state with STATUS 101 (§5.8.4), a DISCONNECT without cause is acted on and
-   answered with RELEASE cause 96 (§5.8.6.1). A SETUP without a called number is taken into overlap
-   receiving (SETUP ACKNOWLEDGE, §5.2.4), or routed as it is with sending complete.
+   garbled one with STATUS 100 (§5.8.7.2), a message not allowed in the state with STATUS 101 (§5.8.4), a
+   DISCONNECT without cause is acted on and answered with RELEASE cause 96 (§5.8.6.1). A SETUP without a
+   called number is taken into overlap receiving (SETUP ACKNOWLEDGE, §5.2.4), or routed as it is with
+   sending complete.
 3. Floods: five thousand frames that are discarded, then two thousand messages on call references not in
    use, each answered (STATUS to an enquiry, RELEASE COMPLETE 81 to a DISCONNECT).
 
@@ -212,7 +213,7 @@ async def test_hostile_d_channel_input_is_answered_per_q931_and_q921(tmp_path: P
 
 
 # The least each fault's cause is counted by the appliance's metric, over the whole run.
-FAULTS = {81: FLOOD // 2, 96: 3, 97: 2, 99: 2, 100: 1, 101: 1}
+FAULTS = {81: FLOOD // 2, 96: 3, 97: 2, 99: 3, 100: 3, 101: 1}
 
 
 def dchannel(app: RunningAppliance) -> float:
@@ -319,6 +320,7 @@ async def q931_garbage(far: RawFarEnd) -> None:
         (header(cref, MessageType.ALERTING), 101, bytes([MessageType.ALERTING])),  # §5.8.4 not in U10
         (header(cref, MessageType.INFORMATION) + b"\x73\x01\x00", 99, b"\x73"),  # §5.8.7.1 acted on
         (header(cref, MessageType.INFORMATION) + b"\x0b\x01\x00", 99, b"\x0b"),  # comprehension required
+        (header(cref, MessageType.INFORMATION) + b"\x70\x02\x80Z", 100, b"\x70"),  # §5.8.7.2 bad digit
     ]
     for data, cause, diagnostic in checks:
         far.i_frame(data)

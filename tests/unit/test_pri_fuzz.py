@@ -30,6 +30,7 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 SEEDS = seed_messages()
+pytestmark = pytest.mark.timeout(0 if _LONG else 120)  # the long profile runs for minutes
 
 
 @st.composite
