@@ -24,7 +24,8 @@ What is sent, and what the wire must show (the appliance is the user side: Q.931
    called number is taken into overlap receiving (SETUP ACKNOWLEDGE, §5.2.4), or routed as it is with
    sending complete.
 3. Floods: five thousand frames that are discarded, then two thousand messages on call references not in
-   use, each answered (STATUS to an enquiry, RELEASE COMPLETE 81 to a DISCONNECT).
+   use, each answered (STATUS to an enquiry, RELEASE COMPLETE 81 to a DISCONNECT); forty SETUPs at once,
+   thirty answered and ten refused with RELEASE COMPLETE 34.
 
 Throughout the appliance does not die nor log a traceback, its protocol-fault counter counts by cause, and
 afterwards a far end built from the appliance's own stack places a call that the IVR answers with its
@@ -57,6 +58,7 @@ NETWORK: Final = "network"
 USER: Final = "user"
 SETUP_CREF: Final = 0x21  # the far end's calls use 0x21 and up; 0x500 and up are enquiry markers
 FLOOD: Final = 2000
+SETUPS: Final = 40  # ten more than an E1 has B-channels
 
 
 class RawFarEnd:
@@ -188,6 +190,7 @@ async def test_hostile_d_channel_input_is_answered_per_q931_and_q921(tmp_path: P
             await lapd_garbage(far)
             await q931_garbage(far)
             await floods(far)
+            await setup_flood(far)
             alive(app)
             # The appliance re-established the data link by itself each time, invisibly to call control.
             assert span_metric(app, "appliance_pri_dchannel_changes_total") == changes
@@ -346,14 +349,13 @@ async def q931_garbage(far: RawFarEnd) -> None:
 async def floods(far: RawFarEnd) -> None:
     """Thousands of frames: discarded garbage, then enquiries on unknown call references, each answered."""
     rng = random.Random(6)
-    for burst in range(10):
+    for _ in range(10):
         for _ in range(500):
             tei = rng.randrange(1, 127)
             await far.push(
                 bytes([rng.randrange(64) << 2, tei << 1 | 1]) + rng.randbytes(rng.randrange(1, 40))
             )
         await far.only_marker_after(lambda: None)  # the socket drained, the link still in step
-        del burst
     # Enquiries answered STATUS 30 and unknown-reference DISCONNECTs answered RELEASE COMPLETE 81, in
     # bursts of fifty (what the appliance's window and the socket buffers hold), each burst all answered.
     answered = 0
@@ -368,3 +370,33 @@ async def floods(far: RawFarEnd) -> None:
         await eventually(partial(far.answered_since, count, 50), within=10, what="a burst answered")
         answered += len(far.messages) - count
     assert answered == FLOOD
+
+
+async def setup_flood(far: RawFarEnd) -> None:
+    """More SETUPs at once than the span has B-channels, any channel: thirty are answered, the rest refused
+    with RELEASE COMPLETE 34 (Q.931 §5.2.3.1: no circuit); once the far end releases them all, every
+    channel is free again (the next call, after this, is answered)."""
+    crefs = range(0x600, 0x600 + SETUPS)
+    any_channel = b"\x18\x01\xa3"  # PRI, preferred, any channel (§4.5.13)
+    for cref in crefs:
+        far.i_frame(
+            header(cref, MessageType.SETUP) + b"\x04\x03\x80\x90\xa3" + any_channel + b"\x70\x04\x80100\xa1"
+        )
+    kinds = (MessageType.CONNECT, MessageType.RELEASE_COMPLETE)
+
+    def outcomes() -> dict[int, Message]:
+        return {m.call_reference: m for m in far.messages if m.call_reference in crefs and m.type in kinds}
+
+    done = await eventually(lambda: len(found := outcomes()) == SETUPS and found, within=20, what="answers")
+    refused = [m for m in done.values() if m.type is MessageType.RELEASE_COMPLETE]
+    assert len(refused) == SETUPS - 30 and all(status_cause(m)[1] == 34 for m in refused), refused
+    answered = [cref for cref, m in done.items() if m.type is MessageType.CONNECT]
+    start = len(far.messages)
+    for cref in answered:
+        far.q931(Message(MessageType.RELEASE, cref, True, cause=Cause(16)))
+
+    def released() -> bool:
+        done = {m.call_reference for m in far.messages[start:] if m.type is MessageType.RELEASE_COMPLETE}
+        return done >= set(answered)
+
+    await eventually(released, within=10, what="thirty calls released")
