@@ -387,7 +387,8 @@ async def setup_flood(far: RawFarEnd) -> None:
     def outcomes() -> dict[int, Message]:
         return {m.call_reference: m for m in far.messages if m.call_reference in crefs and m.type in kinds}
 
-    done = await eventually(lambda: len(found := outcomes()) == SETUPS and found, within=20, what="answers")
+    await eventually(lambda: len(outcomes()) == SETUPS, within=20, what="every SETUP answered")
+    done = outcomes()
     refused = [m for m in done.values() if m.type is MessageType.RELEASE_COMPLETE]
     assert len(refused) == SETUPS - 30 and all(status_cause(m)[1] == 34 for m in refused), refused
     answered = [cref for cref, m in done.items() if m.type is MessageType.CONNECT]
