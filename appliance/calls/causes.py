@@ -54,7 +54,9 @@ RFC8606_LOCATIONS: Final = {0: "U", 1: "LPN", 2: "LN", 3: "TN", 4: "RLN", 5: "RP
 
 
 NORMAL_CLEARING: Final = Cause(16, 200, "Normal call clearing")
-ORIGINATOR_CANCEL: Final = Cause(127, 487, "Request Terminated")
+# A caller's CANCEL: 487 towards SIP, and normal call clearing towards ISDN (RFC 3398 §7, SIP to ISUP: a
+# CANCEL or BYE received releases the ISUP/ISDN side with cause 16).
+ORIGINATOR_CANCEL: Final = Cause(16, 487, "Request Terminated")
 NO_ROUTE: Final = Cause(3, 404, "No route to destination")
 NO_ANSWER: Final = Cause(19, 480, "No answer")
 TIMEOUT: Final = Cause(102, 408, "Request Timeout")

@@ -200,7 +200,7 @@ def test_a_sip_caller_hanging_up_clears_the_pri_call() -> None:
     assert cancel.body == OFFER
     span.h.send(CALLER, _cancel_of(cancel))
     (released,) = span.exchange()
-    assert isinstance(released, CallReleased) and released.cause == 127
+    assert isinstance(released, CallReleased) and released.cause == 16  # RFC 3398: CANCEL → cause 16
 
 
 def _cancel_of(request: Request) -> Request:
