@@ -9,10 +9,11 @@ enquiry) and keeps its own V(S)/V(R), so that a test can also get them wrong on 
 What is sent, and what the wire must show (the appliance is the user side: Q.931 §5.8, Q.921 §5.8):
 
 1. LAPD: frames for another SAPI or TEI, too short, with EA bits wrong, or longer than a D-channel frame
-   are discarded without an answer (Q.921 §5.8.4; the span drops the oversize one); an I-frame out of
-   sequence is answered with REJ and not delivered (§5.8.1); an I-frame whose N(R) acknowledges what was
-   never sent, and a frame with an undefined control field, make the appliance re-establish the link
-   (SABME, §5.8.2/§5.8.5) — and Q.931 keeps working afterwards.
+   are discarded without an answer (Q.921 §5.8.4; the span drops the oversize one and an empty message,
+   and refuses a second far end on its socket); an I-frame out of sequence is answered with REJ and not
+   delivered (§5.8.1); an I-frame whose N(R) acknowledges what was never sent, and a frame with an
+   undefined control field, make the appliance re-establish the link (SABME, §5.8.2/§5.8.5) — and Q.931
+   keeps working afterwards.
 2. Q.931 in well-formed I-frames: a wrong protocol discriminator or a message too short is ignored
    (§5.8.1/§5.8.2); an unknown message type on a call is answered STATUS 97 (§5.8.4), on an unknown call
    reference RELEASE COMPLETE 81 (§5.8.3.2), as is any other message on one; a SETUP without bearer
@@ -238,10 +239,17 @@ async def lapd_garbage(far: RawFarEnd) -> None:
         bytes([0x02, 0x00, 0x00, 0x00]),  # EA1 = 0
         bytes([0x02, 0x01, 0x00, 0x00]) + bytes(300),  # longer than any D-channel frame: the span drops it
         bytes([0x02, 0x01, 0x02]),  # an I-frame with one control octet
+        b"",  # an empty message on the span's socket: counted by the span, no frame
     ]
     for data in discarded:
         await far.only_marker_after(partial(far.raw, data))
     assert far.sabmes == 1
+
+    # A second far end on the span's socket is refused (closed at once); the first keeps the link.
+    intruder = RawFarEnd(far.channel.link.path)
+    await intruder.channel.connect()
+    await eventually(lambda: not intruder.channel.up, within=5, what="the second far end refused")
+    await far.only_marker_after(lambda: None)
 
     # §5.8.1: N(S) ahead of V(R) is rejected (REJ, N(R) = what it expects) and the message not delivered.
     before = len(far.frames)
