@@ -1,6 +1,7 @@
 """The TDM worker on a span of a DAHDI card: one channel fd per timeslot on a fake device (socket pairs
 behind the injectable open and ioctl of :mod:`hw.e1.dahdi_channel`), its audio both ways to RTP, the
-channels' alarms as link changes, and a channel that cannot open failing the start."""
+channels' alarms as link changes, a channel that cannot open failing the start, and the command line
+that names the span's backend."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from appliance.media.rtp import RtpPacket
 from appliance.media.tdm.bridge import TdmBridge
+from appliance.media.tdm.client import TdmClient
 from appliance.media.tdm.control import (
     MAX_MESSAGE_SIZE,
     Close,
@@ -34,6 +37,7 @@ from appliance.media.tdm.control import (
 )
 from appliance.media.tdm.worker import Options, TdmWorker, bind_pairs, parse_args
 from hw.e1.dahdi_channel import EVENT_ALARM, EVENT_NOALARM, SIG_CLEAR
+from hw.e1.driver import BChannelsSpec
 from hw.e1.links import FRAME_OCTETS
 from tests.system.test_media_tdm_worker import recv_rtp, rtp_peer
 from tests.unit.test_hw_e1_dahdi_channel import FakeDevice
@@ -200,3 +204,18 @@ def test_the_command_line_names_the_backend() -> None:
     for missing in (["--driver", "dahdi"], []):
         with pytest.raises(SystemExit):
             parse_args([*common, *missing])
+
+
+def test_the_client_starts_the_worker_on_the_spans_backend() -> None:
+    def client(**kw: object) -> TdmClient:
+        common: dict[str, Any] = {"span": 2, "control": Path("c.sock"), "address": "127.0.0.1",
+                                  "ports": (40000, 40003), "timeslots": SLOTS}  # fmt: skip
+        return TdmClient(**common, **kw)
+
+    card = client(bchannels=BChannelsSpec("dahdi", 2, SLOTS, basechan=32), dahdi_device=Path("/x/channel"))
+    assert card._bchannels_args() == ["--driver", "dahdi", "--basechan", "32", "--dahdi-device", "/x/channel"]
+    assert client(b_socket=Path("b.sock"))._bchannels_args() == ["--b-socket", "b.sock"]
+    with pytest.raises(ValueError, match="base channel"):
+        client(bchannels=BChannelsSpec("dahdi", 2, SLOTS))._bchannels_args()
+    with pytest.raises(ValueError, match="B-channels"):
+        client()
