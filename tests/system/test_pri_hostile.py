@@ -277,9 +277,9 @@ async def lapd_garbage(far: RawFarEnd) -> None:
 
 async def q931_garbage(far: RawFarEnd) -> None:
     """Q.931 §5.8 inside well-formed I-frames."""
-    # Ignored: another protocol discriminator, too short, a call reference length other than 2, zeros (259
-    # octets: the span's largest frame, MAX_LAPD_FRAME, leaves one octet short of N201 in an I-frame).
-    for data in (b"\x09\x02\x00\x01\x75", b"\x08\x02\x00", b"\x08", b"\x08\x01\x01\x75", bytes(259)):
+    # Ignored: another protocol discriminator, too short, a call reference length other than 2, and N201 =
+    # 260 zeros (the largest information field, in the span's largest frame).
+    for data in (b"\x09\x02\x00\x01\x75", b"\x08\x02\x00", b"\x08", b"\x08\x01\x01\x75", bytes(260)):
         await far.only_marker_after(partial(far.i_frame, data))
 
     # On call references not in use: RELEASE COMPLETE 81; an unknown message type there too.

@@ -1,14 +1,11 @@
 """Limits of the D-channel receive path against a far end that pushes at them: the largest frame a peer may
 lawfully send, and how much a peer that never takes our frames can make us hold.
 
-Two are known faults, kept here as strict expected failures so that each turns into a failure to remove the
-mark once it is fixed:
-
-* a modulo-128 I-frame carrying N201 = 260 octets is 2 + 2 + 260 = 264 octets, one more than the span's
-  ``MAX_LAPD_FRAME`` (``hw.e1.links``: 3 + 260), so the sim span drops a lawful full-size frame as
-  oversize (and refuses to send one);
-* a peer that stays busy (RNR, answering every poll with RNR F=1) while it sends messages makes the LAPD
-  entity queue every answer: the send queue has no bound (STYLE rule 9: untrusted input has size limits).
+* a modulo-128 I-frame carrying N201 = 260 octets is 2 + 2 + 260 = 264 octets, and the span's
+  ``MAX_LAPD_FRAME`` (``hw.e1.links``) carries it;
+* a peer that stays busy (RNR, answering every poll with RNR F=1) while it sends messages cannot make the
+  LAPD entity hold more than ``MAX_QUEUED`` answers (STYLE rule 9: untrusted input has size limits); the
+  rest are discarded and counted.
 """
 
 from __future__ import annotations
