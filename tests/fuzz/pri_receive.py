@@ -18,7 +18,8 @@ The invariants, checked after every step (:meth:`ReceivePath.check`), raise :cla
   reported and not yet released;
 * no B-channel is held by two calls, nor by a call already released; the channel table and the calls agree;
   an offered channel is a B-channel;
-* LAPD's sequence variables stay in range with at most k frames outstanding.
+* LAPD's sequence variables stay in range with at most k frames outstanding and at most ``MAX_QUEUED``
+  messages waiting.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Final, Literal
 
 from appliance.pri import q931_codec
 from appliance.pri.errors import LocalProtocolError
-from appliance.pri.lapd import Lapd
+from appliance.pri.lapd import MAX_QUEUED, Lapd
 from appliance.pri.lapd_codec import MODULUS, N201, IFrame, UFrame, UKind, encode
 from appliance.pri.lapd_events import DataReceived, LinkEstablished, LinkReleased
 from appliance.pri.q931 import Q931
@@ -250,6 +251,8 @@ class ReceivePath:
             raise InvariantBroken(f"LAPD variables out of range: {lapd.vs} {lapd.va} {lapd.vr}")
         if (lapd.vs - lapd.va) % MODULUS > lapd.timers.k:
             raise InvariantBroken(f"more than k outstanding: V(S) {lapd.vs} V(A) {lapd.va}")
+        if len(lapd._queue) > MAX_QUEUED:
+            raise InvariantBroken(f"{len(lapd._queue)} messages queued, more than {MAX_QUEUED}")
 
     @contextlib.contextmanager
     def _nothing_raises(self, op: Op) -> Iterator[None]:
