@@ -11,9 +11,9 @@ What is sent, and what the wire must show (the appliance is the user side: Q.931
 1. LAPD: frames for another SAPI or TEI, too short, with EA bits wrong, or longer than a D-channel frame
    are discarded without an answer (Q.921 §5.8.4; the span drops the oversize one and an empty message,
    and refuses a second far end on its socket); an I-frame out of sequence is answered with REJ and not
-   delivered (§5.8.1); an I-frame whose N(R) acknowledges what was never sent, and a frame with an
-   undefined control field, make the appliance re-establish the link (SABME, §5.8.2/§5.8.5) — and Q.931
-   keeps working afterwards.
+   delivered (§5.8.1); an I-frame whose N(R) acknowledges what was never sent, a frame with an undefined
+   control field, an RR with an information field and a UI frame with more than N201 octets of it make
+   the appliance re-establish the link (SABME, §5.8.2/§5.8.5) — and Q.931 keeps working afterwards.
 2. Q.931 in well-formed I-frames: a wrong protocol discriminator or a message too short is ignored
    (§5.8.1/§5.8.2); an unknown message type on a call is answered STATUS 97 (§5.8.4), on an unknown call
    reference RELEASE COMPLETE 81 (§5.8.3.2), as is any other message on one; a SETUP without bearer
@@ -267,8 +267,10 @@ async def lapd_garbage(far: RawFarEnd) -> None:
     await eventually(lambda: far.sabmes == 2, within=5, what="SABME after an N(R) error")
     await far.only_marker_after(lambda: None)
 
-    # §5.8.5: an undefined control field (U frame 0xE3), an RR with an information field: re-established.
-    for data in (bytes([0x02, 0x01, 0xE3]), bytes([0x02, 0x01, 0x01, 0x00, 0xAA])):
+    # §5.8.5: an undefined control field (U frame 0xE3), an RR with an information field, a UI frame with an
+    # information field longer than N201 (in a frame the span carries): re-established.
+    overlong_ui = bytes([0x02, 0x01, 0x03]) + bytes(261)
+    for data in (bytes([0x02, 0x01, 0xE3]), bytes([0x02, 0x01, 0x01, 0x00, 0xAA]), overlong_ui):
         sabmes = far.sabmes
         far.raw(data)
         await eventually(partial(far.sabmes_above, sabmes), within=5, what="SABME after FRMR condition")
