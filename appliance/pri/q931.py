@@ -57,7 +57,7 @@ from appliance.pri.q931_call import (
     Call,
     RestartState,
 )
-from appliance.pri.q931_channels import CAUSE_NO_CIRCUIT, ChannelTable, choose
+from appliance.pri.q931_channels import CAUSE_NO_CIRCUIT, ChannelTable, choose, glare_yields
 from appliance.pri.q931_events import (
     CallAlerting,
     CallConnected,
@@ -86,7 +86,7 @@ from appliance.pri.q931_model import (
     ProgressIndicator,
 )
 from appliance.pri.q931_model import CallStateValue as S
-from appliance.pri.q931_status import FaultProcedures, judge
+from appliance.pri.q931_status import NO_STATUS, Answer, FaultProcedures, judge
 from appliance.pri.q931_timers import Q931Timers
 
 _LOG = logging.getLogger(__name__)
@@ -116,6 +116,9 @@ class Q931(FaultProcedures):
         self.span = span
         self._channels = ChannelTable(b_channels)
         self._calls: dict[CallHandle, Call] = {}
+        # The non-fatal element fault of the message being handled: a clearing message answers with it
+        # (§5.8.7.1 a/b, §5.8.6.2) instead of a STATUS.
+        self._problem: Answer | None = None
         self._by_key: dict[tuple[int, bool], Call] = {}
         self._next_handle = 1
         self._next_cref = 1
@@ -397,13 +400,14 @@ class Q931(FaultProcedures):
             self._fault(call, CAUSE_NOT_COMPATIBLE_WITH_STATE, f"{msg.type.name} in {self._state(call)}")
             self._status(call, CAUSE_NOT_COMPATIBLE_WITH_STATE, bytes([msg.type]))
             return
-        self._handlers[msg.type](call, msg, now)
+        self._problem = answer
+        try:
+            self._handlers[msg.type](call, msg, now)
+        finally:
+            self._problem = None
         if answer is not None:
             self._fault(call, answer.cause, answer.detail)
-            if call.handle in self._calls and msg.type not in (
-                MessageType.STATUS,
-                MessageType.STATUS_ENQUIRY,
-            ):
+            if call.handle in self._calls and msg.type not in NO_STATUS:
                 self._status(call, answer.cause, answer.diagnostic)
 
     def _incoming_setup(self, decoded: Decoded, now: float) -> None:
@@ -426,7 +430,11 @@ class Q931(FaultProcedures):
         exclusive = msg.channel is not None and msg.channel.exclusive
         handle = self._new_handle()
         glare = self._glare(requested)
-        if glare is not None and requested is not None and self._yields(glare, incoming_exclusive=exclusive):
+        if (
+            glare is not None
+            and requested is not None
+            and glare_yields(self.side, ours_exclusive=glare.exclusive, incoming_exclusive=exclusive)
+        ):
             _LOG.info("span %d: glare on B%d, call %d yields it", self.span, requested, glare.handle)
             self._channels.steal(requested, handle)
             glare.channel = None
@@ -461,15 +469,6 @@ class Q931(FaultProcedures):
         if call is not None and call.ours and call.state in (S.CALL_INITIATED, S.CALL_PRESENT):
             return call
         return None
-
-    def _yields(self, ours: Call, *, incoming_exclusive: bool) -> bool:
-        """Q.931 Annex D.3, the network side being the network: an exclusive indication beats a preferred
-        one, and between equals the network's SETUP is awarded the channel. The call that yields takes the
-        alternate channel the peer's first response names (or is cleared, cause 34, when both are
-        exclusive)."""
-        if incoming_exclusive != ours.exclusive:
-            return incoming_exclusive
-        return self.side == "user"
 
     def _reject(self, msg: Message, cause: Cause) -> None:
         self._out.append(Message(MessageType.RELEASE_COMPLETE, msg.call_reference, False, cause=cause))
@@ -559,6 +558,7 @@ class Q931(FaultProcedures):
         if call.state is self._disc_sent:
             self._send_release(call, Cause(call.clear_cause or cause.value, self._location), now)
             return
+        problem = self._problem
         call.timers.clear()
         call.set_state(self._disc_rcvd)
         inband = any(p.description is ProgressDescription.IN_BAND_AVAILABLE for p in msg.progress)
@@ -566,13 +566,20 @@ class Q931(FaultProcedures):
             progress = tuple(p.description for p in msg.progress)
             self._events.append(CallDisconnecting(call.handle, cause.value, progress, int(cause.location)))
             return
+        if problem is not None:  # §5.8.7.1 a): RELEASE with cause 99 (or 100) naming the element
+            self._send_release(call, Cause(problem.cause, self._location, problem.diagnostic), now)
+            return
         self._send_release(call, Cause(cause.value, self._location), now)
 
     def _on_release(self, call: Call, msg: Message, now: float) -> None:
         """§5.3.3/§5.3.4: RELEASE COMPLETE and NULL; in U19/N19 (both sent RELEASE, §5.3.5) no answer."""
         cause = msg.cause or Cause(CAUSE_NORMAL_UNSPECIFIED)
         answer, diag = cause.value, b""
-        if msg.cause is None and call.state not in (self._disc_sent, self._disc_rcvd, S.RELEASE_REQUEST):
+        if self._problem is not None:
+            # §5.8.7.1 b): an unrecognised element, or §5.8.6.2: a cause of invalid contents, is named in
+            # the RELEASE COMPLETE (cause 99 or 100 with the element's identifier)
+            answer, diag = self._problem.cause, self._problem.diagnostic
+        elif msg.cause is None and call.state not in (self._disc_sent, self._disc_rcvd, S.RELEASE_REQUEST):
             # the first clearing message must carry a cause (§5.8.6.1): act as if 31, answer 96
             answer, diag = CAUSE_MANDATORY_MISSING, b"\x08"
             self._fault(call, answer, "RELEASE without cause as first clearing message")

@@ -301,3 +301,13 @@ class RestartProcedure(TimerProcedures):
             cause=cause,
             call_state=CallState(state[self._restart]),
         )
+
+
+def glare_yields(side: str, *, ours_exclusive: bool, incoming_exclusive: bool) -> bool:
+    """Whether our own unanswered SETUP yields its channel to the peer's crossing SETUP: Q.931 Annex D.3,
+    the network side being the network — an exclusive indication beats a preferred one, and between equals
+    the network's SETUP is awarded the channel. The call that yields takes the alternate channel the peer's
+    first response names (or is cleared, cause 34, when both are exclusive)."""
+    if incoming_exclusive != ours_exclusive:
+        return incoming_exclusive
+    return side == "user"

@@ -55,6 +55,18 @@ class Answer:
     detail: str
 
 
+# Element faults in these are answered by the clearing procedure itself or not at all (§5.8.7.1).
+NO_STATUS: Final = frozenset(
+    {
+        MessageType.STATUS,
+        MessageType.STATUS_ENQUIRY,
+        MessageType.DISCONNECT,
+        MessageType.RELEASE,
+        MessageType.RELEASE_COMPLETE,
+    }
+)
+
+
 def judge(problems: tuple[IeProblem, ...]) -> Answer | None:
     """The answer the worst of ``problems`` calls for, or None when the message is to be acted on as is."""
     report: Answer | None = None
