@@ -15,7 +15,9 @@ starts and stops them, and reports what they tell. Per span:
   :class:`~appliance.pri.lapd.Lapd` and :class:`~appliance.pri.q931.Q931` machines;
 - the **gateway** (:class:`~appliance.calls.pri_gateway.PriGateway`) between Q.931 and the B2BUA: calls
   from the span are placed with the B2BUA, and :class:`PriWiring` is the B2BUA's dialer of ``pri:<span>``
-  destinations.
+  destinations; its B-channel SDP names the media address the TDM worker binds;
+- with ``trace = true``, the D-channel's **trace**: a pcap under ``<state_dir>/trace``
+  (:class:`~appliance.app_pri_span.SpanTrace`).
 
 Span events go to the outbox (``calls/records.cddl``) and the metrics (:mod:`appliance.metrics.pri`):
 
@@ -146,7 +148,8 @@ class PriWiring:
             self.runners[plan.number] = SpanRunner(
                 plan, region=config.site.region, run_dir=self.run_dir, reporter=self.reporter,
                 timing=self.timing, make_tdm=make_tdm or self._tdm_client, after_event=self._after_event,
-                wall=wall, dahdi=self.dahdi,
+                wall=wall, dahdi=self.dahdi, media_address=config.media.address,
+                trace_dir=state_dir / "trace",
             )  # fmt: skip
         self._started = False
 

@@ -15,6 +15,10 @@ channel fd, its B-channels opened by the TDM worker from the span's base channel
 same way. A simulated span tells the box's timing-source selector of its receive side itself; a card's
 span is told to it here, from its alarms (the kernel picks the card's clock from system.conf's priorities
 by the same rule, and the selector's choice is what the box reports).
+
+A span with ``trace = true`` writes its D-channel as a pcap while it runs (:class:`SpanTrace`), the
+gateway's B-channel SDP names the address the TDM worker binds, and the gateway keeps a far end's
+announcement at most the span's ``announcement_timeout``.
 """
 
 from __future__ import annotations
@@ -25,16 +29,18 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, Literal, Protocol
 
 from appliance.app_pri_events import SpanReporter, slots_text
 from appliance.calls.pri_gateway import CallControl, PriGateway
+from appliance.calls.pri_leg import LOCALHOST
 from appliance.config.spans import SpanConfig
 from appliance.metrics.pri import ERROR_COUNTERS
 from appliance.pri.errors import LocalProtocolError
 from appliance.pri.lapd import Lapd
 from appliance.pri.link import PriLink
 from appliance.pri.numbers import SpanNumbering
+from appliance.pri.pcap import PcapWriter
 from appliance.pri.q931 import Q931
 from appliance.pri.q931_events import Q931Event
 from hw.e1 import model as hw_model
@@ -54,6 +60,9 @@ log = logging.getLogger("appliance.pri")
 CAUSE_TEMPORARY_FAILURE: Final = 41  # Q.850: the span stopped under its calls
 # The alarms of a receive side whose clock cannot time the box: red (LOS, LOF) and blue (AIS).
 RECEIVE_FAULTS: Final = frozenset({Alarm.LOS, Alarm.LOF, Alarm.AIS})
+# A D-channel trace file is rotated when it would grow past this (SpanTrace): a call's SETUP to RELEASE
+# COMPLETE with the data link's acknowledgements takes under 1 kB, so 64 MB hold tens of thousands.
+TRACE_MAX_BYTES: Final = 64 * 1024 * 1024
 
 
 def drain_timing(timing: TimingSelector, report: Callable[[SpanEvent], None]) -> None:
@@ -86,6 +95,65 @@ def hw_span_config(span: SpanConfig) -> hw_model.SpanConfig:
         b_channels=span.b_channels,
         timing_priority=span.timing_priority,
     )
+
+
+class SpanTrace(PcapWriter):
+    """A span's D-channel trace (``[[spans]] trace = true``): ``<directory>/span<N>-d.pcap``, every frame
+    sent and received as :class:`~appliance.pri.pcap.PcapWriter` writes it (LINKTYPE_LINUX_LAPD, seen from
+    the span's ``side``), each record flushed as it is written so that tshark reads a running capture.
+
+    Rotation, never a gap: a new file is begun at each start of the span, the previous one kept as
+    ``span<N>-d.pcap.1`` (replacing the one before); a file that would grow past ``max_bytes`` is rotated
+    the same way, with a warning in the log. A span's traces so take at most twice ``max_bytes``. A write
+    that fails (a full disk) ends the trace with an error in the log; the span runs on without it.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        span: int,
+        side: Literal["user", "network"],
+        max_bytes: int = TRACE_MAX_BYTES,
+    ) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"span{span}-d.pcap"
+        self.span = span
+        self.side: Literal["user", "network"] = side
+        self.max_bytes = max_bytes
+        self._out: BinaryIO | None = self._begin()
+        super().__init__(self._out, side=side)
+
+    def write(self, frame: bytes, *, sent: bool, timestamp: float) -> None:
+        if self._out is None:
+            return
+        try:
+            # A record is its 16-octet header, the 16-octet pseudo-header and the frame.
+            if self.records and self._out.tell() + 32 + len(frame) > self.max_bytes:
+                log.warning(
+                    "span %d: D-channel trace reached %d bytes; %s kept as %s.1, a new file begun",
+                    self.span, self.max_bytes, self.path, self.path.name, extra={"ctx": {"span": self.span}},
+                )  # fmt: skip
+                self._out.close()
+                self._out = self._begin()
+                PcapWriter.__init__(self, self._out, side=self.side)  # a new file opens with its header
+            super().write(frame, sent=sent, timestamp=timestamp)
+            self._out.flush()
+        except OSError as exc:
+            log.error("span %d: D-channel trace %s ended: %s", self.span, self.path, exc)
+            self.close()
+
+    def close(self) -> None:
+        """Close the file (what was written stays); later frames are not written."""
+        file, self._out = self._out, None
+        if file is not None:
+            with contextlib.suppress(OSError):
+                file.close()
+
+    def _begin(self) -> BinaryIO:
+        if self.path.exists():
+            self.path.replace(self.path.with_name(self.path.name + ".1"))
+        return self.path.open("wb")
 
 
 class TdmWorker(Protocol):
@@ -217,7 +285,9 @@ class SpanRunner:
     """One configured span: its driver, TDM worker, D-channel and gateway, started and stopped together.
 
     ``config`` is the span's settings in force (the configured ones, or a ``span`` document's); a start
-    takes its current value. ``after_event`` runs after every input the gateway handled.
+    takes its current value. ``after_event`` runs after every input the gateway handled. ``media_address``
+    is the address the TDM worker binds (the B-channels' SDP names it); ``trace_dir`` where a span with
+    ``trace = true`` writes its D-channel (default: ``trace`` beside ``run_dir``, ``<state_dir>/trace``).
     """
 
     def __init__(
@@ -232,8 +302,13 @@ class SpanRunner:
         after_event: Callable[[], None],
         wall: Callable[[], float],
         dahdi: DahdiSystem | None = None,
+        media_address: str = LOCALHOST,
+        trace_dir: Path | None = None,
     ) -> None:
         self.plan = plan
+        self.media_address = media_address
+        self.trace_dir = trace_dir if trace_dir is not None else run_dir.parent / "trace"
+        self.trace: SpanTrace | None = None
         self.dahdi = dahdi
         self.config = plan.config
         self.region = region
@@ -291,11 +366,17 @@ class SpanRunner:
                 area_code=span.area_code or None,
                 unknown_with_prefixes=span.number_format == "unknown",
             )
-            gateway = PriGateway(span=n, q931=self.q931, tdm=self.commands, calls=calls, numbering=numbering)
+            gateway = PriGateway(
+                span=n, q931=self.q931, tdm=self.commands, calls=calls, numbering=numbering,
+                announcement_timeout=span.announcement_timeout, media_address=self.media_address,
+            )  # fmt: skip
             self.gateway = gateway
+            if span.trace:
+                self._open_trace(span)
             self.link = PriLink(
                 lapd=Lapd(side=span.side, name=f"span{n}"), q931=GatewayMachine(gateway, after=self._after),
                 on_event=self._q931_event, on_dchannel=self._dchannel, span=n, wall_clock=self.wall,
+                trace=self.trace,
             )  # fmt: skip
             self.dchannel = await driver.open_dchannel(self.link)
             self.link.attach(self.dchannel)
@@ -303,6 +384,15 @@ class SpanRunner:
             await self.stop()
             raise
         log.info("%s", self.describe(), extra={"ctx": {"span": n}})
+
+    def _open_trace(self, span: SpanConfig) -> None:
+        """Begin the span's D-channel trace; a trace that cannot be written is logged, the span runs."""
+        try:
+            self.trace = SpanTrace(self.trace_dir, span=span.number, side=span.side)
+        except OSError as exc:
+            log.error("span %d: no D-channel trace: %s", span.number, exc)
+            return
+        log.info("span %d: D-channel trace in %s", span.number, self.trace.path)
 
     def _driver(self) -> SpanDriver:
         if self.config.driver == "sim":
@@ -356,6 +446,9 @@ class SpanRunner:
                 self.timing.span_status(self.number, False)
                 drain_timing(self.timing, self.reporter.span_event)
         self.reporter.metrics.set_calls(self.number, 0)
+        if self.trace is not None:
+            self.trace.close()
+            self.trace = None
         self.link = self.q931 = self.dchannel = self.driver = self.commands = self.tdm = None
 
     def _end_calls(self, gateway: PriGateway, now: float) -> None:

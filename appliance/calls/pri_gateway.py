@@ -53,11 +53,13 @@ from appliance.calls.cdr import CallRecords
 from appliance.calls.events import Setup
 from appliance.calls.pri_leg import (
     ANNOUNCEMENT_TIMEOUT,
+    LOCALHOST,
     NO_G711,
     PriLeg,
     Q931Commands,
     TdmMedia,
     remote_media,
+    rtp_host,
     tdm_sdp,
 )
 from appliance.calls.routing import RoutingTable
@@ -132,11 +134,14 @@ class _Collecting:
 
 class PriGateway:
     """One span's gateway (see the module docstring). ``digit_timeout``: overlap receiving's T302;
-    ``announcement_timeout``: how long a far end's announcement on DISCONNECT is kept at most (T306)."""
+    ``announcement_timeout``: how long a far end's announcement on DISCONNECT is kept at most (T306);
+    ``media_address``: the address the span's TDM worker binds (``[media] address``), which the B-channels'
+    SDP names (:func:`~appliance.calls.pri_leg.rtp_host`; ``ValueError`` if it is not an IP address)."""
 
     def __init__(
         self, *, span: int, q931: Q931Machine, tdm: TdmMedia, calls: CallControl, numbering: SpanNumbering,
         digit_timeout: float = DIGIT_TIMEOUT, announcement_timeout: float = ANNOUNCEMENT_TIMEOUT,
+        media_address: str = LOCALHOST,
     ) -> None:  # fmt: skip
         self.span = span
         self.q931 = q931
@@ -145,6 +150,7 @@ class PriGateway:
         self.numbering = numbering
         self.digit_timeout = digit_timeout
         self.announcement_timeout = announcement_timeout
+        self.address = rtp_host(media_address)
         self.link_up = False
         self.legs: dict[CallHandle, PriLeg] = {}
         self._collecting: dict[CallHandle, _Collecting] = {}
@@ -306,16 +312,16 @@ class PriGateway:
 
         def a_leg(call: Call) -> PriLeg:
             leg = PriLeg(call, offer.call, q931=self.q931, tdm=self.tdm, span=self.span, route_kind="inbound",
-                         channel=offer.channel, announcement_timeout=self.announcement_timeout)  # fmt: skip
+                         channel=offer.channel, announcement_timeout=self.announcement_timeout,
+                         address=self.address)  # fmt: skip
             leg.open_channel()
             self.legs[offer.call] = leg
             self._record(leg)  # before call control opens the record: it takes it from there
             return leg
 
         # The caller's offer is the B-channel's RTP end, fixed per timeslot.
-        setup = Setup(
-            called, calling, calling_name=offer.display, sdp=tdm_sdp(self.tdm.port_of(offer.channel))
-        )
+        sdp = tdm_sdp(self.tdm.port_of(offer.channel), address=self.address)
+        setup = Setup(called, calling, calling_name=offer.display, sdp=sdp)
         self.calls.place_call(a_leg, setup, now, ref=f"span{self.span}/{offer.call}")
 
     def _released(self, event: CallReleased, now: float) -> None:
@@ -376,7 +382,7 @@ class PriGateway:
         ref = self.q931.setup(called=called, calling=calling, display=setup.calling_name, now=now)
         leg = PriLeg(call, ref, q931=self.q931, tdm=self.tdm, span=self.span, route_kind="pri",
                      payload_type=8 if remote is None else remote[2],
-                     announcement_timeout=self.announcement_timeout)  # fmt: skip
+                     announcement_timeout=self.announcement_timeout, address=self.address)  # fmt: skip
         leg.remote = remote
         leg.open_channel()
         self.legs[ref] = leg

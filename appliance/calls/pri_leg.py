@@ -6,8 +6,10 @@ incoming SETUP; ``route_kind`` ``"inbound"``) or the leg a call control destinat
 and to the span's TDM worker through :class:`TdmMedia`; the PRI gateway (:mod:`appliance.calls.pri_gateway`)
 hands it the machine's events for its call.
 
-Media. Each B-channel (timeslot) has a fixed RTP port on 127.0.0.1 in the TDM worker, so the leg's SDP is
-known as soon as its channel is: ``m=audio <port> RTP/AVP 8 0`` (an answer names the one payload type it
+Media. Each B-channel (timeslot) has a fixed RTP port in the TDM worker, on the address the worker binds
+(``[media] address``), so the leg's SDP is known as soon as its channel is: ``c=IN IP4 <address>`` (``IP6``
+for an IPv6 address; the loopback of the family when the worker binds the wildcard, which an SDP cannot name
+as a destination), ``m=audio <port> RTP/AVP 8 0`` (an answer names the one payload type it
 chose), no telephone-event — DTMF on PRI is in-band and the IVR detects it in the audio. The TDM worker is
 connected to the address and payload type the other side's SDP names.
 
@@ -59,6 +61,7 @@ offer cannot go in an unreliable 18x).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -85,7 +88,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("appliance.calls.pri")
 
-LOCALHOST: Final = "127.0.0.1"
+LOCALHOST: Final = "127.0.0.1"  # the TDM worker's address unless told otherwise (``[media] address``)
 # G.711 payload types (RFC 3551 §6) by the codec name the TDM worker is opened with; A-law first, as the
 # E1 B-channel carries it (ITU-T G.711 for 2048 kbit/s systems).
 CODECS: Final = {8: "PCMA", 0: "PCMU"}
@@ -122,8 +125,8 @@ NO_G711: Final = q850_cause(65)
 
 class TdmMedia(Protocol):
     """The span's TDM worker, as commands queued to it. ``port_of`` is the timeslot's fixed RTP port on
-    127.0.0.1; ``open`` arms a timeslot with the RTP codec (``"PCMA"``/``"PCMU"``), ``connect`` names the
-    remote RTP address and payload type, ``close`` frees it."""
+    the worker's address; ``open`` arms a timeslot with the RTP codec (``"PCMA"``/``"PCMU"``), ``connect``
+    names the remote RTP address and payload type, ``close`` frees it."""
 
     def open(self, timeslot: int, codec: str) -> None: ...
     def connect(self, timeslot: int, host: str, port: int, payload_type: int) -> None: ...
@@ -142,12 +145,27 @@ class Q931Commands(Protocol):
     def channel_of(self, call: CallHandle) -> int | None: ...
 
 
-def tdm_sdp(port: int, payload_types: tuple[int, ...] = (8, 0), *, version: int = 1) -> bytes:
-    """The SDP of a B-channel's RTP end: 127.0.0.1, ``port``, G.711, 20 ms packets."""
+def rtp_host(bound: str) -> str:
+    """Where the TDM worker's RTP ends are reached, from the address it binds: that address, or for the
+    wildcard (``0.0.0.0``, ``::``) the loopback of its family — an SDP connection address of all zeros
+    would put the stream on hold (RFC 3264 §8.4), and call control's media workers are on this host.
+    Raises ``ValueError`` for what is not an IP address."""
+    address = ipaddress.ip_address(bound)
+    if address.is_unspecified:
+        return "::1" if address.version == 6 else LOCALHOST
+    return str(address)
+
+
+def tdm_sdp(
+    port: int, payload_types: tuple[int, ...] = (8, 0), *, version: int = 1, address: str = LOCALHOST
+) -> bytes:
+    """The SDP of a B-channel's RTP end: ``address`` (an IP address, :func:`rtp_host`; ``IN IP6`` for an
+    IPv6 one, RFC 8866 §5.7), ``port``, G.711, 20 ms packets."""
+    kind = "IP6" if ipaddress.ip_address(address).version == 6 else "IP4"
     maps = "".join(f"a=rtpmap:{pt} {CODECS[pt]}/8000\r\n" for pt in payload_types)
     formats = " ".join(str(pt) for pt in payload_types)
     return (
-        f"v=0\r\no=- {port} {version} IN IP4 {LOCALHOST}\r\ns=-\r\nc=IN IP4 {LOCALHOST}\r\nt=0 0\r\n"
+        f"v=0\r\no=- {port} {version} IN {kind} {address}\r\ns=-\r\nc=IN {kind} {address}\r\nt=0 0\r\n"
         f"m=audio {port} RTP/AVP {formats}\r\n{maps}a=ptime:20\r\na=sendrecv\r\n"
     ).encode()
 
@@ -172,15 +190,17 @@ def remote_media(sdp: bytes) -> tuple[str, int, int] | None:
 class PriLeg:
     """One Q.931 call on a span as a call-control leg (see the module docstring)."""
 
-    __slots__ = ("announcement_timeout", "announcing", "answered", "call", "channel", "cleared", "deadline",
-                 "opened", "payload_type", "q931", "ref", "remote", "route_kind", "span", "tdm",
+    __slots__ = ("address", "announcement_timeout", "announcing", "answered", "call", "channel", "cleared",
+                 "deadline", "opened", "payload_type", "q931", "ref", "remote", "route_kind", "span", "tdm",
                  "version")  # fmt: skip
 
     def __init__(
         self, call: Call, ref: CallHandle, *, q931: Q931Commands, tdm: TdmMedia, span: int, route_kind: str,
         channel: int | None = None, payload_type: int = 8, announcement_timeout: float = ANNOUNCEMENT_TIMEOUT,
+        address: str = LOCALHOST,
     ) -> None:  # fmt: skip
         self.call = call
+        self.address = address  # where the TDM worker's RTP ends are (rtp_host)
         self.ref = ref
         self.q931 = q931
         self.tdm = tdm
@@ -226,7 +246,7 @@ class PriLeg:
             return None
         offering = (self.incoming and not self.answered) or self.remote is None  # a delayed offer's answer
         types = (8, 0) if offering else (self.payload_type,)
-        return tdm_sdp(self.tdm.port_of(channel), types, version=self.version)
+        return tdm_sdp(self.tdm.port_of(channel), types, version=self.version, address=self.address)
 
     def connect_media(self, sdp: bytes | None) -> bool:
         """Point the TDM worker at the RTP end ``sdp`` names; False when it names no G.711 stream."""

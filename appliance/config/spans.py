@@ -7,6 +7,7 @@ network side), ETSI EuroISDN, CCS framing with HDB3 and CRC-4 (what E1 PRI carri
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final, Literal
@@ -25,6 +26,15 @@ def _b_channel(v: int) -> str | None:
 
 def _digits(v: str) -> str | None:
     return None if len(v) <= 8 and v.isascii() and (v == "" or v.isdigit()) else REJECT
+
+
+# T306's value (EN 300 403-1 Table 9-1) is 30 s; a far end's announcement may run a few minutes at most.
+ANNOUNCEMENT_TIMEOUT_RANGE: Final = (1.0, 300.0)
+
+
+def _announcement_timeout(v: float) -> str | None:
+    low, high = ANNOUNCEMENT_TIMEOUT_RANGE
+    return None if math.isfinite(v) and low <= v <= high else REJECT
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,13 @@ class SpanConfig:
     number_format: Literal["ton", "unknown"] = "ton"
     # Prepended to subscriber numbers (type of number "subscriber") to make them national, e.g. "30".
     area_code: str = field(default="", metadata=rule("up to 8 digits (or empty)", _digits))
+    # Seconds a far end's announcement on DISCONNECT (progress indicator 8, Q.931 §5.3.4.1) is kept at most
+    # before the appliance releases the call itself, in case the far end's RELEASE (its T306) never comes.
+    announcement_timeout: float = field(
+        default=30.0, metadata=rule("a number of seconds from 1 to 300", _announcement_timeout)
+    )
+    # Write the span's D-channel as a pcap under <state_dir>/trace (appliance.app_pri_span.SpanTrace).
+    trace: bool = False
 
     def cross_check(self) -> Iterator[Problem]:
         seen: set[int] = set()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -23,7 +24,7 @@ from appliance.sync.client import SyncClient
 from appliance.sync.client_types import ClientError
 from tests import sync_pki
 from tests.system.appliance_proc import RunningAppliance, start_appliance
-from tests.system.pri_helpers import eventually, outbox_events, span_config, span_metric
+from tests.system.pri_helpers import eventually, outbox_events, span_config, span_metric, wireshark_errors
 from tests.system.sipp import SIPP_BINARY, SippProcess
 
 pytestmark = pytest.mark.system
@@ -168,3 +169,52 @@ async def test_a_sip_call_routed_to_pri_1_is_answered_by_the_far_end(tmp_path: P
     finally:
         err = app.stop()
         (tmp_path / "appliance.log").write_text(err)
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+async def test_the_appliance_traces_its_d_channel_and_its_b_channels_on_a_media_address_of_its_own(
+    tmp_path: Path,
+) -> None:
+    # trace = true, and the media (and so the TDM worker) on 127.0.0.5: the call reaches the IVR and the
+    # caller hears its prompt through the worker bound there (the SDP naming it: test_app_pri_trace.py).
+    config = span_config().replace("number = 1\n", "number = 1\ntrace = true\n")
+    config = config.replace("[media]\n", '[media]\naddress = "127.0.0.5"\n')
+    app = start_appliance(tmp_path, config)
+    pcap = app.state_dir / "trace" / "span1-d.pcap"
+    try:
+        far = FarEnd(directory=app.state_dir / "run", span=1)
+        try:
+            await far.start(within=10.0)
+            result = await far.place_call(replace(SCRIPT, hold=2.0))
+        finally:
+            await far.close()
+        assert result.answered and result.heard.sound_frames > 10, result.line()
+        # Flushed per frame: the running appliance's capture reads whole, up to the far end's release.
+        summary = await eventually(lambda: _released(pcap), within=10, what="RELEASE COMPLETE in the trace")
+    finally:
+        err = app.stop()
+        (tmp_path / "appliance.log").write_text(err)
+    # The call as the appliance (the user side) saw it, each message in its direction; SABME/UA first.
+    lines = summary.splitlines()
+    assert "func=SABME" in lines[0] and "Local User → Remote Network" in lines[0], lines[0]
+    messages = [
+        ("sent" if "Local User → Remote Network" in line else "received", line.rsplit("| ", 1)[1].strip())
+        for line in lines
+        if " Q.931 " in line
+    ]
+    assert messages == [
+        ("received", "SETUP"), ("sent", "CALL PROCEEDING"), ("sent", "CONNECT"),
+        ("received", "CONNECT ACKNOWLEDGE"), ("received", "DISCONNECT"), ("sent", "RELEASE"),
+        ("received", "RELEASE COMPLETE"),
+    ], summary  # fmt: skip
+    assert wireshark_errors(pcap) == []
+
+
+def _released(pcap: Path) -> str:
+    """tshark's summary of the trace once it holds the call's RELEASE COMPLETE, else ""."""
+    if not pcap.exists():
+        return ""
+    # A capture being written may end in half a record: tshark then says so and exits non-zero.
+    args = ["tshark", "-r", str(pcap)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+    return done.stdout if "RELEASE COMPLETE" in done.stdout else ""

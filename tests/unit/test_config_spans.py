@@ -39,6 +39,12 @@ def test_spans_from_toml() -> None:
     assert (second.number_format, second.area_code) == ("unknown", "30")
 
 
+def test_the_announcement_bound_and_the_trace_are_per_span() -> None:
+    assert (SpanConfig().announcement_timeout, SpanConfig().trace) == (30.0, False)  # T306's value; no trace
+    config = load_config_text("[[spans]]\nannouncement_timeout = 12\ntrace = true\n[[spans]]\nnumber = 2\n")
+    assert [(s.announcement_timeout, s.trace) for s in config.spans] == [(12.0, True), (30.0, False)]
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
@@ -54,6 +60,19 @@ def test_spans_from_toml() -> None:
         ("number = 0", "spans[0].number: expected an integer from 1 to 255, got 0"),
         ('area_code = "3O"', 'spans[0].area_code: expected up to 8 digits (or empty), got "3O"'),
         ("timing_priority = 32", "spans[0].timing_priority: expected"),
+        (
+            "announcement_timeout = 0.5",
+            "spans[0].announcement_timeout: expected a number of seconds from 1 to 300",
+        ),
+        (
+            "announcement_timeout = 301",
+            "spans[0].announcement_timeout: expected a number of seconds from 1 to 300",
+        ),
+        (
+            "announcement_timeout = nan",
+            "spans[0].announcement_timeout: expected a number of seconds from 1 to 300",
+        ),
+        ('trace = "yes"', "spans[0].trace: expected"),
     ],
 )
 def test_bad_span_settings_are_named_precisely(body: str, message: str) -> None:

@@ -30,7 +30,7 @@ class Span:
     """The appliance (call control + gateway, user side) and a network-side far end on one D-channel."""
 
     def __init__(
-        self, routes: tuple[tuple[str, tuple[str, ...]], ...], *, anchor: bool = False, **gateway: float
+        self, routes: tuple[tuple[str, tuple[str, ...]], ...], *, anchor: bool = False, **gateway: float | str
     ) -> None:
         self.h = Harness(routes=routes, cloud="", anchor=anchor)
         self.tdm = FakeTdm()

@@ -23,7 +23,7 @@ G729 = ANSWER.replace(b"RTP/AVP 8", b"RTP/AVP 18").replace(b"a=rtpmap:8 PCMA", b
 NETWORK = int(Location.PUBLIC_LOCAL)
 
 
-def to_span(**gateway: float) -> tuple[Span, int, CallOffered]:
+def to_span(**gateway: float | str) -> tuple[Span, int, CallOffered]:
     span = Span((("*", ("pri:1",)),), **gateway)
     span.h.b2bua.cdr = CallRecords(wall=lambda: WALL0 + span.now)
     span.h.send(CALLER, invite("+4930123456"))
