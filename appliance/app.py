@@ -8,6 +8,7 @@ and the metrics endpoint, and reports where each service listens.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import gc
 import logging
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 from appliance import __version__
 from appliance.app_pri import PriWiring
@@ -76,6 +78,24 @@ GC_MAX_INTERVAL = 600.0
 _CALL_ID = re.compile(rb"\r\n(?:Call-ID|i)[ \t]*:[ \t]*([^\r]*)\r\n", re.IGNORECASE)
 
 
+# The longest name of the Unix sockets under <state_dir>/run (media workers, spans, TDM workers).
+_LONGEST_SOCKET: Final = "span255-tdm.sock"
+# sockaddr_un.sun_path holds 108 octets with the terminating NUL (unix(7)).
+_MAX_SOCKET_PATH: Final = 107
+
+
+def check_socket_paths(run_dir: Path) -> None:
+    """Refuse, naming the limit, a state directory too deep for the sockets under it: a media worker
+    could not listen, and the start would fail far from its cause."""
+    longest = os.fsencode(run_dir / _LONGEST_SOCKET)
+    if len(longest) > _MAX_SOCKET_PATH:
+        raise OSError(
+            errno.ENAMETOOLONG,
+            f"the state directory's sockets ({run_dir}/…) would be {len(longest)} octets long, over the "
+            f"{_MAX_SOCKET_PATH} a Unix socket path may have: choose a shorter state_dir",
+        )
+
+
 @dataclass
 class Appliance:
     """The running control process; :meth:`start` brings it up, :meth:`stop` takes it down."""
@@ -88,6 +108,7 @@ class Appliance:
     async def start(self) -> None:
         cfg = self.config
         loop = asyncio.get_running_loop()
+        check_socket_paths(self.state_dir / "run")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.metrics = Metrics(site=cfg.site.name, serial=cfg.site.serial, version=__version__)
         self.db = await Database.open(self.state_dir / "appliance.db")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
+import tempfile
 
 import cbor2
 import pytest
@@ -100,33 +100,36 @@ def test_median_and_worst_need_every_cut_of_a_kind_timed() -> None:
     assert median_and_worst([*cuts, Cut("carrier_loss", None, "timed out")], "carrier_loss") == (None, None)
 
 
-def test_a_quick_run_prints_the_issue_object_last(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    status = main(
-        ["--quick", "--parts", QUICK_PARTS, "--appliance-loop", APPLIANCE_LOOP, "--dir", str(tmp_path)]
-    )
-    lines = capsys.readouterr().out.strip().splitlines()
-    final = json.loads(lines[-1])
-    assert status == 0, lines
-    assert tuple(final)[: len(HEADLINE)] == HEADLINE and final["bench"] == "sync"
-    assert final["append_p99_ms"] > 0 and final["appends_per_s"] > 0
-    assert final["peer_appends_per_s"] > 0 and final["appends_ratio_to_peer"] > 0
-    assert final["append_p99_ms_saturated"] > 0
-    appends = [json.loads(line) for line in lines if line.startswith('{"bench": "sync-append"')]
-    drains = [json.loads(line) for line in lines if line.startswith('{"bench": "sync-drain"')]
-    assert sorted((a["target"], a["offered_per_s"] is None) for a in appends) == [
-        ("naive", False), ("naive", True), ("outbox", False), ("outbox", True),
-    ]  # fmt: skip
-    assert all(a["appends"] > 0 and a["p99_ms"] >= a["p50_ms"] > 0 for a in appends)
-    assert all(r["background_cores"] >= 0 for r in appends + drains)
-    assert [d["client"] for d in drains] == ["puller", "events+ack"]
-    assert all(d["events"] == 2_000 and d["events_per_s"] > 0 and d["error"] is None for d in drains), drains
-    assert final["drain_events_per_s"] > 0 and final["drain_backlog"] == 2_000
-    assert final["drain_client"] in ("puller", "events+ack")
-    if NO_WAN is None:
-        for kind in ("carrier_loss", "silent_drop"):
-            assert 0 < final[f"{kind}_to_survivable_s"] <= final[f"{kind}_worst_s"] < CUT_LIMIT_S, final
-        cuts = [json.loads(line) for line in lines if line.startswith('{"bench": "sync-wan-cut"')]
-        assert sorted(c["kind"] for c in cuts) == ["carrier_loss", "silent_drop"]
-        assert all(0 < c["cut_command_s"] < 1 for c in cuts), cuts
-    assert set(final["ratio_to_goal"]) == set(GOALS) == set(final["goal_met"])
-    assert os.listdir(tmp_path) == []  # the databases went with the run
+def test_a_quick_run_prints_the_issue_object_last(capsys: pytest.CaptureFixture[str]) -> None:
+    # A short directory of its own: pytest's tmp_path, a few levels deeper under the bench's own, leaves
+    # too little of a Unix socket path's 107 octets for the appliance's sockets.
+    with tempfile.TemporaryDirectory(prefix="bench-sync-test-") as short:
+        status = main(["--quick", "--parts", QUICK_PARTS, "--appliance-loop", APPLIANCE_LOOP, "--dir", short])
+        lines = capsys.readouterr().out.strip().splitlines()
+        final = json.loads(lines[-1])
+        assert status == 0, lines
+        assert tuple(final)[: len(HEADLINE)] == HEADLINE and final["bench"] == "sync"
+        assert final["append_p99_ms"] > 0 and final["appends_per_s"] > 0
+        assert final["peer_appends_per_s"] > 0 and final["appends_ratio_to_peer"] > 0
+        assert final["append_p99_ms_saturated"] > 0
+        appends = [json.loads(line) for line in lines if line.startswith('{"bench": "sync-append"')]
+        drains = [json.loads(line) for line in lines if line.startswith('{"bench": "sync-drain"')]
+        assert sorted((a["target"], a["offered_per_s"] is None) for a in appends) == [
+            ("naive", False), ("naive", True), ("outbox", False), ("outbox", True),
+        ]  # fmt: skip
+        assert all(a["appends"] > 0 and a["p99_ms"] >= a["p50_ms"] > 0 for a in appends)
+        assert all(r["background_cores"] >= 0 for r in appends + drains)
+        assert [d["client"] for d in drains] == ["puller", "events+ack"]
+        assert all(d["events"] == 2_000 and d["events_per_s"] > 0 and d["error"] is None for d in drains), (
+            drains
+        )
+        assert final["drain_events_per_s"] > 0 and final["drain_backlog"] == 2_000
+        assert final["drain_client"] in ("puller", "events+ack")
+        if NO_WAN is None:
+            for kind in ("carrier_loss", "silent_drop"):
+                assert 0 < final[f"{kind}_to_survivable_s"] <= final[f"{kind}_worst_s"] < CUT_LIMIT_S, final
+            cuts = [json.loads(line) for line in lines if line.startswith('{"bench": "sync-wan-cut"')]
+            assert sorted(c["kind"] for c in cuts) == ["carrier_loss", "silent_drop"]
+            assert all(0 < c["cut_command_s"] < 1 for c in cuts), cuts
+        assert set(final["ratio_to_goal"]) == set(GOALS) == set(final["goal_met"])
+        assert os.listdir(short) == []  # the databases went with the run

@@ -67,3 +67,16 @@ def test_a_health_probe_ca_that_does_not_load_ends_the_start_naming_the_setting(
     assert done.returncode == 1, done.stderr[-2000:]
     assert "appliance: cannot start: [cloud] health_ca" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_state_directory_too_deep_for_its_sockets_ends_the_start_naming_the_limit(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    port = free_port(udp=True, tcp=True)
+    done = _run(deep, f'[sip]\nlisten = "127.0.0.1"\nudp_port = {port}\ntcp_port = {port}\n')
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert (
+        "appliance: cannot start:" in done.stderr
+        and "over the 107 a Unix socket path may have" in done.stderr
+    )
+    assert "appliance ready" not in done.stdout
