@@ -148,7 +148,7 @@ def _scan_item(data: bytes, pos: int, depth: int) -> int:
 # --- field readers ----------------------------------------------------------------------------------
 
 
-class _Fields:
+class Fields:
     """Typed access to one decoded map; every failure names the field's path."""
 
     def __init__(self, raw: Mapping[Any, Any], path: str) -> None:
@@ -194,11 +194,11 @@ class _Fields:
             raise ControlDecodeError("expected true or false", path=f"{self.path}.{key}")
         return value
 
-    def fields(self, key: str) -> _Fields:
+    def fields(self, key: str) -> Fields:
         value = self._get(key)
         if not isinstance(value, dict):
             raise ControlDecodeError("expected map", path=f"{self.path}.{key}")
-        return _Fields(value, f"{self.path}.{key}")
+        return Fields(value, f"{self.path}.{key}")
 
     def direction(self, key: str) -> Direction:
         value = self.text(key)
@@ -229,13 +229,13 @@ def _uint(value: Any, path: str, limit: int) -> int:
     return value
 
 
-def _flags(f: _Fields) -> tuple[str, ...]:
+def _flags(f: Fields) -> tuple[str, ...]:
     items = f.array("flags")
     return tuple(_text(item, f"{f.path}.flags[{i}]") for i, item in enumerate(items))
 
 
-def _sdp_command(cls: type[Offer | Answer | Update]) -> Callable[[_Fields], Message]:
-    def build(f: _Fields) -> Message:
+def _sdp_command(cls: type[Offer | Answer | Update]) -> Callable[[Fields], Message]:
+    def build(f: Fields) -> Message:
         return cls(
             request_id=f.uint("request_id", limit=MAX_REQUEST_ID),
             call_id=f.text("call_id"),
@@ -253,17 +253,17 @@ def _endpoint(value: Any, path: str) -> tuple[str, int]:
     return _text(value[0], f"{path}[0]"), _uint(value[1], f"{path}[1]", 65535)
 
 
-def _optional_pt(f: _Fields, key: str) -> int | None:
+def _optional_pt(f: Fields, key: str) -> int | None:
     return f.uint(key, limit=127) if f.has(key) else None
 
 
-def _srtp(f: _Fields) -> SrtpKeys:
+def _srtp(f: Fields) -> SrtpKeys:
     keys = SrtpKeys(suite=f.text("suite"), local_key=f.text("local_key"), remote_key=f.text("remote_key"))
     f.done()
     return keys
 
 
-def _leg_timeout(f: _Fields) -> float | None:
+def _leg_timeout(f: Fields) -> float | None:
     if not f.has("timeout"):
         return None
     timeout = f.number("timeout")
@@ -272,7 +272,7 @@ def _leg_timeout(f: _Fields) -> float | None:
     return timeout
 
 
-def _leg_spec(f: _Fields) -> LegSpec:
+def _leg_spec(f: Fields) -> LegSpec:
     spec = LegSpec(
         local_port=f.uint("local_port", limit=65535),
         remote=_endpoint(f.array("remote"), f"{f.path}.remote") if f.has("remote") else None,
@@ -288,7 +288,7 @@ def _leg_spec(f: _Fields) -> LegSpec:
     return spec
 
 
-def _set_leg(f: _Fields) -> Message:
+def _set_leg(f: Fields) -> Message:
     return SetLeg(
         request_id=f.uint("request_id", limit=MAX_REQUEST_ID),
         call_id=f.text("call_id"),
@@ -298,7 +298,7 @@ def _set_leg(f: _Fields) -> Message:
     )
 
 
-def _delete(f: _Fields) -> Message:
+def _delete(f: Fields) -> Message:
     return Delete(
         request_id=f.uint("request_id", limit=MAX_REQUEST_ID),
         call_id=f.text("call_id"),
@@ -306,15 +306,15 @@ def _delete(f: _Fields) -> Message:
     )
 
 
-def _query(f: _Fields) -> Message:
+def _query(f: Fields) -> Message:
     return Query(request_id=f.uint("request_id", limit=MAX_REQUEST_ID), call_id=f.text("call_id"))
 
 
-def _ping(f: _Fields) -> Message:
+def _ping(f: Fields) -> Message:
     return Ping(request_id=f.uint("request_id", limit=MAX_REQUEST_ID))
 
 
-def _play(f: _Fields) -> Message:
+def _play(f: Fields) -> Message:
     request_id, call_id, leg = f.uint("request_id", limit=MAX_REQUEST_ID), f.text("call_id"), f.text("leg")
     play_id = f.uint("play_id")
     items = f.array("files")
@@ -326,7 +326,7 @@ def _play(f: _Fields) -> Message:
     return Play(call_id, leg, play_id, files, barge_in, loop, request_id)
 
 
-def _record(f: _Fields) -> Message:
+def _record(f: Fields) -> Message:
     request_id, call_id, leg = f.uint("request_id", limit=MAX_REQUEST_ID), f.text("call_id"), f.text("leg")
     record_id = f.text("record_id")
     if RECORD_ID.fullmatch(record_id) is None:
@@ -346,8 +346,8 @@ def _record(f: _Fields) -> Message:
     )
 
 
-def _leg_command(cls: type[StopMedia | DropLeg]) -> Callable[[_Fields], Message]:
-    def build(f: _Fields) -> Message:
+def _leg_command(cls: type[StopMedia | DropLeg]) -> Callable[[Fields], Message]:
+    def build(f: Fields) -> Message:
         return cls(
             request_id=f.uint("request_id", limit=MAX_REQUEST_ID),
             call_id=f.text("call_id"),
@@ -360,7 +360,7 @@ def _leg_command(cls: type[StopMedia | DropLeg]) -> Callable[[_Fields], Message]
 def _stream(value: Any, path: str) -> StreamStats:
     if not isinstance(value, dict):
         raise ControlDecodeError("expected map", path=path)
-    f = _Fields(value, path)
+    f = Fields(value, path)
     stats = StreamStats(
         leg=f.text("leg"),
         direction=f.direction("direction"),
@@ -373,7 +373,7 @@ def _stream(value: Any, path: str) -> StreamStats:
     return stats
 
 
-def _ok(f: _Fields) -> Message:
+def _ok(f: Fields) -> Message:
     request_id = f.uint("request_id", limit=MAX_REQUEST_ID)
     sdp = f.text("sdp") if f.has("sdp") else None
     ports = None
@@ -386,7 +386,7 @@ def _ok(f: _Fields) -> Message:
     return Ok(request_id=request_id, sdp=sdp, ports=ports, stats=stats, recording=recording)
 
 
-def _error(f: _Fields) -> Message:
+def _error(f: Fields) -> Message:
     return Error(
         request_id=f.uint("request_id", limit=MAX_REQUEST_ID),
         code=f.uint("code", limit=0xFFFF),
@@ -394,7 +394,7 @@ def _error(f: _Fields) -> Message:
     )
 
 
-def _media_timeout(f: _Fields) -> Message:
+def _media_timeout(f: Fields) -> Message:
     return MediaTimeout(
         call_id=f.text("call_id"),
         leg=f.text("leg"),
@@ -404,7 +404,7 @@ def _media_timeout(f: _Fields) -> Message:
     )
 
 
-def _dtmf(f: _Fields) -> Message:
+def _dtmf(f: Fields) -> Message:
     digit = f.text("digit")
     if digit not in DTMF_DIGITS:
         raise ControlDecodeError(f"not a DTMF digit {digit!r}", path=f"{f.path}.digit")
@@ -413,7 +413,7 @@ def _dtmf(f: _Fields) -> Message:
     )
 
 
-def _first_packet(f: _Fields) -> Message:
+def _first_packet(f: Fields) -> Message:
     call_id, leg, direction = f.text("call_id"), f.text("leg"), f.direction("direction")
     source = f.array("source")
     if len(source) != 2:
@@ -423,7 +423,7 @@ def _first_packet(f: _Fields) -> Message:
     return FirstPacket(call_id=call_id, leg=leg, direction=direction, source=(host, port))
 
 
-def _ssrc_changed(f: _Fields) -> Message:
+def _ssrc_changed(f: Fields) -> Message:
     return SsrcChanged(
         call_id=f.text("call_id"),
         leg=f.text("leg"),
@@ -433,7 +433,7 @@ def _ssrc_changed(f: _Fields) -> Message:
     )
 
 
-def _worker_stats(f: _Fields) -> Message:
+def _worker_stats(f: Fields) -> Message:
     return WorkerStats(
         worker_id=f.uint("worker_id"),
         calls=f.uint("calls"),
@@ -444,8 +444,8 @@ def _worker_stats(f: _Fields) -> Message:
     )
 
 
-def _drop_reasons(f: _Fields) -> tuple[tuple[str, int], ...]:
-    # _Fields already refused non-text keys; every key is a reason and every value a counter.
+def _drop_reasons(f: Fields) -> tuple[tuple[str, int], ...]:
+    # Fields already refused non-text keys; every key is a reason and every value a counter.
     out = []
     for reason, count in f.raw.items():
         _text(reason, f"{f.path}")
@@ -453,14 +453,14 @@ def _drop_reasons(f: _Fields) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
-def _reason(f: _Fields, allowed: frozenset[str]) -> str:
+def _reason(f: Fields, allowed: frozenset[str]) -> str:
     reason = f.text("reason")
     if reason not in allowed:
         raise ControlDecodeError(f"unknown reason {reason!r}", path=f"{f.path}.reason")
     return reason
 
 
-def _play_done(f: _Fields) -> Message:
+def _play_done(f: Fields) -> Message:
     call_id, leg, play_id = f.text("call_id"), f.text("leg"), f.uint("play_id")
     return PlayDone(call_id, leg, play_id, cast(PlayEndReason, _reason(f, PLAY_END_REASONS)))
 
@@ -468,7 +468,7 @@ def _play_done(f: _Fields) -> Message:
 _SHA256_HEX: Final = frozenset("0123456789abcdef")
 
 
-def _record_done(f: _Fields) -> Message:
+def _record_done(f: Fields) -> Message:
     call_id, leg, record_id = f.text("call_id"), f.text("leg"), f.text("record_id")
     reason = cast(RecordEndReason, _reason(f, RECORD_END_REASONS))
     duration, path, size = f.number("duration"), f.text("path", nonempty=False), f.uint("size")
@@ -480,7 +480,7 @@ def _record_done(f: _Fields) -> Message:
     )
 
 
-def _ports_reserved(f: _Fields) -> Message:
+def _ports_reserved(f: Fields) -> Message:
     first = f.uint("first_port", limit=65535)
     last = f.uint("last_port", limit=65535)
     if last < first:
@@ -499,7 +499,7 @@ def _ports_reserved(f: _Fields) -> Message:
 
 
 # The wire name of each message type, and how it is read; dispatch is by this table (STYLE.md rule 15).
-_DECODERS: Final[Mapping[str, Callable[[_Fields], Message]]] = {
+_DECODERS: Final[Mapping[str, Callable[[Fields], Message]]] = {
     "set_leg": _set_leg,
     "offer": _sdp_command(Offer),
     "answer": _sdp_command(Answer),
@@ -549,6 +549,7 @@ _TYPE_NAMES: Final[Mapping[type, str]] = {
 
 
 _M = TypeVar("_M")
+_E = TypeVar("_E")
 
 
 def decode(data: bytes) -> Message:
@@ -556,7 +557,7 @@ def decode(data: bytes) -> Message:
     return decode_with(data, _DECODERS)
 
 
-def decode_with(data: bytes, decoders: Mapping[str, Callable[[_Fields], _M]]) -> _M:
+def decode_with(data: bytes, decoders: Mapping[str, Callable[[Fields], _M]]) -> _M:
     """Decode one datagram of a protocol built on this one's framing (the TDM worker's): the scan, then
     the decoder ``decoders`` holds for its ``type``, which must use every key."""
     _scan(data)
@@ -574,7 +575,7 @@ def decode_with(data: bytes, decoders: Mapping[str, Callable[[_Fields], _M]]) ->
     decoder = decoders.get(kind)
     if decoder is None:
         raise ControlDecodeError(f"unknown message type {kind!r}", path="type")
-    fields = _Fields(raw, kind)
+    fields = Fields(raw, kind)
     fields.used.add("type")
     message = decoder(fields)
     fields.done()
@@ -688,7 +689,13 @@ def _to_map(msg: Message) -> dict[str, Any]:
 def encode(msg: Message) -> bytes:
     """Encode one message as one datagram. The message must be valid: :func:`decode` of the result gives
     back an equal message; an invalid one raises :class:`LocalProtocolError` rather than reach a peer."""
-    data = cbor2.dumps(_to_map(msg))
+    return encode_with(msg, _to_map, decode)
+
+
+def encode_with(msg: _E, to_map: Callable[[_E], dict[str, Any]], decode: Callable[[bytes], object]) -> bytes:
+    """Encode one message of a protocol built on this one's framing (the TDM worker's) with its
+    ``to_map``, refusing, as :func:`encode` does, one that ``decode`` would not give back equal."""
+    data = cbor2.dumps(to_map(msg))
     try:
         back = decode(data)
     except ControlDecodeError as exc:

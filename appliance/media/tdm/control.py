@@ -25,7 +25,7 @@ from typing import Any, Final
 
 import cbor2
 
-from appliance.media.control import _Fields, decode_with
+from appliance.media.control import Fields, decode_with, encode_with
 from appliance.media.control_events import MAX_MESSAGE_SIZE, ControlDecodeError, LocalProtocolError
 from appliance.media.tdm.frames import CODECS
 from hw.e1.links import B_TIMESLOTS
@@ -133,18 +133,18 @@ Event = Ready | LinkChanged
 Message = Command | Reply | Event
 
 
-def _timeslot(f: _Fields, key: str = "timeslot") -> int:
+def _timeslot(f: Fields, key: str = "timeslot") -> int:
     value = f.uint(key, limit=31)
     if value not in B_TIMESLOTS:
         raise ControlDecodeError(f"timeslot {value} cannot carry a B-channel", path=f"{f.path}.{key}")
     return value
 
 
-def _rid(f: _Fields) -> int:
+def _rid(f: Fields) -> int:
     return f.uint("request_id", limit=MAX_REQUEST_ID)
 
 
-def _uints(f: _Fields, key: str, limit: int) -> tuple[int, ...]:
+def _uints(f: Fields, key: str, limit: int) -> tuple[int, ...]:
     values = f.array(key)
     if len(values) > len(B_TIMESLOTS):
         raise ControlDecodeError("too many entries", path=f"{f.path}.{key}")
@@ -154,14 +154,14 @@ def _uints(f: _Fields, key: str, limit: int) -> tuple[int, ...]:
     return tuple(values)
 
 
-def _open(f: _Fields) -> Message:
+def _open(f: Fields) -> Message:
     codec = f.text("codec")
     if codec not in CODECS:
         raise ControlDecodeError(f"unknown codec {codec[:16]!r}", path=f"{f.path}.codec")
     return Open(_timeslot(f), codec, _rid(f))
 
 
-def _connect(f: _Fields) -> Message:
+def _connect(f: Fields) -> Message:
     host = f.text("host")
     if len(host) > MAX_TEXT:
         raise ControlDecodeError("too long", path=f"{f.path}.host")
@@ -169,13 +169,13 @@ def _connect(f: _Fields) -> Message:
     return Connect(_timeslot(f), host, port, f.uint("payload_type", limit=127), _rid(f))
 
 
-def _pacing(f: _Fields) -> Pacing:
+def _pacing(f: Fields) -> Pacing:
     return Pacing(
         f.number("p50_ms"), f.number("p99_ms"), f.number("max_ms"), f.uint("ticks"), f.uint("skipped")
     )
 
 
-def _stats_reply(f: _Fields) -> Message:
+def _stats_reply(f: Fields) -> Message:
     raw = f.fields("counters")
     if len(raw.raw) > MAX_COUNTERS:
         raise ControlDecodeError("too many counters", path=raw.path)
@@ -188,7 +188,7 @@ def _stats_reply(f: _Fields) -> Message:
     return StatsReply(_rid(f), counters, pacing, _uints(f, "open", 31), f.boolean("link_up"))
 
 
-def _ready(f: _Fields) -> Message:
+def _ready(f: Fields) -> Message:
     slots = _uints(f, "timeslots", 31)
     if any(slot not in B_TIMESLOTS for slot in slots) or len(set(slots)) != len(slots):
         raise ControlDecodeError("bad timeslot list", path=f"{f.path}.timeslots")
@@ -197,18 +197,18 @@ def _ready(f: _Fields) -> Message:
     )
 
 
-def _error(f: _Fields) -> Message:
+def _error(f: Fields) -> Message:
     reason = f.text("reason", nonempty=False)
     if len(reason) > MAX_TEXT:
         raise ControlDecodeError("too long", path=f"{f.path}.reason")
     return Error(_rid(f), f.uint("code", limit=0xFFFF), reason)
 
 
-def _ok(f: _Fields) -> Message:
+def _ok(f: Fields) -> Message:
     return Ok(_rid(f), f.uint("port", limit=0xFFFF) if f.has("port") else None)
 
 
-_DECODERS: Final[dict[str, Callable[[_Fields], Message]]] = {
+_DECODERS: Final[dict[str, Callable[[Fields], Message]]] = {
     "open": _open,
     "connect": _connect,
     "close": lambda f: Close(_timeslot(f), _rid(f)),
@@ -298,11 +298,4 @@ def _to_map(msg: Message) -> dict[str, Any]:
 def encode(msg: Message) -> bytes:
     """One message as one datagram; an invalid message raises :class:`LocalProtocolError` instead of
     reaching the peer (the output must decode back to ``msg``)."""
-    data = cbor2.dumps(_to_map(msg))
-    try:
-        back = decode(data)
-    except ControlDecodeError as exc:
-        raise LocalProtocolError(f"refusing to send an invalid message: {exc.reason}") from None
-    if back != msg:
-        raise LocalProtocolError(f"refusing to send a message that does not round-trip: {msg!r}")
-    return data
+    return encode_with(msg, _to_map, decode)
