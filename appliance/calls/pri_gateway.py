@@ -64,6 +64,7 @@ from appliance.calls.pri_leg import (
 )
 from appliance.calls.routing import RoutingTable
 from appliance.pri.errors import LocalProtocolError
+from appliance.pri.link import Q931Machine as LinkMachine
 from appliance.pri.numbers import NumberError, SpanNumbering, from_isdn, to_isdn
 from appliance.pri.q931_events import (
     CallAlerting,
@@ -93,17 +94,10 @@ _LEG_EVENTS: Final = (CallProceeding, CallAlerting, CallProgress, CallConnected)
 DIGIT_TIMEOUT: Final = 10.0
 
 
-class Q931Machine(Q931Commands, Protocol):
-    """What the gateway uses of :class:`appliance.pri.q931.Q931` beyond a leg's commands."""
+class Q931Machine(LinkMachine, Q931Commands, Protocol):
+    """What the gateway uses of :class:`appliance.pri.q931.Q931`: what the D-channel adapter drives, a
+    leg's commands, and placing and first answering calls."""
 
-    def link_established(self, now: float) -> None: ...
-    def link_released(self, now: float) -> None: ...
-    def physical_layer_lost(self, now: float) -> None: ...
-    def receive(self, data: bytes, now: float) -> None: ...
-    def data_to_send(self) -> list[bytes]: ...
-    def next_event(self) -> Q931Event | None: ...
-    def get_timer(self) -> float | None: ...
-    def handle_timer(self, now: float) -> None: ...
     def setup(
         self, *, called: PartyNumber, calling: PartyNumber | None = None, channel: int | None = None,
         exclusive: bool = False, bearer: BearerCapability = ..., sending_complete: bool = True,
