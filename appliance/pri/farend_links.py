@@ -17,12 +17,12 @@ import asyncio
 import contextlib
 import logging
 import os
-import select
 import socket
 from collections.abc import Callable
 from pathlib import Path
 
 from hw.e1.links import FRAME_OCTETS, MAX_LAPD_FRAME, BChannelHandler, DChannelHandler
+from hw.e1.seqpacket import PeerGone, read_message, send_message
 
 log = logging.getLogger(__name__)
 
@@ -92,19 +92,14 @@ class ClientLink:
         if sock is None:
             return
         try:
-            data = sock.recv(self._recv_size)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
+            data = read_message(sock, self._recv_size)
+        except PeerGone as exc:
             log.info("far end link %s lost: %s", self._path, exc)
             self._drop(notify=True)
             return
         if data:
             self.received += 1
             self._on_message(data)
-        elif _closed_by_peer(sock):
-            log.info("far end link %s closed by the appliance", self._path)
-            self._drop(notify=True)
 
     def send(self, message: bytes) -> None:
         sock = self._sock
@@ -112,16 +107,16 @@ class ClientLink:
             self.dropped += 1
             return
         try:
-            sock.send(message, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
-        except (BlockingIOError, InterruptedError):
-            self.dropped += 1
-            return
-        except OSError as exc:
+            sent = send_message(sock, message)
+        except PeerGone as exc:
             self.dropped += 1
             log.info("far end link %s lost on send: %s", self._path, exc)
             self._drop(notify=False)
             assert self._loop is not None
             self._loop.call_soon(self._on_change, False)  # not from inside the caller's send
+            return
+        if not sent:
+            self.dropped += 1
             return
         self.sent += 1
 
@@ -200,10 +195,3 @@ class FarEndBChannels:
             self.malformed += 1
             return
         self._handler.frame_received(data[0], data[1:])
-
-
-def _closed_by_peer(sock: socket.socket) -> bool:
-    """A zero-octet read is an empty message or the end of the connection; poll tells them apart."""
-    poller = select.poll()
-    poller.register(sock.fileno(), select.POLLIN | select.POLLRDHUP)
-    return any(mask & (select.POLLHUP | select.POLLRDHUP | select.POLLERR) for _, mask in poller.poll(0))

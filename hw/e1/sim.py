@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import select
 import socket
 import stat
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from typing import Final
 
 from hw.e1.errors import LinkUsageError
 from hw.e1.links import B_TIMESLOTS, FRAME_OCTETS, MAX_LAPD_FRAME, BChannelHandler, DChannelHandler
+from hw.e1.seqpacket import PeerGone, read_message, send_message
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,6 @@ SOCKET_MODE: Final = 0o660
 # what is left is read on the next turn): a flooding far end cannot starve the other spans.
 _READ_BATCH: Final = 64
 _B_MESSAGE: Final = 1 + FRAME_OCTETS
-_HANGUP: Final = select.POLLHUP | select.POLLRDHUP | select.POLLERR
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,16 +157,12 @@ class _SeqpacketLink:
             if conn is None:
                 return
             try:
-                data = conn.recv(self._recv_size)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # ECONNRESET and the like: the far end is gone
+                data = read_message(conn, self._recv_size)
+            except PeerGone as exc:
                 log.info("sim link %s: far end lost: %s", self._path, exc)
                 self._drop_connection(notify=True)
                 return
-            if not data and _hung_up(conn):
-                log.info("sim link %s: far end closed", self._path)
-                self._drop_connection(notify=True)
+            if data is None:
                 return
             if not data:
                 self._counts["rx_empty"] += 1
@@ -192,17 +187,17 @@ class _SeqpacketLink:
             self._counts["dropped_no_far_end"] += 1
             return
         try:
-            conn.send(message, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
-        except (BlockingIOError, InterruptedError):
-            self._counts["dropped_full"] += 1
-            return
-        except OSError as exc:  # EPIPE/ECONNRESET: the far end went away; its reader may not have run yet
+            sent = send_message(conn, message)
+        except PeerGone as exc:  # the far end went away; its reader may not have run yet
             self._counts["dropped_no_far_end"] += 1
             log.info("sim link %s: far end lost on send: %s", self._path, exc)
             self._drop_connection(notify=False)
             # Tell the handler from the loop, not from inside its own send call.
             assert self._loop is not None
             self._loop.call_soon(self._report_loss)
+            return
+        if not sent:
+            self._counts["dropped_full"] += 1
             return
         self._counts["sent"] += 1
 
@@ -303,13 +298,6 @@ class SimBChannels(_SeqpacketLink):
 
     def _link_changed(self, up: bool) -> None:
         self._handler.link_changed(up)
-
-
-def _hung_up(conn: socket.socket) -> bool:
-    """Tell a closed far end from an empty message: both read as zero octets on ``SOCK_SEQPACKET``."""
-    poller = select.poll()
-    poller.register(conn.fileno(), select.POLLIN | select.POLLRDHUP)
-    return any(mask & _HANGUP for _, mask in poller.poll(0))
 
 
 def _unlink_stale_socket(path: Path) -> None:
