@@ -14,7 +14,7 @@ import random
 import re
 import sqlite3
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,19 +41,25 @@ def span_config(ports: int = 400) -> str:
     raise OSError(f"no free range of {ports} UDP ports in 10000-19999")
 
 
-@contextlib.asynccontextmanager
-async def appliance_with_span(tmp_path: Path, config: str = "") -> AsyncIterator[RunningAppliance]:
-    """The appliance with its default span 1 (sim, user side); stopped on leaving, its stderr kept in
-    ``appliance.log`` and its tail printed (pytest shows it for a failing test).
-
-    Its stderr is read as it comes (:class:`RunningAppliance`): thirty calls log more than a pipe holds."""
-    app = start_appliance(tmp_path, config or span_config())
+@contextlib.contextmanager
+def logged_appliance(tmp_path: Path, config: str) -> Iterator[RunningAppliance]:
+    """The appliance on ``config``; stopped on leaving, its stderr kept in ``appliance.log`` and its tail
+    printed (pytest shows it for a failing test). Its stderr is read as it comes
+    (:class:`RunningAppliance`): thirty calls log more than a pipe holds."""
+    app = start_appliance(tmp_path, config)
     try:
         yield app
     finally:
         log = app.stop()
         (tmp_path / "appliance.log").write_text(log)
         print(f"appliance stderr (tail):\n{log[-6000:]}")
+
+
+@contextlib.asynccontextmanager
+async def appliance_with_span(tmp_path: Path, config: str = "") -> AsyncIterator[RunningAppliance]:
+    """The appliance with its default span 1 (sim, user side), as :func:`logged_appliance`."""
+    with logged_appliance(tmp_path, config or span_config()) as app:
+        yield app
 
 
 def span_dir(app: RunningAppliance) -> Path:

@@ -24,7 +24,14 @@ from appliance.sync.client import SyncClient
 from appliance.sync.client_types import ClientError
 from tests import sync_pki
 from tests.system.appliance_proc import RunningAppliance, start_appliance
-from tests.system.pri_helpers import eventually, outbox_events, span_config, span_metric, wireshark_errors
+from tests.system.pri_helpers import (
+    eventually,
+    logged_appliance,
+    outbox_events,
+    span_config,
+    span_metric,
+    wireshark_errors,
+)
 from tests.system.sipp import SIPP_BINARY, SippProcess
 
 pytestmark = pytest.mark.system
@@ -38,13 +45,8 @@ SCRIPT = CallScript(called="4930123456", called_type=TypeOfNumber.INTERNATIONAL,
 def appliance(tmp_path: Path) -> Iterator[RunningAppliance]:
     # No [[spans]] and the default RTP range: the span as `make run` has it (the other tests give span 1
     # a random port range of its own, so that appliances running side by side do not meet).
-    app = start_appliance(tmp_path)
-    try:
+    with logged_appliance(tmp_path, "") as app:
         yield app
-    finally:
-        log = app.stop()
-        (tmp_path / "appliance.log").write_text(log)
-        print(f"appliance stderr (tail):\n{log[-4000:]}")
 
 
 def check(rule: str, body: Any) -> None:
