@@ -12,13 +12,12 @@ over the wall time between them as % of one core. A child present in one sample 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from bench.servers import clock_ticks_per_second
+from bench.servers import ProcStats, clock_ticks_per_second
 
 TDM: Final = "tdm"
 MEDIA: Final = "media"
@@ -114,52 +113,21 @@ class CpuWindow:
 class ProcessCpu:
     """Samples the control process ``pid`` and its children (see the module docstring)."""
 
-    def __init__(self, pid: int, proc: Path = Path("/proc")) -> None:
+    def __init__(self, pid: int) -> None:
         self.pid = pid
-        self._proc = proc
 
     def sample(self) -> Sample:
         """One pass over ``/proc`` (a few milliseconds: the bench's loop is not reading meanwhile)."""
-        stats: dict[int, tuple[int, int, int]] = {}  # pid -> (parent, own ticks, reaped children's ticks)
-        for entry in os.listdir(self._proc):
-            if entry.isdigit() and (fields := self._stat(int(entry))) is not None:
-                own = int(fields[11]) + int(fields[12])
-                stats[int(entry)] = (int(fields[1]), own, int(fields[13]) + int(fields[14]))
-        tree: dict[int, list[int]] = {}
-        for pid, (parent, _, _) in stats.items():
-            tree.setdefault(parent, []).append(pid)
-        control = stats[self.pid][1] if self.pid in stats else 0
+        procs = ProcStats.read()
+        control = procs.stats[self.pid][1] if self.pid in procs.stats else 0
         children = {
-            child: (self._kind(child), _tree_ticks(child, stats, tree)) for child in tree.get(self.pid, ())
+            child: (self._kind(child), procs.tree_ticks(child)) for child in procs.children.get(self.pid, ())
         }
         return Sample(control, children)
 
-    def _stat(self, pid: int) -> list[str] | None:
-        """Fields after the command name (index 1 the parent, 11/12 utime/stime, 13/14 cutime/cstime,
-        proc(5))."""
-        try:
-            text = (self._proc / str(pid) / "stat").read_text()
-        except OSError:
-            return None
-        fields = text.rpartition(")")[2].split()
-        return fields if len(fields) > 14 else None
-
     def _kind(self, pid: int) -> str:
         try:
-            raw = (self._proc / str(pid) / "cmdline").read_bytes()
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             return OTHER
         return kind_of(raw.replace(b"\0", b" ").decode(errors="replace"))
-
-
-def _tree_ticks(root: int, stats: Mapping[int, tuple[int, int, int]], tree: Mapping[int, list[int]]) -> int:
-    """``root``'s and its live descendants' ticks, with what their reaped children used (as
-    :func:`bench.servers.tree_cpu_ticks`, from one pass over ``/proc``)."""
-    total, pending = 0, [root]
-    while pending:
-        pid = pending.pop()
-        if pid in stats:
-            _, own, reaped = stats[pid]
-            total += own + reaped
-            pending.extend(tree.get(pid, ()))
-    return total

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -53,34 +54,43 @@ def _stat(pid: int) -> list[str] | None:
     return text.rpartition(")")[2].split()
 
 
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        fields = _stat(int(entry))
-        if fields is not None and len(fields) > 1:
-            tree.setdefault(int(fields[1]), []).append(int(entry))
-    return tree
+@dataclass(frozen=True, slots=True)
+class ProcStats:
+    """One pass over ``/proc``: each process's parent, its own user + system ticks and its reaped
+    children's (``cutime`` + ``cstime``), and the children of each pid."""
+
+    stats: Mapping[int, tuple[int, int, int]]
+    children: Mapping[int, list[int]]
+
+    @classmethod
+    def read(cls) -> ProcStats:
+        stats: dict[int, tuple[int, int, int]] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and (fields := _stat(int(entry))) is not None and len(fields) > 14:
+                own = int(fields[11]) + int(fields[12])
+                stats[int(entry)] = (int(fields[1]), own, int(fields[13]) + int(fields[14]))
+        children: dict[int, list[int]] = {}
+        for pid, (parent, _, _) in stats.items():
+            children.setdefault(parent, []).append(pid)
+        return cls(stats, children)
+
+    def tree_ticks(self, root: int) -> int:
+        """User plus system CPU of ``root`` and every live descendant, plus what their reaped children
+        used. A child that exits between two samples moves from its own counters to its parent's
+        ``cutime``/``cstime``, so the difference of two samples stays right for servers that fork."""
+        total, pending = 0, [root]
+        while pending:
+            pid = pending.pop()
+            if pid in self.stats:
+                _, own, reaped = self.stats[pid]
+                total += own + reaped
+                pending.extend(self.children.get(pid, ()))
+        return total
 
 
 def tree_cpu_ticks(root: int) -> int:
-    """User plus system CPU of ``root`` and every live descendant, plus what their reaped children used.
-
-    A child that exits between two samples moves from its own counters to its parent's ``cutime``/
-    ``cstime``, so the difference of two samples stays right for servers that fork workers.
-    """
-    children = _children()
-    total = 0
-    pending = [root]
-    while pending:
-        pid = pending.pop()
-        fields = _stat(pid)
-        if fields is None or len(fields) < 15:
-            continue
-        total += sum(int(fields[i]) for i in (11, 12, 13, 14))
-        pending.extend(children.get(pid, ()))
-    return total
+    """:meth:`ProcStats.tree_ticks` of ``root`` now."""
+    return ProcStats.read().tree_ticks(root)
 
 
 # -- servers ----------------------------------------------------------------------------------------------
